@@ -1,0 +1,239 @@
+"""Configuration of the multi-timescale LSTM language model (``model_type="mtlstm"``).
+
+Every field is checked in one place, :meth:`MTLSTMConfig.validate_mtlstm_fields`, which
+``__init__`` and the model's constructor call; a bad value raises ``ValueError`` naming
+the field and the allowed values. This file travels to the Hub with the model, so it
+imports only torch, transformers and its own folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from .timescales import SCHEDULE_TYPES, normalize_schedule
+
+FROZEN_BIAS_CHOICES: tuple[str, ...] = ("forget_input", "all", "none")
+"""Which gate biases of a layer with imposed timescales are frozen:
+``forget_input`` (the forget and input gates, default), ``all`` (every gate of the layer,
+as the reference code does), ``none`` (timescales only initialise the biases)."""
+
+_DROPOUT_FIELDS: tuple[str, ...] = (
+    "embedding_dropout",
+    "input_dropout",
+    "hidden_dropout",
+    "output_dropout",
+    "weight_drop",
+)
+
+# The reference architecture (Mahto et al. 2021; HuthLab/multi-timescale-LSTM-LMs).
+_PAPER_ARCHITECTURE: dict[str, Any] = {
+    "vocab_size": 10000,
+    "embedding_size": 400,
+    "hidden_sizes": [1150, 1150, 400],
+    "tie_word_embeddings": True,
+    "timescale_schedules": [
+        {"type": "fixed", "values": [3.0, 4.0]},
+        {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "endpoint_free"},
+        {"type": "none"},
+    ],
+    "frozen_biases": "forget_input",
+    "embedding_dropout": 0.1,
+    "weight_drop": 0.5,
+    "output_dropout": 0.4,
+    "activation_regularization": 2.0,
+    "temporal_activation_regularization": 1.0,
+}
+_PTB_DROPOUTS = {"input_dropout": 0.4, "hidden_dropout": 0.25}
+_WIKITEXT2_DROPOUTS = {"input_dropout": 0.65, "hidden_dropout": 0.2, "vocab_size": 33278}
+_NO_TIMESCALES = {"timescale_schedules": None}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Multi-timescale model with the PTB recipe's dropouts (the class defaults).
+    "paper": {**_PAPER_ARCHITECTURE, **_PTB_DROPOUTS},
+    # The same network with no timescales imposed: the AWD-LSTM baseline.
+    "paper-baseline": {**_PAPER_ARCHITECTURE, **_PTB_DROPOUTS, **_NO_TIMESCALES},
+    "paper-wikitext2": {**_PAPER_ARCHITECTURE, **_WIKITEXT2_DROPOUTS},
+    "paper-wikitext2-baseline": {**_PAPER_ARCHITECTURE, **_WIKITEXT2_DROPOUTS, **_NO_TIMESCALES},
+}
+"""Named configurations; see :meth:`MTLSTMConfig.from_preset`."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class MTLSTMConfig(PretrainedConfig):
+    """Configuration of :class:`MTLSTMModel` / :class:`MTLSTMForCausalLM`.
+
+    The defaults are the paper's network and PTB dropouts (Mahto et al., ICLR 2021: 3
+    layers 1150/1150/400, embedding 400, tied output weights) with no timescales imposed,
+    i.e. the AWD-LSTM baseline. ``MTLSTMConfig.from_preset("paper")`` adds the
+    multi-timescale schedule: layer 1 half T=3 / half T=4, layer 2 inverse gamma(0.56, 1)
+    quantiles, layer 3 free.
+
+    Args:
+        vocab_size: number of token ids ``V`` (> 0).
+        embedding_size: word embedding width ``E`` (> 0).
+        hidden_sizes: one hidden size per LSTM layer (each > 0); the number of layers is its length.
+        tie_word_embeddings: share the output projection with the embedding; needs
+            ``hidden_sizes[-1] == embedding_size``.
+        embedding_dropout: probability of dropping a whole word from the embedding matrix
+            (AWD ``dropoute``), in ``[0, 1)``.
+        input_dropout: locked dropout on the embedding output (AWD ``dropouti``), ``[0, 1)``.
+        hidden_dropout: locked dropout between LSTM layers (AWD ``dropouth``), ``[0, 1)``.
+        output_dropout: locked dropout on the last layer's output (AWD ``dropout``), ``[0, 1)``.
+        weight_drop: DropConnect on the recurrent weights (AWD ``wdrop``), ``[0, 1)``.
+        activation_regularization: AR coefficient (alpha, >= 0) on the dropped last-layer
+            output, added to the training loss.
+        temporal_activation_regularization: TAR coefficient (beta, >= 0) on the raw
+            last-layer output, added to the training loss.
+        timescale_schedules: one schedule per layer (``None`` = no timescales anywhere);
+            each is a type name or dict with ``type`` in ``none``, ``fixed``,
+            ``inverse_gamma``, ``chrono``, ``explicit`` (see ``timescales.normalize_schedule``).
+            Stored normalised (dicts) so ``config.json`` is explicit.
+        frozen_biases: which biases of layers with a schedule are fixed: one of
+            ``forget_input`` (default), ``all`` (reference code), ``none``.
+        embedding_init_range: embedding weights start ``U(-r, r)`` (AWD uses 0.1), > 0.
+        pad_token_id, bos_token_id, eos_token_id: special token ids, ``None`` or in ``[0, V)``.
+        use_cache: return the recurrent state (``past_key_values``) by default.
+    """
+
+    model_type = "mtlstm"
+    keys_to_ignore_at_inference = ["past_key_values"]
+
+    def __init__(
+        self,
+        vocab_size: int = 10000,
+        embedding_size: int = 400,
+        hidden_sizes: list[int] | tuple[int, ...] = (1150, 1150, 400),
+        tie_word_embeddings: bool = True,
+        embedding_dropout: float = 0.1,
+        input_dropout: float = 0.4,
+        hidden_dropout: float = 0.25,
+        output_dropout: float = 0.4,
+        weight_drop: float = 0.5,
+        activation_regularization: float = 2.0,
+        temporal_activation_regularization: float = 1.0,
+        timescale_schedules: list[Any] | None = None,
+        frozen_biases: str = "forget_input",
+        embedding_init_range: float = 0.1,
+        pad_token_id: int | None = None,
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        use_cache: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.vocab_size = vocab_size
+        self.embedding_size = embedding_size
+        self.hidden_sizes = list(hidden_sizes) if isinstance(hidden_sizes, (list, tuple)) else hidden_sizes
+        self.embedding_dropout = embedding_dropout
+        self.input_dropout = input_dropout
+        self.hidden_dropout = hidden_dropout
+        self.output_dropout = output_dropout
+        self.weight_drop = weight_drop
+        self.activation_regularization = activation_regularization
+        self.temporal_activation_regularization = temporal_activation_regularization
+        self.timescale_schedules = timescale_schedules
+        self.frozen_biases = frozen_biases
+        self.embedding_init_range = embedding_init_range
+        self.pad_token_id = pad_token_id
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
+        self.use_cache = use_cache
+        self.tie_word_embeddings = tie_word_embeddings
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        self.validate_mtlstm_fields()
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.hidden_sizes)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "MTLSTMConfig":
+        """A named configuration (keys of :data:`PRESETS`), with field overrides.
+
+        ``paper`` reproduces the reference architecture with the PTB dropouts;
+        ``paper-baseline`` is the same network without timescales; the ``-wikitext2``
+        variants use the WikiText-2 vocabulary size and dropouts.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"preset: unknown name {name!r}; allowed values: {sorted(PRESETS)}.")
+        return cls(**{**copy.deepcopy(PRESETS[name]), **overrides})
+
+    def validate_architecture(self) -> None:  # hook of transformers' own ``config.validate()``
+        super().validate_architecture()
+        self.validate_mtlstm_fields()
+
+    def validate_mtlstm_fields(self) -> None:
+        """Check every field; normalise ``hidden_sizes`` and ``timescale_schedules``.
+
+        Raises:
+            ValueError: naming the field and its allowed values.
+        """
+        for field in ("vocab_size", "embedding_size"):
+            value = getattr(self, field)
+            if not _is_int(value) or value <= 0:
+                raise ValueError(f"{field} must be a positive integer, got {value!r}.")
+        sizes = self.hidden_sizes
+        if not isinstance(sizes, list) or not sizes:
+            raise ValueError(f"hidden_sizes must be a non-empty list of positive integers, got {sizes!r}.")
+        for index, size in enumerate(sizes):
+            if not _is_int(size) or size <= 0:
+                raise ValueError(f"hidden_sizes[{index}] must be a positive integer, got {size!r}.")
+        for field in _DROPOUT_FIELDS:
+            value = getattr(self, field)
+            if not _is_number(value) or not 0.0 <= value < 1.0:
+                raise ValueError(f"{field} must be a probability in [0, 1), got {value!r}.")
+        for field in ("activation_regularization", "temporal_activation_regularization"):
+            value = getattr(self, field)
+            if not _is_number(value) or not value >= 0.0 or math.isinf(value):
+                raise ValueError(f"{field} must be a finite number >= 0, got {value!r}.")
+        if not _is_number(self.embedding_init_range) or not self.embedding_init_range > 0:
+            raise ValueError(f"embedding_init_range must be a number > 0, got {self.embedding_init_range!r}.")
+        if not isinstance(self.tie_word_embeddings, bool):
+            raise ValueError(f"tie_word_embeddings must be True or False, got {self.tie_word_embeddings!r}.")
+        if self.tie_word_embeddings and sizes[-1] != self.embedding_size:
+            raise ValueError(
+                f"tie_word_embeddings=True needs hidden_sizes[-1] == embedding_size, got "
+                f"hidden_sizes[-1]={sizes[-1]} and embedding_size={self.embedding_size}; "
+                "allowed: make them equal or set tie_word_embeddings=False."
+            )
+        if self.frozen_biases not in FROZEN_BIAS_CHOICES:
+            raise ValueError(f"frozen_biases must be one of {list(FROZEN_BIAS_CHOICES)}, got {self.frozen_biases!r}.")
+        for field in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(self, field, None)
+            if value is not None and (not _is_int(value) or not 0 <= value < self.vocab_size):
+                raise ValueError(f"{field} must be None or an integer in [0, {self.vocab_size}), got {value!r}.")
+        schedules = self.timescale_schedules
+        if schedules is None:
+            schedules = ["none"] * len(sizes)
+        if isinstance(schedules, (str, dict)) or not isinstance(schedules, (list, tuple)):
+            raise ValueError(
+                "timescale_schedules must be None or a list with one schedule per layer "
+                f"(a type in {list(SCHEDULE_TYPES)} or a dict with 'type'), got {schedules!r}."
+            )
+        if len(schedules) != len(sizes):
+            raise ValueError(
+                f"timescale_schedules must have one entry per layer ({len(sizes)} = len(hidden_sizes)), "
+                f"got {len(schedules)}."
+            )
+        self.timescale_schedules = [
+            normalize_schedule(schedule, size, field=f"timescale_schedules[{index}]")
+            for index, (schedule, size) in enumerate(zip(schedules, sizes))
+        ]
+
+    def frozen_gates(self, layer_index: int) -> tuple[str, ...]:
+        """Names of the gate biases of layer ``layer_index`` that are fixed buffers."""
+        if self.timescale_schedules[layer_index]["type"] == "none" or self.frozen_biases == "none":
+            return ()
+        if self.frozen_biases == "all":
+            return ("input_gate", "forget_gate", "cell_candidate", "output_gate")
+        return ("input_gate", "forget_gate")

@@ -1,0 +1,395 @@
+"""Hugging Face wrapper of the multi-timescale LSTM language model (Mahto et al., ICLR 2021).
+
+A thin layer over :mod:`layers` (torch modules) and :mod:`recurrences` (pure functions):
+embedding -> stacked :class:`MTLSTMLayer` with AWD-LSTM dropouts -> tied softmax. The
+recurrent state travels as ``past_key_values`` (:class:`MTLSTMState`), which is what
+``generate()`` needs for greedy, sampling and beam search with a cache.
+
+This file travels to the Hub (``trust_remote_code=True``) together with the files it
+imports with ``from .x import y``; it may import only torch, transformers and them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache
+from transformers.utils import ModelOutput
+
+from .configuration_mtlstm import MTLSTMConfig
+from .layers import (
+    MTLSTMLayer,
+    activation_regularization,
+    embedding_dropout,
+    locked_dropout,
+    temporal_activation_regularization,
+)
+from .recurrences import restore_alignment, right_align
+from .state import MTLSTMState
+from .timescales import realize_timescales, timescale_from_forget_bias
+
+
+@dataclass
+class MTLSTMModelOutput(ModelOutput):
+    """Output of :class:`MTLSTMModel`.
+
+    Attributes:
+        last_hidden_state: ``(B, T, H_L)`` raw output of the last layer (no output dropout).
+        past_key_values: the recurrent state after the last valid step of each row
+            (``None`` when ``use_cache=False``).
+        hidden_states: with ``output_hidden_states``, ``L + 1`` tensors: the embedding fed to
+            layer 1 ``(B, T, E)`` and each layer's raw output ``(B, T, H_l)``.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    past_key_values: MTLSTMState | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class MTLSTMCausalLMOutput(ModelOutput):
+    """Output of :class:`MTLSTMForCausalLM`.
+
+    Attributes:
+        loss: training objective: mean token cross-entropy, plus AR/TAR penalties in
+            training mode when the config enables them.
+        logits: ``(B, T, V)`` next-token scores.
+        past_key_values, hidden_states: as in :class:`MTLSTMModelOutput`.
+        lm_loss: the cross-entropy alone (what perplexity is computed from).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    past_key_values: MTLSTMState | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    lm_loss: torch.FloatTensor | None = None
+
+
+class MTLSTMPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and shared class attributes of the MTLSTM models."""
+
+    config_class = MTLSTMConfig
+    config: MTLSTMConfig
+    base_model_prefix = "model"
+    _no_split_modules = ["MTLSTMLayer"]
+    # Timescale biases must survive a bf16 load exactly (they are tiny; the weights go bf16).
+    _keep_in_fp32_modules_strict = ["gate_biases"]
+    _is_stateful = True
+    supports_gradient_checkpointing = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        init_range = self.config.embedding_init_range
+        if isinstance(module, MTLSTMLayer):
+            schedule = self.config.timescale_schedules[module.layer_index]
+            timescales = realize_timescales(schedule, module.hidden_size)
+            tensors = dict(module.named_parameters()) | dict(module.named_buffers())
+            for name, value in module.initial_values(timescales).items():
+                init.copy_(tensors[name], value)
+        elif isinstance(module, nn.Embedding):
+            init.uniform_(module.weight, -init_range, init_range)
+        elif isinstance(module, nn.Linear):
+            # The output layer: AWD-LSTM starts its decoder bias at zero.
+            init.uniform_(module.weight, -init_range, init_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+
+    def assigned_timescales(self) -> list[torch.Tensor | None]:
+        """Per layer, the timescales ``T = -1 / ln sigmoid(b_f)`` (in tokens) implied by the current
+        forget biases, ``(H_l,)`` float64; ``None`` for layers with no timescale schedule.
+
+        These are the *assigned* timescales (Mahto et al. 2021, Sec. 3); timescales a trained
+        network actually uses are estimated from its gates by the analysis tools.
+        """
+        base = self.base_model
+        return [
+            None
+            if self.config.timescale_schedules[index]["type"] == "none"
+            else timescale_from_forget_bias(layer.gate_biases.forget_gate.detach().double().cpu())
+            for index, layer in enumerate(base.layers)
+        ]
+
+
+class MTLSTMModel(MTLSTMPreTrainedModel):
+    """Embedding and stacked multi-timescale LSTM layers, returning the last layer's output."""
+
+    def __init__(self, config: MTLSTMConfig) -> None:
+        super().__init__(config)
+        config.validate_mtlstm_fields()
+        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size)
+        input_sizes = [config.embedding_size] + config.hidden_sizes[:-1]
+        self.layers = nn.ModuleList(
+            MTLSTMLayer(
+                input_size,
+                hidden_size,
+                weight_drop=config.weight_drop,
+                frozen_gates=config.frozen_gates(index),
+                layer_index=index,
+            )
+            for index, (input_size, hidden_size) in enumerate(zip(input_sizes, config.hidden_sizes))
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings = value
+
+    def _embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        vocab_size = self.embeddings.num_embeddings
+        if input_ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"input_ids must be an integer tensor, got dtype {input_ids.dtype}.")
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= vocab_size:
+            raise ValueError(
+                f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got values from {low} to {high}."
+            )
+        weight = embedding_dropout(self.embeddings.weight, self.config.embedding_dropout, self.training)
+        return F.embedding(input_ids, weight)
+
+    def _initial_state(
+        self, past_key_values: Any, batch_size: int, inputs: torch.Tensor
+    ) -> MTLSTMState:
+        if isinstance(past_key_values, Cache) and past_key_values.get_seq_length() == 0:
+            past_key_values = None  # an empty foreign cache (e.g. generate()'s DynamicCache) means "no state"
+        if past_key_values is None:
+            return MTLSTMState.zeros(batch_size, self.config.hidden_sizes, device=inputs.device, dtype=inputs.dtype)
+        if not isinstance(past_key_values, MTLSTMState):
+            raise ValueError(
+                f"past_key_values must be an MTLSTMState returned by this model, got {type(past_key_values).__name__}."
+            )
+        if past_key_values.hidden_sizes != self.config.hidden_sizes:
+            raise ValueError(
+                f"past_key_values has hidden sizes {past_key_values.hidden_sizes}, but this model's layers have "
+                f"{self.config.hidden_sizes}: the state comes from another model."
+            )
+        if past_key_values.batch_size != batch_size:
+            raise ValueError(
+                f"past_key_values holds {past_key_values.batch_size} sequences but the input has batch size "
+                f"{batch_size}; they must match (select rows with state.select(...))."
+            )
+        return past_key_values.to(device=inputs.device, dtype=inputs.dtype)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        past_key_values: MTLSTMState | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> MTLSTMModelOutput | tuple:
+        """Run the stack over a chunk of tokens, continuing from ``past_key_values``.
+
+        Args:
+            input_ids: ``(B, T)`` token ids in ``[0, V)``; or give ``inputs_embeds (B, T, E)``
+                (then no word-level embedding dropout applies).
+            attention_mask: ``(B, T)``, 1 for tokens and 0 for padding; each row's ones must be
+                contiguous (left or right padding). Padded steps leave the state untouched and
+                give zero outputs.
+            past_key_values: the state returned by a previous call (``None`` = zeros).
+            use_cache: return the new state (default ``config.use_cache``).
+            output_hidden_states: also return every layer's output.
+            return_dict: return a :class:`MTLSTMModelOutput` (default) or a tuple.
+        """
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Give exactly one of input_ids (B, T) and inputs_embeds (B, T, E).")
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}.")
+            batch_size, num_steps = input_ids.shape
+        else:
+            if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.embedding_size:
+                raise ValueError(
+                    f"inputs_embeds must have shape (batch, sequence, {self.config.embedding_size}), "
+                    f"got {tuple(inputs_embeds.shape)}."
+                )
+            batch_size, num_steps = inputs_embeds.shape[:2]
+        if num_steps == 0 or batch_size == 0:
+            raise ValueError(f"The input is empty (batch {batch_size}, sequence length {num_steps}); give at least one token.")
+
+        embeddings = self._embed(input_ids) if input_ids is not None else inputs_embeds
+        embeddings = locked_dropout(embeddings, self.config.input_dropout, self.training)
+        state = self._initial_state(past_key_values, batch_size, embeddings)
+
+        lengths = starts = None
+        if attention_mask is not None:
+            if attention_mask.shape != (batch_size, num_steps):
+                raise ValueError(
+                    f"attention_mask must have shape {(batch_size, num_steps)} like the input, got {tuple(attention_mask.shape)}."
+                )
+            if not bool(attention_mask.all()):
+                gather_index, lengths, starts = right_align(attention_mask)
+                embeddings = embeddings.gather(1, gather_index[:, :, None].expand_as(embeddings))
+
+        def in_input_alignment(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor if lengths is None else restore_alignment(tensor, lengths, starts)
+
+        all_hidden_states: list[torch.Tensor] = [in_input_alignment(embeddings)] if output_hidden_states else []
+        layer_input = embeddings
+        final_hidden, final_cell = [], []
+        last_index = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            layer_output, hidden, cell = layer(layer_input, state.hidden[index], state.cell[index], lengths)
+            final_hidden.append(hidden)
+            final_cell.append(cell)
+            if output_hidden_states:
+                all_hidden_states.append(in_input_alignment(layer_output))
+            layer_input = layer_output
+            if index != last_index:
+                layer_input = locked_dropout(layer_output, self.config.hidden_dropout, self.training)
+
+        last_hidden_state = all_hidden_states[-1] if output_hidden_states else in_input_alignment(layer_input)
+        new_state = MTLSTMState(final_hidden, final_cell, state.seen_tokens + num_steps) if use_cache else None
+        hidden_states = tuple(all_hidden_states) if output_hidden_states else None
+        if not return_dict:
+            return tuple(value for value in (last_hidden_state, new_state, hidden_states) if value is not None)
+        return MTLSTMModelOutput(
+            last_hidden_state=last_hidden_state, past_key_values=new_state, hidden_states=hidden_states
+        )
+
+
+class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
+    """:class:`MTLSTMModel` with a (tied) softmax output layer; trains with ``labels`` and generates."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embeddings.weight"}
+
+    def __init__(self, config: MTLSTMConfig) -> None:
+        super().__init__(config)
+        self.model = MTLSTMModel(config)
+        self.lm_head = nn.Linear(config.hidden_sizes[-1], config.vocab_size, bias=True)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embeddings = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head = new_embeddings
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # The state is our own object; generate() must not create a key/value cache.
+        return False
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        past_key_values: MTLSTMState | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Feed only the tokens the state has not consumed yet (all of them without a state)."""
+        has_state = isinstance(past_key_values, MTLSTMState)
+        model_inputs: dict[str, Any] = {"use_cache": use_cache, "past_key_values": past_key_values if has_state else None}
+        if has_state:
+            consumed = past_key_values.get_seq_length()
+            model_inputs["input_ids"] = input_ids[:, consumed:]
+            if attention_mask is not None:
+                model_inputs["attention_mask"] = attention_mask[:, consumed:]
+        else:
+            if inputs_embeds is not None and inputs_embeds.shape[1] == input_ids.shape[1]:
+                model_inputs["inputs_embeds"] = inputs_embeds
+            elif inputs_embeds is not None and input_ids.shape[1] == 0:
+                model_inputs["inputs_embeds"] = inputs_embeds
+            else:
+                model_inputs["input_ids"] = input_ids
+            if attention_mask is not None:
+                model_inputs["attention_mask"] = attention_mask
+        return model_inputs
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        past_key_values: MTLSTMState | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int = 0,
+        **kwargs: Any,
+    ) -> MTLSTMCausalLMOutput | tuple:
+        """Next-token logits, and the loss when ``labels`` are given.
+
+        ``labels (B, T)`` follow the transformers convention: they are shifted inside the
+        loss (token ``t`` predicts ``labels[t + 1]``), ``-100`` is ignored. Training code
+        whose targets are already aligned (AWD-style windows) passes ``shift_labels`` instead.
+        ``logits_to_keep=k`` computes logits for the last ``k`` steps only (0 = all).
+        In training mode the loss adds ``activation_regularization * mean(dropped^2)`` and
+        ``temporal_activation_regularization * mean((h_t - h_{t-1})^2)`` (Merity et al. 2018).
+        """
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        raw_output = outputs.last_hidden_state
+        dropped_output = locked_dropout(raw_output, self.config.output_dropout, self.training)
+        kept = slice(-logits_to_keep, None) if logits_to_keep else slice(None)
+        logits = self.lm_head(dropped_output[:, kept])
+
+        loss = lm_loss = None
+        if labels is not None or kwargs.get("shift_labels") is not None:
+            lm_loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
+            loss = lm_loss
+            if self.training and self.config.activation_regularization > 0:
+                loss = loss + activation_regularization(dropped_output, self.config.activation_regularization)
+            if self.training and self.config.temporal_activation_regularization > 0:
+                loss = loss + temporal_activation_regularization(
+                    raw_output, self.config.temporal_activation_regularization
+                )
+
+        if not return_dict:
+            values = (loss, logits, outputs.past_key_values, outputs.hidden_states)
+            return tuple(value for value in values if value is not None)
+        return MTLSTMCausalLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            lm_loss=lm_loss,
+        )
+
+
+# save_pretrained / push_to_hub copy these files so that checkpoints load with
+# trust_remote_code=True where mtlstm_hf is not installed.
+MTLSTMConfig.register_for_auto_class()
+MTLSTMModel.register_for_auto_class("AutoModel")
+MTLSTMForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+
+__all__ = [
+    "MTLSTMCausalLMOutput",
+    "MTLSTMForCausalLM",
+    "MTLSTMModel",
+    "MTLSTMModelOutput",
+    "MTLSTMPreTrainedModel",
+]

@@ -1,0 +1,146 @@
+"""Recurrences of one LSTM layer over a whole sequence, as pure torch functions.
+
+No ``nn.Module`` and no Hugging Face code lives here: these are the operations the
+layers in :mod:`layers` compose. This file travels to the Hub with the model, so it
+imports only torch.
+
+Conventions used throughout:
+
+* tensors are batch-first: inputs ``(B, T, E)``, outputs ``(B, T, H)``, states ``(B, H)``;
+* gate order inside stacked weights is PyTorch's ``i, f, g, o`` (input gate, forget gate,
+  cell candidate ``c~``, output gate);
+* padding is handled *right-aligned*: row ``b`` holds ``lengths[b]`` valid steps at the
+  start and padding after them. Padded steps leave the state untouched and produce
+  zero outputs. :func:`right_align` / :func:`restore_alignment` convert an arbitrary
+  ``attention_mask`` whose ones form one contiguous run per row (left padding, right
+  padding or both) to and from that layout.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+def lstm_sequence(
+    inputs: torch.Tensor,
+    initial_hidden: torch.Tensor,
+    initial_cell: torch.Tensor,
+    weight_ih: torch.Tensor,
+    weight_hh: torch.Tensor,
+    bias: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the standard LSTM over a sequence on PyTorch's fused kernel.
+
+    Implements (Hochreiter & Schmidhuber 1997; Mahto et al. 2021, eq. 1)::
+
+        i_t = sigmoid(W_ii x_t + W_hi h_{t-1} + b_i)
+        f_t = sigmoid(W_if x_t + W_hf h_{t-1} + b_f)
+        g_t = tanh   (W_ig x_t + W_hg h_{t-1} + b_g)      # c~_t
+        o_t = sigmoid(W_io x_t + W_ho h_{t-1} + b_o)
+        c_t = f_t * c_{t-1} + i_t * g_t
+        h_t = o_t * tanh(c_t)
+
+    The weights are passed in every call (not owned by a module) so that callers can
+    compose them first, e.g. DropConnect on ``weight_hh`` that stays differentiable with
+    respect to the raw weight.
+
+    Args:
+        inputs: ``(B, T, E)``.
+        initial_hidden, initial_cell: ``(B, H)``.
+        weight_ih: ``(4H, E)``, rows ``i, f, g, o``.
+        weight_hh: ``(4H, H)``, rows ``i, f, g, o``.
+        bias: ``(4H,)`` the single bias vector (PyTorch's two bias vectors summed).
+        lengths: optional ``(B,)`` number of valid leading steps per row (right-aligned
+            padding). ``None`` means every step is valid (the fast, unpacked path).
+
+    Returns:
+        ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, H))``; with ``lengths``
+        the final state of row ``b`` is the state after its last valid step (the initial
+        state when ``lengths[b] == 0``) and outputs at padded steps are zero.
+    """
+    # The fused op wants PyTorch's two bias vectors; the second one is zero.
+    weights = [weight_ih, weight_hh, bias, torch.zeros_like(bias)]
+    if lengths is None:
+        hx = (initial_hidden.unsqueeze(0), initial_cell.unsqueeze(0))
+        outputs, final_hidden, final_cell = torch.lstm(
+            inputs, hx, weights, True, 1, 0.0, False, False, True
+        )
+        return outputs, final_hidden.squeeze(0), final_cell.squeeze(0)
+
+    batch_size, total_steps, _ = inputs.shape
+    active_rows = torch.nonzero(lengths > 0).flatten()
+    if active_rows.numel() == 0:
+        # Nothing valid in this chunk: the state is carried through untouched.
+        outputs = inputs.new_zeros(batch_size, total_steps, weight_hh.shape[1])
+        return outputs, initial_hidden, initial_cell
+    packed = pack_padded_sequence(
+        inputs[active_rows], lengths[active_rows].cpu(), batch_first=True, enforce_sorted=False
+    )
+    # pack_padded_sequence sorts rows by length; the initial state must follow that order.
+    order = packed.sorted_indices
+    hx = (
+        initial_hidden[active_rows][order].unsqueeze(0),
+        initial_cell[active_rows][order].unsqueeze(0),
+    )
+    packed_outputs, final_hidden, final_cell = torch.lstm(
+        packed.data, packed.batch_sizes, hx, weights, True, 1, 0.0, False, False
+    )
+    packed_outputs = packed._replace(data=packed_outputs)
+    active_outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=total_steps)
+    unsort = packed.unsorted_indices
+    outputs = inputs.new_zeros(batch_size, total_steps, weight_hh.shape[1])
+    outputs = outputs.index_copy(0, active_rows, active_outputs)
+    final_hidden = initial_hidden.index_copy(0, active_rows, final_hidden.squeeze(0)[unsort])
+    final_cell = initial_cell.index_copy(0, active_rows, final_cell.squeeze(0)[unsort])
+    return outputs, final_hidden, final_cell
+
+
+def right_align(
+    attention_mask: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Locate each row's contiguous run of valid steps in an attention mask.
+
+    Args:
+        attention_mask: ``(B, T)``, 1 (or True) for real tokens, 0 for padding. The ones of
+            each row must form a single contiguous run (left padding, right padding or
+            both); a recurrent model has no meaning for holes inside a sequence.
+
+    Returns:
+        ``(gather_index (B, T), lengths (B,), starts (B,))``: ``gather_index[b, s]`` is the
+        position of the ``s``-th valid step of row ``b`` (clamped to ``T-1`` past its
+        length), so that ``x.gather(1, gather_index)`` moves the valid steps to the front.
+
+    Raises:
+        ValueError: if a row's valid steps are not contiguous or the mask is not 0/1.
+    """
+    mask = attention_mask.bool() if attention_mask.dtype != torch.bool else attention_mask
+    if attention_mask.dtype != torch.bool and not torch.equal(mask.to(attention_mask.dtype), attention_mask):
+        raise ValueError("attention_mask must contain only 0 (padding) and 1 (token) values.")
+    total_steps = mask.shape[1]
+    positions = torch.arange(total_steps, device=mask.device)
+    lengths = mask.sum(dim=1)
+    # First valid position of each row (T for an all-padding row).
+    starts = torch.where(mask, positions, total_steps).amin(dim=1)
+    expected = (positions >= starts[:, None]) & (positions < (starts + lengths)[:, None])
+    if not torch.equal(expected, mask):
+        raise ValueError(
+            "attention_mask: each row's ones must form one contiguous run (left or right padding); "
+            "padding inside a sequence is not supported by a recurrent model."
+        )
+    gather_index = (starts[:, None] + positions).clamp(max=total_steps - 1)
+    return gather_index, lengths, starts
+
+
+def restore_alignment(
+    right_aligned: torch.Tensor, lengths: torch.Tensor, starts: torch.Tensor
+) -> torch.Tensor:
+    """Inverse of :func:`right_align` for a ``(B, T, H)`` tensor: padded steps become zero."""
+    batch_size, total_steps, _ = right_aligned.shape
+    positions = torch.arange(total_steps, device=right_aligned.device)
+    source = positions[None, :] - starts[:, None]  # step s of the aligned row lands at start + s
+    valid = (source >= 0) & (source < lengths[:, None])
+    source = source.clamp(0, total_steps - 1)
+    restored = right_aligned.gather(1, source[:, :, None].expand_as(right_aligned))
+    return restored * valid[:, :, None].to(restored.dtype)

@@ -1,0 +1,84 @@
+"""The recurrent state of a stacked LSTM, passed to and returned by the model as ``past_key_values``.
+
+An LSTM needs no growing key/value cache: its whole memory of the past is ``(h, c)``
+per layer. ``generate()`` only requires the object to be reorderable for beam search
+(``reorder_cache``) and to report how many tokens it has consumed (``get_seq_length``).
+This file travels to the Hub with the model, so it imports only torch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class MTLSTMState:
+    """Per-layer ``(hidden, cell)`` states, each ``(B, H_l)``, plus the number of tokens seen.
+
+    The model never mutates a state it was given: every forward returns a new object,
+    so the same state can be reused to branch a continuation. ``reorder_cache`` is the
+    one in-place operation (``generate()`` calls it for beam search).
+
+    Args:
+        hidden: one ``(B, H_l)`` tensor per layer.
+        cell: one ``(B, H_l)`` tensor per layer.
+        seen_tokens: number of time steps consumed so far (for ``get_seq_length``).
+    """
+
+    is_compileable = False  # generate() asks caches this
+
+    def __init__(self, hidden: list[torch.Tensor], cell: list[torch.Tensor], seen_tokens: int = 0) -> None:
+        if len(hidden) != len(cell):
+            raise ValueError(f"MTLSTMState: got {len(hidden)} hidden and {len(cell)} cell tensors; need one per layer each.")
+        self.hidden = list(hidden)
+        self.cell = list(cell)
+        self.seen_tokens = seen_tokens
+
+    @classmethod
+    def zeros(
+        cls, batch_size: int, hidden_sizes: list[int], device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> "MTLSTMState":
+        """The all-zero initial state (what the model uses when no state is passed)."""
+        hidden = [torch.zeros(batch_size, size, device=device, dtype=dtype) for size in hidden_sizes]
+        cell = [torch.zeros(batch_size, size, device=device, dtype=dtype) for size in hidden_sizes]
+        return cls(hidden, cell, 0)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.hidden)
+
+    @property
+    def batch_size(self) -> int:
+        return self.hidden[0].shape[0]
+
+    @property
+    def hidden_sizes(self) -> list[int]:
+        return [h.shape[-1] for h in self.hidden]
+
+    def __len__(self) -> int:
+        return self.num_layers
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Number of tokens consumed so far (the same for every layer)."""
+        return self.seen_tokens
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Select batch rows in place (beam search keeps the surviving beams)."""
+        self.hidden = [h.index_select(0, beam_idx.to(h.device)) for h in self.hidden]
+        self.cell = [c.index_select(0, beam_idx.to(c.device)) for c in self.cell]
+
+    def detach(self) -> "MTLSTMState":
+        """A copy cut from the autograd graph (truncated BPTT: carry the state, not its history)."""
+        return MTLSTMState([h.detach() for h in self.hidden], [c.detach() for c in self.cell], self.seen_tokens)
+
+    def to(self, *args, **kwargs) -> "MTLSTMState":
+        """A copy with every tensor moved/cast like ``Tensor.to``."""
+        return MTLSTMState(
+            [h.to(*args, **kwargs) for h in self.hidden], [c.to(*args, **kwargs) for c in self.cell], self.seen_tokens
+        )
+
+    def select(self, rows: torch.Tensor | slice) -> "MTLSTMState":
+        """A new state holding only some batch rows."""
+        return MTLSTMState([h[rows] for h in self.hidden], [c[rows] for c in self.cell], self.seen_tokens)
+
+    def __repr__(self) -> str:
+        return f"MTLSTMState(layers={self.num_layers}, batch_size={self.batch_size}, hidden_sizes={self.hidden_sizes}, seen_tokens={self.seen_tokens})"

@@ -1,0 +1,519 @@
+"""Timescale math for multi-timescale LSTMs (Mahto et al., ICLR 2021).
+
+Pure functions, no ``nn.Module`` and no Hugging Face code. This file is shipped
+to the Hub as remote code, so it imports only the Python standard library and
+``torch``.
+
+Units and conventions
+---------------------
+* A *timescale* ``T`` is measured in tokens (recurrent steps). With no new
+  input an LSTM cell decays as ``c_t = f**t * c_0 = exp(-t / T) * c_0``, so a
+  unit with forget-gate value ``f`` has timescale ``T = -1 / ln f``.
+* Since ``f = sigmoid(b_f)``, the forget-gate bias for a timescale is
+  ``b_f = -ln(exp(1 / T) - 1)`` (paper, Sec. 3). Examples: ``T = 3`` gives
+  ``b_f = 0.9273`` (``f = 0.7165``); ``T = 4`` gives ``b_f = 1.2587``
+  (``f = 0.7788``).
+* ``T = 0`` means "forget everything at once" (``f = 0``, ``b_f = -inf``);
+  ``T = inf`` means "never forget" (``f = 1``, ``b_f = +inf``).
+* A population of units with ``T ~ InverseGamma(alpha, beta)`` decays on
+  average as the power law ``(1 + t / beta) ** -alpha`` (paper, Sec. 3.1).
+
+All tensor-valued functions return ``torch.float64`` tensors with the shape
+(and device) of their main input; Python scalars give 0-d tensors.
+
+Schedules
+---------
+A *schedule* says how one LSTM layer's per-unit timescales are chosen; see
+:func:`normalize_schedule` for the accepted specs and :func:`realize_timescales`
+to turn a spec into an ``(hidden_size,)`` tensor of timescales.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+__all__ = [
+    "SCHEDULE_TYPES",
+    "INVERSE_GAMMA_GRIDS",
+    "forget_bias_from_timescale",
+    "timescale_from_forget_bias",
+    "forget_gate_from_timescale",
+    "timescale_from_forget_gate",
+    "inverse_gamma_pdf",
+    "inverse_gamma_sf",
+    "inverse_gamma_isf",
+    "power_law_decay",
+    "normalize_schedule",
+    "realize_timescales",
+]
+
+SCHEDULE_TYPES: tuple[str, ...] = ("none", "fixed", "inverse_gamma", "chrono", "explicit")
+INVERSE_GAMMA_GRIDS: tuple[str, ...] = ("endpoint_free", "reference")
+
+# Keys each schedule type accepts (beyond "type"): (required, optional).
+_SCHEDULE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "none": ((), ()),
+    "fixed": (("values",), ()),
+    "inverse_gamma": (("alpha", "beta"), ("grid",)),
+    "chrono": (("max_timescale",), ()),
+    "explicit": (("timescales",), ()),
+}
+
+# log(smallest positive subnormal double) is about -744.4; below that x == 0.
+_LOG_X_LOWER = -800.0
+# Bisection halves the bracket each step; the bracket is under ~900 wide in
+# log space, so ~60-75 halvings reach float64 resolution (the loop then stops
+# early). 128 is a hard cap.
+_BISECTION_STEPS = 128
+
+
+def _as_float64(value: torch.Tensor | float | Sequence[float]) -> torch.Tensor:
+    """Convert to a float64 tensor, keeping the device of an input tensor."""
+    return torch.as_tensor(value, dtype=torch.float64)
+
+
+def _check_positive_parameter(name: str, value: float) -> float:
+    """Return ``value`` as a float, or raise ValueError if not finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Timescale <-> forget bias <-> forget gate
+# ---------------------------------------------------------------------------
+
+
+def forget_bias_from_timescale(timescale: torch.Tensor | float) -> torch.Tensor:
+    """Forget-gate bias that gives a unit the timescale ``T`` (in tokens).
+
+    ``b_f = -ln(exp(1/T) - 1)`` (Mahto et al. 2021, Sec. 3), the inverse of
+    ``T = -1 / ln sigmoid(b_f)``.
+
+    Args:
+        timescale: ``T >= 0`` in tokens, any shape. ``T = 0`` gives ``-inf``,
+            ``T = inf`` gives ``+inf``.
+
+    Returns:
+        float64 tensor of the same shape.
+
+    Raises:
+        ValueError: if any timescale is negative or NaN.
+    """
+    timescale = _as_float64(timescale)
+    if bool(torch.any(~(timescale >= 0.0))):
+        raise ValueError("timescale must be >= 0 (0 = forget at once, inf = never forget)")
+    rate = 1.0 / timescale  # T=0 -> inf, T=inf -> 0
+    # -log(expm1(x)) is accurate for small x (long timescales); for large x
+    # expm1 overflows, so use the identity -log(expm1(x)) = -x - log1p(-exp(-x)).
+    small_rate = -torch.log(torch.expm1(torch.clamp(rate, max=1.0)))
+    large_rate = -rate - torch.log1p(-torch.exp(-torch.clamp(rate, min=1.0)))
+    return torch.where(rate <= 1.0, small_rate, large_rate)
+
+
+def _softplus(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 + exp(x))`` without overflow, exact at ``+-inf``."""
+    return torch.clamp(x, min=0.0) + torch.log1p(torch.exp(-torch.abs(x)))
+
+
+def timescale_from_forget_bias(forget_bias: torch.Tensor | float) -> torch.Tensor:
+    """Timescale ``T`` (in tokens) of a unit whose forget gate is ``sigmoid(b_f)``.
+
+    ``T = -1 / ln sigmoid(b_f) = 1 / softplus(-b_f)``; the softplus form stays
+    accurate for large ``b_f`` where ``sigmoid(b_f)`` rounds to 1.
+
+    Args:
+        forget_bias: ``b_f``, any shape. ``-inf`` gives 0, ``+inf`` gives inf.
+
+    Returns:
+        float64 tensor of the same shape.
+    """
+    forget_bias = _as_float64(forget_bias)
+    return 1.0 / _softplus(-forget_bias)
+
+
+def forget_gate_from_timescale(timescale: torch.Tensor | float) -> torch.Tensor:
+    """Constant forget-gate value ``f = exp(-1/T)`` giving timescale ``T`` (tokens).
+
+    Args:
+        timescale: ``T >= 0``, any shape (0 -> ``f = 0``, inf -> ``f = 1``).
+
+    Returns:
+        float64 tensor of the same shape, values in ``[0, 1]``.
+
+    Raises:
+        ValueError: if any timescale is negative or NaN.
+    """
+    timescale = _as_float64(timescale)
+    if bool(torch.any(~(timescale >= 0.0))):
+        raise ValueError("timescale must be >= 0 (0 = forget at once, inf = never forget)")
+    return torch.exp(-1.0 / timescale)
+
+
+def timescale_from_forget_gate(forget_gate: torch.Tensor | float) -> torch.Tensor:
+    """Timescale ``T = -1 / ln f`` (in tokens) of a unit with forget gate ``f``.
+
+    This is also the paper's estimator for a trained LSTM when ``f`` is the
+    forget gate averaged over a corpus.
+
+    Args:
+        forget_gate: ``f`` in ``[0, 1]``, any shape (1 -> inf, 0 -> 0).
+
+    Returns:
+        float64 tensor of the same shape.
+
+    Raises:
+        ValueError: if any value lies outside ``[0, 1]`` or is NaN.
+    """
+    forget_gate = _as_float64(forget_gate)
+    if bool(torch.any(~((forget_gate >= 0.0) & (forget_gate <= 1.0)))):
+        raise ValueError("forget_gate must lie in [0, 1]")
+    # abs() turns -log(1) = -0.0 into +0.0 so that f = 1 maps to +inf, not -inf.
+    return 1.0 / torch.abs(-torch.log(forget_gate))
+
+
+# ---------------------------------------------------------------------------
+# Inverse gamma distribution of timescales
+# ---------------------------------------------------------------------------
+
+
+def inverse_gamma_pdf(t: torch.Tensor | float, alpha: float, beta: float) -> torch.Tensor:
+    """Density of ``T ~ InverseGamma(alpha, scale=beta)`` at ``t`` (tokens).
+
+    ``p(t) = beta**alpha / Gamma(alpha) * t**(-alpha - 1) * exp(-beta / t)``
+    for ``t > 0`` and 0 otherwise (same parametrisation as
+    ``scipy.stats.invgamma(a=alpha, scale=beta)``).
+
+    Returns:
+        float64 tensor with the shape of ``t``.
+    """
+    alpha = _check_positive_parameter("alpha", alpha)
+    beta = _check_positive_parameter("beta", beta)
+    t = _as_float64(t)
+    positive = t > 0.0
+    safe_t = torch.where(positive, t, torch.ones_like(t))  # avoid log(0) * inf = nan
+    log_pdf = alpha * math.log(beta) - math.lgamma(alpha) - (alpha + 1.0) * torch.log(safe_t) - beta / safe_t
+    return torch.where(positive, torch.exp(log_pdf), torch.zeros_like(t))
+
+
+def inverse_gamma_sf(t: torch.Tensor | float, alpha: float, beta: float) -> torch.Tensor:
+    """Survival function ``P(T > t)`` of ``T ~ InverseGamma(alpha, scale=beta)``.
+
+    ``T = beta / X`` with ``X ~ Gamma(alpha, 1)``, so ``P(T > t) = P(X < beta/t)``,
+    the regularized lower incomplete gamma function ``P(alpha, beta / t)``.
+
+    Args:
+        t: timescale in tokens, any shape. ``t <= 0`` gives 1, ``t = inf`` gives 0.
+
+    Returns:
+        float64 tensor with the shape of ``t``.
+    """
+    alpha = _check_positive_parameter("alpha", alpha)
+    beta = _check_positive_parameter("beta", beta)
+    t = _as_float64(t)
+    x = torch.where(t > 0.0, beta / t, torch.full_like(t, math.inf))
+    return torch.special.gammainc(torch.full_like(x, alpha), x)
+
+
+def _gammaincinv(alpha: float, q: torch.Tensor) -> torch.Tensor:
+    """Inverse in ``x`` of the regularized lower gamma ``P(alpha, x) = q``, as log(x).
+
+    Vectorised bisection on ``log x``: ``P(alpha, x)`` is increasing in ``x``,
+    so the predicate "``P(alpha, x) < q``" is monotone and bisection converges
+    to float64 resolution without derivatives or a starting guess. For
+    ``q > 0.5`` the equivalent upper-tail equation ``Q(alpha, x) = 1 - q`` is
+    solved instead: ``1 - q`` is exact there, while ``P`` near 1 has lost the
+    digits that matter. Entries with ``q`` outside ``(0, 1)`` give meaningless
+    values; the caller replaces them.
+    """
+    # Upper bracket: for q < 1 in float64, 1 - q >= 1.1e-16, and the gamma
+    # tail Q(alpha, x) falls below that before x = alpha + 10 sqrt(alpha) + 50,
+    # which is <= 2 alpha + 100.
+    log_high = torch.full_like(q, math.log(2.0 * alpha + 100.0))
+    log_low = torch.full_like(q, _LOG_X_LOWER)
+    alpha_tensor = torch.full_like(q, alpha)
+    use_upper_tail = q > 0.5
+    upper_tail_target = 1.0 - q
+    for step in range(_BISECTION_STEPS):
+        log_mid = 0.5 * (log_low + log_high)
+        # Once every midpoint rounds onto an endpoint, the brackets are adjacent
+        # doubles and further halving changes nothing: stop early.
+        if step % 8 == 0 and bool(torch.all((log_mid == log_low) | (log_mid == log_high))):
+            break
+        x_mid = torch.exp(log_mid)
+        below = torch.where(
+            use_upper_tail,
+            torch.special.gammaincc(alpha_tensor, x_mid) > upper_tail_target,
+            torch.special.gammainc(alpha_tensor, x_mid) < q,
+        )
+        log_low = torch.where(below, log_mid, log_low)
+        log_high = torch.where(below, log_high, log_mid)
+    return 0.5 * (log_low + log_high)
+
+
+def inverse_gamma_isf(q: torch.Tensor | float, alpha: float, beta: float) -> torch.Tensor:
+    """Inverse survival function of ``T ~ InverseGamma(alpha, scale=beta)``.
+
+    Returns ``t`` (tokens) with ``P(T > t) = q``, i.e. ``t = beta / x`` where
+    ``P(alpha, x) = q`` (``x`` = ``gammaincinv(alpha, q)``), computed by
+    bisection in torch float64 (no scipy). Matches
+    ``scipy.stats.invgamma.isf(q, a=alpha, scale=beta)`` to ~1e-10 relative.
+
+    Args:
+        q: tail probabilities, any shape. ``q = 0`` gives inf, ``q = 1`` gives 0,
+            values outside ``[0, 1]`` (or NaN) give NaN.
+
+    Returns:
+        float64 tensor with the shape of ``q``; decreasing in ``q``.
+    """
+    alpha = _check_positive_parameter("alpha", alpha)
+    beta = _check_positive_parameter("beta", beta)
+    q = _as_float64(q)
+    log_x = _gammaincinv(alpha, q)
+    # exp(log beta - log x) rather than beta / exp(log x): x may underflow.
+    timescale = torch.exp(math.log(beta) - log_x)
+    timescale = torch.where(q == 0.0, torch.full_like(q, math.inf), timescale)
+    timescale = torch.where(q == 1.0, torch.zeros_like(q), timescale)
+    outside = ~((q >= 0.0) & (q <= 1.0))
+    return torch.where(outside, torch.full_like(q, math.nan), timescale)
+
+
+def power_law_decay(t: torch.Tensor | float, alpha: float, beta: float) -> torch.Tensor:
+    """Mean decay ``E[exp(-t/T)]`` of units with ``T ~ InverseGamma(alpha, beta)``.
+
+    Equals ``(1 + t/beta) ** -alpha`` (the Laplace transform of the gamma
+    distribution of ``1/T``): a power law in the delay ``t`` (tokens), the
+    paper's motivation (Sec. 3.1). Check values for ``alpha=0.56, beta=1``:
+    ``t=1 -> 0.6783``, ``t=10 -> 0.2611``, ``t=100 -> 0.0754``.
+
+    Returns:
+        float64 tensor with the shape of ``t``.
+    """
+    alpha = _check_positive_parameter("alpha", alpha)
+    beta = _check_positive_parameter("beta", beta)
+    t = _as_float64(t)
+    return torch.exp(-alpha * torch.log1p(t / beta))
+
+
+# ---------------------------------------------------------------------------
+# Schedules
+# ---------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _timescale_value(value: Any, field: str) -> float:
+    """Validate one timescale: a number in ``(0, inf]`` (inf = never forget)."""
+    if not _is_number(value):
+        raise ValueError(f"{field} must be a number > 0 (float('inf') allowed), got {value!r}")
+    value = float(value)
+    if not value > 0.0:  # also rejects NaN
+        raise ValueError(f"{field} must be > 0 (float('inf') allowed), got {value!r}")
+    return value
+
+
+def _positive_finite_value(value: Any, field: str) -> float:
+    if not _is_number(value):
+        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
+    return value
+
+
+def _number_list(value: Any, field: str) -> list[Any]:
+    """Accept a list/tuple (or 1-D tensor) of entries; return a new list."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 1:
+            raise ValueError(f"{field} must be a 1-D list of numbers, got a tensor of shape {tuple(value.shape)}")
+        return value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{field} must be a list of numbers, got {value!r}")
+    return list(value)
+
+
+def normalize_schedule(schedule: Mapping[str, Any] | str | None, hidden_size: int, field: str = "timescale_schedules") -> dict[str, Any]:
+    """Validate one layer's timescale schedule and return its canonical form.
+
+    Accepted specs (timescales in tokens):
+
+    * ``None``, ``"none"`` or ``{"type": "none"}``: no assigned timescales
+      (ordinary trainable init) -> ``{"type": "none"}``.
+    * ``{"type": "fixed", "values": [3, 4]}``: the units are split into
+      ``len(values)`` consecutive groups, group ``k`` gets ``values[k]``; when
+      ``hidden_size`` is not divisible, the first groups get one unit more
+      (like ``numpy.array_split``). Paper layer 1 is ``[3, 4]``. At most
+      ``hidden_size`` values.
+    * ``{"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "endpoint_free"}``:
+      deterministic quantiles of ``InverseGamma(alpha, scale=beta)`` (paper
+      layer 2); ``grid`` is optional, one of :data:`INVERSE_GAMMA_GRIDS`,
+      default ``"endpoint_free"`` (see :func:`realize_timescales`).
+    * ``{"type": "chrono", "max_timescale": 70.0}``: chrono initialisation
+      (Tallec & Ollivier 2018), ``b_f ~ log U(1, max_timescale - 1)``;
+      ``max_timescale`` must be finite and > 2.
+    * ``{"type": "explicit", "timescales": [...]}``: exactly ``hidden_size``
+      timescales.
+
+    Fixed and explicit timescales must be > 0; ``float('inf')`` is allowed and
+    means "never forget" (``f = 1``, ``b_f = +inf``; Python's ``json`` writes
+    it as ``Infinity``). ``alpha``, ``beta`` must be positive and finite.
+    Booleans are rejected where numbers are expected. The input is not mutated.
+
+    Args:
+        schedule: the spec.
+        hidden_size: number of units of the layer (positive int).
+        field: name used in error messages, e.g. ``"timescale_schedules[1]"``.
+
+    Returns:
+        A new JSON-serialisable dict with ``"type"`` and the type's keys, all
+        numbers as floats. Normalising a normalised schedule returns it unchanged.
+
+    Raises:
+        ValueError: naming the offending field and the allowed values.
+    """
+    if isinstance(hidden_size, bool) or not isinstance(hidden_size, numbers.Integral) or hidden_size <= 0:
+        raise ValueError(f"hidden_size must be a positive int, got {hidden_size!r} (for {field})")
+    hidden_size = int(hidden_size)
+
+    if schedule is None:
+        return {"type": "none"}
+    if isinstance(schedule, str):
+        if schedule == "none":
+            return {"type": "none"}
+        raise ValueError(
+            f"{field} must be None, 'none' or a dict with a 'type' in {list(SCHEDULE_TYPES)}, got {schedule!r}"
+        )
+    if not isinstance(schedule, Mapping):
+        raise ValueError(f"{field} must be None, 'none' or a dict with a 'type' in {list(SCHEDULE_TYPES)}, got {schedule!r}")
+
+    if "type" not in schedule:
+        raise ValueError(f"{field}.type is missing; allowed types: {list(SCHEDULE_TYPES)}")
+    schedule_type = schedule["type"]
+    if not isinstance(schedule_type, str) or schedule_type not in SCHEDULE_TYPES:
+        raise ValueError(f"{field}.type must be one of {list(SCHEDULE_TYPES)}, got {schedule_type!r}")
+
+    required, optional = _SCHEDULE_KEYS[schedule_type]
+    allowed = set(required) | set(optional) | {"type"}
+    unknown = sorted(str(key) for key in schedule if key not in allowed)
+    if unknown:
+        raise ValueError(
+            f"{field} has unknown key(s) {unknown} for type {schedule_type!r}; allowed keys: {sorted(allowed)}"
+        )
+    for key in required:
+        if key not in schedule:
+            raise ValueError(f"{field}.{key} is missing; type {schedule_type!r} requires keys {list(required)}")
+
+    if schedule_type == "none":
+        return {"type": "none"}
+
+    if schedule_type == "fixed":
+        values = _number_list(schedule["values"], f"{field}.values")
+        if not values:
+            raise ValueError(f"{field}.values must be a non-empty list of timescales > 0")
+        if len(values) > hidden_size:
+            raise ValueError(
+                f"{field}.values has {len(values)} entries but hidden_size is {hidden_size}; "
+                "at most one value per unit is allowed"
+            )
+        return {"type": "fixed", "values": [_timescale_value(v, f"{field}.values[{i}]") for i, v in enumerate(values)]}
+
+    if schedule_type == "inverse_gamma":
+        alpha = _positive_finite_value(schedule["alpha"], f"{field}.alpha")
+        beta = _positive_finite_value(schedule["beta"], f"{field}.beta")
+        grid = schedule.get("grid", "endpoint_free")
+        if not isinstance(grid, str) or grid not in INVERSE_GAMMA_GRIDS:
+            raise ValueError(f"{field}.grid must be one of {list(INVERSE_GAMMA_GRIDS)}, got {grid!r}")
+        return {"type": "inverse_gamma", "alpha": alpha, "beta": beta, "grid": grid}
+
+    if schedule_type == "chrono":
+        max_timescale = schedule["max_timescale"]
+        if not _is_number(max_timescale) or not (math.isfinite(float(max_timescale)) and float(max_timescale) > 2.0):
+            raise ValueError(
+                f"{field}.max_timescale must be a finite number > 2 so that U(1, max_timescale - 1) "
+                f"is non-empty, got {max_timescale!r}"
+            )
+        return {"type": "chrono", "max_timescale": float(max_timescale)}
+
+    # explicit
+    timescales = _number_list(schedule["timescales"], f"{field}.timescales")
+    if len(timescales) != hidden_size:
+        raise ValueError(f"{field}.timescales must have exactly hidden_size={hidden_size} entries, got {len(timescales)}")
+    return {
+        "type": "explicit",
+        "timescales": [_timescale_value(v, f"{field}.timescales[{i}]") for i, v in enumerate(timescales)],
+    }
+
+
+def _linspace_like_numpy(num: int) -> torch.Tensor:
+    """``numpy.linspace(0, 1, num)`` bit for bit: ``i * (1/(num-1))``, last = 1.
+
+    torch.linspace rounds differently in the last bit; matching numpy keeps the
+    "reference" grid identical to the reference code's.
+    """
+    step = 1.0 / (num - 1)
+    grid = torch.arange(num, dtype=torch.float64) * step
+    grid[-1] = 1.0
+    return grid
+
+
+def realize_timescales(
+    schedule: Mapping[str, Any] | str | None,
+    hidden_size: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor | None:
+    """Per-unit timescales (tokens) of one layer, shape ``(hidden_size,)``, float64.
+
+    The schedule is (re)validated with :func:`normalize_schedule`; ``"none"``
+    returns ``None``.
+
+    * ``fixed``: ``values`` repeated over consecutive groups of units
+      (``numpy.array_split`` sizes).
+    * ``inverse_gamma``: ``T_i = isf(q_i)`` of ``InverseGamma(alpha, scale=beta)``
+      at increasing ``q_i``, so units are ordered from long to short timescales.
+
+      - ``"endpoint_free"``: ``q = linspace(0, 1, H + 2)[1:-1]``; all timescales
+        finite and > 0 (what the reference code uses for its formal-language model).
+      - ``"reference"``: ``q = linspace(0, 1, H + 1)[1:]``, exactly the reference
+        code's language-model layer 2. It includes ``q = 1``, so the last unit
+        gets ``T = 0`` (``b_f = -inf``, ``f = 0``): that unit never remembers
+        anything from the previous step. Kept for faithful reproduction.
+    * ``chrono``: ``b_f = log(u)``, ``u ~ U(1, max_timescale - 1)`` drawn with
+      ``generator`` (global RNG if None); returns
+      ``timescale_from_forget_bias(b_f)`` so that
+      ``forget_bias_from_timescale`` recovers the sampled biases.
+    * ``explicit``: the given list.
+    """
+    schedule = normalize_schedule(schedule, hidden_size, field="schedule")
+    schedule_type = schedule["type"]
+    if schedule_type == "none":
+        return None
+
+    if schedule_type == "fixed":
+        values = schedule["values"]
+        base, extra = divmod(hidden_size, len(values))
+        group_sizes = torch.tensor([base + 1 if k < extra else base for k in range(len(values))])
+        return torch.repeat_interleave(torch.tensor(values, dtype=torch.float64), group_sizes)
+
+    if schedule_type == "inverse_gamma":
+        if schedule["grid"] == "endpoint_free":
+            tail_probabilities = _linspace_like_numpy(hidden_size + 2)[1:-1]
+        else:
+            tail_probabilities = _linspace_like_numpy(hidden_size + 1)[1:]
+        return inverse_gamma_isf(tail_probabilities, schedule["alpha"], schedule["beta"])
+
+    if schedule_type == "chrono":
+        uniform = torch.rand(hidden_size, generator=generator, dtype=torch.float64)
+        forget_bias = torch.log(1.0 + (schedule["max_timescale"] - 2.0) * uniform)
+        return timescale_from_forget_bias(forget_bias)
+
+    return torch.tensor(schedule["timescales"], dtype=torch.float64)

@@ -1,0 +1,43 @@
+"""Packaging of mtlstm_hf. Install with the project's constraints (see README):
+
+    pip install -c constraints.txt -e ".[dev]"
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+
+setup(
+    name="mtlstm_hf",
+    version="0.1.0",
+    description="Multi-timescale LSTM language models (Mahto et al., ICLR 2021) for Hugging Face transformers",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mtlstm_hf", "mtlstm_hf.*"]),
+    include_package_data=True,
+    package_data={"mtlstm_hf": ["data/wikitext2_sample/*", "evaluation/metrics/*/*"]},
+    install_requires=[
+        "torch>=2.2",
+        "transformers>=5.0,<6",
+        "tokenizers>=0.21",
+        "safetensors>=0.4",
+        "huggingface-hub>=1.0",
+        "datasets>=3.0",
+        "accelerate>=1.0",
+        "evaluate>=0.4.3",
+        "scipy>=1.10",
+    ],
+    extras_require={
+        "plot": ["matplotlib>=3.7"],
+        "dev": ["pytest>=8", "matplotlib>=3.7"],
+    },
+    entry_points={
+        "console_scripts": [
+            "mtlstm-demo=mtlstm_hf.demo:main",
+        ]
+    },
+)
