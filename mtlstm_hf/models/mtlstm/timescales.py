@@ -77,13 +77,17 @@ def _as_float64(value: torch.Tensor | float | Sequence[float]) -> torch.Tensor:
     return torch.as_tensor(value, dtype=torch.float64)
 
 
-def _check_positive_parameter(name: str, value: float) -> float:
-    """Return ``value`` as a float, or raise ValueError if not finite and > 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _positive_finite_value(value: Any, field: str) -> float:
+    """Return ``value`` as a float, or raise ValueError unless a finite number > 0."""
+    if not _is_number(value):
+        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
     value = float(value)
     if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
     return value
 
 
@@ -195,8 +199,8 @@ def inverse_gamma_pdf(t: torch.Tensor | float, alpha: float, beta: float) -> tor
     Returns:
         float64 tensor with the shape of ``t``.
     """
-    alpha = _check_positive_parameter("alpha", alpha)
-    beta = _check_positive_parameter("beta", beta)
+    alpha = _positive_finite_value(alpha, "alpha")
+    beta = _positive_finite_value(beta, "beta")
     t = _as_float64(t)
     positive = t > 0.0
     safe_t = torch.where(positive, t, torch.ones_like(t))  # avoid log(0) * inf = nan
@@ -216,8 +220,8 @@ def inverse_gamma_sf(t: torch.Tensor | float, alpha: float, beta: float) -> torc
     Returns:
         float64 tensor with the shape of ``t``.
     """
-    alpha = _check_positive_parameter("alpha", alpha)
-    beta = _check_positive_parameter("beta", beta)
+    alpha = _positive_finite_value(alpha, "alpha")
+    beta = _positive_finite_value(beta, "beta")
     t = _as_float64(t)
     x = torch.where(t > 0.0, beta / t, torch.full_like(t, math.inf))
     return torch.special.gammainc(torch.full_like(x, alpha), x)
@@ -274,8 +278,8 @@ def inverse_gamma_isf(q: torch.Tensor | float, alpha: float, beta: float) -> tor
     Returns:
         float64 tensor with the shape of ``q``; decreasing in ``q``.
     """
-    alpha = _check_positive_parameter("alpha", alpha)
-    beta = _check_positive_parameter("beta", beta)
+    alpha = _positive_finite_value(alpha, "alpha")
+    beta = _positive_finite_value(beta, "beta")
     q = _as_float64(q)
     log_x = _gammaincinv(alpha, q)
     # exp(log beta - log x) rather than beta / exp(log x): x may underflow.
@@ -297,8 +301,8 @@ def power_law_decay(t: torch.Tensor | float, alpha: float, beta: float) -> torch
     Returns:
         float64 tensor with the shape of ``t``.
     """
-    alpha = _check_positive_parameter("alpha", alpha)
-    beta = _check_positive_parameter("beta", beta)
+    alpha = _positive_finite_value(alpha, "alpha")
+    beta = _positive_finite_value(beta, "beta")
     t = _as_float64(t)
     return torch.exp(-alpha * torch.log1p(t / beta))
 
@@ -308,10 +312,6 @@ def power_law_decay(t: torch.Tensor | float, alpha: float, beta: float) -> torch
 # ---------------------------------------------------------------------------
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _timescale_value(value: Any, field: str) -> float:
     """Validate one timescale: a number in ``(0, inf]`` (inf = never forget)."""
     if not _is_number(value):
@@ -319,15 +319,6 @@ def _timescale_value(value: Any, field: str) -> float:
     value = float(value)
     if not value > 0.0:  # also rejects NaN
         raise ValueError(f"{field} must be > 0 (float('inf') allowed), got {value!r}")
-    return value
-
-
-def _positive_finite_value(value: Any, field: str) -> float:
-    if not _is_number(value):
-        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
     return value
 
 

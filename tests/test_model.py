@@ -1,0 +1,271 @@
+"""Forward pass of the MTLSTM models against an independent per-step reference."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from conftest import tiny_config, tiny_model
+from mtlstm_hf import MTLSTMForCausalLM, MTLSTMModel, MTLSTMState
+from reference_lm import reference_lstm_lm
+
+
+def _ids(batch=3, steps=9, vocab=37, seed=0):
+    return torch.randint(0, vocab, (batch, steps), generator=torch.Generator().manual_seed(seed))
+
+
+def test_forward_matches_per_step_reference():
+    model = tiny_model()
+    ids = _ids()
+    out = model(ids)
+    ref_logits, ref_hidden, ref_cell = reference_lstm_lm(model, ids)
+    torch.testing.assert_close(out.logits.double(), ref_logits, atol=1e-5, rtol=0)
+    for layer in range(2):
+        torch.testing.assert_close(out.past_key_values.hidden[layer].double(), ref_hidden[layer], atol=1e-6, rtol=0)
+        torch.testing.assert_close(out.past_key_values.cell[layer].double(), ref_cell[layer], atol=1e-6, rtol=0)
+
+
+def test_two_chunks_with_state_equal_one_pass():
+    model = tiny_model()
+    ids = _ids(steps=12)
+    full = model(ids)
+    first = model(ids[:, :5])
+    second = model(ids[:, 5:], past_key_values=first.past_key_values)
+    torch.testing.assert_close(torch.cat([first.logits, second.logits], 1), full.logits, atol=1e-6, rtol=0)
+    for a, b in zip(second.past_key_values.hidden + second.past_key_values.cell, full.past_key_values.hidden + full.past_key_values.cell):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert second.past_key_values.get_seq_length() == 12
+
+
+def test_given_state_is_not_mutated():
+    model = tiny_model()
+    state = model(_ids(steps=4)).past_key_values
+    saved = [h.clone() for h in state.hidden]
+    a = model(_ids(steps=3, seed=1), past_key_values=state).logits
+    b = model(_ids(steps=3, seed=1), past_key_values=state).logits
+    assert torch.equal(a, b)
+    assert all(torch.equal(h, s) for h, s in zip(state.hidden, saved))
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padding_leaves_state_untouched(side):
+    model = tiny_model()
+    lengths = [7, 4, 1]
+    steps = max(lengths)
+    ids = torch.zeros(3, steps, dtype=torch.long)
+    mask = torch.zeros(3, steps, dtype=torch.long)
+    rows = [_ids(batch=1, steps=n, seed=10 + i)[0] for i, n in enumerate(lengths)]
+    for i, (row, n) in enumerate(zip(rows, lengths)):
+        span = slice(steps - n, steps) if side == "left" else slice(0, n)
+        ids[i, span] = row
+        mask[i, span] = 1
+    start_state = model(_ids(steps=3, seed=5)).past_key_values  # non-zero initial state
+    out = model(ids, attention_mask=mask, past_key_values=start_state)
+    for i, (row, n) in enumerate(zip(rows, lengths)):
+        alone = model(row[None], past_key_values=start_state.select(slice(i, i + 1)))
+        span = slice(steps - n, steps) if side == "left" else slice(0, n)
+        torch.testing.assert_close(out.logits[i, span], alone.logits[0], atol=1e-6, rtol=0)
+        for a, b in zip(out.past_key_values.hidden + out.past_key_values.cell, alone.past_key_values.hidden + alone.past_key_values.cell):
+            torch.testing.assert_close(a[i], b[0], atol=1e-6, rtol=0)
+
+
+def test_all_padding_row_keeps_its_state():
+    model = tiny_model()
+    state = model(_ids(batch=2, steps=3)).past_key_values
+    mask = torch.tensor([[0, 0, 0], [1, 1, 1]])
+    out = model(_ids(batch=2, steps=3, seed=2), attention_mask=mask, past_key_values=state)
+    for a, b in zip(out.past_key_values.cell, state.cell):
+        assert torch.equal(a[0], b[0])
+        assert not torch.equal(a[1], b[1])
+
+
+def test_mask_with_hole_is_rejected():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="attention_mask"):
+        model(_ids(batch=1, steps=4), attention_mask=torch.tensor([[1, 0, 1, 1]]))
+    with pytest.raises(ValueError, match="attention_mask"):
+        model(_ids(batch=1, steps=4), attention_mask=torch.tensor([[1, 1]]))
+
+
+def test_inputs_embeds_equal_input_ids():
+    model = tiny_model()
+    ids = _ids()
+    embeds = model.get_input_embeddings()(ids)
+    torch.testing.assert_close(model(inputs_embeds=embeds).logits, model(ids).logits)
+
+
+def test_hidden_states_and_tuple_output():
+    model = tiny_model()
+    ids = _ids()
+    out = model(ids, output_hidden_states=True)
+    assert [tuple(h.shape) for h in out.hidden_states] == [(3, 9, 6), (3, 9, 10), (3, 9, 6)]
+    base = model.model(ids, output_hidden_states=True)
+    assert torch.equal(base.last_hidden_state, out.hidden_states[-1])
+    as_tuple = model(ids, labels=ids, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 3  # loss, logits, state
+    assert torch.equal(as_tuple[1], out.logits)
+    assert isinstance(as_tuple[2], MTLSTMState)
+    assert model(ids, use_cache=False).past_key_values is None
+
+
+def test_loss_is_shifted_cross_entropy_ignoring_minus_100():
+    model = tiny_model()
+    ids = _ids()
+    labels = ids.clone()
+    labels[0, 4] = -100
+    out = model(ids, labels=labels)
+    expected = F.cross_entropy(out.logits[:, :-1].reshape(-1, 37), labels[:, 1:].reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(out.loss, expected)
+    # AWD-style windows pass targets already aligned with the inputs (same length).
+    aligned_targets = torch.cat([labels[:, 1:], torch.full((3, 1), -100)], dim=1)
+    torch.testing.assert_close(model(ids, shift_labels=aligned_targets).loss, expected)
+
+
+def test_ar_and_tar_penalties_only_in_training():
+    model = tiny_model(activation_regularization=2.0, temporal_activation_regularization=1.0)
+    ids = _ids()
+    model.train()
+    out = model(ids, labels=ids, output_hidden_states=True)
+    last = out.hidden_states[-1]
+    expected = out.lm_loss + 2.0 * last.pow(2).mean() + 1.0 * (last[:, 1:] - last[:, :-1]).pow(2).mean()
+    torch.testing.assert_close(out.loss, expected)
+    model.eval()
+    out = model(ids, labels=ids)
+    assert torch.equal(out.loss, out.lm_loss)
+
+
+def test_dropouts_act_in_training_and_vanish_in_eval():
+    model = tiny_model(embedding_dropout=0.3, input_dropout=0.3, hidden_dropout=0.3, output_dropout=0.3, weight_drop=0.5)
+    ids = _ids()
+    model.train()
+    assert not torch.equal(model(ids).logits, model(ids).logits)
+    model.eval()
+    first = model(ids).logits
+    assert torch.equal(first, model(ids).logits)
+    torch.testing.assert_close(first.double(), reference_lstm_lm(model, ids)[0], atol=1e-5, rtol=0)
+
+
+def test_locked_dropout_mask_is_shared_over_time():
+    model = tiny_model(output_dropout=0.5)
+    model.train()
+    # Zero input weights and biases make every step's hidden state identical, so the
+    # dropped output differs between steps only if the mask does.
+    ids = torch.full((2, 6), 3)
+    out = model.model(ids)
+    from mtlstm_hf.models.mtlstm.layers import locked_dropout
+
+    dropped = locked_dropout(torch.ones(4, 6, 5), 0.5, training=True)
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))
+    assert out.last_hidden_state.shape == (2, 6, 6)
+
+
+def test_weight_drop_keeps_raw_recurrent_weights_trainable():
+    model = tiny_model(weight_drop=0.5)
+    model.train()
+    ids = _ids(steps=20)
+    model(ids, labels=ids).loss.backward()
+    for layer in model.model.layers:
+        grad = layer.weight_hh.grad
+        assert grad is not None and torch.isfinite(grad).all()
+        zero_fraction = (grad == 0).float().mean().item()
+        # DropConnect zeroes about half the entries' gradient; the others receive gradient.
+        assert 0.3 < zero_fraction < 0.7, zero_fraction
+    before = model.model.layers[0].weight_hh.detach().clone()
+    torch.optim.SGD(model.parameters(), lr=1.0).step()
+    assert not torch.equal(before, model.model.layers[0].weight_hh)
+
+
+def test_weight_drop_gradient_equals_masked_gradient():
+    """d loss / d raw = mask / (1 - p) * d loss / d dropped, for the same DropConnect mask."""
+    model = tiny_model(weight_drop=0.5)
+    model.train()
+    layer = model.model.layers[0]
+    ids = _ids(steps=10)
+    torch.manual_seed(7)
+    model(ids, labels=ids).loss.backward()
+    raw_grad = layer.weight_hh.grad.clone()
+    # Replay with the same seed, capturing the dropped matrix as a leaf.
+    captured = {}
+    original = type(layer).recurrent_weight
+
+    def capture(self):
+        dropped = original(self)
+        if self is layer:
+            leaf = dropped.detach().requires_grad_(True)
+            captured["leaf"], captured["dropped"] = leaf, dropped.detach()
+            return leaf
+        return dropped
+
+    type(layer).recurrent_weight = capture
+    try:
+        torch.manual_seed(7)
+        model.zero_grad()
+        model(ids, labels=ids).loss.backward()
+    finally:
+        type(layer).recurrent_weight = original
+    mask = (captured["dropped"] != 0).float() / 0.5
+    torch.testing.assert_close(raw_grad, captured["leaf"].grad * mask)
+
+
+def test_tied_output_weights():
+    model = tiny_model()
+    assert model.lm_head.weight is model.model.embeddings.weight
+    untied = tiny_model(tie_word_embeddings=False)
+    assert untied.lm_head.weight is not untied.model.embeddings.weight
+
+
+def test_resize_token_embeddings_keeps_old_rows():
+    model = tiny_model()
+    old = model.get_input_embeddings().weight.detach().clone()
+    model.resize_token_embeddings(45)
+    assert model.config.vocab_size == 45
+    assert model.lm_head.weight is model.model.embeddings.weight
+    assert model.lm_head.bias.shape == (45,)
+    assert torch.equal(model.get_input_embeddings().weight[:37], old)
+    assert model(torch.tensor([[44, 3]])).logits.shape == (1, 2, 45)
+
+
+def test_bfloat16_forward_is_close_to_float32():
+    model = tiny_model()
+    ids = _ids()
+    reference = model(ids).logits
+    logits = model.to(torch.bfloat16)(ids).logits
+    assert logits.dtype == torch.bfloat16
+    torch.testing.assert_close(logits.float(), reference, atol=5e-2, rtol=5e-2)
+
+
+def test_base_model_returns_state_and_last_hidden():
+    torch.manual_seed(0)
+    base = MTLSTMModel(tiny_config()).eval()
+    out = base(_ids())
+    assert out.last_hidden_state.shape == (3, 9, 6)
+    assert out.past_key_values.hidden_sizes == [10, 6]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: m(torch.tensor([[1, 37]])), r"input_ids must lie in \[0, 37\)"),
+        (lambda m: m(torch.tensor([[-1, 2]])), r"input_ids must lie in \[0, 37\)"),
+        (lambda m: m(torch.zeros(2, 0, dtype=torch.long)), "empty"),
+        (lambda m: m(torch.tensor([1, 2])), r"shape \(batch, sequence\)"),
+        (lambda m: m(torch.tensor([[1.0, 2.0]])), "integer"),
+        (lambda m: m(), "exactly one of input_ids"),
+        (lambda m: m(inputs_embeds=torch.zeros(1, 2, 5)), "inputs_embeds must have shape"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(tiny_model())
+
+
+def test_foreign_or_mismatched_state_is_rejected():
+    model = tiny_model()
+    other = MTLSTMForCausalLM(tiny_config(hidden_sizes=[8, 6])).eval()
+    foreign_state = other(_ids(batch=3, steps=2)).past_key_values
+    with pytest.raises(ValueError, match="another model"):
+        model(_ids(), past_key_values=foreign_state)
+    state = model(_ids(batch=2, steps=2)).past_key_values
+    with pytest.raises(ValueError, match="batch size 3"):
+        model(_ids(batch=3), past_key_values=state)
+    with pytest.raises(ValueError, match="MTLSTMState"):
+        model(_ids(), past_key_values=([torch.zeros(3, 10)], [torch.zeros(3, 10)]))

@@ -1,0 +1,155 @@
+"""Saving, loading (installed package and remote code) and frozen timescales that stay frozen."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+from conftest import tiny_model
+from mtlstm_hf import MTLSTMForCausalLM, MTLSTMModel
+from mtlstm_hf.models.mtlstm.timescales import forget_bias_from_timescale
+
+FROZEN = ("input_gate", "forget_gate")
+
+
+def _frozen_biases(model):
+    return {
+        name: tensor.detach().clone()
+        for name, tensor in model.named_buffers()
+        if name.endswith(FROZEN)
+    }
+
+
+def _train_steps(model, optimizer, steps=60):
+    model.train()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        ids = torch.randint(0, 37, (4, 12), generator=generator)
+        optimizer.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        optimizer.step()
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda params: torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1),
+        lambda params: torch.optim.SGD(params, lr=1.0, weight_decay=0.1, momentum=0.9),
+    ],
+    ids=["adamw", "sgd"],
+)
+def test_frozen_timescale_biases_are_bit_identical_after_training(make_optimizer):
+    model = tiny_model(weight_drop=0.3, input_dropout=0.2)
+    before = _frozen_biases(model)
+    assert set(before) == {"model.layers.0.gate_biases.input_gate", "model.layers.0.gate_biases.forget_gate"}
+    free_before = model.model.layers[0].gate_biases.output_gate.detach().clone()
+    optimizer = make_optimizer(model.parameters())
+    optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert all(id(tensor) not in optimised for tensor in dict(model.named_buffers()).values())
+    _train_steps(model, optimizer)
+    after = _frozen_biases(model)
+    for name in before:
+        assert torch.equal(before[name], after[name]), name
+    # The forget bias still encodes T = 3 / T = 4 exactly as assigned.
+    expected = forget_bias_from_timescale(torch.tensor([3.0] * 5 + [4.0] * 5)).float()
+    assert torch.equal(after["model.layers.0.gate_biases.forget_gate"], expected)
+    # ...while the free biases of the same layer did train.
+    assert not torch.equal(free_before, model.model.layers[0].gate_biases.output_gate)
+
+
+def test_frozen_all_reproduces_reference_code():
+    model = tiny_model(frozen_biases="all")
+    names = {name for name, _ in model.named_buffers()}
+    assert {f"model.layers.0.gate_biases.{g}" for g in ("input_gate", "forget_gate", "cell_candidate", "output_gate")} == names
+    assert not any("layers.1.gate_biases" in n for n in names)  # the free layer stays trainable
+    trainable_only = tiny_model(frozen_biases="none")
+    assert not list(trainable_only.named_buffers())
+
+
+def test_save_and_load_through_auto_classes(tmp_path):
+    model = tiny_model()
+    ids = torch.randint(0, 37, (2, 7))
+    model.save_pretrained(tmp_path)
+    files = set(os.listdir(tmp_path))
+    assert {"config.json", "model.safetensors", "modeling_mtlstm.py", "configuration_mtlstm.py"} <= files
+    reloaded_config = AutoConfig.from_pretrained(tmp_path).to_dict()
+    reloaded_config.pop("_name_or_path")
+    expected_config = model.config.to_dict()
+    expected_config.pop("_name_or_path")
+    assert reloaded_config == expected_config
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, MTLSTMForCausalLM)
+    assert loaded.lm_head.weight is loaded.model.embeddings.weight
+    assert torch.equal(loaded(ids).logits, model(ids).logits)
+    assert _frozen_biases(loaded).keys() == _frozen_biases(model).keys()
+    base = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(base, MTLSTMModel)
+    assert torch.equal(base(ids).last_hidden_state, model.model(ids).last_hidden_state)
+
+
+def test_bfloat16_load_keeps_timescale_biases_exact(tmp_path):
+    model = tiny_model(
+        timescale_schedules=[{"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0}, None]
+    )
+    model.save_pretrained(tmp_path)
+    loaded = MTLSTMForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert loaded.model.layers[0].weight_ih.dtype == torch.bfloat16
+    for name, tensor in _frozen_biases(model).items():
+        loaded_tensor = loaded.get_buffer(name)
+        assert loaded_tensor.dtype == torch.float32
+        assert torch.equal(loaded_tensor, tensor), name
+    # The inverse-gamma biases are not representable in bf16: the test would catch rounding.
+    forget = _frozen_biases(model)["model.layers.0.gate_biases.forget_gate"]
+    assert not torch.equal(forget.bfloat16().float(), forget)
+    assert loaded(torch.tensor([[1, 2, 3]])).logits.dtype == torch.bfloat16
+
+
+REMOTE_LOAD = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "mtlstm_hf" or name.startswith("mtlstm_hf."):
+                raise ImportError("mtlstm_hf is blocked in this process")
+    sys.meta_path.insert(0, Block())
+    import torch
+    from transformers import AutoModelForCausalLM
+    folder, ids_path, out_path = sys.argv[1:4]
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    assert "mtlstm_hf" not in sys.modules
+    ids = torch.load(ids_path)
+    with torch.no_grad():
+        out = model(ids)
+    torch.save({"logits": out.logits, "class": type(model).__module__}, out_path)
+    """
+)
+
+
+def test_remote_code_load_in_fresh_process_without_the_package(tmp_path):
+    model = tiny_model()
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_mtlstm.MTLSTMForCausalLM"
+    ids = torch.randint(0, 37, (2, 9))
+    torch.save(ids, tmp_path / "ids.pt")
+    script = tmp_path / "load.py"
+    script.write_text(REMOTE_LOAD)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, str(script), str(folder), str(tmp_path / "ids.pt"), str(tmp_path / "out.pt")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = torch.load(tmp_path / "out.pt")
+    assert remote["class"].startswith("transformers_modules"), remote["class"]
+    assert torch.equal(remote["logits"], model(ids).logits)
