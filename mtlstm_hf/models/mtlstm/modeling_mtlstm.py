@@ -358,6 +358,8 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
         logits = self.lm_head(dropped_output[:, kept])
 
         loss = lm_loss = None
+        if kwargs.get("shift_labels") is not None:
+            kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()  # the loss views it flat
         if labels is not None or kwargs.get("shift_labels") is not None:
             lm_loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
             loss = lm_loss
