@@ -1,0 +1,65 @@
+"""Data layer: word-level tokenizer, corpus loading, AWD-LSTM style batching.
+
+Depends on tokenizers / transformers / datasets / torch only (not on the model).
+
+Typical use::
+
+    from mtlstm_hf.data import (load_corpus, sample_corpus_dir, build_word_tokenizer,
+                                split_to_stream, batchify, BPTTIterator)
+
+    corpus = load_corpus(sample_corpus_dir())            # or a folder, a dict, a Hub id
+    tokenizer = build_word_tokenizer(corpus["train"])
+    train = batchify(split_to_stream(corpus, "train", tokenizer), batch_size=20)
+    for inputs, targets in BPTTIterator(train, bptt=70, variable_length=True, generator=0):
+        ...
+"""
+
+from .batching import BPTTIterator, batchify, num_dropped_tokens
+from .corpus import (
+    CANONICAL_SPLITS,
+    TEXT_COLUMN,
+    canonical_split,
+    dataset_lines,
+    encode_lines,
+    find_split_files,
+    get_split,
+    load_corpus,
+    read_lines,
+    resolve_text_column,
+    sample_corpus_dir,
+    split_to_stream,
+)
+from .tokenizer import (
+    EOS_TOKEN,
+    UNK_TOKEN,
+    build_vocab,
+    build_word_tokenizer,
+    count_words,
+    split_words,
+    word_tokenizer_from_vocab,
+)
+
+__all__ = [
+    "BPTTIterator",
+    "CANONICAL_SPLITS",
+    "EOS_TOKEN",
+    "TEXT_COLUMN",
+    "UNK_TOKEN",
+    "batchify",
+    "build_vocab",
+    "build_word_tokenizer",
+    "canonical_split",
+    "count_words",
+    "dataset_lines",
+    "encode_lines",
+    "find_split_files",
+    "get_split",
+    "load_corpus",
+    "num_dropped_tokens",
+    "read_lines",
+    "resolve_text_column",
+    "sample_corpus_dir",
+    "split_to_stream",
+    "split_words",
+    "word_tokenizer_from_vocab",
+]
