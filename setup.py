@@ -38,6 +38,7 @@ setup(
     entry_points={
         "console_scripts": [
             "mtlstm-demo=mtlstm_hf.demo:main",
+            "mtlstm-eval=mtlstm_hf.evaluation.cli:main",
         ]
     },
 )

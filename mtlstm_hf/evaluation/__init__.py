@@ -47,3 +47,9 @@ __all__ = [
     "token_counts",
     "token_log_probs",
 ]
+
+# End-to-end evaluation of saved checkpoints (model + tokenizer folders); uses data/ and the
+# registered Auto classes, see checkpoint.py. Command line: mtlstm_hf.evaluation.cli (mtlstm-eval).
+from .checkpoint import compare_checkpoints, evaluate_checkpoint, load_checkpoint  # noqa: E402
+
+__all__ += ["compare_checkpoints", "evaluate_checkpoint", "load_checkpoint"]

@@ -1,0 +1,339 @@
+"""End-to-end evaluation of saved checkpoints: load, tokenize a corpus split, score, bin, compare.
+
+A *checkpoint* is a folder written by ``model.save_pretrained(folder)`` and
+``tokenizer.save_pretrained(folder)`` (the word-level tokenizer of :mod:`mtlstm_hf.data`).
+This module only glues existing pieces together:
+
+* :func:`mtlstm_hf.data.load_corpus` / :func:`~mtlstm_hf.data.split_to_stream` turn ``data``
+  (a local PTB/WikiText-format folder, a Hub dataset id or a loaded ``DatasetDict``) into
+  1-D token streams (one ``<eos>`` per line);
+* :func:`.perplexity.token_log_probs` scores the evaluation split with the recurrent state
+  carried across windows;
+* :func:`.frequency.token_counts` / :func:`~.frequency.frequency_bin_of_token` /
+  :func:`~.frequency.binned_perplexity` give the paper's per-frequency-bin perplexities;
+* :func:`.bootstrap.paired_block_bootstrap` tests the difference between two checkpoints.
+
+Batching (``batch_size``):
+
+* ``batch_size=1`` (default, the paper's and AWD-LSTM's test setting) feeds the whole split
+  as one stream and carries the state from the first token to the last: every target is
+  predicted from its full preceding context.
+* ``batch_size=B > 1`` is faster but cuts the stream into ``B`` contiguous pieces, each
+  starting from the zero state; the first token of each piece is not scored and the last
+  ``N mod B`` tokens are dropped, so results differ slightly from ``batch_size=1``.
+
+``window`` (tokens per forward call) affects only speed and memory, never the numbers.
+
+Word counts for the frequency bins come from ``count_splits`` (default: the training split
+only, which the bins then cannot leak test information from; the paper's reference code
+counts train + valid + test). The splits used are recorded in every result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import datasets
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.tokenization_utils_base import FULL_TOKENIZER_FILE, TOKENIZER_CONFIG_FILE
+from transformers.utils import (
+    CONFIG_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+)
+
+from ..data import canonical_split, load_corpus, split_to_stream
+from .bootstrap import paired_block_bootstrap
+from .frequency import DEFAULT_BIN_EDGES, binned_perplexity, frequency_bin_of_token, token_counts
+from .perplexity import target_positions, token_log_probs
+
+__all__ = [
+    "Checkpoint",
+    "CorpusSource",
+    "compare_checkpoints",
+    "evaluate_checkpoint",
+    "load_checkpoint",
+    "to_json_compatible",
+]
+
+PathOrStr = Union[str, os.PathLike]
+#: A checkpoint folder, or an already loaded ``(model, tokenizer)`` pair (what :func:`load_checkpoint` returns).
+Checkpoint = Union[PathOrStr, tuple[PreTrainedModel, PreTrainedTokenizerBase]]
+#: Anything :func:`mtlstm_hf.data.load_corpus` accepts: a folder, a Hub id, a ``{split: file}`` dict, a DatasetDict.
+CorpusSource = Union[PathOrStr, dict[str, PathOrStr], datasets.DatasetDict]
+
+# model_type of our config. Spelled out rather than imported: evaluation/ never imports the models
+# package (a test checks it); the model class is reached through AutoModelForCausalLM, which the
+# package's __init__ (always run before this module) registers for this model_type.
+MODEL_TYPE = "mtlstm"
+
+_WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+_TOKENIZER_FILES = (FULL_TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)
+
+
+def _read_model_config(folder: Path) -> dict[str, Any]:
+    """``config.json`` of ``folder`` as a dict, after checking it describes an MTLSTM model."""
+    config_file = folder / CONFIG_NAME
+    if not config_file.is_file():
+        raise ValueError(
+            f"{str(folder)!r} is not an mtlstm checkpoint: it has no {CONFIG_NAME} "
+            "(expected a folder written by model.save_pretrained)"
+        )
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{str(config_file)!r} is not valid JSON: {err}") from err
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type != MODEL_TYPE:
+        raise ValueError(
+            f"{str(folder)!r} is not an mtlstm checkpoint: {CONFIG_NAME} has model_type={model_type!r}, "
+            f"expected {MODEL_TYPE!r}"
+        )
+    return config
+
+
+def load_checkpoint(
+    path: PathOrStr, device: torch.device | str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load the model and word tokenizer saved together in a checkpoint folder.
+
+    Args:
+        path: local folder holding ``config.json`` (``model_type="mtlstm"``), the weights
+            (``model.safetensors``, ``pytorch_model.bin`` or a sharded index) and the
+            tokenizer files (``tokenizer.json`` / ``tokenizer_config.json``).
+        device: where to put the model (default: CPU).
+
+    Returns:
+        ``(model, tokenizer)``: an ``MTLSTMForCausalLM`` in eval mode and the tokenizer.
+
+    Raises:
+        FileNotFoundError: the folder does not exist, or it lacks the weights or the tokenizer.
+        ValueError: the folder is not an mtlstm checkpoint (no ``config.json`` or another
+            ``model_type``), or the tokenizer's vocabulary size differs from ``config.vocab_size``.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"checkpoint {str(path)!r} {what}")
+    config = _read_model_config(folder)
+    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
+        raise FileNotFoundError(
+            f"checkpoint {str(folder)!r} has no model weights (looked for {', '.join(_WEIGHT_FILES)})"
+        )
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"checkpoint {str(folder)!r} has no tokenizer (looked for {', '.join(_TOKENIZER_FILES)}); "
+            "save it beside the model with tokenizer.save_pretrained(folder)"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    # Checked before loading the weights: a mismatched pair would index the embedding out of
+    # range (or silently score with the wrong words), and the check is cheap.
+    if len(tokenizer) != config.get("vocab_size"):
+        raise ValueError(
+            f"checkpoint {str(folder)!r}: the tokenizer has {len(tokenizer)} tokens but the model's "
+            f"config.vocab_size is {config.get('vocab_size')}; they must have been saved from different runs"
+        )
+    # trust_remote_code=False: use the installed, registered class, never the copies of the
+    # modelling files that save_pretrained puts in the folder (evaluating runs no folder code).
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False)
+    if device is not None:
+        model = model.to(device)
+    return model.eval(), tokenizer
+
+
+def _resolve_checkpoint(
+    checkpoint: Checkpoint, device: torch.device | str | None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str | None]:
+    """``(model, tokenizer, path or None)`` from a folder or a loaded pair."""
+    if isinstance(checkpoint, tuple):
+        if len(checkpoint) != 2:
+            raise ValueError(f"a loaded checkpoint must be a (model, tokenizer) pair, got {len(checkpoint)} items")
+        model, tokenizer = checkpoint
+        return model, tokenizer, None
+    model, tokenizer = load_checkpoint(checkpoint, device=device)
+    return model, tokenizer, str(checkpoint)
+
+
+def _describe_data(data: CorpusSource) -> str:
+    """A short JSON-friendly description of where the corpus came from."""
+    if isinstance(data, datasets.DatasetDict):
+        return "<DatasetDict>"
+    if isinstance(data, dict):
+        return json.dumps({split: str(path) for split, path in data.items()})
+    return str(data)
+
+
+@dataclass
+class _ScoredSplit:
+    """One model's scores on one split, with everything needed to bin and bootstrap them."""
+
+    log_probs: torch.Tensor  # (n_targets,) log p of each scored target
+    targets: torch.Tensor  # (n_targets,) target ids aligned with log_probs
+    bin_of_token: torch.Tensor  # (V,) frequency bin of every vocabulary id
+    info: dict[str, Any]  # settings and provenance recorded in the results
+
+
+def _score_split(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    corpus: datasets.DatasetDict,
+    split: str,
+    count_splits: Sequence[str],
+    edges: Sequence[int],
+    batch_size: int,
+    window: int,
+) -> _ScoredSplit:
+    """Tokenize, count, score: the shared core of evaluation and comparison."""
+    split = canonical_split(split)
+    # A single string would otherwise be iterated letter by letter.
+    count_names = [count_splits] if isinstance(count_splits, str) else list(count_splits)
+    count_names = list(dict.fromkeys(canonical_split(name) for name in count_names))
+    if not count_names:
+        raise ValueError("count_splits must name at least one split to count words in")
+    streams = {name: split_to_stream(corpus, name, tokenizer) for name in dict.fromkeys([split, *count_names])}
+    vocab_size = int(model.config.vocab_size)
+    bin_of_token = frequency_bin_of_token(token_counts([streams[name] for name in count_names], vocab_size), edges)
+    stream = streams[split]
+    log_probs = token_log_probs(model, stream, batch_size=batch_size, window=window)
+    targets = stream[target_positions(stream.numel(), batch_size)]
+    info = {
+        "split": split,
+        "count_splits": count_names,
+        "batch_size": int(batch_size),
+        "window": int(window),
+        "bin_edges": sorted(int(edge) for edge in edges),
+        "n_stream_tokens": int(stream.numel()),
+    }
+    return _ScoredSplit(log_probs, targets, bin_of_token, info)
+
+
+def _evaluation_result(scored: _ScoredSplit, checkpoint_path: str | None, data: CorpusSource) -> dict[str, Any]:
+    edges = scored.info["bin_edges"]
+    result: dict[str, Any] = {"checkpoint": checkpoint_path, "data": _describe_data(data), **scored.info}
+    result.update(binned_perplexity(scored.log_probs, scored.targets, scored.bin_of_token, edges))
+    return result
+
+
+def evaluate_checkpoint(
+    path_or_model: Checkpoint,
+    data: CorpusSource,
+    split: str = "test",
+    batch_size: int = 1,
+    window: int = 70,
+    count_splits: Sequence[str] = ("train",),
+    edges: Sequence[int] = DEFAULT_BIN_EDGES,
+    *,
+    data_config: str | None = None,
+    device: torch.device | str | None = None,
+) -> dict[str, Any]:
+    """Perplexity of a checkpoint on a corpus split, overall and per word-frequency bin.
+
+    Args:
+        path_or_model: a checkpoint folder (see :func:`load_checkpoint`) or a loaded
+            ``(model, tokenizer)`` pair.
+        data: the corpus, anything :func:`mtlstm_hf.data.load_corpus` accepts (a local folder
+            with ``train.txt``/``valid.txt``/``test.txt``, a Hub dataset id, a loaded
+            ``DatasetDict``, ...).
+        split: the split to score (``"test"``, ``"valid"``/``"validation"``, ``"train"``).
+        batch_size: ``1`` carries the state across the whole split (the paper's setting);
+            ``B > 1`` scores ``B`` contiguous pieces in parallel, each from the zero state
+            (faster, slightly different numbers; see the module docstring).
+        window: tokens per forward call; speed/memory only.
+        count_splits: splits whose word counts define the frequency bins (default train only;
+            ``("train", "valid", "test")`` reproduces the reference code).
+        edges: bin thresholds, default the paper's ``(100, 1000, 10000)``.
+        data_config: Hub dataset configuration (e.g. ``"wikitext-2-v1"``), Hub ids only.
+        device: device for a model loaded from a folder (a loaded model is used where it is).
+
+    Returns:
+        ``{"checkpoint": path or None, "data", "split", "count_splits": [...], "batch_size",
+        "window", "bin_edges", "n_stream_tokens", "perplexity", "n_tokens" (scored targets),
+        "nll_sum", "bins": {label: {"perplexity", "n_tokens", "nll_sum"}}}``, bins most
+        frequent first; an empty bin has perplexity NaN.
+    """
+    model, tokenizer, checkpoint_path = _resolve_checkpoint(path_or_model, device)
+    corpus = load_corpus(data, data_config)
+    scored = _score_split(model, tokenizer, corpus, split, count_splits, edges, batch_size, window)
+    return _evaluation_result(scored, checkpoint_path, data)
+
+
+def _same_vocabulary(tokenizer_a: PreTrainedTokenizerBase, tokenizer_b: PreTrainedTokenizerBase) -> bool:
+    return tokenizer_a.get_vocab() == tokenizer_b.get_vocab()
+
+
+def compare_checkpoints(
+    a: Checkpoint,
+    b: Checkpoint,
+    data: CorpusSource,
+    split: str = "test",
+    batch_size: int = 1,
+    window: int = 70,
+    count_splits: Sequence[str] = ("train",),
+    edges: Sequence[int] = DEFAULT_BIN_EDGES,
+    block_size: int = 100,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    confidence_level: float = 0.95,
+    *,
+    data_config: str | None = None,
+    device: torch.device | str | None = None,
+) -> dict[str, Any]:
+    """Evaluate two checkpoints on the same split and test their difference (paired block bootstrap).
+
+    Both checkpoints must share one vocabulary (same word -> id table), so that they score
+    the same token stream and the same frequency bins. Arguments as in
+    :func:`evaluate_checkpoint`; ``block_size``, ``n_resamples``, ``confidence_level`` as in
+    :func:`~mtlstm_hf.evaluation.paired_block_bootstrap`, with ``seed`` seeding its generator.
+
+    Returns:
+        ``{"a": evaluation of a, "b": evaluation of b, "comparison": paired bootstrap result}``;
+        the comparison's ``diff`` is ``ppl_b - ppl_a`` (negative when ``b`` is better), with a
+        percentile confidence interval and a two-sided p-value, overall and per bin.
+    """
+    model_a, tokenizer_a, path_a = _resolve_checkpoint(a, device)
+    model_b, tokenizer_b, path_b = _resolve_checkpoint(b, device)
+    if not _same_vocabulary(tokenizer_a, tokenizer_b):
+        raise ValueError(
+            "the two checkpoints have different vocabularies (tokenizers); a paired comparison needs "
+            "both models to score the same token stream"
+        )
+    corpus = load_corpus(data, data_config)
+    scored_a = _score_split(model_a, tokenizer_a, corpus, split, count_splits, edges, batch_size, window)
+    scored_b = _score_split(model_b, tokenizer_b, corpus, split, count_splits, edges, batch_size, window)
+    comparison = paired_block_bootstrap(
+        scored_a.log_probs,
+        scored_b.log_probs,
+        scored_a.targets,
+        scored_a.bin_of_token,
+        edges=edges,
+        block_size=block_size,
+        n_resamples=n_resamples,
+        confidence_level=confidence_level,
+        generator=seed,
+    )
+    comparison["seed"] = int(seed)
+    return {
+        "a": _evaluation_result(scored_a, path_a, data),
+        "b": _evaluation_result(scored_b, path_b, data),
+        "comparison": comparison,
+    }
+
+
+def to_json_compatible(value: Any) -> Any:
+    """Copy of a result with NaN/inf floats replaced by ``None`` (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {key: to_json_compatible(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_compatible(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,179 @@
+"""``mtlstm-eval``: perplexity of a saved checkpoint, overall and per word-frequency bin.
+
+Examples::
+
+    mtlstm-eval runs/mts --data data/penn
+    mtlstm-eval runs/mts --data data/penn --count-splits train valid test --output mts.json
+    mtlstm-eval runs/baseline --data data/penn --compare runs/mts --output comparison.json
+    mtlstm-eval runs/mts --data wikitext --data-config wikitext-2-v1 --split valid
+
+With ``--compare OTHER`` the table shows both checkpoints and the paired block bootstrap of
+the difference ``OTHER - CHECKPOINT`` (negative when OTHER is better). The library functions
+behind it are :func:`~mtlstm_hf.evaluation.checkpoint.evaluate_checkpoint` and
+:func:`~mtlstm_hf.evaluation.checkpoint.compare_checkpoints`; the JSON written by
+``--output`` is their result (NaN, e.g. an empty bin, written as ``null``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import compare_checkpoints, evaluate_checkpoint, to_json_compatible
+from .frequency import DEFAULT_BIN_EDGES
+
+__all__ = ["build_parser", "format_comparison", "format_evaluation", "main"]
+
+PROG = "mtlstm-eval"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``mtlstm-eval``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Perplexity of an mtlstm checkpoint (model + tokenizer folder), overall and per "
+        "word-frequency bin; optionally compared with another checkpoint by a paired block bootstrap.",
+    )
+    parser.add_argument("checkpoint", help="folder written by save_pretrained (model and tokenizer)")
+    parser.add_argument(
+        "--data", required=True, help="corpus: a folder with train/valid/test.txt (PTB/WikiText format) or a Hub dataset id"
+    )
+    parser.add_argument("--data-config", default=None, help="Hub dataset configuration, e.g. wikitext-2-v1")
+    parser.add_argument("--split", default="test", help="split to score (default: test)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="1 (default, the paper's setting) carries the state across the whole split; "
+        "B > 1 scores B contiguous pieces, each from a zero state",
+    )
+    parser.add_argument("--window", type=int, default=70, help="tokens per forward call; speed only (default: 70)")
+    parser.add_argument(
+        "--count-splits",
+        nargs="+",
+        default=["train"],
+        metavar="SPLIT",
+        help="splits whose word counts define the frequency bins (default: train; "
+        "'train valid test' reproduces the reference code)",
+    )
+    parser.add_argument(
+        "--bin-edges",
+        nargs="+",
+        type=int,
+        default=list(DEFAULT_BIN_EDGES),
+        metavar="COUNT",
+        help="frequency bin thresholds (default: 100 1000 10000)",
+    )
+    parser.add_argument("--compare", metavar="OTHER_CHECKPOINT", default=None, help="second checkpoint to compare with")
+    parser.add_argument("--block-size", type=int, default=100, help="bootstrap block length in tokens (default: 100)")
+    parser.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap resamples (default: 10000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument(
+        "--confidence-level", type=float, default=0.95, help="confidence level of the interval (default: 0.95)"
+    )
+    parser.add_argument("--device", default=None, help="torch device for the models (default: cpu)")
+    parser.add_argument("--output", type=Path, default=None, help="write the results as JSON to this file")
+    return parser
+
+
+def _number(value: float, digits: int = 2) -> str:
+    """Fixed-point text, ``-`` for NaN (an empty bin has no perplexity)."""
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _rows(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(label, stats)`` for each bin, most frequent first, then ``overall``."""
+    return [*result["bins"].items(), ("overall", result)]
+
+
+def _header(result: dict[str, Any]) -> str:
+    return (
+        f"split {result['split']} of {result['data']}: {result['n_tokens']} scored targets, "
+        f"batch size {result['batch_size']}; frequency bins from word counts over: {', '.join(result['count_splits'])}"
+    )
+
+
+def format_evaluation(result: dict[str, Any]) -> str:
+    """Readable table of an :func:`evaluate_checkpoint` result: bin, tokens, perplexity."""
+    lines = [f"checkpoint: {result['checkpoint']}", _header(result), f"{'bin':<10}{'tokens':>10}{'perplexity':>14}"]
+    for label, stats in _rows(result):
+        lines.append(f"{label:<10}{stats['n_tokens']:>10}{_number(stats['perplexity']):>14}")
+    return "\n".join(lines)
+
+
+def format_comparison(result: dict[str, Any]) -> str:
+    """Readable tables of a :func:`compare_checkpoints` result: both perplexities, then B - A."""
+    eval_a, eval_b, boot = result["a"], result["b"], result["comparison"]
+    lines = [
+        f"A: {eval_a['checkpoint']}",
+        f"B: {eval_b['checkpoint']}",
+        _header(eval_a),
+        f"{'bin':<10}{'tokens':>10}{'ppl A':>12}{'ppl B':>12}",
+    ]
+    for (label, stats_a), (_, stats_b) in zip(_rows(eval_a), _rows(eval_b)):
+        lines.append(
+            f"{label:<10}{stats_a['n_tokens']:>10}{_number(stats_a['perplexity']):>12}{_number(stats_b['perplexity']):>12}"
+        )
+    level = round(100 * boot["confidence_level"], 3)
+    lines += [
+        "",
+        f"paired block bootstrap of B - A: {boot['n_resamples']} resamples of {boot['n_blocks']} blocks of "
+        f"{boot['block_size']} tokens ({boot['n_tail_tokens_dropped']} tail tokens dropped), seed {boot['seed']}",
+        f"{'bin':<10}{'tokens':>10}{'diff':>12}{f'{level:g}% CI':>24}{'p-value':>10}",
+    ]
+    for label, stats in [*boot["bins"].items(), ("overall", boot["overall"])]:
+        diff = stats["diff"]
+        interval = f"[{_number(diff['ci_low'])}, {_number(diff['ci_high'])}]"
+        lines.append(
+            f"{label:<10}{stats['n_tokens']:>10}{_number(diff['observed']):>12}{interval:>24}{_number(diff['p_value'], 4):>10}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mtlstm-eval``; returns the exit status (0 ok, 1 bad checkpoint/data, 2 bad arguments)."""
+    args = build_parser().parse_args(argv)
+    common = dict(
+        data=args.data,
+        split=args.split,
+        batch_size=args.batch_size,
+        window=args.window,
+        count_splits=args.count_splits,
+        edges=args.bin_edges,
+        data_config=args.data_config,
+        device=args.device,
+    )
+    try:
+        if args.compare is None:
+            result = evaluate_checkpoint(args.checkpoint, **common)
+            table = format_evaluation(result)
+        else:
+            result = compare_checkpoints(
+                args.checkpoint,
+                args.compare,
+                block_size=args.block_size,
+                n_resamples=args.n_resamples,
+                seed=args.seed,
+                confidence_level=args.confidence_level,
+                **common,
+            )
+            table = format_comparison(result)
+    except (FileNotFoundError, ValueError) as err:
+        # Expected user errors (wrong folder, missing split, bad option value): one line, no traceback.
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    print(table)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(to_json_compatible(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        print(f"results written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""End-to-end checkpoint evaluation: load_checkpoint, evaluate/compare_checkpoints and mtlstm-eval."""
+
+import json
+import math
+import random
+import shutil
+from collections import Counter
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from mtlstm_hf import MTLSTMForCausalLM
+from mtlstm_hf.data import build_word_tokenizer
+from mtlstm_hf.evaluation import bin_labels, compare_checkpoints, evaluate_checkpoint, load_checkpoint
+from mtlstm_hf.evaluation.cli import main
+
+# Small thresholds so that the tiny corpus fills every bin (the paper's are 100 / 1K / 10K).
+EDGES = (4, 15, 60)
+WINDOW = 7  # much shorter than the split, so the state really is carried across windows
+
+
+def _zipf_lines(rng: random.Random, n_lines: int, words: list[str], weights: list[float]) -> list[str]:
+    return [" ".join(rng.choices(words, weights, k=rng.randint(3, 9))) for _ in range(n_lines)]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    """PTB-format train/valid/test.txt with Zipf-like word frequencies (every bin non-empty)."""
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(30)] + ["<unk>"]
+    weights = [1.0 / (rank + 1) for rank in range(30)] + [0.05]
+    directory = tmp_path_factory.mktemp("corpus")
+    for name, n_lines in (("train", 120), ("valid", 15), ("test", 30)):
+        lines = _zipf_lines(rng, n_lines, words, weights)
+        if name == "test":
+            lines.append("w0 never_seen_in_train w1")  # maps to <unk>
+        (directory / f"{name}.txt").write_text("".join(f" {line} \n" for line in lines), encoding="utf-8")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def checkpoint(corpus_dir, tmp_path_factory):
+    """A tiny model and its word tokenizer saved together with save_pretrained."""
+    tokenizer = build_word_tokenizer(corpus_dir / "train.txt")
+    torch.manual_seed(0)
+    config = tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    folder = tmp_path_factory.mktemp("checkpoint")
+    MTLSTMForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _stream_ids(path, tokenizer) -> torch.Tensor:
+    """The split as ids, built independently of the data layer: words of each line + <eos>."""
+    words = [word for line in path.read_text(encoding="utf-8").splitlines() for word in [*line.split(), "<eos>"]]
+    return torch.tensor(tokenizer.convert_tokens_to_ids(words))
+
+
+def _oracle_nll(model, pieces: torch.Tensor) -> torch.Tensor:
+    """Per-target NLL from one forward pass over whole pieces ``(B, n)``, each from the zero state."""
+    with torch.no_grad():
+        logits = model(input_ids=pieces[:, :-1]).logits.double()
+    return -torch.log_softmax(logits, -1).gather(-1, pieces[:, 1:, None]).squeeze(-1).reshape(-1)
+
+
+def _oracle_bins(corpus_dir, split_names, target_words) -> list[int]:
+    """Bin index (0 = most frequent) of each target word from counts over the given split files."""
+    counts = Counter()
+    for name in split_names:
+        for line in (corpus_dir / f"{name}.txt").read_text(encoding="utf-8").splitlines():
+            counts.update([*line.split(), "<eos>"])
+    return [sum(counts[word] < edge for edge in EDGES) for word in target_words]
+
+
+def test_evaluate_checkpoint_matches_one_full_forward_pass(checkpoint, corpus_dir):
+    result = evaluate_checkpoint(checkpoint, corpus_dir, window=WINDOW, edges=EDGES)
+    model, tokenizer = load_checkpoint(checkpoint)
+    stream = _stream_ids(corpus_dir / "test.txt", tokenizer)
+    nll = _oracle_nll(model, stream[None])
+
+    assert result["n_stream_tokens"] == stream.numel()
+    assert result["n_tokens"] == stream.numel() - 1
+    assert result["perplexity"] == pytest.approx(math.exp(nll.mean()), rel=1e-5)
+    assert sum(b["n_tokens"] for b in result["bins"].values()) == result["n_tokens"]
+    assert list(result["bins"]) == bin_labels(EDGES)
+    assert result["count_splits"] == ["train"] and result["split"] == "test" and result["batch_size"] == 1
+
+    # Per bin, against counts taken straight from train.txt; every bin is populated.
+    targets = tokenizer.convert_ids_to_tokens(stream[1:].tolist())
+    oracle_bins = torch.tensor(_oracle_bins(corpus_dir, ["train"], targets))
+    for k, stats in enumerate(result["bins"].values()):
+        in_bin = oracle_bins == k
+        assert stats["n_tokens"] == int(in_bin.sum()) > 0
+        assert stats["perplexity"] == pytest.approx(math.exp(nll[in_bin].mean()), rel=1e-5)
+
+    # A loaded (model, tokenizer) pair gives the same numbers; counting over all splits is recorded.
+    all_counts = evaluate_checkpoint(
+        (model, tokenizer), corpus_dir, window=WINDOW, edges=EDGES, count_splits=("train", "valid", "test")
+    )
+    assert all_counts["checkpoint"] is None
+    assert all_counts["count_splits"] == ["train", "validation", "test"]
+    assert all_counts["perplexity"] == pytest.approx(result["perplexity"], rel=1e-6)
+    oracle_all = torch.tensor(_oracle_bins(corpus_dir, ["train", "valid", "test"], targets))
+    assert [b["n_tokens"] for b in all_counts["bins"].values()] == torch.bincount(oracle_all, minlength=4).tolist()
+
+
+def test_batched_evaluation_scores_contiguous_pieces_from_zero_state(checkpoint, corpus_dir):
+    result = evaluate_checkpoint(checkpoint, corpus_dir, split="valid", batch_size=3, window=WINDOW, edges=EDGES)
+    model, tokenizer = load_checkpoint(checkpoint)
+    stream = _stream_ids(corpus_dir / "valid.txt", tokenizer)
+    piece = stream.numel() // 3
+    nll = _oracle_nll(model, stream[: 3 * piece].reshape(3, piece))
+    assert result["split"] == "validation" and result["batch_size"] == 3
+    assert result["n_tokens"] == 3 * (piece - 1)
+    assert result["perplexity"] == pytest.approx(math.exp(nll.mean()), rel=1e-5)
+
+
+def test_cli_prints_table_and_writes_json(checkpoint, corpus_dir, tmp_path, capsys):
+    output = tmp_path / "out" / "results.json"
+    argv = [str(checkpoint), "--data", str(corpus_dir), "--window", str(WINDOW), "--output", str(output)]
+    assert main([*argv, "--bin-edges", *map(str, EDGES)]) == 0
+    printed = capsys.readouterr().out
+    written = json.loads(output.read_text())
+    expected = evaluate_checkpoint(checkpoint, corpus_dir, window=WINDOW, edges=EDGES)
+    assert written["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-12)
+    assert written["n_tokens"] == expected["n_tokens"]
+    assert {label: b["n_tokens"] for label, b in written["bins"].items()} == {
+        label: b["n_tokens"] for label, b in expected["bins"].items()
+    }
+    assert written["count_splits"] == ["train"] and written["bin_edges"] == list(EDGES)
+    for label in [*bin_labels(EDGES), "overall"]:
+        assert label in printed
+    assert f"{expected['perplexity']:.2f}" in printed
+
+    # Default (paper) edges: the tiny corpus leaves the frequent bins empty -> null in strict JSON.
+    assert main(argv) == 0
+    written = json.loads(output.read_text())
+    assert written["bins"][">=10K"] == {"perplexity": None, "n_tokens": 0, "nll_sum": 0.0}
+
+
+def test_compare_checkpoint_with_itself(checkpoint, corpus_dir, tmp_path, capsys):
+    result = compare_checkpoints(
+        checkpoint, checkpoint, corpus_dir, window=WINDOW, edges=EDGES, block_size=20, n_resamples=200
+    )
+    for stats in [result["comparison"]["overall"], *result["comparison"]["bins"].values()]:
+        diff = stats["diff"]
+        assert (diff["observed"], diff["ci_low"], diff["ci_high"], diff["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+    assert result["a"]["perplexity"] == result["b"]["perplexity"]
+
+    output = tmp_path / "compare.json"
+    argv = [str(checkpoint), "--data", str(corpus_dir), "--compare", str(checkpoint), "--window", str(WINDOW)]
+    argv += ["--block-size", "20", "--n-resamples", "200", "--bin-edges", *map(str, EDGES), "--output", str(output)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "p-value" in printed and "95% CI" in printed and "1.0000" in printed
+    written = json.loads(output.read_text())
+    assert written["comparison"]["overall"]["diff"]["p_value"] == 1.0
+    assert written["comparison"]["seed"] == 0
+
+
+def _broken_copy(checkpoint, tmp_path, name, remove=()):
+    folder = tmp_path / name
+    shutil.copytree(checkpoint, folder)
+    for file_name in remove:
+        (folder / file_name).unlink()
+    return folder
+
+
+def test_load_checkpoint_errors_name_the_problem(checkpoint, corpus_dir, tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="not an mtlstm checkpoint: it has no config.json"):
+        load_checkpoint(_broken_copy(checkpoint, tmp_path, "no_config", ["config.json"]))
+    foreign = _broken_copy(checkpoint, tmp_path, "foreign")
+    config = json.loads((foreign / "config.json").read_text())
+    (foreign / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
+    with pytest.raises(ValueError, match="model_type='gpt2'"):
+        load_checkpoint(foreign)
+    with pytest.raises(FileNotFoundError, match="no model weights"):
+        load_checkpoint(_broken_copy(checkpoint, tmp_path, "no_weights", ["model.safetensors"]))
+    with pytest.raises(FileNotFoundError, match="no tokenizer"):
+        load_checkpoint(_broken_copy(checkpoint, tmp_path, "no_tok", ["tokenizer.json", "tokenizer_config.json"]))
+
+    mismatch = _broken_copy(checkpoint, tmp_path, "mismatch")
+    small_tokenizer = build_word_tokenizer(["w0 w1 w2"])
+    small_tokenizer.save_pretrained(mismatch)
+    with pytest.raises(ValueError, match=r"tokenizer has 5 tokens but the model's config.vocab_size is \d+"):
+        load_checkpoint(mismatch)
+    # Two checkpoints with different vocabularies cannot be compared token by token.
+    model, _ = load_checkpoint(checkpoint)
+    with pytest.raises(ValueError, match="different vocabularies"):
+        compare_checkpoints(checkpoint, (model, small_tokenizer), corpus_dir)
+
+    # The command line reports the same message in one line and exits with status 1.
+    assert main([str(mismatch), "--data", str(corpus_dir)]) == 1
+    assert "mtlstm-eval: error:" in capsys.readouterr().err
