@@ -14,6 +14,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from .cells import CELL_TYPES, cell_layout
 from .timescales import SCHEDULE_TYPES, normalize_schedule
 
 FROZEN_BIAS_CHOICES: tuple[str, ...] = ("forget_input", "all", "none")
@@ -95,6 +96,9 @@ class MTLSTMConfig(PretrainedConfig):
             output, added to the training loss.
         temporal_activation_regularization: TAR coefficient (beta, >= 0) on the raw
             last-layer output, added to the training loss.
+        cell_types: the recurrent cell, one name for every layer or a list with one per
+            layer: ``lstm`` (standard), ``lstm-srnn``, ``lstm-srnn-out``, ``lstm-srnn-hidden``,
+            ``lstm-gates`` (Levy et al. 2018; see ``cells.py``). Stored as a list.
         timescale_schedules: one schedule per layer (``None`` = no timescales anywhere);
             each is a type name or dict with ``type`` in ``none``, ``fixed``,
             ``inverse_gamma``, ``chrono``, ``explicit`` (see ``timescales.normalize_schedule``).
@@ -122,6 +126,7 @@ class MTLSTMConfig(PretrainedConfig):
         weight_drop: float = 0.5,
         activation_regularization: float = 2.0,
         temporal_activation_regularization: float = 1.0,
+        cell_types: str | list[str] = "lstm",
         timescale_schedules: list[Any] | None = None,
         frozen_biases: str = "forget_input",
         embedding_init_range: float = 0.1,
@@ -141,6 +146,7 @@ class MTLSTMConfig(PretrainedConfig):
         self.weight_drop = weight_drop
         self.activation_regularization = activation_regularization
         self.temporal_activation_regularization = temporal_activation_regularization
+        self.cell_types = cell_types
         self.timescale_schedules = timescale_schedules
         self.frozen_biases = frozen_biases
         self.embedding_init_range = embedding_init_range
@@ -229,11 +235,29 @@ class MTLSTMConfig(PretrainedConfig):
             normalize_schedule(schedule, size, field=f"timescale_schedules[{index}]")
             for index, (schedule, size) in enumerate(zip(schedules, sizes))
         ]
+        cell_types = self.cell_types
+        if isinstance(cell_types, str):
+            cell_types = [cell_types] * len(sizes)
+        if not isinstance(cell_types, (list, tuple)) or len(cell_types) != len(sizes):
+            raise ValueError(
+                f"cell_types must be one name or a list with one per layer ({len(sizes)} = len(hidden_sizes)) "
+                f"from {list(CELL_TYPES)}, got {cell_types!r}."
+            )
+        for index, cell_type in enumerate(cell_types):
+            if cell_type not in CELL_TYPES:
+                raise ValueError(f"cell_types[{index}] must be one of {list(CELL_TYPES)}, got {cell_type!r}.")
+            if not cell_layout(cell_type).has_forget_gate and self.timescale_schedules[index]["type"] != "none":
+                raise ValueError(
+                    f"timescale_schedules[{index}] must be 'none' because cell_types[{index}]={cell_type!r} has no "
+                    "forget gate to carry a timescale; allowed: 'none', or a cell type with a forget gate "
+                    f"({[c for c in CELL_TYPES if cell_layout(c).has_forget_gate]})."
+                )
+        self.cell_types = list(cell_types)
 
     def frozen_gates(self, layer_index: int) -> tuple[str, ...]:
         """Names of the gate biases of layer ``layer_index`` that are fixed buffers."""
         if self.timescale_schedules[layer_index]["type"] == "none" or self.frozen_biases == "none":
             return ()
         if self.frozen_biases == "all":
-            return ("input_gate", "forget_gate", "cell_candidate", "output_gate")
+            return cell_layout(self.cell_types[layer_index]).bias_gates
         return ("input_gate", "forget_gate")

@@ -18,12 +18,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .recurrences import lstm_sequence
+from .cells import cell_layout
+from .gates import gates_and_cells
 from .timescales import forget_bias_from_timescale
-
-GATE_NAMES: tuple[str, ...] = ("input_gate", "forget_gate", "cell_candidate", "output_gate")
-"""The standard LSTM's gates, in PyTorch's stacking order (i, f, g, o)."""
-
+from .variants import variant_sequence
 
 def locked_dropout(inputs: torch.Tensor, probability: float, training: bool) -> torch.Tensor:
     """Variational ("locked") dropout: one mask per sequence, shared over all time steps.
@@ -116,17 +114,22 @@ class GateBiases(nn.Module):
 
 
 class MTLSTMLayer(nn.Module):
-    """One LSTM layer whose forget/input biases may carry fixed timescales.
+    """One recurrent layer (standard LSTM or a Levy et al. 2018 variant) whose forget/input
+    biases may carry fixed timescales.
 
-    Parameters (``E`` = input size, ``H`` = hidden size): ``weight_ih (4H, E)``,
-    ``weight_hh (4H, H)`` (the *raw* recurrent weight; DropConnect is applied to a copy
-    at each training forward), and ``gate_biases`` (one ``(H,)`` vector per gate).
+    Parameters (``E`` = input size, ``H`` = hidden size; row blocks per ``cells.cell_layout``):
+    ``weight_ih (n_x H, E)``, ``weight_hh (n_h H, H)`` (the *raw* recurrent weight;
+    DropConnect is applied to a copy at each training forward; ``None`` for
+    ``lstm-srnn-hidden``), and ``gate_biases`` (one ``(H,)`` vector per biased block).
+    For the standard cell ``n_x = n_h = 4`` (rows i, f, g, o) and the sequence runs on
+    PyTorch's fused LSTM kernel.
 
     Args:
         input_size: ``E``.
         hidden_size: ``H``.
+        cell_type: one of ``cells.CELL_TYPES``.
         weight_drop: DropConnect probability on ``weight_hh`` in training.
-        frozen_gates: names from :data:`GATE_NAMES` whose biases are fixed buffers.
+        frozen_gates: names of bias blocks that are fixed buffers.
         layer_index: position in the stack (used by the model's weight initialisation).
     """
 
@@ -134,26 +137,47 @@ class MTLSTMLayer(nn.Module):
         self,
         input_size: int,
         hidden_size: int,
+        cell_type: str = "lstm",
         weight_drop: float = 0.0,
         frozen_gates: tuple[str, ...] = (),
         layer_index: int = 0,
     ) -> None:
         super().__init__()
+        self.layout = cell_layout(cell_type)
+        self.cell_type = cell_type
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.weight_drop = weight_drop
         self.layer_index = layer_index
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
-        self.gate_biases = GateBiases(hidden_size, GATE_NAMES, frozen_gates)
+        rows_x, rows_h = len(self.layout.input_gate_rows), len(self.layout.recurrent_gate_rows)
+        self.weight_ih = nn.Parameter(torch.empty(rows_x * hidden_size, input_size))
+        if rows_h:
+            self.weight_hh = nn.Parameter(torch.empty(rows_h * hidden_size, hidden_size))
+        else:
+            self.register_parameter("weight_hh", None)
+        self.gate_biases = GateBiases(hidden_size, self.layout.bias_gates, frozen_gates)
+
+    @property
+    def cell_size(self) -> int:
+        """Width of the memory cell state: ``H``, or 0 for cell-less ``lstm-gates``."""
+        return self.hidden_size if self.layout.has_cell else 0
 
     def extra_repr(self) -> str:
         frozen = ",".join(self.gate_biases.frozen_gates) or "none"
-        return f"{self.input_size}, {self.hidden_size}, weight_drop={self.weight_drop}, frozen_biases={frozen}"
+        return (
+            f"{self.input_size}, {self.hidden_size}, cell_type={self.cell_type}, "
+            f"weight_drop={self.weight_drop}, frozen_biases={frozen}"
+        )
 
-    def recurrent_weight(self) -> torch.Tensor:
+    def recurrent_weight(self) -> torch.Tensor | None:
         """``weight_hh`` after DropConnect: a differentiable function of the raw weight."""
+        if self.weight_hh is None:
+            return None
         return drop_connect(self.weight_hh, self.weight_drop, self.training)
+
+    def _sequence_arguments(self, initial_cell: torch.Tensor, dtype: torch.dtype) -> tuple:
+        cell = initial_cell if self.layout.has_cell else None
+        return cell, self.weight_ih, self.recurrent_weight(), self.gate_biases.concatenated(dtype)
 
     def forward(
         self,
@@ -162,18 +186,34 @@ class MTLSTMLayer(nn.Module):
         initial_cell: torch.Tensor,
         lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the layer over ``inputs (B, T, E)``; see :func:`recurrences.lstm_sequence`.
+        """Run the layer over ``inputs (B, T, E)``; see :func:`variants.variant_sequence`.
 
-        Returns ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, H))``.
+        Args:
+            initial_hidden: ``(B, H)``; initial_cell: ``(B, cell_size)``.
+
+        Returns:
+            ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, cell_size))``.
         """
-        return lstm_sequence(
-            inputs,
-            initial_hidden,
-            initial_cell,
-            self.weight_ih,
-            self.recurrent_weight(),
-            self.gate_biases.concatenated(inputs.dtype),
-            lengths,
+        cell, weight_ih, weight_hh, bias = self._sequence_arguments(initial_cell, inputs.dtype)
+        outputs, final_hidden, final_cell = variant_sequence(
+            self.cell_type, inputs, initial_hidden, cell, weight_ih, weight_hh, bias, lengths
+        )
+        return outputs, final_hidden, initial_cell if final_cell is None else final_cell
+
+    def gates_and_cells(
+        self,
+        inputs: torch.Tensor,
+        initial_hidden: torch.Tensor,
+        initial_cell: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        hidden_outputs: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor | None]:
+        """Every gate, candidate, cell and hidden state over the sequence, each ``(B, T, H)``
+        (``None`` where the cell lacks it); see :func:`gates.gates_and_cells`. Uses the
+        current mode's recurrent weight (call in ``eval()`` for analysis)."""
+        cell, weight_ih, weight_hh, bias = self._sequence_arguments(initial_cell, inputs.dtype)
+        return gates_and_cells(
+            self.cell_type, inputs, initial_hidden, cell, weight_ih, weight_hh, bias, lengths, hidden_outputs
         )
 
     @torch.no_grad()
@@ -181,19 +221,20 @@ class MTLSTMLayer(nn.Module):
         """Initial values for every tensor of the layer (used by the model's ``_init_weights``).
 
         Weights and free biases follow ``nn.LSTM``'s default, ``U(-1/sqrt(H), 1/sqrt(H))``
-        (the free bias is the sum of two such draws, like PyTorch's two bias vectors).
+        (a free bias is the sum of two such draws, like PyTorch's two bias vectors).
         With ``forget_timescales (H,)`` given, ``b_f = forget_bias_from_timescale(T)`` and
         ``b_i = -b_f`` (Mahto et al. 2021, Sec. 3; chrono convention).
         """
         bound = 1.0 / math.sqrt(self.hidden_size)
-        hidden = self.hidden_size
 
         def draw(*shape: int) -> torch.Tensor:
             return torch.empty(*shape, dtype=torch.float32).uniform_(-bound, bound)
 
-        values = {"weight_ih": draw(4 * hidden, self.input_size), "weight_hh": draw(4 * hidden, hidden)}
-        for gate in GATE_NAMES:
-            values[f"gate_biases.{gate}"] = draw(hidden) + draw(hidden)
+        values = {"weight_ih": draw(*self.weight_ih.shape)}
+        if self.weight_hh is not None:
+            values["weight_hh"] = draw(*self.weight_hh.shape)
+        for gate in self.layout.bias_gates:
+            values[f"gate_biases.{gate}"] = draw(self.hidden_size) + draw(self.hidden_size)
         if forget_timescales is not None:
             forget_bias = forget_bias_from_timescale(forget_timescales).to(torch.float32)
             values["gate_biases.forget_gate"] = forget_bias

@@ -129,6 +129,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             MTLSTMLayer(
                 input_size,
                 hidden_size,
+                cell_type=config.cell_types[index],
                 weight_drop=config.weight_drop,
                 frozen_gates=config.frozen_gates(index),
                 layer_index=index,
@@ -160,16 +161,19 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
     ) -> MTLSTMState:
         if isinstance(past_key_values, Cache) and past_key_values.get_seq_length() == 0:
             past_key_values = None  # an empty foreign cache (e.g. generate()'s DynamicCache) means "no state"
+        cell_sizes = [layer.cell_size for layer in self.layers]
         if past_key_values is None:
-            return MTLSTMState.zeros(batch_size, self.config.hidden_sizes, device=inputs.device, dtype=inputs.dtype)
+            return MTLSTMState.zeros(
+                batch_size, self.config.hidden_sizes, cell_sizes, device=inputs.device, dtype=inputs.dtype
+            )
         if not isinstance(past_key_values, MTLSTMState):
             raise ValueError(
                 f"past_key_values must be an MTLSTMState returned by this model, got {type(past_key_values).__name__}."
             )
-        if past_key_values.hidden_sizes != self.config.hidden_sizes:
+        if past_key_values.hidden_sizes != self.config.hidden_sizes or past_key_values.cell_sizes != cell_sizes:
             raise ValueError(
-                f"past_key_values has hidden sizes {past_key_values.hidden_sizes}, but this model's layers have "
-                f"{self.config.hidden_sizes}: the state comes from another model."
+                f"past_key_values has hidden/cell sizes {past_key_values.hidden_sizes}/{past_key_values.cell_sizes}, "
+                f"but this model's layers have {self.config.hidden_sizes}/{cell_sizes}: the state comes from another model."
             )
         if past_key_values.batch_size != batch_size:
             raise ValueError(

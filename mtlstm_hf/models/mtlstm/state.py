@@ -35,11 +35,20 @@ class MTLSTMState:
 
     @classmethod
     def zeros(
-        cls, batch_size: int, hidden_sizes: list[int], device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        cls,
+        batch_size: int,
+        hidden_sizes: list[int],
+        cell_sizes: list[int] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> "MTLSTMState":
-        """The all-zero initial state (what the model uses when no state is passed)."""
+        """The all-zero initial state (what the model uses when no state is passed).
+
+        ``cell_sizes`` defaults to ``hidden_sizes``; a cell-less layer (tanh RNN) has 0.
+        """
+        cell_sizes = hidden_sizes if cell_sizes is None else cell_sizes
         hidden = [torch.zeros(batch_size, size, device=device, dtype=dtype) for size in hidden_sizes]
-        cell = [torch.zeros(batch_size, size, device=device, dtype=dtype) for size in hidden_sizes]
+        cell = [torch.zeros(batch_size, size, device=device, dtype=dtype) for size in cell_sizes]
         return cls(hidden, cell, 0)
 
     @property
@@ -53,6 +62,10 @@ class MTLSTMState:
     @property
     def hidden_sizes(self) -> list[int]:
         return [h.shape[-1] for h in self.hidden]
+
+    @property
+    def cell_sizes(self) -> list[int]:
+        return [c.shape[-1] for c in self.cell]
 
     def __len__(self) -> int:
         return self.num_layers

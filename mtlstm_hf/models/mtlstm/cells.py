@@ -1,0 +1,350 @@
+"""Catalogue of recurrent cells: the standard LSTM and the ablations of Levy et al. (2018).
+
+Levy, Lee, FitzGerald, Zettlemoyer, "Long Short-Term Memory as a Dynamically Computed
+Element-wise Weighted Sum", ACL 2018, split the LSTM into a *content layer* (the cell
+candidate ``c~_t``), a *memory cell* ``c_t = i_t * c~_t + f_t * c_{t-1}`` and an output
+layer ``h_t = o_t * tanh(c_t)``, then remove parts of it. Cell types (one config string per
+layer), with ``sigma`` the logistic sigmoid::
+
+    lstm              i,f,o = sigma(W_x x_t + W_h h_{t-1} + b);  c~_t = tanh(W_cx x_t + W_ch h_{t-1} + b_c)
+                      c_t = f_t c_{t-1} + i_t c~_t;                h_t = o_t tanh(c_t)
+    lstm-srnn         as lstm with a linear content layer:       c~_t = W_cx x_t   (no h, no tanh, no bias)
+    lstm-srnn-out     as lstm-srnn without output gate:          h_t = tanh(c_t)
+    lstm-srnn-hidden  as lstm-srnn with every gate from x_t:     i,f,o = sigma(W_x x_t + b)
+                      (the only recurrence left is the linear c_t = f_t c_{t-1} + i_t c~_t)
+    lstm-gates        memory cell and gates removed: a plain tanh RNN
+                      h_t = tanh(W_h h_{t-1} + W_x x_t + b);  no cell state
+
+``lstm-gates`` is *this library's reading* of the paper's "LSTM - GATES" ablation, whose exact
+definition was not verified against the paper (docs/PAPERS.md, section 3): with the gates gone,
+``c_t = c~_t`` and ``h_t = tanh(c_t)``; folding the two tanh's into one gives the classic
+Elman/S-RNN. Treat results with this cell as an S-RNN baseline until that is checked.
+
+Parameter layout of one layer (``H`` hidden, ``E`` input); rows of the stacked matrices are
+blocks of ``H`` named after the gate they feed (``input_gate``, ``forget_gate``,
+``cell_candidate``, ``output_gate``; ``hidden`` for the tanh RNN), the bias is one
+concatenated vector in :attr:`CellLayout.bias_gates` order:
+
+    ==================  =====================  =====================  =================
+    cell type           weight_ih rows         weight_hh rows         bias
+    ==================  =====================  =====================  =================
+    lstm                (4H, E) i, f, g, o     (4H, H) i, f, g, o     (4H) i, f, g, o
+    lstm-srnn           (4H, E) i, f, g, o     (3H, H) i, f, o        (3H) i, f, o
+    lstm-srnn-out       (3H, E) i, f, g        (2H, H) i, f           (2H) i, f
+    lstm-srnn-hidden    (4H, E) i, f, g, o     None                   (3H) i, f, o
+    lstm-gates          (H, E) hidden          (H, H) hidden          (H) hidden
+    ==================  =====================  =====================  =================
+
+This module holds the catalogue (:func:`cell_layout`), the per-step equations shared by every
+implementation (:func:`gate_preactivations`, :func:`activate_gates`, :func:`cell_update`,
+:func:`hidden_from_cell`) and slow, obviously-correct per-step loops that serve as test oracles
+(:func:`reference_trace`, :func:`reference_sequence`). Fast versions live in ``variants.py``.
+Only torch is imported: this file travels to the Hub with the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+CELL_TYPES: tuple[str, ...] = ("lstm", "lstm-srnn", "lstm-srnn-out", "lstm-srnn-hidden", "lstm-gates")
+"""Allowed values of a layer's ``cell_type``."""
+
+INPUT_GATE, FORGET_GATE, CELL_CANDIDATE, OUTPUT_GATE, HIDDEN = (
+    "input_gate",
+    "forget_gate",
+    "cell_candidate",
+    "output_gate",
+    "hidden",
+)
+"""Row-block names (the first four match ``layers.GATE_NAMES``)."""
+
+TRACE_KEYS: tuple[str, ...] = (INPUT_GATE, FORGET_GATE, OUTPUT_GATE, CELL_CANDIDATE, "cell", HIDDEN)
+"""Keys of a per-step trace (:func:`reference_trace`, ``gates.gates_and_cells``)."""
+
+
+@dataclass(frozen=True)
+class CellLayout:
+    """Which row blocks one cell type stacks in its parameters, and what the cell has.
+
+    Attributes:
+        cell_type: one of :data:`CELL_TYPES`.
+        input_gate_rows: names of the ``H``-row blocks of ``weight_ih``, in order.
+        recurrent_gate_rows: names of the blocks of ``weight_hh`` (empty: no ``weight_hh``).
+        bias_gates: names of the ``H``-blocks of the concatenated bias, in order.
+        has_cell: whether there is a memory cell ``c_t`` (False: ``c`` is None everywhere).
+        has_forget_gate: whether ``f_t`` exists (then so does ``i_t``).
+        has_output_gate: whether ``h_t = o_t * tanh(c_t)`` (else ``tanh(c_t)``, or the RNN).
+        linear_candidate: whether ``c~_t = W_cx x_t`` (S-RNN content layer removed) instead of
+            ``tanh(W_cx x_t + W_ch h_{t-1} + b_c)``.
+    """
+
+    cell_type: str
+    input_gate_rows: tuple[str, ...]
+    recurrent_gate_rows: tuple[str, ...]
+    bias_gates: tuple[str, ...]
+    has_cell: bool
+    has_forget_gate: bool
+    has_output_gate: bool
+    linear_candidate: bool
+
+    def parameter_shapes(self, input_size: int, hidden_size: int) -> dict[str, tuple[int, int] | tuple[int] | None]:
+        """Expected shapes of ``weight_ih``, ``weight_hh`` (None if absent) and ``bias``."""
+        return {
+            "weight_ih": (len(self.input_gate_rows) * hidden_size, input_size),
+            "weight_hh": (len(self.recurrent_gate_rows) * hidden_size, hidden_size)
+            if self.recurrent_gate_rows
+            else None,
+            "bias": (len(self.bias_gates) * hidden_size,),
+        }
+
+
+_IFGO = (INPUT_GATE, FORGET_GATE, CELL_CANDIDATE, OUTPUT_GATE)
+_IFO = (INPUT_GATE, FORGET_GATE, OUTPUT_GATE)
+_LAYOUTS: dict[str, CellLayout] = {
+    "lstm": CellLayout("lstm", _IFGO, _IFGO, _IFGO, True, True, True, False),
+    "lstm-srnn": CellLayout("lstm-srnn", _IFGO, _IFO, _IFO, True, True, True, True),
+    "lstm-srnn-out": CellLayout(
+        "lstm-srnn-out",
+        (INPUT_GATE, FORGET_GATE, CELL_CANDIDATE),
+        (INPUT_GATE, FORGET_GATE),
+        (INPUT_GATE, FORGET_GATE),
+        True,
+        True,
+        False,
+        True,
+    ),
+    "lstm-srnn-hidden": CellLayout("lstm-srnn-hidden", _IFGO, (), _IFO, True, True, True, True),
+    "lstm-gates": CellLayout("lstm-gates", (HIDDEN,), (HIDDEN,), (HIDDEN,), False, False, False, False),
+}
+
+
+def cell_layout(cell_type: str) -> CellLayout:
+    """The :class:`CellLayout` of ``cell_type``.
+
+    Raises:
+        ValueError: naming the field ``cell_type`` and the allowed values.
+    """
+    try:
+        return _LAYOUTS[cell_type]
+    except (KeyError, TypeError):
+        allowed = ", ".join(repr(name) for name in CELL_TYPES)
+        raise ValueError(f"cell_type must be one of {allowed}; got {cell_type!r}.") from None
+
+
+def check_parameters(
+    layout: CellLayout,
+    inputs: torch.Tensor,
+    weight_ih: torch.Tensor,
+    weight_hh: torch.Tensor | None,
+    bias: torch.Tensor,
+) -> int:
+    """Validate parameter shapes against ``layout`` for ``inputs (B, T, E)``; return ``H``.
+
+    Raises:
+        ValueError: with the expected and actual shapes.
+    """
+    blocks = len(layout.input_gate_rows)
+    if weight_ih.dim() != 2 or weight_ih.shape[0] % blocks:
+        raise ValueError(
+            f"{layout.cell_type}: weight_ih must be ({blocks}H, E) with rows {layout.input_gate_rows}; "
+            f"got {tuple(weight_ih.shape)}."
+        )
+    hidden_size = weight_ih.shape[0] // blocks
+    expected = layout.parameter_shapes(inputs.shape[-1], hidden_size)
+    actual = {
+        "weight_ih": tuple(weight_ih.shape),
+        "weight_hh": None if weight_hh is None else tuple(weight_hh.shape),
+        "bias": tuple(bias.shape),
+    }
+    for name, shape in expected.items():
+        if actual[name] != shape:
+            raise ValueError(
+                f"{layout.cell_type}: {name} must have shape {shape} (E={inputs.shape[-1]}, H={hidden_size}); "
+                f"got {actual[name]}."
+            )
+    return hidden_size
+
+
+def gate_preactivations(
+    layout: CellLayout,
+    inputs: torch.Tensor,
+    previous_hidden: torch.Tensor | None,
+    weight_ih: torch.Tensor,
+    weight_hh: torch.Tensor | None,
+    bias: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Pre-activation of every row block: ``W_x x + W_h h_prev + b`` (terms the layout has).
+
+    Works for one step (``inputs (B, E)``, ``previous_hidden (B, H)``) or for all steps at
+    once (``(B, T, E)`` and ``(B, T, H)`` holding ``h_{t-1}`` at ``t``): every term is a
+    per-position linear map.
+
+    Returns:
+        ``{block name: (..., H)}`` for every name in ``layout.input_gate_rows``.
+    """
+    hidden_size = weight_ih.shape[0] // len(layout.input_gate_rows)
+    if layout.input_gate_rows == layout.recurrent_gate_rows == layout.bias_gates:
+        # Every block gets all three terms (lstm, lstm-gates): one matmul over [x, h_prev]
+        # is faster than two (one pass over the (..., nH) output instead of three).
+        stacked = F.linear(
+            torch.cat([inputs, previous_hidden], -1), torch.cat([weight_ih, weight_hh], 1), bias
+        )
+        return dict(zip(layout.input_gate_rows, stacked.split(hidden_size, -1)))
+    preactivations = dict(zip(layout.input_gate_rows, F.linear(inputs, weight_ih).split(hidden_size, -1)))
+    if layout.recurrent_gate_rows:
+        recurrent = F.linear(previous_hidden, weight_hh).split(hidden_size, -1)
+        for name, term in zip(layout.recurrent_gate_rows, recurrent):
+            preactivations[name] = preactivations[name] + term
+    for name, term in zip(layout.bias_gates, bias.split(hidden_size)):
+        preactivations[name] = preactivations[name] + term
+    return preactivations
+
+
+def activate_gates(layout: CellLayout, preactivations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Apply each block's non-linearity: sigmoid for gates, tanh for the RNN's hidden state and
+    the standard cell candidate, identity for a linear (S-RNN-free) candidate."""
+    activated = {}
+    for name, value in preactivations.items():
+        if name == HIDDEN or (name == CELL_CANDIDATE and not layout.linear_candidate):
+            activated[name] = torch.tanh(value)
+        elif name == CELL_CANDIDATE:
+            activated[name] = value
+        else:
+            activated[name] = torch.sigmoid(value)
+    return activated
+
+
+def cell_update(
+    forget_gate: torch.Tensor, previous_cell: torch.Tensor, input_gate: torch.Tensor, cell_candidate: torch.Tensor
+) -> torch.Tensor:
+    """The memory cell: ``c_t = f_t * c_{t-1} + i_t * c~_t`` (all the same shape)."""
+    return forget_gate * previous_cell + input_gate * cell_candidate
+
+
+def hidden_from_cell(layout: CellLayout, cell: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
+    """The output layer: ``h_t = o_t * tanh(c_t)``, or ``tanh(c_t)`` without output gate."""
+    return output_gate * torch.tanh(cell) if layout.has_output_gate else torch.tanh(cell)
+
+
+def reference_trace(
+    cell_type: str,
+    inputs: torch.Tensor,
+    initial_hidden: torch.Tensor,
+    initial_cell: torch.Tensor | None,
+    weight_ih: torch.Tensor,
+    weight_hh: torch.Tensor | None,
+    bias: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor | None]:
+    """Slow per-step loop of the cell equations, recording every gate and state.
+
+    The test oracle for ``variants.py`` and ``gates.py``. A padded step (``t >= lengths[b]``)
+    is the identity step: the state is untouched, which the trace records as ``i = 0``,
+    ``f = 1``, ``o = 0``, ``c~ = 0``, ``c_t = c_{t-1}`` (carried) and hidden output 0.
+
+    Args:
+        cell_type: one of :data:`CELL_TYPES`.
+        inputs: ``(B, T, E)``.
+        initial_hidden: ``(B, H)``.
+        initial_cell: ``(B, H)``; ignored (may be None) for a cell without memory cell.
+        weight_ih, weight_hh, bias: see the module docstring for the per-type layout.
+        lengths: optional ``(B,)`` valid leading steps per row.
+
+    Returns:
+        ``{key: (B, T, H) or None}`` for each key of :data:`TRACE_KEYS` (None where the cell
+        lacks the quantity; ``hidden`` holds the outputs).
+    """
+    layout = cell_layout(cell_type)
+    check_parameters(layout, inputs, weight_ih, weight_hh, bias)
+    total_steps = inputs.shape[1]
+    hidden = initial_hidden
+    cell = initial_cell if layout.has_cell else None
+    # Values of each traced quantity at a padded (identity) step; the cell is carried.
+    identity = {INPUT_GATE: 0.0, FORGET_GATE: 1.0, OUTPUT_GATE: 0.0, CELL_CANDIDATE: 0.0, HIDDEN: 0.0}
+    steps: dict[str, list[torch.Tensor]] = {key: [] for key in TRACE_KEYS}
+    for step in range(total_steps):
+        gates = activate_gates(
+            layout, gate_preactivations(layout, inputs[:, step], hidden, weight_ih, weight_hh, bias)
+        )
+        if layout.has_cell:
+            new_cell = cell_update(gates[FORGET_GATE], cell, gates[INPUT_GATE], gates[CELL_CANDIDATE])
+            gates[HIDDEN] = hidden_from_cell(layout, new_cell, gates.get(OUTPUT_GATE))
+            gates["cell"] = new_cell
+        if lengths is not None:
+            valid = (lengths > step)[:, None]
+            padded = {**identity, "cell": cell}
+            gates = {key: torch.where(valid, value, padded[key]) for key, value in gates.items()}
+            hidden = torch.where(valid, gates[HIDDEN], hidden)
+        else:
+            hidden = gates[HIDDEN]
+        cell = gates.get("cell")
+        for key, value in gates.items():
+            steps[key].append(value)
+    present = _present(layout)
+    empty = inputs.new_zeros(inputs.shape[0], 0, initial_hidden.shape[1])
+    return {
+        key: (torch.stack(steps[key], 1) if total_steps else empty) if key in present else None
+        for key in TRACE_KEYS
+    }
+
+
+def _present(layout: CellLayout) -> set[str]:
+    """Trace keys that exist for ``layout`` (the others are None)."""
+    present = {HIDDEN} | set(layout.input_gate_rows)
+    if layout.has_cell:
+        present.add("cell")
+    return present
+
+
+def reference_sequence(
+    cell_type: str,
+    inputs: torch.Tensor,
+    initial_hidden: torch.Tensor,
+    initial_cell: torch.Tensor | None,
+    weight_ih: torch.Tensor,
+    weight_hh: torch.Tensor | None,
+    bias: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Slow reference of one layer over a sequence (same contract as ``variants.variant_sequence``).
+
+    Returns:
+        ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, H) or None)``. With
+        ``lengths``, row ``b``'s final state is its state after step ``lengths[b] - 1`` (the
+        initial state when 0) and its outputs at padded steps are 0, like
+        ``recurrences.lstm_sequence``.
+    """
+    trace = reference_trace(
+        cell_type, inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths
+    )
+    outputs = trace[HIDDEN]
+    final_hidden = last_valid_step(outputs, initial_hidden, lengths)
+    # The cell is carried through padded steps, so its last step is the final cell.
+    final_cell = None
+    if trace["cell"] is not None:
+        final_cell = trace["cell"][:, -1] if outputs.shape[1] else initial_cell
+    return outputs, final_hidden, final_cell
+
+
+def last_valid_step(
+    per_step: torch.Tensor, initial: torch.Tensor, lengths: torch.Tensor | None
+) -> torch.Tensor:
+    """``per_step[b, lengths[b] - 1]`` for each row, or ``initial[b]`` when the row is empty.
+
+    Args:
+        per_step: ``(B, T, H)``; initial: ``(B, H)``; lengths: ``(B,)`` or None (= all ``T``).
+
+    Returns:
+        ``(B, H)``.
+    """
+    total_steps = per_step.shape[1]
+    if lengths is None:
+        return per_step[:, -1] if total_steps else initial
+    if total_steps == 0:
+        return initial
+    last = (lengths - 1).clamp(min=0).to(per_step.device)
+    gathered = per_step.gather(1, last[:, None, None].expand(-1, 1, per_step.shape[2])).squeeze(1)
+    return torch.where((lengths > 0).to(per_step.device)[:, None], gathered, initial)
