@@ -19,7 +19,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["mtlstm_hf", "mtlstm_hf.*"]),
     include_package_data=True,
-    package_data={"mtlstm_hf": ["data/wikitext2_sample/*", "evaluation/metrics/*/*"]},
+    package_data={"mtlstm_hf": ["data/wikitext2_sample/*", "evaluation/metrics/*/*", "analysis/README.md"]},
     install_requires=[
         "torch>=2.2",
         "transformers>=5.0,<6",
@@ -39,6 +39,8 @@ setup(
         "console_scripts": [
             "mtlstm-demo=mtlstm_hf.demo:main",
             "mtlstm-eval=mtlstm_hf.evaluation.cli:main",
+            "mtlstm-push=mtlstm_hf.hub.cli:main",
+            "mtlstm-analyze=mtlstm_hf.analysis.cli:main",
         ]
     },
 )

@@ -1,0 +1,454 @@
+"""Unit ablation and routing: which units (timescales) does each kind of word rely on?
+
+Mahto et al. (ICLR 2021, Sec. 5; docs/PAPERS.md section 1) zero the output of 50-unit chunks of
+layer 2, ordered by assigned timescale, and report per word-frequency bin the perplexity ratio
+``ppl(ablated) / ppl(intact)``; long-timescale units matter most for rare words.
+
+What "ablating units U of layer l" means here, precisely:
+
+* The sequence output of layer ``l`` that goes **up** (to layer ``l + 1``, or to the output
+  dropout and softmax for the last layer) has its columns ``U`` set to 0 at every step. The
+  model's ``hidden_states[l + 1]`` (``output_hidden_states=True``) shows the zeroed columns.
+* The layer's **own recurrence is untouched**: ``h_{t-1}`` in its gates, its cell, and the state
+  it returns in ``past_key_values`` (which the next window continues from) stay un-ablated.
+  This is what the paper's reference code does (``model_ablation.py`` zeroes the input of the
+  next layer after the ablated layer ran).
+* No weight is changed: :class:`UnitAblation` registers forward hooks on the layer modules and
+  removes them on exit (or :meth:`UnitAblation.remove`); nested ablations combine (union).
+
+Routing reports (:func:`routing_report`, :func:`word_class_routing_report`) score a stream once
+intact and once per chunk with :func:`mtlstm_hf.evaluation.token_log_probs` (state carried,
+eval mode), bin the targets by frequency (:func:`mtlstm_hf.evaluation.binned_perplexity`) or by
+a user-supplied word class (:func:`class_binned_perplexity`), and return JSON-ready dicts with
+the per-bin ratio of every chunk (plot with :func:`mtlstm_hf.analysis.figures.plot_routing_heatmap`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from mtlstm_hf.evaluation.frequency import (
+    DEFAULT_BIN_EDGES,
+    _check_log_probs,
+    _perplexity_by_bin,
+    bin_labels,
+    binned_perplexity,
+)
+from mtlstm_hf.evaluation.perplexity import target_positions, token_log_probs
+
+from .traces import base_model, resolve_layers
+
+__all__ = [
+    "UnitAblation",
+    "ablate_units",
+    "active_ablation",
+    "class_binned_perplexity",
+    "routing_report",
+    "timescale_chunks",
+    "units_by_timescale",
+    "word_class_table",
+    "word_class_routing_report",
+]
+
+# Layer module -> list of unit-index tensors currently zeroed by live ablations (weak: a
+# deleted model leaves nothing behind).
+_ACTIVE: "weakref.WeakKeyDictionary[torch.nn.Module, list[torch.Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def active_ablation(layer: torch.nn.Module) -> torch.Tensor | None:
+    """Sorted unit indices of ``layer`` whose output is currently zeroed, or None."""
+    entries = _ACTIVE.get(layer)
+    if not entries:
+        return None
+    return torch.unique(torch.cat(entries))
+
+
+def _unit_indices(units: Any, hidden_size: int, layer: int) -> torch.Tensor:
+    """Validated ``(K,)`` int64 unit indices (bool masks of length ``H`` accepted)."""
+    indices = torch.as_tensor(units) if not isinstance(units, torch.Tensor) else units.detach().cpu()
+    if indices.dtype == torch.bool:
+        if indices.shape != (hidden_size,):
+            raise ValueError(
+                f"layer {layer}: a boolean unit mask must have shape ({hidden_size},), got {tuple(indices.shape)}."
+            )
+        return indices.nonzero().reshape(-1)
+    if indices.numel() == 0:
+        return torch.zeros(0, dtype=torch.long)
+    if indices.is_floating_point() or indices.is_complex():
+        raise ValueError(f"layer {layer}: unit indices must be integers, got dtype {indices.dtype}.")
+    indices = indices.reshape(-1).long()
+    if int(indices.min()) < 0 or int(indices.max()) >= hidden_size:
+        raise ValueError(
+            f"layer {layer}: unit indices must lie in [0, {hidden_size}) (the layer's hidden size), "
+            f"got values from {int(indices.min())} to {int(indices.max())}."
+        )
+    return torch.unique(indices)
+
+
+class UnitAblation:
+    """Zero the output of chosen units for the layers above, without touching any weight.
+
+    Use as a context manager (``with UnitAblation(model, {1: range(50)}): ...``) or call
+    :meth:`apply` / :meth:`remove`. See the module docstring for the exact semantics.
+
+    Args:
+        model: ``MTLSTMForCausalLM`` or ``MTLSTMModel``.
+        units: ``{layer index: unit indices}`` (a sequence/tensor of ints or a ``(H,)`` bool
+            mask; negative layer indices count from the top; an empty set is allowed, a no-op).
+    """
+
+    def __init__(self, model: torch.nn.Module, units: Mapping[int, Any]) -> None:
+        if not isinstance(units, Mapping):
+            raise ValueError(f"units must be a mapping {{layer index: unit indices}}, got {type(units).__name__}.")
+        base = base_model(model)
+        self.model = model
+        self.units: dict[int, torch.Tensor] = {}
+        for layer, indices in units.items():
+            (index,) = resolve_layers(model, [layer])
+            selected = _unit_indices(indices, base.layers[index].hidden_size, index)
+            previous = self.units.get(index)
+            self.units[index] = selected if previous is None else torch.unique(torch.cat([previous, selected]))
+        self._handles: list[Any] = []
+        self._registered: list[tuple[torch.nn.Module, torch.Tensor]] = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)
+
+    def apply(self) -> "UnitAblation":
+        """Register the hooks (idempotent)."""
+        if self.active:
+            return self
+        base = base_model(self.model)
+        for index, indices in self.units.items():
+            if indices.numel() == 0:
+                continue
+            layer = base.layers[index]
+
+            def zero_units(module: torch.nn.Module, args: Any, output: Any, indices: torch.Tensor = indices) -> Any:
+                # output = (sequence outputs (B, T, H), final hidden, final cell): only the
+                # sequence that goes up is zeroed; the returned state (own recurrence) is kept.
+                outputs, final_hidden, final_cell = output
+                return outputs.index_fill(-1, indices.to(outputs.device), 0.0), final_hidden, final_cell
+
+            self._handles.append(layer.register_forward_hook(zero_units))
+            _ACTIVE.setdefault(layer, []).append(indices)
+            self._registered.append((layer, indices))
+        return self
+
+    def remove(self) -> None:
+        """Remove the hooks: the model computes exactly as before."""
+        for handle in self._handles:
+            handle.remove()
+        for layer, indices in self._registered:
+            entries = _ACTIVE.get(layer, [])
+            for position, entry in enumerate(entries):
+                if entry is indices:
+                    del entries[position]
+                    break
+            if not entries:
+                _ACTIVE.pop(layer, None)
+        self._handles, self._registered = [], []
+
+    def __enter__(self) -> "UnitAblation":
+        return self.apply()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.remove()
+
+
+def ablate_units(model: torch.nn.Module, units: Mapping[int, Any]) -> UnitAblation:
+    """``with ablate_units(model, {layer: units}): ...``; see :class:`UnitAblation`."""
+    return UnitAblation(model, units)
+
+
+# ---------------------------------------------------------------------------
+# Choosing units by timescale
+# ---------------------------------------------------------------------------
+
+
+def _timescale_vector(timescales: Any) -> torch.Tensor:
+    values = torch.as_tensor(timescales, dtype=torch.float64).detach().cpu()
+    if values.dim() != 1 or values.numel() == 0:
+        raise ValueError(f"timescales must be a non-empty 1-D tensor (H,), got shape {tuple(values.shape)}.")
+    if bool(values.isnan().any()) or bool((values < 0).any()):
+        raise ValueError("timescales must be >= 0 (inf allowed), without NaN.")
+    return values
+
+
+def units_by_timescale(timescales: Any, low: float = 0.0, high: float = math.inf) -> torch.Tensor:
+    """Indices of the units with ``low <= T <= high`` (tokens; ``high = inf`` includes ``T = inf``).
+
+    Args:
+        timescales: ``(H,)`` per-unit timescales, assigned (``model.assigned_timescales()[l]``)
+            or estimated (:func:`mtlstm_hf.analysis.timescales.estimate_timescales`).
+
+    Returns:
+        ``(K,)`` int64, ascending unit indices.
+    """
+    values = _timescale_vector(timescales)
+    if not low <= high:
+        raise ValueError(f"need low <= high, got low={low}, high={high}.")
+    return ((values >= low) & (values <= high)).nonzero().reshape(-1)
+
+
+def timescale_chunks(timescales: Any, chunk_size: int = 50, descending: bool = True) -> list[torch.Tensor]:
+    """Units ordered by timescale, cut into consecutive chunks of ``chunk_size`` (the paper's 50).
+
+    Args:
+        timescales: ``(H,)`` per-unit timescales.
+        chunk_size: units per chunk; the last chunk holds the remainder.
+        descending: longest timescales first (the order of the paper's layer-2 units, chunk 1 =
+            the longest); ties keep unit order.
+
+    Returns:
+        ``ceil(H / chunk_size)`` int64 index tensors that partition ``range(H)``.
+    """
+    values = _timescale_vector(timescales)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    order = torch.sort(values, descending=descending, stable=True).indices
+    return list(order.split(int(chunk_size)))
+
+
+# ---------------------------------------------------------------------------
+# Word classes
+# ---------------------------------------------------------------------------
+
+
+def word_class_table(
+    word_classes: Mapping[str, str],
+    vocab: Mapping[str, int] | Any,
+    vocab_size: int | None = None,
+    other_label: str | None = "other",
+) -> tuple[torch.Tensor, list[str]]:
+    """Class index of every vocabulary id from a ``{word: class}`` map (e.g. part of speech).
+
+    Args:
+        word_classes: ``{word: class name}``; words absent from the vocabulary are ignored.
+        vocab: ``{word: id}`` or a tokenizer (its ``get_vocab()``).
+        vocab_size: ``V`` (default ``max id + 1``).
+        other_label: class of vocabulary words missing from the map; ``None`` leaves them out
+            (class -1: not scored in :func:`class_binned_perplexity`).
+
+    Returns:
+        ``(classes (V,) int64, labels)``: labels in first-appearance order of the map, then
+        ``other_label`` when some word falls there.
+    """
+    if not isinstance(word_classes, Mapping) or not word_classes:
+        raise ValueError("word_classes must be a non-empty mapping {word: class name}.")
+    table = vocab.get_vocab() if hasattr(vocab, "get_vocab") else dict(vocab)
+    size = int(vocab_size) if vocab_size is not None else max(table.values()) + 1
+    labels = list(dict.fromkeys(str(name) for name in word_classes.values()))
+    index_of = {label: position for position, label in enumerate(labels)}
+    classes = torch.full((size,), -1, dtype=torch.long)
+    known = 0
+    for word, name in word_classes.items():
+        token = table.get(word)
+        if token is not None and 0 <= token < size:
+            classes[token] = index_of[str(name)]
+            known += 1
+    if known == 0:
+        raise ValueError("none of the words of word_classes is in the vocabulary.")
+    if other_label is not None and bool((classes == -1).any()):
+        if other_label in index_of:
+            raise ValueError(f"other_label {other_label!r} is also one of the classes; choose another.")
+        classes[classes == -1] = len(labels)
+        labels.append(other_label)
+    return classes, labels
+
+
+def class_binned_perplexity(
+    token_log_probs: torch.Tensor, token_ids: torch.Tensor, class_of_token: torch.Tensor, labels: Sequence[str]
+) -> dict[str, Any]:
+    """Overall and per-class perplexity, like :func:`mtlstm_hf.evaluation.binned_perplexity` with
+    arbitrary classes: ``ppl_k = exp(mean_{t: class(y_t) = k} -log p(y_t))``.
+
+    Targets whose class is -1 are left out (``n_excluded``). Returns the same layout as
+    ``binned_perplexity`` (``{"perplexity", "n_tokens", "nll_sum", "bins": {label: ...}}``).
+    """
+    nll = -_check_log_probs(token_log_probs, "token_log_probs")
+    classes = torch.as_tensor(class_of_token).long().cpu()
+    targets = torch.as_tensor(token_ids).long().cpu()
+    if targets.shape != nll.shape:
+        raise ValueError(f"token_ids has {targets.numel()} entries but token_log_probs has {nll.numel()}.")
+    if int(targets.max()) >= classes.numel() or int(targets.min()) < 0:
+        raise ValueError(f"token_ids must lie in [0, {classes.numel()}) (the length of class_of_token).")
+    if int(classes.max()) >= len(labels) or int(classes.min()) < -1:
+        raise ValueError(f"class_of_token values must lie in [-1, {len(labels)}) for {len(labels)} labels.")
+    target_classes = classes[targets]
+    scored = target_classes >= 0
+    if not bool(scored.any()):
+        raise ValueError("no target token has a class (all are -1).")
+    result = _perplexity_by_bin(nll[scored], target_classes[scored], list(labels))
+    result["n_excluded"] = int((~scored).sum())
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Routing reports
+# ---------------------------------------------------------------------------
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    if math.isnan(numerator) or math.isnan(denominator) or denominator == 0:
+        return math.nan
+    return numerator / denominator
+
+
+def _chunk_summary(indices: torch.Tensor, timescales: torch.Tensor | None) -> dict[str, Any]:
+    summary: dict[str, Any] = {"units": indices.tolist(), "n_units": int(indices.numel())}
+    if timescales is not None and indices.numel():
+        values = timescales[indices]
+        finite = values[torch.isfinite(values) & (values > 0)]
+        summary.update(
+            timescale_min=float(values.min()),
+            timescale_max=float(values.max()),
+            timescale_geometric_mean=float(finite.log().mean().exp()) if finite.numel() else math.nan,
+        )
+    return summary
+
+
+def routing_report(
+    model: torch.nn.Module,
+    stream: torch.Tensor,
+    layer: int,
+    bin_of_token: torch.Tensor,
+    labels: Sequence[str] | None = None,
+    *,
+    edges: Sequence[int] = DEFAULT_BIN_EDGES,
+    chunks: Sequence[Any] | None = None,
+    chunk_size: int = 50,
+    timescales: Any = None,
+    batch_size: int = 1,
+    window: int = 70,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Per-bin perplexity ratio ``ppl(chunk ablated) / ppl(intact)`` for every chunk of one layer.
+
+    Args:
+        model: the language model (``MTLSTMForCausalLM``).
+        stream: ``(N,)`` token ids (scored like :func:`mtlstm_hf.evaluation.token_log_probs`).
+        layer: the layer whose units are ablated (paper: layer 2, index 1).
+        bin_of_token: ``(V,)`` bin/class index per vocabulary id.
+        labels: class labels (any number of classes; -1 entries are not scored). ``None`` means
+            frequency bins: ``bin_of_token`` from :func:`mtlstm_hf.evaluation.frequency_bin_of_token`
+            with ``edges``, labels ``bin_labels(edges)``.
+        edges: frequency bin thresholds (only with ``labels=None``).
+        chunks: explicit unit sets to ablate one at a time; default: :func:`timescale_chunks` of
+            ``timescales`` with ``chunk_size``.
+        chunk_size: units per chunk (paper: 50).
+        timescales: ``(H,)`` timescales ordering the units (assigned or estimated); default the
+            layer's assigned timescales, else unit order.
+        batch_size, window: scoring settings (see ``token_log_probs``); ``batch_size=1`` is the
+            paper's setting.
+        progress: tqdm bar over the chunks.
+
+    Returns:
+        ``{"layer", "labels", "columns" (labels + "overall"), "order" ("given", "timescale",
+        "assigned", "index"), "chunk_size", "batch_size", "window", "intact": {"perplexity",
+        "n_tokens", "bins": {label: {"perplexity", "n_tokens"}}}, "chunks": [{"units",
+        "n_units", "timescale_min", "timescale_max", "timescale_geometric_mean", "perplexity",
+        "bins": {label: ppl}, "ratio": {label or "overall": ratio}}], "ratio_matrix": (chunks x
+        columns) list of lists}``; NaN where a bin is empty.
+    """
+    (layer,) = resolve_layers(model, [layer])
+    hidden_size = base_model(model).layers[layer].hidden_size
+    order = "given"
+    ordering = None
+    if timescales is not None:
+        ordering, order = _timescale_vector(timescales), "timescale"
+        if ordering.numel() != hidden_size:
+            raise ValueError(f"timescales has {ordering.numel()} entries but layer {layer} has {hidden_size} units.")
+    elif hasattr(model, "assigned_timescales") and model.assigned_timescales()[layer] is not None:
+        ordering, order = _timescale_vector(model.assigned_timescales()[layer]), "assigned"
+    if chunks is None:
+        if ordering is None:
+            ordering, order = None, "index"
+            unit_chunks = list(torch.arange(hidden_size).split(int(chunk_size)))
+        else:
+            unit_chunks = timescale_chunks(ordering, chunk_size)
+    else:
+        order = "given"
+        unit_chunks = [_unit_indices(chunk, hidden_size, layer) for chunk in chunks]
+    if not unit_chunks:
+        raise ValueError("give at least one chunk of units.")
+
+    stream = torch.as_tensor(stream)
+    targets = stream[target_positions(stream.numel(), batch_size)]
+    frequency = labels is None
+    column_labels = bin_labels(edges) if frequency else list(labels)
+
+    def score() -> dict[str, Any]:
+        log_probs = token_log_probs(model, stream, batch_size=batch_size, window=window)
+        if frequency:
+            return binned_perplexity(log_probs, targets, bin_of_token, edges)
+        return class_binned_perplexity(log_probs, targets, bin_of_token, column_labels)
+
+    intact = score()
+    iterator: Any = unit_chunks
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(unit_chunks, desc=f"ablation layer {layer}", unit="chunk", leave=False)
+    chunk_results = []
+    for indices in iterator:
+        with UnitAblation(model, {layer: indices}):
+            ablated = score()
+        ratios = {
+            label: _ratio(ablated["bins"][label]["perplexity"], intact["bins"][label]["perplexity"])
+            for label in column_labels
+        }
+        ratios["overall"] = _ratio(ablated["perplexity"], intact["perplexity"])
+        chunk_results.append(
+            {
+                **_chunk_summary(indices, ordering),
+                "perplexity": ablated["perplexity"],
+                "bins": {label: ablated["bins"][label]["perplexity"] for label in column_labels},
+                "ratio": ratios,
+            }
+        )
+    columns = [*column_labels, "overall"]
+    return {
+        "layer": layer,
+        "labels": column_labels,
+        "columns": columns,
+        "order": order,
+        "chunk_size": int(chunk_size) if chunks is None else None,
+        "batch_size": int(batch_size),
+        "window": int(window),
+        "intact": {
+            "perplexity": intact["perplexity"],
+            "n_tokens": intact["n_tokens"],
+            "bins": {
+                label: {key: intact["bins"][label][key] for key in ("perplexity", "n_tokens")} for label in column_labels
+            },
+        },
+        "chunks": chunk_results,
+        "ratio_matrix": [[chunk["ratio"][column] for column in columns] for chunk in chunk_results],
+    }
+
+
+def word_class_routing_report(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    stream: torch.Tensor,
+    layer: int,
+    word_classes: Mapping[str, str],
+    other_label: str | None = "other",
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`routing_report` with classes from a ``{word: class}`` map (e.g. part of speech).
+
+    ``tokenizer`` gives the word -> id table (``get_vocab()``); see :func:`word_class_table` for
+    ``other_label``. Other keyword arguments go to :func:`routing_report`.
+    """
+    vocab_size = base_model(model).embeddings.num_embeddings
+    classes, labels = word_class_table(word_classes, tokenizer, vocab_size, other_label)
+    return routing_report(model, stream, layer, classes, labels, **kwargs)

@@ -1,0 +1,353 @@
+"""Per-layer traces of an MTLSTM: every gate, candidate, cell and hidden state, per token.
+
+The single source of per-step quantities for the analyses (timescales, memory span, ...):
+
+* :func:`forward_traces` / :func:`layer_traces` run **one** forward of the model with
+  ``output_hidden_states=True`` and, per layer ``l``, pass ``hidden_states[l]`` (its input) and
+  the layer's own outputs to :meth:`MTLSTMLayer.gates_and_cells
+  <mtlstm_hf.models.mtlstm.layers.MTLSTMLayer.gates_and_cells>`, which recovers
+  ``i_t, f_t, o_t, c~_t, c_t, h_t`` with batched matmuls and a parallel scan (no Python loop
+  over time for the standard cell).
+* :func:`stream_traces` walks a long token stream in windows, carrying the recurrent state from
+  one window to the next (the same cut of the stream into ``batch_size`` contiguous rows as
+  :func:`mtlstm_hf.evaluation.token_log_probs`), and yields one :class:`TraceChunk` per window;
+  only one window's traces are alive at a time.
+* :func:`trace_moments` reduces that stream to running per-unit sums (``sum x``, ``sum x^2``,
+  token count) per layer and trace key, e.g. the mean forget gate of every unit over a corpus.
+
+Everything runs in eval mode (no dropout, raw recurrent weights) under ``torch.no_grad``;
+the model's training flag is restored afterwards.
+
+Trace dictionary of one layer (``B`` batch rows, ``T`` steps, ``H`` units, ``E`` input size)::
+
+    "layer"                int, index in the stack
+    "cell_type"            str, e.g. "lstm"
+    "inputs"               (B, T, E) hidden_states[l], what the layer received
+    "outputs"              (B, T, H) hidden_states[l + 1], what the layer passed up
+                           (columns zeroed by an active ablation are zero here)
+    "initial_hidden"       (B, H) state before the first step
+    "initial_cell"         (B, H) (B, 0 for a cell-less layer)
+    "input_gate", "forget_gate", "output_gate", "cell_candidate", "cell", "hidden"
+                           (B, T, H) or None where the cell type lacks it (see cells.py)
+
+``"hidden"`` is the layer's own (un-ablated) ``h_t``, the one its recurrence uses; it equals
+``"outputs"`` unless units are ablated (:mod:`.ablation`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mtlstm_hf.models.mtlstm.cells import TRACE_KEYS
+from mtlstm_hf.models.mtlstm.state import MTLSTMState
+
+__all__ = [
+    "TraceChunk",
+    "TraceMoments",
+    "base_model",
+    "eval_mode",
+    "forward_traces",
+    "layer_traces",
+    "resolve_layers",
+    "stream_rows",
+    "stream_traces",
+    "trace_moments",
+]
+
+
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module holding ``embeddings`` and ``layers`` (an ``MTLSTMModel``, or the one inside a causal LM)."""
+    base = getattr(model, "base_model", model)
+    if not hasattr(base, "layers") or not hasattr(base, "embeddings"):
+        raise ValueError(
+            f"expected an MTLSTMForCausalLM or MTLSTMModel (with .layers and .embeddings), got {type(model).__name__}."
+        )
+    return base
+
+
+def _model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    weight = base_model(model).embeddings.weight
+    return weight.device, weight.dtype
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put ``model`` in eval mode under ``torch.no_grad`` and restore its training flag on exit."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def resolve_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -> list[int]:
+    """Validated, non-negative layer indices (``None`` = every layer; negative ints count from the top)."""
+    num_layers = len(base_model(model).layers)
+    requested = range(num_layers) if layers is None else ([layers] if isinstance(layers, numbers.Integral) else layers)
+    resolved = []
+    for value in requested:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not -num_layers <= value < num_layers:
+            raise ValueError(
+                f"layer must be an int in [{-num_layers}, {num_layers}) for this {num_layers}-layer model, got {value!r}."
+            )
+        resolved.append(int(value) % num_layers)
+    if not resolved:
+        raise ValueError("give at least one layer.")
+    return list(dict.fromkeys(resolved))
+
+
+def _initial_state(model: torch.nn.Module, past_key_values: MTLSTMState | None, batch_size: int) -> MTLSTMState:
+    """``past_key_values`` on the model's device/dtype, or the zero state the model itself would use."""
+    base = base_model(model)
+    device, dtype = _model_device_dtype(model)
+    if past_key_values is None:
+        return MTLSTMState.zeros(
+            batch_size,
+            [layer.hidden_size for layer in base.layers],
+            [layer.cell_size for layer in base.layers],
+            device=device,
+            dtype=dtype,
+        )
+    return past_key_values.to(device=device, dtype=dtype)
+
+
+@dataclass
+class TraceChunk:
+    """Traces of one forward call.
+
+    Attributes:
+        layers: one trace dict per requested layer (keys in the module docstring).
+        past_key_values: the state after the chunk (to continue the stream).
+        input_ids: ``(B, T)`` the chunk's tokens.
+        start: position of the chunk's first token within each batch row of the stream.
+    """
+
+    layers: list[dict[str, Any]]
+    past_key_values: MTLSTMState
+    input_ids: torch.Tensor
+    start: int = 0
+
+
+def forward_traces(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    past_key_values: MTLSTMState | None = None,
+    layers: int | Sequence[int] | None = None,
+) -> TraceChunk:
+    """One forward of the model plus each requested layer's gates and cells.
+
+    Args:
+        model: ``MTLSTMForCausalLM`` or ``MTLSTMModel``.
+        input_ids: ``(B, T)`` token ids.
+        past_key_values: state to continue from (``None`` = zeros).
+        layers: which layers to trace (default all).
+
+    Returns:
+        A :class:`TraceChunk`; its ``layers`` follow the order of ``layers``.
+    """
+    input_ids = torch.as_tensor(input_ids)
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}.")
+    from .ablation import active_ablation  # here: ablation.py imports this module
+
+    base = base_model(model)
+    layer_indices = resolve_layers(model, layers)
+    device, _ = _model_device_dtype(model)
+    input_ids = input_ids.to(device)
+    state = _initial_state(model, past_key_values, input_ids.shape[0])
+    with eval_mode(model):
+        # The base model only: no (B, T, V) logits are needed for traces.
+        output = base(input_ids=input_ids, past_key_values=state, use_cache=True, output_hidden_states=True)
+        hidden_states = output.hidden_states
+        traces = []
+        for index in layer_indices:
+            layer = base.layers[index]
+            passed_up = hidden_states[index + 1]
+            # Under an ablation the outputs passed up have zeroed columns but the layer's own
+            # recurrence used the intact h_{t-1}: let gates_and_cells recompute h from the inputs.
+            own_outputs = None if active_ablation(layer) is not None else passed_up
+            gates = layer.gates_and_cells(
+                hidden_states[index], state.hidden[index], state.cell[index], hidden_outputs=own_outputs
+            )
+            trace: dict[str, Any] = {
+                "layer": index,
+                "cell_type": layer.cell_type,
+                "inputs": hidden_states[index],
+                "outputs": passed_up,
+                "initial_hidden": state.hidden[index],
+                "initial_cell": state.cell[index],
+            }
+            trace.update({key: gates[key] for key in TRACE_KEYS})
+            traces.append(trace)
+    return TraceChunk(traces, output.past_key_values, input_ids)
+
+
+def layer_traces(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    past_key_values: MTLSTMState | None = None,
+    layers: int | Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Per-layer traces of ``input_ids (B, T)``: ``forward_traces(...).layers`` (see module docstring)."""
+    return forward_traces(model, input_ids, past_key_values, layers).layers
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def stream_rows(
+    stream: torch.Tensor, batch_size: int = 1, max_tokens: int | None = None, min_row_length: int = 1
+) -> torch.Tensor:
+    """Cut a token stream into ``batch_size`` contiguous rows, AWD-LSTM ``batchify`` style.
+
+    Row ``b`` is ``stream[b n : (b + 1) n]`` with ``n = N // B`` (the last ``N mod B`` tokens are
+    dropped), exactly as :func:`mtlstm_hf.evaluation.token_log_probs` cuts it.
+
+    Args:
+        stream: ``(N,)`` integer token ids.
+        batch_size: ``B``.
+        max_tokens: use only the first ``max_tokens`` tokens of the stream (None = all).
+        min_row_length: minimum ``n``; a shorter stream raises.
+
+    Returns:
+        ``(B, n)`` int64.
+
+    Raises:
+        ValueError: malformed stream, or too short for ``B`` rows of ``min_row_length`` tokens.
+    """
+    ids = torch.as_tensor(stream)
+    if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(
+            f"stream must be a 1-D integer tensor of token ids, got {ids.dtype} of shape {tuple(ids.shape)}."
+        )
+    batch_size = _positive_int(batch_size, "batch_size")
+    if max_tokens is not None:
+        ids = ids[: _positive_int(max_tokens, "max_tokens")]
+    row_length = ids.numel() // batch_size
+    if row_length < min_row_length:
+        raise ValueError(
+            f"the data is too short: {ids.numel()} tokens give {row_length} per batch row with "
+            f"batch_size={batch_size}, but at least {min_row_length} are needed (use more data, a smaller "
+            "batch_size or smaller delays/distances)."
+        )
+    return ids[: row_length * batch_size].long().reshape(batch_size, row_length)
+
+
+def stream_traces(
+    model: torch.nn.Module,
+    stream: torch.Tensor,
+    batch_size: int = 1,
+    window: int = 70,
+    layers: int | Sequence[int] | None = None,
+    max_tokens: int | None = None,
+    min_row_length: int = 1,
+    progress: bool = False,
+) -> Iterator[TraceChunk]:
+    """Traces of a long token stream, one window at a time, with the state carried across windows.
+
+    The stream is cut by :func:`stream_rows`; each row starts from the zero state and is fed in
+    windows of ``window`` tokens, each continuing from the previous window's final state, so
+    the traces equal those of one forward over the whole row (``window`` only bounds memory).
+
+    Yields:
+        :class:`TraceChunk` per window, ``start`` = the window's offset within the rows.
+    """
+    window = _positive_int(window, "window")
+    rows = stream_rows(stream, batch_size, max_tokens, min_row_length)
+    layer_indices = resolve_layers(model, layers)
+    starts: Any = range(0, rows.shape[1], window)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="traces", unit="window", leave=False)
+    state = None
+    for start in starts:
+        chunk = forward_traces(model, rows[:, start : start + window], state, layer_indices)
+        chunk.start = start
+        state = chunk.past_key_values
+        yield chunk
+
+
+@dataclass
+class TraceMoments:
+    """Running per-unit sums of trace quantities over a stream.
+
+    Attributes:
+        layers: the layer indices, in the order of the other fields.
+        sums: per layer ``{key: (H,) float64 sum over tokens}``.
+        squares: per layer ``{key: (H,) float64 sum of squares}``.
+        num_tokens: tokens summed over (``B * n`` for the whole stream).
+        cell_types: per layer cell type.
+    """
+
+    layers: list[int]
+    sums: list[dict[str, torch.Tensor]]
+    squares: list[dict[str, torch.Tensor]]
+    num_tokens: int = 0
+    cell_types: list[str] = field(default_factory=list)
+
+    def mean(self, key: str) -> list[torch.Tensor | None]:
+        """Per layer, the per-unit mean ``(H,)`` of ``key`` (None where the layer lacks it)."""
+        return [sums.get(key) / self.num_tokens if key in sums else None for sums in self.sums]
+
+    def std(self, key: str) -> list[torch.Tensor | None]:
+        """Per layer, the per-unit population standard deviation ``(H,)`` of ``key``."""
+        result = []
+        for sums, squares in zip(self.sums, self.squares):
+            if key not in sums:
+                result.append(None)
+                continue
+            mean = sums[key] / self.num_tokens
+            result.append((squares[key] / self.num_tokens - mean**2).clamp(min=0.0).sqrt())
+        return result
+
+
+def trace_moments(
+    model: torch.nn.Module,
+    stream: torch.Tensor,
+    keys: Sequence[str] = ("forget_gate",),
+    batch_size: int = 1,
+    window: int = 70,
+    layers: int | Sequence[int] | None = None,
+    max_tokens: int | None = None,
+    progress: bool = False,
+) -> TraceMoments:
+    """Per-unit sums and sums of squares of trace ``keys`` over a stream (memory ``O(H)`` per key).
+
+    A key a layer lacks (e.g. ``forget_gate`` of ``lstm-gates``) is simply absent from that
+    layer's sums. Arguments as in :func:`stream_traces`.
+    """
+    unknown = [key for key in keys if key not in TRACE_KEYS]
+    if unknown:
+        raise ValueError(f"unknown trace keys {unknown}; allowed: {list(TRACE_KEYS)}.")
+    layer_indices = resolve_layers(model, layers)
+    base = base_model(model)
+    moments = TraceMoments(
+        layer_indices,
+        [{} for _ in layer_indices],
+        [{} for _ in layer_indices],
+        cell_types=[base.layers[index].cell_type for index in layer_indices],
+    )
+    for chunk in stream_traces(model, stream, batch_size, window, layer_indices, max_tokens, progress=progress):
+        for position, trace in enumerate(chunk.layers):
+            for key in keys:
+                value = trace[key]
+                if value is None:
+                    continue
+                value = value.detach().double().reshape(-1, value.shape[-1])  # (B T, H), float64 sums
+                sums, squares = moments.sums[position], moments.squares[position]
+                sums[key] = sums.get(key, 0.0) + value.sum(0).cpu()
+                squares[key] = squares.get(key, 0.0) + value.pow(2).sum(0).cpu()
+        moments.num_tokens += chunk.input_ids.numel()
+    return moments

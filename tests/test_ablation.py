@@ -1,0 +1,236 @@
+"""Unit ablation (hooks, semantics, restoration) and routing reports."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import tiny_model
+
+from mtlstm_hf.analysis import (
+    UnitAblation,
+    ablate_units,
+    active_ablation,
+    class_binned_perplexity,
+    layer_traces,
+    routing_report,
+    timescale_chunks,
+    units_by_timescale,
+    word_class_routing_report,
+    word_class_table,
+)
+from mtlstm_hf.evaluation import bin_labels, frequency_bin_of_token, target_positions, token_counts
+
+EDGES = (2, 4, 6)  # small thresholds: the short random stream fills every bin
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded machine OpenMP spinning
+    makes them much slower; restore the setting afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _stream(length: int, vocab_size: int = 37, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, vocab_size, (length,), generator=torch.Generator().manual_seed(seed))
+
+
+def _forward(model, input_ids, state=None):
+    with torch.no_grad():
+        return model(input_ids=input_ids, past_key_values=state, use_cache=True, output_hidden_states=True)
+
+
+def test_ablation_restores_outputs_exactly_and_never_touches_parameters():
+    model = tiny_model()
+    inputs = _stream(18).reshape(2, 9)
+    before = _forward(model, inputs)
+    parameters = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with ablate_units(model, {0: [0, 3, 7], 1: torch.tensor([5])}) as ablation:
+        assert ablation.active
+        assert active_ablation(model.model.layers[0]).tolist() == [0, 3, 7]
+        ablated = _forward(model, inputs)
+        assert not torch.equal(ablated.logits, before.logits)
+        for name, tensor in model.state_dict().items():
+            assert torch.equal(tensor, parameters[name]), name
+    after = _forward(model, inputs)
+    assert torch.equal(after.logits, before.logits)
+    assert all(torch.equal(a, b) for a, b in zip(after.hidden_states, before.hidden_states))
+    assert active_ablation(model.model.layers[0]) is None
+    assert all(not layer._forward_hooks for layer in model.model.layers)
+
+
+def test_ablation_zeroes_only_what_goes_up():
+    model = tiny_model()
+    inputs = _stream(14).reshape(2, 7)
+    units = [1, 4, 8]
+    intact = _forward(model, inputs)
+    with ablate_units(model, {0: units}):
+        ablated = _forward(model, inputs)
+    kept = [unit for unit in range(10) if unit not in units]
+    torch.testing.assert_close(ablated.hidden_states[0], intact.hidden_states[0])  # below: untouched
+    assert torch.all(ablated.hidden_states[1][..., units] == 0)  # zeroed columns are visible
+    torch.testing.assert_close(ablated.hidden_states[1][..., kept], intact.hidden_states[1][..., kept])
+    # The layer's own recurrence is un-ablated: the state it returns is the intact one.
+    torch.testing.assert_close(ablated.past_key_values.hidden[0], intact.past_key_values.hidden[0])
+    torch.testing.assert_close(ablated.past_key_values.cell[0], intact.past_key_values.cell[0])
+    # The layer above sees the zeroed input: the oracle runs layer 1 on it by hand.
+    zeroed_input = intact.hidden_states[1].clone()
+    zeroed_input[..., units] = 0
+    zeros = torch.zeros(2, 6)
+    expected, _, _ = model.model.layers[1](zeroed_input, zeros, zeros)
+    torch.testing.assert_close(ablated.hidden_states[2], expected)
+    assert not torch.allclose(ablated.hidden_states[2], intact.hidden_states[2])
+
+
+def test_ablation_with_the_state_carried_across_windows_equals_one_forward():
+    model = tiny_model()
+    inputs = _stream(12).reshape(1, 12)
+    with ablate_units(model, {0: [2, 3]}):
+        whole = _forward(model, inputs)
+        first = _forward(model, inputs[:, :5])
+        second = _forward(model, inputs[:, 5:], first.past_key_values)
+    torch.testing.assert_close(torch.cat([first.logits, second.logits], 1), whole.logits)
+
+
+def test_traces_under_ablation_keep_the_layers_own_gates():
+    model = tiny_model()
+    inputs = _stream(10).reshape(1, 10)
+    intact = layer_traces(model, inputs)
+    with ablate_units(model, {0: [0, 9]}):
+        ablated = layer_traces(model, inputs)
+    for key in ("forget_gate", "input_gate", "cell", "hidden"):
+        torch.testing.assert_close(ablated[0][key], intact[0][key])
+    assert torch.all(ablated[0]["outputs"][..., [0, 9]] == 0)
+    torch.testing.assert_close(ablated[1]["inputs"], ablated[0]["outputs"])
+    assert not torch.allclose(ablated[1]["forget_gate"], intact[1]["forget_gate"])
+
+
+def test_nested_ablations_combine_and_unwind():
+    model = tiny_model()
+    layer = model.model.layers[0]
+    outer = UnitAblation(model, {0: [1]}).apply()
+    with ablate_units(model, {-2: [2, 1]}):  # -2 is layer 0 of this 2-layer model
+        assert active_ablation(layer).tolist() == [1, 2]
+        assert torch.all(_forward(model, _stream(4)[None]).hidden_states[1][..., [1, 2]] == 0)
+    assert active_ablation(layer).tolist() == [1]
+    outer.remove()
+    outer.remove()  # idempotent
+    assert active_ablation(layer) is None and not layer._forward_hooks
+
+
+def test_invalid_selections_raise():
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"in \[0, 10\)"):
+        ablate_units(model, {0: [10]})
+    with pytest.raises(ValueError, match="layer must be"):
+        ablate_units(model, {2: [0]})
+    with pytest.raises(ValueError, match="integers"):
+        ablate_units(model, {0: [0.5]})
+    mask = torch.zeros(6, dtype=torch.bool)
+    mask[[0, 5]] = True
+    assert ablate_units(model, {1: mask}).units[1].tolist() == [0, 5]
+
+
+def test_unit_selection_by_timescale():
+    timescales = torch.tensor([5.0, 0.0, math.inf, 2.0, 50.0, 3.0, 5.0])
+    assert units_by_timescale(timescales, 3.0, 10.0).tolist() == [0, 5, 6]
+    assert units_by_timescale(timescales, 40.0).tolist() == [2, 4]
+    chunks = timescale_chunks(timescales, chunk_size=3)
+    assert [chunk.tolist() for chunk in chunks] == [[2, 4, 0], [6, 5, 3], [1]]  # longest first, stable ties
+    ascending = timescale_chunks(timescales, chunk_size=4, descending=False)
+    assert torch.cat(ascending).tolist() == [1, 3, 5, 0, 6, 4, 2]
+    with pytest.raises(ValueError, match="chunk_size"):
+        timescale_chunks(timescales, 0)
+
+
+def _bins(stream: torch.Tensor) -> torch.Tensor:
+    return frequency_bin_of_token(token_counts(stream, 37), EDGES)
+
+
+def test_routing_report_shape_and_no_ablation_ratio_one():
+    model = tiny_model(hidden_sizes=[10, 6], timescale_schedules=[{"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0}, None])
+    stream = _stream(120)
+    report = routing_report(model, stream, 0, _bins(stream), edges=EDGES, chunk_size=4, window=11)
+    assert report["order"] == "assigned" and report["columns"] == [*bin_labels(EDGES), "overall"]
+    assert len(report["chunks"]) == 3 and [chunk["n_units"] for chunk in report["chunks"]] == [4, 4, 2]
+    # The inverse-gamma units are sorted longest first already: chunks are consecutive units (the paper's order).
+    assert [chunk["units"] for chunk in report["chunks"]] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert report["chunks"][0]["timescale_min"] >= report["chunks"][1]["timescale_max"]
+    assert len(report["ratio_matrix"]) == 3 and all(len(row) == 5 for row in report["ratio_matrix"])
+    assert report["intact"]["n_tokens"] == 119
+
+    nothing = routing_report(model, stream, 0, _bins(stream), edges=EDGES, chunks=[[]], window=11)
+    assert nothing["order"] == "given"
+    assert nothing["ratio_matrix"] == [[1.0] * 5]
+
+
+def test_routing_ratio_when_the_whole_top_layer_is_ablated():
+    """Oracle: with every unit of the last layer zeroed, the logits are the output bias alone."""
+    model = tiny_model()
+    with torch.no_grad():
+        model.lm_head.bias.copy_(torch.linspace(-2.0, 2.0, 37))
+    stream = _stream(90)
+    report = routing_report(model, stream, 1, _bins(stream), edges=EDGES, chunks=[range(6)], window=13)
+    targets = stream[target_positions(90)]
+    nll = -torch.log_softmax(model.lm_head.bias.detach().double(), -1)[targets]
+    bins = _bins(stream)[targets]
+    for index, label in enumerate(bin_labels(EDGES)):
+        expected = math.exp(float(nll[bins == index].mean()))
+        assert report["chunks"][0]["bins"][label] == pytest.approx(expected, rel=1e-5)
+        intact = report["intact"]["bins"][label]["perplexity"]
+        assert report["chunks"][0]["ratio"][label] == pytest.approx(expected / intact, rel=1e-5)
+    assert report["chunks"][0]["perplexity"] == pytest.approx(math.exp(float(nll.mean())), rel=1e-5)
+
+
+class _Vocab:
+    def __init__(self, size: int) -> None:
+        self.vocab = {f"w{index}": index for index in range(size)}
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self.vocab)
+
+
+def test_word_class_table_and_class_perplexity():
+    classes, labels = word_class_table({"w0": "NOUN", "w1": "VERB", "w2": "NOUN", "zzz": "ADJ"}, _Vocab(5), 5)
+    assert labels == ["NOUN", "VERB", "ADJ", "other"]
+    assert classes.tolist() == [0, 1, 0, 3, 3]
+    excluded, labels_without = word_class_table({"w0": "NOUN"}, _Vocab(3), other_label=None)
+    assert excluded.tolist() == [0, -1, -1] and labels_without == ["NOUN"]
+    with pytest.raises(ValueError, match="none of the words"):
+        word_class_table({"nope": "X"}, _Vocab(3))
+
+    log_probs = torch.log(torch.tensor([0.5, 0.25, 0.1, 0.2]))
+    targets = torch.tensor([0, 1, 2, 4])
+    result = class_binned_perplexity(log_probs, targets, excluded.new_tensor([0, -1, 0, -1, 1]), ["A", "B"])
+    assert result["n_excluded"] == 1 and result["n_tokens"] == 3
+    assert result["bins"]["A"]["perplexity"] == pytest.approx(math.sqrt(1 / (0.5 * 0.1)))
+    assert result["bins"]["B"]["perplexity"] == pytest.approx(5.0)
+
+
+def test_word_class_routing_report():
+    model = tiny_model()
+    stream = _stream(80)
+    word_classes = {f"w{index}": ("EVEN" if index % 2 == 0 else "ODD") for index in range(30)}
+    report = word_class_routing_report(model, _Vocab(37), stream, 0, word_classes, chunk_size=5, window=9)
+    assert report["labels"] == ["EVEN", "ODD", "other"] and report["order"] == "assigned"
+    assert len(report["chunks"]) == 2
+    assert all(value > 0 for row in report["ratio_matrix"] for value in row if not math.isnan(value))
+
+
+def test_routing_heatmap_figure():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from mtlstm_hf.analysis import plot_routing_heatmap
+
+    model = tiny_model()
+    stream = _stream(60)
+    report = routing_report(model, stream, 0, _bins(stream), edges=EDGES, chunk_size=5, window=20)
+    figure = plot_routing_heatmap(report)
+    assert isinstance(figure, Figure)
+    plt.close(figure)

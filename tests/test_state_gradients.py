@@ -1,0 +1,284 @@
+"""State gradients (Verwimp et al. 2020): oracles, counts, normalisation invariance, errors."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+from conftest import tiny_model
+
+from mtlstm_hf.analysis.state_gradients import (
+    StateGradientResult,
+    accumulate_state_gradients,
+    embedding_whitening,
+    frequency_classes,
+    lstm_cell_step,
+    model_layer_steps,
+    register_cell_step,
+    state_gradients,
+    unroll_layer_steps,
+)
+
+VOCAB = 37  # tiny_model's vocabulary
+# The module itself (the package may export a function of the same name).
+sg_module = importlib.import_module("mtlstm_hf.analysis.state_gradients")
+
+
+def _distinct_stream(length: int, seed: int = 0) -> torch.Tensor:
+    """``length <= 37`` distinct token ids: with ``token_classes = id`` every class is one position."""
+    return torch.randperm(VOCAB, generator=torch.Generator().manual_seed(seed))[:length]
+
+
+def _expected_counts(token_classes: torch.Tensor, stream: torch.Tensor, delays: int, segment: int, classes: int):
+    """Slow count of (t, tau) pairs inside one segment, by the class of the source word."""
+    counts = torch.zeros(delays, classes, dtype=torch.int64)
+    for t in range(len(stream)):
+        for tau in range(delays):
+            source = t - tau
+            if source >= 0 and source // segment == t // segment and token_classes[stream[source]] >= 0:
+                counts[tau, token_classes[stream[source]]] += 1
+    return counts
+
+
+# ---------------------------------------------------------------------------
+# Oracles
+# ---------------------------------------------------------------------------
+
+
+def test_linear_recurrence_gives_matrix_powers():
+    """h_t = W h_{t-1} + U x_t  =>  G(t, tau) = W^tau U exactly, per position and on average."""
+    generator = torch.Generator().manual_seed(3)
+    hidden, features, length, delays, segment = 4, 3, 23, 6, 10
+    recurrent = torch.randn(hidden, hidden, generator=generator, dtype=torch.float64)
+    recurrent = 0.8 * recurrent / torch.linalg.matrix_norm(recurrent, ord=2)
+    input_weight = torch.randn(hidden, features, generator=generator, dtype=torch.float64)
+    inputs = torch.randn(1, length, features, generator=generator, dtype=torch.float64)
+
+    def linear_step(state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return recurrent @ state + input_weight @ x
+
+    initial = [torch.randn(1, hidden, generator=generator, dtype=torch.float64)]
+    powers = [torch.linalg.matrix_power(recurrent, tau) @ input_weight for tau in range(delays)]
+    # One class per position: sums[tau, j] is the single matrix G(j + tau, tau).
+    (per_position,) = accumulate_state_gradients(
+        [linear_step], initial, inputs, torch.arange(length)[None], max_delay=delays, segment_length=segment
+    )
+    for tau in range(delays):
+        for source in range(length):
+            same_segment = source + tau < length and (source % segment) + tau < segment
+            expected = powers[tau] if same_segment else torch.zeros(hidden, features, dtype=torch.float64)
+            torch.testing.assert_close(per_position.sums[tau, source], expected, rtol=0, atol=1e-12)
+            assert per_position.counts[tau, source] == int(same_segment)
+
+    (pooled,) = accumulate_state_gradients([linear_step], initial, inputs, max_delay=delays, segment_length=segment)
+    torch.testing.assert_close(pooled.mean()[:, 0], torch.stack(powers), rtol=0, atol=1e-12)
+
+
+def test_step_function_matches_model_forward():
+    """The plain-torch stack step reproduces the fused-kernel forward (every layer's h, final c)."""
+    model = tiny_model()
+    input_ids = torch.randint(0, VOCAB, (2, 15))
+    steps, output_sizes, has_cell = model_layer_steps(model)
+    assert has_cell == [True, True] and output_sizes == [10, 6]
+    initial = [torch.zeros(2, 2 * size) for size in output_sizes]
+    embeddings = model.model.embeddings.weight.detach()[input_ids]
+    unrolled = unroll_layer_steps(steps, output_sizes, initial, embeddings)
+    with torch.no_grad():
+        out = model.model(input_ids, output_hidden_states=True, use_cache=True)
+    for index, size in enumerate(output_sizes):
+        torch.testing.assert_close(unrolled[index][..., :size], out.hidden_states[index + 1], rtol=0, atol=1e-5)
+        torch.testing.assert_close(unrolled[index][:, -1, size:], out.past_key_values.cell[index], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("state", ["cell", "hidden"])
+def test_model_state_gradients_match_autograd_jacobian(state):
+    """G(t, tau) from forward-mode tangents equals the reverse-mode Jacobian of the model's own
+    forward (fused kernel, inputs_embeds), in the second segment (carried, detached state)."""
+    model = tiny_model()
+    delays, segment = 5, 12
+    stream = _distinct_stream(30)
+    results = state_gradients(
+        model, stream, max_delay=delays, segment_length=segment, layer=[0, 1], state=state,
+        token_classes=torch.arange(VOCAB),
+    )
+    embeddings = model.model.embeddings.weight.detach()[stream][None]
+    with torch.no_grad():
+        carried = model.model(inputs_embeds=embeddings[:, :segment], use_cache=True).past_key_values
+    for layer, result in enumerate(results):
+        assert result.layer == layer and result.state == state
+        for t in (segment, segment + 3, 2 * segment - 1):
+
+            def state_at_t(inputs: torch.Tensor, layer: int = layer) -> torch.Tensor:
+                new = model.model(inputs_embeds=inputs[None], past_key_values=carried, use_cache=True).past_key_values
+                return (new.cell if state == "cell" else new.hidden)[layer][0]
+
+            jacobian = torch.autograd.functional.jacobian(state_at_t, embeddings[0, segment : t + 1])  # (H, L, E)
+            for tau in range(min(delays, t - segment + 1)):
+                source = t - tau
+                torch.testing.assert_close(
+                    result.sums[tau, stream[source]].float(), jacobian[:, source - segment], rtol=0, atol=1e-5
+                )
+
+
+def test_singular_values_and_relative_memory_invariant_to_rotated_whitening():
+    """sigma(G D) = sigma(G D Q) and |G D Q (DQ)^-1 d| = |G d| for orthogonal Q."""
+    model = tiny_model()
+    result = state_gradients(model, torch.randint(0, VOCAB, (60,)), max_delay=4, segment_length=20)
+    embeddings = model.get_input_embeddings().weight.detach()
+    whitening = embedding_whitening(embeddings)
+    centered = embeddings.double() - embeddings.double().mean(0)
+    torch.testing.assert_close(whitening @ whitening.T, centered.T @ centered / (VOCAB - 1))
+    rotation, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))
+    direction = embeddings[3] - embeddings[5]
+    torch.testing.assert_close(result.singular_values(5, whitening), result.singular_values(5, whitening @ rotation))
+    torch.testing.assert_close(
+        result.relative_memory(direction, whitening), result.relative_memory(direction, whitening @ rotation)
+    )
+    relative = result.relative_memory(torch.stack([direction, embeddings[0]]), whitening)
+    assert relative.shape == (4, 1, 2) and bool(((relative >= 0) & (relative <= 1 + 1e-9)).all())
+    assert result.memory(3, whitening).shape == (4, 1)
+
+
+def test_relative_memory_hand_example():
+    """G = diag(2, 1): sigma = (2, 1); e1 is fully remembered, e2 half; whitening diag(1, 2) equalises them."""
+    gradient = torch.diag(torch.tensor([2.0, 1.0], dtype=torch.float64))
+    result = StateGradientResult(gradient[None, None], torch.ones(1, 1, dtype=torch.int64))
+    torch.testing.assert_close(result.singular_values(2)[0, 0], torch.tensor([2.0, 1.0], dtype=torch.float64))
+    assert result.relative_memory(torch.tensor([1.0, 0.0])).item() == pytest.approx(1.0)
+    assert result.relative_memory(torch.tensor([0.0, 3.0])).item() == pytest.approx(0.5)
+    whitening = torch.diag(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert result.relative_memory(torch.tensor([0.0, 1.0]), whitening).item() == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------
+# Counting, classes, batching, layers
+# ---------------------------------------------------------------------------
+
+
+def test_counts_per_delay_and_class_skip_segment_starts():
+    model = tiny_model()
+    stream = torch.randint(0, VOCAB, (47,), generator=torch.Generator().manual_seed(1))
+    classes, labels = frequency_classes(stream, VOCAB, edges=(2, 3))
+    result = state_gradients(
+        model, stream, max_delay=7, segment_length=20, token_classes=classes, num_classes=3, class_labels=labels
+    )
+    assert result.class_labels == labels and result.sums.shape == (7, 3, 6, 6)
+    torch.testing.assert_close(result.counts, _expected_counts(classes, stream, 7, 20, 3))
+    # Unmapped ids of a {token: class} map are left out.
+    mapping = {int(token): 0 for token in range(0, VOCAB, 2)}
+    partial = state_gradients(model, stream, max_delay=7, segment_length=20, token_classes=mapping)
+    table = torch.tensor([0 if token % 2 == 0 else -1 for token in range(VOCAB)])
+    torch.testing.assert_close(partial.counts, _expected_counts(table, stream, 7, 20, 1))
+    pooled = result.pooled()
+    assert pooled.class_labels == ["all"]
+    torch.testing.assert_close(pooled.counts[:, 0], result.counts.sum(1))
+    # A class nobody belongs to has no average: NaN, also in the SVD summaries.
+    with_empty_class = state_gradients(model, stream, max_delay=7, segment_length=20, token_classes=classes, num_classes=4)
+    assert bool(torch.isnan(with_empty_class.mean()[:, 3]).all())
+    assert bool(torch.isnan(with_empty_class.singular_values(2)[:, 3]).all())
+    torch.testing.assert_close(with_empty_class.sums[:, :3], result.sums)
+
+
+def test_batch_rows_equal_separate_runs():
+    """batch_size=2 processes two contiguous halves in parallel: sums add up."""
+    model = tiny_model()
+    stream = torch.randint(0, VOCAB, (41,))  # the odd last token is dropped
+    together = state_gradients(model, stream, max_delay=4, segment_length=8, batch_size=2, layer=0)
+    halves = [
+        state_gradients(model, stream[start : start + 20], max_delay=4, segment_length=8, layer=0) for start in (0, 20)
+    ]
+    torch.testing.assert_close(together.sums, halves[0].sums + halves[1].sums)
+    torch.testing.assert_close(together.counts, halves[0].counts + halves[1].counts)
+
+
+def test_layer_selection_and_summary_hook():
+    model = tiny_model()
+    stream = torch.randint(0, VOCAB, (30,))
+    last = state_gradients(model, stream, max_delay=3, segment_length=10)
+    both = state_gradients(model, stream, max_delay=3, segment_length=10, layer=[0, -1], progress=True)
+    assert isinstance(both, list) and both[1].layer == 1 and both[0].sums.shape == (3, 1, 10, 6)
+    torch.testing.assert_close(last.sums, both[1].sums)
+    average = last.summarize(lambda g: torch.linalg.svdvals(g).mean(-1))
+    assert average.shape == (3, 1)
+    torch.testing.assert_close(average, last.singular_values(6).mean(-1))
+
+
+def test_cell_step_is_swappable_per_cell_type(monkeypatch):
+    """A layer's ``cell_type`` selects its registered step function."""
+    monkeypatch.setattr(sg_module, "_CELL_STEPS", dict(sg_module._CELL_STEPS))
+    calls = []
+
+    def counting_lstm_step(weights, state, inputs):
+        calls.append(1)
+        return lstm_cell_step(weights, state, inputs)
+
+    register_cell_step("counting-lstm", counting_lstm_step)
+    model = tiny_model()
+    stream = torch.randint(0, VOCAB, (12,))
+    reference = state_gradients(model, stream, max_delay=3, segment_length=6)
+    monkeypatch.setattr(model.model.layers[1], "cell_type", "counting-lstm", raising=False)
+    swapped = state_gradients(model, stream, max_delay=3, segment_length=6)
+    assert calls and torch.equal(reference.sums, swapped.sums)
+    monkeypatch.setattr(model.model.layers[1], "cell_type", "mystery", raising=False)
+    with pytest.raises(ValueError, match="register_cell_step"):
+        state_gradients(model, stream, max_delay=3, segment_length=6)
+
+
+# ---------------------------------------------------------------------------
+# Errors and plots
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"token_stream": torch.arange(4)}, "too short"),
+        ({"segment_length": 3}, "segment_length"),
+        ({"layer": 2}, "layer"),
+        ({"token_stream": torch.tensor([0, 1, 2, 40, 3, 4, 5])}, r"\[0, 37\)"),
+        ({"state": "gate"}, "state"),
+        ({"token_classes": torch.zeros(5, dtype=torch.long)}, "token_classes"),
+        ({"token_classes": {99: 0}}, "outside"),
+        ({"class_labels": ["a", "b"]}, "class_labels"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"token_stream": torch.arange(10.0)}, "integer"),
+    ],
+)
+def test_clear_errors(kwargs, match):
+    arguments = {"token_stream": torch.arange(30), "max_delay": 5, "segment_length": 10} | kwargs
+    with pytest.raises(ValueError, match=match):
+        state_gradients(tiny_model(), **arguments)
+
+
+def test_result_measure_errors():
+    result = StateGradientResult(torch.zeros(2, 1, 3, 2, dtype=torch.float64), torch.ones(2, 1, dtype=torch.int64))
+    with pytest.raises(ValueError, match="k must"):
+        result.singular_values(3)
+    with pytest.raises(ValueError, match="direction"):
+        result.relative_memory(torch.ones(3))
+    with pytest.raises(ValueError, match="whitening"):
+        result.normalized(torch.eye(3))
+    with pytest.raises(ValueError, match="positive definite"):
+        embedding_whitening(torch.ones(5, 2))
+
+
+def test_plot_state_gradient_memory_renders():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from mtlstm_hf.analysis.plots import plot_state_gradient_memory
+
+    model = tiny_model()
+    stream = torch.randint(0, VOCAB, (40,))
+    classes, labels = frequency_classes(stream, VOCAB, edges=(2,))
+    result = state_gradients(model, stream, max_delay=6, segment_length=20, token_classes=classes, class_labels=labels)
+    whitening = embedding_whitening(model.get_input_embeddings().weight)
+    figure = plot_state_gradient_memory(result, k=3, whitening=whitening)
+    assert isinstance(figure, Figure) and len(figure.axes[0].lines) == 2
+    figure.canvas.draw()
+    single = plot_state_gradient_memory(result.pooled(), k=3, measure=0, log_delay=False)
+    assert single.axes[0].get_yscale() == "log"
+    with pytest.raises(ValueError, match="measure"):
+        plot_state_gradient_memory(result, k=3, measure=5)
