@@ -1,0 +1,107 @@
+"""``mtlstm-push``: publish a checkpoint folder to the Hugging Face Hub in one commit.
+
+Examples::
+
+    mtlstm-push runs/mts/best_model alice/mtlstm-ptb
+    mtlstm-push runs/mts/best_model alice/mtlstm-ptb --revision experiment --private \\
+        --eval-results mts.json --analysis reports/mts --commit-message "PTB, 40 epochs"
+    mtlstm-push runs/mts/best_model alice/mtlstm-ptb --dry-run /tmp/mtlstm-ptb   # upload nothing
+
+The token comes from ``HF_TOKEN`` or the stored ``hf auth login`` (as for every ``huggingface_hub``
+client); ``--token-file`` reads it from a file. There is deliberately no ``--token VALUE``: a
+token on the command line ends up in shell history and process listings. The library function
+behind the command is :func:`mtlstm_hf.hub.push_checkpoint`.
+
+Exit status: 0 on success, 2 for bad input (nothing was sent), 1 when the Hub failed the upload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .model_card import DEFAULT_LICENSE
+from .publish import HubUploadError, PushResult, push_checkpoint
+
+__all__ = ["build_parser", "main"]
+
+PROG = "mtlstm-push"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``mtlstm-push``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Publish an mtlstm checkpoint (weights, tokenizer, remote code, analysis report and a "
+        "generated model card) to the Hugging Face Hub in one commit.",
+    )
+    parser.add_argument("checkpoint", help="folder written by save_pretrained (model and tokenizer), e.g. a run's best_model/")
+    parser.add_argument("repo_id", help="model repository, namespace/name (created if missing)")
+    parser.add_argument("--revision", default=None, help="branch to commit to (default: main; created if missing)")
+    parser.add_argument("--private", action="store_true", help="create the repository private")
+    parser.add_argument("--commit-message", default=None, help="commit message")
+    parser.add_argument("--token-file", type=Path, default=None, help="file holding the Hub token (default: HF_TOKEN / stored login)")
+    parser.add_argument("--dry-run", metavar="DIR", type=Path, default=None, help="write the folder that would be uploaded to DIR; upload nothing")
+    parser.add_argument("--analysis", metavar="DIR", type=Path, default=None, help="analysis report folder (default: CHECKPOINT/analysis if present)")
+    parser.add_argument("--eval-results", metavar="FILE", type=Path, default=None, help="JSON of `mtlstm-eval --output` (default: CHECKPOINT/eval_results.json if present)")
+    parser.add_argument("--dataset", default=None, help="Hub dataset id to name in the model card")
+    parser.add_argument("--license", default=DEFAULT_LICENSE, help=f"license id for the model card (default: {DEFAULT_LICENSE})")
+    return parser
+
+
+def _read_token(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        token = path.expanduser().read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ValueError(f"cannot read the token file {str(path)!r}: {error.strerror}") from None
+    if not token:
+        raise ValueError(f"the token file {str(path)!r} is empty")
+    return token
+
+
+def _report(result: PushResult) -> str:
+    lines = []
+    if result.dry_run_dir is not None:
+        lines.append(f"Dry run: {len(result.files)} files for {result.repo_id} (branch {result.revision}) written to {result.dry_run_dir}")
+    else:
+        lines.append(f"Pushed {len(result.files)} files to {result.repo_id} (branch {result.revision}) in commit {result.commit_oid}")
+        lines.append(f"  {result.commit_url}")
+        lines.append(f"  load this version with from_pretrained({result.repo_id!r}, revision={result.commit_oid!r})")
+    lines += [f"  + {name}" for name in result.files]
+    lines += [f"  - {name} (not published)" for name in result.skipped]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mtlstm-push``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        result = push_checkpoint(
+            args.checkpoint,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            token=_read_token(args.token_file),
+            dry_run_dir=args.dry_run,
+            analysis_dir=args.analysis,
+            eval_results=args.eval_results,
+            dataset=args.dataset,
+            license=args.license,
+        )
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except HubUploadError as error:
+        print(f"{PROG}: upload failed: {error}", file=sys.stderr)
+        return 1
+    print(_report(result))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
