@@ -37,6 +37,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
+            "mtlstm-train=mtlstm_hf.training.cli:main",
             "mtlstm-demo=mtlstm_hf.demo:main",
             "mtlstm-eval=mtlstm_hf.evaluation.cli:main",
             "mtlstm-push=mtlstm_hf.hub.cli:main",

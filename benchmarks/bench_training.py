@@ -1,0 +1,177 @@
+"""Training and evaluation throughput of the library loop (a script, not a test).
+
+For each model it runs the real loop (:class:`mtlstm_hf.training.LanguageModelTrainer`, AWD
+recipe: SGD lr 30, clip 0.25, variable BPTT around 70, batch 20, AR/TAR, all dropouts of the
+preset) for ``--steps`` optimizer steps after ``--warmup`` uncounted ones, timing the phases of
+each step with :class:`~mtlstm_hf.training.PhaseTimer`, then times the validation pass.
+
+Models:
+  * ``paper``: ``MTLSTMConfig.from_preset("paper")`` (embedding 400, hidden 1150/1150/400,
+    PTB dropouts) with a 10,000-word vocabulary, on a synthetic corpus of 9,998 distinct
+    words (PTB's vocabulary size; token ids do not change the cost).
+  * ``small``: the ``mtlstm-train`` default (preset ``small``: 200, 400/400/200) on the
+    embedded WikiText-2 sample, as the command trains it.
+
+Reported: training tokens/s (target tokens of all rows, per second of step time), minutes per
+PTB epoch (929,589 tokens) at that speed, evaluation tokens/s (validation stream, batch 10,
+state carried, eval mode, no autograd), and the loop overhead: the fraction of step time
+outside forward / backward / optimizer (clip + step + zero_grad + averaging).
+
+    python benchmarks/bench_training.py                    # both models
+    python benchmarks/bench_training.py --models small --steps 20 --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtlstm_hf.training import LanguageModelTrainer, PhaseTimer, TrainingConfig
+
+PTB_TRAIN_TOKENS = 929_589
+
+
+def synthetic_ptb_like_corpus(directory: Path, vocab_words: int = 9_998, train_tokens: int = 120_000) -> Path:
+    """A corpus whose word-level vocabulary is exactly ``vocab_words + 2`` (``<unk>``, ``<eos>``):
+    every word occurs in the training split, the rest is Zipf-distributed."""
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(vocab_words)]
+    weights = [1.0 / (rank + 1) for rank in range(vocab_words)]
+
+    def lines(num_tokens: int, cover_all: bool) -> str:
+        tokens = list(words) if cover_all else []
+        tokens += rng.choices(words, weights=weights, k=max(0, num_tokens - len(tokens)))
+        rng.shuffle(tokens)
+        out, position = [], 0
+        while position < len(tokens):
+            length = rng.randint(10, 30)
+            out.append(" ".join(tokens[position : position + length]))
+            position += length
+        return "\n".join(out) + "\n"
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "train.txt").write_text(lines(train_tokens, True), encoding="utf-8")
+    (directory / "valid.txt").write_text(lines(20_000, False), encoding="utf-8")
+    return directory
+
+
+def bench_model(name: str, data: str | None, preset: str, steps: int, warmup: int, workdir: Path,
+                mixed_precision: str = "no") -> dict[str, Any]:
+    config = TrainingConfig(
+        data=data,
+        preset=preset,
+        output_dir=str(workdir / f"run-{name}"),
+        overwrite_output_dir=True,
+        batch_size=20,
+        eval_batch_size=10,
+        bptt=70,
+        epochs=1,
+        max_steps=warmup + steps,
+        log_every_steps=10,
+        progress_bar=False,
+        tracker="jsonl",
+        evaluate_test=False,
+        mixed_precision=mixed_precision,
+        seed=141,
+    )
+    timer = PhaseTimer(warmup_steps=warmup)
+    trainer = LanguageModelTrainer(config, phase_timer=timer)
+    trainer.run()
+    eval_tokens = trainer.valid_stream.numel()
+    start = time.perf_counter()
+    trainer.evaluate()
+    eval_seconds = time.perf_counter() - start
+    trainer.accelerator.end_training()
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # the next model gets a fresh Accelerator
+    model = trainer.unwrapped_model
+    train_tps = timer.tokens_per_second
+    return {
+        "model": name,
+        "preset": preset,
+        "mixed_precision": mixed_precision,
+        "vocab_size": model.config.vocab_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "counted_steps": timer.steps,
+        "seconds_per_step": timer.seconds["step"] / max(timer.steps, 1),
+        "train_tokens_per_second": train_tps,
+        "minutes_per_ptb_epoch": PTB_TRAIN_TOKENS / train_tps / 60 if train_tps else None,
+        "phase_seconds": {k: round(v, 4) for k, v in timer.seconds.items()},
+        "loop_overhead_fraction": timer.overhead_fraction,
+        "eval_tokens": eval_tokens,
+        "eval_tokens_per_second": eval_tokens / eval_seconds,
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="paper,small", help="comma-separated: paper, small")
+    parser.add_argument("--steps", type=int, default=None, help="counted steps per model (default: paper 5, small 20)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--bf16", action="store_true", help="also measure the small model with bf16 autocast")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+
+    results: dict[str, Any] = {"machine": machine(), "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "models": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            if name == "paper":
+                data = str(synthetic_ptb_like_corpus(workdir / "ptb_like"))
+                runs = [("paper", data, "paper", args.steps or 5, "no")]
+            elif name == "small":
+                runs = [("small", None, "small", args.steps or 20, "no")]
+                if args.bf16:
+                    runs.append(("small-bf16", None, "small", args.steps or 20, "bf16"))
+            else:
+                parser.error(f"unknown model {name!r}; choose from paper, small")
+            for label, data, preset, steps, precision in runs:
+                print(f"benchmarking {label} ({steps} steps after {args.warmup} warm-up)...", file=sys.stderr, flush=True)
+                results["models"].append(bench_model(label, data, preset, steps, args.warmup, workdir, precision))
+
+    print("| model | params | s/step | train tok/s | min per PTB epoch | eval tok/s | loop overhead |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results["models"]:
+        print(
+            f"| {r['model']} | {r['parameters'] / 1e6:.1f} M | {r['seconds_per_step']:.2f} | "
+            f"{r['train_tokens_per_second']:.0f} | {r['minutes_per_ptb_epoch']:.1f} | "
+            f"{r['eval_tokens_per_second']:.0f} | {100 * r['loop_overhead_fraction']:.2f}% |"
+        )
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Fine-tune a saved multi-timescale LSTM language model with ``transformers.Trainer``.
+
+The model comes from ``mtlstm-train`` (``<run>/best_model``) or any ``save_pretrained`` folder
+holding an MTLSTM model and its tokenizer. The text is tokenized line by line (one ``<eos>``
+per line, the corpus convention), concatenated and cut into blocks of ``--block-size`` tokens;
+``labels`` are the inputs (the model shifts them). Each block starts from the zero recurrent
+state: ``Trainer`` shuffles blocks, so no state can be carried between them (the AWD-style
+state-carrying loop is ``mtlstm-train``). The frozen timescale biases are buffers, so the
+Trainer's optimizer never touches them.
+
+    python examples/finetune_trainer.py --model outputs/mtlstm-small/best_model \
+        --output-dir outputs/finetune --max-steps 200 --gradient-accumulation-steps 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import datasets
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
+
+import mtlstm_hf  # noqa: F401  (registers model_type "mtlstm" with the Auto classes)
+from mtlstm_hf.data import load_corpus, sample_corpus_dir
+
+
+def lm_blocks(corpus: datasets.DatasetDict, tokenizer: Any, block_size: int) -> datasets.DatasetDict:
+    """Token blocks for causal LM training: ``input_ids``/``attention_mask``/``labels``, each
+    ``block_size`` long; the tail shorter than a block is dropped (per split).
+
+    Raises:
+        ValueError: a split has fewer than ``block_size`` tokens.
+    """
+    eos = tokenizer.eos_token_id
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        encoded = tokenizer([line or "" for line in batch["text"]], add_special_tokens=False)["input_ids"]
+        return {"input_ids": [ids + [eos] for ids in encoded]}
+
+    def group(batch: dict[str, list]) -> dict[str, list]:
+        ids = list(chain.from_iterable(batch["input_ids"]))
+        usable = (len(ids) // block_size) * block_size
+        blocks = [ids[i : i + block_size] for i in range(0, usable, block_size)]
+        return {"input_ids": blocks, "attention_mask": [[1] * block_size for _ in blocks], "labels": [list(b) for b in blocks]}
+
+    tokenized = corpus.map(tokenize, batched=True, remove_columns=["text"])
+    # One batch per split, so no tokens are lost between map batches (these corpora are small).
+    grouped = tokenized.map(group, batched=True, batch_size=None)
+    for split, dataset in grouped.items():
+        if len(dataset) == 0:
+            raise ValueError(f"block_size={block_size} is longer than the {split!r} split; lower --block-size.")
+    return grouped
+
+
+def finetune(
+    model_dir: str | Path,
+    output_dir: str | Path,
+    data: str | None = None,
+    block_size: int = 70,
+    batch_size: int = 8,
+    gradient_accumulation_steps: int = 1,
+    learning_rate: float = 1e-3,
+    max_steps: int = 100,
+    eval_steps: int = 50,
+    save_steps: int = 50,
+    seed: int = 0,
+    **training_arguments: Any,
+) -> Trainer:
+    """Fine-tune ``model_dir`` on ``data`` (default: the embedded WikiText-2 sample) and save
+    the result (model + tokenizer) in ``output_dir``; returns the ``Trainer``.
+
+    ``training_arguments`` are passed on to ``TrainingArguments`` (e.g. ``logging_steps``).
+    """
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    if len(tokenizer) != model.config.vocab_size:
+        raise ValueError(
+            f"the tokenizer in {model_dir} has {len(tokenizer)} entries, the model {model.config.vocab_size}."
+        )
+    corpus = load_corpus(data if data is not None else str(sample_corpus_dir()))
+    if "train" not in corpus or "validation" not in corpus:
+        raise ValueError(f"the corpus needs train and validation splits, it has {list(corpus)}.")
+    blocks = lm_blocks(datasets.DatasetDict(train=corpus["train"], validation=corpus["validation"]), tokenizer, block_size)
+
+    arguments = TrainingArguments(
+        output_dir=str(output_dir),
+        use_cpu=True,  # remove to use an accelerator when there is one
+        report_to="none",
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        learning_rate=learning_rate,
+        max_steps=max_steps,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=save_steps,
+        logging_steps=max(1, min(eval_steps, 10)),
+        prediction_loss_only=True,  # perplexity needs the loss only
+        seed=seed,
+        **training_arguments,
+    )
+    trainer = Trainer(
+        model=model,
+        args=arguments,
+        train_dataset=blocks["train"],
+        eval_dataset=blocks["validation"],
+        data_collator=default_data_collator,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    trainer.save_model(str(output_dir))  # model + tokenizer, loadable with from_pretrained
+    return trainer
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="saved model folder, e.g. outputs/mtlstm-small/best_model")
+    parser.add_argument("--data", help="corpus folder or Hub dataset id (default: embedded WikiText-2 sample)")
+    parser.add_argument("--output-dir", default="outputs/mtlstm-finetune")
+    parser.add_argument("--block-size", type=int, default=70)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--max-steps", type=int, default=100)
+    parser.add_argument("--eval-steps", type=int, default=50)
+    parser.add_argument("--save-steps", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    trainer = finetune(
+        args.model,
+        args.output_dir,
+        data=args.data,
+        block_size=args.block_size,
+        batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        learning_rate=args.lr,
+        max_steps=args.max_steps,
+        eval_steps=args.eval_steps,
+        save_steps=args.save_steps,
+        seed=args.seed,
+    )
+    loss = trainer.evaluate()["eval_loss"]
+    print(f"validation perplexity (blocks of {args.block_size}, zero initial state): {math.exp(loss):.2f}")
+    print(f"saved: {args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

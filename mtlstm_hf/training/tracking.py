@@ -1,0 +1,88 @@
+"""Metric tracking through ``accelerate`` trackers: a JSON-lines tracker that needs no extra package.
+
+``accelerator.log(values, step=...)`` reaches every tracker of the ``Accelerator``; this one
+appends ``{"step": ..., "time": ..., **values}`` as one JSON object per line, so a run can be
+plotted with nothing but the standard library. TensorBoard is added when it is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from accelerate.tracking import GeneralTracker
+
+METRICS_FILENAME = "metrics.jsonl"
+
+
+def tensorboard_available() -> bool:
+    """Whether ``accelerate``'s TensorBoard tracker can run (``tensorboard`` or ``tensorboardX``)."""
+    return any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
+
+
+def _json_safe(value: Any) -> Any:
+    """Numbers, strings, bools, None; tensors and other objects become numbers or strings."""
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # strict JSON has no NaN/Infinity
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return str(value)
+
+
+class JSONLinesTracker(GeneralTracker):
+    """Append logged metrics to ``<logging_dir>/metrics.jsonl`` (main process only).
+
+    The file is opened lazily in append mode, so a resumed run continues the same log, and
+    flushed after each line, so it is readable while training runs.
+
+    Args:
+        run_name: stored in the first (``"config"``) line.
+        logging_dir: folder of the log file (created on first write).
+    """
+
+    name = "jsonl"
+    requires_logging_directory = True
+    main_process_only = True
+
+    def __init__(self, run_name: str, logging_dir: str | Path) -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.path = Path(logging_dir) / METRICS_FILENAME
+        self._handle = None
+
+    @property
+    def tracker(self) -> Path:
+        return self.path
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")
+        self._handle.write(json.dumps(record, sort_keys=True) + "\n")
+        self._handle.flush()
+
+    def store_init_configuration(self, values: dict[str, Any]) -> None:
+        self._write({"event": "config", "run_name": self.run_name, "time": time.time(),
+                     "config": {key: _json_safe(value) for key, value in values.items()}})
+
+    def log(self, values: dict[str, Any], step: int | None = None, **kwargs: Any) -> None:
+        record = {"step": step, "time": time.time()}
+        record.update({key: _json_safe(value) for key, value in values.items()})
+        self._write(record)
+
+    def finish(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file, in order."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

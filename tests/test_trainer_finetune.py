@@ -1,0 +1,80 @@
+"""Fine-tuning with transformers.Trainer (examples/finetune_trainer.py) on a tiny model:
+frozen timescale biases stay bit-identical, other weights train, the Trainer checkpoint reloads."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from transformers import AutoModelForCausalLM
+
+from mtlstm_hf import MTLSTMForCausalLM
+from mtlstm_hf.data import build_word_tokenizer
+
+from conftest import tiny_config
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finetune_trainer.py"
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("finetune_trainer_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def test_trainer_finetune_keeps_frozen_biases_and_checkpoint_reloads(tmp_path):
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(30)]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split, lines in (("train", 80), ("valid", 20)):
+        text = "".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) + "\n" for _ in range(lines))
+        (corpus / f"{split}.txt").write_text(text)
+    tokenizer = build_word_tokenizer(corpus / "train.txt")
+    torch.manual_seed(0)
+    model = MTLSTMForCausalLM(
+        tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    )
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+    example = load_example()
+    output_dir = tmp_path / "finetuned"
+    trainer = example.finetune(
+        model_dir, output_dir, data=str(corpus), block_size=8, batch_size=4, gradient_accumulation_steps=2,
+        learning_rate=1e-2, max_steps=3, eval_steps=2, save_steps=3, disable_tqdm=True,
+    )
+    assert trainer.state.global_step == 3
+    assert any("eval_loss" in entry and math.isfinite(entry["eval_loss"]) for entry in trainer.state.log_history)
+
+    after = {name: tensor.detach().cpu() for name, tensor in trainer.model.state_dict().items()}
+    # Layer 1 has timescales: its input/forget biases are frozen buffers. Layer 2 has none.
+    frozen = sorted(name for name, _ in model.named_buffers() if ".gate_biases." in name)
+    assert frozen == ["model.layers.0.gate_biases.forget_gate", "model.layers.0.gate_biases.input_gate"]
+    for name in frozen:
+        assert torch.equal(before[name], after[name]), f"{name} moved"
+    for name in ("model.layers.0.weight_hh", "model.layers.1.gate_biases.forget_gate", "lm_head.bias"):
+        assert not torch.equal(before[name], after[name]), f"{name} did not train"
+
+    checkpoint = output_dir / "checkpoint-3"
+    reloaded = AutoModelForCausalLM.from_pretrained(checkpoint)
+    assert isinstance(reloaded, MTLSTMForCausalLM)
+    for name, tensor in reloaded.state_dict().items():
+        assert torch.equal(tensor, after[name]), name
+    assert (output_dir / "tokenizer.json").is_file()
+    assert torch.equal(AutoModelForCausalLM.from_pretrained(output_dir).lm_head.bias, after["lm_head.bias"])
