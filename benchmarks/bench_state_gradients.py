@@ -32,7 +32,6 @@ import torch
 from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
 from mtlstm_hf.analysis.state_gradients import accumulate_state_gradients, model_layer_steps, state_gradients
 
-RESULTS = Path(__file__).with_name("results_state_gradients.md")
 
 
 def naive_state_gradients(
@@ -66,7 +65,7 @@ def main() -> None:
     parser.add_argument("--segment", type=int, default=200)
     parser.add_argument("--naive-steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--write", action="store_true", help=f"write {RESULTS.name}")
+    parser.add_argument("--write", type=Path, help="also write the result block (markdown) to this file, to paste into BENCHMARKS.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -126,7 +125,7 @@ def main() -> None:
     ]
     print("\n".join(lines))
     if args.write:
-        RESULTS.write_text(
+        args.write.write_text(
             "# State gradients: forward-mode tangent window vs per-component backward\n\n"
             "Produced by `benchmarks/bench_state_gradients.py` (see its docstring for the method; the naive "
             "time is measured on evenly spaced time steps and extrapolated linearly to the segment).\n\n"
