@@ -1,7 +1,7 @@
 """Tests of the data layer: tokenizer, corpus loading, batching, embedded sample.
 
 The full PTB / WikiText-2 checks read the corpora from ``$MTLSTM_DATA_DIR``
-(default ``/work/shared/data``) and are skipped where they are absent.
+(default ``../shared/data`` beside the repository) and are skipped where they are absent.
 No test touches the network: the Hub branch of ``load_corpus`` is tested with
 ``datasets.load_dataset`` monkeypatched.
 """
@@ -37,7 +37,7 @@ from mtlstm_hf.data import (
 )
 from mtlstm_hf.data import make_sample as make_sample_module
 
-DATA_ROOT = Path(os.environ.get("MTLSTM_DATA_DIR", "/work/shared/data"))
+DATA_ROOT = Path(os.environ.get("MTLSTM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PTB_DIR = DATA_ROOT / "ptb"
 WIKITEXT2_DIR = DATA_ROOT / "wikitext-2"
 needs_ptb = pytest.mark.skipif(not (PTB_DIR / "train.txt").is_file(), reason="PTB not available")
