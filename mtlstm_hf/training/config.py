@@ -42,49 +42,7 @@ JSON-lines log ``<output_dir>/logs/metrics.jsonl``; ``tensorboard``: both; ``non
 
 DEFAULT_LEARNING_RATES: dict[str, float] = {"awd": 30.0, "adamw": 1e-3}
 
-_SMALL_ARCHITECTURE: dict[str, Any] = {
-    # A CPU-sized version of the paper's network: 3 layers, tied output weights,
-    # layer 1 half T=3 / half T=4, layer 2 inverse gamma(0.56, 1) quantiles, layer 3 free.
-    "embedding_size": 200,
-    "hidden_sizes": [400, 400, 200],
-    "tie_word_embeddings": True,
-    "timescale_schedules": [
-        {"type": "fixed", "values": [3.0, 4.0]},
-        {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "endpoint_free"},
-        {"type": "none"},
-    ],
-    "frozen_biases": "forget_input",
-    # WikiText-2 style dropouts, a little lighter for a smaller network and shorter runs.
-    "embedding_dropout": 0.1,
-    "input_dropout": 0.4,
-    "hidden_dropout": 0.2,
-    "output_dropout": 0.3,
-    "weight_drop": 0.3,
-    "activation_regularization": 2.0,
-    "temporal_activation_regularization": 1.0,
-}
-
-MODEL_PRESETS: dict[str, dict[str, Any]] = {
-    # The ``mtlstm-train`` default: trains on the embedded WikiText-2 sample in minutes.
-    "small": _SMALL_ARCHITECTURE,
-    "small-baseline": {**_SMALL_ARCHITECTURE, "timescale_schedules": None},
-    # Seconds-scale smoke tests.
-    "tiny": {
-        "embedding_size": 16,
-        "hidden_sizes": [32, 16],
-        "tie_word_embeddings": True,
-        "timescale_schedules": [{"type": "fixed", "values": [3.0, 4.0]}, {"type": "none"}],
-        "embedding_dropout": 0.0,
-        "input_dropout": 0.1,
-        "hidden_dropout": 0.1,
-        "output_dropout": 0.1,
-        "weight_drop": 0.0,
-        "activation_regularization": 2.0,
-        "temporal_activation_regularization": 1.0,
-    },
-    # The paper's networks (vocab_size is always replaced by the tokenizer's size).
-    **{name: copy.deepcopy(fields) for name, fields in MODEL_CONFIG_PRESETS.items()},
-}
+MODEL_PRESETS: dict[str, dict[str, Any]] = MODEL_CONFIG_PRESETS
 """Model architectures by name, for :attr:`TrainingConfig.preset`. Each is a dict of
 :class:`~mtlstm_hf.MTLSTMConfig` fields; ``vocab_size`` and the special token ids come from
 the tokenizer."""

@@ -52,7 +52,46 @@ _PTB_DROPOUTS = {"input_dropout": 0.4, "hidden_dropout": 0.25}
 _WIKITEXT2_DROPOUTS = {"input_dropout": 0.65, "hidden_dropout": 0.2, "vocab_size": 33278}
 _NO_TIMESCALES = {"timescale_schedules": None}
 
+_SMALL_ARCHITECTURE: dict[str, Any] = {
+    # A CPU-sized version of the paper's network: 3 layers, tied output weights,
+    # layer 1 half T=3 / half T=4, layer 2 inverse gamma(0.56, 1) quantiles, layer 3 free.
+    "embedding_size": 200,
+    "hidden_sizes": [400, 400, 200],
+    "tie_word_embeddings": True,
+    "timescale_schedules": [
+        {"type": "fixed", "values": [3.0, 4.0]},
+        {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "endpoint_free"},
+        {"type": "none"},
+    ],
+    "frozen_biases": "forget_input",
+    # WikiText-2 style dropouts, a little lighter for a smaller network and shorter runs.
+    "embedding_dropout": 0.1,
+    "input_dropout": 0.4,
+    "hidden_dropout": 0.2,
+    "output_dropout": 0.3,
+    "weight_drop": 0.3,
+    "activation_regularization": 2.0,
+    "temporal_activation_regularization": 1.0,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
+    # The ``mtlstm-train`` default: trains on the embedded WikiText-2 sample in minutes.
+    "small": _SMALL_ARCHITECTURE,
+    "small-baseline": {**_SMALL_ARCHITECTURE, "timescale_schedules": None},
+    # Seconds-scale smoke tests.
+    "tiny": {
+        "embedding_size": 16,
+        "hidden_sizes": [32, 16],
+        "tie_word_embeddings": True,
+        "timescale_schedules": [{"type": "fixed", "values": [3.0, 4.0]}, {"type": "none"}],
+        "embedding_dropout": 0.0,
+        "input_dropout": 0.1,
+        "hidden_dropout": 0.1,
+        "output_dropout": 0.1,
+        "weight_drop": 0.0,
+        "activation_regularization": 2.0,
+        "temporal_activation_regularization": 1.0,
+    },
     # Multi-timescale model with the PTB recipe's dropouts (the class defaults).
     "paper": {**_PAPER_ARCHITECTURE, **_PTB_DROPOUTS},
     # The same network with no timescales imposed: the AWD-LSTM baseline.
@@ -168,7 +207,9 @@ class MTLSTMConfig(PretrainedConfig):
 
         ``paper`` reproduces the reference architecture with the PTB dropouts;
         ``paper-baseline`` is the same network without timescales; the ``-wikitext2``
-        variants use the WikiText-2 vocabulary size and dropouts.
+        variants use the WikiText-2 vocabulary size and dropouts. ``small`` (the
+        ``mtlstm-train`` default, CPU-sized), ``small-baseline`` and ``tiny`` (smoke tests)
+        keep the class's default vocabulary size unless overridden.
         """
         if name not in PRESETS:
             raise ValueError(f"preset: unknown name {name!r}; allowed values: {sorted(PRESETS)}.")
