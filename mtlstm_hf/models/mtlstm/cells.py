@@ -260,6 +260,7 @@ def reference_trace(
     layout = cell_layout(cell_type)
     check_parameters(layout, inputs, weight_ih, weight_hh, bias)
     total_steps = inputs.shape[1]
+    lengths = None if lengths is None else lengths.to(inputs.device)
     hidden = initial_hidden
     cell = initial_cell if layout.has_cell else None
     # Values of each traced quantity at a padded (identity) step; the cell is carried.
