@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
+from mtlstm_hf import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForCausalLM
 
 
 class PlainLSTMLanguageModel(nn.Module):
@@ -60,16 +60,7 @@ def main() -> None:
     config = MTLSTMConfig.from_preset("paper")
     ours = MTLSTMForCausalLM(config).to(device).train()
     ours_plain = MTLSTMForCausalLM(
-        MTLSTMConfig.from_preset(
-            "paper",
-            embedding_dropout=0.0,
-            input_dropout=0.0,
-            hidden_dropout=0.0,
-            output_dropout=0.0,
-            weight_drop=0.0,
-            activation_regularization=0.0,
-            temporal_activation_regularization=0.0,
-        )
+        MTLSTMConfig.from_preset("paper", **REGULARIZATION_OFF)
     ).to(device).train()
     baseline = PlainLSTMLanguageModel(config.vocab_size, config.embedding_size, config.hidden_sizes).to(device).train()
 

@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .models.mtlstm import (
     PRESETS,
+    REGULARIZATION_OFF,
     MTLSTMCausalLMOutput,
     MTLSTMConfig,
     MTLSTMForCausalLM,
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",
+    "REGULARIZATION_OFF",
     "MTLSTMCausalLMOutput",
     "MTLSTMConfig",
     "MTLSTMForCausalLM",

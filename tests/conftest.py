@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM  # noqa: E402
+from mtlstm_hf import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForCausalLM  # noqa: E402
 
 
 def tiny_config(**overrides) -> MTLSTMConfig:
@@ -22,13 +22,7 @@ def tiny_config(**overrides) -> MTLSTMConfig:
         embedding_size=6,
         hidden_sizes=[10, 6],
         timescale_schedules=[{"type": "fixed", "values": [3.0, 4.0]}, None],
-        embedding_dropout=0.0,
-        input_dropout=0.0,
-        hidden_dropout=0.0,
-        output_dropout=0.0,
-        weight_drop=0.0,
-        activation_regularization=0.0,
-        temporal_activation_regularization=0.0,
+        **REGULARIZATION_OFF,
         pad_token_id=0,
         eos_token_id=1,
     )

@@ -10,7 +10,7 @@ Hub as remote code and imports only torch, transformers and its neighbours):
 - ``configuration_mtlstm.py`` / ``modeling_mtlstm.py``: the transformers config and models.
 """
 
-from .configuration_mtlstm import PRESETS, MTLSTMConfig
+from .configuration_mtlstm import PRESETS, REGULARIZATION_OFF, MTLSTMConfig
 from .modeling_mtlstm import (
     MTLSTMCausalLMOutput,
     MTLSTMForCausalLM,
@@ -22,6 +22,7 @@ from .state import MTLSTMState
 
 __all__ = [
     "PRESETS",
+    "REGULARIZATION_OFF",
     "MTLSTMCausalLMOutput",
     "MTLSTMConfig",
     "MTLSTMForCausalLM",

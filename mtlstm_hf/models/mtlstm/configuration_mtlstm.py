@@ -30,6 +30,11 @@ _DROPOUT_FIELDS: tuple[str, ...] = (
     "weight_drop",
 )
 
+REGULARIZATION_OFF: dict[str, float] = {
+    field: 0.0 for field in (*_DROPOUT_FIELDS, "activation_regularization", "temporal_activation_regularization")
+}
+"""Field overrides that switch every AWD-LSTM regulariser off (dropouts, DropConnect, AR, TAR)."""
+
 # The reference architecture (Mahto et al. 2021; HuthLab/multi-timescale-LSTM-LMs).
 _PAPER_ARCHITECTURE: dict[str, Any] = {
     "vocab_size": 10000,
