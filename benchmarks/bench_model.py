@@ -5,11 +5,15 @@ softmax) and run forward + backward of the cross-entropy on the same batches; th
 baseline has no dropout, no frozen biases and no weight composition. Ours runs in
 training mode with all AWD-LSTM regularisation on (DropConnect 0.5, locked and embedding
 dropout, AR/TAR), which is what a training step costs in practice; a second row shows
-ours with regularisation off. Steps of the models are interleaved so that machine load
-affects both alike. The fastest step of each model is reported (as ``timeit`` does: on a
-shared machine interference only ever adds time), with the median beside it.
+ours with regularisation off.
 
-    python benchmarks/bench_model.py [--steps 12] [--batch-size 20] [--bptt 70] [--threads 2]
+Steps of the models are interleaved, in an order rotated every round, so that machine
+load affects all alike. Reported per model: the fastest step (as ``timeit`` does: on a
+shared machine interference only ever adds time), the median step, and the median (with
+quartiles) of the per-round ratios baseline/ours. On a noisy shared machine the paired
+median over many rounds is the most stable of the three; use ``--steps 30`` or more.
+
+    python benchmarks/bench_model.py [--steps 30] [--batch-size 20] [--bptt 70] [--threads 2]
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class PlainLSTMLanguageModel(nn.Module):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--bptt", type=int, default=70)
@@ -78,28 +82,35 @@ def main() -> None:
         "MTLSTM, regularisation off": lambda i, t: step_ours(ours_plain, i, t),
     }
     times: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
     tokens = args.batch_size * args.bptt
     for step in range(args.warmup + args.steps):
         ids = torch.randint(0, config.vocab_size, (args.batch_size, args.bptt + 1), device=device)
         inputs, targets = ids[:, :-1], ids[:, 1:]
-        for name, run in runners.items():
+        # Rotate the order every round so that no model always runs right after another.
+        for name in names[step % len(names):] + names[: step % len(names)]:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            run(inputs, targets)
+            runners[name](inputs, targets)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if step >= args.warmup:
                 times[name].append(time.perf_counter() - start)
 
-    base_best = min(times["nn.LSTM stack (baseline)"])
-    base_median = statistics.median(times["nn.LSTM stack (baseline)"])
+    baseline_name = names[0]
+    base_best = min(times[baseline_name])
+    base_median = statistics.median(times[baseline_name])
     print(f"device {device}, threads {args.threads}, batch {args.batch_size}, bptt {args.bptt}, {args.steps} steps")
+    print("ratio = baseline time / our time (> 1: ours is faster); 'paired' compares steps of the same round")
     for name, values in times.items():
         best, median = min(values), statistics.median(values)
+        paired = sorted(b / o for b, o in zip(times[baseline_name], values))
+        quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
         print(
-            f"{name:34s} best {tokens / best:8.0f} tokens/s, ratio {base_best / best:.3f} | "
-            f"median {tokens / median:8.0f} tokens/s, ratio {base_median / median:.3f}"
+            f"{name:34s} best {tokens / best:6.0f} tok/s, ratio {base_best / best:.3f} | "
+            f"median {tokens / median:6.0f} tok/s, ratio {base_median / median:.3f} | "
+            f"paired ratio median {quartiles[1]:.3f} (quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f})"
         )
 
 

@@ -28,6 +28,8 @@ from mtlstm_hf import PRESETS, MTLSTMConfig, MTLSTMForCausalLM
         ({"hidden_dropout": 1.5}, "hidden_dropout"),
         ({"output_dropout": "0.2"}, "output_dropout"),
         ({"weight_drop": 1.0}, "weight_drop"),
+        ({"weight_drop": 1e-7}, "weight_drop"),
+        ({"weight_drop": 1 - 1e-7}, "weight_drop"),
         ({"activation_regularization": -1.0}, "activation_regularization"),
         ({"temporal_activation_regularization": float("nan")}, "temporal_activation_regularization"),
         ({"embedding_init_range": 0.0}, "embedding_init_range"),

@@ -15,6 +15,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from .cells import CELL_TYPES, cell_layout
+from .layers import drop_connect_levels
 from .timescales import SCHEDULE_TYPES, normalize_schedule
 
 FROZEN_BIAS_CHOICES: tuple[str, ...] = ("forget_input", "all", "none")
@@ -125,7 +126,8 @@ class MTLSTMConfig(PretrainedConfig):
         input_dropout: locked dropout on the embedding output (AWD ``dropouti``), ``[0, 1)``.
         hidden_dropout: locked dropout between LSTM layers (AWD ``dropouth``), ``[0, 1)``.
         output_dropout: locked dropout on the last layer's output (AWD ``dropout``), ``[0, 1)``.
-        weight_drop: DropConnect on the recurrent weights (AWD ``wdrop``), ``[0, 1)``.
+        weight_drop: DropConnect on the recurrent weights (AWD ``wdrop``), ``[0, 1)``, realised
+            in steps of ``2**-16`` (``layers.drop_connect_levels``).
         activation_regularization: AR coefficient (alpha, >= 0) on the dropped last-layer
             output, added to the training loss.
         temporal_activation_regularization: TAR coefficient (beta, >= 0) on the raw
@@ -234,6 +236,7 @@ class MTLSTMConfig(PretrainedConfig):
             value = getattr(self, field)
             if not _is_number(value) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{field} must be a probability in [0, 1), got {value!r}.")
+        drop_connect_levels(self.weight_drop, "weight_drop")
         for field in ("activation_regularization", "temporal_activation_regularization"):
             value = getattr(self, field)
             if not _is_number(value) or not value >= 0.0 or math.isinf(value):

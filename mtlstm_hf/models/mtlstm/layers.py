@@ -41,37 +41,83 @@ def locked_dropout(inputs: torch.Tensor, probability: float, training: bool) -> 
     return inputs * mask
 
 
-def embedding_dropout(weight: torch.Tensor, probability: float, training: bool) -> torch.Tensor:
-    """Word-level embedding dropout: drop whole rows (words) of the embedding matrix.
+def embedding_dropout(
+    input_ids: torch.Tensor, weight: torch.Tensor, probability: float, training: bool
+) -> torch.Tensor:
+    """Look up word embeddings with word-level dropout: whole rows (words) of the embedding
+    matrix are dropped, so every occurrence of a dropped word in the batch embeds to zero
+    (Gal & Ghahramani 2016, AWD-LSTM's ``dropoute``).
 
-    Every occurrence of a dropped word in the batch then embeds to zero (Gal &
-    Ghahramani 2016, AWD-LSTM's ``dropoute``).
+    One Bernoulli draw per vocabulary row, kept rows scaled by ``1 / (1 - p)``. The row mask
+    is applied to the looked-up ``(B, T, E)`` embeddings rather than to the ``(V, E)``
+    matrix: the same values and gradients, without a masked copy of the whole matrix (and
+    of its gradient) every training step.
 
     Args:
+        input_ids: ``(B, T)`` token ids in ``[0, V)``.
         weight: ``(V, E)`` embedding matrix.
 
     Returns:
-        ``(V, E)`` matrix with dropped rows zeroed and kept rows scaled by ``1 / (1 - p)``.
+        ``(B, T, E)`` embeddings.
     """
+    embeddings = F.embedding(input_ids, weight)
     if not training or probability == 0.0:
-        return weight
+        return embeddings
     keep = 1.0 - probability
-    mask = weight.new_empty(weight.shape[0], 1).bernoulli_(keep) / keep
-    return weight * mask
+    row_mask = weight.new_empty(weight.shape[0], 1).bernoulli_(keep) / keep
+    return embeddings * F.embedding(input_ids, row_mask)
+
+
+DROP_CONNECT_LEVELS = 1 << 16
+"""DropConnect decides each weight with a uniform 16-bit integer: probabilities are realised
+in steps of ``2**-16`` (0.5, 0.25, ... exactly; 0.2 as 0.199997)."""
+
+
+def drop_connect_levels(probability: float, field: str = "weight_drop") -> int:
+    """How many of the ``2**16`` equally likely 16-bit values drop a weight: ``round(p * 2**16)``.
+
+    Raises:
+        ValueError: naming ``field``, if ``probability`` is outside ``[0, 1)`` or is non-zero
+            but rounds to no level or to all of them (``p < 2**-17`` or ``p > 1 - 2**-17``),
+            which would silently drop nothing or everything.
+    """
+    if not 0.0 <= probability < 1.0:
+        raise ValueError(f"{field} must be a probability in [0, 1), got {probability!r}.")
+    levels = round(probability * DROP_CONNECT_LEVELS)
+    if probability > 0.0 and not 0 < levels < DROP_CONNECT_LEVELS:
+        raise ValueError(
+            f"{field} is realised in steps of 2**-16: it must be 0 or in [1.6e-5, 0.99998] "
+            f"(1 to {DROP_CONNECT_LEVELS - 1} steps), got {probability!r}."
+        )
+    return levels
 
 
 def drop_connect(weight: torch.Tensor, probability: float, training: bool) -> torch.Tensor:
     """DropConnect (Wan et al. 2013): zero each weight with ``probability``, scale the rest.
 
-    Returns ``weight * mask / (1 - p)``, a differentiable function of ``weight`` (the
-    gradient reaches the raw weight through the mask), identity in eval. The mask is
-    drawn with ``rand >= p``: on CPU this is about 1.5x faster than ``F.dropout`` /
-    ``bernoulli_`` for the ~5M-entry recurrent matrices, and it is drawn every forward.
+    Returns ``weight * mask / (1 - p')``, a differentiable function of ``weight`` (the
+    gradient reaches the raw weight through the mask), identity in eval. ``p'`` is
+    ``probability`` rounded to a multiple of ``2**-16`` (:func:`drop_connect_levels`), and
+    the scale uses that realised keep probability, so the dropped matrix is unbiased.
+
+    Each weight's decision reads one 16-bit field of a full-range 64-bit draw: one
+    generator call per four weights. On CPU, where torch's generator is sequential, this
+    halves the cost of the mask compared with ``rand_like(weight) >= p`` (see
+    BENCHMARKS.md); the mask is drawn every forward for the ~5M-entry recurrent matrices.
     """
     if not training or probability == 0.0:
         return weight
-    keep_mask = torch.rand_like(weight) >= probability
-    return weight * keep_mask.to(weight.dtype) * (1.0 / (1.0 - probability))
+    dropped_levels = drop_connect_levels(probability)
+    count = weight.numel()
+    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=weight.device)
+    words.random_(torch.iinfo(torch.int64).min, None)  # all 64 bits uniform
+    fields = words.view(torch.int16)[:count].view(weight.shape)  # uniform in [-2**15, 2**15)
+    # The comparison writes 1 (keep) / 0 (drop) straight into a mask of the weight's dtype:
+    # no bool intermediate, one pass fewer over the matrix.
+    mask = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device)
+    torch.ge(fields, dropped_levels - DROP_CONNECT_LEVELS // 2, out=mask)
+    scale = DROP_CONNECT_LEVELS / (DROP_CONNECT_LEVELS - dropped_levels)
+    return weight * mask.mul_(scale)
 
 
 def activation_regularization(dropped_output: torch.Tensor, scale: float) -> torch.Tensor:

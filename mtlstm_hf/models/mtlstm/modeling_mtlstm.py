@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
@@ -153,8 +152,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             raise ValueError(
                 f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got values from {low} to {high}."
             )
-        weight = embedding_dropout(self.embeddings.weight, self.config.embedding_dropout, self.training)
-        return F.embedding(input_ids, weight)
+        return embedding_dropout(input_ids, self.embeddings.weight, self.config.embedding_dropout, self.training)
 
     def _initial_state(
         self, past_key_values: Any, batch_size: int, inputs: torch.Tensor
