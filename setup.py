@@ -22,7 +22,7 @@ setup(
     package_data={"mtlstm_hf": ["data/wikitext2_sample/*", "evaluation/metrics/*/*", "analysis/README.md"]},
     install_requires=[
         "torch>=2.2",
-        "transformers>=5.0,<6",
+        "transformers>=5.10,<6",  # 5.10: remote code with nested relative imports
         "tokenizers>=0.21",
         "safetensors>=0.4",
         "huggingface-hub>=1.0",

@@ -41,7 +41,7 @@ def _stream(length: int, vocab_size: int = 37, seed: int = 0) -> torch.Tensor:
 
 def _forward(model, input_ids, state=None):
     with torch.no_grad():
-        return model(input_ids=input_ids, past_key_values=state, use_cache=True, output_hidden_states=True)
+        return model(input_ids=input_ids, cache=state, use_cache=True, output_hidden_states=True)
 
 
 def test_ablation_restores_outputs_exactly_and_never_touches_parameters():
@@ -75,8 +75,8 @@ def test_ablation_zeroes_only_what_goes_up():
     assert torch.all(ablated.hidden_states[1][..., units] == 0)  # zeroed columns are visible
     torch.testing.assert_close(ablated.hidden_states[1][..., kept], intact.hidden_states[1][..., kept])
     # The layer's own recurrence is un-ablated: the state it returns is the intact one.
-    torch.testing.assert_close(ablated.past_key_values.hidden[0], intact.past_key_values.hidden[0])
-    torch.testing.assert_close(ablated.past_key_values.cell[0], intact.past_key_values.cell[0])
+    torch.testing.assert_close(ablated.cache.hidden[0], intact.cache.hidden[0])
+    torch.testing.assert_close(ablated.cache.cell[0], intact.cache.cell[0])
     # The layer above sees the zeroed input: the oracle runs layer 1 on it by hand.
     zeroed_input = intact.hidden_states[1].clone()
     zeroed_input[..., units] = 0
@@ -92,7 +92,7 @@ def test_ablation_with_the_state_carried_across_windows_equals_one_forward():
     with ablate_units(model, {0: [2, 3]}):
         whole = _forward(model, inputs)
         first = _forward(model, inputs[:, :5])
-        second = _forward(model, inputs[:, 5:], first.past_key_values)
+        second = _forward(model, inputs[:, 5:], first.cache)
     torch.testing.assert_close(torch.cat([first.logits, second.logits], 1), whole.logits)
 
 

@@ -350,10 +350,10 @@ class _TinyLM(nn.Module):
         self.drop = nn.Dropout(0.5)
         self.head = nn.Linear(16, vocab)
 
-    def forward(self, input_ids, past_key_values=None, use_cache=True):
-        hx = None if past_key_values is None else (past_key_values.h, past_key_values.c)
+    def forward(self, input_ids, cache=None, use_cache=True):
+        hx = None if cache is None else (cache.h, cache.c)
         y, (h, c) = self.lstm(self.drop(self.emb(input_ids)), hx)
-        return SimpleNamespace(logits=self.head(self.drop(y)), past_key_values=_TinyState(h, c))
+        return SimpleNamespace(logits=self.head(self.drop(y)), cache=_TinyState(h, c))
 
 
 def _one_pass(model: nn.Module, stream: torch.Tensor) -> torch.Tensor:

@@ -70,21 +70,37 @@ def test_prefill_then_token_by_token_equals_full_forward_with_left_padding():
     mask[1, :4] = 0  # row 1 is left-padded; the first chunk is mostly padding for it
     full = model(ids, attention_mask=mask).logits
     chunk = model(ids[:, :5], attention_mask=mask[:, :5])
-    logits, state = [chunk.logits], chunk.past_key_values
+    logits, state = [chunk.logits], chunk.cache
     for t in range(5, 12):
-        step = model(ids[:, t : t + 1], attention_mask=mask[:, t : t + 1], past_key_values=state)
+        step = model(ids[:, t : t + 1], attention_mask=mask[:, t : t + 1], cache=state)
         logits.append(step.logits)
-        state = step.past_key_values
+        state = step.cache
     stepped = torch.cat(logits, 1)
     valid = mask.bool()
     torch.testing.assert_close(stepped[valid], full[valid], atol=1e-6, rtol=0)
     assert state.get_seq_length() == 12
 
 
-def test_generate_accepts_a_prefilled_state():
+@pytest.mark.parametrize("state_keyword", ["cache", "past_key_values"])
+def test_generate_continues_from_a_prefilled_state(state_keyword):
+    """The given state stands for the tokens it consumed: generating from ``ids`` with the state of
+    another prefix must equal generating from that prefix followed by the rest of ``ids``."""
     model = tiny_model()
     ids = torch.tensor([[4, 8, 15, 16, 23, 3]])
-    state = model(ids[:, :4]).past_key_values
-    continued = model.generate(ids, past_key_values=state, max_new_tokens=5, do_sample=False, pad_token_id=0)
-    fresh = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=0)
-    assert torch.equal(continued, fresh)
+    other_prefix = torch.tensor([[30, 2, 2, 11]])
+    state = model(other_prefix).cache
+
+    def run(prompt, **kwargs):
+        return model.generate(
+            prompt, max_new_tokens=5, do_sample=False, pad_token_id=0, output_scores=True,
+            return_dict_in_generate=True, **kwargs,
+        )
+
+    continued = run(ids, **{state_keyword: state})
+    oracle = run(torch.cat([other_prefix, ids[:, 4:]], dim=1))
+    plain = run(ids)
+    assert torch.equal(continued.sequences[:, 6:], oracle.sequences[:, 6:])
+    for ours, expected, fresh in zip(continued.scores, oracle.scores, plain.scores):
+        torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
+        assert (ours - fresh).abs().max() > 1e-4  # the state did change the continuation
+    assert state.get_seq_length() == 4  # generate() did not mutate the caller's state object

@@ -20,8 +20,8 @@ def test_forward_matches_per_step_reference():
     ref_logits, ref_hidden, ref_cell = reference_lstm_lm(model, ids)
     torch.testing.assert_close(out.logits.double(), ref_logits, atol=1e-5, rtol=0)
     for layer in range(2):
-        torch.testing.assert_close(out.past_key_values.hidden[layer].double(), ref_hidden[layer], atol=1e-6, rtol=0)
-        torch.testing.assert_close(out.past_key_values.cell[layer].double(), ref_cell[layer], atol=1e-6, rtol=0)
+        torch.testing.assert_close(out.cache.hidden[layer].double(), ref_hidden[layer], atol=1e-6, rtol=0)
+        torch.testing.assert_close(out.cache.cell[layer].double(), ref_cell[layer], atol=1e-6, rtol=0)
 
 
 def test_two_chunks_with_state_equal_one_pass():
@@ -29,19 +29,19 @@ def test_two_chunks_with_state_equal_one_pass():
     ids = _ids(steps=12)
     full = model(ids)
     first = model(ids[:, :5])
-    second = model(ids[:, 5:], past_key_values=first.past_key_values)
+    second = model(ids[:, 5:], cache=first.cache)
     torch.testing.assert_close(torch.cat([first.logits, second.logits], 1), full.logits, atol=1e-6, rtol=0)
-    for a, b in zip(second.past_key_values.hidden + second.past_key_values.cell, full.past_key_values.hidden + full.past_key_values.cell):
+    for a, b in zip(second.cache.hidden + second.cache.cell, full.cache.hidden + full.cache.cell):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
-    assert second.past_key_values.get_seq_length() == 12
+    assert second.cache.get_seq_length() == 12
 
 
 def test_given_state_is_not_mutated():
     model = tiny_model()
-    state = model(_ids(steps=4)).past_key_values
+    state = model(_ids(steps=4)).cache
     saved = [h.clone() for h in state.hidden]
-    a = model(_ids(steps=3, seed=1), past_key_values=state).logits
-    b = model(_ids(steps=3, seed=1), past_key_values=state).logits
+    a = model(_ids(steps=3, seed=1), cache=state).logits
+    b = model(_ids(steps=3, seed=1), cache=state).logits
     assert torch.equal(a, b)
     assert all(torch.equal(h, s) for h, s in zip(state.hidden, saved))
 
@@ -58,22 +58,22 @@ def test_padding_leaves_state_untouched(side):
         span = slice(steps - n, steps) if side == "left" else slice(0, n)
         ids[i, span] = row
         mask[i, span] = 1
-    start_state = model(_ids(steps=3, seed=5)).past_key_values  # non-zero initial state
-    out = model(ids, attention_mask=mask, past_key_values=start_state)
+    start_state = model(_ids(steps=3, seed=5)).cache  # non-zero initial state
+    out = model(ids, attention_mask=mask, cache=start_state)
     for i, (row, n) in enumerate(zip(rows, lengths)):
-        alone = model(row[None], past_key_values=start_state.select(slice(i, i + 1)))
+        alone = model(row[None], cache=start_state.select(slice(i, i + 1)))
         span = slice(steps - n, steps) if side == "left" else slice(0, n)
         torch.testing.assert_close(out.logits[i, span], alone.logits[0], atol=1e-6, rtol=0)
-        for a, b in zip(out.past_key_values.hidden + out.past_key_values.cell, alone.past_key_values.hidden + alone.past_key_values.cell):
+        for a, b in zip(out.cache.hidden + out.cache.cell, alone.cache.hidden + alone.cache.cell):
             torch.testing.assert_close(a[i], b[0], atol=1e-6, rtol=0)
 
 
 def test_all_padding_row_keeps_its_state():
     model = tiny_model()
-    state = model(_ids(batch=2, steps=3)).past_key_values
+    state = model(_ids(batch=2, steps=3)).cache
     mask = torch.tensor([[0, 0, 0], [1, 1, 1]])
-    out = model(_ids(batch=2, steps=3, seed=2), attention_mask=mask, past_key_values=state)
-    for a, b in zip(out.past_key_values.cell, state.cell):
+    out = model(_ids(batch=2, steps=3, seed=2), attention_mask=mask, cache=state)
+    for a, b in zip(out.cache.cell, state.cell):
         assert torch.equal(a[0], b[0])
         assert not torch.equal(a[1], b[1])
 
@@ -104,7 +104,7 @@ def test_hidden_states_and_tuple_output():
     assert isinstance(as_tuple, tuple) and len(as_tuple) == 3  # loss, logits, state
     assert torch.equal(as_tuple[1], out.logits)
     assert isinstance(as_tuple[2], MTLSTMState)
-    assert model(ids, use_cache=False).past_key_values is None
+    assert model(ids, use_cache=False).cache is None
 
 
 def test_loss_is_shifted_cross_entropy_ignoring_minus_100():
@@ -238,7 +238,7 @@ def test_base_model_returns_state_and_last_hidden():
     base = MTLSTMModel(tiny_config()).eval()
     out = base(_ids())
     assert out.last_hidden_state.shape == (3, 9, 6)
-    assert out.past_key_values.hidden_sizes == [10, 6]
+    assert out.cache.hidden_sizes == [10, 6]
 
 
 @pytest.mark.parametrize(
@@ -261,11 +261,25 @@ def test_bad_inputs_raise_clear_errors(call, message):
 def test_foreign_or_mismatched_state_is_rejected():
     model = tiny_model()
     other = MTLSTMForCausalLM(tiny_config(hidden_sizes=[8, 6])).eval()
-    foreign_state = other(_ids(batch=3, steps=2)).past_key_values
+    foreign_state = other(_ids(batch=3, steps=2)).cache
     with pytest.raises(ValueError, match="another model"):
-        model(_ids(), past_key_values=foreign_state)
-    state = model(_ids(batch=2, steps=2)).past_key_values
+        model(_ids(), cache=foreign_state)
+    state = model(_ids(batch=2, steps=2)).cache
     with pytest.raises(ValueError, match="batch size 3"):
-        model(_ids(batch=3), past_key_values=state)
+        model(_ids(batch=3), cache=state)
     with pytest.raises(ValueError, match="MTLSTMState"):
-        model(_ids(), past_key_values=([torch.zeros(3, 10)], [torch.zeros(3, 10)]))
+        model(_ids(), cache=([torch.zeros(3, 10)], [torch.zeros(3, 10)]))
+
+
+def test_past_key_values_is_an_alias_of_cache():
+    """transformers < 5.24 and earlier code name the state past_key_values: same state, same result."""
+    model = tiny_model()
+    first = model(_ids(steps=4))
+    assert first.past_key_values is first.cache
+    with_cache = model(_ids(steps=3, seed=1), cache=first.cache)
+    with_alias = model(_ids(steps=3, seed=1), past_key_values=first.cache)
+    fresh = model(_ids(steps=3, seed=1))
+    torch.testing.assert_close(with_alias.logits, with_cache.logits, rtol=0, atol=0)
+    assert not torch.allclose(fresh.logits, with_cache.logits)
+    with pytest.raises(ValueError, match="not both"):
+        model(_ids(steps=3), cache=first.cache, past_key_values=first.cache)

@@ -45,7 +45,7 @@ def test_variant_model_matches_reference_and_continues_state(cell_type):
     full = model(ids)
     torch.testing.assert_close(full.logits, reference_logits(model, ids), atol=1e-5, rtol=0)
     first = model(ids[:, :4])
-    second = model(ids[:, 4:], past_key_values=first.past_key_values)
+    second = model(ids[:, 4:], cache=first.cache)
     torch.testing.assert_close(torch.cat([first.logits, second.logits], 1), full.logits, atol=1e-6, rtol=0)
 
 
@@ -99,7 +99,9 @@ def test_mixed_variant_stack_saves_and_loads_with_remote_code(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert torch.equal(torch.load(tmp_path / "out.pt")["logits"], model(ids).logits)
+    with torch.no_grad():  # like the loading script: no-grad and autograd paths may differ by an ulp
+        expected = model(ids).logits
+    assert torch.equal(torch.load(tmp_path / "out.pt")["logits"], expected)
 
 
 def test_variant_parameter_shapes_and_frozen_gates():

@@ -88,7 +88,7 @@ def test_step_function_matches_model_forward():
         out = model.model(input_ids, output_hidden_states=True, use_cache=True)
     for index, size in enumerate(output_sizes):
         torch.testing.assert_close(unrolled[index][..., :size], out.hidden_states[index + 1], rtol=0, atol=1e-5)
-        torch.testing.assert_close(unrolled[index][:, -1, size:], out.past_key_values.cell[index], rtol=0, atol=1e-5)
+        torch.testing.assert_close(unrolled[index][:, -1, size:], out.cache.cell[index], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("state", ["cell", "hidden"])
@@ -104,13 +104,13 @@ def test_model_state_gradients_match_autograd_jacobian(state):
     )
     embeddings = model.model.embeddings.weight.detach()[stream][None]
     with torch.no_grad():
-        carried = model.model(inputs_embeds=embeddings[:, :segment], use_cache=True).past_key_values
+        carried = model.model(inputs_embeds=embeddings[:, :segment], use_cache=True).cache
     for layer, result in enumerate(results):
         assert result.layer == layer and result.state == state
         for t in (segment, segment + 3, 2 * segment - 1):
 
             def state_at_t(inputs: torch.Tensor, layer: int = layer) -> torch.Tensor:
-                new = model.model(inputs_embeds=inputs[None], past_key_values=carried, use_cache=True).past_key_values
+                new = model.model(inputs_embeds=inputs[None], cache=carried, use_cache=True).cache
                 return (new.cell if state == "cell" else new.hidden)[layer][0]
 
             jacobian = torch.autograd.functional.jacobian(state_at_t, embeddings[0, segment : t + 1])  # (H, L, E)

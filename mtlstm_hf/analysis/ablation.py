@@ -10,7 +10,7 @@ What "ablating units U of layer l" means here, precisely:
   dropout and softmax for the last layer) has its columns ``U`` set to 0 at every step. The
   model's ``hidden_states[l + 1]`` (``output_hidden_states=True``) shows the zeroed columns.
 * The layer's **own recurrence is untouched**: ``h_{t-1}`` in its gates, its cell, and the state
-  it returns in ``past_key_values`` (which the next window continues from) stay un-ablated.
+  it returns in ``cache`` (which the next window continues from) stay un-ablated.
   This is what the paper's reference code does (``model_ablation.py`` zeroes the input of the
   next layer after the ablated layer ran).
 * No weight is changed: :class:`UnitAblation` registers forward hooks on the layer modules and

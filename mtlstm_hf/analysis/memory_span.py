@@ -187,14 +187,14 @@ def estimate_memory_span(
 
 
 def passage_log_weights(
-    model: torch.nn.Module, input_ids: torch.Tensor, layer: int, past_key_values: Any = None
+    model: torch.nn.Module, input_ids: torch.Tensor, layer: int, cache: Any = None
 ) -> torch.Tensor:
     """Log weights ``log w_j^t`` ``(T, T, H)`` of one passage in one layer (``-inf`` for ``j > t``).
 
     Args:
         input_ids: ``(T,)`` or ``(1, T)`` token ids of a short passage (memory ``O(T^2 H)``).
         layer: a layer with a memory cell.
-        past_key_values: state before the passage (None = zeros).
+        cache: state before the passage (None = zeros).
 
     Returns:
         ``(T, T, H)``, indexed ``[t, j, unit]``: feed to
@@ -205,6 +205,6 @@ def passage_log_weights(
     ids = ids[None] if ids.dim() == 1 else ids
     if ids.dim() != 2 or ids.shape[0] != 1:
         raise ValueError(f"input_ids must be one passage, (T,) or (1, T); got {tuple(ids.shape)}.")
-    (trace,) = layer_traces(model, ids, past_key_values, [layer])
+    (trace,) = layer_traces(model, ids, cache, [layer])
     log_weights, _ = weighted_sum_log_weights(trace["input_gate"].double(), trace["forget_gate"].double())
     return log_weights[0]

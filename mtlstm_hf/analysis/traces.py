@@ -104,11 +104,11 @@ def resolve_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -
     return list(dict.fromkeys(resolved))
 
 
-def _initial_state(model: torch.nn.Module, past_key_values: MTLSTMState | None, batch_size: int) -> MTLSTMState:
-    """``past_key_values`` on the model's device/dtype, or the zero state the model itself would use."""
+def _initial_state(model: torch.nn.Module, cache: MTLSTMState | None, batch_size: int) -> MTLSTMState:
+    """``cache`` on the model's device/dtype, or the zero state the model itself would use."""
     base = base_model(model)
     device, dtype = _model_device_dtype(model)
-    if past_key_values is None:
+    if cache is None:
         return MTLSTMState.zeros(
             batch_size,
             [layer.hidden_size for layer in base.layers],
@@ -116,7 +116,7 @@ def _initial_state(model: torch.nn.Module, past_key_values: MTLSTMState | None, 
             device=device,
             dtype=dtype,
         )
-    return past_key_values.to(device=device, dtype=dtype)
+    return cache.to(device=device, dtype=dtype)
 
 
 @dataclass
@@ -125,13 +125,13 @@ class TraceChunk:
 
     Attributes:
         layers: one trace dict per requested layer (keys in the module docstring).
-        past_key_values: the state after the chunk (to continue the stream).
+        cache: the state after the chunk (to continue the stream).
         input_ids: ``(B, T)`` the chunk's tokens.
         start: position of the chunk's first token within each batch row of the stream.
     """
 
     layers: list[dict[str, Any]]
-    past_key_values: MTLSTMState
+    cache: MTLSTMState
     input_ids: torch.Tensor
     start: int = 0
 
@@ -139,7 +139,7 @@ class TraceChunk:
 def forward_traces(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
-    past_key_values: MTLSTMState | None = None,
+    cache: MTLSTMState | None = None,
     layers: int | Sequence[int] | None = None,
 ) -> TraceChunk:
     """One forward of the model plus each requested layer's gates and cells.
@@ -147,7 +147,7 @@ def forward_traces(
     Args:
         model: ``MTLSTMForCausalLM`` or ``MTLSTMModel``.
         input_ids: ``(B, T)`` token ids.
-        past_key_values: state to continue from (``None`` = zeros).
+        cache: state to continue from (``None`` = zeros).
         layers: which layers to trace (default all).
 
     Returns:
@@ -162,10 +162,10 @@ def forward_traces(
     layer_indices = resolve_layers(model, layers)
     device, _ = _model_device_dtype(model)
     input_ids = input_ids.to(device)
-    state = _initial_state(model, past_key_values, input_ids.shape[0])
+    state = _initial_state(model, cache, input_ids.shape[0])
     with eval_mode(model):
         # The base model only: no (B, T, V) logits are needed for traces.
-        output = base(input_ids=input_ids, past_key_values=state, use_cache=True, output_hidden_states=True)
+        output = base(input_ids=input_ids, cache=state, use_cache=True, output_hidden_states=True)
         hidden_states = output.hidden_states
         traces = []
         for index in layer_indices:
@@ -187,17 +187,17 @@ def forward_traces(
             }
             trace.update({key: gates[key] for key in TRACE_KEYS})
             traces.append(trace)
-    return TraceChunk(traces, output.past_key_values, input_ids)
+    return TraceChunk(traces, output.cache, input_ids)
 
 
 def layer_traces(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
-    past_key_values: MTLSTMState | None = None,
+    cache: MTLSTMState | None = None,
     layers: int | Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-layer traces of ``input_ids (B, T)``: ``forward_traces(...).layers`` (see module docstring)."""
-    return forward_traces(model, input_ids, past_key_values, layers).layers
+    return forward_traces(model, input_ids, cache, layers).layers
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -275,7 +275,7 @@ def stream_traces(
     for start in starts:
         chunk = forward_traces(model, rows[:, start : start + window], state, layer_indices)
         chunk.start = start
-        state = chunk.past_key_values
+        state = chunk.cache
         yield chunk
 
 

@@ -1,12 +1,12 @@
 """Per-token log-probabilities of a recurrent causal LM over a long token stream.
 
 The model is only duck-typed (this module does not import ``mtlstm_hf.models``): it must
-follow the Hugging Face causal-LM call
+follow the Hugging Face causal-LM call (transformers >= 5.24 names the state ``cache``)
 
-    out = model(input_ids=x, past_key_values=state_or_None, use_cache=True)
+    out = model(input_ids=x, cache=state_or_None, use_cache=True)
 
-with ``x`` a ``(B, L)`` LongTensor, ``out.logits`` ``(B, L, V)`` and ``out.past_key_values`` a
-state object with a ``.detach()`` method. The stream is fed in windows of ``window`` tokens
+with ``x`` a ``(B, L)`` LongTensor, ``out.logits`` ``(B, L, V)`` and ``out.cache`` a state
+object with a ``.detach()`` method. The stream is fed in windows of ``window`` tokens
 and the returned state is passed to the next window, so the model's context is the whole
 preceding stream, exactly as in one pass over the stream (truncation only limits the
 graph, and there is no graph under ``torch.inference_mode``).
@@ -117,13 +117,13 @@ def token_log_probs(
                 stop = min(start + window, piece - 1)
                 inputs = data[:, start:stop]
                 targets = data[:, start + 1 : stop + 1]
-                out = model(input_ids=inputs, past_key_values=state, use_cache=True)
+                out = model(input_ids=inputs, cache=state, use_cache=True)
                 # float32 at least: log_softmax of half-precision logits loses digits that add up.
                 logp = torch.log_softmax(out.logits.float(), dim=-1)
                 chunks.append(logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu())
-                if out.past_key_values is None:
-                    raise ValueError("model returned no past_key_values with use_cache=True; cannot carry the state")
-                state = out.past_key_values.detach()
+                if out.cache is None:
+                    raise ValueError("model returned no cache with use_cache=True; cannot carry the state")
+                state = out.cache.detach()
     finally:
         model.train(was_training)
     # (B, piece - 1) -> row-major flatten = stream order of target_positions.

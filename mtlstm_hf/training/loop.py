@@ -685,7 +685,7 @@ class LanguageModelTrainer:
                 output = self.model(
                     input_ids=inputs.to(device),
                     shift_labels=targets.to(device),
-                    past_key_values=self.carried_state,
+                    cache=self.carried_state,
                     use_cache=True,
                 )
                 loss = output.loss / num_windows
@@ -695,7 +695,7 @@ class LanguageModelTrainer:
                 accelerator.backward(loss)
                 if timer:
                     timer.add("backward", time.perf_counter() - start)
-            self.carried_state = output.past_key_values.detach()  # truncated BPTT: keep the state, drop the graph
+            self.carried_state = output.cache.detach()  # truncated BPTT: keep the state, drop the graph
             loss_sum += output.loss.detach().double()
             lm_loss_sum += output.lm_loss.detach().double()
 

@@ -6,7 +6,7 @@ Hub as remote code and imports only torch, transformers and its neighbours):
 - ``timescales.py``: timescale <-> forget-bias theory, inverse gamma, per-layer schedules;
 - ``recurrences.py``: sequence recurrences as pure functions (fused LSTM, padding alignment);
 - ``layers.py``: torch modules (the LSTM layer with frozen timescale biases, AWD dropouts);
-- ``state.py``: the recurrent state passed as ``past_key_values``;
+- ``state.py``: the recurrent state passed as ``cache`` (``past_key_values`` before transformers 5.24);
 - ``configuration_mtlstm.py`` / ``modeling_mtlstm.py``: the transformers config and models.
 """
 

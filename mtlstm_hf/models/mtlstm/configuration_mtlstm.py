@@ -143,11 +143,11 @@ class MTLSTMConfig(PretrainedConfig):
             ``forget_input`` (default), ``all`` (reference code), ``none``.
         embedding_init_range: embedding weights start ``U(-r, r)`` (AWD uses 0.1), > 0.
         pad_token_id, bos_token_id, eos_token_id: special token ids, ``None`` or in ``[0, V)``.
-        use_cache: return the recurrent state (``past_key_values``) by default.
+        use_cache: return the recurrent state (``cache``) by default.
     """
 
     model_type = "mtlstm"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache"]
 
     def __init__(
         self,

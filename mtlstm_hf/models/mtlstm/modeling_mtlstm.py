@@ -2,8 +2,13 @@
 
 A thin layer over :mod:`layers` (torch modules) and :mod:`recurrences` (pure functions):
 embedding -> stacked :class:`MTLSTMLayer` with AWD-LSTM dropouts -> tied softmax. The
-recurrent state travels as ``past_key_values`` (:class:`MTLSTMState`), which is what
-``generate()`` needs for greedy, sampling and beam search with a cache.
+recurrent state travels as ``cache`` (:class:`MTLSTMState`), which is what ``generate()``
+needs for greedy, sampling and beam search with a cache.
+
+transformers 5.24 renamed the cache argument and output field from ``past_key_values`` to
+``cache``. The models here take either name as input and always return ``cache`` (on
+transformers >= 5.24 ``output.past_key_values`` still reads it); generation works on
+transformers 5.0 onwards (see ``_update_model_kwargs_for_generation``).
 
 This file travels to the Hub (``trust_remote_code=True``) together with the files it
 imports with ``from .x import y``; it may import only torch, transformers and them.
@@ -19,6 +24,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
+from transformers.generation import utils as generation_utils
 from transformers.utils import ModelOutput
 
 from .configuration_mtlstm import MTLSTMConfig
@@ -33,6 +39,21 @@ from .recurrences import restore_alignment, right_align
 from .state import MTLSTMState
 from .timescales import realize_timescales, timescale_from_forget_bias
 
+# The key under which this transformers' generate() keeps the cache between steps:
+# "past_key_values" up to 5.23, "cache" from 5.24.
+GENERATE_CACHE_KWARG: str = getattr(generation_utils, "ALL_CACHE_NAMES", ["cache"])[0]
+
+
+def resolve_cache_argument(cache: Any, past_key_values: Any) -> Any:
+    """The state given as ``cache`` (transformers >= 5.24 name) or ``past_key_values`` (older name).
+
+    Raises:
+        ValueError: if both are given.
+    """
+    if cache is not None and past_key_values is not None:
+        raise ValueError("Give the recurrent state as cache or as past_key_values (its older name), not both.")
+    return past_key_values if cache is None else cache
+
 
 @dataclass
 class MTLSTMModelOutput(ModelOutput):
@@ -40,15 +61,20 @@ class MTLSTMModelOutput(ModelOutput):
 
     Attributes:
         last_hidden_state: ``(B, T, H_L)`` raw output of the last layer (no output dropout).
-        past_key_values: the recurrent state after the last valid step of each row
-            (``None`` when ``use_cache=False``).
+        cache: the recurrent state after the last valid step of each row (``None`` when
+            ``use_cache=False``); also readable as ``past_key_values``.
         hidden_states: with ``output_hidden_states``, ``L + 1`` tensors: the embedding fed to
             layer 1 ``(B, T, E)`` and each layer's raw output ``(B, T, H_l)``.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
-    past_key_values: MTLSTMState | None = None
+    cache: MTLSTMState | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+    @property
+    def past_key_values(self) -> MTLSTMState | None:
+        """The older name of :attr:`cache` (transformers < 5.24 and earlier mtlstm_hf code)."""
+        return self.cache
 
 
 @dataclass
@@ -59,15 +85,21 @@ class MTLSTMCausalLMOutput(ModelOutput):
         loss: training objective: mean token cross-entropy, plus AR/TAR penalties in
             training mode when the config enables them.
         logits: ``(B, T, V)`` next-token scores.
-        past_key_values, hidden_states: as in :class:`MTLSTMModelOutput`.
+        cache, hidden_states: as in :class:`MTLSTMModelOutput` (``cache`` also readable as
+            ``past_key_values``).
         lm_loss: the cross-entropy alone (what perplexity is computed from).
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-    past_key_values: MTLSTMState | None = None
+    cache: MTLSTMState | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     lm_loss: torch.FloatTensor | None = None
+
+    @property
+    def past_key_values(self) -> MTLSTMState | None:
+        """The older name of :attr:`cache` (transformers < 5.24 and earlier mtlstm_hf code)."""
+        return self.cache
 
 
 class MTLSTMPreTrainedModel(PreTrainedModel):
@@ -155,43 +187,44 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         return embedding_dropout(input_ids, self.embeddings.weight, self.config.embedding_dropout, self.training)
 
     def _initial_state(
-        self, past_key_values: Any, batch_size: int, inputs: torch.Tensor
+        self, cache: Any, batch_size: int, inputs: torch.Tensor
     ) -> MTLSTMState:
-        if isinstance(past_key_values, Cache) and past_key_values.get_seq_length() == 0:
-            past_key_values = None  # an empty foreign cache (e.g. generate()'s DynamicCache) means "no state"
+        if isinstance(cache, Cache) and cache.get_seq_length() == 0:
+            cache = None  # an empty foreign cache (e.g. generate()'s DynamicCache) means "no state"
         cell_sizes = [layer.cell_size for layer in self.layers]
-        if past_key_values is None:
+        if cache is None:
             return MTLSTMState.zeros(
                 batch_size, self.config.hidden_sizes, cell_sizes, device=inputs.device, dtype=inputs.dtype
             )
-        if not isinstance(past_key_values, MTLSTMState):
+        if not isinstance(cache, MTLSTMState):
             raise ValueError(
-                f"past_key_values must be an MTLSTMState returned by this model, got {type(past_key_values).__name__}."
+                f"cache (past_key_values) must be an MTLSTMState returned by this model, got {type(cache).__name__}."
             )
-        if past_key_values.hidden_sizes != self.config.hidden_sizes or past_key_values.cell_sizes != cell_sizes:
+        if cache.hidden_sizes != self.config.hidden_sizes or cache.cell_sizes != cell_sizes:
             raise ValueError(
-                f"past_key_values has hidden/cell sizes {past_key_values.hidden_sizes}/{past_key_values.cell_sizes}, "
+                f"cache (past_key_values) has hidden/cell sizes {cache.hidden_sizes}/{cache.cell_sizes}, "
                 f"but this model's layers have {self.config.hidden_sizes}/{cell_sizes}: the state comes from another model."
             )
-        if past_key_values.batch_size != batch_size:
+        if cache.batch_size != batch_size:
             raise ValueError(
-                f"past_key_values holds {past_key_values.batch_size} sequences but the input has batch size "
+                f"cache (past_key_values) holds {cache.batch_size} sequences but the input has batch size "
                 f"{batch_size}; they must match (select rows with state.select(...))."
             )
-        return past_key_values.to(device=inputs.device, dtype=inputs.dtype)
+        return cache.to(device=inputs.device, dtype=inputs.dtype)
 
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
-        past_key_values: MTLSTMState | None = None,
+        cache: MTLSTMState | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        past_key_values: MTLSTMState | None = None,
         **kwargs: Any,
     ) -> MTLSTMModelOutput | tuple:
-        """Run the stack over a chunk of tokens, continuing from ``past_key_values``.
+        """Run the stack over a chunk of tokens, continuing from ``cache``.
 
         Args:
             input_ids: ``(B, T)`` token ids in ``[0, V)``; or give ``inputs_embeds (B, T, E)``
@@ -199,11 +232,13 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             attention_mask: ``(B, T)``, 1 for tokens and 0 for padding; each row's ones must be
                 contiguous (left or right padding). Padded steps leave the state untouched and
                 give zero outputs.
-            past_key_values: the state returned by a previous call (``None`` = zeros).
+            cache: the state returned by a previous call (``None`` = zeros).
             use_cache: return the new state (default ``config.use_cache``).
             output_hidden_states: also return every layer's output.
             return_dict: return a :class:`MTLSTMModelOutput` (default) or a tuple.
+            past_key_values: the older name of ``cache`` (give one of them).
         """
+        cache = resolve_cache_argument(cache, past_key_values)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -227,7 +262,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
 
         embeddings = self._embed(input_ids) if input_ids is not None else inputs_embeds
         embeddings = locked_dropout(embeddings, self.config.input_dropout, self.training)
-        state = self._initial_state(past_key_values, batch_size, embeddings)
+        state = self._initial_state(cache, batch_size, embeddings)
 
         lengths = starts = None
         if attention_mask is not None:
@@ -262,7 +297,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         if not return_dict:
             return tuple(value for value in (last_hidden_state, new_state, hidden_states) if value is not None)
         return MTLSTMModelOutput(
-            last_hidden_state=last_hidden_state, past_key_values=new_state, hidden_states=hidden_states
+            last_hidden_state=last_hidden_state, cache=new_state, hidden_states=hidden_states
         )
 
 
@@ -297,17 +332,19 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
-        past_key_values: MTLSTMState | None = None,
+        cache: MTLSTMState | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
+        past_key_values: MTLSTMState | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Feed only the tokens the state has not consumed yet (all of them without a state)."""
-        has_state = isinstance(past_key_values, MTLSTMState)
-        model_inputs: dict[str, Any] = {"use_cache": use_cache, "past_key_values": past_key_values if has_state else None}
+        cache = resolve_cache_argument(cache, past_key_values)
+        has_state = isinstance(cache, MTLSTMState)
+        model_inputs: dict[str, Any] = {"use_cache": use_cache, "cache": cache if has_state else None}
         if has_state:
-            consumed = past_key_values.get_seq_length()
+            consumed = cache.get_seq_length()
             model_inputs["input_ids"] = input_ids[:, consumed:]
             if attention_mask is not None:
                 model_inputs["attention_mask"] = attention_mask[:, consumed:]
@@ -322,17 +359,31 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
                 model_inputs["attention_mask"] = attention_mask
         return model_inputs
 
+    def _update_model_kwargs_for_generation(
+        self, outputs: ModelOutput, model_kwargs: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        model_kwargs = super()._update_model_kwargs_for_generation(outputs, model_kwargs, *args, **kwargs)
+        # transformers < 5.24 looks for an output named past_key_values and would silently lose
+        # the state (re-reading the whole sequence every step); hand it over under its key, and
+        # drop a state the caller gave under the other name: it is consumed now.
+        if outputs.cache is not None:
+            for name in ("cache", "past_key_values"):
+                model_kwargs.pop(name, None)
+            model_kwargs[GENERATE_CACHE_KWARG] = outputs.cache
+        return model_kwargs
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
-        past_key_values: MTLSTMState | None = None,
+        cache: MTLSTMState | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int = 0,
+        past_key_values: MTLSTMState | None = None,
         **kwargs: Any,
     ) -> MTLSTMCausalLMOutput | tuple:
         """Next-token logits, and the loss when ``labels`` are given.
@@ -349,6 +400,7 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             inputs_embeds=inputs_embeds,
+            cache=cache,
             past_key_values=past_key_values,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
@@ -373,12 +425,12 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
                 )
 
         if not return_dict:
-            values = (loss, logits, outputs.past_key_values, outputs.hidden_states)
+            values = (loss, logits, outputs.cache, outputs.hidden_states)
             return tuple(value for value in values if value is not None)
         return MTLSTMCausalLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             lm_loss=lm_loss,
         )

@@ -1,4 +1,5 @@
-"""The recurrent state of a stacked LSTM, passed to and returned by the model as ``past_key_values``.
+"""The recurrent state of a stacked LSTM, passed to and returned by the model as ``cache``
+(``past_key_values`` before transformers 5.24).
 
 An LSTM needs no growing key/value cache: its whole memory of the past is ``(h, c)``
 per layer. ``generate()`` only requires the object to be reorderable for beam search
@@ -24,7 +25,10 @@ class MTLSTMState:
         seen_tokens: number of time steps consumed so far (for ``get_seq_length``).
     """
 
-    is_compileable = False  # generate() asks caches this
+    # generate() asks caches these: no torch.compile static cache, and no cropping (an LSTM
+    # state cannot take back a step).
+    is_compileable = False
+    is_croppable = False
 
     def __init__(self, hidden: list[torch.Tensor], cell: list[torch.Tensor], seen_tokens: int = 0) -> None:
         if len(hidden) != len(cell):
@@ -69,6 +73,13 @@ class MTLSTMState:
 
     def __len__(self) -> int:
         return self.num_layers
+
+    @property
+    def is_linear(self) -> list[bool]:
+        """Per layer ``True``: a fixed-size recurrent state, like a linear-attention/SSM layer, not a
+        growing key/value cache (transformers >= 5.24 generate() asks; it then leaves the slicing
+        of already-consumed tokens to ``prepare_inputs_for_generation``)."""
+        return [True] * self.num_layers
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         """Number of tokens consumed so far (the same for every layer)."""
