@@ -55,8 +55,17 @@ def resolve_cache_argument(cache: Any, past_key_values: Any) -> Any:
     return past_key_values if cache is None else cache
 
 
+class _StateOutput(ModelOutput):
+    """Base of the outputs below: their ``cache`` field is also readable as ``past_key_values``."""
+
+    @property
+    def past_key_values(self) -> MTLSTMState | None:
+        """The older name of ``cache`` (transformers < 5.24 and earlier mtlstm_hf code)."""
+        return self.cache
+
+
 @dataclass
-class MTLSTMModelOutput(ModelOutput):
+class MTLSTMModelOutput(_StateOutput):
     """Output of :class:`MTLSTMModel`.
 
     Attributes:
@@ -71,14 +80,9 @@ class MTLSTMModelOutput(ModelOutput):
     cache: MTLSTMState | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
-    @property
-    def past_key_values(self) -> MTLSTMState | None:
-        """The older name of :attr:`cache` (transformers < 5.24 and earlier mtlstm_hf code)."""
-        return self.cache
-
 
 @dataclass
-class MTLSTMCausalLMOutput(ModelOutput):
+class MTLSTMCausalLMOutput(_StateOutput):
     """Output of :class:`MTLSTMForCausalLM`.
 
     Attributes:
@@ -95,11 +99,6 @@ class MTLSTMCausalLMOutput(ModelOutput):
     cache: MTLSTMState | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     lm_loss: torch.FloatTensor | None = None
-
-    @property
-    def past_key_values(self) -> MTLSTMState | None:
-        """The older name of :attr:`cache` (transformers < 5.24 and earlier mtlstm_hf code)."""
-        return self.cache
 
 
 class MTLSTMPreTrainedModel(PreTrainedModel):
