@@ -233,6 +233,50 @@ def test_bfloat16_forward_is_close_to_float32():
     torch.testing.assert_close(logits.float(), reference, atol=5e-2, rtol=5e-2)
 
 
+def test_inputs_embeds_of_another_dtype_than_the_model_are_refused():
+    """A bf16 model fed fp32 inputs_embeds (or fp32 fed fp64) would reach oneDNN with mixed
+    dtypes ("could not create a primitive descriptor"); the model names both dtypes."""
+    model = tiny_model()
+    embeds = model.get_input_embeddings()(_ids())
+    with pytest.raises(ValueError, match=r"inputs_embeds has dtype torch.float64 but the model's weights are torch.float32"):
+        model(inputs_embeds=embeds.double())
+    model = model.to(torch.bfloat16)
+    with pytest.raises(ValueError, match=r"dtype torch.float32 but the model's weights are torch.bfloat16"):
+        model(inputs_embeds=embeds)
+    assert model(inputs_embeds=embeds.to(torch.bfloat16)).logits.dtype == torch.bfloat16
+
+
+def test_cpu_autocast_probe_agrees_with_the_kernel_and_gates_the_forward(monkeypatch):
+    """The cached probe answers what the fused kernel itself does under CPU bf16 autocast
+    (oracle: a direct torch.lstm call); where it says no, the model raises a named error
+    instead of oneDNN's, and where it says yes the forward runs close to float32."""
+    from mtlstm_hf.models.mtlstm import UnsupportedPrecisionError, recurrences
+
+    x = torch.randn(2, 5, 3)
+    h = torch.zeros(1, 2, 4)
+    weights = [torch.randn(16, 3), torch.randn(16, 4), torch.randn(16), torch.zeros(16)]
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.lstm(x, (h, h), weights, True, 1, 0.0, False, False, True)
+        kernel_runs = True
+    except RuntimeError:
+        kernel_runs = False
+    assert recurrences.cpu_autocast_lstm_supported(torch.bfloat16) is kernel_runs
+
+    model = tiny_model()
+    ids = _ids()
+    reference = model(ids).logits
+    if kernel_runs:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(ids).logits
+        torch.testing.assert_close(logits.float(), reference, atol=5e-2, rtol=5e-2)
+    monkeypatch.setattr(recurrences, "cpu_autocast_lstm_supported", lambda dtype: False)
+    with pytest.raises(UnsupportedPrecisionError, match=r"native bfloat16 instructions.*--mixed-precision no"):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(ids)
+    torch.testing.assert_close(model(ids).logits, reference)  # float32 outside autocast is unaffected
+
+
 def test_base_model_returns_state_and_last_hidden():
     torch.manual_seed(0)
     base = MTLSTMModel(tiny_config()).eval()

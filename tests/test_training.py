@@ -65,6 +65,8 @@ from safetensors.torch import load_file  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from mtlstm_hf import MTLSTMForCausalLM  # noqa: E402
+from mtlstm_hf.models.mtlstm import UnsupportedPrecisionError  # noqa: E402
+from mtlstm_hf.models.mtlstm.recurrences import cpu_autocast_lstm_supported  # noqa: E402
 from mtlstm_hf.data import build_word_tokenizer, load_corpus, split_to_stream  # noqa: E402
 from mtlstm_hf.evaluation import token_log_probs  # noqa: E402
 from mtlstm_hf.training import (  # noqa: E402
@@ -405,10 +407,44 @@ def test_replace_directory_is_all_or_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best_model"]
 
 
-def test_bf16_mixed_precision_trains(corpus_dir, tmp_path):
-    result = train(tiny_run(corpus_dir, tmp_path / "run", mixed_precision="bf16", max_steps=6, epochs=1))
-    assert result.status == "max_steps" and math.isfinite(result.last_val_perplexity)
-    assert load_file(str(resolve_checkpoint(tmp_path / "run") / "model.safetensors"))["lm_head.bias"].dtype == torch.float32
+def test_bf16_mixed_precision_trains_or_is_refused_before_training(corpus_dir, tmp_path):
+    """Whichever path this CPU takes: with native bf16 the run trains (weights stay fp32);
+    without it (e.g. an AMD EPYC without AVX-512) it stops before writing anything, with an
+    error naming the CPU limitation and the fix instead of oneDNN's message."""
+    config = tiny_run(corpus_dir, tmp_path / "run", mixed_precision="bf16", max_steps=6, epochs=1)
+    if cpu_autocast_lstm_supported(torch.bfloat16):
+        result = train(config)
+        assert result.status == "max_steps" and math.isfinite(result.last_val_perplexity)
+        weights = load_file(str(resolve_checkpoint(tmp_path / "run") / "model.safetensors"))
+        assert weights["lm_head.bias"].dtype == torch.float32
+    else:
+        with pytest.raises(UnsupportedPrecisionError, match="--mixed-precision no"):
+            train(config)
+        assert not (tmp_path / "run").exists()
+
+
+def test_bf16_on_a_cpu_without_native_bf16_exits_3_before_training(corpus_dir, tmp_path):
+    """The other path, forced: ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN behave like a CPU without
+    AVX-512/bf16 (it is read once per process, hence the subprocess)."""
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", OMP_NUM_THREADS="1")
+    probe = subprocess.run(
+        [sys.executable, "-c", "import torch; from mtlstm_hf.models.mtlstm.recurrences import "
+         "cpu_autocast_lstm_supported as s; print(s(torch.bfloat16))"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert probe.stdout.strip() == "False", probe.stderr
+    run_dir = tmp_path / "run"
+    completed = subprocess.run(
+        [sys.executable, "-m", "mtlstm_hf.training.cli", "--data", str(corpus_dir), "--preset", "tiny",
+         "--mixed-precision", "bf16", "--max-steps", "2", "--output-dir", str(run_dir), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 3, completed.stderr
+    message = completed.stderr.strip().splitlines()
+    assert len(message) == 1 and message[0].startswith("mtlstm-train: error: ")
+    assert "bfloat16" in message[0] and "--mixed-precision no" in message[0]
+    assert "primitive descriptor" not in completed.stderr and "Traceback" not in completed.stderr
+    assert not run_dir.exists()
 
 
 # --- two processes ---------------------------------------------------------------------------

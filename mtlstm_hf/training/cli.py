@@ -15,7 +15,9 @@ Examples::
     torchrun --nproc_per_node 2 -m mtlstm_hf.training.cli --cpu --batch-size 20   # 2 CPU processes
 
 Ctrl-C (SIGINT) or SIGTERM saves a checkpoint after the current step and exits; ``--resume``
-continues bit-exactly. Exit codes: 0 done, 1 non-finite loss, 2 bad input, 130 interrupted.
+continues bit-exactly. Exit codes: 0 done, 1 non-finite loss, 2 bad input, 3 this machine cannot
+run the requested setting (e.g. ``--mixed-precision bf16`` on a CPU without native bf16), 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from .checkpoint import CHECKPOINTS_DIRNAME, TRAINING_CONFIG_FILENAME, resolve_checkpoint
 from .config import LR_SCHEDULERS, MIXED_PRECISION, MODEL_PRESETS, OPTIMIZERS, TRACKERS, TrainingConfig
+from ..models.mtlstm import UnsupportedPrecisionError
 from .loop import NonFiniteLossError, train
 
 CLI_DEFAULT_MAX_MINUTES = 4.0
@@ -54,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtlstm-train",
         description="Train a multi-timescale LSTM language model (AWD-LSTM recipe) with accelerate.",
-        epilog="Exit codes: 0 done, 1 non-finite loss, 2 bad input, 130 interrupted (resume with --resume).",
+        epilog="Exit codes: 0 done, 1 non-finite loss, 2 bad input, 3 this machine cannot run the requested "
+        "setting (e.g. bf16 on a CPU without native bf16), 130 interrupted (resume with --resume).",
         argument_default=argparse.SUPPRESS,
     )
     add = parser.add_argument
@@ -81,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--warmup-steps", type=int, help="AdamW warm-up steps (default 0)")
     optim.add_argument("--no-lr-scaling", dest="scale_lr_by_seq_len", action="store_false", help="do not scale the learning rate by seq_len/bptt")
     optim.add_argument("--gradient-accumulation-steps", type=int, help="windows per optimizer step (default 1)")
-    optim.add_argument("--mixed-precision", choices=MIXED_PRECISION, help="bf16 autocast (default no)")
+    optim.add_argument("--mixed-precision", choices=MIXED_PRECISION, help="bf16 autocast (default no); on a CPU it needs native bf16 (AVX512_BF16/AMX), else exit 3")
 
     batching = parser.add_argument_group("batching")
     batching.add_argument("--batch-size", type=int, help=f"global rows of the training stream (default {defaults.batch_size})")
@@ -150,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _is_main_process():
             print(f"mtlstm-train: error: {error}", file=sys.stderr)
         return 2
+    except UnsupportedPrecisionError as error:
+        if _is_main_process():
+            print(f"mtlstm-train: error: {error}", file=sys.stderr)
+        return 3
     except NonFiniteLossError as error:
         if _is_main_process():
             print(f"mtlstm-train: stopped: {error}", file=sys.stderr)

@@ -451,6 +451,7 @@ class LanguageModelTrainer:
                 f"tokenizer: its vocabulary has {len(self.tokenizer)} entries but the model's vocab_size is "
                 f"{model.config.vocab_size}; use the tokenizer the model was trained with."
             )
+        self._require_precision_support(model)
         model.train()
         # Dropout from here on: one stream per process, or rows on different processes would
         # share masks (the model itself is the same everywhere: DDP broadcasts rank 0's weights).
@@ -482,6 +483,16 @@ class LanguageModelTrainer:
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.unwrapped_model: MTLSTMForCausalLM = accelerator.unwrap_model(self.model)
         self.named_trainable = [(n, p) for n, p in self.unwrapped_model.named_parameters() if p.requires_grad]
+
+    def _require_precision_support(self, model: MTLSTMForCausalLM) -> None:
+        """Before training, run one token through the model under this run's autocast, so a
+        precision this machine cannot run (bf16 LSTM on a CPU without native bf16) stops the
+        run with :class:`UnsupportedPrecisionError` and nothing written. No dropout, no RNG."""
+        if self.config.mixed_precision == "no" or self.accelerator.device.type != "cpu":
+            return
+        model.eval()
+        with torch.no_grad(), self.accelerator.autocast():
+            model(torch.zeros(1, 1, dtype=torch.long, device=self.accelerator.device), use_cache=False)
 
     def planned_steps(self) -> int:
         """Optimizer steps of the whole run: ``max_steps`` or epochs x (nominal) steps per epoch."""

@@ -18,6 +18,7 @@ from .modeling_mtlstm import (
     MTLSTMModelOutput,
     MTLSTMPreTrainedModel,
 )
+from .recurrences import UnsupportedPrecisionError
 from .state import MTLSTMState
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "MTLSTMModelOutput",
     "MTLSTMPreTrainedModel",
     "MTLSTMState",
+    "UnsupportedPrecisionError",
 ]

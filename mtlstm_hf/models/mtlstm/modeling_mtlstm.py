@@ -256,6 +256,12 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                     f"got {tuple(inputs_embeds.shape)}."
                 )
             batch_size, num_steps = inputs_embeds.shape[:2]
+            weight_dtype = self.embeddings.weight.dtype
+            if inputs_embeds.dtype != weight_dtype and not torch.is_autocast_enabled(inputs_embeds.device.type):
+                raise ValueError(
+                    f"inputs_embeds has dtype {inputs_embeds.dtype} but the model's weights are {weight_dtype}; "
+                    f"convert them first (inputs_embeds.to({weight_dtype})) or run under torch.autocast."
+                )
         if num_steps == 0 or batch_size == 0:
             raise ValueError(f"The input is empty (batch {batch_size}, sequence length {num_steps}); give at least one token.")
 

@@ -18,6 +18,8 @@ Conventions used throughout:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -60,6 +62,8 @@ def lstm_sequence(
         the final state of row ``b`` is the state after its last valid step (the initial
         state when ``lengths[b] == 0``) and outputs at padded steps are zero.
     """
+    if inputs.device.type == "cpu" and inputs.dtype == torch.float32 and torch.is_autocast_enabled("cpu"):
+        require_cpu_autocast_lstm()  # a clear error instead of oneDNN's, on CPUs without native bf16
     # The fused op wants PyTorch's two bias vectors; the second one is zero.
     weights = [weight_ih, weight_hh, bias, torch.zeros_like(bias)]
     if lengths is None:
@@ -95,6 +99,55 @@ def lstm_sequence(
     final_hidden = initial_hidden.index_copy(0, active_rows, final_hidden.squeeze(0)[unsort])
     final_cell = initial_cell.index_copy(0, active_rows, final_cell.squeeze(0)[unsort])
     return outputs, final_hidden, final_cell
+
+
+class UnsupportedPrecisionError(RuntimeError):
+    """The requested precision cannot run on this machine (e.g. bf16 autocast of an LSTM on a
+    CPU without native bf16 instructions). The message names the limitation and the fix."""
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_autocast_lstm_supported(dtype: torch.dtype) -> bool:
+    """Whether PyTorch's fused LSTM runs under ``torch.autocast("cpu", dtype)`` on this CPU.
+
+    Under CPU autocast a float32 LSTM goes to oneDNN's mixed-precision kernel, which needs
+    native instructions for ``dtype`` (AVX512_BF16 or AMX for bfloat16); on older CPUs, e.g.
+    an AMD EPYC without AVX-512 or any CPU with ``ONEDNN_MAX_CPU_ISA=AVX2``, oneDNN
+    "could not create a primitive descriptor". The probe runs a one-unit, one-step LSTM
+    under autocast once per process and dtype (microseconds). A model that is entirely in
+    ``dtype``, without autocast, does not need this (PyTorch has a kernel for it).
+    """
+    zeros = torch.zeros(1, 1, 1)
+    weights = [torch.zeros(4, 1), torch.zeros(4, 1), torch.zeros(4), torch.zeros(4)]
+    try:
+        with torch.autocast("cpu", dtype=dtype):
+            torch.lstm(zeros, (zeros, zeros), weights, True, 1, 0.0, False, False, True)
+    except RuntimeError:
+        return False
+    return True
+
+
+def require_cpu_autocast_lstm(dtype: torch.dtype | None = None) -> None:
+    """Raise :class:`UnsupportedPrecisionError` unless the fused LSTM runs under CPU autocast.
+
+    Args:
+        dtype: the autocast dtype (default: the one CPU autocast is set to now).
+
+    Raises:
+        UnsupportedPrecisionError: naming the CPU limitation and the fix, instead of
+            oneDNN's "could not create a primitive descriptor" from inside the kernel.
+    """
+    dtype = torch.get_autocast_dtype("cpu") if dtype is None else dtype
+    if cpu_autocast_lstm_supported(dtype):
+        return
+    name = str(dtype).removeprefix("torch.")
+    raise UnsupportedPrecisionError(
+        f"This CPU cannot run an LSTM under {name} autocast: PyTorch's oneDNN kernel needs native "
+        f"{name} instructions (AVX512_BF16 or AMX for bfloat16), which this processor lacks "
+        f"(or ONEDNN_MAX_CPU_ISA restricts them). Run in float32 instead: mtlstm-train "
+        f"--mixed-precision no, or no torch.autocast('cpu', {name}) around the model; "
+        f"mixed precision needs a CPU with native {name} support or a GPU."
+    )
 
 
 def right_align(
