@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-from conftest import tiny_model
+from conftest import load_in_fresh_process_without_package, tiny_model
 from mtlstm_hf import MTLSTMForCausalLM, MTLSTMModel
 from mtlstm_hf.models.mtlstm.timescales import forget_bias_from_timescale
 
@@ -109,27 +109,6 @@ def test_bfloat16_load_keeps_timescale_biases_exact(tmp_path):
     assert loaded(torch.tensor([[1, 2, 3]])).logits.dtype == torch.bfloat16
 
 
-REMOTE_LOAD = textwrap.dedent(
-    """
-    import importlib.abc, sys
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "mtlstm_hf" or name.startswith("mtlstm_hf."):
-                raise ImportError("mtlstm_hf is blocked in this process")
-    sys.meta_path.insert(0, Block())
-    import torch
-    from transformers import AutoModelForCausalLM
-    folder, ids_path, out_path = sys.argv[1:4]
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-    assert "mtlstm_hf" not in sys.modules
-    ids = torch.load(ids_path)
-    with torch.no_grad():
-        out = model(ids)
-    torch.save({"logits": out.logits, "class": type(model).__module__}, out_path)
-    """
-)
-
-
 def test_remote_code_load_in_fresh_process_without_the_package(tmp_path):
     model = tiny_model()
     folder = tmp_path / "checkpoint"
@@ -137,21 +116,7 @@ def test_remote_code_load_in_fresh_process_without_the_package(tmp_path):
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_mtlstm.MTLSTMForCausalLM"
     ids = torch.randint(0, 37, (2, 9))
-    torch.save(ids, tmp_path / "ids.pt")
-    script = tmp_path / "load.py"
-    script.write_text(REMOTE_LOAD)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, str(script), str(folder), str(tmp_path / "ids.pt"), str(tmp_path / "out.pt")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    remote = torch.load(tmp_path / "out.pt")
-    assert remote["class"].startswith("transformers_modules"), remote["class"]
+    remote = load_in_fresh_process_without_package(folder, ids, tmp_path)
     with torch.no_grad():  # like the loading script
         expected = model(ids).logits
     assert torch.equal(remote["logits"], expected)

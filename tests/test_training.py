@@ -79,9 +79,10 @@ from mtlstm_hf.training import (  # noqa: E402
     train,
 )
 from mtlstm_hf.training import checkpoint as ckpt  # noqa: E402
+from mtlstm_hf.training.cli import CLI_DEFAULT_EPOCHS, build_parser, config_from_args, format_summary  # noqa: E402
 from mtlstm_hf.training.cli import main as cli_main  # noqa: E402
 
-from conftest import tiny_config  # noqa: E402
+from conftest import load_in_fresh_process_without_package, tiny_config  # noqa: E402
 
 
 # --- fixtures and helpers --------------------------------------------------------------------
@@ -517,15 +518,78 @@ def test_cli_trains_resumes_and_reports_errors(corpus_dir, tmp_path, capsys):
     assert not (tmp_path / "other").exists()
 
 
+def test_cli_default_is_a_fixed_amount_of_work():
+    """No wall-clock budget by default: the main job's model must not depend on machine load."""
+    config = config_from_args(build_parser().parse_args([]))
+    assert config.epochs == CLI_DEFAULT_EPOCHS and config.max_minutes is None and config.max_steps is None
+    assert config.seed == TrainingConfig().seed
+    assert config_from_args(build_parser().parse_args(["--max-minutes", "3"])).max_minutes == 3.0
+
+
+def test_a_run_is_deterministic(corpus_dir, tmp_path):
+    """The same settings give the same weights and perplexities, bit for bit (dropout, the
+    variable BPTT windows and the initialisation all come from the fixed seed)."""
+    results, weights = [], []
+    for name in ("a", "b"):
+        results.append(train(tiny_run(corpus_dir, tmp_path / name, max_steps=12, evaluate_test=True)))
+        weights.append(load_file(str(tmp_path / name / "best_model" / "model.safetensors")))
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+    assert results[0].test_perplexity == results[1].test_perplexity
+    assert results[0].last_val_perplexity == results[1].last_val_perplexity
+    other = train(tiny_run(corpus_dir, tmp_path / "c", max_steps=12, seed=7))
+    assert not torch.equal(load_file(str(tmp_path / "c" / "best_model" / "model.safetensors"))["lm_head.bias"],
+                           weights[0]["lm_head.bias"])
+
+
+def test_end_of_run_test_perplexity_is_what_mtlstm_eval_gives_at_that_batch_size(corpus_dir, tmp_path):
+    from mtlstm_hf.evaluation import evaluate_checkpoint
+
+    result = train(tiny_run(corpus_dir, tmp_path / "run", max_steps=8, evaluate_test=True))
+    scored = evaluate_checkpoint(result.best_model_dir, data=str(corpus_dir), split="test",
+                                 batch_size=result.eval_batch_size)
+    assert scored["perplexity"] == pytest.approx(result.test_perplexity, rel=1e-5)
+    summary = format_summary(result, tiny_run(corpus_dir, tmp_path / "run", max_steps=8))
+    assert f"at eval batch size {result.eval_batch_size}" in summary
+    assert f"--batch-size {result.eval_batch_size}" in summary
+
+
+def test_every_folder_a_run_writes_loads_with_the_package_and_as_remote_code(corpus_dir, tmp_path):
+    """best_model/ and each checkpoints/step-N/ load with AutoModelForCausalLM (package
+    installed) and with trust_remote_code=True in a process that cannot import mtlstm_hf; both
+    give the logits of the weights stored there (oracle: the safetensors file itself)."""
+    train(tiny_run(corpus_dir, tmp_path / "run", max_steps=4, epochs=1, save_every_steps=2, keep_checkpoints=2))
+    folders = [tmp_path / "run" / "best_model", *sorted((tmp_path / "run" / "checkpoints").glob("step-*"))]
+    assert len(folders) == 3
+    ids = torch.randint(0, 20, (2, 7))
+    for index, folder in enumerate(folders):
+        model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+        stored = load_file(str(folder / "model.safetensors"))
+        assert torch.equal(model.model.layers[0].weight_hh.detach(), stored["model.layers.0.weight_hh"])
+        with torch.no_grad():
+            expected = model(ids).logits
+        remote = load_in_fresh_process_without_package(folder, ids, tmp_path / f"remote{index}")
+        assert torch.equal(remote["logits"], expected), folder
+
+
 def test_time_limit_and_finished_resume_stop_cleanly(corpus_dir, tmp_path):
-    result = train(tiny_run(corpus_dir, tmp_path / "run", max_minutes=1e-9, evaluate_test=True))
+    # Oracle for the planned steps: with fixed windows, a run without a time limit takes exactly as many.
+    full = train(tiny_run(corpus_dir, tmp_path / "full", variable_bptt=False))
+    assert full.status == "completed" and full.planned_steps == full.progress.global_step > 10
+    AcceleratorState._reset_state(reset_partial_state=True)
+    config = tiny_run(corpus_dir, tmp_path / "run", max_minutes=1e-9, evaluate_test=True, variable_bptt=False)
+    result = train(config)
     assert result.status == "time_limit" and result.progress.global_step == 1
+    summary = format_summary(result, config)
+    assert summary.startswith(f"STOPPED BY THE TIME LIMIT (--max-minutes 1e-09) after 1 of {full.planned_steps} planned steps")
+    assert "--resume" in summary
     # The last weights were scored, saved as best model, checkpointed, and tested.
     assert result.progress.last_val_step == 1 and result.best_model_dir is not None
     assert result.test_perplexity is not None
     assert result.last_checkpoint == resolve_checkpoint(tmp_path / "run")
     AcceleratorState._reset_state(reset_partial_state=True)
     # A resumed run whose step budget is already spent takes no step.
-    again = train(tiny_run(corpus_dir, tmp_path / "run", max_minutes=1e-9, evaluate_test=True, max_steps=1,
+    again = train(tiny_run(corpus_dir, tmp_path / "run", max_minutes=1e-9, evaluate_test=True, max_steps=1, variable_bptt=False,
                            resume_from=str(tmp_path / "run")))
     assert again.status == "max_steps" and again.progress.global_step == 1

@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import compare_checkpoints, evaluate_checkpoint, to_json_compatible
-from .frequency import DEFAULT_BIN_EDGES
+from .bins import DEFAULT_BIN_EDGES
 
 __all__ = ["build_parser", "format_comparison", "format_evaluation", "main"]
 
@@ -41,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("checkpoint", help="folder written by save_pretrained (model and tokenizer)")
     parser.add_argument(
-        "--data", required=True, help="corpus: a folder with train/valid/test.txt (PTB/WikiText format) or a Hub dataset id"
+        "--data",
+        default=None,
+        help="corpus: a folder with train/valid/test.txt (PTB/WikiText format) or a Hub dataset id "
+        "(default: the corpus the checkpoint was trained on, when mtlstm-train saved it)",
     )
     parser.add_argument("--data-config", default=None, help="Hub dataset configuration, e.g. wikitext-2-v1")
     parser.add_argument("--split", default="test", help="split to score (default: test)")
@@ -135,9 +137,37 @@ def format_comparison(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def default_data(checkpoint: str, parser: argparse.ArgumentParser) -> tuple[str, str | None]:
+    """``--data`` when it is not given: the corpus ``mtlstm-train`` recorded in the checkpoint
+    folder (the embedded WikiText-2 sample's path when it trained on that); otherwise the
+    parser exits (status 2) saying what to pass."""
+    from mtlstm_hf.data import sample_corpus_dir
+    from mtlstm_hf.training.checkpoint import training_corpus
+
+    corpus = training_corpus(checkpoint)
+    if corpus is None:
+        parser.error(
+            f"--data is required: {checkpoint!r} has no training_config.json saying what it was trained on. "
+            f"Pass a corpus folder (train/valid/test.txt, e.g. ../shared/data/wikitext-2) or a Hub dataset id; "
+            f"the embedded WikiText-2 sample is {sample_corpus_dir()}."
+        )
+    data, data_config = corpus
+    if data is None:
+        data = str(sample_corpus_dir())
+    print(f"{PROG}: --data not given: using the training corpus recorded in the checkpoint, {data}", file=sys.stderr)
+    return data, data_config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mtlstm-eval``; returns the exit status (0 ok, 1 bad checkpoint/data, 2 bad arguments)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Imported only now: torch and transformers take seconds, --help must not wait for them.
+    from .checkpoint import compare_checkpoints, evaluate_checkpoint, to_json_compatible
+
+    if args.data is None:
+        args.data, data_config = default_data(args.checkpoint, parser)
+        args.data_config = args.data_config or data_config
     common = dict(
         data=args.data,
         split=args.split,

@@ -225,3 +225,26 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def read_checkpoint_state(checkpoint_dir: Path) -> dict[str, Any]:
     """The ``training_state.json`` of a checkpoint."""
     return json.loads((checkpoint_dir / STATE_FILENAME).read_text(encoding="utf-8"))
+
+
+def training_corpus(model_dir: str | Path) -> tuple[str | None, str | None] | None:
+    """The corpus a saved model was trained on, read from its ``training_config.json``.
+
+    Every folder a run writes (``best_model/``, ``checkpoints/step-N/``) carries the run's
+    :class:`~mtlstm_hf.training.TrainingConfig`; evaluation and analysis commands use this to
+    default their ``--data`` to the training corpus.
+
+    Returns:
+        ``(data, dataset_config_name)`` as the run had them (``data`` is ``None`` for the
+        embedded WikiText-2 sample, :func:`mtlstm_hf.data.sample_corpus_dir`), or ``None``
+        when the folder has no readable ``training_config.json`` (a model not saved by
+        ``mtlstm-train``).
+    """
+    path = Path(model_dir) / TRAINING_CONFIG_FILENAME
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    return saved.get("data"), saved.get("dataset_config_name")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..models.mtlstm.configuration_mtlstm import PRESETS as MODEL_CONFIG_PRESETS
+from ..models.mtlstm.presets import PRESETS as MODEL_CONFIG_PRESETS
 
 OPTIMIZERS: tuple[str, ...] = ("awd", "adamw")
 """``awd``: SGD + non-monotonically triggered averaging (NT-ASGD, Merity et al. 2018);
@@ -136,7 +136,7 @@ class TrainingConfig:
         keep_checkpoints: how many complete checkpoints to keep (>= 1).
         log_every_steps: training metrics every N optimizer steps.
         tracker: see :data:`TRACKERS`.
-        progress_bar: show a tqdm bar (main process only).
+        progress_bar: show progress (main process only): a bar on a terminal, plain lines in a log.
         evaluate_test: score the best model on the test split at the end (when there is one).
         seed: seeds model initialisation, dropout and the window lengths.
         cpu: force CPU even when an accelerator is available.

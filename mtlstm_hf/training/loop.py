@@ -58,12 +58,13 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
-from tqdm.auto import tqdm
+from transformers.dynamic_module_utils import custom_object_save
 
 from ..data import BPTTIterator, batchify, build_word_tokenizer, load_corpus, sample_corpus_dir, split_to_stream
 from ..data.corpus import get_split
 from ..evaluation import token_log_probs
 from ..models.mtlstm import MTLSTMConfig, MTLSTMForCausalLM, MTLSTMState
+from ..progress import progress as progress_bar
 from . import checkpoint as ckpt
 from .config import MODEL_PRESETS, TrainingConfig
 from .tracking import JSONLinesTracker, tensorboard_available
@@ -118,6 +119,10 @@ class TrainingResult:
         best_model_dir: loadable with ``AutoModelForCausalLM.from_pretrained`` (``None`` if
             no evaluation happened yet).
         last_checkpoint: resume from here (or from ``output_dir``).
+        planned_steps: optimizer steps the budget of epochs / ``max_steps`` asks for (a
+            ``time_limit`` or ``interrupted`` run did fewer: ``progress.global_step``).
+        eval_batch_size: rows of the validation and test evaluations (each row scored from
+            a zero state; ``mtlstm-eval`` defaults to 1 row, the state carried throughout).
     """
 
     status: str
@@ -128,6 +133,8 @@ class TrainingResult:
     best_val_perplexity: float | None
     last_val_perplexity: float | None
     test_perplexity: float | None
+    planned_steps: int | None = None
+    eval_batch_size: int | None = None
 
 
 class PhaseTimer:
@@ -568,6 +575,10 @@ class LanguageModelTrainer:
                 },
                 tmp_dir / ckpt.TRAINER_STATE_FILENAME,
             )
+            # The modelling files too, as save_pretrained copies them (this also writes the model
+            # class into the config's auto_map): every folder a run writes loads with
+            # AutoModelForCausalLM, with the package or with trust_remote_code=True.
+            custom_object_save(self.unwrapped_model, str(tmp_dir), config=self.unwrapped_model.config)
             self.unwrapped_model.config.save_pretrained(str(tmp_dir))
             self.tokenizer.save_pretrained(str(tmp_dir))
             self.config.to_json_file(tmp_dir / ckpt.TRAINING_CONFIG_FILENAME)
@@ -881,6 +892,8 @@ class LanguageModelTrainer:
             best_val_perplexity=perplexity(progress.best_val_loss),
             last_val_perplexity=perplexity(progress.last_val_loss),
             test_perplexity=perplexity(self.test_loss),
+            planned_steps=self.planned_steps(),
+            eval_batch_size=config.eval_batch_size,
         )
 
     def _run_epoch(self) -> tuple[str | None, bool]:
@@ -892,12 +905,12 @@ class LanguageModelTrainer:
         config, accelerator, progress = self.config, self.accelerator, self.progress
         if self.iterator.position == 0:
             self.carried_state = None  # AWD: every epoch starts from the zero state
-        bar = tqdm(
+        bar = progress_bar(
             total=math.ceil(self.iterator.nominal_num_windows / config.gradient_accumulation_steps),
             desc=f"epoch {progress.epoch + 1}/{config.epochs}",
+            unit="step",
             disable=not (config.progress_bar and accelerator.is_local_main_process),
             leave=False,
-            dynamic_ncols=True,
         )
         meter = _TrainingMeter()
         status: str | None = None
