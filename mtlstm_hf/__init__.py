@@ -1,38 +1,51 @@
 """mtlstm_hf: multi-timescale LSTM language models for Hugging Face transformers.
 
-Importing the package registers the model with the Auto classes, so
-``AutoConfig`` / ``AutoModel`` / ``AutoModelForCausalLM`` resolve ``model_type="mtlstm"``.
+``import mtlstm_hf`` registers the model with the Auto classes, so ``AutoConfig`` /
+``AutoModel`` / ``AutoModelForCausalLM`` resolve ``model_type="mtlstm"`` (the registration
+happens when ``models/mtlstm/modeling_mtlstm.py`` is imported as part of this package).
+
+The command-line tools (``mtlstm-train`` ...) live in subpackages, and Python imports this
+package first; they must answer ``--help`` in well under a second, so when this process was
+started as one of them the model is not imported here but by whatever needs it. Every other
+attribute below is imported on first use (:mod:`mtlstm_hf.lazy`).
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from __future__ import annotations
 
-from .models.mtlstm import (
-    PRESETS,
-    REGULARIZATION_OFF,
-    MTLSTMCausalLMOutput,
-    MTLSTMConfig,
-    MTLSTMForCausalLM,
-    MTLSTMModel,
-    MTLSTMModelOutput,
-    MTLSTMPreTrainedModel,
-    MTLSTMState,
-)
+import os
+import sys
 
-AutoConfig.register(MTLSTMConfig.model_type, MTLSTMConfig, exist_ok=True)
-AutoModel.register(MTLSTMConfig, MTLSTMModel, exist_ok=True)
-AutoModelForCausalLM.register(MTLSTMConfig, MTLSTMForCausalLM, exist_ok=True)
+from .lazy import lazy_exports
+
+COMMANDS: tuple[str, ...] = ("mtlstm-train", "mtlstm-eval", "mtlstm-analyze", "mtlstm-push", "mtlstm-demo")
+"""The console scripts of this package (``setup.py``)."""
+
+_EXPORTS = {
+    name: ".models.mtlstm"
+    for name in (
+        "PRESETS",
+        "REGULARIZATION_OFF",
+        "MTLSTMCausalLMOutput",
+        "MTLSTMConfig",
+        "MTLSTMForCausalLM",
+        "MTLSTMModel",
+        "MTLSTMModelOutput",
+        "MTLSTMPreTrainedModel",
+        "MTLSTMState",
+    )
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "PRESETS",
-    "REGULARIZATION_OFF",
-    "MTLSTMCausalLMOutput",
-    "MTLSTMConfig",
-    "MTLSTMForCausalLM",
-    "MTLSTMModel",
-    "MTLSTMModelOutput",
-    "MTLSTMPreTrainedModel",
-    "MTLSTMState",
-    "__version__",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def _started_as_command() -> bool:
+    argv = getattr(sys, "argv", None) or [""]
+    name = os.path.basename(str(argv[0]))
+    return name.removesuffix(".exe").removesuffix("-script.py") in COMMANDS
+
+
+if not _started_as_command():
+    from .models.mtlstm import modeling_mtlstm as _modeling  # noqa: F401  (registers the Auto classes)

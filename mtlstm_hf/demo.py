@@ -1,23 +1,28 @@
 """``mtlstm-demo``: build the paper's multi-timescale model, summarise its timescales,
 save it and load it back through ``AutoModelForCausalLM``.
 
-Usage: ``mtlstm-demo [--output-dir DIR] [--preset NAME]``. It needs no data and no network.
+Usage: ``mtlstm-demo [--output-dir DIR] [--preset NAME]``; the model is saved to
+``outputs/mtlstm-<preset>-demo`` unless ``--output-dir`` says otherwise. It needs no data and
+no network.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from transformers import AutoModelForCausalLM
+from .models.mtlstm.presets import PRESETS
 
-from . import PRESETS, MTLSTMConfig, MTLSTMForCausalLM
+if TYPE_CHECKING:
+    from . import MTLSTMForCausalLM
 
 
 def timescale_summary(model: MTLSTMForCausalLM) -> str:
     """One line per layer: schedule type, and for scheduled layers the assigned timescales'
     minimum, quartiles and maximum (in tokens) with the frozen biases."""
+    import torch
+
     lines = []
     for index, (schedule, timescales) in enumerate(zip(model.config.timescale_schedules, model.assigned_timescales())):
         size = model.config.hidden_sizes[index]
@@ -36,9 +41,16 @@ def timescale_summary(model: MTLSTMForCausalLM) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs/mtlstm-paper-demo"))
-    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    parser.add_argument("--output-dir", type=Path, default=None, help="where to save (default: outputs/mtlstm-PRESET-demo)")
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="architecture (default: paper)")
     args = parser.parse_args(argv)
+    if args.output_dir is None:
+        args.output_dir = Path(f"outputs/mtlstm-{args.preset}-demo")
+    # Imported only now: torch and transformers take seconds, --help must not wait for them.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from . import MTLSTMConfig, MTLSTMForCausalLM
 
     torch.manual_seed(0)
     model = MTLSTMForCausalLM(MTLSTMConfig.from_preset(args.preset)).eval()

@@ -17,16 +17,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bootstrap import block_bootstrap, paired_block_bootstrap
-from .frequency import (
-    DEFAULT_BIN_EDGES,
-    bin_labels,
-    binned_perplexity,
-    binned_perplexity_by_frequency,
-    frequency_bin_of_token,
-    token_counts,
-)
-from .perplexity import target_positions, token_log_probs
+from ..lazy import lazy_exports
+
+# End-to-end evaluation of saved checkpoints (model + tokenizer folders) is in checkpoint.py;
+# it uses data/ and the registered Auto classes. Command line: mtlstm_hf.evaluation.cli (mtlstm-eval).
+_EXPORTS = {
+    "block_bootstrap": ".bootstrap",
+    "paired_block_bootstrap": ".bootstrap",
+    "DEFAULT_BIN_EDGES": ".bins",
+    "bin_labels": ".bins",
+    "binned_perplexity": ".frequency",
+    "binned_perplexity_by_frequency": ".frequency",
+    "frequency_bin_of_token": ".frequency",
+    "token_counts": ".frequency",
+    "target_positions": ".perplexity",
+    "token_log_probs": ".perplexity",
+    "compare_checkpoints": ".checkpoint",
+    "evaluate_checkpoint": ".checkpoint",
+    "load_checkpoint": ".checkpoint",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 def frequency_binned_perplexity_metric_path() -> str:
@@ -34,22 +44,4 @@ def frequency_binned_perplexity_metric_path() -> str:
     return str(Path(__file__).resolve().parent / "metrics" / "frequency_binned_perplexity")
 
 
-__all__ = [
-    "DEFAULT_BIN_EDGES",
-    "bin_labels",
-    "binned_perplexity",
-    "binned_perplexity_by_frequency",
-    "block_bootstrap",
-    "frequency_bin_of_token",
-    "frequency_binned_perplexity_metric_path",
-    "paired_block_bootstrap",
-    "target_positions",
-    "token_counts",
-    "token_log_probs",
-]
-
-# End-to-end evaluation of saved checkpoints (model + tokenizer folders); uses data/ and the
-# registered Auto classes, see checkpoint.py. Command line: mtlstm_hf.evaluation.cli (mtlstm-eval).
-from .checkpoint import compare_checkpoints, evaluate_checkpoint, load_checkpoint  # noqa: E402
-
-__all__ += ["compare_checkpoints", "evaluate_checkpoint", "load_checkpoint"]
+__all__ = sorted([*_EXPORTS, "frequency_binned_perplexity_metric_path"])

@@ -11,15 +11,16 @@
 Loading a published model needs nothing from here: ``from_pretrained(repo_id, revision=...)``.
 """
 
-from .model_card import CARD_SECTIONS, DEFAULT_LICENSE, build_model_card
-from .publish import HubUploadError, PushResult, fetch_report, push_checkpoint
+from ..lazy import lazy_exports
 
-__all__ = [
-    "CARD_SECTIONS",
-    "DEFAULT_LICENSE",
-    "HubUploadError",
-    "PushResult",
-    "build_model_card",
-    "fetch_report",
-    "push_checkpoint",
-]
+_EXPORTS = {
+    "CARD_SECTIONS": ".model_card",
+    "DEFAULT_LICENSE": ".model_card",
+    "build_model_card": ".model_card",
+    "HubUploadError": ".publish",
+    "PushResult": ".publish",
+    "fetch_report": ".publish",
+    "push_checkpoint": ".publish",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

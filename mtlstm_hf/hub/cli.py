@@ -22,8 +22,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .model_card import DEFAULT_LICENSE
-from .publish import HubUploadError, PushResult, push_checkpoint
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .publish import PushResult
 
 __all__ = ["build_parser", "main"]
 
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--analysis", metavar="DIR", type=Path, default=None, help="analysis report folder (default: CHECKPOINT/analysis if present)")
     parser.add_argument("--eval-results", metavar="FILE", type=Path, default=None, help="JSON of `mtlstm-eval --output` (default: CHECKPOINT/eval_results.json if present)")
     parser.add_argument("--dataset", default=None, help="Hub dataset id to name in the model card")
-    parser.add_argument("--license", default=DEFAULT_LICENSE, help=f"license id for the model card (default: {DEFAULT_LICENSE})")
+    parser.add_argument("--license", default=None, help="license id for the model card (default: mtlstm_hf.hub.DEFAULT_LICENSE, the library's)")
     return parser
 
 
@@ -79,6 +81,10 @@ def _report(result: PushResult) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mtlstm-push``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    # Imported only now: torch and transformers take seconds, --help must not wait for them.
+    from .model_card import DEFAULT_LICENSE
+    from .publish import HubUploadError, push_checkpoint
+
     try:
         result = push_checkpoint(
             args.checkpoint,
@@ -91,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             analysis_dir=args.analysis,
             eval_results=args.eval_results,
             dataset=args.dataset,
-            license=args.license,
+            license=args.license or DEFAULT_LICENSE,
         )
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

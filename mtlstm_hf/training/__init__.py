@@ -11,44 +11,33 @@ Typical use::
 
     from mtlstm_hf.training import TrainingConfig, train
 
-    result = train(TrainingConfig(preset="small", max_minutes=4, output_dir="outputs/run"))
+    result = train(TrainingConfig(preset="small", epochs=18, output_dir="outputs/run"))
     print(result.best_val_perplexity, result.best_model_dir)   # AutoModelForCausalLM-loadable
 
 The command line is ``mtlstm-train`` (:mod:`mtlstm_hf.training.cli`).
 """
 
-from .checkpoint import CHECKPOINT_FORMAT, resolve_checkpoint
-from .config import MODEL_PRESETS, OPTIMIZERS, TrainingConfig
-from .loop import (
-    LanguageModelTrainer,
-    NonFiniteLossError,
-    PhaseTimer,
-    TrainingProgress,
-    TrainingResult,
-    build_model_config,
-    make_accelerator,
-    nonmonotone_trigger,
-    perplexity,
-    train,
-)
-from .tracking import JSONLinesTracker, read_metrics
+from ..lazy import lazy_exports
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "JSONLinesTracker",
-    "LanguageModelTrainer",
-    "MODEL_PRESETS",
-    "NonFiniteLossError",
-    "OPTIMIZERS",
-    "PhaseTimer",
-    "TrainingConfig",
-    "TrainingProgress",
-    "TrainingResult",
-    "build_model_config",
-    "make_accelerator",
-    "nonmonotone_trigger",
-    "perplexity",
-    "read_metrics",
-    "resolve_checkpoint",
-    "train",
-]
+_EXPORTS = {
+    "CHECKPOINT_FORMAT": ".checkpoint",
+    "resolve_checkpoint": ".checkpoint",
+    "training_corpus": ".checkpoint",
+    "MODEL_PRESETS": ".config",
+    "OPTIMIZERS": ".config",
+    "TrainingConfig": ".config",
+    "LanguageModelTrainer": ".loop",
+    "NonFiniteLossError": ".loop",
+    "PhaseTimer": ".loop",
+    "TrainingProgress": ".loop",
+    "TrainingResult": ".loop",
+    "build_model_config": ".loop",
+    "make_accelerator": ".loop",
+    "nonmonotone_trigger": ".loop",
+    "perplexity": ".loop",
+    "train": ".loop",
+    "JSONLinesTracker": ".tracking",
+    "read_metrics": ".tracking",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

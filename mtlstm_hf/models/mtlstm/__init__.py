@@ -7,29 +7,27 @@ Hub as remote code and imports only torch, transformers and its neighbours):
 - ``recurrences.py``: sequence recurrences as pure functions (fused LSTM, padding alignment);
 - ``layers.py``: torch modules (the LSTM layer with frozen timescale biases, AWD dropouts);
 - ``state.py``: the recurrent state passed as ``cache`` (``past_key_values`` before transformers 5.24);
+- ``presets.py``: named architectures, plain data;
 - ``configuration_mtlstm.py`` / ``modeling_mtlstm.py``: the transformers config and models.
+
+Attributes are imported when first read, so ``mtlstm_hf.models.mtlstm.presets`` costs nothing
+more than itself; importing ``modeling_mtlstm`` as part of the installed package registers
+``model_type="mtlstm"`` with the Auto classes.
 """
 
-from .configuration_mtlstm import PRESETS, REGULARIZATION_OFF, MTLSTMConfig
-from .modeling_mtlstm import (
-    MTLSTMCausalLMOutput,
-    MTLSTMForCausalLM,
-    MTLSTMModel,
-    MTLSTMModelOutput,
-    MTLSTMPreTrainedModel,
-)
-from .recurrences import UnsupportedPrecisionError
-from .state import MTLSTMState
+from ...lazy import lazy_exports
 
-__all__ = [
-    "PRESETS",
-    "REGULARIZATION_OFF",
-    "MTLSTMCausalLMOutput",
-    "MTLSTMConfig",
-    "MTLSTMForCausalLM",
-    "MTLSTMModel",
-    "MTLSTMModelOutput",
-    "MTLSTMPreTrainedModel",
-    "MTLSTMState",
-    "UnsupportedPrecisionError",
-]
+_EXPORTS = {
+    "PRESETS": ".presets",
+    "REGULARIZATION_OFF": ".presets",
+    "MTLSTMConfig": ".configuration_mtlstm",
+    "MTLSTMCausalLMOutput": ".modeling_mtlstm",
+    "MTLSTMForCausalLM": ".modeling_mtlstm",
+    "MTLSTMModel": ".modeling_mtlstm",
+    "MTLSTMModelOutput": ".modeling_mtlstm",
+    "MTLSTMPreTrainedModel": ".modeling_mtlstm",
+    "UnsupportedPrecisionError": ".recurrences",
+    "MTLSTMState": ".state",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -16,86 +16,13 @@ from transformers import PretrainedConfig
 
 from .cells import CELL_TYPES, cell_layout
 from .layers import drop_connect_levels
+from .presets import DROPOUT_FIELDS, PRESETS, REGULARIZATION_OFF
 from .timescales import SCHEDULE_TYPES, normalize_schedule
 
 FROZEN_BIAS_CHOICES: tuple[str, ...] = ("forget_input", "all", "none")
 """Which gate biases of a layer with imposed timescales are frozen:
 ``forget_input`` (the forget and input gates, default), ``all`` (every gate of the layer,
 as the reference code does), ``none`` (timescales only initialise the biases)."""
-
-_DROPOUT_FIELDS: tuple[str, ...] = (
-    "embedding_dropout",
-    "input_dropout",
-    "hidden_dropout",
-    "output_dropout",
-    "weight_drop",
-)
-
-REGULARIZATION_OFF: dict[str, float] = {
-    field: 0.0 for field in (*_DROPOUT_FIELDS, "activation_regularization", "temporal_activation_regularization")
-}
-"""Field overrides that switch every AWD-LSTM regulariser off (dropouts, DropConnect, AR, TAR)."""
-
-# The reference architecture (Mahto et al. 2021; HuthLab/multi-timescale-LSTM-LMs).
-_PAPER_ARCHITECTURE: dict[str, Any] = {
-    "vocab_size": 10000,
-    "embedding_size": 400,
-    "hidden_sizes": [1150, 1150, 400],
-    "tie_word_embeddings": True,
-    "timescale_schedules": [
-        {"type": "fixed", "values": [3.0, 4.0]},
-        {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "endpoint_free"},
-        {"type": "none"},
-    ],
-    "frozen_biases": "forget_input",
-    "embedding_dropout": 0.1,
-    "weight_drop": 0.5,
-    "output_dropout": 0.4,
-    "activation_regularization": 2.0,
-    "temporal_activation_regularization": 1.0,
-}
-_PTB_DROPOUTS = {"input_dropout": 0.4, "hidden_dropout": 0.25}
-_WIKITEXT2_DROPOUTS = {"input_dropout": 0.65, "hidden_dropout": 0.2, "vocab_size": 33278}
-_NO_TIMESCALES = {"timescale_schedules": None}
-
-# A CPU-sized version of the paper's network (the ``mtlstm-train`` default): the same
-# schedules and tying, smaller layers, WikiText-2 style dropouts made a little lighter.
-_SMALL_ARCHITECTURE: dict[str, Any] = {
-    **{key: value for key, value in _PAPER_ARCHITECTURE.items() if key != "vocab_size"},
-    "embedding_size": 200,
-    "hidden_sizes": [400, 400, 200],
-    "input_dropout": 0.4,
-    "hidden_dropout": 0.2,
-    "output_dropout": 0.3,
-    "weight_drop": 0.3,
-}
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # The ``mtlstm-train`` default: trains on the embedded WikiText-2 sample in minutes.
-    "small": _SMALL_ARCHITECTURE,
-    "small-baseline": {**_SMALL_ARCHITECTURE, "timescale_schedules": None},
-    # Seconds-scale smoke tests.
-    "tiny": {
-        "embedding_size": 16,
-        "hidden_sizes": [32, 16],
-        "tie_word_embeddings": True,
-        "timescale_schedules": [{"type": "fixed", "values": [3.0, 4.0]}, {"type": "none"}],
-        "embedding_dropout": 0.0,
-        "input_dropout": 0.1,
-        "hidden_dropout": 0.1,
-        "output_dropout": 0.1,
-        "weight_drop": 0.0,
-        "activation_regularization": 2.0,
-        "temporal_activation_regularization": 1.0,
-    },
-    # Multi-timescale model with the PTB recipe's dropouts (the class defaults).
-    "paper": {**_PAPER_ARCHITECTURE, **_PTB_DROPOUTS},
-    # The same network with no timescales imposed: the AWD-LSTM baseline.
-    "paper-baseline": {**_PAPER_ARCHITECTURE, **_PTB_DROPOUTS, **_NO_TIMESCALES},
-    "paper-wikitext2": {**_PAPER_ARCHITECTURE, **_WIKITEXT2_DROPOUTS},
-    "paper-wikitext2-baseline": {**_PAPER_ARCHITECTURE, **_WIKITEXT2_DROPOUTS, **_NO_TIMESCALES},
-}
-"""Named configurations; see :meth:`MTLSTMConfig.from_preset`."""
 
 
 def _is_int(value: Any) -> bool:
@@ -232,7 +159,7 @@ class MTLSTMConfig(PretrainedConfig):
         for index, size in enumerate(sizes):
             if not _is_int(size) or size <= 0:
                 raise ValueError(f"hidden_sizes[{index}] must be a positive integer, got {size!r}.")
-        for field in _DROPOUT_FIELDS:
+        for field in DROPOUT_FIELDS:
             value = getattr(self, field)
             if not _is_number(value) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{field} must be a probability in [0, 1), got {value!r}.")

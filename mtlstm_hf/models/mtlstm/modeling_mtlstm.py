@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.generation import utils as generation_utils
@@ -446,6 +446,13 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
 MTLSTMConfig.register_for_auto_class()
 MTLSTMModel.register_for_auto_class("AutoModel")
 MTLSTMForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+
+if __name__.startswith("mtlstm_hf."):
+    # Imported from the installed package (not as remote code): AutoConfig / AutoModel /
+    # AutoModelForCausalLM resolve model_type "mtlstm" to these classes.
+    AutoConfig.register(MTLSTMConfig.model_type, MTLSTMConfig, exist_ok=True)
+    AutoModel.register(MTLSTMConfig, MTLSTMModel, exist_ok=True)
+    AutoModelForCausalLM.register(MTLSTMConfig, MTLSTMForCausalLM, exist_ok=True)
 
 __all__ = [
     "MTLSTMCausalLMOutput",
