@@ -195,3 +195,31 @@ def test_load_checkpoint_errors_name_the_problem(checkpoint, corpus_dir, tmp_pat
     # The command line reports the same message in one line and exits with status 1.
     assert main([str(mismatch), "--data", str(corpus_dir)]) == 1
     assert "mtlstm-eval: error:" in capsys.readouterr().err
+
+
+def test_data_defaults_to_the_corpus_the_checkpoint_was_trained_on(checkpoint, corpus_dir, tmp_path, capsys):
+    """Without --data: the corpus named in the folder's training_config.json (as mtlstm-train
+    writes it), the embedded sample when it says none; a folder without one is an error that
+    says what to pass."""
+    from mtlstm_hf.data import sample_corpus_dir
+    from mtlstm_hf.training import TrainingConfig
+
+    folder = tmp_path / "trained"
+    shutil.copytree(checkpoint, folder)
+    with pytest.raises(SystemExit) as stop:
+        main([str(folder), "--window", str(WINDOW)])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert "--data is required" in error and str(sample_corpus_dir()) in error
+
+    TrainingConfig(data=str(corpus_dir)).to_json_file(folder / "training_config.json")
+    output = tmp_path / "default.json"
+    assert main([str(folder), "--window", str(WINDOW), "--output", str(output)]) == 0
+    assert f"using the training corpus recorded in the checkpoint, {corpus_dir}" in capsys.readouterr().err
+    expected = evaluate_checkpoint(checkpoint, corpus_dir, window=WINDOW)
+    assert json.loads(output.read_text())["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-12)
+
+    from mtlstm_hf.training.checkpoint import training_corpus
+
+    TrainingConfig().to_json_file(folder / "training_config.json")  # trained on the embedded sample
+    assert training_corpus(folder) == (None, None)

@@ -1,0 +1,57 @@
+"""The command-line tools answer --help without importing torch or transformers (which take
+seconds), and `import mtlstm_hf` alone still registers the Auto classes."""
+
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = {
+    "mtlstm-train": "mtlstm_hf.training.cli",
+    "mtlstm-eval": "mtlstm_hf.evaluation.cli",
+    "mtlstm-push": "mtlstm_hf.hub.cli",
+    "mtlstm-demo": "mtlstm_hf.demo",
+    "mtlstm-analyze": "mtlstm_hf.analysis.cli",
+}
+
+HELP = """
+import sys
+sys.argv = [{command!r}, "--help"]
+from {module} import main
+try:
+    main(["--help"])
+except SystemExit as stop:
+    assert stop.code == 0, stop.code
+heavy = sorted(name for name in ("torch", "transformers", "datasets", "accelerate") if name in sys.modules)
+print("HEAVY:", ",".join(heavy))
+"""
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_imports_neither_torch_nor_transformers(command):
+    script = HELP.format(command=command, module=COMMANDS[command])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "HEAVY:", done.stdout[-500:]
+
+
+def test_import_mtlstm_hf_registers_the_auto_classes_in_a_fresh_process():
+    script = (
+        "import mtlstm_hf\n"
+        "from transformers import AutoConfig, AutoModelForCausalLM\n"
+        "config = AutoConfig.for_model('mtlstm', vocab_size=11, embedding_size=6, hidden_sizes=[6])\n"
+        "print(type(AutoModelForCausalLM.from_config(config)).__module__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "mtlstm_hf.models.mtlstm.modeling_mtlstm"
+
+
+def test_demo_saves_under_the_preset_name(tmp_path, monkeypatch, capsys):
+    from mtlstm_hf.demo import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["--preset", "tiny"])
+    assert (tmp_path / "outputs" / "mtlstm-tiny-demo" / "config.json").is_file()
+    assert "identical logits = True" in capsys.readouterr().out
