@@ -8,7 +8,7 @@ Typical use::
                                 split_to_stream, batchify, BPTTIterator)
 
     corpus = load_corpus(sample_corpus_dir())            # or a folder, a dict, a Hub id
-    tokenizer = build_word_tokenizer(corpus["train"])
+    tokenizer = build_word_tokenizer(corpus["train"])      # convention "auto": here "wikitext"
     train = batchify(split_to_stream(corpus, "train", tokenizer), batch_size=20)
     for inputs, targets in BPTTIterator(train, bptt=70, variable_length=True, generator=0):
         ...
@@ -30,11 +30,14 @@ from .corpus import (
     split_to_stream,
 )
 from .tokenizer import (
+    CONVENTIONS,
     EOS_TOKEN,
     UNK_TOKEN,
     build_vocab,
     build_word_tokenizer,
     count_words,
+    detect_word_convention,
+    get_word_convention,
     split_words,
     word_tokenizer_from_vocab,
 )
@@ -42,6 +45,7 @@ from .tokenizer import (
 __all__ = [
     "BPTTIterator",
     "CANONICAL_SPLITS",
+    "CONVENTIONS",
     "EOS_TOKEN",
     "TEXT_COLUMN",
     "UNK_TOKEN",
@@ -51,9 +55,11 @@ __all__ = [
     "canonical_split",
     "count_words",
     "dataset_lines",
+    "detect_word_convention",
     "encode_lines",
     "find_split_files",
     "get_split",
+    "get_word_convention",
     "load_corpus",
     "num_dropped_tokens",
     "read_lines",

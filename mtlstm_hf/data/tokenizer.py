@@ -1,11 +1,101 @@
 """Word-level tokenizer for PTB / WikiText style corpora.
 
-The corpora are already tokenized: a token is exactly a whitespace-separated
-word, and rare words were replaced by ``<unk>`` upstream. So the tokenizer is
-a plain word -> id table (``tokenizers`` ``WordLevel`` model behind a
-``WhitespaceSplit`` pre-tokenizer), wrapped as a
+The tokenizer is a word -> id table (``tokenizers`` ``WordLevel``; rare words
+were replaced by ``<unk>`` upstream) behind a *convention* that says how a
+line of text becomes words, wrapped as a
 :class:`transformers.PreTrainedTokenizerFast` so that ``save_pretrained`` /
 ``AutoTokenizer.from_pretrained`` work with no custom code.
+
+Conventions
+-----------
+A convention is a normalizer, a pre-tokenizer and a decoder of the
+``tokenizers`` backend, built only from that library's own components
+(``Replace``, ``Lowercase``, a regular-expression ``Split``, ``Fuse``, ...).
+It is therefore saved inside ``tokenizer.json`` and ``AutoTokenizer`` reproduces
+it anywhere; its name is saved as ``word_convention`` in
+``tokenizer_config.json`` (read it back with :func:`get_word_convention`).
+
+``"whitespace"``
+    A word is a whitespace-separated run of characters; no normalizer, no
+    decoder. This is the tokenizer every version before conventions built,
+    down to the same ``tokenizer.json``: ``"city,"`` is one word (``<unk>``).
+
+``"wikitext"`` (WikiText-2/-103, Merity et al. 2016, as its ``.tokens`` files are written)
+    Normalizer: a hyphen between two letters or digits becomes `` @-@ ``
+    (``well-known`` -> ``well @-@ known``); a comma or a period between digits
+    becomes `` @,@ `` / `` @.@ `` (``1,000`` -> ``1 @,@ 000``, ``3.5`` ->
+    ``3 @.@ 5``); the comma only when the digits after it do not run into
+    letters (``1,000th`` stays whole, as in the corpus). Pre-tokenizer, one regular expression read left to
+    right; no character other than whitespace is ever dropped:
+
+    * a word is a run of letters, digits and combining marks, which may hold
+      periods (``Media.Vision``, ``1.e4``) and digit commas (``1,000th``) and
+      may end in one hyphen (``second-``, as in "second- and third-rate");
+    * a final period stays on the word when the word holds another period
+      (``U.S.``, ``e.g.``), is one Latin letter (``J.``), is one of
+      :data:`WIKITEXT_ABBREVIATIONS` (``Mr.``, ``St.``, ``No.``, ...), or when
+      the next word starts with a lower-case letter (the corpus rule:
+      ``Inc. said``); otherwise it is a word of its own (``large .``);
+    * an apostrophe or backtick followed by a letter or digit starts a word:
+      ``city's`` -> ``city 's``, ``don't`` -> ``don 't``, ``O'Brien`` ->
+      ``O 'Brien``, and a single letter between apostrophes stays whole
+      (``'n'roll``);
+    * ``<unk>`` / ``<formula>``, the markers ``@-@ @,@ @.@``, runs of periods
+      (``...``) and of hyphens (``--``) are words; every other character
+      (punctuation, symbols) is a word of its own: ``city,`` -> ``city ,``.
+
+    Decoder: `` @-@ ``, `` @,@ ``, `` @.@ `` are joined back (``well-known``,
+    ``1,000``, ``3.5``); all other words are joined with spaces.
+
+``"ptb"`` (Mikolov's Penn Treebank: lower case, numbers as ``N``, punctuation removed)
+    Normalizer, in this order: a standalone ``N`` is kept as the number
+    placeholder; lower case; typographic quotes become ASCII ones; ``%``
+    becomes ``N`` (the corpus writes "5%" as ``N N``) and ``£`` becomes ``#``
+    (the Treebank's pound sign); ``/`` and ``*`` get the Treebank's escapes
+    ``\\/`` and ``\\*``; a number (digits with ``.``/``,`` separators, a leading
+    ``.5``, or a fraction ``1/2``) that is not part of a word such as
+    ``30-year`` or ``1980s`` becomes ``N``. Pre-tokenizer:
+
+    * a word is a run of letters and digits, which may hold ``-``, ``.``,
+      ``&``, ``\\/`` and ``'`` between them (``snack-food``, ``s&p``,
+      ``o'brien``, ``calif.-based``) and may end in ``$`` (``us$``);
+    * clitics are split as in the Treebank: ``don't`` -> ``do n't``,
+      ``can't`` -> ``ca n't``, ``'s 're 've 'm 'll 'd``; ``'80s`` stays whole;
+    * a final period stays on a word that is one letter, holds another period
+      (``u.s.``) or is one of :data:`PTB_ABBREVIATIONS` (``mr.``, ``inc.``,
+      ``calif.``, ``no.``, ...); any other period is removed;
+    * ``$ & # '`` and ``\\*`` are words; the punctuation the corpus removed,
+      ``. , ; : ? ! " ( ) [ ] { } - -- ` … – —``, is dropped; every other
+      character is a word of its own.
+
+    No decoder (words joined with spaces).
+    Example: ``The 1,000 cats don't sleep.`` -> ``the N cats do n't sleep``.
+
+**The invariant.** On text already in a corpus's form, its convention gives
+exactly the words of whitespace splitting, so the vocabulary and the id
+streams the models train on do not depend on the convention. The tests check
+this on every line of WikiText-2 and PTB (train, valid, test) and of the
+embedded sample. The abbreviation lists are what that requires: ``<unk>`` is
+a word the rules cannot see past (an added token splits the text before the
+pre-tokenizer runs), so abbreviations that the corpora keep before ``<unk>``
+(``No.``, ``Inc.``, ``var.``, ``lit.``, ...) are listed instead of left to
+the next-word rule. Where raw text therefore differs from what the corpus
+would have: a listed word keeps its period at the end of a sentence
+(WikiText ``No.``, ``lit. Valkyria`` where the corpus has ``lit .``; PTB
+``no.``, ``ill.``, ``mass.``: lower case hides that ``Ill.`` was Illinois);
+an opening single quote stays on its word (WikiText ``'Hello'`` ->
+``'Hello`` ``'``), because the corpus has words like ``'Brien`` after a
+space; typographic apostrophes are punctuation in WikiText, as in the corpus
+(``don’t`` -> ``don ’ t``), but apostrophes in PTB.
+
+**Choosing the convention** (:func:`build_word_tokenizer`, ``convention="auto"``,
+see :func:`detect_word_convention`): ``"wikitext"`` if a word ``@-@``, ``@,@``
+or ``@.@`` occurs in the training text; ``"ptb"`` if the word ``N`` occurs and
+no word has an upper-case letter, is a plain number or is punctuation that PTB
+removes; ``ValueError`` if both hold; ``"whitespace"`` if neither does (the
+text is taken as already split into words, as before conventions existed).
+Counting for the vocabulary uses the chosen convention's own normalizer and
+pre-tokenizer, so the vocabulary holds only words the tokenizer can produce.
 
 Design decisions
 ----------------
@@ -27,26 +117,40 @@ Design decisions
   ``<eos>`` is harmless. ``padding_side`` is ``"left"``, what batched
   generation with a recurrent (decoder-only) model needs.
 * No ``bos_token``: the corpora have none.
+
+Sources: S. Merity et al., "Pointer Sentinel Mixture Models" (2016) and the
+WikiText files; T. Mikolov's ``simple-examples`` PTB files (RNNLM toolkit) and
+M. Marcus et al., "Building a Large Annotated Corpus of English: The Penn
+Treebank" (1993); the rules above were derived from the corpus files in
+``../shared/data`` (see its README) and are checked against them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
 from itertools import chain
 from typing import Union
 
 import datasets
-from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .corpus import dataset_lines, read_lines
+
+logger = logging.getLogger(__name__)
 
 UNK_TOKEN = "<unk>"
 EOS_TOKEN = "<eos>"
 SPECIAL_TOKENS = (UNK_TOKEN, EOS_TOKEN)  # ids 0 and 1, in this order
+
+CONVENTIONS = ("whitespace", "wikitext", "ptb")  # what a tokenizer can have
+AUTO_CONVENTION = "auto"  # build_word_tokenizer only: detect from the training text
+CONVENTION_CONFIG_KEY = "word_convention"  # the name's key in tokenizer_config.json
 
 PathOrStr = Union[str, os.PathLike]
 TrainingText = Union[PathOrStr, Iterable[PathOrStr], Iterable[str], datasets.Dataset]
@@ -58,27 +162,228 @@ TrainingText = Union[PathOrStr, Iterable[PathOrStr], Iterable[str], datasets.Dat
 _PYTHON_ONLY_SEPARATORS = re.compile("[\x1c-\x1f]")
 _WORD = re.compile("(?:[^\\s]|[\x1c-\x1f])+")
 
+# --------------------------------------------------------------------------- conventions
+# Regular expressions for the tokenizers library (Oniguruma syntax). Each
+# pre-tokenizer is one Split(..., behavior="removed", invert=True): the
+# alternatives are tried in order at each position and every match is a word;
+# what no alternative matches (whitespace; for PTB also removed punctuation)
+# is dropped.
 
-def split_words(line: str) -> list[str]:
-    """Split ``line`` into words exactly as the tokenizer's pre-tokenizer does."""
-    if _PYTHON_ONLY_SEPARATORS.search(line) is None:
-        return line.split()  # fast path, identical on all other text
-    return _WORD.findall(line)
+_ALNUM = r"[\p{L}\p{N}\p{M}]"  # letters, digits, combining marks
+_NOT_ALNUM_NEXT = r"(?![\p{L}\p{N}\p{M}])"
+
+#: Words whose final period WikiText keeps whatever follows (case-sensitive):
+#: titles, and the abbreviations the corpus keeps before ``<unk>``.
+WIKITEXT_ABBREVIATIONS = (
+    "Mr", "Mrs", "Ms", "Dr", "St", "Jr", "Sr", "Rev", "Gen", "Col", "Lt", "Sgt", "Bros",
+    "Inc", "vs", "var", "ssp", "lit", "No", "Nos", "Op", "pp", "Nr",
+)  # fmt: skip
+
+#: Words whose final period PTB keeps (lower case): every such word of the corpus.
+PTB_ABBREVIATIONS = (
+    "adm", "ala", "ariz", "aug", "bros", "calif", "cie", "co", "col", "colo", "conn", "corp",
+    "cos", "dec", "del", "dr", "etc", "feb", "fla", "ga", "gen", "gov", "ill", "inc", "ind",
+    "jan", "jr", "kan", "ky", "ltd", "mass", "md", "messrs", "mich", "minn", "mo", "mr", "mrs",
+    "ms", "neb", "nev", "no", "nov", "oct", "okla", "ore", "pa", "prof", "rep", "rev", "sen",
+    "sens", "sept", "sr", "st", "tenn", "va", "vs", "wash", "wis",
+)  # fmt: skip
+
+_WT_WORD = _ALNUM + "+"
+_WIKITEXT_WORD_PATTERN = "|".join(
+    [
+        r"<[a-z]+>",  # <unk>, <formula>
+        r"@[-,.]@",  # the corpus's in-word markers
+        r"\.{2,}|-{2,}",  # ... ..  --
+        r"\.[0-9]+" + _NOT_ALNUM_NEXT,  # .69
+        rf"{_WT_WORD}(?:\.{_WT_WORD})+\.{_NOT_ALNUM_NEXT}",  # U.S.  e.g.  Ph.D.
+        rf"(?:{'|'.join(WIKITEXT_ABBREVIATIONS)}|[A-Za-z])\.{_NOT_ALNUM_NEXT}",  # Mr.  J.
+        rf"{_WT_WORD}\.(?=\s+\p{{Ll}})",  # Inc. said
+        rf"{_WT_WORD}(?:\.{_WT_WORD}|(?<=[0-9]),(?=[0-9]){_WT_WORD})*(?:-(?![-\p{{L}}\p{{N}}\p{{M}}]))?",
+        rf"['`](?:\p{{L}}'{_WT_WORD}|{_WT_WORD})",  # 's  't  'Brien  'n'roll
+        r"\S",  # any other character is a word of its own
+    ]
+)
+
+# PTB word: letters/digits, but never the "n" of a final "n't" (don't -> do n't).
+_PTB_RUN = r"(?:(?!n't(?![\p{L}\p{N}\p{M}]))[\p{L}\p{N}\p{M}])+"
+_PTB_CLITIC = r"(?:s|re|ve|m|ll|d)(?![\p{L}\p{N}\p{M}])"
+_PTB_JOINER = rf"(?:\.-|[-.&]|\\/|'(?!{_PTB_CLITIC}))(?=[\p{{L}}\p{{N}}\p{{M}}])"
+_PTB_REMOVED = r".,;:?!\"()\[\]{}\-`…–—"  # inside a character class
+_PTB_WORD_PATTERN = "|".join(
+    [
+        r"<[a-z]+>",  # <unk>
+        rf"(?:{_PTB_RUN}{_PTB_JOINER})*(?:{'|'.join(PTB_ABBREVIATIONS)}|[a-z])\.(?![\p{{L}}\p{{N}}\p{{M}}-])",
+        rf"{_PTB_RUN}(?:{_PTB_JOINER}{_PTB_RUN})*\$?",  # snack-food  s&p  o'brien  us$
+        rf"n't{_NOT_ALNUM_NEXT}|'{_PTB_CLITIC}|'[0-9]+s{_NOT_ALNUM_NEXT}",  # n't 's '80s
+        r"(?:\\\*)+|\\/|[$&#']",
+        rf"[^\s{_PTB_REMOVED}]",  # any other character that PTB keeps
+    ]
+)
+_PTB_NUMBER = (
+    r"(?<![\p{L}\p{N}\p{M}]-)(?<![\p{L}\p{N}\p{M}\\/.,])"  # not inside a word (cray-3, 1\/2-year)
+    r"(?:\.[0-9]+|[0-9]+(?:[.,][0-9]+)*(?:\\/[0-9]+)?)"
+    r"(?![\p{L}\p{N}\p{M}\-\\/]|[.,][0-9])"
+)
 
 
-def count_words(lines: Iterable[str]) -> Counter[str]:
-    """Count tokens with the corpus convention: words of each line + one ``<eos>``.
+def _check_convention(convention: object, allowed: Sequence[str] = CONVENTIONS) -> str:
+    if not isinstance(convention, str) or convention not in allowed:
+        raise ValueError(
+            f"convention={convention!r} is not a word convention; allowed: {', '.join(map(repr, allowed))}"
+        )
+    return convention
+
+
+def _normalizer(convention: str) -> normalizers.Normalizer | None:
+    if convention == "wikitext":
+        return normalizers.Sequence(
+            [
+                normalizers.Replace(Regex(r"(?<=[\p{L}\p{N}\p{M}])-(?=[\p{L}\p{N}\p{M}])"), " @-@ "),
+                normalizers.Replace(Regex(r"(?<=[0-9]),(?=[0-9]+(?![\p{L}\p{N}\p{M}]))"), " @,@ "),
+                normalizers.Replace(Regex(r"(?<=[0-9])\.(?=[0-9])"), " @.@ "),
+            ]
+        )
+    if convention == "ptb":
+        return normalizers.Sequence(
+            [
+                normalizers.Replace(Regex(r"(?<!\S)N(?!\S)"), "0"),  # the placeholder survives Lowercase
+                normalizers.Lowercase(),
+                normalizers.Replace(Regex("[‘’‛′]"), "'"),
+                normalizers.Replace(Regex("[“”„‟″]"), '"'),
+                normalizers.Replace("%", " N "),
+                normalizers.Replace("£", " # "),
+                normalizers.Replace(Regex(r"(?<!\\)/"), "\\/"),
+                normalizers.Replace(Regex(r"(?<!\\)\*"), "\\*"),
+                normalizers.Replace(Regex(_PTB_NUMBER), "N"),
+            ]
+        )
+    return None  # whitespace
+
+
+def _pre_tokenizer(convention: str) -> pre_tokenizers.PreTokenizer:
+    if convention == "whitespace":
+        return pre_tokenizers.WhitespaceSplit()
+    pattern = _WIKITEXT_WORD_PATTERN if convention == "wikitext" else _PTB_WORD_PATTERN
+    return pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True)
+
+
+def _decoder(convention: str) -> decoders.Decoder | None:
+    if convention != "wikitext":
+        return None  # the backend joins the words with spaces
+    return decoders.Sequence(
+        [
+            decoders.Replace(Regex("^"), " "),  # a space before every word ...
+            decoders.Fuse(),  # ... then one string, in which the markers are joined
+            decoders.Replace(" @-@ ", "-"),
+            decoders.Replace(" @,@ ", ","),
+            decoders.Replace(" @.@ ", "."),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
+
+
+@lru_cache(maxsize=None)
+def _splitter(convention: str) -> tuple[normalizers.Normalizer | None, pre_tokenizers.PreTokenizer]:
+    return _normalizer(convention), _pre_tokenizer(convention)
+
+
+def split_words(line: str, convention: str = "whitespace") -> list[str]:
+    """Split ``line`` into words exactly as the tokenizer of ``convention`` does.
+
+    Args:
+        line: one line of text.
+        convention: one of :data:`CONVENTIONS` (see the module docstring).
+
+    Returns:
+        The words, normalized (for ``"ptb"``: lower case, numbers as ``N``).
+
+    Raises:
+        ValueError: unknown convention.
+    """
+    if _check_convention(convention) == "whitespace":
+        if _PYTHON_ONLY_SEPARATORS.search(line) is None:
+            return line.split()  # fast path, identical on all other text
+        return _WORD.findall(line)
+    normalizer, pre_tokenizer = _splitter(convention)
+    return [word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line))]
+
+
+def count_words(lines: Iterable[str], convention: str = "whitespace") -> Counter[str]:
+    """Count words with the corpus convention: words of each line + one ``<eos>``.
+
+    Args:
+        lines: lines of text.
+        convention: how a line becomes words, one of :data:`CONVENTIONS`.
 
     Returns:
         A ``Counter`` whose insertion order is the order of first occurrence.
+
+    Raises:
+        ValueError: unknown convention.
     """
+    _check_convention(convention)
     counts: Counter[str] = Counter()
     num_lines = 0
     for line in lines:
-        counts.update(split_words(line))
+        counts.update(split_words(line, convention))
         num_lines += 1
     counts[EOS_TOKEN] += num_lines
     return counts
+
+
+# --------------------------------------------------------------------------- detection
+
+_WIKITEXT_MARKER = re.compile(r"(?<!\S)@[-,.]@(?!\S)")
+_PTB_PLACEHOLDER = re.compile(r"(?<!\S)N(?!\S)")
+_PLAIN_NUMBER = re.compile(r"(?<!\S)[0-9]+(?:[.,][0-9]+)*(?!\S)")
+_PTB_REMOVED_WORD = re.compile(r"(?<!\S)[.,;:?!\"()\[\]{}\-`…–—]+(?!\S)")
+
+
+def detect_word_convention(lines: Iterable[str]) -> str:
+    """The convention of already tokenized training text (the rule of ``"auto"``).
+
+    * ``"wikitext"`` if a word ``@-@``, ``@,@`` or ``@.@`` occurs;
+    * ``"ptb"`` if the word ``N`` occurs and no word has an upper-case letter
+      (other than ``N`` itself), is a plain number (``1990``, ``3.5``) or is
+      punctuation that PTB removes (``,`` ``.`` ``(`` ...);
+    * ``"whitespace"`` if neither holds: the text is taken as already split
+      into words, as before conventions existed.
+
+    Args:
+        lines: the training text, one line per item.
+
+    Returns:
+        One of :data:`CONVENTIONS`.
+
+    Raises:
+        ValueError: the text has both WikiText's markers and PTB's shape (the
+        message says where), so no single convention fits it.
+    """
+    wikitext_line = ptb_line = None
+    ptb_possible = True
+    for number, line in enumerate(lines, start=1):
+        if wikitext_line is None and _WIKITEXT_MARKER.search(line):
+            wikitext_line = number
+        if ptb_possible:
+            rest = _PTB_PLACEHOLDER.sub(" ", line)
+            if rest != line and ptb_line is None:
+                ptb_line = number
+            if rest != rest.lower() or _PLAIN_NUMBER.search(rest) or _PTB_REMOVED_WORD.search(rest):
+                ptb_possible = False
+    is_ptb = ptb_possible and ptb_line is not None
+    if wikitext_line is not None and is_ptb:
+        raise ValueError(
+            "convention='auto' cannot choose: the training text has WikiText's @-@/@,@/@.@ markers "
+            f"(first on line {wikitext_line}) and PTB's shape (the number placeholder N, first on line "
+            f"{ptb_line}, no upper case, no plain numbers or removed punctuation); pass "
+            "convention='wikitext', 'ptb' or 'whitespace'"
+        )
+    if wikitext_line is not None:
+        return "wikitext"
+    return "ptb" if is_ptb else "whitespace"
+
+
+# --------------------------------------------------------------------------- vocabulary and tokenizer
 
 
 def build_vocab(
@@ -115,13 +420,24 @@ def build_vocab(
     return vocab
 
 
-def word_tokenizer_from_vocab(vocab: Mapping[str, int] | Sequence[str]) -> PreTrainedTokenizerFast:
+def word_tokenizer_from_vocab(
+    vocab: Mapping[str, int] | Sequence[str], convention: str = "whitespace"
+) -> PreTrainedTokenizerFast:
     """Wrap a word table as a ``PreTrainedTokenizerFast``.
 
     Args:
         vocab: ``word -> id`` mapping or a sequence of words (id = position).
             Must contain ``<unk>`` and ``<eos>``; ids must be ``0..V-1``.
+        convention: how text becomes words, one of :data:`CONVENTIONS` (see
+            the module docstring); default ``"whitespace"``, the behaviour of
+            tokenizers saved before conventions existed. Saved in
+            ``tokenizer.json`` (the rules) and ``tokenizer_config.json``
+            (the name, key ``word_convention``).
+
+    Raises:
+        ValueError: unknown convention, special tokens missing, ids not ``0..V-1``.
     """
+    _check_convention(convention)
     if not isinstance(vocab, Mapping):
         vocab = {word: index for index, word in enumerate(vocab)}
     missing = [token for token in SPECIAL_TOKENS if token not in vocab]
@@ -131,7 +447,12 @@ def word_tokenizer_from_vocab(vocab: Mapping[str, int] | Sequence[str]) -> PreTr
         raise ValueError("vocabulary ids must be exactly 0..len(vocab)-1, each once")
 
     backend = Tokenizer(models.WordLevel(dict(vocab), unk_token=UNK_TOKEN))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    normalizer, decoder = _normalizer(convention), _decoder(convention)
+    if normalizer is not None:
+        backend.normalizer = normalizer
+    backend.pre_tokenizer = _pre_tokenizer(convention)
+    if decoder is not None:
+        backend.decoder = decoder
     # single_word=True: "<unk>" glued inside a word ("foo<unk>") stays part of
     # that word, as with str.split(), instead of being cut out of it.
     unk, eos = (
@@ -145,8 +466,42 @@ def word_tokenizer_from_vocab(vocab: Mapping[str, int] | Sequence[str]) -> PreTr
         eos_token=eos,
         pad_token=eos,
         padding_side="left",
-        clean_up_tokenization_spaces=False,  # decode = words joined by spaces
+        clean_up_tokenization_spaces=False,  # decode = words joined by spaces (+ the decoder's joins)
         model_input_names=["input_ids", "attention_mask"],  # no token_type_ids
+        **{CONVENTION_CONFIG_KEY: convention},
+    )
+
+
+def get_word_convention(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The convention a word tokenizer was built with.
+
+    Read from ``tokenizer_config.json`` (``word_convention``). A tokenizer
+    saved before conventions existed records none; it is ``"whitespace"`` when
+    its backend has the ``WhitespaceSplit`` pre-tokenizer and no normalizer, as
+    every such tokenizer of this package has.
+
+    Raises:
+        ValueError: the recorded name is not one of :data:`CONVENTIONS`, or
+        nothing is recorded and the backend is not the plain whitespace one
+        (not a word tokenizer of this package).
+    """
+    recorded = tokenizer.init_kwargs.get(CONVENTION_CONFIG_KEY)
+    if recorded is not None:
+        if recorded not in CONVENTIONS:
+            raise ValueError(
+                f"the tokenizer records {CONVENTION_CONFIG_KEY}={recorded!r}, not one of {CONVENTIONS}"
+            )
+        return recorded
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (
+        backend is not None
+        and backend.normalizer is None
+        and isinstance(backend.pre_tokenizer, pre_tokenizers.WhitespaceSplit)
+    ):
+        return "whitespace"
+    raise ValueError(
+        f"the tokenizer records no {CONVENTION_CONFIG_KEY} and is not a plain whitespace word tokenizer "
+        "(normalizer None, pre-tokenizer WhitespaceSplit)"
     )
 
 
@@ -178,6 +533,7 @@ def build_word_tokenizer(
     files_or_lines: TrainingText,
     max_vocab_size: int | None = None,
     min_count: int = 1,
+    convention: str = AUTO_CONVENTION,
 ) -> PreTrainedTokenizerFast:
     """Build a word-level tokenizer from a training split.
 
@@ -193,16 +549,27 @@ def build_word_tokenizer(
               (So a *list of str* means lines; wrap paths in ``Path``.)
         max_vocab_size: see :func:`build_vocab`.
         min_count: see :func:`build_vocab`.
+        convention: ``"auto"`` (default: chosen from the training text by
+            :func:`detect_word_convention`) or one of :data:`CONVENTIONS`. The
+            words are counted with it, so on text in a corpus's own form every
+            convention gives the same vocabulary and ids.
 
     Returns:
         The tokenizer; on PTB train it has 10,000 entries, on WikiText-2 train
         33,278 (``<unk>`` and ``<eos>`` included).
 
     Raises:
-        FileNotFoundError: a file is missing. ValueError: a file is empty or
-        there are no lines at all.
+        FileNotFoundError: a file is missing. ValueError: a file is empty,
+        there are no lines at all, the convention is unknown, or ``"auto"``
+        finds both WikiText's and PTB's marks.
     """
-    counts = count_words(_iter_training_lines(files_or_lines))
+    _check_convention(convention, (AUTO_CONVENTION, *CONVENTIONS))
+    lines: Iterable[str] = _iter_training_lines(files_or_lines)
+    if convention == AUTO_CONVENTION:
+        lines = list(lines)  # read twice: detect, then count
+        convention = detect_word_convention(lines)
+        logger.info("word convention detected from the training text: %s", convention)
+    counts = count_words(lines, convention)
     if counts[EOS_TOKEN] == 0:
         raise ValueError("build_word_tokenizer got no lines of text to count")
-    return word_tokenizer_from_vocab(build_vocab(counts, max_vocab_size, min_count))
+    return word_tokenizer_from_vocab(build_vocab(counts, max_vocab_size, min_count), convention)
