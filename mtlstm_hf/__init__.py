@@ -38,7 +38,14 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __version__ = "0.1.0"
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = sorted([*_EXPORTS, "__version__", "register_auto_classes"])
+
+
+def register_auto_classes() -> None:
+    """Make ``AutoConfig`` / ``AutoModel`` / ``AutoModelForCausalLM`` resolve ``model_type="mtlstm"``
+    to this package's classes (idempotent). ``import mtlstm_hf`` does it, except in the
+    command-line tools, whose code that loads models through the Auto classes calls this."""
+    from .models.mtlstm import modeling_mtlstm  # noqa: F401  (registers on import)
 
 
 def _started_as_command() -> bool:
@@ -48,4 +55,4 @@ def _started_as_command() -> bool:
 
 
 if not _started_as_command():
-    from .models.mtlstm import modeling_mtlstm as _modeling  # noqa: F401  (registers the Auto classes)
+    register_auto_classes()

@@ -223,3 +223,23 @@ def test_data_defaults_to_the_corpus_the_checkpoint_was_trained_on(checkpoint, c
 
     TrainingConfig().to_json_file(folder / "training_config.json")  # trained on the embedded sample
     assert training_corpus(folder) == (None, None)
+
+
+def test_console_script_loads_the_model_through_the_auto_classes(checkpoint, corpus_dir):
+    """Started as the console script (argv[0] = mtlstm-eval), the package skips its eager
+    registration to start fast; loading a checkpoint must still find model_type "mtlstm"."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.argv[0] = 'mtlstm-eval'\n"
+        "from mtlstm_hf.evaluation.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(checkpoint), "--data", str(corpus_dir), "--window", str(WINDOW)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = evaluate_checkpoint(checkpoint, corpus_dir, window=WINDOW)
+    assert f"{expected['perplexity']:.2f}" in done.stdout

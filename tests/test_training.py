@@ -518,6 +518,21 @@ def test_cli_trains_resumes_and_reports_errors(corpus_dir, tmp_path, capsys):
     assert not (tmp_path / "other").exists()
 
 
+def test_tokenizer_convention_is_built_recorded_and_checked(corpus_dir, tmp_path):
+    from mtlstm_hf.data import get_word_convention
+
+    with pytest.raises(ValueError, match=r"tokenizer_convention: .*'bert'.*allowed"):
+        LanguageModelTrainer(tiny_run(corpus_dir, tmp_path / "bad", tokenizer_convention="bert"))
+    assert not (tmp_path / "bad").exists()
+    train(tiny_run(corpus_dir, tmp_path / "ptb", max_steps=1, epochs=1, tokenizer_convention="whitespace"))
+    saved = AutoTokenizer.from_pretrained(str(tmp_path / "ptb" / "best_model"))
+    assert get_word_convention(saved) == "whitespace"
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(ValueError, match=r"tokenizer_convention='ptb', but the loaded tokenizer uses 'whitespace'"):
+        LanguageModelTrainer(tiny_run(corpus_dir, tmp_path / "other", tokenizer_convention="ptb",
+                                      tokenizer=str(tmp_path / "ptb" / "best_model")))
+
+
 def test_cli_default_is_a_fixed_amount_of_work():
     """No wall-clock budget by default: the main job's model must not depend on machine load."""
     config = config_from_args(build_parser().parse_args([]))

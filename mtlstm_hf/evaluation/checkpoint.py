@@ -51,6 +51,7 @@ from transformers.utils import (
     WEIGHTS_NAME,
 )
 
+from .. import register_auto_classes
 from ..data import canonical_split, load_corpus, split_to_stream
 from .bootstrap import paired_block_bootstrap
 from .frequency import DEFAULT_BIN_EDGES, binned_perplexity, frequency_bin_of_token, token_counts
@@ -72,8 +73,8 @@ Checkpoint = Union[PathOrStr, tuple[PreTrainedModel, PreTrainedTokenizerBase]]
 CorpusSource = Union[PathOrStr, dict[str, PathOrStr], datasets.DatasetDict]
 
 # model_type of our config. Spelled out rather than imported: evaluation/ never imports the models
-# package (a test checks it); the model class is reached through AutoModelForCausalLM, which the
-# package's __init__ (always run before this module) registers for this model_type.
+# package (a test checks it); the model class is reached through AutoModelForCausalLM, for which
+# load_checkpoint makes sure this model_type is registered (mtlstm_hf.register_auto_classes).
 MODEL_TYPE = "mtlstm"
 
 _WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
@@ -142,6 +143,7 @@ def load_checkpoint(
             f"checkpoint {str(folder)!r}: the tokenizer has {len(tokenizer)} tokens but the model's "
             f"config.vocab_size is {config.get('vocab_size')}; they must have been saved from different runs"
         )
+    register_auto_classes()
     # trust_remote_code=False: use the installed, registered class, never the copies of the
     # modelling files that save_pretrained puts in the folder (evaluating runs no folder code).
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False)

@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--text-column", help="Hub dataset text column (default text, else sentence)")
     data.add_argument("--tokenizer", help="use this saved tokenizer instead of building a word-level one")
     data.add_argument("--max-vocab-size", type=int, help="cap of the built vocabulary")
+    data.add_argument("--tokenizer-convention", help="how raw text becomes words: auto (default: detected from the training text), wikitext, ptb or whitespace (mtlstm_hf.data.CONVENTIONS)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--preset", choices=sorted(MODEL_PRESETS), help=f"architecture (default {defaults.preset})")

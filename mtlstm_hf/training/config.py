@@ -87,6 +87,11 @@ class TrainingConfig:
         tokenizer: folder of an existing tokenizer to use; ``None`` = build a word-level
             tokenizer from the training split (or reuse ``init_from``'s tokenizer).
         max_vocab_size: cap of the built word-level vocabulary (special tokens included).
+        tokenizer_convention: how raw text becomes words in the built tokenizer: ``auto``
+            (detected from the training text), or one of :data:`mtlstm_hf.data.CONVENTIONS`
+            (``wikitext``, ``ptb``, ``whitespace``); see :mod:`mtlstm_hf.data.tokenizer`. A
+            loaded tokenizer (``tokenizer``, ``init_from``, a resumed run) keeps its own, and
+            an explicit different value is refused.
 
     Model:
         preset: a key of :data:`MODEL_PRESETS` (``small``, ``small-baseline``, ``tiny``,
@@ -148,6 +153,7 @@ class TrainingConfig:
     text_column: str | None = None
     tokenizer: str | None = None
     max_vocab_size: int | None = None
+    tokenizer_convention: str = "auto"
     # model
     preset: str = "small"
     model_overrides: dict[str, Any] = field(default_factory=dict)
@@ -231,6 +237,10 @@ class TrainingConfig:
         if not isinstance(self.output_dir, str) or not self.output_dir.strip():
             raise ValueError(f"output_dir must be a non-empty path string, got {self.output_dir!r}.")
         positive_int("max_vocab_size", allow_none=True)
+        if not isinstance(self.tokenizer_convention, str) or not self.tokenizer_convention:
+            # The allowed names are checked where the tokenizer is built (mtlstm_hf.data), before
+            # anything is written; importing them here would slow every command line down.
+            raise ValueError(f"tokenizer_convention must be a convention name, got {self.tokenizer_convention!r}.")
         if self.max_vocab_size is not None and self.max_vocab_size < 2:
             raise ValueError(f"max_vocab_size must be None or >= 2 (for <unk> and <eos>), got {self.max_vocab_size!r}.")
         choice("preset", tuple(MODEL_PRESETS))

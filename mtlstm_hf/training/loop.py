@@ -60,7 +60,15 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from transformers.dynamic_module_utils import custom_object_save
 
-from ..data import BPTTIterator, batchify, build_word_tokenizer, load_corpus, sample_corpus_dir, split_to_stream
+from ..data import (
+    BPTTIterator,
+    batchify,
+    build_word_tokenizer,
+    get_word_convention,
+    load_corpus,
+    sample_corpus_dir,
+    split_to_stream,
+)
 from ..data.corpus import get_split
 from ..evaluation import token_log_probs
 from ..models.mtlstm import MTLSTMConfig, MTLSTMForCausalLM, MTLSTMState
@@ -390,7 +398,19 @@ class LanguageModelTrainer:
         elif config.init_from is not None and (Path(config.init_from) / "tokenizer_config.json").is_file():
             self.tokenizer = _load_tokenizer(config.init_from, "init_from")
         else:
-            self.tokenizer = build_word_tokenizer(get_split(corpus, "train"), max_vocab_size=config.max_vocab_size)
+            try:
+                self.tokenizer = build_word_tokenizer(
+                    get_split(corpus, "train"), max_vocab_size=config.max_vocab_size, convention=config.tokenizer_convention
+                )
+            except ValueError as error:
+                raise ValueError(f"tokenizer_convention: {error}") from None
+        convention = get_word_convention(self.tokenizer)
+        if config.tokenizer_convention not in ("auto", convention):
+            raise ValueError(
+                f"tokenizer_convention={config.tokenizer_convention!r}, but the loaded tokenizer uses {convention!r}; "
+                "a loaded tokenizer keeps its convention (leave tokenizer_convention at 'auto')."
+            )
+        accelerator.print(f"tokenizer: {len(self.tokenizer)} words, word convention {convention!r}")
 
         train_stream = split_to_stream(corpus, "train", self.tokenizer)
         valid_stream = split_to_stream(corpus, "validation", self.tokenizer)
