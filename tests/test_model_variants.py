@@ -3,16 +3,13 @@ padding, generation with cache, save/load and remote-code load."""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import load_in_fresh_process_without_package, tiny_config
 from mtlstm_hf import MTLSTMForCausalLM
 from mtlstm_hf.models.mtlstm.cells import CELL_TYPES, reference_sequence
-from test_save_load import REMOTE_LOAD
 
 VARIANTS = [c for c in CELL_TYPES if c != "lstm"]
 
@@ -91,17 +88,10 @@ def test_mixed_variant_stack_saves_and_loads_with_remote_code(tmp_path):
     ids = torch.randint(0, 37, (2, 9))
     loaded = MTLSTMForCausalLM.from_pretrained(folder).eval()
     assert torch.equal(loaded(ids).logits, model(ids).logits)
-    torch.save(ids, tmp_path / "ids.pt")
-    (tmp_path / "load.py").write_text(REMOTE_LOAD)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "load.py"), str(folder), str(tmp_path / "ids.pt"), str(tmp_path / "out.pt")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    remote = load_in_fresh_process_without_package(folder, ids, tmp_path / "remote")
     with torch.no_grad():  # like the loading script: no-grad and autograd paths may differ by an ulp
         expected = model(ids).logits
-    assert torch.equal(torch.load(tmp_path / "out.pt")["logits"], expected)
+    assert torch.equal(remote["logits"], expected)
 
 
 def test_variant_parameter_shapes_and_frozen_gates():
