@@ -9,6 +9,8 @@ imports only torch, transformers and its own folder.
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 import math
 from typing import Any
 
@@ -23,6 +25,34 @@ FROZEN_BIAS_CHOICES: tuple[str, ...] = ("forget_input", "all", "none")
 """Which gate biases of a layer with imposed timescales are frozen:
 ``forget_input`` (the forget and input gates, default), ``all`` (every gate of the layer,
 as the reference code does), ``none`` (timescales only initialise the biases)."""
+
+
+ARCHITECTURE_FIELDS: tuple[str, ...] = (
+    "vocab_size",
+    "embedding_size",
+    "hidden_sizes",
+    "tie_word_embeddings",
+    "cell_types",
+    "timescale_schedules",
+    "frozen_biases",
+)
+"""Fields a saved ``config.json`` must contain (:meth:`MTLSTMConfig.from_dict`)."""
+
+
+def _reject_misspelled_fields(extra: dict[str, Any]) -> None:
+    """Raise for a keyword that is not a field but is close to one (``hiden_sizes``).
+
+    Other extra keywords pass, as ``PretrainedConfig`` allows (transformers itself writes
+    keys such as ``architectures``, ``auto_map`` or ``transformers_version``).
+    """
+    fields = [name for name in inspect.signature(MTLSTMConfig.__init__).parameters if name not in ("self", "kwargs")]
+    for key in extra:
+        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.8)
+        if close:
+            raise ValueError(
+                f"MTLSTMConfig got an unknown field {key!r}; did you mean {close[0]!r}? "
+                f"(an unknown field would be ignored and the default used)."
+            )
 
 
 def _is_int(value: Any) -> bool:
@@ -118,8 +148,34 @@ class MTLSTMConfig(PretrainedConfig):
         self.eos_token_id = eos_token_id
         self.use_cache = use_cache
         self.tie_word_embeddings = tie_word_embeddings
+        _reject_misspelled_fields(kwargs)
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
         self.validate_mtlstm_fields()
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """Build from a saved ``config.json`` (what ``from_pretrained`` calls).
+
+        Raises:
+            ValueError: if the dict is another model type's (e.g. a GPT-2 folder loaded into
+                these classes), or lacks a field that defines the architecture
+                (:data:`ARCHITECTURE_FIELDS`): loading it would silently build a network of
+                the default shape or a standard LSTM instead of the saved one.
+        """
+        model_type = config_dict.get("model_type", cls.model_type)
+        if model_type != cls.model_type:
+            raise ValueError(
+                f"this configuration has model_type={model_type!r}, not {cls.model_type!r}: it belongs to another "
+                f"kind of model; load it with its own classes (e.g. AutoModelForCausalLM), not with MTLSTM classes."
+            )
+        missing = [field for field in ARCHITECTURE_FIELDS if field not in config_dict and field not in kwargs]
+        if missing:
+            raise ValueError(
+                f"this mtlstm configuration lacks {missing}, which define the network's shape and timescales; "
+                f"a config.json written by save_pretrained has them all (the defaults would silently build "
+                f"another model)."
+            )
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def num_layers(self) -> int:
@@ -168,8 +224,8 @@ class MTLSTMConfig(PretrainedConfig):
             value = getattr(self, field)
             if not _is_number(value) or not value >= 0.0 or math.isinf(value):
                 raise ValueError(f"{field} must be a finite number >= 0, got {value!r}.")
-        if not _is_number(self.embedding_init_range) or not self.embedding_init_range > 0:
-            raise ValueError(f"embedding_init_range must be a number > 0, got {self.embedding_init_range!r}.")
+        if not _is_number(self.embedding_init_range) or not 0 < self.embedding_init_range < math.inf:
+            raise ValueError(f"embedding_init_range must be a finite number > 0, got {self.embedding_init_range!r}.")
         if not isinstance(self.tie_word_embeddings, bool):
             raise ValueError(f"tie_word_embeddings must be True or False, got {self.tie_word_embeddings!r}.")
         if self.tie_word_embeddings and sizes[-1] != self.embedding_size:

@@ -25,7 +25,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Generation
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.generation import utils as generation_utils
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_mtlstm import MTLSTMConfig
 from .layers import (
@@ -38,6 +38,8 @@ from .layers import (
 from .recurrences import restore_alignment, right_align
 from .state import MTLSTMState
 from .timescales import realize_timescales, timescale_from_forget_bias
+
+logger = logging.get_logger(__name__)
 
 # The key under which this transformers' generate() keeps the cache between steps:
 # "past_key_values" up to 5.23, "cache" from 5.24.
@@ -53,6 +55,33 @@ def resolve_cache_argument(cache: Any, past_key_values: Any) -> Any:
     if cache is not None and past_key_values is not None:
         raise ValueError("Give the recurrent state as cache or as past_key_values (its older name), not both.")
     return past_key_values if cache is None else cache
+
+
+def _require_tensors(**values: Any) -> None:
+    """Raise ``TypeError`` naming the argument when a given value is not a tensor (e.g. a list)."""
+    for name, value in values.items():
+        if value is not None and not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"{name} must be a torch.Tensor, got {type(value).__name__}; e.g. torch.tensor([[...]]) "
+                f"(a tokenizer gives tensors with return_tensors='pt')."
+            )
+
+
+def _warn_if_no_targets(labels: torch.Tensor | None, shift_labels: torch.Tensor | None) -> None:
+    """Warn when no position has a target: the mean cross-entropy is then NaN (0 / 0)."""
+    if shift_labels is not None:
+        targets = shift_labels
+    elif labels is not None:
+        targets = labels[:, 1:]  # token t predicts labels[t + 1]
+    else:
+        return
+    if torch.compiler.is_compiling():
+        return
+    if not bool((targets != -100).any()):
+        logger.warning(
+            "No position has a target (every label is -100, or each sequence has a single token, which "
+            "predicts nothing): the loss is NaN. Skip such a batch rather than step an optimiser on it."
+        )
 
 
 class _StateOutput(ModelOutput):
@@ -209,7 +238,12 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                 f"cache (past_key_values) holds {cache.batch_size} sequences but the input has batch size "
                 f"{batch_size}; they must match (select rows with state.select(...))."
             )
-        return cache.to(device=inputs.device, dtype=inputs.dtype)
+        if cache.hidden[0].device != inputs.device:
+            raise ValueError(
+                f"cache (past_key_values) is on {cache.hidden[0].device} but the input is on {inputs.device}; "
+                f"move it first (state.to(device))."
+            )
+        return cache.to(dtype=inputs.dtype)
 
     def forward(
         self,
@@ -245,6 +279,9 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Give exactly one of input_ids (B, T) and inputs_embeds (B, T, E).")
+        _require_tensors(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        if use_cache is not None and not isinstance(use_cache, bool):
+            raise ValueError(f"use_cache must be True, False or None, got {use_cache!r}.")
         if input_ids is not None:
             if input_ids.dim() != 2:
                 raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}.")
@@ -274,6 +311,11 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             if attention_mask.shape != (batch_size, num_steps):
                 raise ValueError(
                     f"attention_mask must have shape {(batch_size, num_steps)} like the input, got {tuple(attention_mask.shape)}."
+                )
+            if attention_mask.dtype != torch.bool and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+                raise ValueError(
+                    f"attention_mask must contain only 0 (padding) and 1 (token), got values "
+                    f"{sorted(set(attention_mask.unique().tolist()) - {0, 1})[:5]}."
                 )
             if not bool(attention_mask.all()):
                 gather_index, lengths, starts = right_align(attention_mask)
@@ -401,6 +443,15 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
         ``temporal_activation_regularization * mean((h_t - h_{t-1})^2)`` (Merity et al. 2018).
         """
         return_dict = self.config.return_dict if return_dict is None else return_dict
+        if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
+            raise ValueError(f"logits_to_keep must be an integer >= 0 (0 = every position), got {logits_to_keep!r}.")
+        _require_tensors(labels=labels)
+        batch_shape = (input_ids if input_ids is not None else inputs_embeds)
+        if labels is not None and batch_shape is not None and labels.shape != batch_shape.shape[:2]:
+            raise ValueError(
+                f"labels must have the input's shape (batch, sequence) = {tuple(batch_shape.shape[:2])}, "
+                f"got {tuple(labels.shape)}."
+            )
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -420,6 +471,7 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
         if kwargs.get("shift_labels") is not None:
             kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()  # the loss views it flat
         if labels is not None or kwargs.get("shift_labels") is not None:
+            _warn_if_no_targets(labels, kwargs.get("shift_labels"))
             lm_loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
             loss = lm_loss
             if self.training and self.config.activation_regularization > 0:
