@@ -11,6 +11,7 @@ from conftest import tiny_model
 from mtlstm_hf.analysis import (
     UnitAblation,
     ablate_units,
+    ablation_log_probs,
     active_ablation,
     class_binned_perplexity,
     layer_traces,
@@ -20,7 +21,14 @@ from mtlstm_hf.analysis import (
     word_class_routing_report,
     word_class_table,
 )
-from mtlstm_hf.evaluation import bin_labels, frequency_bin_of_token, target_positions, token_counts
+from mtlstm_hf.evaluation import (
+    bin_labels,
+    binned_perplexity,
+    frequency_bin_of_token,
+    target_positions,
+    token_counts,
+    token_log_probs,
+)
 
 EDGES = (2, 4, 6)  # small thresholds: the short random stream fills every bin
 
@@ -184,6 +192,98 @@ def test_routing_ratio_when_the_whole_top_layer_is_ablated():
         intact = report["intact"]["bins"][label]["perplexity"]
         assert report["chunks"][0]["ratio"][label] == pytest.approx(expected / intact, rel=1e-5)
     assert report["chunks"][0]["perplexity"] == pytest.approx(math.exp(float(nll.mean())), rel=1e-5)
+
+
+def _loop_reference(model, stream, layer, chunks, bin_of_token, batch_size, window):
+    """The slow reference the batched pass replaces: one full evaluation intact and one per chunk
+    under ``ablate_units`` (what the reference code does), binned by the evaluation package."""
+    targets = stream[target_positions(stream.numel(), batch_size)]
+
+    def score():
+        log_probs = token_log_probs(model, stream, batch_size=batch_size, window=window)
+        return log_probs, binned_perplexity(log_probs, targets, bin_of_token, EDGES)
+
+    intact = score()
+    ablated = []
+    for chunk in chunks:
+        with ablate_units(model, {layer: chunk}):
+            ablated.append(score())
+    return intact, ablated
+
+
+@pytest.mark.parametrize(
+    ("dtype", "batch_size", "window", "layer", "tolerance"),
+    [(torch.float64, 1, 11, 0, 1e-11), (torch.float64, 2, 7, 1, 1e-11), (torch.float32, 1, 16, 0, 2e-5)],
+)
+def test_batched_routing_equals_one_evaluation_per_chunk(dtype, batch_size, window, layer, tolerance):
+    """Every per-bin perplexity and ratio of the one-pass report equals the per-chunk loop's.
+
+    Catches masks applied to the wrong row group (a chunk's numbers would come from another
+    chunk), ablation leaking into the layer's own recurrence or into the intact rows, and rows
+    mixed up when the stream is cut into batch rows."""
+    model = tiny_model().to(dtype)
+    stream = _stream(101)  # odd: with batch_size 2 the last token is dropped
+    chunks = [[0, 3, 9], [1, 2], [4, 5, 6, 7, 8], []] if layer == 0 else [[0, 5], [1, 2, 3]]
+    report = routing_report(
+        model, stream, layer, _bins(stream), edges=EDGES, chunks=chunks, batch_size=batch_size, window=window
+    )
+    (intact_log_probs, intact), ablated = _loop_reference(model, stream, layer, chunks, _bins(stream), batch_size, window)
+    assert report["layer"] == layer + 1  # report entries number layers from 1
+    assert report["intact"]["n_tokens"] == intact["n_tokens"]
+    assert report["intact"]["perplexity"] == pytest.approx(intact["perplexity"], rel=tolerance)
+    for label in bin_labels(EDGES):
+        assert report["intact"]["bins"][label]["n_tokens"] == intact["bins"][label]["n_tokens"]
+        assert report["intact"]["bins"][label]["perplexity"] == pytest.approx(intact["bins"][label]["perplexity"], rel=tolerance)
+    for entry, (_, expected) in zip(report["chunks"], ablated, strict=True):
+        assert entry["perplexity"] == pytest.approx(expected["perplexity"], rel=tolerance)
+        for label in bin_labels(EDGES):
+            assert entry["bins"][label] == pytest.approx(expected["bins"][label]["perplexity"], rel=tolerance)
+            ratio = expected["bins"][label]["perplexity"] / intact["bins"][label]["perplexity"]
+            assert entry["ratio"][label] == pytest.approx(ratio, rel=tolerance)
+    # The chunks really change the numbers (otherwise the comparison above proves nothing).
+    assert len({round(entry["perplexity"], 6) for entry in report["chunks"]}) == len(chunks)
+
+    # The raw log-probabilities too: row 0 intact, row k chunk k - 1.
+    log_probs = ablation_log_probs(model, stream, layer, chunks, batch_size=batch_size, window=window)
+    assert log_probs.shape == (len(chunks) + 1, intact_log_probs.numel())
+    torch.testing.assert_close(log_probs[0], intact_log_probs, rtol=0, atol=tolerance)
+    for row, (expected_log_probs, _) in enumerate(ablated, start=1):
+        torch.testing.assert_close(log_probs[row], expected_log_probs, rtol=0, atol=tolerance)
+
+
+def test_batched_class_routing_equals_the_loop():
+    """The word-class report from the same one-pass log-probabilities, against the per-chunk loop."""
+    model = tiny_model().double()
+    stream = _stream(90, seed=4)
+    classes = torch.tensor([index % 3 - 1 for index in range(37)])  # -1 (left out), 0, 1
+    report = routing_report(model, stream, 0, classes, ["A", "B"], chunks=[[1, 2, 3], [7]], window=13)
+    targets = stream[target_positions(90)]
+    excluded = int((classes[targets] == -1).sum())
+    assert report["n_excluded"] == excluded > 0
+    intact = class_binned_perplexity(token_log_probs(model, stream, window=13), targets, classes, ["A", "B"])
+    for entry, chunk in zip(report["chunks"], [[1, 2, 3], [7]]):
+        with ablate_units(model, {0: chunk}):
+            expected = class_binned_perplexity(token_log_probs(model, stream, window=13), targets, classes, ["A", "B"])
+        for label in ("A", "B"):
+            assert entry["bins"][label] == pytest.approx(expected["bins"][label]["perplexity"], rel=1e-11)
+            ratio = expected["bins"][label]["perplexity"] / intact["bins"][label]["perplexity"]
+            assert entry["ratio"][label] == pytest.approx(ratio, rel=1e-11)
+        assert entry["ratio"]["overall"] == pytest.approx(expected["perplexity"] / intact["perplexity"], rel=1e-11)
+
+
+def test_batched_ablation_rows_are_independent_and_leave_no_hook():
+    """Swapping two chunks swaps their rows and nothing else; no hook stays on the model."""
+    model = tiny_model().double()
+    stream = _stream(50, seed=2)
+    forward = ablation_log_probs(model, stream, 0, [[0, 1], [8, 9]], window=9)
+    backward = ablation_log_probs(model, stream, 0, [[8, 9], [0, 1]], window=9)
+    torch.testing.assert_close(backward, forward[[0, 2, 1]], rtol=0, atol=1e-12)
+    assert all(not layer._forward_hooks for layer in model.model.layers)
+    with pytest.raises(ValueError, match="at least one chunk"):
+        ablation_log_probs(model, stream, 0, [])
+    with pytest.raises(ValueError, match=r"in \[0, 10\)"):
+        ablation_log_probs(model, stream, 0, [[10]])
+    assert all(not layer._forward_hooks for layer in model.model.layers)
 
 
 class _Vocab:

@@ -113,7 +113,7 @@ def test_report_contents(report_dir):
     assert timescales["num_tokens"] == report["n_stream_tokens"]
 
     routing = analyses["ablation"]["frequency"]
-    assert routing["layer"] == 0 and routing["order"] == "assigned"  # the inverse-gamma layer by default
+    assert routing["layer"] == 1 and routing["order"] == "assigned"  # the inverse-gamma layer by default
     assert routing["columns"] == [">=60", "15-60", "4-15", "<4", "overall"]
     assert len(routing["ratio_matrix"]) == 3  # 10 units in chunks of 4
     assert analyses["ablation"]["classes"]["labels"] == ["A", "B", "other"]

@@ -25,6 +25,7 @@ are not re-exported here (that would hide the modules): call
 from .ablation import (
     UnitAblation,
     ablate_units,
+    ablation_log_probs,
     active_ablation,
     class_binned_perplexity,
     routing_report,
@@ -125,6 +126,7 @@ __all__ = [
     # ablation / routing
     "UnitAblation",
     "ablate_units",
+    "ablation_log_probs",
     "active_ablation",
     "class_binned_perplexity",
     "routing_report",

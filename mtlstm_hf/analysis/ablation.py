@@ -16,37 +16,41 @@ What "ablating units U of layer l" means here, precisely:
 * No weight is changed: :class:`UnitAblation` registers forward hooks on the layer modules and
   removes them on exit (or :meth:`UnitAblation.remove`); nested ablations combine (union).
 
-Routing reports (:func:`routing_report`, :func:`word_class_routing_report`) score a stream once
-intact and once per chunk with :func:`mtlstm_hf.evaluation.token_log_probs` (state carried,
-eval mode), bin the targets by frequency (:func:`mtlstm_hf.evaluation.binned_perplexity`) or by
-a user-supplied word class (:func:`class_binned_perplexity`), and return JSON-ready dicts with
-the per-bin ratio of every chunk (plot with :func:`mtlstm_hf.analysis.figures.plot_routing_heatmap`).
+Layer arguments (``layer``, the keys of ``units``) are 0-based indices into ``model.model.layers``;
+the report entries returned by :func:`routing_report` carry the layer *number* (from 1, as the paper
+and ``report.json``).
+
+Routing reports (:func:`routing_report`, :func:`word_class_routing_report`) score a stream intact
+and with each chunk ablated. Rather than one full evaluation per chunk, :func:`ablation_log_probs`
+repeats the stream's rows once per chunk (plus once intact) and gives every row group its own
+ablation mask, so all chunks share **one** batched pass of
+:func:`mtlstm_hf.evaluation.token_log_probs` (state carried, eval mode). The targets are then binned
+by frequency (the bins of :func:`mtlstm_hf.evaluation.binned_perplexity`) or by a user-supplied word
+class (:func:`class_binned_perplexity`); the result is a JSON-ready dict with the per-bin ratio of
+every chunk (plot with :func:`mtlstm_hf.analysis.figures.plot_routing_heatmap`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from mtlstm_hf.evaluation.frequency import (
-    DEFAULT_BIN_EDGES,
-    _check_log_probs,
-    _perplexity_by_bin,
-    bin_labels,
-    binned_perplexity,
-)
+from mtlstm_hf.evaluation.frequency import DEFAULT_BIN_EDGES, bin_labels
 from mtlstm_hf.evaluation.perplexity import target_positions, token_log_probs
 
+from ._progress import open_progress
 from .traces import base_model, resolve_layers
 
 __all__ = [
     "UnitAblation",
     "ablate_units",
+    "ablation_log_probs",
     "active_ablation",
     "class_binned_perplexity",
     "routing_report",
@@ -264,35 +268,117 @@ def word_class_table(
     return classes, labels
 
 
+def _checked_nll(token_log_probs: Any, name: str = "token_log_probs") -> torch.Tensor:
+    """``-log p`` as float64 on the CPU, any shape, from validated log-probabilities (finite, <= 0)."""
+    values = torch.as_tensor(token_log_probs).detach().cpu().to(torch.float64)
+    if values.numel() == 0:
+        raise ValueError(f"{name} is empty.")
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(f"{name} must be finite (NaN or +-inf found; a -inf log-probability makes perplexity infinite).")
+    if float(values.max()) > _LOG_PROB_TOLERANCE:
+        raise ValueError(
+            f"{name} must be log-probabilities (<= 0, natural log), got maximum {float(values.max()):.6g}; "
+            "did you pass NLLs or logits?"
+        )
+    return -values
+
+
+# Largest positive log-probability accepted as rounding noise (an exact log_softmax gives <= 0).
+_LOG_PROB_TOLERANCE = 1e-6
+
+
+def _perplexity(nll_sum: float, count: int) -> float:
+    return math.exp(nll_sum / count) if count > 0 else math.nan
+
+
+def _perplexities_by_bin(nll: torch.Tensor, bins: torch.Tensor, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """Per row of ``nll`` ``(R, M)`` (float64): overall and per-bin perplexity of the targets whose
+    bin (``bins``, ``(M,)``, in ``[0, C)``) is each label. Same layout as
+    :func:`mtlstm_hf.evaluation.binned_perplexity`; an empty bin has perplexity NaN."""
+    num_bins = len(labels)
+    sums = torch.zeros(nll.shape[0], num_bins, dtype=torch.float64).index_add_(1, bins, nll)
+    counts = torch.bincount(bins, minlength=num_bins).tolist()
+    totals = nll.sum(1).tolist()
+    results = []
+    for row, total in enumerate(totals):
+        row_sums = sums[row].tolist()
+        results.append(
+            {
+                "perplexity": _perplexity(total, nll.shape[1]),
+                "n_tokens": int(nll.shape[1]),
+                "nll_sum": total,
+                "bins": {
+                    label: {
+                        "perplexity": _perplexity(row_sums[index], counts[index]),
+                        "n_tokens": counts[index],
+                        "nll_sum": row_sums[index],
+                    }
+                    for index, label in enumerate(labels)
+                },
+            }
+        )
+    return results
+
+
+def _target_classes(
+    token_ids: Any, class_of_token: Any, num_labels: int, allow_excluded: bool
+) -> torch.Tensor:
+    """``class_of_token[token_ids]`` with range checks (class -1 = left out, when allowed)."""
+    classes = torch.as_tensor(class_of_token).cpu()
+    targets = torch.as_tensor(token_ids).cpu()
+    if classes.dim() != 1 or classes.numel() == 0 or classes.is_floating_point() or classes.dtype == torch.bool:
+        raise ValueError(f"the class table must be a non-empty 1-D integer tensor (V,), got {classes.dtype} {tuple(classes.shape)}.")
+    if targets.dim() != 1 or targets.is_floating_point() or targets.dtype == torch.bool:
+        raise ValueError(f"token_ids must be a 1-D integer tensor, got {targets.dtype} {tuple(targets.shape)}.")
+    classes, targets = classes.long(), targets.long()
+    if targets.numel() and (int(targets.max()) >= classes.numel() or int(targets.min()) < 0):
+        raise ValueError(f"token_ids must lie in [0, {classes.numel()}) (the length of the class table).")
+    lowest = -1 if allow_excluded else 0
+    if int(classes.max()) >= num_labels or int(classes.min()) < lowest:
+        raise ValueError(
+            f"class table values must lie in [{lowest}, {num_labels}) for {num_labels} labels, got "
+            f"[{int(classes.min())}, {int(classes.max())}]; were other bin edges or labels used to build it?"
+        )
+    return classes[targets]
+
+
 def class_binned_perplexity(
     token_log_probs: torch.Tensor, token_ids: torch.Tensor, class_of_token: torch.Tensor, labels: Sequence[str]
 ) -> dict[str, Any]:
     """Overall and per-class perplexity, like :func:`mtlstm_hf.evaluation.binned_perplexity` with
     arbitrary classes: ``ppl_k = exp(mean_{t: class(y_t) = k} -log p(y_t))``.
 
-    Targets whose class is -1 are left out (``n_excluded``). Returns the same layout as
-    ``binned_perplexity`` (``{"perplexity", "n_tokens", "nll_sum", "bins": {label: ...}}``).
+    Args:
+        token_log_probs: ``(M,)`` natural-log probabilities of the targets.
+        token_ids: ``(M,)`` target ids ``y_t``.
+        class_of_token: ``(V,)`` class index per vocabulary id, in ``[-1, len(labels))``.
+        labels: the class names.
+
+    Returns:
+        ``{"perplexity", "n_tokens", "nll_sum", "bins": {label: {"perplexity", "n_tokens",
+        "nll_sum"}}, "n_excluded"}``: targets of class -1 are left out (``n_excluded``); an
+        empty class has perplexity NaN.
+
+    Raises:
+        ValueError: not 1-D finite log-probabilities <= 0, lengths differ, ids or classes out of range,
+            no target with a class.
     """
-    nll = -_check_log_probs(token_log_probs, "token_log_probs")
-    classes = torch.as_tensor(class_of_token).long().cpu()
-    targets = torch.as_tensor(token_ids).long().cpu()
-    if targets.shape != nll.shape:
-        raise ValueError(f"token_ids has {targets.numel()} entries but token_log_probs has {nll.numel()}.")
-    if int(targets.max()) >= classes.numel() or int(targets.min()) < 0:
-        raise ValueError(f"token_ids must lie in [0, {classes.numel()}) (the length of class_of_token).")
-    if int(classes.max()) >= len(labels) or int(classes.min()) < -1:
-        raise ValueError(f"class_of_token values must lie in [-1, {len(labels)}) for {len(labels)} labels.")
-    target_classes = classes[targets]
+    nll = _checked_nll(token_log_probs)
+    if nll.dim() != 1:
+        raise ValueError(f"token_log_probs must be 1-D, got shape {tuple(nll.shape)}.")
+    target_classes = _target_classes(token_ids, class_of_token, len(labels), allow_excluded=True)
+    if target_classes.shape != nll.shape:
+        raise ValueError(f"token_ids has {target_classes.numel()} entries but token_log_probs has {nll.numel()}.")
     scored = target_classes >= 0
     if not bool(scored.any()):
         raise ValueError("no target token has a class (all are -1).")
-    result = _perplexity_by_bin(nll[scored], target_classes[scored], list(labels))
+    (result,) = _perplexities_by_bin(nll[scored][None], target_classes[scored], list(labels))
     result["n_excluded"] = int((~scored).sum())
     return result
 
 
 # ---------------------------------------------------------------------------
-# Routing reports
+# Routing reports: every chunk in one batched pass
 # ---------------------------------------------------------------------------
 
 
@@ -315,6 +401,185 @@ def _chunk_summary(indices: torch.Tensor, timescales: torch.Tensor | None) -> di
     return summary
 
 
+@contextlib.contextmanager
+def _row_masks(model: torch.nn.Module, layer: int, keep: torch.Tensor, on_window: Any = None) -> Iterator[None]:
+    """Zero, per batch row ``r``, the units ``~keep[r]`` of layer ``layer``'s output that goes up.
+
+    The same semantics as :class:`UnitAblation` (own recurrence and returned state intact), with a
+    different unit set in every row. ``keep``: ``(R, H)`` bool. ``on_window()`` is called once per
+    forward of the layer (one window of the stream).
+    """
+    module = base_model(model).layers[layer]
+
+    def zero_units(module: torch.nn.Module, args: Any, output: Any) -> Any:
+        outputs, final_hidden, final_cell = output
+        if outputs.shape[0] != keep.shape[0]:
+            raise RuntimeError(f"ablation masks are for {keep.shape[0]} rows, the forward has {outputs.shape[0]}.")
+        if on_window is not None:
+            on_window()
+        mask = keep.to(outputs.device)[:, None, :]
+        return torch.where(mask, outputs, torch.zeros((), dtype=outputs.dtype, device=outputs.device)), final_hidden, final_cell
+
+    handle = module.register_forward_hook(zero_units)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def ablation_log_probs(
+    model: torch.nn.Module,
+    stream: torch.Tensor,
+    layer: int,
+    chunks: Sequence[Any],
+    *,
+    batch_size: int = 1,
+    window: int = 70,
+    progress: Any = False,
+) -> torch.Tensor:
+    """Log-probabilities of every target with nothing ablated and with each chunk ablated, in one pass.
+
+    Equivalent to ``token_log_probs(model, stream, batch_size, window)`` once intact and once inside
+    ``ablate_units(model, {layer: chunk})`` per chunk (the slow reference), but all ``K + 1``
+    evaluations share one batched forward: the stream's ``B`` rows are repeated ``K + 1`` times and
+    row group ``k`` gets chunk ``k``'s units zeroed (group 0 none). Rows are independent, so every
+    number is that of a separate evaluation up to floating-point summation order.
+
+    Args:
+        model: ``MTLSTMForCausalLM`` (scored in eval mode; its training flag is restored).
+        stream: ``(N,)`` token ids.
+        layer: 0-based index into ``model.model.layers`` (negative counts from the top).
+        chunks: ``K`` unit sets of that layer (int sequences/tensors or ``(H,)`` bool masks).
+        batch_size: ``B`` contiguous rows per evaluation (see ``token_log_probs``).
+        window: tokens per forward call (memory only).
+        progress: True for a progress bar over windows, or an object with ``total`` and ``update(n)``
+            (see :func:`mtlstm_hf.analysis.report.run_analyses`).
+
+    Memory: the logits of one window, ``(K + 1) * B * window * V`` floats.
+
+    Returns:
+        ``(K + 1, M)`` float32, row 0 intact, row ``k`` with chunk ``k - 1`` ablated; columns aligned
+        with ``stream[target_positions(N, B)]`` (``M = B * (N // B - 1)``).
+
+    Raises:
+        ValueError: bad layer or unit indices, no chunk, a stream too short for ``batch_size``.
+    """
+    (layer,) = resolve_layers(model, [layer])
+    hidden_size = base_model(model).layers[layer].hidden_size
+    unit_chunks = [_unit_indices(chunk, hidden_size, layer) for chunk in chunks]
+    if not unit_chunks:
+        raise ValueError("give at least one chunk of units.")
+    ids = torch.as_tensor(stream)
+    if ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
+        raise ValueError(f"stream must be a 1-D integer tensor (N,), got {ids.dtype} of shape {tuple(ids.shape)}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
+        raise ValueError(f"window must be a positive integer, got {window!r}.")
+    piece = ids.numel() // batch_size
+    if piece < 2:
+        raise ValueError(f"stream has {ids.numel()} tokens; with batch_size={batch_size} each row needs at least 2.")
+    groups = len(unit_chunks) + 1
+    rows = ids[: piece * batch_size].long().reshape(batch_size, piece)
+    keep = torch.ones(groups, hidden_size, dtype=torch.bool)
+    for group, indices in enumerate(unit_chunks, start=1):
+        keep[group, indices] = False
+    # Group-major rows: row g * B + b is row b of the stream under group g's ablation; cut back into
+    # pieces by token_log_probs(batch_size = (K + 1) B), the row order is kept.
+    repeated = rows.repeat(groups, 1).reshape(-1)
+    with open_progress(progress, total=math.ceil((piece - 1) / window), desc="ablation", unit="window") as bar:
+        with _row_masks(model, layer, keep.repeat_interleave(batch_size, 0), on_window=lambda: bar.update(1)):
+            log_probs = token_log_probs(model, repeated, batch_size=groups * batch_size, window=int(window))
+    return log_probs.reshape(groups, batch_size * (piece - 1))
+
+
+def _resolve_chunks(
+    model: torch.nn.Module, layer: int, chunks: Sequence[Any] | None, chunk_size: int, timescales: Any
+) -> tuple[list[torch.Tensor], torch.Tensor | None, str]:
+    """``(unit chunks, timescales ordering them or None, order name)`` for :func:`routing_report`."""
+    hidden_size = base_model(model).layers[layer].hidden_size
+    ordering = None
+    order = "given"
+    if timescales is not None:
+        ordering, order = _timescale_vector(timescales), "timescale"
+        if ordering.numel() != hidden_size:
+            raise ValueError(f"timescales has {ordering.numel()} entries but layer {layer} has {hidden_size} units.")
+    elif hasattr(model, "assigned_timescales") and model.assigned_timescales()[layer] is not None:
+        ordering, order = _timescale_vector(model.assigned_timescales()[layer]), "assigned"
+    if chunks is not None:
+        unit_chunks = [_unit_indices(chunk, hidden_size, layer) for chunk in chunks]
+        order = "given"
+    elif ordering is None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+        unit_chunks, order = list(torch.arange(hidden_size).split(int(chunk_size))), "index"
+    else:
+        unit_chunks = timescale_chunks(ordering, chunk_size)
+    if not unit_chunks:
+        raise ValueError("give at least one chunk of units.")
+    return unit_chunks, ordering, order
+
+
+def _routing_from_log_probs(
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    class_of_token: torch.Tensor,
+    column_labels: Sequence[str],
+    allow_excluded: bool,
+    layer: int,
+    unit_chunks: Sequence[torch.Tensor],
+    ordering: torch.Tensor | None,
+    order: str,
+    chunk_size: int | None,
+    batch_size: int,
+    window: int,
+) -> dict[str, Any]:
+    """The routing dict of :func:`routing_report` from the ``(K + 1, M)`` log-probabilities."""
+    nll = _checked_nll(log_probs, "ablation log-probabilities")
+    target_classes = _target_classes(targets, class_of_token, len(column_labels), allow_excluded)
+    scored = target_classes >= 0
+    if not bool(scored.any()):
+        raise ValueError("no target token has a class (all are -1).")
+    intact, *ablated = _perplexities_by_bin(nll[:, scored], target_classes[scored], list(column_labels))
+    chunk_results = []
+    for indices, result in zip(unit_chunks, ablated):
+        ratios = {
+            label: _ratio(result["bins"][label]["perplexity"], intact["bins"][label]["perplexity"])
+            for label in column_labels
+        }
+        ratios["overall"] = _ratio(result["perplexity"], intact["perplexity"])
+        chunk_results.append(
+            {
+                **_chunk_summary(indices, ordering),
+                "perplexity": result["perplexity"],
+                "bins": {label: result["bins"][label]["perplexity"] for label in column_labels},
+                "ratio": ratios,
+            }
+        )
+    columns = [*column_labels, "overall"]
+    report = {
+        "layer": layer + 1,
+        "labels": list(column_labels),
+        "columns": columns,
+        "order": order,
+        "chunk_size": chunk_size,
+        "batch_size": int(batch_size),
+        "window": int(window),
+        "intact": {
+            "perplexity": intact["perplexity"],
+            "n_tokens": intact["n_tokens"],
+            "bins": {
+                label: {key: intact["bins"][label][key] for key in ("perplexity", "n_tokens")} for label in column_labels
+            },
+        },
+        "chunks": chunk_results,
+        "ratio_matrix": [[chunk["ratio"][column] for column in columns] for chunk in chunk_results],
+    }
+    if allow_excluded:
+        report["n_excluded"] = int((~scored).sum())
+    return report
+
+
 def routing_report(
     model: torch.nn.Module,
     stream: torch.Tensor,
@@ -328,18 +593,22 @@ def routing_report(
     timescales: Any = None,
     batch_size: int = 1,
     window: int = 70,
-    progress: bool = False,
+    progress: Any = False,
 ) -> dict[str, Any]:
     """Per-bin perplexity ratio ``ppl(chunk ablated) / ppl(intact)`` for every chunk of one layer.
+
+    All chunks are scored in one batched pass (:func:`ablation_log_probs`); the numbers are those of
+    one full evaluation per chunk under :func:`ablate_units` (the tests check this against that loop).
 
     Args:
         model: the language model (``MTLSTMForCausalLM``).
         stream: ``(N,)`` token ids (scored like :func:`mtlstm_hf.evaluation.token_log_probs`).
-        layer: the layer whose units are ablated (paper: layer 2, index 1).
+        layer: 0-based index into ``model.model.layers`` of the layer whose units are ablated (the
+            paper's layer 2 is index 1).
         bin_of_token: ``(V,)`` bin/class index per vocabulary id.
-        labels: class labels (any number of classes; -1 entries are not scored). ``None`` means
-            frequency bins: ``bin_of_token`` from :func:`mtlstm_hf.evaluation.frequency_bin_of_token`
-            with ``edges``, labels ``bin_labels(edges)``.
+        labels: class labels (any number of classes; -1 entries are not scored, ``n_excluded``).
+            ``None`` means frequency bins: ``bin_of_token`` from
+            :func:`mtlstm_hf.evaluation.frequency_bin_of_token` with ``edges``, labels ``bin_labels(edges)``.
         edges: frequency bin thresholds (only with ``labels=None``).
         chunks: explicit unit sets to ablate one at a time; default: :func:`timescale_chunks` of
             ``timescales`` with ``chunk_size``.
@@ -348,91 +617,30 @@ def routing_report(
             layer's assigned timescales, else unit order.
         batch_size, window: scoring settings (see ``token_log_probs``); ``batch_size=1`` is the
             paper's setting.
-        progress: tqdm bar over the chunks.
+        progress: see :func:`ablation_log_probs`.
 
     Returns:
-        ``{"layer", "labels", "columns" (labels + "overall"), "order" ("given", "timescale",
-        "assigned", "index"), "chunk_size", "batch_size", "window", "intact": {"perplexity",
-        "n_tokens", "bins": {label: {"perplexity", "n_tokens"}}}, "chunks": [{"units",
-        "n_units", "timescale_min", "timescale_max", "timescale_geometric_mean", "perplexity",
-        "bins": {label: ppl}, "ratio": {label or "overall": ratio}}], "ratio_matrix": (chunks x
-        columns) list of lists}``; NaN where a bin is empty.
+        A report entry (the layout of ``report.json``, so ``"layer"`` is the layer *number*, counted
+        from 1): ``{"layer", "labels", "columns" (labels + "overall"), "order" ("given",
+        "timescale", "assigned", "index"), "chunk_size", "batch_size", "window", "intact":
+        {"perplexity", "n_tokens", "bins": {label: {"perplexity", "n_tokens"}}}, "chunks":
+        [{"units", "n_units", "timescale_min", "timescale_max", "timescale_geometric_mean",
+        "perplexity", "bins": {label: ppl}, "ratio": {label or "overall": ratio}}], "ratio_matrix":
+        (chunks x columns) list of lists}`` (+ ``"n_excluded"`` with ``labels``); NaN where a bin is empty.
     """
     (layer,) = resolve_layers(model, [layer])
-    hidden_size = base_model(model).layers[layer].hidden_size
-    order = "given"
-    ordering = None
-    if timescales is not None:
-        ordering, order = _timescale_vector(timescales), "timescale"
-        if ordering.numel() != hidden_size:
-            raise ValueError(f"timescales has {ordering.numel()} entries but layer {layer} has {hidden_size} units.")
-    elif hasattr(model, "assigned_timescales") and model.assigned_timescales()[layer] is not None:
-        ordering, order = _timescale_vector(model.assigned_timescales()[layer]), "assigned"
-    if chunks is None:
-        if ordering is None:
-            ordering, order = None, "index"
-            unit_chunks = list(torch.arange(hidden_size).split(int(chunk_size)))
-        else:
-            unit_chunks = timescale_chunks(ordering, chunk_size)
-    else:
-        order = "given"
-        unit_chunks = [_unit_indices(chunk, hidden_size, layer) for chunk in chunks]
-    if not unit_chunks:
-        raise ValueError("give at least one chunk of units.")
-
+    unit_chunks, ordering, order = _resolve_chunks(model, layer, chunks, chunk_size, timescales)
     stream = torch.as_tensor(stream)
-    targets = stream[target_positions(stream.numel(), batch_size)]
     frequency = labels is None
     column_labels = bin_labels(edges) if frequency else list(labels)
-
-    def score() -> dict[str, Any]:
-        log_probs = token_log_probs(model, stream, batch_size=batch_size, window=window)
-        if frequency:
-            return binned_perplexity(log_probs, targets, bin_of_token, edges)
-        return class_binned_perplexity(log_probs, targets, bin_of_token, column_labels)
-
-    intact = score()
-    iterator: Any = unit_chunks
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(unit_chunks, desc=f"ablation layer {layer}", unit="chunk", leave=False)
-    chunk_results = []
-    for indices in iterator:
-        with UnitAblation(model, {layer: indices}):
-            ablated = score()
-        ratios = {
-            label: _ratio(ablated["bins"][label]["perplexity"], intact["bins"][label]["perplexity"])
-            for label in column_labels
-        }
-        ratios["overall"] = _ratio(ablated["perplexity"], intact["perplexity"])
-        chunk_results.append(
-            {
-                **_chunk_summary(indices, ordering),
-                "perplexity": ablated["perplexity"],
-                "bins": {label: ablated["bins"][label]["perplexity"] for label in column_labels},
-                "ratio": ratios,
-            }
-        )
-    columns = [*column_labels, "overall"]
-    return {
-        "layer": layer,
-        "labels": column_labels,
-        "columns": columns,
-        "order": order,
-        "chunk_size": int(chunk_size) if chunks is None else None,
-        "batch_size": int(batch_size),
-        "window": int(window),
-        "intact": {
-            "perplexity": intact["perplexity"],
-            "n_tokens": intact["n_tokens"],
-            "bins": {
-                label: {key: intact["bins"][label][key] for key in ("perplexity", "n_tokens")} for label in column_labels
-            },
-        },
-        "chunks": chunk_results,
-        "ratio_matrix": [[chunk["ratio"][column] for column in columns] for chunk in chunk_results],
-    }
+    log_probs = ablation_log_probs(
+        model, stream, layer, unit_chunks, batch_size=batch_size, window=window, progress=progress
+    )
+    targets = stream[target_positions(stream.numel(), batch_size)]
+    return _routing_from_log_probs(
+        log_probs, targets, bin_of_token, column_labels, not frequency, layer, unit_chunks, ordering, order,
+        int(chunk_size) if chunks is None else None, batch_size, window,
+    )
 
 
 def word_class_routing_report(
@@ -446,8 +654,9 @@ def word_class_routing_report(
 ) -> dict[str, Any]:
     """:func:`routing_report` with classes from a ``{word: class}`` map (e.g. part of speech).
 
-    ``tokenizer`` gives the word -> id table (``get_vocab()``); see :func:`word_class_table` for
-    ``other_label``. Other keyword arguments go to :func:`routing_report`.
+    ``layer`` is a 0-based index into ``model.model.layers``; ``tokenizer`` gives the word -> id
+    table (``get_vocab()``); see :func:`word_class_table` for ``other_label``. Other keyword
+    arguments go to :func:`routing_report`.
     """
     vocab_size = base_model(model).embeddings.num_embeddings
     classes, labels = word_class_table(word_classes, tokenizer, vocab_size, other_label)
