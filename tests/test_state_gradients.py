@@ -9,13 +9,16 @@ import torch
 from conftest import tiny_model
 
 from mtlstm_hf.analysis.state_gradients import (
+    LayerWeights,
     StateGradientResult,
     accumulate_state_gradients,
     embedding_whitening,
     frequency_classes,
     lstm_cell_step,
+    lstm_linearize,
     model_layer_steps,
     register_cell_step,
+    source_positions,
     state_gradients,
     unroll_layer_steps,
 )
@@ -73,6 +76,109 @@ def test_linear_recurrence_gives_matrix_powers():
 
     (pooled,) = accumulate_state_gradients([linear_step], initial, inputs, max_delay=delays, segment_length=segment)
     torch.testing.assert_close(pooled.mean()[:, 0], torch.stack(powers), rtol=0, atol=1e-12)
+
+
+def test_linear_recurrence_with_sampled_source_positions():
+    """Only the chosen sources contribute, each with every delay inside its segment: W^tau U."""
+    generator = torch.Generator().manual_seed(5)
+    hidden, features, length, delays, segment = 3, 2, 25, 4, 10
+    recurrent = torch.randn(hidden, hidden, generator=generator, dtype=torch.float64)
+    recurrent = 0.9 * recurrent / torch.linalg.matrix_norm(recurrent, ord=2)
+    input_weight = torch.randn(hidden, features, generator=generator, dtype=torch.float64)
+    inputs = torch.randn(1, length, features, generator=generator, dtype=torch.float64)
+
+    def linear_step(state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return recurrent @ state + input_weight @ x
+
+    chosen = [0, 1, 8, 9, 13, 24]  # neighbours (two live tangents), segment ends, the last token
+    (result,) = accumulate_state_gradients(
+        [linear_step], [torch.zeros(1, hidden, dtype=torch.float64)], inputs, torch.arange(length)[None],
+        max_delay=delays, segment_length=segment, positions=chosen,
+    )
+    for source in range(length):
+        for tau in range(delays):
+            counted = source in chosen and source + tau < length and (source % segment) + tau < segment
+            expected = torch.linalg.matrix_power(recurrent, tau) @ input_weight if counted else torch.zeros(hidden, features, dtype=torch.float64)
+            torch.testing.assert_close(result.sums[tau, source], expected, rtol=0, atol=1e-12)
+            assert result.counts[tau, source] == int(counted)
+
+
+def test_lstm_closed_form_linearization_matches_jacfwd():
+    """The closed-form LSTM tangents equal the Jacobians torch.func.jacfwd computes from the step."""
+    generator = torch.Generator().manual_seed(7)
+    batch, hidden, inputs_size = 3, 5, 4
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    weights = LayerWeights(rand(4 * hidden, inputs_size), rand(4 * hidden, hidden), rand(4 * hidden), hidden)
+    state, inputs = rand(batch, 2 * hidden), rand(batch, inputs_size)
+    jacobians = torch.func.vmap(torch.func.jacfwd(lambda s, x: lstm_cell_step(weights, s, x), argnums=(0, 1)))
+    state_jacobian, input_jacobian = jacobians(state, inputs)  # (B, 2H, 2H), (B, 2H, I)
+    linear = lstm_linearize(weights, state, inputs)
+    torch.testing.assert_close(linear.state, torch.func.vmap(lambda s, x: lstm_cell_step(weights, s, x))(state, inputs))
+    torch.testing.assert_close(linear.input_jacobian(), input_jacobian, rtol=0, atol=1e-12)
+    state_tangents, input_tangents = rand(batch, 2 * hidden, 6), rand(batch, inputs_size, 9)
+    torch.testing.assert_close(linear.tangent(state_tangents, None), state_jacobian @ state_tangents, rtol=0, atol=1e-12)
+    # Input tangents with 3 more columns (new sources): the state part only reaches the first 6.
+    expected = input_jacobian @ input_tangents
+    expected[..., :6] += state_jacobian @ state_tangents
+    torch.testing.assert_close(linear.tangent(state_tangents, input_tangents), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        linear.tangent(state_tangents, input_tangents[..., :6]), expected[..., :6], rtol=0, atol=1e-12
+    )
+    torch.testing.assert_close(linear.tangent(None, input_tangents), input_jacobian @ input_tangents, rtol=0, atol=1e-12)
+
+
+def test_source_positions():
+    assert source_positions(10, 4).tolist() == [0, 2, 5, 7]  # floor(k * 10 / 4)
+    assert source_positions(5, None).tolist() == [0, 1, 2, 3, 4]
+    assert source_positions(5, 9).tolist() == [0, 1, 2, 3, 4]  # K >= n: every position
+    assert source_positions(7, [6, 2, 2]).tolist() == [2, 6]
+    for bad, match in ((0, "positive"), ([7], r"\[0, 7\)"), ([1.5], "int")):
+        with pytest.raises(ValueError, match=match):
+            source_positions(7, bad)
+
+
+def test_sampled_positions_are_the_full_sums_restricted_to_those_sources():
+    """With one class per position, each class's sum is one source's gradients: the sampled run
+    must reproduce the full run's for the chosen sources exactly and leave the others empty."""
+    model = tiny_model().double()
+    stream = _distinct_stream(37, seed=3)
+    classes = torch.arange(VOCAB)
+    full = state_gradients(model, stream, max_delay=6, segment_length=15, layer=[0, 1], token_classes=classes)
+    sampled = state_gradients(model, stream, max_delay=6, segment_length=15, layer=[0, 1], token_classes=classes, positions=5)
+    chosen = source_positions(37, 5).tolist()
+    assert chosen == [0, 7, 14, 22, 29]
+    chosen_classes = stream[chosen]
+    other = torch.ones(VOCAB, dtype=torch.bool)
+    other[chosen_classes] = False
+    for whole, part in zip(full, sampled):
+        torch.testing.assert_close(part.sums[:, chosen_classes], whole.sums[:, chosen_classes], rtol=0, atol=1e-12)
+        torch.testing.assert_close(part.counts[:, chosen_classes], whole.counts[:, chosen_classes])
+        assert not part.sums[:, other].any() and not part.counts[:, other].any()
+    # Source 14 sits at the end of its segment: only delay 0 is counted for it.
+    assert sampled[0].counts[:, stream[14]].tolist() == [1, 0, 0, 0, 0, 0]
+
+
+def test_progress_counts_every_matrix_once():
+    """The progress total (what the run-wide time estimate is built on) is the number of G(t, tau)."""
+
+    class Recorder:
+        total = None
+
+        def __init__(self):
+            self.updates = []
+
+        def update(self, n=1):
+            self.updates.append(n)
+
+    model = tiny_model()
+    stream = torch.randint(0, VOCAB, (47,), generator=torch.Generator().manual_seed(2))
+    for positions in (None, 9):
+        recorder = Recorder()
+        result = state_gradients(model, stream, max_delay=7, segment_length=20, positions=positions, progress=recorder)
+        assert recorder.total == sum(recorder.updates) == int(result.counts.sum())
 
 
 def test_step_function_matches_model_forward():
@@ -219,7 +325,8 @@ def test_cell_step_is_swappable_per_cell_type(monkeypatch):
     reference = state_gradients(model, stream, max_delay=3, segment_length=6)
     monkeypatch.setattr(model.model.layers[1], "cell_type", "counting-lstm", raising=False)
     swapped = state_gradients(model, stream, max_delay=3, segment_length=6)
-    assert calls and torch.equal(reference.sums, swapped.sums)
+    assert calls
+    torch.testing.assert_close(reference.sums, swapped.sums)  # closed form (lstm) vs jacfwd (registered step)
     monkeypatch.setattr(model.model.layers[1], "cell_type", "mystery", raising=False)
     with pytest.raises(ValueError, match="register_cell_step"):
         state_gradients(model, stream, max_delay=3, segment_length=6)

@@ -43,6 +43,7 @@ the choice of square root (``D -> D Q``, ``Q`` orthogonal).
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,17 +53,23 @@ from torch.func import jacfwd, vmap
 
 from mtlstm_hf.evaluation.frequency import DEFAULT_BIN_EDGES, bin_labels, frequency_bin_of_token, token_counts
 
+from ._progress import open_progress
+
 __all__ = [
+    "LayerLinearize",
     "LayerStep",
     "LayerWeights",
+    "Linearization",
     "StateGradientAccumulator",
     "StateGradientResult",
     "accumulate_state_gradients",
     "embedding_whitening",
     "frequency_classes",
     "lstm_cell_step",
+    "lstm_linearize",
     "model_layer_steps",
     "register_cell_step",
+    "source_positions",
     "state_gradients",
     "unroll_layer_steps",
 ]
@@ -124,19 +131,149 @@ def lstm_cell_step(weights: LayerWeights, state: torch.Tensor, inputs: torch.Ten
     return torch.cat([hidden, cell])
 
 
+class Linearization:
+    """One step of one layer, linearised at ``(state, inputs)`` for ``B`` rows at once.
+
+    Attributes:
+        state: ``(B, S)`` the new state.
+
+    :meth:`tangent` pushes tangent columns through the step: ``A T_s + B_x T_x`` with
+    ``A = d state_t / d state_{t-1}`` ``(B, S, S)`` and ``B_x = d state_t / d input_t`` ``(B, S, I)``.
+    This generic version holds both Jacobians (from :func:`torch.func.jacfwd`); cell types may
+    register a structured one that never forms them (:func:`lstm_linearize`).
+    """
+
+    def __init__(self, state: torch.Tensor, state_jacobian: torch.Tensor, input_jacobian: torch.Tensor) -> None:
+        self.state = state
+        self.state_jacobian = state_jacobian
+        self._input_jacobian = input_jacobian
+
+    def tangent(self, state_tangents: torch.Tensor | None, input_tangents: torch.Tensor | None) -> torch.Tensor:
+        """``(B, S, M)``: ``A state_tangents`` on the first ``M_s`` columns plus ``B_x input_tangents``.
+
+        Args:
+            state_tangents: ``(B, S, M_s)`` or None (zero).
+            input_tangents: ``(B, I, M)`` with ``M >= M_s``, or None (zero; then ``M = M_s``). The
+                columns past ``M_s`` are sources newer than the previous state (zero state tangent).
+        """
+        if input_tangents is None:
+            return torch.bmm(self.state_jacobian, state_tangents)
+        result = torch.bmm(self._input_jacobian, input_tangents)
+        if state_tangents is not None and state_tangents.shape[-1]:
+            result[..., : state_tangents.shape[-1]] += torch.bmm(self.state_jacobian, state_tangents)
+        return result
+
+    def input_jacobian(self) -> torch.Tensor:
+        """``B_x = d state_t / d input_t`` ``(B, S, I)``."""
+        return self._input_jacobian
+
+
+class _LSTMLinearization(Linearization):
+    """The standard LSTM step linearised without forming ``A`` (see :func:`lstm_linearize`)."""
+
+    def __init__(self, weights: LayerWeights, state: torch.Tensor, inputs: torch.Tensor) -> None:
+        size = weights.hidden_size
+        hidden, cell = state[:, :size], state[:, size:]
+        preactivation = torch.addmm(weights.bias, inputs, weights.weight_ih.T).addmm_(hidden, weights.weight_hh.T)
+        input_pre, forget_pre, candidate_pre, output_pre = preactivation.chunk(4, dim=1)
+        input_gate, forget_gate = torch.sigmoid(input_pre), torch.sigmoid(forget_pre)
+        candidate, output_gate = torch.tanh(candidate_pre), torch.sigmoid(output_pre)
+        new_cell = forget_gate * cell + input_gate * candidate
+        cell_tanh = torch.tanh(new_cell)
+        self.state = torch.cat([output_gate * cell_tanh, new_cell], dim=1)
+        # d c_t = f dc + sum_gate a_gate * (W_gate dz);  d h_t = a_o * (W_o dz) + k * d c_t   (dz = dh or dx)
+        self._scales = (
+            (candidate * input_gate * (1 - input_gate))[..., None],  # a_i
+            (cell * forget_gate * (1 - forget_gate))[..., None],  # a_f
+            (input_gate * (1 - candidate * candidate))[..., None],  # a_g
+            (cell_tanh * output_gate * (1 - output_gate))[..., None],  # a_o
+        )
+        self._forget = forget_gate[..., None]
+        self._k = (output_gate * (1 - cell_tanh * cell_tanh))[..., None]
+        self._weights = weights
+        self._size = size
+        self._products: dict[str, torch.Tensor] = {}
+
+    def _product(self, which: str) -> torch.Tensor:
+        """``P = [a_o W_o ; a_i W_i + a_f W_f + a_g W_g]`` ``(B, 2H, K)`` for ``W = weight_hh`` (``"hidden"``)
+        or ``weight_ih`` (``"input"``): ``P dz`` gives ``[a_o W_o dz ; d c_t - f dc]``."""
+        if which not in self._products:
+            weight = self._weights.weight_hh if which == "hidden" else self._weights.weight_ih
+            size = self._size
+            blocks = weight.view(4, size, weight.shape[1])[:, None]  # (4, 1, H, K): i, f, g, o
+            a_i, a_f, a_g, a_o = self._scales
+            product = weight.new_empty(a_i.shape[0], 2 * size, weight.shape[1])
+            torch.mul(blocks[3], a_o, out=product[:, :size])
+            cell = product[:, size:]
+            torch.mul(blocks[0], a_i, out=cell)
+            cell.addcmul_(blocks[1], a_f).addcmul_(blocks[2], a_g)
+            self._products[which] = product
+        return self._products[which]
+
+    def tangent(self, state_tangents: torch.Tensor | None, input_tangents: torch.Tensor | None) -> torch.Tensor:
+        size = self._size
+        known = 0 if state_tangents is None else state_tangents.shape[-1]
+        if input_tangents is None:
+            result = torch.bmm(self._product("hidden"), state_tangents[:, :size])
+        else:
+            result = torch.bmm(self._product("input"), input_tangents)
+            if known == result.shape[-1]:
+                result.baddbmm_(self._product("hidden"), state_tangents[:, :size])
+            elif known:
+                result[..., :known] += torch.bmm(self._product("hidden"), state_tangents[:, :size])
+        cell = result[:, size:]
+        if known:
+            cell[..., :known].addcmul_(self._forget, state_tangents[:, size:])
+        result[:, :size].addcmul_(self._k, cell)
+        return result
+
+    def input_jacobian(self) -> torch.Tensor:
+        jacobian = self._product("input").clone()
+        jacobian[:, : self._size].addcmul_(self._k, jacobian[:, self._size :])
+        return jacobian
+
+
+def lstm_linearize(weights: LayerWeights, state: torch.Tensor, inputs: torch.Tensor) -> Linearization:
+    """:func:`lstm_cell_step` for ``B`` rows, linearised in closed form.
+
+    With ``a_i = g i (1 - i)``, ``a_f = c_{t-1} f (1 - f)``, ``a_g = i (1 - g^2)``,
+    ``a_o = tanh(c_t) o (1 - o)``, ``k = o (1 - tanh^2 c_t)`` and ``W_*`` the gate blocks of
+    ``W_hh`` (or ``W_ih`` for input tangents)::
+
+        d c_t = f * d c_{t-1} + (a_i W_i + a_f W_f + a_g W_g) d h_{t-1}
+        d h_t = a_o W_o d h_{t-1} + k * d c_t
+
+    So a tangent costs one ``(2H x H)`` matmul per column instead of ``(2H x 2H)`` with the full
+    Jacobian, and no Jacobian is computed by automatic differentiation (the tests compare it
+    with :func:`torch.func.jacfwd`).
+
+    Args:
+        weights: the layer's :class:`LayerWeights`.
+        state: ``(B, 2H)`` = ``[h_{t-1}, c_{t-1}]``.
+        inputs: ``(B, I)``.
+    """
+    return _LSTMLinearization(weights, state, inputs)
+
+
+LayerLinearize = Callable[[LayerWeights, torch.Tensor, torch.Tensor], Linearization]
+"""``(weights, state (B, S), inputs (B, I)) -> Linearization`` of one cell type (optional)."""
+
+
 @dataclass(frozen=True)
 class _CellStepSpec:
     step: Callable[[LayerWeights, torch.Tensor, torch.Tensor], torch.Tensor]
     has_cell: bool
+    linearize: LayerLinearize | None = None
 
 
-_CELL_STEPS: dict[str, _CellStepSpec] = {"lstm": _CellStepSpec(lstm_cell_step, has_cell=True)}
+_CELL_STEPS: dict[str, _CellStepSpec] = {"lstm": _CellStepSpec(lstm_cell_step, has_cell=True, linearize=lstm_linearize)}
 
 
 def register_cell_step(
     cell_type: str,
     step: Callable[[LayerWeights, torch.Tensor, torch.Tensor], torch.Tensor],
     has_cell: bool = True,
+    linearize: LayerLinearize | None = None,
 ) -> None:
     """Register the one-step function used for layers whose ``cell_type`` attribute is ``cell_type``.
 
@@ -145,8 +282,22 @@ def register_cell_step(
         step: ``(weights, state, inputs) -> new state`` like :func:`lstm_cell_step`; the flat
             state is ``[h (H,), c (H,)]`` when ``has_cell`` else ``[h (H,)]``.
         has_cell: whether the state holds a memory cell after the hidden state.
+        linearize: optional closed-form :class:`Linearization` of ``step`` (like
+            :func:`lstm_linearize`); without it the Jacobians come from :func:`torch.func.jacfwd`.
     """
-    _CELL_STEPS[cell_type] = _CellStepSpec(step, has_cell)
+    _CELL_STEPS[cell_type] = _CellStepSpec(step, has_cell, linearize)
+
+
+class _LayerStep:
+    """A :data:`LayerStep` of a model layer (callable per sequence) that knows its linearisation."""
+
+    def __init__(self, spec: _CellStepSpec, weights: LayerWeights) -> None:
+        self._step = spec.step
+        self.weights = weights
+        self.linearize = None if spec.linearize is None else functools.partial(spec.linearize, weights)
+
+    def __call__(self, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        return self._step(self.weights, state, inputs)
 
 
 def _cell_spec(layer: torch.nn.Module, index: int) -> _CellStepSpec:
@@ -154,8 +305,8 @@ def _cell_spec(layer: torch.nn.Module, index: int) -> _CellStepSpec:
     if cell_type not in _CELL_STEPS:
         known = ", ".join(sorted(_CELL_STEPS))
         raise ValueError(
-            f"layer {index} has cell_type {cell_type!r}, which has no registered step function "
-            f"(known: {known}); add one with register_cell_step()."
+            f"layer {index + 1} (index {index}) has cell_type {cell_type!r}, which has no registered step "
+            f"function (known: {known}); add one with register_cell_step()."
         )
     return _CELL_STEPS[cell_type]
 
@@ -209,7 +360,7 @@ def model_layer_steps(
             bias=layer.gate_biases.concatenated(dtype).detach(),
             hidden_size=layer.hidden_size,
         )
-        steps.append(functools.partial(spec.step, weights))
+        steps.append(_LayerStep(spec, weights))
         output_sizes.append(layer.hidden_size)
         has_cell.append(spec.has_cell)
     return steps, output_sizes, has_cell
@@ -411,15 +562,18 @@ class _Readout:
 class StateGradientAccumulator:
     """Running sums of ``G(t, tau) = d s_t / d x_{t-tau}`` for a stack of step functions.
 
-    Feed it segments with :meth:`run_segment`; each segment starts a fresh tangent window (the
-    carried state is treated as a constant: "detached"). Works for any stack of
-    :data:`LayerStep` functions, e.g. a linear recurrence ``h_t = W h_{t-1} + U x_t`` for which
-    ``G(t, tau) = W^tau U`` exactly.
+    Feed it segments with :meth:`run_segment`; each segment starts without tangents (the carried
+    state is treated as a constant: "detached"). Works for any stack of :data:`LayerStep`
+    functions, e.g. a linear recurrence ``h_t = W h_{t-1} + U x_t`` for which
+    ``G(t, tau) = W^tau U`` exactly. A step with a ``linearize`` attribute (the model's steps of
+    registered cell types, :func:`model_layer_steps`) is linearised in closed form; any other is
+    differentiated with :func:`torch.func.jacfwd`.
 
     Args:
         layer_steps: per layer a :data:`LayerStep`; layer 0 reads the ``(E,)`` input.
         output_sizes: per layer, how many leading state entries feed the layer above.
-        readouts: per result, ``(layer, rows)``: the state entries ``s_t = state_layer[rows]``.
+        readouts: per result, ``(layer, rows)``: the state entries ``s_t = state_layer[rows]``
+            (``layer`` is a 0-based index into ``layer_steps``).
         num_classes: ``C``, the number of source-word classes.
         max_delay: ``D``; delays ``0 .. D-1``.
         input_size: ``E``.
@@ -453,9 +607,8 @@ class StateGradientAccumulator:
         self.input_size = input_size
         self.dtype = dtype
         self.device = device
-        self._jacobian_steps = [
-            vmap(jacfwd(_with_value(step), argnums=(0, 1), has_aux=True)) for step in layer_steps[:depth]
-        ]
+        self._plain_steps = [vmap(step) for step in layer_steps[:depth]]
+        self._linearizers = [_linearizer(step) for step in layer_steps[:depth]]
         self.sums = []
         for readout in self.readouts:
             rows = len(range(self.state_sizes[readout.layer])[readout.rows])
@@ -463,69 +616,90 @@ class StateGradientAccumulator:
         self.counts = torch.zeros(max_delay * num_classes, dtype=torch.int64, device=device)
 
     def run_segment(
-        self, states: Sequence[torch.Tensor], inputs: torch.Tensor, source_classes: torch.Tensor
+        self,
+        states: Sequence[torch.Tensor],
+        inputs: torch.Tensor,
+        source_classes: torch.Tensor,
+        sources: torch.Tensor | None = None,
+        progress: Any = None,
     ) -> list[torch.Tensor]:
         """Process one segment and return the states after it (for the next segment).
+
+        Only the tangents of *active* sources are propagated: positions ``j`` of ``sources`` within
+        ``D - 1`` steps before the current one. A step with no active source advances the state only.
 
         Args:
             states: per layer ``(B, S_l)``, the carried state (treated as a constant).
             inputs: ``(B, L, E)`` the input embeddings of the segment.
             source_classes: ``(B, L)`` int64 class of each position as a *source* word, in
                 ``[0, C)``, or -1 to leave its gradients out of the sums.
+            sources: ``(L,)`` bool, the positions used as sources (None: all). A position whose
+                class is -1 in every row is never a source.
+            progress: an object with ``update(n)``, advanced by the number of ``G(t, tau)`` matrices
+                (per row) computed at each step.
 
         Returns:
             Per computed layer, the state ``(B, S_l)`` after the last step.
         """
         batch, length, _ = inputs.shape
-        delays = self.max_delay
+        width = self.input_size
+        wanted = (source_classes >= 0).any(0)
+        if sources is not None:
+            wanted &= sources.to(wanted.device)
+        wanted_list = wanted.tolist()
         with torch.no_grad():
-            states = [state.to(self.dtype) for state in states[: len(self._jacobian_steps)]]
+            states = [state.to(self.dtype) for state in states[: len(self._linearizers)]]
             inputs = inputs.to(self.dtype)
-            # Ring buffer of tangents d state_l / d x_j for the D latest sources j, slot j % D.
-            tangents = [
-                torch.zeros(batch, size, delays, self.input_size, dtype=self.dtype, device=inputs.device)
-                for size in self.state_sizes
-            ]
-            slots = torch.arange(delays, device=inputs.device)
+            active: list[int] = []  # source positions whose tangents are alive, oldest first
+            tangents: list[torch.Tensor | None] = [None] * len(self._linearizers)
             for step in range(length):
-                slot = step % delays
+                while active and step - active[0] >= self.max_delay:  # the oldest reached delay D
+                    active.pop(0)
+                    tangents = [tangent[:, :, width:] for tangent in tangents]
+                new_source = wanted_list[step]
                 layer_input = inputs[:, step]
-                for index, jacobian_step in enumerate(self._jacobian_steps):
-                    (state_jacobian, input_jacobian), states[index] = jacobian_step(states[index], layer_input)
-                    window = tangents[index]
-                    window[:, :, slot] = 0.0  # source step - D leaves the window
-                    flat = window.reshape(batch, window.shape[1], delays * self.input_size)
-                    propagated = torch.bmm(state_jacobian, flat)
+                if not active and not new_source:
+                    for index, plain_step in enumerate(self._plain_steps):
+                        states[index] = plain_step(states[index], layer_input)
+                        layer_input = states[index][:, : self.output_sizes[index]]
+                    continue
+                below = None
+                for index, linearize in enumerate(self._linearizers):
+                    linear = linearize(states[index], layer_input)
+                    states[index] = linear.state
+                    previous = tangents[index] if active else None
                     if index == 0:
-                        propagated = propagated.view_as(window)
-                        propagated[:, :, slot] = input_jacobian  # the new source x_step
+                        tangent = None if previous is None else linear.tangent(previous, None)
+                        if new_source:
+                            seed = linear.input_jacobian()
+                            tangent = seed.clone() if tangent is None else torch.cat([tangent, seed], dim=-1)
                     else:
-                        below = tangents[index - 1][:, : self.output_sizes[index - 1]]
-                        propagated += torch.bmm(input_jacobian, below.reshape(batch, below.shape[1], -1))
-                        propagated = propagated.view_as(window)
-                    tangents[index] = propagated
+                        tangent = linear.tangent(previous, below[:, : self.output_sizes[index - 1]])
+                    tangents[index] = below = tangent
                     layer_input = states[index][:, : self.output_sizes[index]]
-                self._accumulate(tangents, step, slots, source_classes)
+                if new_source:
+                    active.append(step)
+                self._accumulate(tangents, step, active, source_classes)
+                if progress is not None:
+                    progress.update(len(active))
         return states
 
     def _accumulate(
-        self, tangents: list[torch.Tensor], step: int, slots: torch.Tensor, source_classes: torch.Tensor
+        self, tangents: list[torch.Tensor], step: int, active: list[int], source_classes: torch.Tensor
     ) -> None:
-        """Add ``J(step, j)`` of every valid slot to ``sums[tau = step - j, class(w_j)]``."""
-        delays = self.max_delay
-        delay_of_slot = (step - slots) % delays  # slot s holds source j = step - delay
-        valid = delay_of_slot <= step  # sources before the segment start were never entered
-        source = (step - delay_of_slot).clamp(min=0)
-        classes = source_classes[:, source]  # (B, D)
-        keep = valid[None, :] & (classes >= 0)
-        flat_index = (delay_of_slot[None, :] * self.num_classes + classes)[keep]
+        """Add ``J(step, j)`` of every active source ``j`` to ``sums[tau = step - j, class(w_j)]``."""
+        positions = torch.tensor(active, device=source_classes.device)
+        classes = source_classes[:, positions]  # (B, A)
+        keep = classes >= 0
+        flat_index = ((step - positions)[None, :] * self.num_classes + classes)[keep]
         if flat_index.numel() == 0:
             return
         # index_put_(accumulate=True) rather than index_add_: same result, and index_add_ on CPU
         # stalls badly (tens of ms per call) when its worker threads compete for busy cores.
         self.counts.index_put_((flat_index,), torch.ones_like(flat_index), accumulate=True)
         for readout, sums in zip(self.readouts, self.sums):
-            selected = tangents[readout.layer][:, readout.rows]  # (B, H, D, E)
+            tangent = tangents[readout.layer]
+            selected = tangent.view(tangent.shape[0], tangent.shape[1], len(active), self.input_size)[:, readout.rows]
             contributions = selected.permute(0, 2, 1, 3)[keep]  # (kept, H, E)
             sums.index_put_((flat_index,), contributions.to(torch.float64), accumulate=True)
 
@@ -545,6 +719,20 @@ class StateGradientAccumulator:
             )
             for sums, layer in zip(self.sums, layers)
         ]
+
+
+def _linearizer(step: LayerStep) -> Callable[[torch.Tensor, torch.Tensor], Linearization]:
+    """The step's closed-form linearisation, or one from :func:`torch.func.jacfwd` (batched with vmap)."""
+    closed_form = getattr(step, "linearize", None)
+    if closed_form is not None:
+        return closed_form
+    jacobians = vmap(jacfwd(_with_value(step), argnums=(0, 1), has_aux=True))
+
+    def linearize(state: torch.Tensor, inputs: torch.Tensor) -> Linearization:
+        (state_jacobian, input_jacobian), new_state = jacobians(state, inputs)
+        return Linearization(new_state, state_jacobian, input_jacobian)
+
+    return linearize
 
 
 def _with_value(step: LayerStep) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -573,6 +761,46 @@ def _check_schedule(num_steps: int, max_delay: int, segment_length: int) -> None
         )
 
 
+def source_positions(row_length: int, positions: int | Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """The source positions (offsets within each batch row) whose state gradients are computed.
+
+    Args:
+        row_length: ``n``, tokens per batch row.
+        positions: None: every position; an int ``K``: ``K`` evenly spaced positions
+            ``floor(k n / K)``, ``k = 0 .. K-1`` (every position when ``K >= n``); or explicit offsets.
+
+    Returns:
+        ``(P,)`` int64, sorted and distinct, in ``[0, n)``.
+
+    Raises:
+        ValueError: ``K < 1``, or explicit offsets outside ``[0, n)`` or not integers.
+    """
+    if positions is None:
+        return torch.arange(row_length)
+    if isinstance(positions, numbers.Integral) and not isinstance(positions, bool):
+        if positions < 1:
+            raise ValueError(f"positions must be a positive number of source positions (or None = all), got {positions}.")
+        if positions >= row_length:
+            return torch.arange(row_length)
+        return torch.arange(int(positions)) * row_length // int(positions)
+    offsets = torch.as_tensor(positions)
+    if offsets.dim() != 1 or offsets.is_floating_point() or offsets.dtype == torch.bool or offsets.numel() == 0:
+        raise ValueError(f"positions must be an int, None, or a non-empty 1-D sequence of ints, got {positions!r}.")
+    if int(offsets.min()) < 0 or int(offsets.max()) >= row_length:
+        raise ValueError(
+            f"positions must lie in [0, {row_length}) (offsets within a batch row), got values from "
+            f"{int(offsets.min())} to {int(offsets.max())}."
+        )
+    return torch.unique(offsets.long())
+
+
+def _matrix_count(sources: torch.Tensor, row_length: int, max_delay: int, segment_length: int) -> int:
+    """``G(t, tau)`` matrices per row for the source positions ``sources``: each source ``j`` counts
+    the delays that stay inside its segment and the row."""
+    ends = torch.clamp((sources // segment_length + 1) * segment_length, max=row_length)
+    return int(torch.clamp(ends - sources, max=max_delay).sum())
+
+
 def accumulate_state_gradients(
     layer_steps: Sequence[LayerStep],
     initial_states: Sequence[torch.Tensor],
@@ -583,6 +811,7 @@ def accumulate_state_gradients(
     segment_length: int = 200,
     readouts: Sequence[tuple[int, slice]] | None = None,
     output_sizes: Sequence[int] | None = None,
+    positions: int | Sequence[int] | torch.Tensor | None = None,
 ) -> list[StateGradientResult]:
     """State-gradient sums for an arbitrary stack of step functions on given input vectors.
 
@@ -600,6 +829,7 @@ def accumulate_state_gradients(
         segment_length: tokens per segment; delays crossing a segment start are not counted.
         readouts: per result ``(layer, rows)``; default the whole state of the last layer.
         output_sizes: per layer the number of leading state entries fed upward (default all).
+        positions: source positions (offsets in each row), see :func:`source_positions`; None = all.
 
     Returns:
         One :class:`StateGradientResult` per readout.
@@ -612,6 +842,8 @@ def accumulate_state_gradients(
         raise ValueError(f"source_classes must be (B, N) = {(batch, num_steps)}, got {tuple(source_classes.shape)}.")
     source_classes = source_classes.long()
     num_classes = _check_num_classes(source_classes, num_classes)
+    is_source = torch.zeros(num_steps, dtype=torch.bool)
+    is_source[source_positions(num_steps, positions)] = True
     state_sizes = [state.shape[-1] for state in initial_states]
     readouts = readouts if readouts is not None else [(len(layer_steps) - 1, slice(None))]
     output_sizes = output_sizes if output_sizes is not None else state_sizes
@@ -622,7 +854,9 @@ def accumulate_state_gradients(
     states = list(initial_states)
     for start in range(0, num_steps, segment_length):
         stop = min(start + segment_length, num_steps)
-        states = accumulator.run_segment(states, inputs[:, start:stop], source_classes[:, start:stop])
+        states = accumulator.run_segment(
+            states, inputs[:, start:stop], source_classes[:, start:stop], is_source[start:stop]
+        )
     return accumulator.results()
 
 
@@ -711,7 +945,8 @@ def state_gradients(
     class_labels: Sequence[str] | None = None,
     batch_size: int = 1,
     dtype: torch.dtype | None = None,
-    progress: bool = False,
+    progress: Any = False,
+    positions: int | Sequence[int] | torch.Tensor | None = None,
 ) -> StateGradientResult | list[StateGradientResult]:
     """Average state gradients ``G(t, tau) = d s_t / d x_{t-tau}`` of an MTLSTM over a token stream.
 
@@ -720,15 +955,17 @@ def state_gradients(
     each row into segments of ``segment_length`` tokens; the first segment starts from the zero
     state, each later one from the previous segment's final state, detached. ``G(t, tau)`` is
     summed for every ``t`` and ``tau < max_delay`` with ``t - tau`` in ``t``'s segment, into the
-    class of the source word ``w_{t-tau}``.
+    class of the source word ``w_{t-tau}``, for the source positions ``t - tau`` chosen by
+    ``positions`` (all by default).
 
     Args:
         model: ``MTLSTMForCausalLM`` or ``MTLSTMModel``.
         token_stream: ``(N,)`` token ids in ``[0, V)``.
         max_delay: ``D``, delays ``0 .. D-1`` (paper: 50).
         segment_length: tokens per segment (paper: 200); must be ``>= max_delay``.
-        layer: which layer's state (default ``-1``, the last). A sequence of layers returns
-            one result per layer from a single pass (e.g. ``range(num_layers)`` for every layer).
+        layer: 0-based index into ``model.model.layers`` of the layer whose state is differentiated
+            (default ``-1``, the last). A sequence of indices returns one result per layer from a
+            single pass (e.g. ``range(num_layers)`` for every layer).
         state: ``"cell"`` (``c_t``, default, as in the paper) or ``"hidden"`` (``h_t``).
         token_classes: class of each vocabulary id as source word: a ``(V,)`` int tensor, a
             ``{token id: class}`` map (ids not in it are left out), or None (one class). -1
@@ -737,11 +974,19 @@ def state_gradients(
         class_labels: names of the classes (kept in the result, used by the plots).
         batch_size: rows processed in parallel.
         dtype: compute dtype of the tangents (default float32; sums are float64).
-        progress: show a progress bar over segments (tqdm).
+        progress: True for a progress bar (units: ``G(t, tau)`` matrices per row), or an object
+            with ``total`` and ``update(n)`` (see :func:`mtlstm_hf.analysis.report.run_analyses`).
+        positions: which source positions ``j = t - tau`` (offsets within each row) to use:
+            None = all; an int ``K`` = ``K`` evenly spaced positions ``floor(k n / K)``; or explicit
+            offsets (see :func:`source_positions`). Each chosen source contributes every delay
+            that stays in its segment; the averages are then over those sources only.
 
-    Cost: per step and computed layer one ``(B, S_l, S_l) x (B, S_l, D*E)`` matmul (``S_l = 2 H_l``);
-    memory: the tangents ``B * S_l * D * E`` per layer (dtype) and the sums ``D * C * H * E``
-    float64 per result. Only layers up to the highest requested one are computed.
+    Cost: ``B`` times, per chosen source and delay, one ``(2 H_l x H_l) x (H_l x E)`` matmul per
+    layer (standard LSTM, closed-form linearisation; ``(S_l x S_l)`` with ``jacfwd`` for other cells)
+    plus the input matmul of the layers above the first, and per step with a live source the
+    linearisation of each layer; steps without a live source only advance the state. Memory: the
+    tangents ``B * S_l * D * E`` per layer at most (dtype) and the sums ``D * C * H * E`` float64
+    per result. Only layers up to the highest requested one are computed.
 
     Returns:
         A :class:`StateGradientResult` (``sums (D, C, H, E)``, ``counts (D, C)``), or a list of
@@ -775,6 +1020,10 @@ def state_gradients(
     if class_labels is not None and len(class_labels) != num_classes:
         raise ValueError(f"got {len(class_labels)} class_labels for {num_classes} classes.")
 
+    sources = source_positions(rows.shape[1], positions)
+    is_source = torch.zeros(rows.shape[1], dtype=torch.bool)
+    is_source[sources] = True
+    is_source &= (class_table[rows] >= 0).any(0)  # a position no row counts is never a source
     depth = max(layer_indices) + 1
     steps, output_sizes, has_cell = model_layer_steps(model, depth, dtype)
     readouts = []
@@ -793,16 +1042,15 @@ def state_gradients(
         dtype=compute_dtype, device=device,
     )
     states = [torch.zeros(batch_size, size, dtype=compute_dtype, device=device) for size in state_sizes]
-    starts = range(0, rows.shape[1], segment_length)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="state gradients", unit="segment")
-    for start in starts:
-        segment = rows[:, start : start + segment_length]
-        # Embed one segment at a time: the whole stream's embeddings need not fit in memory.
-        inputs = weight[segment.to(device)].to(compute_dtype)
-        states = accumulator.run_segment(states, inputs, class_table[segment].to(device))
+    total = _matrix_count(is_source.nonzero().reshape(-1), rows.shape[1], max_delay, segment_length)
+    with open_progress(progress, total=total, desc="state gradients", unit="G") as bar:
+        for start in range(0, rows.shape[1], segment_length):
+            segment = rows[:, start : start + segment_length]
+            # Embed one segment at a time: the whole stream's embeddings need not fit in memory.
+            inputs = weight[segment.to(device)].to(compute_dtype)
+            states = accumulator.run_segment(
+                states, inputs, class_table[segment].to(device), is_source[start : start + segment_length], bar
+            )
     labels = list(class_labels) if class_labels is not None else None
     results = accumulator.results(layer_indices, state, labels)
     return results[0] if isinstance(layer, int) else results
