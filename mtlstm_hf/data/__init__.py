@@ -35,10 +35,12 @@ from .tokenizer import (
     UNK_TOKEN,
     build_vocab,
     build_word_tokenizer,
+    check_vocabulary_fingerprint,
     count_words,
     detect_word_convention,
     get_word_convention,
     split_words,
+    vocabulary_fingerprint,
     word_tokenizer_from_vocab,
 )
 
@@ -52,6 +54,7 @@ __all__ = [
     "batchify",
     "build_vocab",
     "build_word_tokenizer",
+    "check_vocabulary_fingerprint",
     "canonical_split",
     "count_words",
     "dataset_lines",
@@ -67,5 +70,6 @@ __all__ = [
     "sample_corpus_dir",
     "split_to_stream",
     "split_words",
+    "vocabulary_fingerprint",
     "word_tokenizer_from_vocab",
 ]

@@ -127,6 +127,8 @@ Treebank" (1993); the rules above were derived from the corpus files in
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -573,3 +575,37 @@ def build_word_tokenizer(
     if counts[EOS_TOKEN] == 0:
         raise ValueError("build_word_tokenizer got no lines of text to count")
     return word_tokenizer_from_vocab(build_vocab(counts, max_vocab_size, min_count), convention)
+
+
+def vocabulary_fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
+    """A fingerprint of the id -> word table, ``"sha256:<hex>"``.
+
+    Two tokenizers of the same size whose words have other ids (a rotated or rebuilt
+    vocabulary) give different fingerprints. Saved with a model as
+    ``config.vocab_fingerprint`` so that wherever a model and a tokenizer meet
+    (:func:`check_vocabulary_fingerprint`) a mismatched pair is refused instead of scoring
+    every word as another.
+    """
+    ordered = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    payload = json.dumps([[index, word] for word, index in ordered], ensure_ascii=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def check_vocabulary_fingerprint(expected: str | None, tokenizer: PreTrainedTokenizerFast, where: str) -> None:
+    """Raise ``ValueError`` when ``tokenizer``'s vocabulary is not the one a model was trained with.
+
+    Args:
+        expected: the model's ``config.vocab_fingerprint`` (``None`` for models saved before
+            fingerprints existed: nothing to check).
+        tokenizer: the tokenizer paired with the model.
+        where: what to name in the message (e.g. the checkpoint folder).
+    """
+    if expected is None:
+        return
+    found = vocabulary_fingerprint(tokenizer)
+    if found != expected:
+        raise ValueError(
+            f"{where}: the tokenizer's vocabulary is not the one the model was trained with (fingerprint "
+            f"{found[:19]}... differs from the model's config.vocab_fingerprint {str(expected)[:19]}...); "
+            "the same words would get other ids. Use the tokenizer saved with the model."
+        )

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from typing import Any, Union
 
 import datasets
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.tokenization_utils_base import FULL_TOKENIZER_FILE, TOKENIZER_CONFIG_FILE
 from transformers.utils import (
     CONFIG_NAME,
@@ -52,7 +53,7 @@ from transformers.utils import (
 )
 
 from .. import register_auto_classes
-from ..data import canonical_split, load_corpus, split_to_stream
+from ..data import canonical_split, check_vocabulary_fingerprint, load_corpus, split_to_stream
 from .bootstrap import paired_block_bootstrap
 from .frequency import DEFAULT_BIN_EDGES, binned_perplexity, frequency_bin_of_token, token_counts
 from .perplexity import target_positions, token_log_probs
@@ -143,13 +144,78 @@ def load_checkpoint(
             f"checkpoint {str(folder)!r}: the tokenizer has {len(tokenizer)} tokens but the model's "
             f"config.vocab_size is {config.get('vocab_size')}; they must have been saved from different runs"
         )
-    register_auto_classes()
-    # trust_remote_code=False: use the installed, registered class, never the copies of the
-    # modelling files that save_pretrained puts in the folder (evaluating runs no folder code).
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False)
+    check_vocabulary_fingerprint(config.get("vocab_fingerprint"), tokenizer, f"checkpoint {str(folder)!r}")
+    device = _checked_device(device)
+    model = load_model_strictly(folder)
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer
+
+
+def _checked_device(device: torch.device | str | None) -> torch.device | None:
+    """``device`` as a ``torch.device``; ``ValueError`` when it is malformed or absent here."""
+    if device is None:
+        return None
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1'): {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine; use 'cpu'.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    return device
+
+
+def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausalLM) -> PreTrainedModel:
+    """``model_class.from_pretrained(folder)`` that refuses anything but a complete, finite set of weights.
+
+    ``from_pretrained`` alone re-initialises missing tensors at random, ignores unexpected
+    ones and only warns; here each of those, a tensor of the wrong shape, a non-finite
+    value and an unreadable weights file is an error. Uses the installed, registered
+    classes (``trust_remote_code=False``): loading runs no code from the folder.
+
+    Raises:
+        ValueError: naming the weights file and the tensors: missing, unexpected or of
+            another shape than the config implies, non-finite (NaN/inf), or the file is
+            truncated / not a safetensors file / a pickle that cannot be read safely.
+    """
+    register_auto_classes()
+    folder = Path(folder)
+    weights = next((folder / name for name in _WEIGHT_FILES if (folder / name).is_file()), folder)
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except ValueError as err:  # the configuration's own checks (model type, missing fields, values)
+        raise ValueError(f"{str(folder / CONFIG_NAME)!r}: {err}") from None
+    try:
+        model, info = model_class.from_pretrained(
+            folder, config=config, trust_remote_code=False, output_loading_info=True
+        )
+    except Exception as err:  # safetensors, pickle and size errors share no base class
+        text = str(err).strip()
+        reason = text.splitlines()[0] if text else type(err).__name__
+        if "ignore_mismatched_sizes" in text:
+            reason = "a tensor has another shape than the configuration implies"
+        elif isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in text:
+            reason = (
+                "it is a pickle that cannot be loaded safely (weights_only); re-save it as safetensors "
+                "where it was made: model.save_pretrained(folder, safe_serialization=True)"
+            )
+        raise ValueError(f"{str(weights)!r}: the model weights cannot be loaded: {reason}.") from err
+    problems = []
+    for key, label in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"), ("mismatched_keys", "of the wrong shape")):
+        names = sorted(str(name) for name in info.get(key, ()))
+        if names:
+            problems.append(f"{label}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
+    if problems:
+        raise ValueError(
+            f"{str(weights)!r} does not hold exactly the model's tensors ({'; '.join(problems)}); "
+            "it is damaged or belongs to another model."
+        )
+    non_finite = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if non_finite:
+        raise ValueError(f"{str(weights)!r} holds non-finite values (NaN or inf) in {', '.join(non_finite[:8])}.")
+    return model
 
 
 def _resolve_checkpoint(

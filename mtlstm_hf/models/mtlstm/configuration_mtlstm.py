@@ -99,6 +99,9 @@ class MTLSTMConfig(PretrainedConfig):
         frozen_biases: which biases of layers with a schedule are fixed: one of
             ``forget_input`` (default), ``all`` (reference code), ``none``.
         embedding_init_range: embedding weights start ``U(-r, r)`` (AWD uses 0.1), > 0.
+        vocab_fingerprint: ``"sha256:<hex>"`` of the id -> word table of the tokenizer the
+            model was trained with (``mtlstm_hf.data.vocabulary_fingerprint``), checked
+            wherever the model meets a tokenizer; ``None`` = unknown (not checked).
         pad_token_id, bos_token_id, eos_token_id: special token ids, ``None`` or in ``[0, V)``.
         use_cache: return the recurrent state (``cache``) by default.
     """
@@ -123,6 +126,7 @@ class MTLSTMConfig(PretrainedConfig):
         timescale_schedules: list[Any] | None = None,
         frozen_biases: str = "forget_input",
         embedding_init_range: float = 0.1,
+        vocab_fingerprint: str | None = None,
         pad_token_id: int | None = None,
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
@@ -143,6 +147,7 @@ class MTLSTMConfig(PretrainedConfig):
         self.timescale_schedules = timescale_schedules
         self.frozen_biases = frozen_biases
         self.embedding_init_range = embedding_init_range
+        self.vocab_fingerprint = vocab_fingerprint
         self.pad_token_id = pad_token_id
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id
@@ -226,6 +231,10 @@ class MTLSTMConfig(PretrainedConfig):
                 raise ValueError(f"{field} must be a finite number >= 0, got {value!r}.")
         if not _is_number(self.embedding_init_range) or not 0 < self.embedding_init_range < math.inf:
             raise ValueError(f"embedding_init_range must be a finite number > 0, got {self.embedding_init_range!r}.")
+        if self.vocab_fingerprint is not None and not (
+            isinstance(self.vocab_fingerprint, str) and self.vocab_fingerprint.startswith("sha256:")
+        ):
+            raise ValueError(f"vocab_fingerprint must be None or 'sha256:<hex>', got {self.vocab_fingerprint!r}.")
         if not isinstance(self.tie_word_embeddings, bool):
             raise ValueError(f"tie_word_embeddings must be True or False, got {self.tie_word_embeddings!r}.")
         if self.tie_word_embeddings and sizes[-1] != self.embedding_size:
