@@ -21,7 +21,8 @@ answers the routes the real client code calls for ``create_repo`` / ``create_bra
 ==========================================================  =====================================
 
 Errors carry ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``) as on
-the Hub, so the client raises its usual exception types. Every request is recorded
+the Hub, so the client raises its usual exception types; with ``echo_authorization_in_errors``
+their message quotes the request's ``Authorization`` header (the token), to test redaction. Every request is recorded
 (``LocalHub.requests``, without header values, so a test can also assert which token was
 sent through ``LocalHub.authorizations``); unknown routes answer 404 and are listed in
 ``LocalHub.unhandled`` so a test notices a route the client started to need.
@@ -129,6 +130,9 @@ class LocalHub:
         #: When set, the commit route reads the whole payload, then answers this status (a
         #: server failure mid-way through an upload); nothing is committed.
         self.fail_commit_status: int | None = None
+        #: When set, every error answer quotes the request's Authorization header (token
+        #: included) in its message, as a misbehaving proxy or server might.
+        self.echo_authorization_in_errors = False
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -390,9 +394,12 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
                 else:
                     self._resolve(method, parts)
             except _HubError as error:
+                message = error.message
+                if hub.echo_authorization_in_errors:
+                    message += f" (request had Authorization: {self.headers.get('Authorization')})"
                 headers = {"X-Error-Code": error.error_code} if error.error_code else {}
-                headers["X-Error-Message"] = error.message
-                self._send_json(error.status, {"error": error.message, **error.extra}, headers, head_only=method == "HEAD")
+                headers["X-Error-Message"] = message
+                self._send_json(error.status, {"error": message, **error.extra}, headers, head_only=method == "HEAD")
 
     def _api(self, method: str, parts: list[str], body: bytes, query: dict[str, list[str]], record: RecordedRequest) -> None:
         hub = self.local_hub

@@ -192,9 +192,12 @@ def test_load_checkpoint_errors_name_the_problem(checkpoint, corpus_dir, tmp_pat
     with pytest.raises(ValueError, match="different vocabularies"):
         compare_checkpoints(checkpoint, (model, small_tokenizer), corpus_dir)
 
-    # The command line reports the same message in one line and exits with status 1.
-    assert main([str(mismatch), "--data", str(corpus_dir)]) == 1
-    assert "mtlstm-eval: error:" in capsys.readouterr().err
+    # The command line reports the same message in one line and exits with status 2 (bad input).
+    assert main([str(mismatch), "--data", str(corpus_dir)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("mtlstm-eval: error:") and "5 tokens" in error[0]
+    assert main([str(tmp_path / "nowhere"), "--data", str(corpus_dir)]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_data_defaults_to_the_corpus_the_checkpoint_was_trained_on(checkpoint, corpus_dir, tmp_path, capsys):

@@ -29,7 +29,7 @@ from hub_server import LocalHub, hub  # noqa: F401 - `hub` is the fixture
 from mtlstm_hf import MTLSTMForCausalLM
 from mtlstm_hf.analysis.report import write_report
 from mtlstm_hf.data.tokenizer import word_tokenizer_from_vocab
-from mtlstm_hf.hub import CARD_SECTIONS, HubUploadError, fetch_report, push_checkpoint
+from mtlstm_hf.hub import CARD_SECTIONS, HubOfflineError, HubRequestError, HubUploadError, fetch_report, push_checkpoint
 from mtlstm_hf.hub import publish as publish_module
 from mtlstm_hf.hub.cli import main as push_main
 
@@ -302,12 +302,16 @@ def test_bad_input_is_refused_before_anything_is_sent(hub: LocalHub, tmp_path: P
     assert hub.requests == []
 
 
-def test_offline_mode_is_refused_before_loading_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_mode_is_refused_before_loading_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what the suite's conftest sets up
-    with pytest.raises(ValueError, match="HF_HUB_OFFLINE is set"):
+    with pytest.raises(HubOfflineError, match="HF_HUB_OFFLINE is set"):
         push_checkpoint(tmp_path, REPO)
+    assert push_main([str(tmp_path), REPO]) == 4  # no network: an I/O failure, not bad input
+    assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
 
 
 def test_failed_commit_is_a_clear_error_and_leaves_no_local_state(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -409,11 +413,70 @@ def test_command_line(hub: LocalHub, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert hub.repos[REPO].commits[oid].message == "first release"
 
     hub.fail_commit_status = 503
-    assert push_main([str(tmp_path / "ckpt"), REPO]) == 1
-    assert "mtlstm-push: upload failed:" in capsys.readouterr().err
+    assert push_main([str(tmp_path / "ckpt"), REPO]) == 4  # an I/O failure (mtlstm_hf.exit_codes)
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("mtlstm-push: upload failed:") and "503" in error[0]
 
 
 def test_model_card_documentation_names_every_section() -> None:
     documentation = (Path(__file__).resolve().parents[1] / "MODEL_CARD.md").read_text(encoding="utf-8")
     for title in CARD_SECTIONS:
         assert f"## {title}" in documentation, title
+
+
+@pytest.mark.parametrize("source", ["HF_TOKEN", "stored login"])
+def test_token_found_by_huggingface_hub_is_redacted_too(
+    hub: LocalHub, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """No token passed: huggingface_hub finds it in HF_TOKEN or in the stored login file
+    (HF_TOKEN_PATH, by default under HF_HOME). A server that echoes the Authorization header in
+    its errors must not get it shown: not by mtlstm-push, not in the exception, its chain or
+    its traceback."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    make_checkpoint(tmp_path / "ckpt", extras=False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", False)  # send the token found, as by default
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    token_file = tmp_path / "hf_home" / "token"
+    monkeypatch.setenv("HF_HOME", str(token_file.parent))
+    monkeypatch.setenv("HF_TOKEN_PATH", str(token_file))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(token_file))  # read from the environment at import
+    if source == "HF_TOKEN":
+        monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    else:
+        token_file.parent.mkdir()
+        token_file.write_text(FAKE_TOKEN + "\n")
+    assert huggingface_hub.get_token() == FAKE_TOKEN  # huggingface_hub's own lookup finds it there
+    hub.echo_authorization_in_errors = True
+    hub.fail_commit_status = 500
+
+    with pytest.raises(HubUploadError) as upload:
+        push_checkpoint(tmp_path / "ckpt", REPO)
+    assert push_main([str(tmp_path / "ckpt"), REPO]) == 4
+    with pytest.raises(HubRequestError) as download:
+        fetch_report("alice/no-such-repo")  # an error on the download side, echoing the header too
+
+    assert f"Bearer {FAKE_TOKEN}" in hub.authorizations  # the token was sent...
+    assert "request had Authorization: Bearer ***" in str(upload.value)  # ...echoed, and redacted
+    assert "Bearer ***" in str(download.value)
+    output = capsys.readouterr()
+    assert "mtlstm-push: upload failed:" in output.err and "500" in output.err
+    texts = [output.out, output.err]
+    for error in (upload.value, download.value):
+        texts += [str(error), repr(error), "".join(traceback.format_exception(error))]
+    assert not [text for text in texts if FAKE_TOKEN in text]
+
+
+def test_push_restores_a_model_folder_a_crashed_training_run_left_aside(tmp_path: Path) -> None:
+    """best_model/ moved to .best_model.old by a crash between the two renames of its replacement:
+    mtlstm-push moves it back and publishes it (dry run: nothing is sent)."""
+    make_checkpoint(tmp_path / "run" / "best_model", extras=False)
+    before = (tmp_path / "run" / "best_model" / "model.safetensors").read_bytes()
+    os.replace(tmp_path / "run" / "best_model", tmp_path / "run" / ".best_model.old")
+
+    assert push_main([str(tmp_path / "run" / "best_model"), REPO, "--dry-run", str(tmp_path / "dry")]) == 0
+    assert sorted(os.listdir(tmp_path / "run")) == ["best_model"]
+    assert (tmp_path / "run" / "best_model" / "model.safetensors").read_bytes() == before
+    assert "model.safetensors" in os.listdir(tmp_path / "dry")

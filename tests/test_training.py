@@ -608,3 +608,172 @@ def test_time_limit_and_finished_resume_stop_cleanly(corpus_dir, tmp_path):
     again = train(tiny_run(corpus_dir, tmp_path / "run", max_minutes=1e-9, evaluate_test=True, max_steps=1, variable_bptt=False,
                            resume_from=str(tmp_path / "run")))
     assert again.status == "max_steps" and again.progress.global_step == 1
+
+
+# --- reliability: hidden best model, failed writes, offline data (issue 13) --------------------
+
+
+def _cli_args(corpus_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    return ["--data", str(corpus_dir), "--preset", "tiny", "--batch-size", "4", "--eval-batch-size", "2",
+            "--bptt", "10", "--no-progress", "--output-dir", str(run_dir), "--tracker", "jsonl", *extra]
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mtlstm-train: error: "), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_a_best_model_left_aside_by_a_crash_is_restored_when_the_run_resumes(corpus_dir, tmp_path, capsys):
+    """A crash between the two renames that replace best_model/ leaves it only in the hidden
+    .best_model.old. A resumed run that finds no new best (here: nothing left to do) must still
+    give it back and score it on the test split."""
+    run_dir = tmp_path / "run"
+    assert cli_main(_cli_args(corpus_dir, run_dir, "--max-steps", "4")) == 0
+    first = capsys.readouterr().out
+    test_line = [line for line in first.splitlines() if line.startswith("test perplexity (best model):")]
+    assert len(test_line) == 1
+    weights = (run_dir / "best_model" / "model.safetensors").read_bytes()
+    os.replace(run_dir / "best_model", run_dir / ".best_model.old")  # the crash, between the renames
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+    assert cli_main(["--resume", str(run_dir), "--no-progress"]) == 0
+    resumed = capsys.readouterr().out
+    assert "stopped at --max-steps 4" in resumed
+    assert [line for line in resumed.splitlines() if line.startswith("test perplexity (best model):")] == test_line
+    assert (run_dir / "best_model" / "model.safetensors").read_bytes() == weights
+    assert not (run_dir / ".best_model.old").exists()
+
+    # Another run starting from it (--init-from) moves it back too.
+    os.replace(run_dir / "best_model", run_dir / ".best_model.old")
+    AcceleratorState._reset_state(reset_partial_state=True)
+    other = _cli_args(corpus_dir, tmp_path / "other", "--max-steps", "1", "--no-test", "--init-from", str(run_dir / "best_model"))
+    assert cli_main(other) == 0
+    assert (run_dir / "best_model" / "model.safetensors").read_bytes() == weights
+    capsys.readouterr()
+    # Until it is moved back, the hidden copy still marks the folder as holding a run.
+    os.replace(run_dir / "best_model", run_dir / ".best_model.old")
+    (run_dir / "checkpoints" / "LATEST").unlink()
+    assert ckpt.has_training_run(run_dir)
+
+
+def _fail_second_trainer_state_write(monkeypatch, how: str) -> None:
+    """Make the second write of trainer_state.pt (the epoch-2 checkpoint) fail like a full disk."""
+    import errno
+    import resource
+
+    real_save = torch.save
+    calls = []
+
+    def save(obj, f, *args, **kwargs):
+        if str(f).endswith(ckpt.TRAINER_STATE_FILENAME):
+            calls.append(f)
+            if len(calls) == 2:
+                if how == "ENOSPC":
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                # The real thing: torch's zip writer hits a file size limit mid-file and fails
+                # with "[enforce fail at inline_container.cc:...]", as it does on a full disk.
+                soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+                previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (64, hard))
+                try:
+                    return real_save(obj, f, *args, **kwargs)
+                finally:
+                    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+                    signal.signal(signal.SIGXFSZ, previous)
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+@pytest.mark.parametrize("how", ["ENOSPC", "torch writer"])
+def test_a_failed_checkpoint_write_exits_4_naming_it_and_the_run_resumes(corpus_dir, tmp_path, capsys, monkeypatch, how):
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _fail_second_trainer_state_write(patch, how)
+        assert cli_main(_cli_args(corpus_dir, run_dir, "--epochs", "2", "--no-test")) == 4
+    message = _one_error_line(capsys.readouterr().err)
+    kept = resolve_checkpoint(run_dir)  # LATEST: the epoch-1 checkpoint, complete
+    assert ckpt.read_checkpoint_state(kept)["progress"]["epoch"] == 1
+    failed = [line for line in message.split() if "step-" in line and str(kept) not in line]
+    assert f"writing the checkpoint {run_dir / 'checkpoints'}/step-" in message and failed, message
+    assert f"the previous checkpoint {kept} is still the latest" in message
+    assert f"--resume {run_dir}" in message
+    if how == "ENOSPC":
+        assert "No space left on device" in message and "free some space" in message
+    else:
+        assert "torch could not write the file ([enforce fail at inline_container.cc" in message
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["LATEST", kept.name]  # no .tmp left
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+    assert cli_main(["--resume", str(run_dir), "--no-progress"]) == 0
+    assert "completed: 2 epoch(s)" in capsys.readouterr().out
+    assert ckpt.read_checkpoint_state(resolve_checkpoint(run_dir))["progress"]["epoch"] == 2
+
+
+def test_a_failed_best_model_write_keeps_the_last_checkpoint(corpus_dir, tmp_path, capsys, monkeypatch):
+    import errno
+
+    run_dir = tmp_path / "run"
+    real_write = ckpt.write_json_atomic
+
+    def write(path, value):
+        if Path(path).name == "training_metrics.json":  # written into the best model's folder
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(path, value)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ckpt, "write_json_atomic", write)
+        assert cli_main(_cli_args(corpus_dir, run_dir, "--epochs", "1", "--save-every", "5", "--no-test")) == 4
+    message = _one_error_line(capsys.readouterr().err)
+    assert f"writing the best model {run_dir / 'best_model'} failed: No space left on device" in message
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "logs", "training_config.json"]  # no .best_model.tmp
+    kept = ckpt.read_checkpoint_state(resolve_checkpoint(run_dir))["progress"]  # the last periodic one
+    assert kept["epoch"] == 0 and kept["global_step"] % 5 == 0 and kept["best_val_loss"] is None
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert cli_main(["--resume", str(run_dir), "--no-progress"]) == 0
+    assert "completed: 1 epoch(s)" in capsys.readouterr().out and (run_dir / "best_model").is_dir()
+
+
+def test_an_unwritable_output_folder_exits_4_naming_it(corpus_dir, tmp_path, capsys, monkeypatch):
+    import errno
+
+    # An existing file where the run folder should be: refused before any work.
+    (tmp_path / "a_file").write_text("x")
+    assert cli_main(_cli_args(corpus_dir, tmp_path / "a_file")) == 4
+    message = _one_error_line(capsys.readouterr().err)
+    assert f"{tmp_path / 'a_file'}: --output-dir: this is a file; a folder is needed" in message
+    assert cli_main(_cli_args(corpus_dir, tmp_path / "a_file" / "run")) == 4
+    assert "cannot be created there" in _one_error_line(capsys.readouterr().err)
+
+    # A read-only file system under the run folder: the operating system refuses the first
+    # write (injected: root may write anywhere, so permissions cannot show it in every test run).
+    read_only = tmp_path / "mounted_read_only"
+    read_only.mkdir()
+    real_mkdir = os.mkdir
+
+    def mkdir(path, *args, **kwargs):
+        if Path(path).is_relative_to(read_only):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    assert cli_main(_cli_args(corpus_dir, read_only / "run", "--max-steps", "2")) == 4
+    message = _one_error_line(capsys.readouterr().err)
+    assert f"the run folder {read_only / 'run'} could not be written" in message
+    assert "Read-only file system" in message and "choose a writable location" in message
+
+
+def test_a_hub_dataset_id_without_network_exits_4_naming_it(tmp_path, capsys, monkeypatch):
+    """HF_DATASETS_OFFLINE=1 (set for the whole suite) and a dataset that is in no cache."""
+    import datasets
+
+    assert datasets.config.HF_HUB_OFFLINE  # read from HF_DATASETS_OFFLINE when datasets was imported
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty_cache")
+    run_dir = tmp_path / "run"
+    assert cli_main(["--data", "mtlstm-tests/no-such-dataset", "--output-dir", str(run_dir), "--no-progress"]) == 4
+    message = _one_error_line(capsys.readouterr().err)
+    assert "'mtlstm-tests/no-such-dataset'" in message and "needs network access" in message
+    assert "local corpus folder" in message
+    assert not run_dir.exists()

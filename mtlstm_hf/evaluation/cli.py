@@ -11,7 +11,13 @@ With ``--compare OTHER`` the table shows both checkpoints and the paired block b
 the difference ``OTHER - CHECKPOINT`` (negative when OTHER is better). The library functions
 behind it are :func:`~mtlstm_hf.evaluation.checkpoint.evaluate_checkpoint` and
 :func:`~mtlstm_hf.evaluation.checkpoint.compare_checkpoints`; the JSON written by
-``--output`` is their result (NaN, e.g. an empty bin, written as ``null``).
+``--output`` is their result (NaN, e.g. an empty bin, written as ``null``); it is checked
+before the evaluation starts and replaced atomically.
+
+Exit codes (:mod:`mtlstm_hf.exit_codes`, the same for every command): 0 done, 2 bad input
+(arguments, checkpoint, data), 4 I/O failure (disk full, permission denied, read-only file
+system, ``--output`` a folder or under a file, a Hub dataset id without network or in offline
+mode), 130 interrupted. Errors are one line on stderr naming the path or value and the cause.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import exit_codes
 from .bins import DEFAULT_BIN_EDGES
 
 __all__ = ["build_parser", "format_comparison", "format_evaluation", "main"]
@@ -37,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Perplexity of an mtlstm checkpoint (model + tokenizer folder), overall and per "
         "word-frequency bin; optionally compared with another checkpoint by a paired block bootstrap.",
+        epilog=exit_codes.epilog(),
     )
     parser.add_argument("checkpoint", help="folder written by save_pretrained (model and tokenizer)")
     parser.add_argument(
@@ -158,13 +166,36 @@ def default_data(checkpoint: str, parser: argparse.ArgumentParser) -> tuple[str,
     return data, data_config
 
 
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {exit_codes.one_line(message)}", file=sys.stderr)
+    return code
+
+
+def _io_failure(error: OSError, data: str | None) -> int:
+    """Exit code 4 with one line; a network failure is about the Hub dataset ``data``."""
+    message = exit_codes.describe_io_failure(error)
+    if isinstance(error, (ConnectionError, TimeoutError)) and data is not None:
+        message = f"--data: {exit_codes.hub_dataset_hint(data)} ({error})"
+    return _fail(message, exit_codes.IO_FAILURE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``mtlstm-eval``; returns the exit status (0 ok, 1 bad checkpoint/data, 2 bad arguments)."""
+    """Run ``mtlstm-eval``; returns the exit code (see the module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
+    from mtlstm_hf.training.checkpoint import repair_interrupted_replacement
+
     from .checkpoint import compare_checkpoints, evaluate_checkpoint, to_json_compatible
 
+    try:
+        for folder in (args.checkpoint, args.compare):
+            if folder is not None:
+                repair_interrupted_replacement(folder)  # a crash while a run replaced best_model/
+        if args.output is not None:
+            exit_codes.check_output_file(args.output, "--output")  # before the work, not after it
+    except OSError as err:
+        return _io_failure(err, None)
     if args.data is None:
         args.data, data_config = default_data(args.checkpoint, parser)
         args.data_config = args.data_config or data_config
@@ -193,16 +224,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **common,
             )
             table = format_comparison(result)
-    except (FileNotFoundError, ValueError) as err:
+    except OSError as err:
+        if not exit_codes.is_io_failure(err):  # a missing folder or file: bad input
+            return _fail(str(err), exit_codes.BAD_INPUT)
+        return _io_failure(err, args.data)
+    except ValueError as err:
         # Expected user errors (wrong folder, missing split, bad option value): one line, no traceback.
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
+        return _fail(str(err), exit_codes.BAD_INPUT)
+    except KeyboardInterrupt:
+        return _fail("interrupted", exit_codes.INTERRUPTED)
     print(table)
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(to_json_compatible(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        from mtlstm_hf.training.checkpoint import write_text_atomic
+
+        try:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(args.output, json.dumps(to_json_compatible(result), indent=2, allow_nan=False) + "\n")
+        except OSError as err:
+            return _fail(
+                f"{exit_codes.describe_io_failure(err)} (the results are printed above; {args.output} was not "
+                "written, an earlier file there is unchanged)",
+                exit_codes.IO_FAILURE,
+            )
         print(f"results written to {args.output}")
-    return 0
+    return exit_codes.OK
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ _EXPORTS = {
     "CARD_SECTIONS": ".model_card",
     "DEFAULT_LICENSE": ".model_card",
     "build_model_card": ".model_card",
+    "HubOfflineError": ".publish",
+    "HubRequestError": ".publish",
     "HubUploadError": ".publish",
     "PushResult": ".publish",
     "fetch_report": ".publish",

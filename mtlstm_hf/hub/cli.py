@@ -12,7 +12,11 @@ client); ``--token-file`` reads it from a file. There is deliberately no ``--tok
 token on the command line ends up in shell history and process listings. The library function
 behind the command is :func:`mtlstm_hf.hub.push_checkpoint`.
 
-Exit status: 0 on success, 2 for bad input (nothing was sent), 1 when the Hub failed the upload.
+Exit codes (:mod:`mtlstm_hf.exit_codes`, the same for every command): 0 done, 2 bad input
+(arguments, checkpoint folder, evaluation results, report; nothing was sent), 4 I/O failure
+(the Hub failed or refused the upload, no network, ``HF_HUB_OFFLINE`` set, an unreadable token
+file, a dry-run folder that cannot be written), 130 interrupted. Errors are one line on stderr
+naming the path or value and the cause; the access token never appears in them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from typing import TYPE_CHECKING
+
+from .. import exit_codes
 
 if TYPE_CHECKING:
     from .publish import PushResult
@@ -38,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Publish an mtlstm checkpoint (weights, tokenizer, remote code, analysis report and a "
         "generated model card) to the Hugging Face Hub in one commit.",
+        epilog=exit_codes.epilog(),
     )
     parser.add_argument("checkpoint", help="folder written by save_pretrained (model and tokenizer), e.g. a run's best_model/")
     parser.add_argument("repo_id", help="model repository, namespace/name (created if missing)")
@@ -58,8 +65,10 @@ def _read_token(path: Path | None) -> str | None:
         return None
     try:
         token = path.expanduser().read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise ValueError(f"cannot read the token file {str(path)!r}: {error.strerror}") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--token-file: {str(path)!r} does not exist") from None
+    except OSError as error:  # permission, a folder: an I/O failure, with the path and the cause
+        raise type(error)(error.errno, f"--token-file: cannot read it: {error.strerror}", str(path)) from None
     if not token:
         raise ValueError(f"the token file {str(path)!r} is empty")
     return token
@@ -99,14 +108,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             dataset=args.dataset,
             license=args.license or DEFAULT_LICENSE,
         )
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
     except HubUploadError as error:
-        print(f"{PROG}: upload failed: {error}", file=sys.stderr)
-        return 1
+        print(f"{PROG}: upload failed: {exit_codes.one_line(str(error))}", file=sys.stderr)
+        return exit_codes.IO_FAILURE
+    except OSError as error:
+        if not exit_codes.is_io_failure(error):  # a missing checkpoint or file, a non-empty dry-run folder
+            print(f"{PROG}: error: {exit_codes.one_line(str(error))}", file=sys.stderr)
+            return exit_codes.BAD_INPUT
+        print(f"{PROG}: error: {exit_codes.describe_io_failure(error)}", file=sys.stderr)
+        return exit_codes.IO_FAILURE
+    except ValueError as error:
+        print(f"{PROG}: error: {exit_codes.one_line(str(error))}", file=sys.stderr)
+        return exit_codes.BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{PROG}: error: interrupted (the local checkpoint is unchanged; a commit the Hub had already accepted stays)", file=sys.stderr)
+        return exit_codes.INTERRUPTED
     print(_report(result))
-    return 0
+    return exit_codes.OK
 
 
 if __name__ == "__main__":  # pragma: no cover

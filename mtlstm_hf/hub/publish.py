@@ -18,7 +18,14 @@ failure never leaves half-written local state:
    ``dry_run_dir``. The temporary folder is removed in every case.
 
 The access token is handed to ``huggingface_hub`` only; it is never logged, never written, and
-removed from the text of any error this module raises.
+removed from the text of any error this module raises. That is the token in effect, however it
+was found: passed in, ``HF_TOKEN``, or the stored login (``hf auth login``, the file at
+``HF_TOKEN_PATH``, by default under ``HF_HOME``), resolved by ``huggingface_hub`` itself
+(:func:`huggingface_hub.utils.get_token_to_send`). An error whose text shows the token is not
+chained to the new one, so no traceback shows it either.
+
+A folder given as ``checkpoint_dir`` that a crashed training run left hidden (``.NAME.old``
+beside a missing ``NAME``, see :mod:`mtlstm_hf.training.checkpoint`) is moved back first.
 """
 
 from __future__ import annotations
@@ -37,15 +44,18 @@ from typing import Any, Union
 
 from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_download
 from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils import get_token_to_send, validate_repo_id
 from transformers import GenerationConfig
 
 from ..evaluation.checkpoint import load_checkpoint, to_json_compatible
+from ..training.checkpoint import repair_interrupted_replacement
 from .model_card import DEFAULT_LICENSE, build_model_card, public_value
 
 __all__ = [
     "ANALYSIS_DIRNAME",
     "EVAL_RESULTS_FILENAME",
+    "HubOfflineError",
+    "HubRequestError",
     "HubUploadError",
     "PushResult",
     "fetch_report",
@@ -73,9 +83,18 @@ _COMMIT_ID = re.compile(r"^[0-9a-f]{40}$")
 _BRANCH = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*\.lock$)(?!.*/$)[A-Za-z0-9._/-]+$")
 
 
-class HubUploadError(RuntimeError):
+class HubRequestError(RuntimeError):
+    """A request to the Hub failed and its error showed the access token: this error has the
+    text with the token replaced by ``***`` and no chained cause."""
+
+
+class HubUploadError(HubRequestError):
     """The Hub refused or failed the upload. No commit was made by the failed call (a repository or
     branch it created before failing may remain)."""
+
+
+class HubOfflineError(ConnectionError):
+    """``HF_HUB_OFFLINE`` is set, so the Hub cannot be reached (raised before anything is done)."""
 
 
 @dataclass
@@ -284,22 +303,37 @@ def _staging_folder(parent: Path | None) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _redact(text: str, token: Any) -> str:
-    """``text`` with every occurrence of the token replaced by ``***``."""
-    return text.replace(token, "***") if isinstance(token, str) and token else text
+def _tokens_in_effect(token: str | bool | None) -> tuple[str, ...]:
+    """The access token(s) a request with ``token`` may carry: the one given, or the one
+    ``huggingface_hub`` picks (``HF_TOKEN``, then the stored login), as it resolves it."""
+    found = {token} if isinstance(token, str) else set()
+    try:
+        found.add(get_token_to_send(token))
+    except Exception:  # noqa: BLE001 - token=True without any token: nothing to redact
+        pass
+    return tuple(sorted(value for value in found if isinstance(value, str) and value))
 
 
-def _mentions_token(error: BaseException, token: Any) -> bool:
-    """Whether ``error`` or an exception it chains to shows the token (then it is not chained)."""
-    if not (isinstance(token, str) and token):
-        return False
+def _redact(text: str, tokens: tuple[str, ...]) -> str:
+    """``text`` with every occurrence of the tokens replaced by ``***``."""
+    for token in tokens:
+        text = text.replace(token, "***")
+    return text
+
+
+def _mentions_token(error: BaseException, tokens: tuple[str, ...]) -> bool:
+    """Whether ``error`` or an exception it chains to shows a token (then it is not chained)."""
     seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
         seen.add(id(current))
-        if token in str(current) or token in repr(current):
+        text = f"{current}\n{current!r}\n" + "\n".join(getattr(current, "__notes__", None) or [])
+        if any(token in text for token in tokens):
             return True
-        current = current.__cause__ or current.__context__
+        pending += [chained for chained in (current.__cause__, current.__context__) if chained is not None]
     return False
 
 
@@ -317,6 +351,7 @@ def _upload(
 ) -> tuple[str, str]:
     """Create the repo / branch when needed and commit ``staging`` in one commit; ``(oid, url)``."""
     api = HfApi()
+    tokens = _tokens_in_effect(token)
     step = "creating the repository"
     failure: HubUploadError | None = None
     try:
@@ -331,9 +366,9 @@ def _upload(
         failure = HubUploadError(
             f"pushing to {repo_id!r} (branch {branch!r}) failed while {step}; nothing was committed by this "
             "push (the Hub applies a commit whole or not at all; the repository or branch may exist now) and "
-            f"the local checkpoint is unchanged. {_redact(f'{type(error).__name__}: {error}', token)}"
+            f"the local checkpoint is unchanged. {_redact(f'{type(error).__name__}: {error}', tokens)}"
         )
-        cause = None if _mentions_token(error, token) else error
+        cause = None if _mentions_token(error, tokens) else error
     if failure is not None:
         # Raised outside the except block so that an error showing the token is not even kept as
         # the implicit __context__.
@@ -383,8 +418,8 @@ def push_checkpoint(
     Raises:
         ValueError, FileNotFoundError, FileExistsError: bad input, raised before anything is
             sent (invalid repo id or branch, a folder that is not an mtlstm checkpoint, missing
-            weights or tokenizer, unreadable evaluation results or report, non-empty dry-run folder,
-            offline mode).
+            weights or tokenizer, unreadable evaluation results or report, non-empty dry-run folder).
+        HubOfflineError: ``HF_HUB_OFFLINE`` is set (and this is not a dry run); nothing was done.
         HubUploadError: the Hub failed the upload (nothing was committed by this call).
     """
     from .. import __version__
@@ -394,11 +429,12 @@ def push_checkpoint(
     if commit_message is not None and not commit_message.strip():
         raise ValueError("commit_message must not be empty")
     checkpoint = Path(checkpoint_dir).expanduser()
+    repair_interrupted_replacement(checkpoint)  # a crash while a training run replaced best_model/
     if not checkpoint.is_dir():
         raise FileNotFoundError(f"checkpoint {str(checkpoint_dir)!r} is not a folder")
     dry_run_folder = None if dry_run_dir is None else _check_dry_run_dir(dry_run_dir)
     if dry_run_folder is None and constants.is_offline_mode():
-        raise ValueError("HF_HUB_OFFLINE is set: the Hub cannot be reached; unset it to push, or make a dry run")
+        raise HubOfflineError("HF_HUB_OFFLINE is set: the Hub cannot be reached; unset it to push, or make a dry run")
     evaluation = _load_eval_results(eval_results, checkpoint)
     analysis = _analysis_report(analysis_dir, checkpoint)
     message = commit_message or f"Upload multi-timescale LSTM checkpoint {checkpoint.resolve().name} (mtlstm_hf {__version__})"
@@ -441,10 +477,23 @@ def fetch_report(
 
     Raises:
         FileNotFoundError: the repository has no ``analysis/report.json`` at that revision.
+        HubRequestError: the download failed with an error showing the access token (redacted
+            here); other failures are ``huggingface_hub``'s own errors.
     """
-    snapshot = snapshot_download(
-        repo_id, revision=revision, allow_patterns=[f"{ANALYSIS_DIRNAME}/*"], token=token, cache_dir=cache_dir
-    )
+    tokens = _tokens_in_effect(token)
+    failure: HubRequestError | None = None
+    try:
+        snapshot = snapshot_download(
+            repo_id, revision=revision, allow_patterns=[f"{ANALYSIS_DIRNAME}/*"], token=token, cache_dir=cache_dir
+        )
+    except Exception as error:
+        if not _mentions_token(error, tokens):
+            raise
+        failure = HubRequestError(
+            f"downloading the analysis report of {repo_id!r} failed: {_redact(f'{type(error).__name__}: {error}', tokens)}"
+        )
+    if failure is not None:
+        raise failure from None  # outside the except block: not even the implicit context shows the token
     folder = Path(snapshot) / ANALYSIS_DIRNAME
     if not (folder / REPORT_FILENAME).is_file():
         raise FileNotFoundError(

@@ -20,12 +20,22 @@ renamed (``os.replace``: atomic on one file system) and only then named in ``LAT
 file replaced atomically). Older checkpoints are deleted after that. So a crash at any
 moment leaves ``LATEST`` naming a complete checkpoint, never a half-written one; stale
 ``.tmp`` folders are removed by the next save. ``best_model/`` is replaced by two renames
-(the old folder is moved aside, the new one moved in, the old one deleted);
-:func:`replace_directory` repairs the one window in between on the next call.
+(the old folder is moved aside to ``.best_model.old``, the new one moved in, the old one
+deleted). A crash between the two renames leaves the last good copy only in
+``.best_model.old``: :func:`repair_interrupted_replacement` moves it back, and it is called by
+:func:`replace_directory`, when a run starts or resumes, and by the commands that read a
+model folder (``mtlstm-eval``, ``mtlstm-analyze``, ``mtlstm-push``).
+
+Write failures (disk full, read-only or unwritable folder, torch's ``enforce fail at
+inline_container.cc``) while saving become :class:`OutputWriteError` (an ``OSError``) naming
+the folder and the cause; the temporary folder is removed and ``LATEST`` keeps naming the
+previous complete checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -53,47 +63,147 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a text file so that readers see the old or the new content, never a mix."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a failed write (disk full) leaves no partial file behind
+        raise
 
 
 def write_json_atomic(path: str | Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+def _aside(path: Path) -> Path:
+    """Where :func:`replace_directory` moves the previous folder while it swaps in the new one."""
+    return path.with_name(f".{path.name}.old")
+
+
+def repair_interrupted_replacement(path: str | os.PathLike, *, clean_up: bool = False) -> bool:
+    """Undo a folder replacement that a crash interrupted (see :func:`replace_directory`).
+
+    When ``path`` does not exist but ``.NAME.old`` beside it does, a crash came between the
+    two renames of a replacement and the last complete copy is the one moved aside: it is
+    moved back. Readers of a model folder call this before reading it (a reader that finds
+    nothing to repair changes nothing).
+
+    Args:
+        path: the folder, e.g. ``run/best_model``.
+        clean_up: also delete what only the writer of the folder may delete: a stale
+            ``.NAME.old`` next to a complete ``NAME`` (a crash after the second rename) and
+            an unfinished ``.NAME.tmp`` build. A training run does this when it starts.
+
+    Returns:
+        Whether the folder was moved back.
+    """
+    path = Path(path).expanduser()
+    aside = _aside(path)
+    restored = False
+    if aside.is_dir() and not os.path.lexists(path):
+        try:
+            os.replace(aside, path)
+            restored = True
+        except FileNotFoundError:
+            if not path.is_dir():  # not another process restoring it at the same moment
+                raise
+    if clean_up:
+        if aside.is_dir() and path.is_dir():
+            shutil.rmtree(aside, ignore_errors=True)
+        tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return restored
+
+
 def replace_directory(build: Callable[[Path], None], destination: str | Path) -> Path:
     """Build a folder with ``build(tmp_path)`` and move it to ``destination`` in one piece.
 
     If ``build`` raises, the temporary folder is removed and ``destination`` is untouched.
-    A folder already at ``destination`` is moved aside, replaced, then deleted; a folder
-    left aside by a crash between those two renames is moved back first.
+    A folder already at ``destination`` is moved aside (``.NAME.old``), replaced, then
+    deleted; a folder left aside by a crash between those two renames is moved back first
+    (:func:`repair_interrupted_replacement`). A reader that moves the old folder back while
+    this call is between its two renames does not make it fail: it moves it aside again.
     """
     destination = Path(destination)
     tmp = destination.with_name(f".{destination.name}{TMP_SUFFIX}")
-    aside = destination.with_name(f".{destination.name}.old")
-    if aside.exists():
-        if destination.exists():
-            shutil.rmtree(aside)
-        else:
-            os.replace(aside, destination)  # a crash left the last good copy aside: restore it
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    aside = _aside(destination)
+    repair_interrupted_replacement(destination, clean_up=True)
     tmp.mkdir(parents=True)
     try:
         build(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if destination.exists():
-        os.replace(destination, aside)
-        os.replace(tmp, destination)
-        shutil.rmtree(aside)
-    else:
-        os.replace(tmp, destination)
+    for attempt in range(3):
+        if destination.exists():
+            os.replace(destination, aside)
+        try:
+            os.replace(tmp, destination)
+            break
+        except OSError as error:
+            # A reader restored the old folder in between (ENOTEMPTY / EEXIST): move it aside again.
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == 2:
+                raise
+    shutil.rmtree(aside, ignore_errors=True)
     return destination
+
+
+class OutputWriteError(OSError):
+    """Writing into the run folder failed: disk full, read-only or unwritable folder, a file
+    where a folder is needed, torch's file writer failing. Nothing complete was lost: a
+    checkpoint that failed is removed and ``LATEST`` names the previous one, a best model that
+    failed leaves the previous ``best_model/`` in place.
+
+    Attributes:
+        errno: the operating system's error number when known (``errno.ENOSPC``, ...), else ``None``.
+        path: the folder (or file) that was being written.
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike, error_number: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = error_number
+        self.path = Path(path)
+
+
+_OS_ERROR_NUMBER = re.compile(r"\(os error (\d+)\)")
+
+
+def write_failure_cause(error: BaseException, path: str | os.PathLike) -> tuple[str, int | None] | None:
+    """``(cause, errno)`` when ``error`` is a failure to write files, else ``None``.
+
+    Recognised: ``OSError`` (``errno.ENOSPC`` etc.), torch's ``RuntimeError`` from its zip
+    writer (``[enforce fail at inline_container.cc:...]``, which loses the errno: the cause
+    then says how much space is left at ``path``) and safetensors' ``SafetensorError``
+    (``I/O error: ... (os error 28)``).
+    """
+    if isinstance(error, OSError):
+        cause = error.strerror or str(error) or type(error).__name__
+        if error.filename is not None:
+            cause = f"{os.fsdecode(error.filename)}: {cause}"
+        return cause, error.errno
+    text = str(error)
+    if isinstance(error, RuntimeError) and ("inline_container.cc" in text or "PytorchStreamWriter" in text):
+        place = Path(path)
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        try:
+            free = f"{shutil.disk_usage(place).free / 2**20:.1f} MiB free there now"
+        except OSError:
+            free = "free space unknown"
+        first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        return f"torch could not write the file ({first}): the disk is probably full ({free})", None
+    if type(error).__name__ == "SafetensorError" and "I/O error" in text:
+        match = _OS_ERROR_NUMBER.search(text)
+        if match:
+            number = int(match.group(1))
+            return os.strerror(number), number
+        return text.strip().splitlines()[0], None
+    return None
 
 
 def checkpoint_sort_key(name: str) -> tuple[int, int] | None:
@@ -164,9 +274,10 @@ def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
 def has_training_run(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` already holds a run of this trainer (checkpoints or a best model)."""
     run_dir = Path(run_dir)
-    return (run_dir / CHECKPOINTS_DIRNAME / LATEST_FILENAME).is_file() or (
-        run_dir / BEST_MODEL_DIRNAME / TRAINING_CONFIG_FILENAME
-    ).is_file()
+    best = run_dir / BEST_MODEL_DIRNAME
+    return (run_dir / CHECKPOINTS_DIRNAME / LATEST_FILENAME).is_file() or any(
+        (folder / TRAINING_CONFIG_FILENAME).is_file() for folder in (best, _aside(best))  # aside: an interrupted replacement
+    )
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -18,9 +18,15 @@ Examples::
     torchrun --nproc_per_node 2 -m mtlstm_hf.training.cli --cpu --batch-size 20   # 2 CPU processes
 
 Ctrl-C (SIGINT) or SIGTERM saves a checkpoint after the current step and exits; ``--resume``
-continues bit-exactly. Exit codes: 0 done, 1 non-finite loss, 2 bad input, 3 this machine cannot
-run the requested setting (e.g. ``--mixed-precision bf16`` on a CPU without native bf16), 130
-interrupted.
+continues bit-exactly.
+
+Exit codes (:mod:`mtlstm_hf.exit_codes`, the same for every command): 0 done, 1 non-finite
+loss (the last good checkpoint is kept), 2 bad input (arguments, data, checkpoint, config), 3
+this machine cannot run the requested setting (e.g. ``--mixed-precision bf16`` on a CPU without
+native bf16), 4 I/O failure (disk full, permission denied, read-only file system, a file where a
+folder is needed or the reverse, a Hub dataset id without network or in offline mode; a failed
+checkpoint write leaves the previous checkpoint as the latest, so ``--resume`` continues from
+it), 130 interrupted. Errors are one line on stderr naming the path or value and the cause.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint import CHECKPOINTS_DIRNAME, TRAINING_CONFIG_FILENAME, resolve_checkpoint
+from .. import exit_codes
+from .checkpoint import CHECKPOINTS_DIRNAME, TRAINING_CONFIG_FILENAME, repair_interrupted_replacement, resolve_checkpoint
 from .config import LR_SCHEDULERS, MIXED_PRECISION, MODEL_PRESETS, OPTIMIZERS, TRACKERS, TrainingConfig
 
 if TYPE_CHECKING:
@@ -64,8 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtlstm-train",
         description="Train a multi-timescale LSTM language model (AWD-LSTM recipe) with accelerate.",
-        epilog="Exit codes: 0 done, 1 non-finite loss, 2 bad input, 3 this machine cannot run the requested "
-        "setting (e.g. bf16 on a CPU without native bf16), 130 interrupted (resume with --resume).",
+        epilog=exit_codes.epilog(non_finite_loss=True) + " After 1, 4 or 130, --resume continues from the last checkpoint.",
         argument_default=argparse.SUPPRESS,
     )
     add = parser.add_argument
@@ -195,31 +201,51 @@ def _is_main_process() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``mtlstm-train``; returns the exit code."""
+    """Run ``mtlstm-train``; returns the exit code (:mod:`mtlstm_hf.exit_codes`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
     from ..models.mtlstm import UnsupportedPrecisionError
     from .loop import NonFiniteLossError, train
 
+    def error(message: str, kind: str = "error") -> None:
+        if _is_main_process():
+            print(f"mtlstm-train: {kind}: {exit_codes.one_line(message)}", file=sys.stderr)
+
+    config = None
     try:
         config = config_from_args(args)
+        exit_codes.check_output_dir(config.output_dir, "--output-dir")
+        for folder in (config.init_from, config.tokenizer):  # e.g. another run's best_model/
+            if folder is not None:
+                repair_interrupted_replacement(folder)  # safe on every process at once
         result = train(config)
-    except (ValueError, FileNotFoundError) as error:
-        if _is_main_process():
-            print(f"mtlstm-train: error: {error}", file=sys.stderr)
-        return 2
-    except UnsupportedPrecisionError as error:
-        if _is_main_process():
-            print(f"mtlstm-train: error: {error}", file=sys.stderr)
-        return 3
-    except NonFiniteLossError as error:
-        if _is_main_process():
-            print(f"mtlstm-train: stopped: {error}", file=sys.stderr)
-        return 1
+    except NonFiniteLossError as failure:
+        error(str(failure), "stopped")
+        return exit_codes.NON_FINITE_LOSS
+    except UnsupportedPrecisionError as failure:
+        error(str(failure))
+        return exit_codes.UNSUPPORTED_SETTING
+    except OSError as failure:
+        if not exit_codes.is_io_failure(failure):  # a missing input file or folder
+            error(str(failure))
+            return exit_codes.BAD_INPUT
+        message = exit_codes.describe_io_failure(failure)
+        if isinstance(failure, (ConnectionError, TimeoutError)) and config is not None and config.data is not None:
+            # The only network access of a run: loading a Hub dataset.
+            message = f"--data: {exit_codes.hub_dataset_hint(config.data)} ({failure})"
+        error(message)
+        return exit_codes.IO_FAILURE
+    except ValueError as failure:
+        error(str(failure))
+        return exit_codes.BAD_INPUT
+    except KeyboardInterrupt:
+        where = f"; continue with: mtlstm-train --resume {config.output_dir}" if config is not None else ""
+        error(f"interrupted without saving; the last complete checkpoint is kept{where}", "stopped")
+        return exit_codes.INTERRUPTED
     if _is_main_process():
         print("\n" + format_summary(result, config))
-    return 130 if result.status == "interrupted" else 0
+    return exit_codes.INTERRUPTED if result.status == "interrupted" else exit_codes.OK
 
 
 if __name__ == "__main__":

@@ -554,7 +554,36 @@ class LanguageModelTrainer:
         self._dirty = False
 
     def save_checkpoint(self) -> Path:
-        """Write a complete, atomically published checkpoint (all processes call this)."""
+        """Write a complete, atomically published checkpoint (all processes call this).
+
+        Raises:
+            OutputWriteError: writing failed (disk full, unwritable folder, torch's writer
+                failing); the message names the checkpoint and the cause. The unfinished
+                folder is removed and ``LATEST`` still names the previous complete checkpoint,
+                which ``resume_from`` continues from.
+        """
+        self._checkpoint_being_written = self.checkpoints_dir
+        try:
+            return self._write_checkpoint()
+        except Exception as error:
+            target = self._checkpoint_being_written
+            found = ckpt.write_failure_cause(error, target)
+            if found is None:
+                raise
+            cause, number = found
+            if self.accelerator.is_main_process:
+                ckpt.remove_stale_temporaries(self.checkpoints_dir)  # frees the space the failed write took
+            previous = (
+                f"the previous checkpoint {self.last_checkpoint} is still the latest: fix the cause, then continue "
+                f"with resume_from={str(self.output_dir)!r} (mtlstm-train --resume {self.output_dir})"
+                if self.last_checkpoint is not None
+                else "no earlier checkpoint exists, so the run must start again"
+            )
+            raise ckpt.OutputWriteError(
+                f"writing the checkpoint {target} failed: {cause}; {previous}", path=target, error_number=number
+            ) from error
+
+    def _write_checkpoint(self) -> Path:
         accelerator = self.accelerator
         now = time.monotonic()
         self.progress.train_seconds += now - self._clock
@@ -564,8 +593,10 @@ class LanguageModelTrainer:
             self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale_temporaries(self.checkpoints_dir)
             name = ckpt.new_checkpoint_name(self.checkpoints_dir, self.progress.global_step)
+            self._checkpoint_being_written = self.checkpoints_dir / name
             (self.checkpoints_dir / (name + ckpt.TMP_SUFFIX)).mkdir()
         name = self._broadcast_string(name)
+        self._checkpoint_being_written = self.checkpoints_dir / name
         tmp_dir = self.checkpoints_dir / (name + ckpt.TMP_SUFFIX)
         accelerator.wait_for_everyone()
         with _quiet_logger("accelerate.utils.other"):  # "Removed shared tensor": the tied lm_head, expected
@@ -626,7 +657,11 @@ class LanguageModelTrainer:
         return box[0]
 
     def save_best_model(self) -> None:
-        """``save_pretrained`` the current (averaged, under ASGD) weights + tokenizer + configs."""
+        """``save_pretrained`` the current (averaged, under ASGD) weights + tokenizer + configs.
+
+        Raises:
+            OutputWriteError: writing failed; ``best_model/`` keeps the previous best model.
+        """
         if self.accelerator.is_main_process:
             metrics = {
                 "val_loss": self.progress.last_val_loss,
@@ -643,8 +678,19 @@ class LanguageModelTrainer:
                 self.config.to_json_file(folder / ckpt.TRAINING_CONFIG_FILENAME)
                 ckpt.write_json_atomic(folder / "training_metrics.json", metrics)
 
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.replace_directory(build, self.best_model_dir)
+            try:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                ckpt.replace_directory(build, self.best_model_dir)
+            except Exception as error:
+                found = ckpt.write_failure_cause(error, self.best_model_dir)
+                if found is None:
+                    raise
+                raise ckpt.OutputWriteError(
+                    f"writing the best model {self.best_model_dir} failed: {found[0]}; the folder keeps the previous "
+                    "best model (if any) and the last checkpoint is unchanged",
+                    path=self.best_model_dir,
+                    error_number=found[1],
+                ) from error
         self.accelerator.wait_for_everyone()
 
     # --- evaluation -----------------------------------------------------------------------------
@@ -870,9 +916,26 @@ class LanguageModelTrainer:
         Raises:
             NonFiniteLossError: the loss or gradient became NaN/inf (no checkpoint is written
                 after the last good one).
+            OutputWriteError: writing into the run folder failed (disk full, read-only or
+                unwritable folder); the last complete checkpoint stays the latest.
         """
         config, progress = self.config, self.progress
-        self._start_output()
+
+        def run_folder_error(error: OSError) -> ckpt.OutputWriteError:
+            return ckpt.OutputWriteError(
+                f"the run folder {self.output_dir} could not be written: {ckpt.write_failure_cause(error, self.output_dir)[0]}",
+                path=self.output_dir,
+                error_number=error.errno,
+            )
+
+        try:
+            if self.accelerator.is_main_process:
+                # A crash between the two renames that replace best_model/ left it in .best_model.old:
+                # move it back before anything reads or replaces it.
+                ckpt.repair_interrupted_replacement(self.best_model_dir, clean_up=True)
+            self._start_output()
+        except OSError as error:
+            raise run_folder_error(error) from error
         self._session_start = self._clock = time.monotonic()
         self._install_signal_handlers()
         status: str | None = None
@@ -901,6 +964,10 @@ class LanguageModelTrainer:
                 self.accelerator.log(
                     {"test/loss": self.test_loss, "test/perplexity": perplexity(self.test_loss)}, step=progress.global_step
                 )
+        except OSError as error:
+            if isinstance(error, ckpt.OutputWriteError):
+                raise
+            raise run_folder_error(error) from error  # e.g. the metrics log on a full disk
         finally:
             self._restore_signal_handlers()
         return TrainingResult(
