@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_model
@@ -321,16 +322,27 @@ def test_word_class_routing_report():
     assert all(value > 0 for row in report["ratio_matrix"] for value in row if not math.isnan(value))
 
 
-def test_routing_heatmap_figure():
+def test_routing_heatmap_draws_the_ratios_and_leaves_empty_bins_out():
+    """The image is the ratio matrix, chunk rows in report order, without the column of a bin that
+    has no tokens (here >=1K: the stream is far too short); the label says which bin is missing."""
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
 
     from mtlstm_hf.analysis import plot_routing_heatmap
 
     model = tiny_model()
     stream = _stream(60)
-    report = routing_report(model, stream, 0, _bins(stream), edges=EDGES, chunk_size=5, window=20)
+    edges = (2, 4, 1000)
+    bins = frequency_bin_of_token(token_counts(stream, 37), edges)
+    report = routing_report(model, stream, 0, bins, edges=edges, chunks=[[0, 1, 2], [3, 4], [5, 6, 7, 8, 9]], window=20)
+    assert report["intact"]["bins"][">=1K"]["n_tokens"] == 0 and report["columns"][0] == ">=1K"
     figure = plot_routing_heatmap(report)
-    assert isinstance(figure, Figure)
+    ax = figure.axes[0]
+    image = np.asarray(ax.images[0].get_array(), dtype=float)
+    expected = np.array([[row[index] for index in range(1, 5)] for row in report["ratio_matrix"]], dtype=float)
+    np.testing.assert_allclose(image, expected)
+    assert [label.get_text() for label in ax.get_xticklabels()] == report["columns"][1:]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["chunk 1: T 3-3", "chunk 2: T 3-3", "chunk 3: T 4-4"]
+    assert "no tokens, not shown: >=1K" in ax.get_xlabel()
+    assert "layer 1" in ax.get_ylabel()
     plt.close(figure)

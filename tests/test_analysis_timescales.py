@@ -12,11 +12,14 @@ from conftest import tiny_model
 from scipy import special, stats
 
 from mtlstm_hf.analysis import (
+    LayerTimescales,
+    TimescaleEstimate,
     compare_with_assigned,
     estimate_memory_span,
     estimate_timescales,
     fit_inverse_gamma,
     fit_timescale_distribution,
+    inverse_gamma_fit_note,
     layer_traces,
     passage_log_weights,
     stream_traces,
@@ -270,7 +273,8 @@ def test_memory_span_across_windows_equals_the_full_weighted_sum():
         expected = torch.stack([torch.diagonal(norms, -d).mean() for d in range(max_distance)])
         torch.testing.assert_close(span.mean_norm[position], expected, rtol=1e-9, atol=1e-12)
     summary = span.summary()
-    assert [row["layer"] for row in summary] == [0, 1]
+    assert [row["layer"] for row in summary] == [1, 2]  # report rows number layers from 1
+    assert span.layers == [0, 1] and span.to_dict()["layers"] == [1, 2]
     assert json.dumps(to_json_compatible(span.to_dict()), allow_nan=False)
 
 
@@ -284,23 +288,118 @@ def test_passage_log_weights_and_layer_checks():
         estimate_memory_span(model, _stream(30), 5, layers=[1])
 
 
-def test_timescale_and_memory_figures():
+def _hand_layer(timescales, schedule=None, assigned=None, layer=1) -> "LayerTimescales":
+    values = torch.tensor(timescales, dtype=torch.float64)
+    return LayerTimescales(
+        layer=layer, cell_type="lstm", mean_forget_gate=torch.exp(-1 / values), forget_gate_std=torch.zeros_like(values),
+        timescales=values, assigned=None if assigned is None else torch.tensor(assigned, dtype=torch.float64),
+        num_tokens=100, schedule=schedule,
+    )
+
+
+def test_inverse_gamma_fit_note():
+    spread = [0.7, 1.3, 2.0, 4.0, 9.0, 30.0, 200.0]
+    assert inverse_gamma_fit_note(spread, {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0}) is None
+    assert inverse_gamma_fit_note(spread, None) is None  # a free layer with spread: the fit is a question worth asking
+    assert "T = 3|4" in inverse_gamma_fit_note(spread, {"type": "fixed", "values": [3.0, 4.0]})
+    # 90th / 10th percentile just below and above the threshold of 2
+    narrow = torch.linspace(3.0, 3.0 * 1.9, 101)
+    assert "no timescale spread" in inverse_gamma_fit_note(narrow.tolist())
+    wide = torch.linspace(3.0, 3.0 * 2.6, 101)  # percentiles 3.48 and 7.32: ratio 2.1
+    assert inverse_gamma_fit_note(wide.tolist()) is None
+    assert "only 2 finite" in inverse_gamma_fit_note([2.0, 5.0, math.inf, 0.0])
+
+
+def test_timescale_figure_draws_the_data_and_the_fit_quantiles():
+    """The curves are the sorted data and scipy's inverse-gamma quantiles of the fit: swapping alpha
+    and beta, or reversing the order, would fail."""
     pytest.importorskip("matplotlib")
-    from matplotlib.figure import Figure
-
-    from mtlstm_hf.analysis import plot_memory_span, plot_passage_weighted_sum, plot_timescale_histograms, plot_timescales
-
-    model = _scheduled_model()
-    estimate = estimate_timescales(model, _stream(30))
-    fit = fit_inverse_gamma(estimate.layers[0].timescales)
-    figures = [
-        plot_timescales(estimate.layers[0], fit),
-        plot_timescale_histograms(estimate, {0: fit}),
-        plot_memory_span(estimate_memory_span(model, _stream(30), 5), log_distance=True),
-        plot_passage_weighted_sum(model, _stream(6), 1, tokens=list("abcdef")),
-    ]
     import matplotlib.pyplot as plt
 
-    for figure in figures:
-        assert isinstance(figure, Figure)
+    from mtlstm_hf.analysis import plot_timescales
+
+    values = stats.invgamma.rvs(a=1.7, scale=6.0, size=40, random_state=np.random.default_rng(0))
+    layer = _hand_layer([*values, math.inf, 0.0], {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0},
+                        assigned=np.linspace(1.0, 80.0, 42))
+    fit = fit_inverse_gamma(layer.timescales)
+    alpha, beta = fit.parameters["alpha"], fit.parameters["beta"]
+    assert abs(alpha - beta) > 1.0  # otherwise a swap would go unnoticed
+    figure = plot_timescales(layer, fit)
+    estimated, assigned, fitted = figure.axes[0].lines
+    np.testing.assert_allclose(estimated.get_ydata(), np.sort(values)[::-1], rtol=1e-12)
+    np.testing.assert_allclose(estimated.get_xdata(), np.arange(40))
+    np.testing.assert_allclose(assigned.get_ydata(), np.linspace(1.0, 80.0, 42)[::-1], rtol=1e-12)
+    np.testing.assert_allclose(fitted.get_ydata(), stats.invgamma.isf((np.arange(40) + 0.5) / 40, a=alpha, scale=beta), rtol=1e-6)
+    assert "2 units at 0 or infinity not shown" in estimated.get_label()
+    assert fitted.get_label() == f"inverse-gamma fit, shape alpha {alpha:.3g}, scale beta {beta:.3g}"
+    assert figure.axes[0].get_title() == "Layer 2: timescales of its units"  # index 1 is layer 2
+    plt.close(figure)
+
+
+def test_no_fit_is_drawn_where_it_means_nothing():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from mtlstm_hf.analysis import plot_timescale_histograms, plot_timescales
+
+    fixed = _hand_layer(np.linspace(1.5, 9.0, 20), {"type": "fixed", "values": [3.0, 4.0]}, layer=0)
+    flat = _hand_layer(np.linspace(3.0, 3.5, 20), None, layer=2)
+    for layer in (fixed, flat):
+        figure = plot_timescales(layer, fit_inverse_gamma(layer.timescales))
+        lines = figure.axes[0].lines
+        assert [line.get_label().split(",")[0] for line in lines if len(line.get_xdata())] == ["estimated"]
+        assert any(line.get_label().startswith("no inverse-gamma fit: ") for line in lines)
         plt.close(figure)
+    estimate = TimescaleEstimate([fixed, flat], 100, 1, 70)
+    figure = plot_timescale_histograms(estimate, {0: fit_inverse_gamma(fixed.timescales), 2: fit_inverse_gamma(flat.timescales)})
+    for ax in figure.axes:
+        assert [line for line in ax.lines if len(line.get_xdata())] == []  # no density anywhere
+    assert [ax.get_title() for ax in figure.axes] == ["layer 1 (lstm)", "layer 3 (lstm)"]
+    plt.close(figure)
+
+
+def test_timescale_histogram_bars_and_density():
+    """Bar heights are numpy's histogram of log10 T; the curve is scipy's density of log10 T in counts."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from mtlstm_hf.analysis import plot_timescale_histograms
+
+    values = stats.invgamma.rvs(a=0.9, scale=3.0, size=60, random_state=np.random.default_rng(1))
+    layer = _hand_layer(values, {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0}, layer=1)
+    fit = fit_inverse_gamma(layer.timescales)
+    figure = plot_timescale_histograms(TimescaleEstimate([layer], 100, 1, 70), {1: fit})
+    ax = figure.axes[0]
+    counts, edges = np.histogram(np.log10(values), bins=30)  # min(40, max(5, 60 // 2)) bins
+    np.testing.assert_allclose([patch.get_height() for patch in ax.patches], counts)
+    (density,) = ax.lines
+    grid = density.get_xdata()
+    width = edges[1] - edges[0]
+    expected = stats.invgamma.pdf(10**grid, a=fit.parameters["alpha"], scale=fit.parameters["beta"]) * 10**grid * np.log(10) * 60 * width
+    np.testing.assert_allclose(density.get_ydata(), expected, rtol=1e-6)
+    plt.close(figure)
+
+
+def test_memory_span_figure_has_one_distinct_curve_per_layer():
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from mtlstm_hf.analysis import plot_memory_span, plot_passage_weighted_sum
+
+    model = _scheduled_model()
+    span = estimate_memory_span(model, _stream(30), 5)
+    figure = plot_memory_span(span, log_distance=True)
+    lines = figure.axes[0].lines
+    assert [line.get_label() for line in lines] == ["layer 1", "layer 2"]
+    for position, line in enumerate(lines):
+        np.testing.assert_allclose(line.get_xdata(), np.arange(1, 5))
+        np.testing.assert_allclose(line.get_ydata(), span.mean_norm[position, 1:].numpy())
+    styles = {(line.get_color(), line.get_linestyle(), line.get_marker()) for line in lines}
+    assert len({style[0] for style in styles}) == len({style[1] for style in styles}) == len({style[2] for style in styles}) == 2
+    heat = plot_passage_weighted_sum(model, _stream(6), 1, tokens=list("abcdef"))
+    assert heat.axes[0].get_title() == "Layer 2: weighted-sum weights of the memory cell"
+    norms = weighted_sum_norms(passage_log_weights(model, _stream(6), 1).double()).T.numpy()
+    image = heat.axes[0].images[0].get_array()
+    np.testing.assert_allclose(np.asarray(image.filled(np.nan)), np.where(np.tril(np.ones((6, 6)), -1) > 0, np.nan, norms))
+    plt.close(figure)
+    plt.close(heat)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,7 +175,9 @@ def test_default_grid_reaches_distance_1000_and_plot_renders():
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from mtlstm_hf.analysis.plots import plot_mutual_information
+    import matplotlib.pyplot as plt
+
+    from mtlstm_hf.analysis.figures import plot_mutual_information
 
     stream = _binary_symmetric_chain(5_000, 0.3, seed=3)
     result = mutual_information(stream, max_distance=1000, num_distances=12)
@@ -182,6 +185,23 @@ def test_default_grid_reaches_distance_1000_and_plot_renders():
     decay = timescale_decay(result.distances, torch.tensor([3.0, 4.0, 50.0]))
     comparison = compare_decay(result, decay, d_max=3, power=2.0)
     figure = plot_mutual_information(result, comparison=comparison, model_decay=decay)
-    assert isinstance(figure, Figure) and len(figure.axes[0].lines) == 3
+    assert isinstance(figure, Figure)
+    points, fitted, model = figure.axes[0].lines
+    # The data (only positive estimates fit on a log axis), the fit A d^-k on its range, the model curve.
+    positive = (result.mutual_information > 0).numpy()
+    distances = result.distances.double().numpy()
+    np.testing.assert_allclose(points.get_xdata(), distances[positive])
+    np.testing.assert_allclose(points.get_ydata(), result.mutual_information.numpy()[positive])
+    fit = comparison.data_fit
+    span = distances[(distances >= fit.d_min) & (distances <= fit.d_max)]
+    np.testing.assert_allclose(fitted.get_xdata(), span)
+    np.testing.assert_allclose(fitted.get_ydata(), fit.amplitude * span ** (-fit.exponent), rtol=1e-12)
+    np.testing.assert_allclose(model.get_ydata(), comparison.scale * decay.double().numpy() ** 2.0, rtol=1e-12)
+    assert points.get_label() == "mutual information of the text (grassberger estimator)"
+    assert fitted.get_label().startswith("power-law fit: ")
+    assert model.get_label().startswith("decay implied by the model's timescales")
     figure.canvas.draw()
-    assert isinstance(plot_mutual_information(result), Figure)
+    plt.close(figure)
+    alone = plot_mutual_information(result)
+    assert len(alone.axes[0].lines) == 1
+    plt.close(alone)

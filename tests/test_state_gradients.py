@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_model
@@ -370,22 +371,53 @@ def test_result_measure_errors():
         embedding_whitening(torch.ones(5, 2))
 
 
-def test_plot_state_gradient_memory_renders():
+def test_state_gradient_figures_draw_the_memory_per_layer_and_class():
+    """Each curve is the memory of its layer and class (swapping layers or classes fails); a class
+    with no source word (an empty frequency bin) gets no curve and no panel; layers differ in
+    colour, line style and marker."""
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
 
-    from mtlstm_hf.analysis.plots import plot_state_gradient_memory
+    from mtlstm_hf.analysis.figures import plot_state_gradient_layers, plot_state_gradient_memory
 
     model = tiny_model()
-    stream = torch.randint(0, VOCAB, (40,))
-    classes, labels = frequency_classes(stream, VOCAB, edges=(2,))
-    result = state_gradients(model, stream, max_delay=6, segment_length=20, token_classes=classes, class_labels=labels)
+    stream = torch.randint(0, VOCAB, (40,), generator=torch.Generator().manual_seed(6))
+    classes, labels = frequency_classes(stream, VOCAB, edges=(2, 1000))  # ">=1K" can have no word here
+    results = state_gradients(
+        model, stream, max_delay=6, segment_length=20, layer=[0, 1], token_classes=classes, class_labels=labels
+    )
+    assert labels[0] == ">=1K" and not results[0].counts[:, 0].any()
     whitening = embedding_whitening(model.get_input_embeddings().weight)
-    figure = plot_state_gradient_memory(result, k=3, whitening=whitening)
-    assert isinstance(figure, Figure) and len(figure.axes[0].lines) == 2
-    figure.canvas.draw()
-    single = plot_state_gradient_memory(result.pooled(), k=3, measure=0, log_delay=False)
-    assert single.axes[0].get_yscale() == "log"
+    figure = plot_state_gradient_layers(results, k=3, whitening=whitening)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == ["all source words", f"source word: {labels[1]}", f"source word: {labels[2]}"]
+    assert "no source words in: >=1K" in figure._suptitle.get_text()
+    expected = [
+        [result.pooled().memory(3, whitening)[:, 0] for result in results],
+        [result.memory(3, whitening)[:, 1] for result in results],
+        [result.memory(3, whitening)[:, 2] for result in results],
+    ]
+    for ax, curves in zip(figure.axes, expected):
+        assert [line.get_label() for line in ax.lines] == ["layer 1, cell state", "layer 2, cell state"]
+        for line, curve in zip(ax.lines, curves):
+            np.testing.assert_allclose(line.get_xdata(), np.arange(1, 6))
+            np.testing.assert_allclose(line.get_ydata(), curve[1:].numpy())
+        first, second = ax.lines
+        assert first.get_color() != second.get_color() and first.get_linestyle() != second.get_linestyle()
+        assert first.get_marker() != second.get_marker()
+    plt.close(figure)
+
+    single = plot_state_gradient_memory(results[1], k=3, whitening=whitening)
+    lines = single.axes[0].lines
+    assert [line.get_label() for line in lines] == labels[1:]
+    memory = results[1].memory(3, whitening)
+    for line, index in zip(lines, (1, 2)):
+        np.testing.assert_allclose(line.get_ydata(), memory[1:, index].numpy())
+    assert "layer 2" in single.axes[0].get_title() and "no source words in: >=1K" in single.axes[0].get_title()
+    plt.close(single)
+    linear = plot_state_gradient_memory(results[0].pooled(), k=3, measure=0, log_delay=False)
+    np.testing.assert_allclose(linear.axes[0].lines[0].get_ydata(), results[0].pooled().singular_values(3)[:, 0, 0].numpy())
+    plt.close(linear)
     with pytest.raises(ValueError, match="measure"):
-        plot_state_gradient_memory(result, k=3, measure=5)
+        plot_state_gradient_memory(results[0], k=3, measure=5)

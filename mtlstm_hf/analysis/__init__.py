@@ -12,7 +12,7 @@ Modules (this package depends on the model and evaluation packages, never the re
 - :mod:`.weighted_sum`: the ``||w_j^t||`` heat map of a passage;
 - :mod:`.state_gradients`: ``d s_t / d x_{t-tau}`` memory analysis (Verwimp et al. 2020);
 - :mod:`.mutual_information`: ``I(d)`` of a corpus and its power-law decay;
-- :mod:`.figures`, :mod:`.plots`: matplotlib figures (``pip install mtlstm_hf[plot]``);
+- :mod:`.figures`: every matplotlib figure (``pip install mtlstm_hf[plot]``);
 - :mod:`.report`, :mod:`.cli`: run everything on a checkpoint and write ``report.json`` + figures
   (command ``mtlstm-analyze``); ``load_report`` reads the folder back.
 
@@ -20,164 +20,100 @@ The functions ``state_gradients`` and ``mutual_information`` share their module'
 are not re-exported here (that would hide the modules): call
 ``analysis.state_gradients.state_gradients(...)`` and
 ``analysis.mutual_information.mutual_information(...)``.
+
+Layers: arguments and attributes that index ``model.model.layers`` are 0-based; everything a person
+reads (report.json, figure titles, legends and file names, ``mtlstm-analyze --ablation-layer``)
+numbers layers from 1, as the paper does (README.md in this folder).
+
+Attributes are imported on first use (PEP 562), so ``mtlstm-analyze --help`` imports no torch.
 """
 
-from .ablation import (
-    UnitAblation,
-    ablate_units,
-    ablation_log_probs,
-    active_ablation,
-    class_binned_perplexity,
-    routing_report,
-    timescale_chunks,
-    units_by_timescale,
-    word_class_routing_report,
-    word_class_table,
-)
-from .figures import (
-    plot_memory_span,
-    plot_passage_weighted_sum,
-    plot_routing_heatmap,
-    plot_timescale_histograms,
-    plot_timescales,
-    save_figure,
-)
-from .memory_span import MemorySpan, estimate_memory_span, layers_with_memory_cell, passage_log_weights
-from .mutual_information import (
-    ESTIMATORS,
-    DecayComparison,
-    MutualInformationResult,
-    PowerLawFit,
-    compare_decay,
-    entropy_from_counts,
-    fit_power_law,
-    log_spaced_distances,
-    timescale_decay,
-)
-from .plots import plot_mutual_information, plot_state_gradient_memory
-from .report import (
-    ANALYSES,
-    AnalysisSettings,
-    analyze_checkpoint,
-    default_ablation_layer,
-    load_report,
-    load_word_classes,
-    run_analyses,
-    write_report,
-)
-from .state_gradients import (
-    LayerStep,
-    LayerWeights,
-    StateGradientAccumulator,
-    StateGradientResult,
-    accumulate_state_gradients,
-    embedding_whitening,
-    frequency_classes,
-    lstm_cell_step,
-    model_layer_steps,
-    register_cell_step,
-    unroll_layer_steps,
-)
-from .timescales import (
-    DISTRIBUTION_FAMILIES,
-    DistributionFit,
-    LayerTimescales,
-    TimescaleEstimate,
-    best_family,
-    compare_with_assigned,
-    estimate_timescales,
-    fit_inverse_gamma,
-    fit_timescale_distribution,
-    layers_with_forget_gate,
-    timescale_report,
-)
-from .traces import (
-    TraceChunk,
-    TraceMoments,
-    forward_traces,
-    layer_traces,
-    stream_rows,
-    stream_traces,
-    trace_moments,
-)
-from .weighted_sum import plot_weighted_sum_heatmap
 
-__all__ = [
-    # traces
-    "TraceChunk",
-    "TraceMoments",
-    "forward_traces",
-    "layer_traces",
-    "stream_rows",
-    "stream_traces",
-    "trace_moments",
-    # timescales
-    "DISTRIBUTION_FAMILIES",
-    "DistributionFit",
-    "LayerTimescales",
-    "TimescaleEstimate",
-    "best_family",
-    "compare_with_assigned",
-    "estimate_timescales",
-    "fit_inverse_gamma",
-    "fit_timescale_distribution",
-    "layers_with_forget_gate",
-    "timescale_report",
-    # ablation / routing
-    "UnitAblation",
-    "ablate_units",
-    "ablation_log_probs",
-    "active_ablation",
-    "class_binned_perplexity",
-    "routing_report",
-    "timescale_chunks",
-    "units_by_timescale",
-    "word_class_routing_report",
-    "word_class_table",
-    # memory span / weighted sum
-    "MemorySpan",
-    "estimate_memory_span",
-    "layers_with_memory_cell",
-    "passage_log_weights",
-    "plot_weighted_sum_heatmap",
-    # state gradients (the function itself: analysis.state_gradients.state_gradients)
-    "LayerStep",
-    "LayerWeights",
-    "StateGradientAccumulator",
-    "StateGradientResult",
-    "accumulate_state_gradients",
-    "embedding_whitening",
-    "frequency_classes",
-    "lstm_cell_step",
-    "model_layer_steps",
-    "register_cell_step",
-    "unroll_layer_steps",
-    # mutual information (the function itself: analysis.mutual_information.mutual_information)
-    "ESTIMATORS",
-    "DecayComparison",
-    "MutualInformationResult",
-    "PowerLawFit",
-    "compare_decay",
-    "entropy_from_counts",
-    "fit_power_law",
-    "log_spaced_distances",
-    "timescale_decay",
-    # figures
-    "plot_memory_span",
-    "plot_mutual_information",
-    "plot_passage_weighted_sum",
-    "plot_routing_heatmap",
-    "plot_state_gradient_memory",
-    "plot_timescale_histograms",
-    "plot_timescales",
-    "save_figure",
-    # report / command line
-    "ANALYSES",
-    "AnalysisSettings",
-    "analyze_checkpoint",
-    "default_ablation_layer",
-    "load_report",
-    "load_word_classes",
-    "run_analyses",
-    "write_report",
-]
+from __future__ import annotations
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "UnitAblation": ".ablation",
+    "ablate_units": ".ablation",
+    "ablation_log_probs": ".ablation",
+    "active_ablation": ".ablation",
+    "class_binned_perplexity": ".ablation",
+    "routing_report": ".ablation",
+    "timescale_chunks": ".ablation",
+    "units_by_timescale": ".ablation",
+    "word_class_routing_report": ".ablation",
+    "word_class_table": ".ablation",
+    "layer_style": ".figures",
+    "plot_memory_span": ".figures",
+    "plot_mutual_information": ".figures",
+    "plot_passage_weighted_sum": ".figures",
+    "plot_routing_heatmap": ".figures",
+    "plot_state_gradient_layers": ".figures",
+    "plot_state_gradient_memory": ".figures",
+    "plot_timescale_histograms": ".figures",
+    "plot_timescales": ".figures",
+    "plot_weighted_sum_heatmap": ".figures",
+    "save_figure": ".figures",
+    "MemorySpan": ".memory_span",
+    "estimate_memory_span": ".memory_span",
+    "layers_with_memory_cell": ".memory_span",
+    "passage_log_weights": ".memory_span",
+    "ESTIMATORS": ".mutual_information",
+    "DecayComparison": ".mutual_information",
+    "MutualInformationResult": ".mutual_information",
+    "PowerLawFit": ".mutual_information",
+    "compare_decay": ".mutual_information",
+    "entropy_from_counts": ".mutual_information",
+    "fit_power_law": ".mutual_information",
+    "log_spaced_distances": ".mutual_information",
+    "timescale_decay": ".mutual_information",
+    "ANALYSES": ".report",
+    "DEFAULT_STATE_GRADIENT_POSITIONS": ".report",
+    "AnalysisSettings": ".report",
+    "analyze_checkpoint": ".report",
+    "default_ablation_layer": ".report",
+    "default_data": ".report",
+    "load_report": ".report",
+    "load_word_classes": ".report",
+    "run_analyses": ".report",
+    "write_report": ".report",
+    "LayerLinearize": ".state_gradients",
+    "LayerStep": ".state_gradients",
+    "LayerWeights": ".state_gradients",
+    "Linearization": ".state_gradients",
+    "StateGradientAccumulator": ".state_gradients",
+    "StateGradientResult": ".state_gradients",
+    "accumulate_state_gradients": ".state_gradients",
+    "embedding_whitening": ".state_gradients",
+    "frequency_classes": ".state_gradients",
+    "lstm_cell_step": ".state_gradients",
+    "lstm_linearize": ".state_gradients",
+    "model_layer_steps": ".state_gradients",
+    "register_cell_step": ".state_gradients",
+    "source_positions": ".state_gradients",
+    "unroll_layer_steps": ".state_gradients",
+    "DISTRIBUTION_FAMILIES": ".timescales",
+    "MIN_TIMESCALE_SPREAD": ".timescales",
+    "DistributionFit": ".timescales",
+    "LayerTimescales": ".timescales",
+    "TimescaleEstimate": ".timescales",
+    "best_family": ".timescales",
+    "compare_with_assigned": ".timescales",
+    "estimate_timescales": ".timescales",
+    "fit_inverse_gamma": ".timescales",
+    "fit_timescale_distribution": ".timescales",
+    "inverse_gamma_fit_note": ".timescales",
+    "layers_with_forget_gate": ".timescales",
+    "timescale_report": ".timescales",
+    "TraceChunk": ".traces",
+    "TraceMoments": ".traces",
+    "forward_traces": ".traces",
+    "layer_traces": ".traces",
+    "stream_rows": ".traces",
+    "stream_traces": ".traces",
+    "trace_moments": ".traces",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Share", "open_progress"]
+__all__ = ["Meter", "Share", "open_progress"]
 
 
 class _Silent:
@@ -28,12 +28,32 @@ class _Silent:
         pass
 
 
+class Meter:
+    """Fractional amounts in, whole steps out: the bar shows integer counts that add up exactly."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self._amount = 0.0
+        self._shown = 0
+
+    def update(self, amount: float) -> None:
+        self._amount += amount
+        step = int(round(self._amount)) - self._shown
+        if step > 0:
+            self._shown += step
+            self.bar.update(step)
+
+    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+        self.bar.set_postfix_str(text)
+
+
 class Share:
     """``budget`` units of a run-wide bar, handed out in proportion to an analysis's own progress.
 
     The analysis sets ``total`` (its own units, e.g. windows) and calls ``update(n)``; the bar
     advances by ``budget * n / total``, never beyond ``budget``. :meth:`finish` advances the rest
-    (an analysis that stopped early or was skipped still accounts for its part).
+    (an analysis that stopped early or was skipped still accounts for its part). ``bar``: anything
+    with ``update(amount)`` (a :class:`Meter` around the run's bar).
     """
 
     def __init__(self, bar: Any, budget: float) -> None:
@@ -59,6 +79,12 @@ class Share:
 
     def finish(self) -> None:
         self._advance_to(self.budget)
+
+    def part(self, fraction: float) -> "Share":
+        """A share of ``fraction`` of what is left of this one (for an analysis with several phases)."""
+        budget = fraction * (self.budget - self._given)
+        self._given += budget  # reserved: the part advances the bar itself
+        return Share(self.bar, budget)
 
 
 @contextlib.contextmanager

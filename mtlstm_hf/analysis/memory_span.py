@@ -21,7 +21,7 @@ before it. Only the first ``D - 1`` positions of each batch row lack some distan
 blocks chosen automatically.
 
 :func:`passage_log_weights` gives the full ``(T, T, H)`` log weights of one short passage, for the
-heat map of :func:`mtlstm_hf.analysis.weighted_sum.plot_weighted_sum_heatmap`.
+heat map of :func:`mtlstm_hf.analysis.figures.plot_weighted_sum_heatmap`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ _BLOCK_ELEMENTS = 4_000_000
 
 
 def layers_with_memory_cell(model: torch.nn.Module) -> list[int]:
-    """Indices of the layers with input and forget gates (a weighted-sum memory): not ``lstm-gates``."""
+    """0-based indices of the layers with input and forget gates (a weighted-sum memory): not ``lstm-gates``."""
     return [index for index, layer in enumerate(base_model(model).layers) if layer.layout.has_forget_gate]
 
 
@@ -72,7 +72,7 @@ class MemorySpan:
     """Mean weighted-sum mass per distance and layer.
 
     Attributes:
-        layers: analysed layer indices (rows of the tensors).
+        layers: analysed layers, 0-based indices into ``model.model.layers`` (rows of the tensors).
         distances: ``(D,)`` int64, ``0 .. D-1`` tokens.
         mean_norm: ``(L, D)`` float64, ``m(d)`` per layer.
         counts: ``(L, D)`` int64, ``(b, t)`` pairs averaged at each distance.
@@ -86,8 +86,9 @@ class MemorySpan:
     num_units: list[int]
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per layer: ``m(0)``; ``half_mass_distance``, the first ``d`` with ``m(d) <= m(0) / 2``
-        (None if beyond ``D - 1``); ``mean_distance = sum_d d m(d) / sum_d m(d)`` over ``d < D``."""
+        """Per layer (report rows: ``"layer"`` is the layer *number*, from 1): ``m(0)``;
+        ``half_mass_distance``, the first ``d`` with ``m(d) <= m(0) / 2`` (None if beyond ``D - 1``);
+        ``mean_distance = sum_d d m(d) / sum_d m(d)`` over ``d < D``."""
         rows = []
         for position, layer in enumerate(self.layers):
             profile = self.mean_norm[position]
@@ -95,7 +96,7 @@ class MemorySpan:
             total = float(profile.sum())
             rows.append(
                 {
-                    "layer": layer,
+                    "layer": layer + 1,
                     "mass_at_0": float(profile[0]),
                     "half_mass_distance": int(below[0]) if below.numel() else None,
                     "mean_distance": (
@@ -106,9 +107,10 @@ class MemorySpan:
         return rows
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: ``{"layers", "distances", "mean_norm", "counts", "num_units", "summary"}``."""
+        """Report entry: ``{"layers" (layer numbers, from 1), "distances", "mean_norm", "counts",
+        "num_units", "summary"}``."""
         return {
-            "layers": list(self.layers),
+            "layers": [layer + 1 for layer in self.layers],
             "distances": self.distances.tolist(),
             "mean_norm": self.mean_norm.tolist(),
             "counts": self.counts.tolist(),
@@ -145,8 +147,9 @@ def estimate_memory_span(
         model: ``MTLSTMForCausalLM`` or ``MTLSTMModel``.
         stream: ``(N,)`` token ids (cut into ``batch_size`` contiguous rows, state carried).
         max_distance: ``D``; distances ``0 .. D-1``.
-        batch_size, window, max_tokens, progress: as in :func:`~.traces.stream_traces`.
-        layers: default every layer with a memory cell.
+        batch_size, window, max_tokens, progress: as in :func:`~.traces.stream_traces` (``progress``
+            may also be an object with ``total`` and ``update(n)``, advanced once per window).
+        layers: 0-based indices into ``model.model.layers``; default every layer with a memory cell.
 
     Raises:
         ValueError: a requested layer without memory cell (``lstm-gates``); a row shorter than
@@ -193,12 +196,12 @@ def passage_log_weights(
 
     Args:
         input_ids: ``(T,)`` or ``(1, T)`` token ids of a short passage (memory ``O(T^2 H)``).
-        layer: a layer with a memory cell.
+        layer: 0-based index into ``model.model.layers`` of a layer with a memory cell.
         cache: state before the passage (None = zeros).
 
     Returns:
         ``(T, T, H)``, indexed ``[t, j, unit]``: feed to
-        :func:`mtlstm_hf.analysis.weighted_sum.plot_weighted_sum_heatmap`.
+        :func:`mtlstm_hf.analysis.figures.plot_weighted_sum_heatmap`.
     """
     (layer,) = _checked_layers(model, [layer])
     ids = torch.as_tensor(input_ids)

@@ -42,6 +42,8 @@ from typing import Any
 
 import torch
 
+from .settings import MI_ESTIMATORS
+
 __all__ = [
     "ESTIMATORS",
     "DecayComparison",
@@ -55,7 +57,7 @@ __all__ = [
     "timescale_decay",
 ]
 
-ESTIMATORS: tuple[str, ...] = ("grassberger", "miller_madow", "plugin")
+ESTIMATORS: tuple[str, ...] = MI_ESTIMATORS
 """Entropy estimators accepted by :func:`entropy_from_counts` and :func:`mutual_information`."""
 
 

@@ -1,59 +1,79 @@
-"""Run the analyses of a checkpoint on a corpus and write them as a report folder.
+"""Run the analyses of a checkpoint on a corpus and write them, one by one, into a report folder.
 
 :func:`analyze_checkpoint` (and the ``mtlstm-analyze`` command, :mod:`.cli`) loads a checkpoint
 (model + tokenizer folder), tokenizes one split of a corpus, runs the selected analyses, and
 writes a folder that a later step can publish next to the model on the Hub.
 
-Report folder layout (``FORMAT_VERSION = 1``)::
+Report folder layout (``FORMAT_VERSION = 2``)::
 
     <output-dir>/
         report.json                         everything below, machine-readable
         figures/
-            timescales_layer<l>.png         sorted estimated T vs assigned and fitted InvGamma quantiles
+            timescales_layer<n>.png         sorted estimated T vs assigned and fitted InvGamma quantiles
             timescale_histograms.png        histogram of log10 T per layer, fitted density
             routing_frequency.png           ablation: ppl ratio per chunk x frequency bin
             routing_classes.png             the same per word class (only with word classes)
+            state_gradients.png             state-gradient memory vs delay, one curve per layer,
+                                            one panel for all source words and one per frequency bin
             memory_span.png                 mean ||w_{t-d}^t|| vs distance d, per layer
-            weighted_sum_layer<l>.png       ||w_j^t|| heat map of one passage, per layer
-            state_gradients_layer<l>.png    state-gradient memory vs delay per frequency class
+            weighted_sum_layer<n>.png       ||w_j^t|| heat map of one passage, per layer
             mutual_information.png          I(d) of the corpus, power-law fit, model decay
 
-Figures exist only for the analyses that ran (and only with matplotlib installed).
+``<n>`` is the layer *number*, counted from 1 as in the paper. Figures exist only for the analyses
+that ran (and only with matplotlib installed).
 
 ``report.json``::
 
     {
-      "format_version": 1,
+      "format_version": 2,
       "library": "mtlstm_hf", "library_version": "...",
-      "checkpoint": path or null, "data": description, "split": "validation",
-      "n_stream_tokens": int,            tokens of the split used (after --max-tokens)
+      "checkpoint": path or null, "data": description, "split": "validation", "count_splits": [...],
+      "n_stream_tokens": int,            tokens of the split used (after max_tokens)
       "model": {"num_layers", "hidden_sizes", "cell_types", "timescale_schedules", "vocab_size"},
       "settings": {...},                 every AnalysisSettings field
-      "analyses": {                      one entry per analysis that ran
+      "fingerprints": {"model", "stream", "counting_streams"}   sha256 of the weights and token ids
+      "analyses": {                      one entry per analysis that finished
         "timescales":         timescales.timescale_report(...)
         "ablation":           {"frequency": ablation.routing_report(...), "classes": ... or null}
         "state_gradients":    {"layers": [{"layer", "state", "memory" (D x C), "pooled_memory" (D),
                                "counts" (D x C)}], "class_labels", "max_delay", "segment_length",
-                               "n_tokens", "k", "whitened"}
-        "weighted_sum":       {"tokens", "layers": [{"layer", "norms" (T x T, [j][t], null for j > t)}]}
+                               "n_tokens", "positions" ("all" or K), "source_positions", "n_sources",
+                               "k", "whitened"}
+        "weighted_sum":       {"tokens", "passage_start", "layers": [{"layer", "norms" (T x T, [j][t],
+                               null for j > t)}]}
         "memory_span":        memory_span.MemorySpan.to_dict() (estimate_memory_span)
-        "mutual_information": {"distances", "mutual_information", "plugin", "estimator", "base",
-                               "fit", "model_decay", "comparison"}
+        "mutual_information": {"distances", "mutual_information", "plugin", "num_pairs", "estimator",
+                               "base", "fit", "model_decay", "model_timescales", "comparison"}
       },
-      "skipped": {analysis: reason},     analyses that did not apply (e.g. no forget gate)
-      "figures": {name: "figures/<file>.png"}    paths relative to the folder
+      "skipped": {analysis: reason},     analyses that do not apply (e.g. no forget gate)
+      "pending": [analysis, ...],        selected but not finished (empty once the run is complete)
+      "figures": {name: "figures/<file>.png"},   paths relative to the folder
+      "analysis_figures": {analysis: [figure names]},
+      "seconds": {analysis: wall-clock seconds, figures included}
     }
 
-Non-finite numbers (NaN for an empty bin, inf for a unit whose mean forget gate is 1) are written
-as ``null``. :func:`load_report` reads the folder back (with absolute figure paths added).
+Every ``"layer"`` field (and ``settings.ablation_layer``, ``memory_span.layers``) is a layer
+number counted from 1. Format 1 numbered them from 0 (:func:`load_report` reads both; check
+``format_version``). Non-finite numbers (NaN for an empty bin, inf for a unit whose mean forget
+gate is 1) are written as ``null``.
+
+Written as it goes: ``report.json`` is (re)written atomically (a temporary file renamed over it)
+at the start and after every analysis, together with that analysis's figures, so an interrupted
+run keeps every finished analysis. Run again into the same folder with the same checkpoint
+weights, token streams and settings, it skips what is there (``restart=True`` / ``--restart``
+redoes everything); anything different is refused with the differences named, so one report never
+mixes results from different settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,98 +81,44 @@ from typing import Any, Callable, Union
 
 import torch
 
-from mtlstm_hf.evaluation.checkpoint import load_checkpoint, to_json_compatible
-from mtlstm_hf.evaluation.frequency import DEFAULT_BIN_EDGES, frequency_bin_of_token, token_counts
+from mtlstm_hf.evaluation.bins import bin_labels
+from mtlstm_hf.evaluation.frequency import frequency_bin_of_token, token_counts
 from mtlstm_hf.models.mtlstm.gates import weighted_sum_norms
 
-from .ablation import routing_report, word_class_table
+from ._progress import Meter, Share
+from .ablation import _resolve_chunks, _routing_from_log_probs, ablation_log_probs, word_class_table
 from .memory_span import estimate_memory_span, layers_with_memory_cell, passage_log_weights
-from .timescales import DISTRIBUTION_FAMILIES, estimate_timescales, fit_inverse_gamma, timescale_report
+from .settings import ANALYSES, DEFAULT_STATE_GRADIENT_POSITIONS, AnalysisSettings, option_name
+from .timescales import estimate_timescales, fit_inverse_gamma, timescale_report
 from .traces import base_model
 
 __all__ = [
     "ANALYSES",
+    "DEFAULT_STATE_GRADIENT_POSITIONS",
     "FIGURES_DIR",
     "FORMAT_VERSION",
     "REPORT_FILE",
     "AnalysisSettings",
     "analyze_checkpoint",
     "default_ablation_layer",
+    "default_data",
     "load_report",
     "load_word_classes",
     "run_analyses",
     "write_report",
 ]
 
-ANALYSES: tuple[str, ...] = (
-    "timescales",
-    "ablation",
-    "state_gradients",
-    "weighted_sum",
-    "memory_span",
-    "mutual_information",
-)
-"""Analyses :func:`run_analyses` knows, in the order they run."""
-
 REPORT_FILE = "report.json"
 FIGURES_DIR = "figures"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 PathOrStr = Union[str, os.PathLike]
 
 
-@dataclass
-class AnalysisSettings:
-    """Settings of every analysis (defaults follow the papers where they say something).
-
-    Streaming (timescales, ablation, memory span): ``batch_size`` (1 = state carried over the
-    whole split, the paper's setting), ``window`` (tokens per forward; memory only),
-    ``max_tokens`` (use the first N tokens of the split; None = all).
-    Frequency bins: ``count_splits`` (word counts from train by default), ``bin_edges``.
-    Ablation: ``ablation_layer`` (None: :func:`default_ablation_layer`), ``chunk_size`` (50),
-    ``ablation_order`` (``"auto"``: assigned timescales if the layer has a schedule, else
-    estimated, else unit order; or ``"assigned"``, ``"estimated"``, ``"index"``),
-    ``word_classes`` (``{word: class}`` for the class routing report), ``other_label``.
-    Timescales: ``families`` fitted.
-    State gradients (Verwimp et al.): ``max_delay`` (50), ``segment_length`` (200),
-    ``state_gradient_tokens`` (tokens used: the analysis is the most expensive), ``k`` singular values.
-    Weighted sum: ``passage_start``, ``passage_length``. Memory span: ``max_distance``.
-    Mutual information: ``mi_max_distance``, ``mi_num_distances``, ``mi_estimator``.
-    ``include_units``: per-unit lists (forget gates, timescales) in the JSON.
-    """
-
-    batch_size: int = 1
-    window: int = 70
-    max_tokens: int | None = None
-    count_splits: tuple[str, ...] = ("train",)
-    bin_edges: tuple[int, ...] = tuple(DEFAULT_BIN_EDGES)
-    ablation_layer: int | None = None
-    chunk_size: int = 50
-    ablation_order: str = "auto"
-    word_classes: dict[str, str] | None = None
-    other_label: str | None = "other"
-    families: tuple[str, ...] = DISTRIBUTION_FAMILIES
-    max_delay: int = 50
-    segment_length: int = 200
-    state_gradient_tokens: int = 1000
-    k: int = 5
-    passage_start: int = 0
-    passage_length: int = 30
-    max_distance: int = 100
-    mi_max_distance: int = 1000
-    mi_num_distances: int = 30
-    mi_estimator: str = "grassberger"
-    include_units: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
-        values["word_classes"] = None if self.word_classes is None else f"<{len(self.word_classes)} words>"
-        return values
-
-
 def default_ablation_layer(model: torch.nn.Module) -> int:
-    """The layer ablated by default: the first with an inverse-gamma schedule (the paper's layer 2),
-    else the middle layer ``L // 2`` (layer 2 of a 3-layer AWD-LSTM)."""
+    """The layer ablated by default, as a 0-based index into ``model.model.layers``: the first with an
+    inverse-gamma schedule (the paper's layer 2, index 1), else the middle layer ``L // 2`` (layer 2
+    of a 3-layer AWD-LSTM)."""
     schedules = getattr(model.config, "timescale_schedules", None) or []
     for index, schedule in enumerate(schedules):
         if isinstance(schedule, Mapping) and schedule.get("type") == "inverse_gamma":
@@ -191,6 +157,42 @@ def load_word_classes(path: PathOrStr) -> dict[str, str]:
     return mapping
 
 
+def default_data(checkpoint: PathOrStr) -> tuple[str, str | None]:
+    """The corpus to analyse when none is given: the one ``mtlstm-train`` recorded for the checkpoint.
+
+    ``training_config.json`` is looked for in the checkpoint folder, then in its run folder (the
+    parent of ``best_model/``, the grandparent of ``checkpoints/step-N/``). A run on the embedded
+    WikiText-2 sample (``data`` null) gives the sample's folder
+    (:func:`mtlstm_hf.data.sample_corpus_dir`); a run on another corpus gives that corpus.
+
+    Returns:
+        ``(data, data_config)`` for :func:`analyze_checkpoint`.
+
+    Raises:
+        ValueError: no ``training_config.json`` says what the checkpoint was trained on; the
+            message says what to pass as ``--data``.
+    """
+    from mtlstm_hf.data import sample_corpus_dir
+    from mtlstm_hf.training.checkpoint import BEST_MODEL_DIRNAME, CHECKPOINTS_DIRNAME, training_corpus
+
+    folder = Path(checkpoint).expanduser()
+    candidates = [folder]
+    if folder.name == BEST_MODEL_DIRNAME:
+        candidates.append(folder.parent)
+    if folder.parent.name == CHECKPOINTS_DIRNAME:
+        candidates.append(folder.parent.parent)
+    for candidate in candidates:
+        corpus = training_corpus(candidate)
+        if corpus is not None:
+            data, data_config = corpus
+            return (str(sample_corpus_dir()) if data is None else str(data)), data_config
+    raise ValueError(
+        f"--data is needed: no training_config.json in {str(folder)!r} (or its run folder) says what it was "
+        "trained on. Pass a corpus folder with train/valid/test.txt (e.g. ../shared/data/wikitext-2) or a "
+        f"Hub dataset id; the WikiText-2 sample shipped with the package is {sample_corpus_dir()}."
+    )
+
+
 # ---------------------------------------------------------------------------
 # The analyses (each returns a JSON-ready result and named figures)
 # ---------------------------------------------------------------------------
@@ -203,19 +205,19 @@ class _Context:
     stream: torch.Tensor  # (N,) the analysed split
     counting_streams: list[torch.Tensor]
     settings: AnalysisSettings
-    figures: bool
-    progress: bool
+    estimated_timescales_for_mi: bool  # the report has (or will have) the timescales analysis
+    progress: Any = False  # the current analysis's share of the run-wide bar (or False)
     cache: dict[str, Any] = field(default_factory=dict)
 
     def bin_of_token(self) -> torch.Tensor:
         vocab_size = base_model(self.model).embeddings.num_embeddings
         return frequency_bin_of_token(token_counts(self.counting_streams, vocab_size), self.settings.bin_edges)
 
-    def timescale_estimate(self) -> Any:
+    def timescale_estimate(self, progress: Any = False) -> Any:
         """The timescale estimate, computed once for every analysis that needs it."""
         if "timescales" not in self.cache:
             self.cache["timescales"] = estimate_timescales(
-                self.model, self.stream, self.settings.batch_size, self.settings.window, progress=self.progress
+                self.model, self.stream, self.settings.batch_size, self.settings.window, progress=progress
             )
         return self.cache["timescales"]
 
@@ -224,9 +226,9 @@ Figures = dict[str, Callable[[], Any]]  # name -> function drawing the figure (c
 
 
 def _timescales(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from . import figures as plots
+    from . import figures
 
-    estimate = context.timescale_estimate()
+    estimate = context.timescale_estimate(context.progress)
     result = timescale_report(estimate, context.settings.families, context.settings.include_units)
     fits = {}
     for entry in estimate.layers:
@@ -234,11 +236,12 @@ def _timescales(context: _Context) -> tuple[dict[str, Any], Figures]:
             fits[entry.layer] = fit_inverse_gamma(entry.timescales)
         except ValueError:  # too few distinct finite timescales (e.g. a two-valued fixed layer)
             fits[entry.layer] = None
+    # The figures draw a fit only where inverse_gamma_fit_note finds it meaningful.
     drawings: Figures = {
-        f"timescales_layer{entry.layer}": (lambda entry=entry: plots.plot_timescales(entry, fits[entry.layer]))
+        f"timescales_layer{entry.layer + 1}": (lambda entry=entry: figures.plot_timescales(entry, fits[entry.layer]))
         for entry in estimate.layers
     }
-    drawings["timescale_histograms"] = lambda: plots.plot_timescale_histograms(
+    drawings["timescale_histograms"] = lambda: figures.plot_timescale_histograms(
         estimate, {layer: fit for layer, fit in fits.items() if fit is not None}
     )
     return result, drawings
@@ -246,94 +249,119 @@ def _timescales(context: _Context) -> tuple[dict[str, Any], Figures]:
 
 def _ablation_order(context: _Context, layer: int) -> tuple[torch.Tensor | None, str]:
     order = context.settings.ablation_order
-    if order not in ("auto", "assigned", "estimated", "index"):
-        raise ValueError(f"ablation_order must be 'auto', 'assigned', 'estimated' or 'index', got {order!r}.")
     assigned = context.model.assigned_timescales()[layer]
     has_forget_gate = base_model(context.model).layers[layer].layout.has_forget_gate
     if order == "assigned" or (order == "auto" and assigned is not None):
         if assigned is None:
-            raise ValueError(f"layer {layer} has no assigned timescales; use ablation_order 'estimated' or 'index'.")
+            raise ValueError(
+                f"layer {layer + 1} has no assigned timescales; use ablation_order (--ablation-order) "
+                "'estimated' or 'index'."
+            )
         return assigned, "assigned"
     if order == "estimated" and not has_forget_gate:
-        raise ValueError(f"layer {layer} has no forget gate, so no estimated timescales; use ablation_order 'index'.")
+        raise ValueError(
+            f"layer {layer + 1} has no forget gate, so no estimated timescales; use ablation_order "
+            "(--ablation-order) 'index'."
+        )
     if order == "estimated" or (order == "auto" and has_forget_gate):
         return context.timescale_estimate().layer(layer).timescales, "estimated"
     return None, "index"
 
 
+def _ablation_layer_index(context: _Context) -> int:
+    """The 0-based index of the ablated layer (``settings.ablation_layer`` is a number from 1)."""
+    number = context.settings.ablation_layer
+    num_layers = len(base_model(context.model).layers)
+    if number is None:
+        return default_ablation_layer(context.model)
+    if not 1 <= number <= num_layers:
+        raise ValueError(
+            f"{option_name('ablation_layer')} must be a layer number from 1 to {num_layers} for this "
+            f"{num_layers}-layer model, got {number}."
+        )
+    return number - 1
+
+
 def _ablation(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from . import figures as plots
+    from mtlstm_hf.evaluation.perplexity import target_positions
+
+    from . import figures
 
     settings = context.settings
-    layer = settings.ablation_layer if settings.ablation_layer is not None else default_ablation_layer(context.model)
-    num_layers = len(base_model(context.model).layers)
-    if not -num_layers <= layer < num_layers:
-        raise ValueError(f"ablation_layer must lie in [{-num_layers}, {num_layers}), got {layer}.")
-    layer %= num_layers
+    layer = _ablation_layer_index(context)
     ordering, order = _ablation_order(context, layer)
     hidden_size = base_model(context.model).layers[layer].hidden_size
+    # Unit order: consecutive chunks of unit indices.
+    explicit = list(torch.arange(hidden_size).split(settings.chunk_size)) if ordering is None else None
+    unit_chunks, ordering, _ = _resolve_chunks(context.model, layer, explicit, settings.chunk_size, ordering)
+    # One batched pass scores every chunk; both reports (frequency, word classes) bin the same numbers.
+    log_probs = ablation_log_probs(
+        context.model, context.stream, layer, unit_chunks,
+        batch_size=settings.batch_size, window=settings.window, progress=context.progress,
+    )
+    targets = context.stream[target_positions(context.stream.numel(), settings.batch_size)]
     common = dict(
-        chunk_size=settings.chunk_size,
-        timescales=ordering,
-        # Unit order: consecutive chunks of unit indices.
-        chunks=list(torch.arange(hidden_size).split(settings.chunk_size)) if ordering is None else None,
-        batch_size=settings.batch_size,
-        window=settings.window,
-        progress=context.progress,
+        layer=layer, unit_chunks=unit_chunks, ordering=ordering, order=order, chunk_size=settings.chunk_size,
+        batch_size=settings.batch_size, window=settings.window,
     )
-    frequency = routing_report(
-        context.model, context.stream, layer, context.bin_of_token(), edges=settings.bin_edges, **common
+    frequency = _routing_from_log_probs(
+        log_probs, targets, context.bin_of_token(), bin_labels(settings.bin_edges), False, **common
     )
-    frequency.update(order=order, chunk_size=settings.chunk_size)
     result: dict[str, Any] = {"frequency": frequency, "classes": None}
     drawings: Figures = {
-        "routing_frequency": lambda: plots.plot_routing_heatmap(frequency, title="Routing by word frequency")
+        "routing_frequency": lambda: figures.plot_routing_heatmap(frequency, title="Routing by word frequency")
     }
     if settings.word_classes:
         vocab_size = base_model(context.model).embeddings.num_embeddings
         classes, labels = word_class_table(settings.word_classes, context.tokenizer, vocab_size, settings.other_label)
-        by_class = routing_report(context.model, context.stream, layer, classes, labels, **common)
-        by_class.update(order=order, chunk_size=settings.chunk_size)
+        by_class = _routing_from_log_probs(log_probs, targets, classes, labels, True, **common)
         result["classes"] = by_class
-        drawings["routing_classes"] = lambda: plots.plot_routing_heatmap(by_class, title="Routing by word class")
+        drawings["routing_classes"] = lambda: figures.plot_routing_heatmap(by_class, title="Routing by word class")
     return result, drawings
 
 
 def _state_gradients(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from .plots import plot_state_gradient_memory
-    from .state_gradients import embedding_whitening, frequency_classes, state_gradients
+    from . import figures
+    from .state_gradients import embedding_whitening, frequency_classes, source_positions, state_gradients
 
     settings = context.settings
     base = base_model(context.model)
     vocab_size = base.embeddings.num_embeddings
     classes, labels = frequency_classes(context.counting_streams, vocab_size, settings.bin_edges)
-    stream = context.stream[: settings.state_gradient_tokens]
+    stream = context.stream
     try:
         whitening = embedding_whitening(base.embeddings.weight)
     except ValueError:  # rank-deficient embeddings: raw (un-normalised) gradients
         whitening = None
     cell_layers = [index for index, layer in enumerate(base.layers) if layer.layout.has_cell]
     hidden_layers = [index for index, layer in enumerate(base.layers) if not layer.layout.has_cell]
+    groups = [(layers, state) for layers, state in ((cell_layers, "cell"), (hidden_layers, "hidden")) if layers]
     results = []
-    for layers, state in ((cell_layers, "cell"), (hidden_layers, "hidden")):
-        if layers:
-            results += state_gradients(
-                context.model,
-                stream,
-                max_delay=settings.max_delay,
-                segment_length=settings.segment_length,
-                layer=layers,
-                state=state,
-                token_classes=classes,
-                num_classes=len(labels),
-                class_labels=labels,
-                progress=context.progress,
-            )
+    for position, (layers, state) in enumerate(groups):
+        share = context.progress.part(1.0 / (len(groups) - position)) if isinstance(context.progress, Share) else context.progress
+        results += state_gradients(
+            context.model,
+            stream,
+            max_delay=settings.max_delay,
+            segment_length=settings.segment_length,
+            layer=layers,
+            state=state,
+            token_classes=classes,
+            num_classes=len(labels),
+            class_labels=labels,
+            batch_size=settings.batch_size,
+            positions=settings.state_gradient_positions,
+            progress=share,
+        )
+        if isinstance(share, Share):
+            share.finish()
     results.sort(key=lambda result: result.layer)
     k = max(1, min(settings.k, base.embeddings.embedding_dim, *(layer.hidden_size for layer in base.layers)))
+    row_length = stream.numel() // settings.batch_size
+    sources = source_positions(row_length, settings.state_gradient_positions)
     layers_out = [
         {
-            "layer": result.layer,
+            "layer": result.layer + 1,
             "state": result.state,
             "memory": result.memory(k, whitening).tolist(),
             "pooled_memory": result.pooled().memory(k, whitening)[:, 0].tolist(),
@@ -347,27 +375,29 @@ def _state_gradients(context: _Context) -> tuple[dict[str, Any], Figures]:
         "max_delay": settings.max_delay,
         "segment_length": settings.segment_length,
         "n_tokens": int(stream.numel()),
+        "batch_size": settings.batch_size,
+        "positions": "all" if settings.state_gradient_positions is None else settings.state_gradient_positions,
+        "n_sources": int(sources.numel()) * settings.batch_size,
+        "source_positions": sources.tolist(),
         "k": k,
         "whitened": whitening is not None,
     }
     drawings: Figures = {
-        f"state_gradients_layer{result.layer}": (
-            lambda result=result: plot_state_gradient_memory(result, k=k, whitening=whitening)
-        )
-        for result in results
+        "state_gradients": lambda: figures.plot_state_gradient_layers(results, k=k, whitening=whitening)
     }
     return report, drawings
 
 
 def _weighted_sum(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from . import figures as plots
+    from . import figures
 
     settings = context.settings
     start, length = settings.passage_start, settings.passage_length
     passage = context.stream[start : start + length]
     if passage.numel() < 2:
         raise ValueError(
-            f"the passage [{start}, {start + length}) holds {passage.numel()} tokens of the split; need at least 2."
+            f"the passage [{start}, {start + length}) holds {passage.numel()} tokens of the split; need at least 2 "
+            f"({option_name('passage_start')}, {option_name('passage_length')})."
         )
     tokens = context.tokenizer.convert_ids_to_tokens(passage.tolist())
     layers = []
@@ -375,12 +405,12 @@ def _weighted_sum(context: _Context) -> tuple[dict[str, Any], Figures]:
         log_weights = passage_log_weights(context.model, passage, layer)  # (T, T, H), [t, j]
         matrix = weighted_sum_norms(log_weights).T  # [j, t]
         future = torch.ones_like(matrix, dtype=torch.bool).tril(-1)  # j > t
-        layers.append({"layer": layer, "norms": matrix.masked_fill(future, math.nan).tolist()})
+        layers.append({"layer": layer + 1, "norms": matrix.masked_fill(future, math.nan).tolist()})
     if not layers:
         raise ValueError("the model has no layer with a memory cell (all 'lstm-gates').")
     drawings: Figures = {
         f"weighted_sum_layer{item['layer']}": (
-            lambda layer=item["layer"]: plots.plot_passage_weighted_sum(context.model, passage, layer, tokens)
+            lambda index=item["layer"] - 1: figures.plot_passage_weighted_sum(context.model, passage, index, tokens)
         )
         for item in layers
     }
@@ -388,7 +418,7 @@ def _weighted_sum(context: _Context) -> tuple[dict[str, Any], Figures]:
 
 
 def _memory_span(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from . import figures as plots
+    from . import figures
 
     settings = context.settings
     span = estimate_memory_span(
@@ -399,25 +429,30 @@ def _memory_span(context: _Context) -> tuple[dict[str, Any], Figures]:
         settings.window,
         progress=context.progress,
     )
-    return span.to_dict(), {"memory_span": lambda: plots.plot_memory_span(span)}
+    return span.to_dict(), {"memory_span": lambda: figures.plot_memory_span(span)}
 
 
-def _model_timescales(context: _Context) -> torch.Tensor | None:
-    """Finite timescales of all layers for the model decay: estimated if already computed, else assigned."""
-    if "timescales" in context.cache:
-        pooled = context.cache["timescales"].pooled()
-        return pooled if pooled.numel() else None
+def _model_timescales(context: _Context) -> tuple[torch.Tensor | None, str | None]:
+    """Finite timescales of all layers for the model decay and where they come from: the estimated
+    ones when the report has the timescales analysis (whichever run computed it), else the assigned."""
+    if context.estimated_timescales_for_mi:
+        try:
+            pooled = context.timescale_estimate().pooled()
+        except ValueError:  # no layer with a forget gate: nothing was estimated
+            pooled = None
+        if pooled is not None:
+            return (pooled if pooled.numel() else None), "estimated"
     assigned = [values for values in context.model.assigned_timescales() if values is not None]
     if not assigned:
-        return None
+        return None, None
     values = torch.cat(assigned)
     values = values[torch.isfinite(values) & (values > 0)]
-    return values if values.numel() else None
+    return (values if values.numel() else None), "assigned"
 
 
 def _mutual_information(context: _Context) -> tuple[dict[str, Any], Figures]:
+    from . import figures
     from .mutual_information import compare_decay, fit_power_law, mutual_information, timescale_decay
-    from .plots import plot_mutual_information
 
     settings = context.settings
     max_distance = min(settings.mi_max_distance, context.stream.numel() - 2)
@@ -447,11 +482,11 @@ def _mutual_information(context: _Context) -> tuple[dict[str, Any], Figures]:
         report["fit"] = dataclasses.asdict(fit)
     except ValueError as error:
         report["fit"] = {"error": str(error)}
-    timescales = _model_timescales(context)
+    timescales, source = _model_timescales(context)
     if timescales is not None:
         model_decay = timescale_decay(result.distances, timescales)
         report["model_decay"] = model_decay.tolist()
-        report["model_timescales"] = "estimated" if "timescales" in context.cache else "assigned"
+        report["model_timescales"] = source
         try:
             comparison = compare_decay(result, model_decay)
             report["comparison"] = {
@@ -465,7 +500,7 @@ def _mutual_information(context: _Context) -> tuple[dict[str, Any], Figures]:
         except (ValueError, ZeroDivisionError) as error:
             report["comparison"] = {"error": str(error)}
     drawings: Figures = {
-        "mutual_information": lambda: plot_mutual_information(
+        "mutual_information": lambda: figures.plot_mutual_information(
             result, fit=fit, comparison=comparison, model_decay=model_decay
         )
     }
@@ -480,6 +515,64 @@ _RUNNERS: dict[str, Callable[[_Context], tuple[dict[str, Any], Figures]]] = {
     "memory_span": _memory_span,
     "mutual_information": _mutual_information,
 }
+
+
+# ---------------------------------------------------------------------------
+# Cost model: how much of the run-wide progress bar each analysis gets
+# ---------------------------------------------------------------------------
+
+# Relative speeds of the kinds of work (per second, measured on 2 cores; only ratios matter for the
+# estimate of the total time, which the bar extrapolates from the measured rate).
+_GEMM_RATE = 3.0e10  # multiply-adds in large matrix products
+_STEP_RATE = 1.2e10  # multiply-adds in per-step (batch-row) products of the state gradients
+_EXP_RATE = 2.5e8  # exp/log work of the weighted-sum spans (memory span)
+_COUNT_RATE = 2.0e7  # token pairs counted (mutual information)
+_FIGURE_SECONDS = 1.0  # drawing and saving one analysis's figures
+_FIXED_SECONDS = 0.5  # per analysis
+
+
+def _estimated_seconds(context: _Context, name: str) -> float:
+    """A rough estimate of ``name``'s time: only the proportions between analyses matter (they split
+    one bar whose total time is extrapolated from the measured progress)."""
+    from .state_gradients import _matrix_count, source_positions
+
+    settings = context.settings
+    base = base_model(context.model)
+    sizes = [layer.hidden_size for layer in base.layers]
+    inputs = [base.embeddings.embedding_dim, *sizes[:-1]]
+    tokens = context.stream.numel()
+    recurrent = sum(4 * hidden * (hidden + size_in) for hidden, size_in in zip(sizes, inputs))
+    head = base.embeddings.num_embeddings * sizes[-1]
+    seconds = _FIXED_SECONDS + _FIGURE_SECONDS
+    if name == "timescales":
+        seconds += tokens * 2 * recurrent / _GEMM_RATE
+    elif name == "ablation":
+        try:
+            layer = _ablation_layer_index(context)
+        except ValueError:  # reported when the analysis runs
+            layer = 0
+        chunks = math.ceil(sizes[layer] / settings.chunk_size)
+        seconds += (chunks + 1) * tokens * (recurrent + head) / _GEMM_RATE
+    elif name == "state_gradients":
+        row_length = max(tokens // settings.batch_size, 1)
+        if row_length >= settings.max_delay:
+            sources = source_positions(row_length, settings.state_gradient_positions)
+            matrices = settings.batch_size * _matrix_count(sources, row_length, settings.max_delay, settings.segment_length)
+            per_matrix = sum(2 * hidden * (hidden + size_in) for hidden, size_in in zip(sizes, inputs))
+            seconds += matrices * per_matrix * base.embeddings.embedding_dim / _STEP_RATE
+    elif name == "memory_span":
+        span = settings.window + settings.max_distance - 1
+        seconds += tokens * sum(sizes) * span * span / settings.window / _EXP_RATE
+    elif name == "weighted_sum":
+        seconds += settings.passage_length**2 * sum(sizes) / _EXP_RATE
+    elif name == "mutual_information":
+        seconds += tokens * settings.mi_num_distances / _COUNT_RATE
+    return seconds
+
+
+# ---------------------------------------------------------------------------
+# Running, writing, resuming
+# ---------------------------------------------------------------------------
 
 
 def _check_analyses(analyses: Sequence[str] | str | None) -> list[str]:
@@ -503,6 +596,99 @@ def _model_summary(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
+def _tensor_digest(tensors: Sequence[tuple[str, torch.Tensor]]) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in tensors:
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _fingerprints(model: torch.nn.Module, stream: torch.Tensor, counting: Sequence[torch.Tensor]) -> dict[str, str]:
+    """sha256 of the weights (every parameter and buffer) and of the token ids analysed and counted."""
+    return {
+        "model": _tensor_digest(sorted(model.state_dict().items())),
+        "stream": _tensor_digest([("stream", stream.long())]),
+        "counting_streams": _tensor_digest([(f"stream{index}", item.long()) for index, item in enumerate(counting)]),
+    }
+
+
+_IDENTITY_KEYS = ("format_version", "split", "count_splits", "fingerprints", "settings")
+"""What must match for a rerun to continue a report folder instead of refusing it."""
+
+
+def _figures_of(report: Mapping[str, Any], name: str) -> list[str]:
+    return list((report.get("analysis_figures") or {}).get(name) or [])
+
+
+def _previous_report(folder: Path, report: dict[str, Any], restart: bool) -> dict[str, Any] | None:
+    """The report already in ``folder`` when it may be continued; None when there is none (or
+    ``restart`` removed it and the figures it lists)."""
+    path = folder / REPORT_FILE
+    if not path.is_file():
+        return None
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        if not restart:
+            raise ValueError(
+                f"{str(path)!r} is not valid JSON ({error}); pass restart=True (--restart) to replace it."
+            ) from error
+        previous = {}
+    if restart:
+        for relative in (previous.get("figures") or {}).values() if isinstance(previous, dict) else ():
+            with contextlib.suppress(OSError):
+                (folder / relative).unlink()
+        path.unlink()
+        return None
+    if not isinstance(previous, dict):
+        raise ValueError(f"{str(path)!r} is not an mtlstm analysis report; pass restart=True (--restart) to replace it.")
+    differences = []
+    for key in _IDENTITY_KEYS:
+        mine, theirs = report.get(key), previous.get(key)
+        if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+            for field_name in sorted(set(mine) | set(theirs)):
+                if _jsonable(mine.get(field_name)) != _jsonable(theirs.get(field_name)):
+                    differences.append(f"{key}.{field_name}: {theirs.get(field_name)!r} there, {mine.get(field_name)!r} now")
+        elif _jsonable(mine) != _jsonable(theirs):
+            differences.append(f"{key}: {theirs!r} there, {mine!r} now")
+    if differences:
+        shown = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")
+        raise ValueError(
+            f"{str(path)!r} holds results of another checkpoint, corpus or settings ({shown}). Rerun with "
+            "restart=True (--restart) to discard it, or choose another output folder; results of different "
+            "settings are never mixed in one report."
+        )
+    return previous
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from report.json (tuples become lists, NaN becomes null)."""
+    from mtlstm_hf.evaluation.checkpoint import to_json_compatible
+
+    return json.loads(json.dumps(to_json_compatible(value)))
+
+
+def _matplotlib_missing() -> str | None:
+    from . import figures
+
+    try:
+        figures.pyplot("mtlstm-analyze figures")
+    except ImportError as error:
+        return str(error)
+    return None
+
+
+def _draw(drawings: Figures, folder: Path) -> list[str]:
+    """Draw and save every figure of one analysis (atomically); return their names."""
+    from . import figures
+
+    for name, draw in drawings.items():
+        figures.save_figure(draw(), folder / FIGURES_DIR / f"{name}.png")
+    return list(drawings)
+
+
 def run_analyses(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -514,8 +700,9 @@ def run_analyses(
     figures: bool = True,
     progress: bool = False,
     metadata: Mapping[str, Any] | None = None,
+    restart: bool = False,
 ) -> dict[str, Any]:
-    """Run analyses on a loaded model and token stream; optionally write the report folder.
+    """Run analyses on a loaded model and token stream; with ``output_dir``, write each as it finishes.
 
     Args:
         model: ``MTLSTMForCausalLM`` (eval mode is used; its training flag is restored).
@@ -524,22 +711,41 @@ def run_analyses(
         counting_streams: stream(s) whose word counts define the frequency bins.
         analyses: names from :data:`ANALYSES` (list or comma-separated string; default all).
         settings: :class:`AnalysisSettings` (default values if None).
-        output_dir: write ``report.json`` and ``figures/`` there (see the module docstring).
-        figures: draw figures (needs matplotlib; without it they are skipped with a note in
+        output_dir: the report folder (see the module docstring). ``report.json`` is written
+            atomically at the start and after every analysis with its figures. A report already
+            there with the same weights, streams and settings is continued: its finished analyses
+            are kept and not run again (an analysis without figures is run again when figures are
+            wanted).
+        figures: draw figures (needs matplotlib; without it they are left out with a note in
             ``skipped["figures"]``).
-        progress: tqdm progress bars.
+        progress: one progress bar for the whole run (:func:`mtlstm_hf.progress.progress`: a tqdm
+            bar on a terminal, periodic plain lines with the estimated total time otherwise). Its
+            total covers every analysis still to run, weighted by a rough cost estimate, and it
+            advances inside each analysis.
         metadata: extra top-level entries (checkpoint, data, split, ...).
+        restart: discard a report already in ``output_dir`` (and the figures it lists) instead of
+            continuing it.
 
     Returns:
         The report dict (as written to ``report.json``, before NaN/inf become null).
+
+    Raises:
+        ValueError: a bad setting or analysis name; a report in ``output_dir`` made with another
+            checkpoint, corpus or settings (without ``restart``).
     """
     settings = settings or AnalysisSettings()
+    settings.validate()
     names = _check_analyses(analyses)
+    num_layers = len(base_model(model).layers)
+    if settings.ablation_layer is not None and settings.ablation_layer > num_layers:
+        raise ValueError(
+            f"{option_name('ablation_layer')} must be a layer number from 1 to {num_layers} for this "
+            f"{num_layers}-layer model, got {settings.ablation_layer}."
+        )
     stream = torch.as_tensor(stream).long()
     if settings.max_tokens is not None:
         stream = stream[: settings.max_tokens]
     counting = [counting_streams] if isinstance(counting_streams, torch.Tensor) else list(counting_streams)
-    context = _Context(model, tokenizer, stream, counting, settings, figures, progress)
     report: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "library": "mtlstm_hf",
@@ -548,50 +754,86 @@ def run_analyses(
         "n_stream_tokens": int(stream.numel()),
         "model": _model_summary(model),
         "settings": settings.to_dict(),
+        "fingerprints": _fingerprints(model, stream, counting),
         "analyses": {},
         "skipped": {},
+        "pending": [],
         "figures": {},
+        "analysis_figures": {},
+        "seconds": {},
     }
-    drawings: Figures = {}
-    iterator: Any = names
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(names, desc="mtlstm-analyze", unit="analysis")
-    for name in iterator:
-        if progress:
-            iterator.set_postfix_str(name)
-        try:
-            result, named_figures = _RUNNERS[name](context)
-        except ValueError as error:  # the analysis does not apply to this model/data: record why
-            report["skipped"][name] = str(error)
-            continue
-        report["analyses"][name] = result
-        drawings.update(named_figures)
-    if output_dir is not None:
-        folder = Path(output_dir)
+    folder = Path(output_dir) if output_dir is not None else None
+    if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        if figures and drawings:
-            report["figures"] = _draw(drawings, folder, report["skipped"])
+        previous = _previous_report(folder, report, restart)
+        if previous is not None:
+            for key in ("analyses", "skipped", "figures", "analysis_figures", "seconds"):
+                report[key] = dict(previous.get(key) or {})
+    if figures and folder is not None:
+        missing = _matplotlib_missing()
+        if missing is not None:
+            report["skipped"]["figures"] = missing
+            figures = False
+    draw = figures and folder is not None
+
+    def finished(name: str) -> bool:
+        if name in report["skipped"]:
+            return True
+        if name not in report["analyses"]:
+            return False
+        wanted = _figures_of(report, name)
+        return not draw or (
+            bool(wanted) and all(item in report["figures"] and (folder / report["figures"][item]).is_file() for item in wanted)
+        )
+
+    todo = [name for name in names if not finished(name)]
+    report["pending"] = list(todo)
+    context = _Context(
+        model, tokenizer, stream, counting, settings,
+        estimated_timescales_for_mi="timescales" in names or "timescales" in report["analyses"],
+    )
+    if folder is not None:
         write_report(report, folder)
-    return report
+    bar = None
+    if progress and todo:
+        from mtlstm_hf.progress import progress as make_bar
 
-
-def _draw(drawings: Figures, folder: Path, skipped: dict[str, str]) -> dict[str, str]:
-    """Draw and save every figure; return ``{name: relative path}``."""
-    from . import figures as plots
-
+        estimates = {name: _estimated_seconds(context, name) for name in todo}
+        total = sum(estimates.values())
+        bar = make_bar(total=1000, desc="mtlstm-analyze", unit="‰")
+        meter = Meter(bar)
     try:
-        plots.pyplot("mtlstm-analyze figures")
-    except ImportError as error:
-        skipped["figures"] = str(error)
-        return {}
-    written = {}
-    for name, draw in drawings.items():
-        relative = f"{FIGURES_DIR}/{name}.png"
-        plots.save_figure(draw(), folder / relative)
-        written[name] = relative
-    return written
+        for name in todo:
+            share = None
+            if bar is not None:
+                share = Share(meter, 1000 * estimates[name] / total)
+                bar.set_postfix_str(name)
+            context.progress = share if share is not None else False
+            started = time.perf_counter()
+            report["analyses"].pop(name, None)
+            report["skipped"].pop(name, None)
+            try:
+                result, drawings = _RUNNERS[name](context)
+            except ValueError as error:  # the analysis does not apply to this model/data: record why
+                report["skipped"][name] = str(error)
+            else:
+                report["analyses"][name] = result
+                if draw:
+                    for old in _figures_of(report, name):
+                        report["figures"].pop(old, None)
+                    drawn = _draw(drawings, folder)
+                    report["figures"].update({item: f"{FIGURES_DIR}/{item}.png" for item in drawn})
+                    report["analysis_figures"][name] = drawn
+            report["seconds"][name] = round(time.perf_counter() - started, 3)
+            report["pending"].remove(name)
+            if folder is not None:
+                write_report(report, folder)
+            if share is not None:
+                share.finish()
+    finally:
+        if bar is not None:
+            bar.close()
+    return report
 
 
 def _library_version() -> str | None:
@@ -604,16 +846,35 @@ def _library_version() -> str | None:
 
 
 def write_report(report: Mapping[str, Any], folder: PathOrStr) -> Path:
-    """Write ``report`` as ``<folder>/report.json`` (NaN/inf as null); return the file path."""
+    """Write ``report`` as ``<folder>/report.json`` (NaN/inf as null) atomically; return the file path.
+
+    The text goes to a temporary file in the same folder, which is then renamed over
+    ``report.json`` (``os.replace``): a reader, or a run interrupted at any moment, sees the
+    previous complete report or the new one, never a mix.
+    """
+    from mtlstm_hf.evaluation.checkpoint import to_json_compatible
+
     path = Path(folder) / REPORT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(to_json_compatible(dict(report)), indent=1, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    temporary = path.with_name(f".{REPORT_FILE}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
     return path
 
 
 def load_report(folder: PathOrStr) -> dict[str, Any]:
     """Read a report folder written by :func:`run_analyses` / ``mtlstm-analyze``.
+
+    Format 1 (layers numbered from 0) and 2 (from 1) are read as they are; check
+    ``format_version`` before using ``"layer"`` fields.
 
     Returns:
         The ``report.json`` dict, plus ``"folder"`` (absolute path) and ``"figure_paths"``
@@ -643,7 +904,7 @@ def load_report(folder: PathOrStr) -> dict[str, Any]:
 
 def analyze_checkpoint(
     checkpoint: PathOrStr | tuple[Any, Any],
-    data: Any,
+    data: Any = None,
     output_dir: PathOrStr | None = None,
     split: str = "validation",
     analyses: Sequence[str] | str | None = None,
@@ -653,22 +914,36 @@ def analyze_checkpoint(
     device: torch.device | str | None = None,
     figures: bool = True,
     progress: bool = False,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Load a checkpoint and a corpus, run the analyses, and (with ``output_dir``) write the report folder.
 
     Args:
         checkpoint: a folder with model and tokenizer (``save_pretrained``) or a loaded
             ``(model, tokenizer)`` pair.
-        data: anything :func:`mtlstm_hf.data.load_corpus` accepts (folder, Hub id, DatasetDict).
+        data: anything :func:`mtlstm_hf.data.load_corpus` accepts (folder, Hub id, DatasetDict);
+            None: the corpus the checkpoint was trained on (:func:`default_data`).
         output_dir: where to write ``report.json`` and ``figures/`` (None: return only).
         split: the analysed split (``"valid"``/``"validation"``, ``"test"``, ``"train"``).
-        analyses, settings, figures, progress: see :func:`run_analyses`.
+        analyses, settings, figures, progress, restart: see :func:`run_analyses`.
         data_config: Hub dataset configuration. device: device for a loaded checkpoint.
+
+    Raises:
+        FileNotFoundError: no checkpoint or corpus there.
+        ValueError: a bad setting, checkpoint or corpus; no ``data`` and no record of the training
+            corpus; a report of other settings in ``output_dir``.
     """
     from mtlstm_hf.data import canonical_split, load_corpus, split_to_stream
+    from mtlstm_hf.evaluation.checkpoint import load_checkpoint
 
     settings = settings or AnalysisSettings()
+    settings.validate()
     names = _check_analyses(analyses)  # fail on a typo before loading anything
+    if data is None:
+        if isinstance(checkpoint, tuple):
+            raise ValueError("data is needed with a loaded (model, tokenizer) pair: no training record to read.")
+        data, recorded_config = default_data(checkpoint)
+        data_config = data_config if data_config is not None else recorded_config
     if isinstance(checkpoint, tuple):
         model, tokenizer = checkpoint
         checkpoint_path = None
@@ -688,6 +963,7 @@ def analyze_checkpoint(
     metadata = {
         "checkpoint": checkpoint_path,
         "data": description,
+        "data_config": data_config,
         "split": split,
         "count_splits": count_names,
     }
@@ -702,4 +978,5 @@ def analyze_checkpoint(
         figures,
         progress,
         metadata,
+        restart,
     )

@@ -28,14 +28,25 @@ rank families rather than as an exact test. The inverse gamma MLE uses that ``1/
 Gamma(alpha, rate=beta)`` when ``T ~ InvGamma(alpha, scale=beta)``: the well-conditioned gamma
 MLE of the reciprocals (same maximiser, the Jacobian does not depend on the parameters).
 
+When a fit means nothing (:func:`inverse_gamma_fit_note`): a layer whose schedule fixes its
+timescales (``{"type": "fixed"}``, e.g. the paper's layer 1 with T = 3 or 4) was not meant to
+follow any distribution, and a layer without timescale spread (90th / 10th percentile of the
+finite estimates below :data:`MIN_TIMESCALE_SPREAD`) or with fewer than 3 finite estimates gives a
+degenerate fit. The fits are still computed and reported (they are data), but the report marks
+them (``fit_note``) and the figures draw no fitted distribution for such layers.
+
 Comparison with assigned timescales (:func:`compare_with_assigned`): Pearson correlation of
 ``log T``, Spearman rank correlation, and summaries of the ratio ``T_est / T_assigned``.
+
+Layers: ``layers`` arguments and ``LayerTimescales.layer`` are 0-based indices into
+``model.model.layers``; the report entries of :func:`timescale_report` carry the layer *number*
+(from 1, as the paper and ``report.json``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +55,12 @@ import torch
 
 from mtlstm_hf.models.mtlstm.timescales import timescale_from_forget_gate
 
+from .settings import DISTRIBUTION_FAMILIES
 from .traces import base_model, resolve_layers, stream_rows, trace_moments
 
 __all__ = [
     "DISTRIBUTION_FAMILIES",
+    "MIN_TIMESCALE_SPREAD",
     "DistributionFit",
     "LayerTimescales",
     "TimescaleEstimate",
@@ -55,14 +68,17 @@ __all__ = [
     "estimate_timescales",
     "fit_inverse_gamma",
     "fit_timescale_distribution",
+    "inverse_gamma_fit_note",
     "layers_with_forget_gate",
 ]
 
-DISTRIBUTION_FAMILIES: tuple[str, ...] = ("inverse_gamma", "lognormal", "exponential", "gamma")
-"""Families :func:`fit_timescale_distribution` can fit (all with location 0)."""
 
 # Fewest usable timescales for a two-parameter fit to mean anything.
 _MIN_FIT_SAMPLES = 3
+
+MIN_TIMESCALE_SPREAD = 2.0
+"""Smallest ratio of the 90th to the 10th percentile of a layer's finite estimated timescales for
+which a distribution fit is drawn (below it the layer has no timescale spread to describe)."""
 
 
 def layers_with_forget_gate(model: torch.nn.Module) -> list[int]:
@@ -75,13 +91,15 @@ class LayerTimescales:
     """Estimated timescales of one layer.
 
     Attributes:
-        layer: index in the stack.
+        layer: 0-based index into ``model.model.layers`` (the paper's "layer 2" is index 1).
         cell_type: the layer's cell type.
         mean_forget_gate: ``(H,)`` float64, ``f_bar`` per unit.
         forget_gate_std: ``(H,)`` float64, standard deviation of ``f`` over the tokens.
         timescales: ``(H,)`` float64 ``T = -1 / ln f_bar`` in tokens (0 or inf for degenerate units).
         assigned: ``(H,)`` float64 assigned timescales, or None (no schedule).
         num_tokens: tokens averaged over.
+        schedule: the layer's timescale schedule from the model config (e.g. ``{"type": "fixed",
+            "values": [3, 4]}``), or None.
     """
 
     layer: int
@@ -91,6 +109,7 @@ class LayerTimescales:
     timescales: torch.Tensor
     assigned: torch.Tensor | None
     num_tokens: int
+    schedule: dict[str, Any] | None = None
 
     @property
     def degenerate(self) -> torch.Tensor:
@@ -163,7 +182,7 @@ def estimate_timescales(
         batch_size: rows processed in parallel (1 = the paper's setting; the stream is cut into
             ``B`` contiguous rows, each from the zero state; see :func:`~.traces.stream_rows`).
         window: tokens per forward (memory only; the state is carried).
-        layers: layers to analyse (default: every layer with a forget gate).
+        layers: 0-based indices of the layers to analyse (default: every layer with a forget gate).
         max_tokens: use only the first ``max_tokens`` tokens.
         min_tokens: minimum tokens per row (raise below it).
         progress: tqdm bar over windows.
@@ -191,6 +210,8 @@ def estimate_timescales(
     stream_rows(stream, batch_size, max_tokens, min_tokens)  # a clear error before any forward
     moments = trace_moments(model, stream, ("forget_gate",), batch_size, window, layer_indices, max_tokens, progress)
     assigned = model.assigned_timescales() if hasattr(model, "assigned_timescales") else [None] * len(base.layers)
+    schedules = list(getattr(getattr(model, "config", None), "timescale_schedules", None) or [])
+    schedules += [None] * (len(base.layers) - len(schedules))
     means, stds = moments.mean("forget_gate"), moments.std("forget_gate")
     entries = []
     for position, index in enumerate(layer_indices):
@@ -205,6 +226,7 @@ def estimate_timescales(
                 timescales=timescale_from_forget_gate(mean),
                 assigned=None if assigned[index] is None else assigned[index].detach().double().cpu(),
                 num_tokens=moments.num_tokens,
+                schedule=dict(schedules[index]) if isinstance(schedules[index], Mapping) else None,
             )
         )
     return TimescaleEstimate(entries, moments.num_tokens, int(batch_size), int(window))
@@ -358,6 +380,35 @@ def best_family(fits: dict[str, DistributionFit]) -> str:
     return min(fits, key=lambda family: fits[family].aic)
 
 
+def inverse_gamma_fit_note(timescales: Any, schedule: Mapping[str, Any] | None = None) -> str | None:
+    """Why a distribution fit of a layer's timescales means nothing, or None when it does.
+
+    Args:
+        timescales: ``(H,)`` estimated timescales (tokens); zeros and infinities are left out.
+        schedule: the layer's timescale schedule (``model.config.timescale_schedules[l]``).
+
+    Returns:
+        None, or a sentence: the schedule fixes the timescales (``"fixed"``); fewer than 3 finite
+        timescales; or no spread (90th / 10th percentile below :data:`MIN_TIMESCALE_SPREAD`).
+    """
+    if isinstance(schedule, Mapping) and schedule.get("type") == "fixed":
+        values = schedule.get("values")
+        shown = "|".join(f"{float(value):g}" for value in values) if isinstance(values, (list, tuple)) else "fixed values"
+        return f"the schedule fixes the timescales (T = {shown}); they follow no distribution"
+    values = torch.as_tensor(timescales, dtype=torch.float64).detach().cpu().reshape(-1)
+    finite = values[torch.isfinite(values) & (values > 0)]
+    if finite.numel() < _MIN_FIT_SAMPLES:
+        return f"only {finite.numel()} finite timescale(s); a fit needs at least {_MIN_FIT_SAMPLES}"
+    low, high = torch.quantile(finite, torch.tensor([0.1, 0.9], dtype=torch.float64)).tolist()
+    spread = high / low
+    if spread < MIN_TIMESCALE_SPREAD:
+        return (
+            f"no timescale spread (90th / 10th percentile = {spread:.3g} < {MIN_TIMESCALE_SPREAD:g}); "
+            "a fitted distribution would describe noise"
+        )
+    return None
+
+
 # ---------------------------------------------------------------------------
 # Estimated vs assigned
 # ---------------------------------------------------------------------------
@@ -426,16 +477,24 @@ def timescale_report(
     """JSON-ready summary of an estimate: per layer counts, quantiles, fits, comparison.
 
     Returns:
-        ``{"num_tokens", "batch_size", "window", "layers": [{"layer", "cell_type", "summary",
-        "fits": {family: fit dict} or {"error": ...}, "best_family", "comparison" or None,
-        "mean_forget_gate", "timescales", "assigned"}], "pooled": {"fits", "best_family"}}``
-        (per-unit lists only with ``include_units``; inf timescales become ``None`` once the
-        report goes through ``to_json_compatible``).
+        A report entry (``"layer"`` is the layer *number*, from 1): ``{"num_tokens", "batch_size",
+        "window", "layers": [{"layer", "cell_type", "schedule", "summary", "fits": {family: fit dict}
+        or {"error": ...}, "best_family", "fit_note" (None, or why no fit is drawn: see
+        :func:`inverse_gamma_fit_note`), "comparison" or None, "mean_forget_gate", "timescales",
+        "assigned"}], "pooled": {"fits", "best_family"}}`` (per-unit lists only with
+        ``include_units``; inf timescales become ``None`` once the report goes through
+        ``to_json_compatible``).
     """
     layers = []
     for entry in estimate.layers:
-        item: dict[str, Any] = {"layer": entry.layer, "cell_type": entry.cell_type, "summary": entry.summary()}
+        item: dict[str, Any] = {
+            "layer": entry.layer + 1,
+            "cell_type": entry.cell_type,
+            "schedule": entry.schedule,
+            "summary": entry.summary(),
+        }
         item.update(_fits_entry(entry.timescales, families))
+        item["fit_note"] = inverse_gamma_fit_note(entry.timescales, entry.schedule)
         item["comparison"] = None if entry.assigned is None else compare_with_assigned(entry.timescales, entry.assigned)
         if include_units:
             item["mean_forget_gate"] = entry.mean_forget_gate.tolist()

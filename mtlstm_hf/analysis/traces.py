@@ -20,7 +20,7 @@ the model's training flag is restored afterwards.
 
 Trace dictionary of one layer (``B`` batch rows, ``T`` steps, ``H`` units, ``E`` input size)::
 
-    "layer"                int, index in the stack
+    "layer"                int, 0-based index into model.model.layers (layer numbers in reports count from 1)
     "cell_type"            str, e.g. "lstm"
     "inputs"               (B, T, E) hidden_states[l], what the layer received
     "outputs"              (B, T, H) hidden_states[l + 1], what the layer passed up
@@ -46,6 +46,8 @@ import torch
 
 from mtlstm_hf.models.mtlstm.cells import TRACE_KEYS
 from mtlstm_hf.models.mtlstm.state import MTLSTMState
+
+from ._progress import open_progress
 
 __all__ = [
     "TraceChunk",
@@ -89,7 +91,8 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 
 def resolve_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -> list[int]:
-    """Validated, non-negative layer indices (``None`` = every layer; negative ints count from the top)."""
+    """Validated 0-based indices into ``model.model.layers`` (``None`` = every layer; negative ints count
+    from the top)."""
     num_layers = len(base_model(model).layers)
     requested = range(num_layers) if layers is None else ([layers] if isinstance(layers, numbers.Integral) else layers)
     resolved = []
@@ -148,7 +151,7 @@ def forward_traces(
         model: ``MTLSTMForCausalLM`` or ``MTLSTMModel``.
         input_ids: ``(B, T)`` token ids.
         cache: state to continue from (``None`` = zeros).
-        layers: which layers to trace (default all).
+        layers: 0-based indices into ``model.model.layers`` of the layers to trace (default all).
 
     Returns:
         A :class:`TraceChunk`; its ``layers`` follow the order of ``layers``.
@@ -252,13 +255,15 @@ def stream_traces(
     layers: int | Sequence[int] | None = None,
     max_tokens: int | None = None,
     min_row_length: int = 1,
-    progress: bool = False,
+    progress: Any = False,
 ) -> Iterator[TraceChunk]:
     """Traces of a long token stream, one window at a time, with the state carried across windows.
 
     The stream is cut by :func:`stream_rows`; each row starts from the zero state and is fed in
     windows of ``window`` tokens, each continuing from the previous window's final state, so
     the traces equal those of one forward over the whole row (``window`` only bounds memory).
+    ``layers`` are 0-based indices into ``model.model.layers``. ``progress``: True for a progress
+    bar over windows, or an object with ``total`` and ``update(n)`` advanced once per window.
 
     Yields:
         :class:`TraceChunk` per window, ``start`` = the window's offset within the rows.
@@ -266,17 +271,15 @@ def stream_traces(
     window = _positive_int(window, "window")
     rows = stream_rows(stream, batch_size, max_tokens, min_row_length)
     layer_indices = resolve_layers(model, layers)
-    starts: Any = range(0, rows.shape[1], window)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="traces", unit="window", leave=False)
+    starts = range(0, rows.shape[1], window)
     state = None
-    for start in starts:
-        chunk = forward_traces(model, rows[:, start : start + window], state, layer_indices)
-        chunk.start = start
-        state = chunk.cache
-        yield chunk
+    with open_progress(progress, total=len(starts), desc="traces", unit="window") as bar:
+        for start in starts:
+            chunk = forward_traces(model, rows[:, start : start + window], state, layer_indices)
+            chunk.start = start
+            state = chunk.cache
+            yield chunk
+            bar.update(1)
 
 
 @dataclass
