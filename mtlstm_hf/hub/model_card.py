@@ -340,6 +340,8 @@ def _estimated_timescale_rows(report: Mapping[str, Any]) -> list[list[Any]]:
     """Per analysed layer: median and max estimated timescale, best-fitting family, inverse-gamma alpha."""
     analyses = report.get("analyses")
     timescales = analyses.get("timescales") if isinstance(analyses, Mapping) else None
+    # The card numbers layers from 1; report format 1 counted from 0, format 2 counts from 1.
+    offset = 1 if report.get("format_version") == 1 else 0
     rows = []
     for entry in (timescales or {}).get("layers") or []:
         quantiles = (entry.get("summary") or {}).get("quantiles") or {}
@@ -347,7 +349,7 @@ def _estimated_timescale_rows(report: Mapping[str, Any]) -> list[list[Any]]:
         alpha = ((fits.get("inverse_gamma") or {}).get("parameters") or {}).get("alpha")
         layer = entry.get("layer")
         rows.append([
-            layer + 1 if isinstance(layer, int) else "?",  # the report counts from 0, the card from 1
+            layer + offset if isinstance(layer, int) else "?",
             _format_number(quantiles.get("0.5", "-")),
             _format_number(quantiles.get("1", "-")),
             entry.get("best_family") or "-",
