@@ -122,7 +122,10 @@ def load_checkpoint(
         ValueError: the folder is not an mtlstm checkpoint (no ``config.json`` or another
             ``model_type``), or the tokenizer's vocabulary size differs from ``config.vocab_size``.
     """
+    from ..training.checkpoint import repair_interrupted_replacement
+
     folder = Path(path).expanduser()
+    repair_interrupted_replacement(folder)  # a crash between the two renames of a folder replacement
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise FileNotFoundError(f"checkpoint {str(path)!r} {what}")

@@ -21,6 +21,8 @@ from ..lazy import lazy_exports
 
 _EXPORTS = {
     "CHECKPOINT_FORMAT": ".checkpoint",
+    "OutputWriteError": ".checkpoint",
+    "repair_interrupted_replacement": ".checkpoint",
     "resolve_checkpoint": ".checkpoint",
     "training_corpus": ".checkpoint",
     "MODEL_PRESETS": ".config",

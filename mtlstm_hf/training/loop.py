@@ -58,19 +58,23 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
+from safetensors import safe_open
 from transformers.dynamic_module_utils import custom_object_save
 
 from ..data import (
     BPTTIterator,
     batchify,
     build_word_tokenizer,
+    check_vocabulary_fingerprint,
     get_word_convention,
     load_corpus,
     sample_corpus_dir,
     split_to_stream,
+    vocabulary_fingerprint,
 )
 from ..data.corpus import get_split
 from ..evaluation import token_log_probs
+from ..evaluation.checkpoint import load_model_strictly
 from ..models.mtlstm import MTLSTMConfig, MTLSTMForCausalLM, MTLSTMState
 from ..progress import progress as progress_bar
 from . import checkpoint as ckpt
@@ -249,7 +253,12 @@ def build_model_config(config: TrainingConfig, tokenizer: Any) -> MTLSTMConfig:
         raise ValueError(f"model_overrides: unknown MTLSTMConfig field(s) {unknown}; allowed: {sorted(_MODEL_CONFIG_FIELDS)}.")
     fields = copy.deepcopy(MODEL_PRESETS[config.preset])
     fields.update(copy.deepcopy(config.model_overrides))
-    fields.update(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    fields.update(
+        vocab_size=len(tokenizer),
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        vocab_fingerprint=vocabulary_fingerprint(tokenizer),
+    )
     return MTLSTMConfig(**fields)
 
 
@@ -413,6 +422,11 @@ class LanguageModelTrainer:
         accelerator.print(f"tokenizer: {len(self.tokenizer)} words, word convention {convention!r}")
 
         train_stream = split_to_stream(corpus, "train", self.tokenizer)
+        if not bool((train_stream != self.tokenizer.eos_token_id).any()):
+            raise ValueError(
+                f"data: the training split of {source!r} has no words ({train_stream.numel()} tokens, all line "
+                "ends: only empty lines); there is nothing to learn from."
+            )
         valid_stream = split_to_stream(corpus, "validation", self.tokenizer)
         self.test_stream = (
             split_to_stream(corpus, "test", self.tokenizer) if config.evaluate_test and "test" in corpus else None
@@ -470,9 +484,10 @@ class LanguageModelTrainer:
             init_dir = Path(config.init_from).expanduser()
             if not (init_dir / "config.json").is_file():
                 raise FileNotFoundError(f"init_from: {str(init_dir)!r} is not a saved model folder (no config.json).")
-            model = MTLSTMForCausalLM.from_pretrained(str(init_dir))
+            model = load_model_strictly(init_dir, MTLSTMForCausalLM)
         else:
             model = MTLSTMForCausalLM(build_model_config(config, self.tokenizer))
+        check_vocabulary_fingerprint(model.config.vocab_fingerprint, self.tokenizer, "init_from" if config.init_from else "resume_from")
         if len(self.tokenizer) != model.config.vocab_size:
             raise ValueError(
                 f"tokenizer: its vocabulary has {len(self.tokenizer)} entries but the model's vocab_size is "
@@ -529,11 +544,42 @@ class LanguageModelTrainer:
 
     # --- checkpoints ----------------------------------------------------------------------------
 
+    def _verify_checkpoint_weights(self, checkpoint_dir: Path) -> None:
+        """Refuse a checkpoint whose weights file is unreadable or does not hold exactly this
+        model's tensors (accelerate's loader would skip what is missing)."""
+        path = checkpoint_dir / "model.safetensors"
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                shapes = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+        except Exception as error:  # truncated, empty, not safetensors, unreadable
+            raise ValueError(
+                f"resume_from: {str(path)!r} cannot be read ({str(error).strip() or type(error).__name__}); "
+                "the checkpoint is damaged: resume from another one, or start again."
+            ) from None
+        expected = {name: tuple(t.shape) for name, t in self.unwrapped_model.state_dict().items()}
+        tied = set(self.unwrapped_model._tied_weights_keys or ()) if self.unwrapped_model.config.tie_word_embeddings else set()
+        missing = sorted(set(expected) - set(shapes) - tied)
+        unexpected = sorted(set(shapes) - set(expected))
+        wrong = sorted(name for name in set(shapes) & set(expected) if shapes[name] != expected[name])
+        if missing or unexpected or wrong:
+            raise ValueError(
+                f"resume_from: {str(path)!r} does not hold exactly the model's tensors (missing {missing}, "
+                f"unexpected {unexpected}, wrong shape {wrong}); the checkpoint is damaged."
+            )
+
     def _load_checkpoint(self, checkpoint_dir: Path) -> None:
         accelerator = self.accelerator
-        shared = torch.load(checkpoint_dir / ckpt.TRAINER_STATE_FILENAME, map_location="cpu", weights_only=True)
+        self._verify_checkpoint_weights(checkpoint_dir)
         rank_file = checkpoint_dir / ckpt.RANK_STATE_FILENAME.format(rank=accelerator.process_index)
-        per_rank = torch.load(rank_file, map_location="cpu", weights_only=True)
+        try:
+            shared = torch.load(checkpoint_dir / ckpt.TRAINER_STATE_FILENAME, map_location="cpu", weights_only=True)
+            per_rank = torch.load(rank_file, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ValueError(
+                f"resume_from: the training state in {str(checkpoint_dir)!r} cannot be read "
+                f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}); "
+                "the checkpoint is damaged: resume from another one, or start again."
+            ) from None
         state = ckpt.read_checkpoint_state(checkpoint_dir)
         self.progress = TrainingProgress(**state["progress"])
         self.iterator.load_state_dict(shared["iterator"])
