@@ -155,6 +155,13 @@ def test_cuda_device_without_cuda_is_named(good):
         load_checkpoint(good, device="gpu0")
 
 
+def test_eval_command_with_cuda_on_a_machine_without_it_exits_3(good, corpus_dir, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert eval_main([str(good), "--data", str(corpus_dir), "--device", "cuda"]) == 3
+    assert "CUDA is not available on this machine" in capsys.readouterr().err
+
+
 # --- training: --init-from, --resume, an empty split -------------------------------------------
 
 

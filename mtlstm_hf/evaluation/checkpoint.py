@@ -59,6 +59,7 @@ from .frequency import DEFAULT_BIN_EDGES, binned_perplexity, frequency_bin_of_to
 from .perplexity import target_positions, token_log_probs
 
 __all__ = [
+    "UnavailableDeviceError",
     "Checkpoint",
     "CorpusSource",
     "compare_checkpoints",
@@ -155,6 +156,11 @@ def load_checkpoint(
     return model.eval(), tokenizer
 
 
+class UnavailableDeviceError(ValueError):
+    """The requested device does not exist on this machine (e.g. ``cuda`` without CUDA); the
+    commands exit with code 3, "this machine cannot run the requested setting"."""
+
+
 def _checked_device(device: torch.device | str | None) -> torch.device | None:
     """``device`` as a ``torch.device``; ``ValueError`` when it is malformed or absent here."""
     if device is None:
@@ -164,9 +170,11 @@ def _checked_device(device: torch.device | str | None) -> torch.device | None:
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1'): {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine; use 'cpu'.")
+        raise UnavailableDeviceError(f"device {str(device)!r}: CUDA is not available on this machine; use 'cpu'.")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+        raise UnavailableDeviceError(
+            f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)."
+        )
     return device
 
 

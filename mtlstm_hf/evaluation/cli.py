@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
     from mtlstm_hf.training.checkpoint import repair_interrupted_replacement
 
-    from .checkpoint import compare_checkpoints, evaluate_checkpoint, to_json_compatible
+    from .checkpoint import UnavailableDeviceError, compare_checkpoints, evaluate_checkpoint, to_json_compatible
 
     try:
         for folder in (args.checkpoint, args.compare):
@@ -228,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not exit_codes.is_io_failure(err):  # a missing folder or file: bad input
             return _fail(str(err), exit_codes.BAD_INPUT)
         return _io_failure(err, args.data)
+    except UnavailableDeviceError as err:
+        return _fail(str(err), exit_codes.UNSUPPORTED_SETTING)
     except ValueError as err:
         # Expected user errors (wrong folder, missing split, bad option value): one line, no traceback.
         return _fail(str(err), exit_codes.BAD_INPUT)
