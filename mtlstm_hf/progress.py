@@ -13,6 +13,7 @@ reassigned), and use as a context manager.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -166,3 +167,19 @@ def progress(
             iterable, total=total, desc=desc, unit=unit, disable=disable, leave=leave, file=stream, dynamic_ncols=True
         )
     return PlainProgress(iterable, total=total, desc=desc, unit=unit, stream=stream, disable=disable)
+
+
+@contextlib.contextmanager
+def no_transformers_progress_bar() -> Iterator[None]:
+    """Silence transformers' own bars ("Loading weights", "Writing model shards") inside a
+    block: our commands report their own progress, and those bars would write cursor-control
+    codes into logs."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()

@@ -53,6 +53,7 @@ from transformers.utils import (
 )
 
 from .. import register_auto_classes
+from ..progress import no_transformers_progress_bar
 from ..data import canonical_split, check_vocabulary_fingerprint, load_corpus, split_to_stream
 from .bootstrap import paired_block_bootstrap
 from .frequency import DEFAULT_BIN_EDGES, binned_perplexity, frequency_bin_of_token, token_counts
@@ -125,6 +126,7 @@ def load_checkpoint(
     """
     from ..training.checkpoint import repair_interrupted_replacement
 
+    register_auto_classes()  # before the tokenizer, which reads config.json too
     folder = Path(path).expanduser()
     repair_interrupted_replacement(folder)  # a crash between the two renames of a folder replacement
     if not folder.is_dir():
@@ -199,9 +201,10 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
     except ValueError as err:  # the configuration's own checks (model type, missing fields, values)
         raise ValueError(f"{str(folder / CONFIG_NAME)!r}: {err}") from None
     try:
-        model, info = model_class.from_pretrained(
-            folder, config=config, trust_remote_code=False, output_loading_info=True
-        )
+        with no_transformers_progress_bar():
+            model, info = model_class.from_pretrained(
+                folder, config=config, trust_remote_code=False, output_loading_info=True
+            )
     except Exception as err:  # safetensors, pickle and size errors share no base class
         text = str(err).strip()
         reason = text.splitlines()[0] if text else type(err).__name__

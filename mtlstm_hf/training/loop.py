@@ -76,6 +76,7 @@ from ..data.corpus import get_split
 from ..evaluation import token_log_probs
 from ..evaluation.checkpoint import load_model_strictly
 from ..models.mtlstm import MTLSTMConfig, MTLSTMForCausalLM, MTLSTMState
+from ..progress import no_transformers_progress_bar
 from ..progress import progress as progress_bar
 from . import checkpoint as ckpt
 from .config import MODEL_PRESETS, TrainingConfig
@@ -298,20 +299,6 @@ def _quiet_logger(name: str, level: int = logging.ERROR) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(previous)
-
-
-@contextlib.contextmanager
-def _no_transformers_progress_bar() -> Iterator[None]:
-    """No "Writing model shards" bar inside our own progress output."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 class LanguageModelTrainer:
@@ -718,7 +705,7 @@ class LanguageModelTrainer:
             }
 
             def build(folder: Path) -> None:
-                with self.averaged_weights(), _no_transformers_progress_bar():
+                with self.averaged_weights(), no_transformers_progress_bar():
                     self.unwrapped_model.save_pretrained(str(folder))
                 self.tokenizer.save_pretrained(str(folder))
                 self.config.to_json_file(folder / ckpt.TRAINING_CONFIG_FILENAME)
@@ -1004,7 +991,7 @@ class LanguageModelTrainer:
                 self.save_checkpoint()
             if finished and self.test_stream is not None and self.best_model_dir.is_dir():
                 # Scored with the saved best model: what a user of best_model/ gets.
-                with _no_transformers_progress_bar():
+                with no_transformers_progress_bar():
                     best = MTLSTMForCausalLM.from_pretrained(str(self.best_model_dir)).to(self.accelerator.device)
                 self.test_loss = self.evaluate(self.test_stream, model=best)
                 self.accelerator.log(
