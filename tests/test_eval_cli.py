@@ -241,8 +241,10 @@ def test_console_script_loads_the_model_through_the_auto_classes(checkpoint, cor
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(checkpoint), "--data", str(corpus_dir), "--window", str(WINDOW)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    # Unregistered, transformers would ask whether to run the folder's code (and wait for an answer).
+    assert "custom code" not in done.stdout + done.stderr and "Loading weights" not in done.stderr
     expected = evaluate_checkpoint(checkpoint, corpus_dir, window=WINDOW)
     assert f"{expected['perplexity']:.2f}" in done.stdout
