@@ -2,12 +2,14 @@
 
 Usage::
 
-    python examples/analyze_checkpoint.py runs/mts                      # embedded WikiText-2 sample
+    python examples/analyze_checkpoint.py outputs/mtlstm-small/best_model   # the corpus it was trained on
     python examples/analyze_checkpoint.py runs/mts --data data/penn --max-tokens 20000
 
-The same as ``mtlstm-analyze CHECKPOINT --data DATA`` but printing a short summary; the report
+The same as ``mtlstm-analyze CHECKPOINT [--data DATA]`` but printing a short summary; the report
 folder (``report.json`` + ``figures/``, layout in ``mtlstm_hf/analysis/README.md``) goes to
-``CHECKPOINT/analysis`` unless ``--output-dir`` says otherwise.
+``CHECKPOINT/analysis`` unless ``--output-dir`` says otherwise. Without ``--data``, the corpus is
+the one ``mtlstm-train`` recorded with the checkpoint (the shipped WikiText-2 sample by default).
+Layers are numbered from 1, as in the paper and report.json.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ import argparse
 from pathlib import Path
 
 from mtlstm_hf.analysis import AnalysisSettings, analyze_checkpoint
-from mtlstm_hf.data import sample_corpus_dir
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--data", default=str(sample_corpus_dir()), help="corpus folder or Hub id (default: embedded sample)")
+    parser.add_argument("--data", default=None, help="corpus folder or Hub id (default: the recorded training corpus)")
     parser.add_argument("--split", default="valid")
     parser.add_argument("--output-dir", type=Path, default=None)
     parser.add_argument("--max-tokens", type=int, default=None)
@@ -39,10 +40,14 @@ def main() -> None:
     if timescales:
         for layer in timescales["layers"]:
             summary, fit = layer["summary"], layer["fits"].get("inverse_gamma", {})
+            fitted = (
+                f"best fit {layer['best_family']}; InvGamma alpha = {fit.get('parameters', {}).get('alpha', float('nan')):.3g}"
+                if layer["fit_note"] is None
+                else f"no fit: {layer['fit_note']}"
+            )
             print(
                 f"layer {layer['layer']}: median T = {summary['quantiles']['0.5']:.3g} tokens, "
-                f"max {summary['quantiles']['1']:.3g}; best fit {layer['best_family']}; "
-                f"InvGamma alpha = {fit.get('parameters', {}).get('alpha', float('nan')):.3g}"
+                f"max {summary['quantiles']['1']:.3g}; {fitted}"
             )
     routing = report["analyses"].get("ablation")
     if routing:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,7 @@ def plot_timescales(
         quantiles = inverse_gamma_isf(levels, fit.parameters["alpha"], fit.parameters["beta"])
         ax.plot(torch.arange(count).numpy(), quantiles.numpy(), color="k", linestyle=":", lw=1.5, label=_fit_label(fit))
     elif note is not None:
-        ax.plot([], [], " ", label=f"no inverse-gamma fit: {note}")
+        ax.plot([], [], " ", label=textwrap.fill(f"no inverse-gamma fit: {note}", 60))
     ax.set_yscale("log")
     ax.set_xlabel("unit rank (longest timescale first)")
     ax.set_ylabel("timescale T (tokens)")
@@ -198,7 +199,7 @@ def plot_timescale_histograms(
     """
     plt = pyplot("plot_timescale_histograms")
     count = len(estimate.layers)
-    figure, axes = plt.subplots(1, count, figsize=(4.0 * count, 3.5), squeeze=False)
+    figure, axes = plt.subplots(1, count, figsize=(4.5 * count, 4.0), squeeze=False)
     for ax, layer in zip(axes[0], estimate.layers):
         values = _sorted_positive(layer.timescales)
         ax.set_title(f"{_layer_label(layer.layer)} ({layer.cell_type})")
@@ -221,10 +222,10 @@ def plot_timescale_histograms(
                 * math.log(10.0)
             )
             width = float(edges[1] - edges[0])
-            ax.plot(grid.numpy(), (density * values.numel() * width).numpy(), "k-", label=_fit_label(fit))
+            ax.plot(grid.numpy(), (density * values.numel() * width).numpy(), "k-", label=textwrap.fill(_fit_label(fit), 34))
         elif note is not None:
-            ax.plot([], [], " ", label=f"no fit: {note}")
-        ax.legend(fontsize="x-small")
+            ax.plot([], [], " ", label=textwrap.fill(f"no fit: {note}", 34))
+        ax.legend(fontsize="x-small", loc="upper right")
     axes[0][0].set_ylabel("units")
     if title is not None:
         figure.suptitle(title)

@@ -523,9 +523,9 @@ _RUNNERS: dict[str, Callable[[_Context], tuple[dict[str, Any], Figures]]] = {
 
 # Relative speeds of the kinds of work (per second, measured on 2 cores; only ratios matter for the
 # estimate of the total time, which the bar extrapolates from the measured rate).
-_GEMM_RATE = 3.0e10  # multiply-adds in large matrix products
-_STEP_RATE = 1.2e10  # multiply-adds in per-step (batch-row) products of the state gradients
-_EXP_RATE = 2.5e8  # exp/log work of the weighted-sum spans (memory span)
+_GEMM_RATE = 8.0e10  # multiply-adds in large matrix products
+_STEP_RATE = 8.5e10  # multiply-adds of the state-gradient tangents (per-step products and their overhead)
+_EXP_RATE = 1.0e8  # exp/log work of the weighted-sum spans (memory span)
 _COUNT_RATE = 2.0e7  # token pairs counted (mutual information)
 _FIGURE_SECONDS = 1.0  # drawing and saving one analysis's figures
 _FIXED_SECONDS = 0.5  # per analysis
