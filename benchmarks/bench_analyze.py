@@ -16,12 +16,19 @@ inverse-gamma layer) two ways on the same stream, interleaved ``--repetitions`` 
 It prints the median and minimum seconds, the ratio loop / batched (target >= 4 for 8 chunks) and
 the largest difference between the two sets of log-probabilities.
 
-Without ``--checkpoint`` the model is the ``small`` preset (embedding 200, LSTM 400/400/200,
-inverse gamma on layer 2), randomly initialised on the sample's vocabulary: the cost does not
-depend on the weights. With ``--checkpoint`` (e.g. ``outputs/mtlstm-small/best_model``) its
-tokenizer is used.
+Why the ratio is what it is: the layers up to the ablated one run once in the batched pass, but
+the layers above it and the softmax layer (a ``(rows x H) @ (H x V)`` product and a log-softmax
+over the vocabulary) are computed for every row group in both ways; where they are a large part of
+one evaluation (the ``small`` model: the softmax layer over 6,754 words is about half of the batched
+time), the ratio stays below the number of chunks.
 
-    python benchmarks/bench_analyze.py [--checkpoint DIR] [--threads N] [--repetitions 3] [--chunks 8]
+Without ``--checkpoint`` the model is the ``--preset`` (default ``small``: embedding 200, LSTM
+400/400/200, inverse gamma on layer 2; ``paper``: 400, 1150/1150/400), randomly initialised on the
+sample's vocabulary: the cost does not depend on the weights. With ``--checkpoint`` (e.g.
+``outputs/mtlstm-small/best_model``) its tokenizer is used.
+
+    python benchmarks/bench_analyze.py [--checkpoint DIR | --preset small|paper] [--threads N]
+                                       [--repetitions 3] [--chunks 8] [--skip-analyses]
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ def _load() -> str:
         return "n/a"
 
 
-def _model_and_tokenizer(checkpoint: str | None):
+def _model_and_tokenizer(checkpoint: str | None, preset: str):
     from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
     from mtlstm_hf.data import build_word_tokenizer, load_corpus, sample_corpus_dir
 
@@ -66,7 +73,7 @@ def _model_and_tokenizer(checkpoint: str | None):
         return load_checkpoint(checkpoint)
     tokenizer = build_word_tokenizer(load_corpus(sample_corpus_dir())["train"])
     config = MTLSTMConfig.from_preset(
-        "small", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+        preset, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
     )
     torch.manual_seed(0)
     return MTLSTMForCausalLM(config).eval(), tokenizer
@@ -74,7 +81,8 @@ def _model_and_tokenizer(checkpoint: str | None):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=None, help="model folder (default: a fresh small-preset model)")
+    parser.add_argument("--checkpoint", default=None, help="model folder (default: a fresh model of --preset)")
+    parser.add_argument("--preset", default="small", choices=("small", "paper"), help="fresh model without --checkpoint")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--repetitions", type=int, default=3, help="interleaved rounds of loop and batched ablation")
     parser.add_argument("--chunks", type=int, default=8, help="ablated chunks of 50 units (layer 2 has 400 units: 8)")
@@ -92,7 +100,7 @@ def main() -> None:
     print(f"machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
     print(f"load average at start: {_load()}")
-    model, tokenizer = _model_and_tokenizer(args.checkpoint)
+    model, tokenizer = _model_and_tokenizer(args.checkpoint, args.preset)
     corpus = load_corpus(sample_corpus_dir())
     valid = split_to_stream(corpus, "validation", tokenizer)
     train = split_to_stream(corpus, "train", tokenizer)

@@ -22,9 +22,10 @@ and ``report.json``).
 
 Routing reports (:func:`routing_report`, :func:`word_class_routing_report`) score a stream intact
 and with each chunk ablated. Rather than one full evaluation per chunk, :func:`ablation_log_probs`
-repeats the stream's rows once per chunk (plus once intact) and gives every row group its own
-ablation mask, so all chunks share **one** batched pass of
-:func:`mtlstm_hf.evaluation.token_log_probs` (state carried, eval mode). The targets are then binned
+makes **one** pass over the stream (state carried, eval mode, windows as
+:func:`mtlstm_hf.evaluation.token_log_probs`): the layers up to the ablated one run once, and
+the layers above it and the softmax layer run on the ablated layer's output repeated once per
+chunk (plus once intact), each row group with its own ablation mask. The targets are then binned
 by frequency (the bins of :func:`mtlstm_hf.evaluation.binned_perplexity`) or by a user-supplied word
 class (:func:`class_binned_perplexity`); the result is a JSON-ready dict with the per-bin ratio of
 every chunk (plot with :func:`mtlstm_hf.analysis.figures.plot_routing_heatmap`).
@@ -32,20 +33,19 @@ every chunk (plot with :func:`mtlstm_hf.analysis.figures.plot_routing_heatmap`).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from mtlstm_hf.evaluation.frequency import DEFAULT_BIN_EDGES, bin_labels
-from mtlstm_hf.evaluation.perplexity import target_positions, token_log_probs
+from mtlstm_hf.evaluation.perplexity import target_positions
 
 from ._progress import open_progress
-from .traces import base_model, resolve_layers
+from .traces import base_model, eval_mode, resolve_layers
 
 __all__ = [
     "UnitAblation",
@@ -401,32 +401,6 @@ def _chunk_summary(indices: torch.Tensor, timescales: torch.Tensor | None) -> di
     return summary
 
 
-@contextlib.contextmanager
-def _row_masks(model: torch.nn.Module, layer: int, keep: torch.Tensor, on_window: Any = None) -> Iterator[None]:
-    """Zero, per batch row ``r``, the units ``~keep[r]`` of layer ``layer``'s output that goes up.
-
-    The same semantics as :class:`UnitAblation` (own recurrence and returned state intact), with a
-    different unit set in every row. ``keep``: ``(R, H)`` bool. ``on_window()`` is called once per
-    forward of the layer (one window of the stream).
-    """
-    module = base_model(model).layers[layer]
-
-    def zero_units(module: torch.nn.Module, args: Any, output: Any) -> Any:
-        outputs, final_hidden, final_cell = output
-        if outputs.shape[0] != keep.shape[0]:
-            raise RuntimeError(f"ablation masks are for {keep.shape[0]} rows, the forward has {outputs.shape[0]}.")
-        if on_window is not None:
-            on_window()
-        mask = keep.to(outputs.device)[:, None, :]
-        return torch.where(mask, outputs, torch.zeros((), dtype=outputs.dtype, device=outputs.device)), final_hidden, final_cell
-
-    handle = module.register_forward_hook(zero_units)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def ablation_log_probs(
     model: torch.nn.Module,
     stream: torch.Tensor,
@@ -440,13 +414,20 @@ def ablation_log_probs(
     """Log-probabilities of every target with nothing ablated and with each chunk ablated, in one pass.
 
     Equivalent to ``token_log_probs(model, stream, batch_size, window)`` once intact and once inside
-    ``ablate_units(model, {layer: chunk})`` per chunk (the slow reference), but all ``K + 1``
-    evaluations share one batched forward: the stream's ``B`` rows are repeated ``K + 1`` times and
-    row group ``k`` gets chunk ``k``'s units zeroed (group 0 none). Rows are independent, so every
-    number is that of a separate evaluation up to floating-point summation order.
+    ``ablate_units(model, {layer: chunk})`` per chunk (the slow reference, which the tests compare
+    with), but computed in one pass over the stream:
+
+    * the layers up to ``layer`` do not depend on the ablation: they run once, on the stream's ``B``
+      rows (state carried across windows);
+    * the output of ``layer`` that goes up is repeated ``K + 1`` times, row group ``k`` with chunk
+      ``k``'s units zeroed (group 0: none), and the layers above and the softmax layer run on the
+      ``(K + 1) B`` rows, each group with its own carried state.
+
+    Rows are independent, so every number is that of a separate evaluation up to floating-point
+    summation order. Eval semantics (no dropout, raw recurrent weights); the training flag is restored.
 
     Args:
-        model: ``MTLSTMForCausalLM`` (scored in eval mode; its training flag is restored).
+        model: ``MTLSTMForCausalLM``.
         stream: ``(N,)`` token ids.
         layer: 0-based index into ``model.model.layers`` (negative counts from the top).
         chunks: ``K`` unit sets of that layer (int sequences/tensors or ``(H,)`` bool masks).
@@ -462,13 +443,18 @@ def ablation_log_probs(
         with ``stream[target_positions(N, B)]`` (``M = B * (N // B - 1)``).
 
     Raises:
-        ValueError: bad layer or unit indices, no chunk, a stream too short for ``batch_size``.
+        ValueError: bad layer or unit indices, no chunk, a stream too short for ``batch_size``, a
+            model without an output layer.
     """
     (layer,) = resolve_layers(model, [layer])
-    hidden_size = base_model(model).layers[layer].hidden_size
+    base = base_model(model)
+    hidden_size = base.layers[layer].hidden_size
     unit_chunks = [_unit_indices(chunk, hidden_size, layer) for chunk in chunks]
     if not unit_chunks:
         raise ValueError("give at least one chunk of units.")
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        raise ValueError(f"{type(model).__name__} has no output layer: pass the language model (MTLSTMForCausalLM).")
     ids = torch.as_tensor(stream)
     if ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
         raise ValueError(f"stream must be a 1-D integer tensor (N,), got {ids.dtype} of shape {tuple(ids.shape)}.")
@@ -480,17 +466,52 @@ def ablation_log_probs(
     if piece < 2:
         raise ValueError(f"stream has {ids.numel()} tokens; with batch_size={batch_size} each row needs at least 2.")
     groups = len(unit_chunks) + 1
-    rows = ids[: piece * batch_size].long().reshape(batch_size, piece)
+    device = base.embeddings.weight.device
+    rows = ids[: piece * batch_size].long().reshape(batch_size, piece).to(device)
     keep = torch.ones(groups, hidden_size, dtype=torch.bool)
     for group, indices in enumerate(unit_chunks, start=1):
         keep[group, indices] = False
-    # Group-major rows: row g * B + b is row b of the stream under group g's ablation; cut back into
-    # pieces by token_log_probs(batch_size = (K + 1) B), the row order is kept.
-    repeated = rows.repeat(groups, 1).reshape(-1)
-    with open_progress(progress, total=math.ceil((piece - 1) / window), desc="ablation", unit="window") as bar:
-        with _row_masks(model, layer, keep.repeat_interleave(batch_size, 0), on_window=lambda: bar.update(1)):
-            log_probs = token_log_probs(model, repeated, batch_size=groups * batch_size, window=int(window))
-    return log_probs.reshape(groups, batch_size * (piece - 1))
+    # Group-major rows: row g * B + b is stream row b under group g's ablation.
+    keep = keep.repeat_interleave(batch_size, 0)[:, None, :].to(device)
+    embeddings = model.get_input_embeddings()
+    dtype = embeddings.weight.dtype
+
+    def zero_state(rows_count: int, module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            torch.zeros(rows_count, module.hidden_size, dtype=dtype, device=device),
+            torch.zeros(rows_count, module.cell_size, dtype=dtype, device=device),
+        )
+
+    # Eval semantics, as the model's forward in eval mode: embedding lookup, the layers one after the
+    # other (no dropout between them or before the softmax layer), each carrying its own state.
+    lower = [(module, zero_state(batch_size, module)) for module in list(base.layers)[: layer + 1]]
+    upper = [(module, zero_state(groups * batch_size, module)) for module in list(base.layers)[layer + 1 :]]
+    log_probs: list[torch.Tensor] = []
+    with eval_mode(model):
+        starts = range(0, piece - 1, int(window))
+        with open_progress(progress, total=len(starts), desc="ablation", unit="window") as bar:
+            for start in starts:
+                stop = min(start + int(window), piece - 1)
+                outputs = embeddings(rows[:, start:stop])
+                for position, (module, state) in enumerate(lower):  # once: the ablation changes nothing here
+                    outputs, hidden, cell = module(outputs, *state)
+                    lower[position] = (module, (hidden, cell))
+                # What `layer` passes up, once per row group, with the group's chunk zeroed.
+                outputs = outputs.repeat(groups, 1, 1)
+                outputs = torch.where(keep, outputs, torch.zeros((), dtype=outputs.dtype, device=device))
+                for position, (module, state) in enumerate(upper):
+                    outputs, hidden, cell = module(outputs, *state)
+                    upper[position] = (module, (hidden, cell))
+                # (rows * steps, H) in one matrix product with the bias fused; float32 at least:
+                # log_softmax of half-precision logits loses digits that add up.
+                logits = head(outputs.reshape(-1, outputs.shape[-1]))
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                targets = rows[:, start + 1 : stop + 1].repeat(groups, 1)
+                picked = logp.gather(-1, targets.reshape(-1, 1)).reshape(targets.shape)
+                log_probs.append(picked.cpu())
+                bar.update(1)
+    # (groups * B, piece - 1) -> per group the row-major flatten = the order of target_positions.
+    return torch.cat(log_probs, dim=1).reshape(groups, batch_size * (piece - 1))
 
 
 def _resolve_chunks(
