@@ -175,7 +175,7 @@ def test_layers_without_forget_gate_raise_clearly():
     with pytest.raises(ValueError, match="no layer with a forget gate"):
         estimate_timescales(gates_only, _stream(20))
     mixed = tiny_model(cell_types=["lstm", "lstm-gates"], timescale_schedules=[None, None])
-    with pytest.raises(ValueError, match=r"layers \[1\] have no forget gate"):
+    with pytest.raises(ValueError, match=r"layer indices \[1\] \(layers \[2\]\) have no forget gate"):
         estimate_timescales(mixed, _stream(20), layers=[1])
     estimate = estimate_timescales(mixed, _stream(20))
     assert [entry.layer for entry in estimate.layers] == [0]

@@ -62,7 +62,7 @@ def _checked_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) 
     missing = [index for index in indices if not base.layers[index].layout.has_forget_gate]
     if missing:
         raise ValueError(
-            f"layers {missing} have no memory cell / gates (cell type 'lstm-gates'); the weighted-sum view does not apply."
+            f"layer indices {missing} (layers {[index + 1 for index in missing]}) have no memory cell / gates (cell type 'lstm-gates'); the weighted-sum view does not apply."
         )
     return indices
 

@@ -1001,12 +1001,13 @@ def state_gradients(
     num_layers = len(base.layers)
     requested = [layer] if isinstance(layer, int) else list(layer)
     if not requested:
-        raise ValueError("layer must be an int or a non-empty sequence of ints.")
+        raise ValueError("layer must be a 0-based layer index or a non-empty sequence of them.")
     layer_indices = []
     for value in requested:
         if isinstance(value, bool) or not isinstance(value, int) or not -num_layers <= value < num_layers:
             raise ValueError(
-                f"layer must be an int in [{-num_layers}, {num_layers}) for this {num_layers}-layer model, got {value!r}."
+                f"layer must be a 0-based layer index in [{-num_layers}, {num_layers}) for this {num_layers}-layer model, "
+                f"got {value!r}."
             )
         layer_indices.append(value % num_layers)
     if state not in STATE_KINDS:
@@ -1029,7 +1030,7 @@ def state_gradients(
     readouts = []
     for index in layer_indices:
         if state == "cell" and not has_cell[index]:
-            raise ValueError(f"layer {index} has no memory cell; use state='hidden'.")
+            raise ValueError(f"layer index {index} (layer {index + 1}) has no memory cell; use state='hidden'.")
         size = output_sizes[index]
         readouts.append((index, slice(size, 2 * size) if state == "cell" else slice(0, size)))
 

@@ -153,11 +153,13 @@ class TimescaleEstimate:
     window: int
 
     def layer(self, index: int) -> LayerTimescales:
-        """The entry of layer ``index``."""
+        """The entry of the layer at 0-based index ``index`` (into ``model.model.layers``)."""
         for entry in self.layers:
             if entry.layer == index:
                 return entry
-        raise KeyError(f"layer {index} was not analysed; analysed layers: {[entry.layer for entry in self.layers]}.")
+        raise KeyError(
+            f"layer index {index} was not analysed; analysed indices (0-based): {[entry.layer for entry in self.layers]}."
+        )
 
     def pooled(self) -> torch.Tensor:
         """All layers' finite timescales concatenated, ``(K,)``."""
@@ -185,7 +187,7 @@ def estimate_timescales(
         layers: 0-based indices of the layers to analyse (default: every layer with a forget gate).
         max_tokens: use only the first ``max_tokens`` tokens.
         min_tokens: minimum tokens per row (raise below it).
-        progress: tqdm bar over windows.
+        progress: True for a progress bar over windows, or an object with ``total`` and ``update(n)``.
 
     Raises:
         ValueError: a requested layer (or, with ``layers=None``, every layer) has no forget gate
@@ -204,7 +206,7 @@ def estimate_timescales(
         missing = [index for index in layer_indices if not base.layers[index].layout.has_forget_gate]
         if missing:
             raise ValueError(
-                f"layers {missing} have no forget gate (cell type "
+                f"layer indices {missing} (layers {[index + 1 for index in missing]}) have no forget gate (cell type "
                 f"{[base.layers[index].cell_type for index in missing]}); timescales T = -1/ln f are undefined there."
             )
     stream_rows(stream, batch_size, max_tokens, min_tokens)  # a clear error before any forward

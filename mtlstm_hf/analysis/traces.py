@@ -99,7 +99,8 @@ def resolve_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -
     for value in requested:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not -num_layers <= value < num_layers:
             raise ValueError(
-                f"layer must be an int in [{-num_layers}, {num_layers}) for this {num_layers}-layer model, got {value!r}."
+                f"layer must be a 0-based layer index in [{-num_layers}, {num_layers}) for this {num_layers}-layer model, "
+                f"got {value!r}."
             )
         resolved.append(int(value) % num_layers)
     if not resolved:
