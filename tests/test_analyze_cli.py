@@ -361,3 +361,38 @@ def test_model_card_numbers_layers_from_1_for_both_report_formats(checkpoint, re
         table = card.split("Estimated timescales")[1].split("\n\n")[1]  # the table after that heading
         tables.append([line.split("|")[1].strip() for line in table.splitlines()[2:]])
     assert tables[0] == tables[1] == ["1", "2"]
+
+
+def test_shares_of_the_run_wide_bar_add_up_to_its_total():
+    """Each analysis advances its share in its own units; parts of a share (analyses with several
+    phases) and early finishes still add up to exactly the bar's total, in whole steps."""
+    from mtlstm_hf.analysis._progress import Meter, Share
+
+    class Bar:
+        def __init__(self):
+            self.steps = []
+
+        def update(self, n):
+            assert n == int(n) and n > 0
+            self.steps.append(n)
+
+        def set_postfix_str(self, text=""):
+            pass
+
+    bar = Bar()
+    meter = Meter(bar)
+    first, second, third = Share(meter, 333.3), Share(meter, 566.7), Share(meter, 100.0)
+    first.total = 7
+    for _ in range(10):  # more updates than announced: capped at the share
+        first.update(1)
+    first.finish()
+    assert sum(bar.steps) == 333
+    halves = [second.part(0.5), None]
+    halves[1] = second.part(1.0)  # the rest
+    for part in halves:
+        part.total = 4
+        part.update(3)
+        part.finish()
+    second.finish()
+    third.finish()  # an analysis that was skipped: its whole share at once
+    assert sum(bar.steps) == 1000
