@@ -149,7 +149,7 @@ def test_inapplicable_analyses_are_skipped_with_the_reason(corpus_dir, tmp_path,
     assert list(report["analyses"]) == ["mutual_information"]
     assert "skipped timescales" in capsys.readouterr().err
     # Only inapplicable analyses selected: nothing ran, exit status 1.
-    assert main([str(checkpoint), "--data", str(corpus_dir), "--output-dir", str(output), "--analyses", "timescales", *FAST]) == 1
+    assert main([str(checkpoint), "--data", str(corpus_dir), "--output-dir", str(output), "--analyses", "timescales", *FAST]) == 2
 
 
 def test_data_shorter_than_the_requested_delays(checkpoint, corpus_dir, tmp_path):
@@ -163,7 +163,7 @@ def test_data_shorter_than_the_requested_delays(checkpoint, corpus_dir, tmp_path
 
 
 def test_cli_errors(checkpoint, corpus_dir, tmp_path, capsys):
-    assert main([str(tmp_path / "missing"), "--data", str(corpus_dir), "--quiet"]) == 1
+    assert main([str(tmp_path / "missing"), "--data", str(corpus_dir), "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main([str(checkpoint), "--data", str(corpus_dir), "--analyses", "timescales,bogus"])
@@ -206,7 +206,7 @@ def test_data_defaults_to_the_recorded_corpus_and_is_required_without_a_record(c
     assert main([str(recorded), "--output-dir", str(tmp_path / "out"), *QUICK]) == 0
     assert load_report(tmp_path / "out")["data"] == str(corpus_dir)
     capsys.readouterr()
-    assert main([str(checkpoint), "--output-dir", str(tmp_path / "none"), *QUICK]) == 1
+    assert main([str(checkpoint), "--output-dir", str(tmp_path / "none"), *QUICK]) == 2
     error = capsys.readouterr().err
     assert "--data is needed" in error and "wikitext2_sample" in error
     assert not (tmp_path / "none" / "report.json").exists()
@@ -231,8 +231,7 @@ def test_an_interrupted_run_keeps_what_it_finished_and_a_rerun_continues(checkpo
         raise KeyboardInterrupt
 
     monkeypatch.setitem(report_module._RUNNERS, "state_gradients", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        main(arguments)
+    assert main(arguments) == 130  # Ctrl-C: exit code 130, what was finished is kept
     first = _report_json(output)
     assert list(first["analyses"]) == ["timescales", "ablation"]
     assert first["pending"] == ["state_gradients", "weighted_sum", "memory_span", "mutual_information"]
@@ -266,11 +265,11 @@ def test_results_of_other_settings_or_weights_are_never_mixed(checkpoint, corpus
     assert main([*arguments, "--analyses", "timescales"]) == 0
     before = (output / "report.json").read_bytes()
     capsys.readouterr()
-    assert main([*arguments, "--analyses", "memory_span", "--max-distance", "5"]) == 1
+    assert main([*arguments, "--analyses", "memory_span", "--max-distance", "5"]) == 2
     error = capsys.readouterr().err
     assert "settings.max_distance: 8 there, 5 now" in error and "--restart" in error
     other_weights = _save_checkpoint(tmp_path / "other", corpus_dir, timescale_schedules=[None, None])
-    assert main([str(other_weights), *arguments[1:], "--analyses", "memory_span"]) == 1
+    assert main([str(other_weights), *arguments[1:], "--analyses", "memory_span"]) == 2
     assert "fingerprints.model" in capsys.readouterr().err
     assert (output / "report.json").read_bytes() == before  # refused before anything was written
 
@@ -308,7 +307,7 @@ def test_ablation_layer_is_a_number_from_1(checkpoint, corpus_dir, tmp_path, cap
     routing = load_report(output)["analyses"]["ablation"]["frequency"]
     assert routing["layer"] == 2 and len(routing["chunks"]) == 2  # the 6 units of the second layer, chunks of 4
     assert load_report(output)["settings"]["ablation_layer"] == 2
-    assert main([*common, "--output-dir", str(tmp_path / "x"), "--ablation-layer", "3"]) == 1
+    assert main([*common, "--output-dir", str(tmp_path / "x"), "--ablation-layer", "3"]) == 2
     assert "from 1 to 2" in capsys.readouterr().err
 
 

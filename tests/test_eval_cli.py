@@ -213,7 +213,7 @@ def test_data_defaults_to_the_corpus_the_checkpoint_was_trained_on(checkpoint, c
         main([str(folder), "--window", str(WINDOW)])
     assert stop.value.code == 2
     error = capsys.readouterr().err
-    assert "--data is required" in error and str(sample_corpus_dir()) in error
+    assert "--data is needed" in error and str(sample_corpus_dir()) in error
 
     TrainingConfig(data=str(corpus_dir)).to_json_file(folder / "training_config.json")
     output = tmp_path / "default.json"

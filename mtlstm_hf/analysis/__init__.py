@@ -73,7 +73,6 @@ _EXPORTS = {
     "AnalysisSettings": ".report",
     "analyze_checkpoint": ".report",
     "default_ablation_layer": ".report",
-    "default_data": ".report",
     "load_report": ".report",
     "load_word_classes": ".report",
     "run_analyses": ".report",

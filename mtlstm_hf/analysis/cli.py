@@ -21,8 +21,11 @@ analysis that does not apply (e.g. timescales of a model made only of ``lstm-gat
 a split shorter than the requested delays) is listed under ``"skipped"`` with the reason instead
 of stopping the others.
 
-Exit status: 0 when at least one analysis is in the report, 1 on a bad checkpoint/data, a report
-folder of other settings, or when every selected analysis was skipped, 2 on bad arguments.
+Exit status (shared by every command, :mod:`mtlstm_hf.exit_codes`): 0 when at least one analysis
+is in the report; 2 bad input (arguments, checkpoint, data, a report folder of other settings, or
+every selected analysis skipped); 3 this machine cannot run the setting (``--device cuda`` without
+CUDA); 4 I/O failure (disk full, read-only or file-in-the-way output folder, offline Hub dataset);
+130 interrupted (run the same command again to continue).
 
 This module imports neither torch nor transformers until :func:`main` runs (``--help`` is instant).
 """
@@ -36,6 +39,7 @@ from pathlib import Path
 
 from mtlstm_hf.evaluation.bins import DEFAULT_BIN_EDGES
 
+from .. import exit_codes
 from .settings import ANALYSES, AnalysisSettings
 
 __all__ = ["build_parser", "main"]
@@ -66,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "span, mutual information. Writes report.json and PNG figures, each analysis as soon as it is done.",
         epilog="Work bounds: --max-tokens limits every analysis; the state gradients cost one matrix per "
         "sampled source position and delay (--state-gradient-positions, --max-delay). Layers are numbered "
-        "from 1.",
+        "from 1. " + exit_codes.epilog(),
     )
     parser.add_argument("checkpoint", help="folder written by save_pretrained (model and tokenizer)")
     parser.add_argument(
@@ -212,17 +216,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     output_dir = args.output_dir if args.output_dir is not None else Path(args.checkpoint) / "analysis"
 
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
-    from mtlstm_hf.training.checkpoint import repair_interrupted_replacement
+    from mtlstm_hf.evaluation.checkpoint import UnavailableDeviceError
+    from mtlstm_hf.training.checkpoint import recorded_corpus, repair_interrupted_replacement
 
-    from .report import analyze_checkpoint, default_data, load_word_classes
+    from .report import analyze_checkpoint, load_word_classes
 
     try:
         repair_interrupted_replacement(args.checkpoint)  # a crash while a training run replaced best_model/
+        exit_codes.check_output_dir(output_dir, "--output-dir")  # before the work, not after it
         if args.word_classes is not None:
             settings.word_classes = load_word_classes(args.word_classes)
         data, data_config = args.data, args.data_config
         if data is None:
-            data, recorded_config = default_data(args.checkpoint)
+            data, recorded_config = recorded_corpus(args.checkpoint)
             data_config = data_config if data_config is not None else recorded_config
             print(f"{PROG}: --data not given: using the corpus the checkpoint was trained on, {data}", file=sys.stderr)
         if args.threads is not None:
@@ -242,14 +248,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.quiet,
             restart=args.restart,
         )
-    except (OSError, ValueError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 1
+    except UnavailableDeviceError as error:
+        return _fail(str(error), exit_codes.UNSUPPORTED_SETTING)
+    except OSError as error:
+        if not exit_codes.is_io_failure(error):  # a missing folder or file: bad input
+            return _fail(str(error), exit_codes.BAD_INPUT)
+        message = exit_codes.describe_io_failure(error)
+        if isinstance(error, ConnectionError) and args.data is not None:
+            message = f"{message} {exit_codes.hub_dataset_hint(args.data)}"
+        return _fail(message, exit_codes.IO_FAILURE)
+    except ValueError as error:
+        return _fail(str(error), exit_codes.BAD_INPUT)
+    except KeyboardInterrupt:
+        return _fail("interrupted; run the same command again to continue", exit_codes.INTERRUPTED)
     for name, reason in report["skipped"].items():
         print(f"{PROG}: skipped {name}: {reason}", file=sys.stderr)
     ran = [name for name in analyses if name in report["analyses"]]
     print(f"analyses: {', '.join(ran) or 'none'}; {len(report['figures'])} figures; report written to {output_dir}")
-    return 0 if ran else 1
+    if not ran:
+        return _fail("every selected analysis was skipped (reasons above)", exit_codes.BAD_INPUT)
+    return exit_codes.OK
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {exit_codes.one_line(message)}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

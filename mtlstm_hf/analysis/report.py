@@ -101,7 +101,6 @@ __all__ = [
     "AnalysisSettings",
     "analyze_checkpoint",
     "default_ablation_layer",
-    "default_data",
     "load_report",
     "load_word_classes",
     "run_analyses",
@@ -155,42 +154,6 @@ def load_word_classes(path: PathOrStr) -> dict[str, str]:
     if not mapping:
         raise ValueError(f"{str(path)!r} holds no word classes.")
     return mapping
-
-
-def default_data(checkpoint: PathOrStr) -> tuple[str, str | None]:
-    """The corpus to analyse when none is given: the one ``mtlstm-train`` recorded for the checkpoint.
-
-    ``training_config.json`` is looked for in the checkpoint folder, then in its run folder (the
-    parent of ``best_model/``, the grandparent of ``checkpoints/step-N/``). A run on the embedded
-    WikiText-2 sample (``data`` null) gives the sample's folder
-    (:func:`mtlstm_hf.data.sample_corpus_dir`); a run on another corpus gives that corpus.
-
-    Returns:
-        ``(data, data_config)`` for :func:`analyze_checkpoint`.
-
-    Raises:
-        ValueError: no ``training_config.json`` says what the checkpoint was trained on; the
-            message says what to pass as ``--data``.
-    """
-    from mtlstm_hf.data import sample_corpus_dir
-    from mtlstm_hf.training.checkpoint import BEST_MODEL_DIRNAME, CHECKPOINTS_DIRNAME, training_corpus
-
-    folder = Path(checkpoint).expanduser()
-    candidates = [folder]
-    if folder.name == BEST_MODEL_DIRNAME:
-        candidates.append(folder.parent)
-    if folder.parent.name == CHECKPOINTS_DIRNAME:
-        candidates.append(folder.parent.parent)
-    for candidate in candidates:
-        corpus = training_corpus(candidate)
-        if corpus is not None:
-            data, data_config = corpus
-            return (str(sample_corpus_dir()) if data is None else str(data)), data_config
-    raise ValueError(
-        f"--data is needed: no training_config.json in {str(folder)!r} (or its run folder) says what it was "
-        "trained on. Pass a corpus folder with train/valid/test.txt (e.g. ../shared/data/wikitext-2) or a "
-        f"Hub dataset id; the WikiText-2 sample shipped with the package is {sample_corpus_dir()}."
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -922,7 +885,8 @@ def analyze_checkpoint(
         checkpoint: a folder with model and tokenizer (``save_pretrained``) or a loaded
             ``(model, tokenizer)`` pair.
         data: anything :func:`mtlstm_hf.data.load_corpus` accepts (folder, Hub id, DatasetDict);
-            None: the corpus the checkpoint was trained on (:func:`default_data`).
+            None: the corpus the checkpoint was trained on
+            (:func:`mtlstm_hf.training.checkpoint.recorded_corpus`).
         output_dir: where to write ``report.json`` and ``figures/`` (None: return only).
         split: the analysed split (``"valid"``/``"validation"``, ``"test"``, ``"train"``).
         analyses, settings, figures, progress, restart: see :func:`run_analyses`.
@@ -935,6 +899,7 @@ def analyze_checkpoint(
     """
     from mtlstm_hf.data import canonical_split, load_corpus, split_to_stream
     from mtlstm_hf.evaluation.checkpoint import load_checkpoint
+    from mtlstm_hf.training.checkpoint import recorded_corpus
 
     settings = settings or AnalysisSettings()
     settings.validate()
@@ -942,7 +907,7 @@ def analyze_checkpoint(
     if data is None:
         if isinstance(checkpoint, tuple):
             raise ValueError("data is needed with a loaded (model, tokenizer) pair: no training record to read.")
-        data, recorded_config = default_data(checkpoint)
+        data, recorded_config = recorded_corpus(checkpoint)
         data_config = data_config if data_config is not None else recorded_config
     if isinstance(checkpoint, tuple):
         model, tokenizer = checkpoint

@@ -146,22 +146,15 @@ def format_comparison(result: dict[str, Any]) -> str:
 
 
 def default_data(checkpoint: str, parser: argparse.ArgumentParser) -> tuple[str, str | None]:
-    """``--data`` when it is not given: the corpus ``mtlstm-train`` recorded in the checkpoint
-    folder (the embedded WikiText-2 sample's path when it trained on that); otherwise the
-    parser exits (status 2) saying what to pass."""
-    from mtlstm_hf.data import sample_corpus_dir
-    from mtlstm_hf.training.checkpoint import training_corpus
+    """``--data`` when it is not given: the corpus ``mtlstm-train`` recorded for the checkpoint
+    (:func:`mtlstm_hf.training.checkpoint.recorded_corpus`); otherwise the parser exits
+    (status 2) saying what to pass."""
+    from mtlstm_hf.training.checkpoint import recorded_corpus
 
-    corpus = training_corpus(checkpoint)
-    if corpus is None:
-        parser.error(
-            f"--data is required: {checkpoint!r} has no training_config.json saying what it was trained on. "
-            f"Pass a corpus folder (train/valid/test.txt, e.g. ../shared/data/wikitext-2) or a Hub dataset id; "
-            f"the embedded WikiText-2 sample is {sample_corpus_dir()}."
-        )
-    data, data_config = corpus
-    if data is None:
-        data = str(sample_corpus_dir())
+    try:
+        data, data_config = recorded_corpus(checkpoint)
+    except ValueError as error:
+        parser.error(str(error))
     print(f"{PROG}: --data not given: using the training corpus recorded in the checkpoint, {data}", file=sys.stderr)
     return data, data_config
 

@@ -359,3 +359,39 @@ def training_corpus(model_dir: str | Path) -> tuple[str | None, str | None] | No
     if not isinstance(saved, dict):
         return None
     return saved.get("data"), saved.get("dataset_config_name")
+
+
+def recorded_corpus(checkpoint: str | Path) -> tuple[str, str | None]:
+    """The corpus to evaluate or analyse a model on when none is given: the one ``mtlstm-train``
+    recorded for it.
+
+    ``training_config.json`` is looked for in the model folder, then in its run folder (the
+    parent of ``best_model/``, the grandparent of ``checkpoints/step-N/``); see
+    :func:`training_corpus`. A run on the embedded WikiText-2 sample (``data`` null) gives the
+    sample's folder (:func:`mtlstm_hf.data.sample_corpus_dir`).
+
+    Returns:
+        ``(data, dataset_config_name)``.
+
+    Raises:
+        ValueError: nothing records what the model was trained on; the message says what to
+            pass as ``--data``.
+    """
+    from ..data import sample_corpus_dir
+
+    folder = Path(checkpoint).expanduser()
+    candidates = [folder]
+    if folder.name == BEST_MODEL_DIRNAME:
+        candidates.append(folder.parent)
+    if folder.parent.name == CHECKPOINTS_DIRNAME:
+        candidates.append(folder.parent.parent)
+    for candidate in candidates:
+        corpus = training_corpus(candidate)
+        if corpus is not None:
+            data, data_config = corpus
+            return (str(sample_corpus_dir()) if data is None else str(data)), data_config
+    raise ValueError(
+        f"--data is needed: no training_config.json in {str(folder)!r} (or its run folder) says what it was "
+        "trained on. Pass a corpus folder with train/valid/test.txt (e.g. ../shared/data/wikitext-2) or a "
+        f"Hub dataset id; the WikiText-2 sample shipped with the package is {sample_corpus_dir()}."
+    )
