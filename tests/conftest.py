@@ -9,10 +9,18 @@ os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from mtlstm_hf import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForCausalLM  # noqa: E402
+
+
+# The shared corpora (../shared/data beside the repository, see its README; PTB is never bundled).
+DATA_ROOT = Path(os.environ.get("MTLSTM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+PTB_DIR = DATA_ROOT / "ptb"
+WIKITEXT2_DIR = DATA_ROOT / "wikitext-2"
 
 
 def tiny_config(**overrides) -> MTLSTMConfig:

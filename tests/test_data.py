@@ -37,9 +37,7 @@ from mtlstm_hf.data import (
 )
 from mtlstm_hf.data import make_sample as make_sample_module
 
-DATA_ROOT = Path(os.environ.get("MTLSTM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-PTB_DIR = DATA_ROOT / "ptb"
-WIKITEXT2_DIR = DATA_ROOT / "wikitext-2"
+from conftest import PTB_DIR, WIKITEXT2_DIR  # noqa: E402
 needs_ptb = pytest.mark.skipif(not (PTB_DIR / "train.txt").is_file(), reason="PTB not available")
 needs_wikitext2 = pytest.mark.skipif(
     not (WIKITEXT2_DIR / "train.txt").is_file(), reason="WikiText-2 not available"

@@ -36,9 +36,7 @@ from mtlstm_hf.data import (
     word_tokenizer_from_vocab,
 )
 
-DATA_ROOT = Path(os.environ.get("MTLSTM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-PTB_DIR = DATA_ROOT / "ptb"
-WIKITEXT2_DIR = DATA_ROOT / "wikitext-2"
+from conftest import PTB_DIR, WIKITEXT2_DIR  # noqa: E402
 # Encoding the train splits as streams too takes seconds more: opt in, as in test_data.py.
 # The train splits are always checked by counting with each convention.
 STREAM_SPLITS = ("train", "validation", "test") if os.environ.get("MTLSTM_SLOW_TESTS") == "1" else ("validation", "test")
