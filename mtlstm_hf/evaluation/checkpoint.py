@@ -31,11 +31,12 @@ counts train + valid + test). The splits used are recorded in every result.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -44,6 +45,7 @@ import datasets
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.tokenization_utils_base import FULL_TOKENIZER_FILE, TOKENIZER_CONFIG_FILE
+from transformers.utils import logging as hf_logging
 from transformers.utils import (
     CONFIG_NAME,
     SAFE_WEIGHTS_INDEX_NAME,
@@ -158,6 +160,17 @@ def load_checkpoint(
     return model.eval(), tokenizer
 
 
+@contextlib.contextmanager
+def _transformers_logging(level: int) -> Iterator[None]:
+    """transformers' log level set to ``level`` inside the block."""
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity(level)
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
 class UnavailableDeviceError(ValueError):
     """The requested device does not exist on this machine (e.g. ``cuda`` without CUDA); the
     commands exit with code 3, "this machine cannot run the requested setting"."""
@@ -201,7 +214,9 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
     except ValueError as err:  # the configuration's own checks (model type, missing fields, values)
         raise ValueError(f"{str(folder / CONFIG_NAME)!r}: {err}") from None
     try:
-        with no_transformers_progress_bar():
+        # transformers' own "LOAD REPORT" would say that missing tensors were "newly initialized":
+        # silenced, the error below names them instead.
+        with no_transformers_progress_bar(), _transformers_logging(hf_logging.ERROR):
             model, info = model_class.from_pretrained(
                 folder, config=config, trust_remote_code=False, output_loading_info=True
             )
