@@ -142,3 +142,19 @@ def test_explicit_and_chrono_schedules():
     # Chrono: b_f = log U(1, T_max - 1).
     assert bool((forget >= 0).all()) and bool((forget <= math.log(49.0) + 1e-6).all())
     assert torch.equal(chrono.model.layers[0].gate_biases.input_gate, -forget)
+
+
+def test_hidden_size_and_num_hidden_layers_are_read_only_views_of_hidden_sizes():
+    """transformers' standard names, derived (oracle: the model's own output shapes)."""
+    import pytest
+    import torch
+
+    from conftest import tiny_model
+
+    model = tiny_model(hidden_sizes=[10, 7, 6])
+    out = model.model(torch.tensor([[1, 2, 3]]), output_hidden_states=True)
+    assert model.config.hidden_size == out.last_hidden_state.shape[-1] == 6
+    assert model.config.num_hidden_layers == len(out.hidden_states) - 1 == 3
+    with pytest.raises(AttributeError):
+        model.config.hidden_size = 12
+    assert "hidden_size" not in model.config.to_dict()  # nothing new is saved

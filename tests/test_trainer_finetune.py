@@ -78,3 +78,47 @@ def test_trainer_finetune_keeps_frozen_biases_and_checkpoint_reloads(tmp_path):
         assert torch.equal(tensor, after[name]), name
     assert (output_dir / "tokenizer.json").is_file()
     assert torch.equal(AutoModelForCausalLM.from_pretrained(output_dir).lm_head.bias, after["lm_head.bias"])
+
+
+class _Blocks(torch.utils.data.Dataset):
+    def __init__(self, ids: torch.Tensor) -> None:
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[index], "labels": self.ids[index]}
+
+
+def test_trainer_predict_returns_logits_like_gpt2(tmp_path):
+    """Trainer.predict / evaluate(compute_metrics=...) see the logits alone, an (N, T, V) array,
+    as for a GPT-2 built from a config under the same Trainer (oracle); the metrics function
+    written for GPT-2 works unchanged."""
+    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 37, (5, 6))
+    seen = {}
+
+    def compute_metrics(prediction):
+        seen["shape"] = prediction.predictions.shape
+        return {"mean_logit": float(prediction.predictions.mean())}
+
+    models = {
+        "gpt2": GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=6, vocab_size=37, n_positions=16)),
+        "mtlstm": MTLSTMForCausalLM(tiny_config()),
+    }
+    shapes = {}
+    for name, model in models.items():
+        args = TrainingArguments(output_dir=str(tmp_path / name), per_device_eval_batch_size=2, report_to=[],
+                                 use_cpu=True, disable_tqdm=True)
+        trainer = Trainer(model=model, args=args, compute_metrics=compute_metrics)
+        predictions = trainer.predict(_Blocks(ids))
+        metrics = trainer.evaluate(_Blocks(ids))
+        assert "eval_mean_logit" in metrics
+        shapes[name] = (type(predictions.predictions), predictions.predictions.shape, seen["shape"])
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    assert shapes["mtlstm"] == shapes["gpt2"]
+    assert shapes["mtlstm"][1] == (5, 6, 37)

@@ -107,7 +107,9 @@ class MTLSTMConfig(PretrainedConfig):
     """
 
     model_type = "mtlstm"
-    keys_to_ignore_at_inference = ["cache"]
+    # Trainer.predict / evaluate return the logits alone (the state and the bare cross-entropy
+    # are not predictions), as for GPT-2.
+    keys_to_ignore_at_inference = ["cache", "past_key_values", "lm_loss"]
 
     def __init__(
         self,
@@ -185,6 +187,19 @@ class MTLSTMConfig(PretrainedConfig):
     @property
     def num_layers(self) -> int:
         return len(self.hidden_sizes)
+
+    @property
+    def num_hidden_layers(self) -> int:
+        """Number of recurrent layers, ``len(hidden_sizes)`` (transformers' standard name; read-only)."""
+        return len(self.hidden_sizes)
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the last recurrent layer, ``hidden_sizes[-1]`` (transformers' standard name;
+        read-only): the last dimension of ``last_hidden_state`` and what the output layer reads
+        (equal to ``embedding_size`` when the weights are tied). The other layers' widths are in
+        ``hidden_sizes``."""
+        return self.hidden_sizes[-1]
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "MTLSTMConfig":
