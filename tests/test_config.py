@@ -151,7 +151,7 @@ def test_hidden_size_and_num_hidden_layers_are_read_only_views_of_hidden_sizes()
 
     from conftest import tiny_model
 
-    model = tiny_model(hidden_sizes=[10, 7, 6])
+    model = tiny_model(hidden_sizes=[10, 7, 6], timescale_schedules=None)
     out = model.model(torch.tensor([[1, 2, 3]]), output_hidden_states=True)
     assert model.config.hidden_size == out.last_hidden_state.shape[-1] == 6
     assert model.config.num_hidden_layers == len(out.hidden_states) - 1 == 3
