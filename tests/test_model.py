@@ -327,3 +327,30 @@ def test_past_key_values_is_an_alias_of_cache():
     assert not torch.allclose(fresh.logits, with_cache.logits)
     with pytest.raises(ValueError, match="not both"):
         model(_ids(steps=3), cache=first.cache, past_key_values=first.cache)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_ar_and_tar_ignore_padded_steps(side):
+    """Issue 12 item 10. Oracle: the same row alone, and the penalties written out over the real
+    steps of each row run on its own (AR: mean of h^2 over real steps; TAR: mean over pairs of
+    consecutive real steps)."""
+    model = tiny_model(activation_regularization=2.0, temporal_activation_regularization=1.0).train()
+    row = torch.tensor([[5, 9, 2, 7]])
+    alone = model(row, labels=row)
+    padded = torch.cat([row, torch.zeros(1, 3, dtype=torch.long)], 1) if side == "right" else torch.cat(
+        [torch.zeros(1, 3, dtype=torch.long), row], 1)
+    mask = (torch.arange(7) < 4) if side == "right" else (torch.arange(7) >= 3)
+    labels = padded.masked_fill(~mask[None], -100)
+    out = model(padded, attention_mask=mask[None].long(), labels=labels)
+    torch.testing.assert_close(out.loss - out.lm_loss, alone.loss - alone.lm_loss, rtol=1e-6, atol=1e-7)
+
+    batch = torch.tensor([[5, 9, 2, 7, 1], [3, 4, 8, 0, 0]])
+    batch_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    out = model(batch, attention_mask=batch_mask, labels=batch.masked_fill(batch_mask == 0, -100))
+    rows = [model.model(batch[:1], output_hidden_states=True).last_hidden_state[0],
+            model.model(batch[1:, :3], output_hidden_states=True).last_hidden_state[0]]
+    squares = sum(h.pow(2).sum() for h in rows)
+    pairs = sum((h[1:] - h[:-1]).pow(2).sum() for h in rows)
+    hidden = rows[0].shape[-1]
+    expected = 2.0 * squares / (8 * hidden) + 1.0 * pairs / (6 * hidden)
+    torch.testing.assert_close(out.loss - out.lm_loss, expected, rtol=1e-5, atol=1e-7)

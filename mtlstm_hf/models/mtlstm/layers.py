@@ -120,16 +120,32 @@ def drop_connect(weight: torch.Tensor, probability: float, training: bool) -> to
     return weight * mask.mul_(scale)
 
 
-def activation_regularization(dropped_output: torch.Tensor, scale: float) -> torch.Tensor:
-    """AR penalty ``scale * mean(h^2)`` on the (dropped-out) last-layer output (Merity et al. 2017)."""
-    return scale * dropped_output.pow(2).mean()
+def activation_regularization(
+    dropped_output: torch.Tensor, scale: float, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """AR penalty ``scale * mean(h^2)`` on the (dropped-out) last-layer output ``(B, T, H)``
+    (Merity et al. 2017), the mean taken over the real steps only when ``valid (B, T)`` (the
+    attention mask) is given: padded steps are not part of the sequence."""
+    if valid is None:
+        return scale * dropped_output.pow(2).mean()
+    weights = valid.to(dropped_output.dtype)[:, :, None]
+    count = weights.sum() * dropped_output.shape[-1]
+    return scale * (dropped_output.pow(2) * weights).sum() / count.clamp(min=1)
 
 
-def temporal_activation_regularization(raw_output: torch.Tensor, scale: float) -> torch.Tensor:
-    """TAR penalty ``scale * mean((h_t - h_{t-1})^2)`` on the raw last-layer output ``(B, T, H)``."""
+def temporal_activation_regularization(
+    raw_output: torch.Tensor, scale: float, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """TAR penalty ``scale * mean((h_t - h_{t-1})^2)`` on the raw last-layer output ``(B, T, H)``,
+    over the pairs of consecutive real steps only when ``valid (B, T)`` is given."""
     if raw_output.shape[1] < 2:
         return raw_output.new_zeros(())
-    return scale * (raw_output[:, 1:] - raw_output[:, :-1]).pow(2).mean()
+    squares = (raw_output[:, 1:] - raw_output[:, :-1]).pow(2)
+    if valid is None:
+        return scale * squares.mean()
+    pairs = (valid[:, 1:] & valid[:, :-1]).to(raw_output.dtype)[:, :, None]
+    count = pairs.sum() * raw_output.shape[-1]
+    return scale * (squares * pairs).sum() / count.clamp(min=1)
 
 
 class GateBiases(nn.Module):

@@ -474,11 +474,12 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
             _warn_if_no_targets(labels, kwargs.get("shift_labels"))
             lm_loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
             loss = lm_loss
+            valid = None if attention_mask is None else attention_mask.bool()  # padding is not regularised
             if self.training and self.config.activation_regularization > 0:
-                loss = loss + activation_regularization(dropped_output, self.config.activation_regularization)
+                loss = loss + activation_regularization(dropped_output, self.config.activation_regularization, valid)
             if self.training and self.config.temporal_activation_regularization > 0:
                 loss = loss + temporal_activation_regularization(
-                    raw_output, self.config.temporal_activation_regularization
+                    raw_output, self.config.temporal_activation_regularization, valid
                 )
 
         if not return_dict:
