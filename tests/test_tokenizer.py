@@ -17,16 +17,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from transformers import AutoTokenizer
+import torch
+from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 
 from mtlstm_hf.data import (
     CONVENTIONS,
     EOS_TOKEN,
+    PAD_TOKEN,
     UNK_TOKEN,
     build_vocab,
     build_word_tokenizer,
     count_words,
     dataset_lines,
+    encode_lines,
     detect_word_convention,
     get_word_convention,
     load_corpus,
@@ -87,7 +90,8 @@ def test_sample_in_corpus_form_gives_whitespace_ids(sample_corpus):
     check_corpus_form_unchanged(sample_corpus, "wikitext", ("train", "validation", "test"))
     built = build_word_tokenizer(sample_corpus["train"])  # "auto", the default
     assert get_word_convention(built) == "wikitext"
-    assert built.get_vocab() == build_vocab(count_words(dataset_lines(sample_corpus["train"])))
+    words = build_vocab(count_words(dataset_lines(sample_corpus["train"])))
+    assert built.get_vocab() == {**words, PAD_TOKEN: len(words)}  # <pad> last: every word keeps its id
 
 
 @pytest.mark.skipif(not (WIKITEXT2_DIR / "train.txt").is_file(), reason="WikiText-2 not available")
@@ -359,7 +363,7 @@ def test_tokenizer_saved_before_conventions_loads_and_behaves_as_before(tmp_path
     for line in lines:
         assert legacy(line)["input_ids"] == whitespace_ids(line, vocab), line
     # the whitespace convention builds the same backend as before
-    rebuilt = build_word_tokenizer([" the cat sat , on the mat . ", " a dog"], convention="whitespace")
+    rebuilt = build_word_tokenizer([" the cat sat , on the mat . ", " a dog"], convention="whitespace", add_pad_token=False)
     rebuilt.save_pretrained(tmp_path / "rebuilt")
     saved = json.loads((tmp_path / "rebuilt" / "tokenizer.json").read_text())
     for key in ("added_tokens", "normalizer", "pre_tokenizer", "decoder", "model"):
@@ -425,3 +429,61 @@ def test_auto_is_only_for_building():
         word_tokenizer_from_vocab([UNK_TOKEN, EOS_TOKEN], convention="auto")
     with pytest.raises(ValueError, match="convention='auto'"):
         count_words(["a"], "auto")
+
+
+# --------------------------------------------------------------------------- <pad> and add_eos (issue 12, item 11)
+
+
+def test_pad_token_is_its_own_last_entry_and_old_tables_keep_eos_padding(sample_corpus):
+    lines = dataset_lines(sample_corpus["train"])
+    words = build_vocab(count_words(lines))
+    new = build_word_tokenizer(sample_corpus["train"])
+    assert new.pad_token == PAD_TOKEN and new.pad_token_id == len(words) == len(new) - 1
+    assert new.pad_token_id != new.eos_token_id
+    # every word keeps its id: the streams equal the whitespace oracle's, id for id
+    assert encode_lines(lines[:300], new).tolist() == oracle_stream(lines[:300], words)
+    assert new.decode(new("the <pad> game")["input_ids"], skip_special_tokens=True) == "the game"
+    old = build_word_tokenizer(sample_corpus["train"], add_pad_token=False)
+    assert old.get_vocab() == words and old.pad_token_id == old.eos_token_id == 1
+    assert word_tokenizer_from_vocab(words).pad_token == EOS_TOKEN  # a table without <pad>: as before
+    with pytest.raises(ValueError, match="<pad>"):
+        build_word_tokenizer(["a <pad> b"])
+
+
+def collated_labels(tokenizer, texts):
+    """Labels of transformers' own causal-LM collator on ``tokenizer(texts)``."""
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    return collator([tokenizer(text) for text in texts])
+
+
+def test_language_modeling_collator_keeps_eos_labels_and_masks_only_padding():
+    tokenizer = build_word_tokenizer(["b a c", "a b"], add_eos=True)
+    vocab = tokenizer.get_vocab()
+    batch = collated_labels(tokenizer, ["a b c", "c"])
+    eos, pad = vocab[EOS_TOKEN], vocab[PAD_TOKEN]
+    # oracle: each text's ids by dict lookup + <eos>, left padded; labels = ids with padding -100
+    rows = [[vocab["a"], vocab["b"], vocab["c"], eos], [pad, pad, vocab["c"], eos]]
+    assert batch["input_ids"].tolist() == rows
+    assert batch["labels"].tolist() == [[-100 if i == pad else i for i in row] for row in rows]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [0, 0, 1, 1]]
+    # the tokenizer of earlier versions (pad = <eos>) loses every <eos> label there
+    legacy = build_word_tokenizer(["b a c", "a b"], add_pad_token=False, add_eos=True)
+    assert (collated_labels(legacy, ["a b c", "c"])["labels"] == -100).sum() == 4
+
+
+def test_add_eos_appends_eos_per_text_and_survives_saving(tmp_path):
+    lines = ["b a c", "a b"]
+    tokenizer = build_word_tokenizer(lines, add_eos=True)
+    vocab = tokenizer.get_vocab()
+    expected = [whitespace_ids(text, vocab) + [vocab[EOS_TOKEN]] for text in ["a b", "c"]]
+    assert tokenizer(["a b", "c"])["input_ids"] == expected
+    assert tokenizer("a b", add_special_tokens=False)["input_ids"] == whitespace_ids("a b", vocab)
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)  # plain transformers, the post-processor is in tokenizer.json
+    assert reloaded(["a b", "c"])["input_ids"] == expected
+    # default off: a prompt does not end with a line break
+    assert build_word_tokenizer(lines)(["a b", "c"])["input_ids"] == [whitespace_ids(t, vocab) for t in ["a b", "c"]]
+    # the corpus stream has one <eos> per line with either tokenizer (encode_lines adds it, the tokenizer does not)
+    plain = build_word_tokenizer(lines)
+    assert torch.equal(encode_lines(lines + [""], tokenizer), encode_lines(lines + [""], plain))
+    assert encode_lines(lines + [""], tokenizer).tolist() == oracle_stream(lines + [""], vocab)

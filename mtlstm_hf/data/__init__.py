@@ -32,6 +32,7 @@ from .corpus import (
 from .tokenizer import (
     CONVENTIONS,
     EOS_TOKEN,
+    PAD_TOKEN,
     UNK_TOKEN,
     build_vocab,
     build_word_tokenizer,
@@ -49,6 +50,7 @@ __all__ = [
     "CANONICAL_SPLITS",
     "CONVENTIONS",
     "EOS_TOKEN",
+    "PAD_TOKEN",
     "TEXT_COLUMN",
     "UNK_TOKEN",
     "batchify",

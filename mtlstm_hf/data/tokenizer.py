@@ -99,22 +99,35 @@ pre-tokenizer, so the vocabulary holds only words the tokenizer can produce.
 
 Design decisions
 ----------------
-* **Where ``<eos>`` is appended.** Not here. The tokenizer has no
-  post-processor: ``tokenizer(line)`` gives the line's words only. The corpus
-  loader (:func:`mtlstm_hf.data.corpus.encode_lines`) appends one ``<eos>``
-  per line. Why: a prompt passed to ``generate()`` must not silently end with
-  a line break, and the one-``<eos>``-per-line rule is a property of the
-  corpus format, not of the vocabulary.
+* **Where ``<eos>`` is appended.** By default not here: ``tokenizer(line)``
+  gives the line's words only, and the corpus loader
+  (:func:`mtlstm_hf.data.corpus.encode_lines`) appends one ``<eos>`` per line.
+  Why: a prompt passed to ``generate()`` must not silently end with a line
+  break, and the one-``<eos>``-per-line rule is a property of the corpus
+  format. ``build_word_tokenizer(..., add_eos=True)`` builds a tokenizer whose
+  ``tokenizer(text)`` appends ``<eos>`` to each text (transformers'
+  ``add_eos_token``, a post-processor saved in ``tokenizer.json``), for the
+  ``datasets.map`` + ``DataCollatorForLanguageModeling`` recipe;
+  ``encode_lines`` calls the tokenizer with ``add_special_tokens=False``, so
+  its streams get one ``<eos>`` per line with either tokenizer.
 * **Vocabulary order.** ``<unk>`` = 0 and ``<eos>`` = 1, then every other word
   by descending count in the training text, ties broken by first occurrence.
   Frequency order keeps the ids usable for a frequency-split (adaptive)
   softmax, and the first-occurrence tie-break is the order in which the
   classic AWD-LSTM ``Dictionary`` meets the words, so the result does not
   depend on hashing or on the platform.
-* **Padding.** ``pad_token`` is ``<eos>``. Adding a ``<pad>`` entry would change
-  the published vocabulary sizes (10,000 / 33,278) and the embedding shape;
-  padded positions are always masked by ``attention_mask``, so reusing
-  ``<eos>`` is harmless. ``padding_side`` is ``"left"``, what batched
+* **Padding.** New tokenizers have their own pad token ``<pad>`` with the
+  *last* id (the size of the word table), so every word keeps the id it had
+  and ``<eos>`` is never padding (``DataCollatorForLanguageModeling`` turns
+  the pad token's labels into -100: with pad = ``<eos>`` it silently dropped
+  every line end). The consequence: ``len(tokenizer)`` is one more than the
+  published sizes (10,001 for PTB, 33,279 for WikiText-2, whose word tables
+  still hold 10,000 / 33,278 entries with ``<unk>`` and ``<eos>``), and so is
+  the model's ``vocab_size``, which training takes from ``len(tokenizer)``.
+  Tokenizers saved before (and ``build_word_tokenizer(...,
+  add_pad_token=False)``, ``word_tokenizer_from_vocab`` on a table without
+  ``<pad>``) keep ``pad_token`` = ``<eos>``; padded positions are masked by
+  ``attention_mask`` either way. ``padding_side`` is ``"left"``, what batched
   generation with a recurrent (decoder-only) model needs.
 * No ``bos_token``: the corpora have none.
 
@@ -148,6 +161,7 @@ logger = logging.getLogger(__name__)
 
 UNK_TOKEN = "<unk>"
 EOS_TOKEN = "<eos>"
+PAD_TOKEN = "<pad>"  # new tokenizers only: the LAST id (= the size of the word table), see build_word_tokenizer
 SPECIAL_TOKENS = (UNK_TOKEN, EOS_TOKEN)  # ids 0 and 1, in this order
 
 CONVENTIONS = ("whitespace", "wikitext", "ptb")  # what a tokenizer can have
@@ -423,18 +437,27 @@ def build_vocab(
 
 
 def word_tokenizer_from_vocab(
-    vocab: Mapping[str, int] | Sequence[str], convention: str = "whitespace"
+    vocab: Mapping[str, int] | Sequence[str], convention: str = "whitespace", *, add_eos: bool = False
 ) -> PreTrainedTokenizerFast:
     """Wrap a word table as a ``PreTrainedTokenizerFast``.
 
+    The tokenizer has exactly the entries of ``vocab`` (``len(tokenizer) == len(vocab)``).
+
     Args:
         vocab: ``word -> id`` mapping or a sequence of words (id = position).
-            Must contain ``<unk>`` and ``<eos>``; ids must be ``0..V-1``.
+            Must contain ``<unk>`` and ``<eos>``; ids must be ``0..V-1``. When it
+            contains ``<pad>``, that entry is the pad token; otherwise the pad
+            token is ``<eos>`` (the tokenizers saved before ``<pad>`` existed).
         convention: how text becomes words, one of :data:`CONVENTIONS` (see
             the module docstring); default ``"whitespace"``, the behaviour of
             tokenizers saved before conventions existed. Saved in
             ``tokenizer.json`` (the rules) and ``tokenizer_config.json``
             (the name, key ``word_convention``).
+        add_eos: ``tokenizer(text)`` appends ``<eos>`` to each text (transformers'
+            own ``add_eos_token``: a ``TemplateProcessing`` post-processor saved in
+            ``tokenizer.json``, ``add_eos_token`` in ``tokenizer_config.json``;
+            ``add_special_tokens=False`` turns it off per call). Default off: a
+            prompt for ``generate()`` must not end with a line break.
 
     Raises:
         ValueError: unknown convention, special tokens missing, ids not ``0..V-1``.
@@ -457,19 +480,18 @@ def word_tokenizer_from_vocab(
         backend.decoder = decoder
     # single_word=True: "<unk>" glued inside a word ("foo<unk>") stays part of
     # that word, as with str.split(), instead of being cut out of it.
-    unk, eos = (
-        AddedToken(token, single_word=True, normalized=False, special=True)
-        for token in SPECIAL_TOKENS
-    )
-    backend.add_special_tokens([unk, eos])
+    specials = SPECIAL_TOKENS + ((PAD_TOKEN,) if PAD_TOKEN in vocab else ())
+    unk, eos, *pad = (AddedToken(token, single_word=True, normalized=False, special=True) for token in specials)
+    backend.add_special_tokens([unk, eos, *pad])
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token=unk,
         eos_token=eos,
-        pad_token=eos,
+        pad_token=pad[0] if pad else eos,
         padding_side="left",
         clean_up_tokenization_spaces=False,  # decode = words joined by spaces (+ the decoder's joins)
         model_input_names=["input_ids", "attention_mask"],  # no token_type_ids
+        **({"add_eos_token": True} if add_eos else {}),
         **{CONVENTION_CONFIG_KEY: convention},
     )
 
@@ -536,6 +558,9 @@ def build_word_tokenizer(
     max_vocab_size: int | None = None,
     min_count: int = 1,
     convention: str = AUTO_CONVENTION,
+    *,
+    add_pad_token: bool = True,
+    add_eos: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Build a word-level tokenizer from a training split.
 
@@ -574,7 +599,15 @@ def build_word_tokenizer(
     counts = count_words(lines, convention)
     if counts[EOS_TOKEN] == 0:
         raise ValueError("build_word_tokenizer got no lines of text to count")
-    return word_tokenizer_from_vocab(build_vocab(counts, max_vocab_size, min_count), convention)
+    vocab = build_vocab(counts, max_vocab_size, min_count)
+    if add_pad_token:
+        if PAD_TOKEN in vocab:
+            raise ValueError(
+                f"the training text has the word {PAD_TOKEN!r}, so it cannot also be the padding; "
+                "pass add_pad_token=False (pad token <eos>)"
+            )
+        vocab[PAD_TOKEN] = len(vocab)  # last: every word keeps its id
+    return word_tokenizer_from_vocab(vocab, convention, add_eos=add_eos)
 
 
 def vocabulary_fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
