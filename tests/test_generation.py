@@ -104,3 +104,81 @@ def test_generate_continues_from_a_prefilled_state(state_keyword):
         torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
         assert (ours - fresh).abs().max() > 1e-4  # the state did change the continuation
     assert state.get_seq_length() == 4  # generate() did not mutate the caller's state object
+
+
+# --- issue 12, items 1 and 2: keywords reach forward, prompts given as embeddings ----------------
+
+_MODES = {"greedy": {}, "sampling": {"do_sample": True, "top_k": 0}, "beam": {"num_beams": 2}}
+
+
+def _varied_model():
+    model = tiny_model(seed=3)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40.0)  # sharper distributions: the generated tokens vary
+    return model
+
+
+@pytest.mark.parametrize("mode", sorted(_MODES))
+@pytest.mark.parametrize("batch", [1, 2])
+def test_prompt_as_inputs_embeds_generates_what_its_ids_generate(mode, batch):
+    """Oracle: generate(input_ids) whose embeddings were given; same new tokens, scores to 1e-5."""
+    model = _varied_model()
+    ids = torch.tensor([[5, 9, 3, 22, 7], [14, 2, 30, 8, 1]])[:batch]
+    embeds = model.get_input_embeddings()(ids).detach()
+    kwargs = dict(max_new_tokens=6, output_scores=True, return_dict_in_generate=True, pad_token_id=0,
+                  eos_token_id=None, **_MODES[mode])
+    torch.manual_seed(11)
+    from_ids = model.generate(ids, **kwargs)
+    torch.manual_seed(11)
+    from_embeds = model.generate(inputs_embeds=embeds, **kwargs)
+    assert torch.equal(from_embeds.sequences, from_ids.sequences[:, ids.shape[1]:])
+    assert len(set(from_ids.sequences[0, ids.shape[1]:].tolist())) > 1  # the tokens really vary
+    for a, b in zip(from_embeds.scores, from_ids.scores):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_inputs_embeds_continue_a_returned_cache():
+    """A state from a prefix, then the rest of the prompt as embeddings: the same as the whole
+    prompt as ids."""
+    model = _varied_model()
+    ids = torch.tensor([[5, 9, 3, 22, 7, 11, 4]])
+    state = model(ids[:, :3]).cache
+    embeds = model.get_input_embeddings()(ids[:, 3:]).detach()
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0, eos_token_id=None)
+    continued = model.generate(inputs_embeds=embeds, cache=state, **kwargs)
+    whole = model.generate(ids, **kwargs)
+    assert torch.equal(continued, whole[:, ids.shape[1]:])
+    assert state.seen_tokens == 3  # the caller's state is not consumed in place
+
+
+def test_generation_keywords_reach_forward_and_prefill_scores_the_last_position_only():
+    from conftest import tiny_config
+    from mtlstm_hf import MTLSTMForCausalLM
+
+    flags = []
+
+    class WithFlag(MTLSTMForCausalLM):  # a model extended with its own forward keyword
+        def forward(self, *args, my_custom_flag=None, **kwargs):
+            flags.append(my_custom_flag)
+            return super().forward(*args, **kwargs)
+
+    ids = torch.randint(1, 37, (2, 9))  # no pad id 0: generate() would mask it
+    torch.manual_seed(0)
+    WithFlag(tiny_config()).eval().generate(ids, max_new_tokens=3, do_sample=False, my_custom_flag=7,
+                                            pad_token_id=0, eos_token_id=None)
+    assert flags == [7, 7, 7]
+
+    model = tiny_model()
+    head_inputs = []
+    hook = model.lm_head.register_forward_pre_hook(lambda module, args: head_inputs.append(tuple(args[0].shape)))
+    out = model.generate(ids, max_new_tokens=3, do_sample=False, output_hidden_states=True,
+                         return_dict_in_generate=True, pad_token_id=0, eos_token_id=None)
+    hook.remove()
+    assert head_inputs[0] == (2, 1, 6)  # prefill: logits of the last position only, not (2, 9, V)
+    # One tuple of per-layer tensors per step (embedding + 2 layers), like GPT-2's.
+    assert len(out.hidden_states) == 3 and all(len(step) == 3 for step in out.hidden_states)
+    assert [tuple(t.shape) for t in out.hidden_states[0]] == [(2, 9, 6), (2, 9, 10), (2, 9, 6)]
+    assert [tuple(t.shape) for t in out.hidden_states[1]] == [(2, 1, 6), (2, 1, 10), (2, 1, 6)]
+    reference = model(ids, output_hidden_states=True).hidden_states
+    for got, expected in zip(out.hidden_states[0], reference):
+        torch.testing.assert_close(got, expected)

@@ -84,6 +84,10 @@ def _warn_if_no_targets(labels: torch.Tensor | None, shift_labels: torch.Tensor 
         )
 
 
+# Keywords generate() hands to prepare_inputs_for_generation that forward has no use for.
+_GENERATION_ONLY_KWARGS = frozenset({"cache_position", "position_ids", "next_sequence_length", "is_first_iteration"})
+
+
 class _StateOutput(ModelOutput):
     """Base of the outputs below: their ``cache`` field is also readable as ``past_key_values``."""
 
@@ -386,24 +390,41 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
         past_key_values: MTLSTMState | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Feed only the tokens the state has not consumed yet (all of them without a state)."""
+        """Feed only what the state has not consumed yet (everything without a state).
+
+        * A prompt given as ``input_ids``: the state's ``seen_tokens`` is a position in
+          ``input_ids``; the tokens after it are fed (a prefilled ``cache`` of a prefix works).
+        * A prompt given as ``inputs_embeds`` alone (``input_ids`` then holds only the generated
+          tokens), with or without a ``cache`` to continue: the embeddings are fed first, then
+          each step the newest token (one token is generated per step).
+
+        Every other keyword (``output_hidden_states``, ``logits_to_keep``, custom ones) is passed
+        on to ``forward``, as transformers' own implementation does.
+        """
         cache = resolve_cache_argument(cache, past_key_values)
         has_state = isinstance(cache, MTLSTMState)
         model_inputs: dict[str, Any] = {"use_cache": use_cache, "cache": cache if has_state else None}
-        if has_state:
-            consumed = cache.get_seq_length()
-            model_inputs["input_ids"] = input_ids[:, consumed:]
-            if attention_mask is not None:
-                model_inputs["attention_mask"] = attention_mask[:, consumed:]
+        consumed = cache.get_seq_length() if has_state else 0
+        prompt_is_embeds = inputs_embeds is not None and (
+            input_ids.shape[1] == 0 or (has_state and consumed >= input_ids.shape[1])
+        )
+        if prompt_is_embeds and input_ids.shape[1] == 0:
+            model_inputs["inputs_embeds"] = inputs_embeds  # the prompt itself
+            fed = inputs_embeds.shape[1]
+        elif prompt_is_embeds:
+            model_inputs["input_ids"] = input_ids[:, -1:]  # the prompt was consumed: the newest token
+            fed = 1
+        elif not has_state and inputs_embeds is not None and inputs_embeds.shape[1] == input_ids.shape[1]:
+            model_inputs["inputs_embeds"] = inputs_embeds  # ids and their embeddings: the embeddings
+            fed = input_ids.shape[1]
         else:
-            if inputs_embeds is not None and inputs_embeds.shape[1] == input_ids.shape[1]:
-                model_inputs["inputs_embeds"] = inputs_embeds
-            elif inputs_embeds is not None and input_ids.shape[1] == 0:
-                model_inputs["inputs_embeds"] = inputs_embeds
-            else:
-                model_inputs["input_ids"] = input_ids
-            if attention_mask is not None:
-                model_inputs["attention_mask"] = attention_mask
+            model_inputs["input_ids"] = input_ids[:, consumed:]
+            fed = input_ids.shape[1] - consumed
+        if attention_mask is not None:
+            model_inputs["attention_mask"] = attention_mask[:, attention_mask.shape[1] - fed :]
+        for key, value in kwargs.items():
+            if key not in model_inputs and key not in _GENERATION_ONLY_KWARGS:
+                model_inputs[key] = value
         return model_inputs
 
     def _update_model_kwargs_for_generation(
