@@ -78,10 +78,22 @@ def test_all_padding_row_keeps_its_state():
         assert not torch.equal(a[1], b[1])
 
 
-def test_mask_with_hole_is_rejected():
+def test_mask_with_zeros_anywhere_equals_each_row_alone_on_its_kept_tokens():
+    """Issue 12 item 3 (transformers' tests draw such masks). Oracle: each row run alone on its
+    kept tokens, from the same state; masked steps give zero outputs and leave the state as it
+    was."""
     model = tiny_model()
-    with pytest.raises(ValueError, match="attention_mask"):
-        model(_ids(batch=1, steps=4), attention_mask=torch.tensor([[1, 0, 1, 1]]))
+    ids = _ids(batch=3, steps=6)
+    mask = torch.tensor([[1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0]])
+    out = model(ids, attention_mask=mask, output_hidden_states=True)
+    for row in range(3):
+        kept = mask[row].bool()
+        alone = model(ids[row : row + 1, kept], output_hidden_states=True)
+        torch.testing.assert_close(out.logits[row, kept], alone.logits[0], rtol=1e-5, atol=1e-6)
+        for layer in range(2):
+            torch.testing.assert_close(out.cache.hidden[layer][row], alone.cache.hidden[layer][0], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(out.cache.cell[layer][row], alone.cache.cell[layer][0], rtol=1e-5, atol=1e-6)
+        assert torch.equal(out.hidden_states[-1][row, ~kept], torch.zeros_like(out.hidden_states[-1][row, ~kept]))
     with pytest.raises(ValueError, match="attention_mask"):
         model(_ids(batch=1, steps=4), attention_mask=torch.tensor([[1, 1]]))
 

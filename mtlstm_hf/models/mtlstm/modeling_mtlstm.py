@@ -35,7 +35,7 @@ from .layers import (
     locked_dropout,
     temporal_activation_regularization,
 )
-from .recurrences import restore_alignment, right_align
+from .recurrences import compact_kept_steps, restore_alignment
 from .state import MTLSTMState
 from .timescales import realize_timescales, timescale_from_forget_bias
 
@@ -266,9 +266,9 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         Args:
             input_ids: ``(B, T)`` token ids in ``[0, V)``; or give ``inputs_embeds (B, T, E)``
                 (then no word-level embedding dropout applies).
-            attention_mask: ``(B, T)``, 1 for tokens and 0 for padding; each row's ones must be
-                contiguous (left or right padding). Padded steps leave the state untouched and
-                give zero outputs.
+            attention_mask: ``(B, T)``, 1 for tokens and 0 for padding, zeros anywhere (left or
+                right padding, or masked steps inside): a masked step leaves the state untouched
+                and gives a zero output, so each row reads the sequence of its kept steps.
             cache: the state returned by a previous call (``None`` = zeros).
             use_cache: return the new state (default ``config.use_cache``).
             output_hidden_states: also return every layer's output.
@@ -310,7 +310,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         embeddings = locked_dropout(embeddings, self.config.input_dropout, self.training)
         state = self._initial_state(cache, batch_size, embeddings)
 
-        lengths = starts = None
+        lengths = scatter_index = None
         if attention_mask is not None:
             if attention_mask.shape != (batch_size, num_steps):
                 raise ValueError(
@@ -322,11 +322,11 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                     f"{sorted(set(attention_mask.unique().tolist()) - {0, 1})[:5]}."
                 )
             if not bool(attention_mask.all()):
-                gather_index, lengths, starts = right_align(attention_mask)
+                gather_index, lengths, scatter_index = compact_kept_steps(attention_mask)
                 embeddings = embeddings.gather(1, gather_index[:, :, None].expand_as(embeddings))
 
         def in_input_alignment(tensor: torch.Tensor) -> torch.Tensor:
-            return tensor if lengths is None else restore_alignment(tensor, lengths, starts)
+            return tensor if lengths is None else restore_alignment(tensor, lengths, scatter_index)
 
         all_hidden_states: list[torch.Tensor] = [in_input_alignment(embeddings)] if output_hidden_states else []
         layer_input = embeddings

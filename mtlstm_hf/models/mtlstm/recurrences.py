@@ -11,9 +11,9 @@ Conventions used throughout:
   cell candidate ``c~``, output gate);
 * padding is handled *right-aligned*: row ``b`` holds ``lengths[b]`` valid steps at the
   start and padding after them. Padded steps leave the state untouched and produce
-  zero outputs. :func:`right_align` / :func:`restore_alignment` convert an arbitrary
-  ``attention_mask`` whose ones form one contiguous run per row (left padding, right
-  padding or both) to and from that layout.
+  zero outputs. :func:`compact_kept_steps` / :func:`restore_alignment` convert any
+  ``attention_mask`` (left or right padding, or masked steps anywhere) to and from that
+  layout: the kept steps of each row are moved to its front, in order.
 """
 
 from __future__ import annotations
@@ -150,50 +150,40 @@ def require_cpu_autocast_lstm(dtype: torch.dtype | None = None) -> None:
     )
 
 
-def right_align(
+def compact_kept_steps(
     attention_mask: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Locate each row's contiguous run of valid steps in an attention mask.
+    """Move each row's kept steps (mask 1) to the front, in order: the layout the recurrences take.
+
+    The mask may hold zeros anywhere (left or right padding, or holes): a masked step leaves
+    the state untouched, exactly as padding does, so a row is the sequence of its kept steps.
 
     Args:
-        attention_mask: ``(B, T)``, 1 (or True) for real tokens, 0 for padding. The ones of
-            each row must form a single contiguous run (left padding, right padding or
-            both); a recurrent model has no meaning for holes inside a sequence.
+        attention_mask: ``(B, T)``, 1 (or True) for steps to read, 0 for steps to skip.
 
     Returns:
-        ``(gather_index (B, T), lengths (B,), starts (B,))``: ``gather_index[b, s]`` is the
-        position of the ``s``-th valid step of row ``b`` (clamped to ``T-1`` past its
-        length), so that ``x.gather(1, gather_index)`` moves the valid steps to the front.
+        ``(gather_index (B, T), lengths (B,), scatter_index (B, T))``: ``x.gather(1,
+        gather_index)`` moves the kept steps of each row to its first ``lengths[b]`` positions
+        (the rest is filler, read by no recurrence), and ``scatter_index[b, t]`` is the compact
+        position of original step ``t`` (see :func:`restore_alignment`).
 
     Raises:
-        ValueError: if a row's valid steps are not contiguous or the mask is not 0/1.
+        ValueError: if the mask holds values other than 0 and 1.
     """
     mask = attention_mask.bool() if attention_mask.dtype != torch.bool else attention_mask
     if attention_mask.dtype != torch.bool and not torch.equal(mask.to(attention_mask.dtype), attention_mask):
         raise ValueError("attention_mask must contain only 0 (padding) and 1 (token) values.")
-    total_steps = mask.shape[1]
-    positions = torch.arange(total_steps, device=mask.device)
-    lengths = mask.sum(dim=1)
-    # First valid position of each row (T for an all-padding row).
-    starts = torch.where(mask, positions, total_steps).amin(dim=1)
-    expected = (positions >= starts[:, None]) & (positions < (starts + lengths)[:, None])
-    if not torch.equal(expected, mask):
-        raise ValueError(
-            "attention_mask: each row's ones must form one contiguous run (left or right padding); "
-            "padding inside a sequence is not supported by a recurrent model."
-        )
-    gather_index = (starts[:, None] + positions).clamp(max=total_steps - 1)
-    return gather_index, lengths, starts
+    # A stable sort on "is masked" keeps the kept steps first, in their original order.
+    gather_index = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(gather_index)
+    scatter_index = torch.empty_like(gather_index).scatter_(1, gather_index, positions)
+    return gather_index, mask.sum(dim=1), scatter_index
 
 
 def restore_alignment(
-    right_aligned: torch.Tensor, lengths: torch.Tensor, starts: torch.Tensor
+    compact: torch.Tensor, lengths: torch.Tensor, scatter_index: torch.Tensor
 ) -> torch.Tensor:
-    """Inverse of :func:`right_align` for a ``(B, T, H)`` tensor: padded steps become zero."""
-    batch_size, total_steps, _ = right_aligned.shape
-    positions = torch.arange(total_steps, device=right_aligned.device)
-    source = positions[None, :] - starts[:, None]  # step s of the aligned row lands at start + s
-    valid = (source >= 0) & (source < lengths[:, None])
-    source = source.clamp(0, total_steps - 1)
-    restored = right_aligned.gather(1, source[:, :, None].expand_as(right_aligned))
-    return restored * valid[:, :, None].to(restored.dtype)
+    """Inverse of :func:`compact_kept_steps` for a ``(B, T, H)`` tensor: masked steps become zero."""
+    restored = compact.gather(1, scatter_index[:, :, None].expand_as(compact))
+    kept = scatter_index < lengths[:, None]
+    return restored * kept[:, :, None].to(restored.dtype)
