@@ -35,7 +35,7 @@ from mtlstm_hf import PRESETS, MTLSTMConfig, MTLSTMForCausalLM
         ({"embedding_init_range": 0.0}, "embedding_init_range"),
         ({"hidden_sizes": [10, 7]}, "tie_word_embeddings"),
         ({"frozen_biases": "forget"}, "frozen_biases"),
-        ({"pad_token_id": 37}, "pad_token_id"),
+        ({"pad_token_id": 1.5}, "pad_token_id"),
         ({"eos_token_id": -1}, "eos_token_id"),
         ({"timescale_schedules": [None]}, "one entry per layer"),
         ({"timescale_schedules": "none"}, "timescale_schedules"),
@@ -158,3 +158,23 @@ def test_hidden_size_and_num_hidden_layers_are_read_only_views_of_hidden_sizes()
     with pytest.raises(AttributeError):
         model.config.hidden_size = 12
     assert "hidden_size" not in model.config.to_dict()  # nothing new is saved
+
+
+def test_resize_below_a_special_token_id_completes_and_the_id_is_named_when_fed():
+    """Issue 12 item 7, as transformers' own models behave (oracle: GPT-2 under the same call)."""
+    import pytest
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from conftest import tiny_model
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=6, vocab_size=37, bos_token_id=30))
+    gpt2.resize_token_embeddings(24)
+    model = tiny_model(bos_token_id=30)
+    old = model.get_input_embeddings().weight[:24].detach().clone()
+    model.resize_token_embeddings(24)
+    assert model.config.vocab_size == gpt2.config.vocab_size == 24
+    assert torch.equal(model.get_input_embeddings().weight, old) and model.lm_head.weight is model.model.embeddings.weight
+    assert model(torch.tensor([[1, 23]])).logits.shape == (1, 2, 24)
+    with pytest.raises(ValueError, match=r"\[0, 24\).*outside the vocabulary: config.bos_token_id=30"):
+        model(torch.tensor([[30, 2]]))

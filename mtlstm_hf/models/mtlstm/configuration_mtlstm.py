@@ -102,7 +102,8 @@ class MTLSTMConfig(PretrainedConfig):
         vocab_fingerprint: ``"sha256:<hex>"`` of the id -> word table of the tokenizer the
             model was trained with (``mtlstm_hf.data.vocabulary_fingerprint``), checked
             wherever the model meets a tokenizer; ``None`` = unknown (not checked).
-        pad_token_id, bos_token_id, eos_token_id: special token ids, ``None`` or in ``[0, V)``.
+        pad_token_id, bos_token_id, eos_token_id: special token ids, ``None`` or ``>= 0`` (an id
+            outside ``[0, V)``, e.g. after shrinking the vocabulary, is refused when fed).
         use_cache: return the recurrent state (``cache``) by default.
     """
 
@@ -261,9 +262,12 @@ class MTLSTMConfig(PretrainedConfig):
         if self.frozen_biases not in FROZEN_BIAS_CHOICES:
             raise ValueError(f"frozen_biases must be one of {list(FROZEN_BIAS_CHOICES)}, got {self.frozen_biases!r}.")
         for field in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            # Not bounded by vocab_size: resize_token_embeddings may shrink the vocabulary below a
+            # special id (as for transformers' own models); the model names such an id when it is
+            # fed (MTLSTMModel's input check).
             value = getattr(self, field, None)
-            if value is not None and (not _is_int(value) or not 0 <= value < self.vocab_size):
-                raise ValueError(f"{field} must be None or an integer in [0, {self.vocab_size}), got {value!r}.")
+            if value is not None and (not _is_int(value) or value < 0):
+                raise ValueError(f"{field} must be None or an integer >= 0, got {value!r}.")
         schedules = self.timescale_schedules
         if schedules is None:
             schedules = ["none"] * len(sizes)

@@ -213,8 +213,14 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             raise ValueError(f"input_ids must be an integer tensor, got dtype {input_ids.dtype}.")
         low, high = int(input_ids.min()), int(input_ids.max())
         if low < 0 or high >= vocab_size:
+            special = [
+                f"{name}={value}"
+                for name in ("pad_token_id", "bos_token_id", "eos_token_id")
+                if (value := getattr(self.config, name, None)) is not None and not 0 <= value < vocab_size
+            ]
+            note = f" (outside the vocabulary: config.{', config.'.join(special)})" if special else ""
             raise ValueError(
-                f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got values from {low} to {high}."
+                f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got values from {low} to {high}{note}."
             )
         return embedding_dropout(input_ids, self.embeddings.weight, self.config.embedding_dropout, self.training)
 
