@@ -271,7 +271,7 @@ def test_whitespace_convention_splits_on_spaces_only():
 def test_decode(sample_wikitext, sample_corpus):
     ids = sample_wikitext("The well-known game series: 1,000 kg, 3.5 kg.")["input_ids"]
     assert UNK_TOKEN not in sample_wikitext.convert_ids_to_tokens(ids)
-    assert sample_wikitext.decode(ids) == "The well-known game series : 1,000 kg , 3.5 kg ."
+    assert sample_wikitext.decode(ids) == " The well-known game series : 1,000 kg , 3.5 kg ."  # a space before every word
     assert sample_wikitext.decode([]) == ""
     # decode then encode gives the ids back on corpus lines whose words are all known
     # (<unk> hides a word: "red @-@ <unk>" decodes to "red-<unk>", which is not a hyphenated word)
@@ -282,7 +282,10 @@ def test_decode(sample_wikitext, sample_corpus):
         assert sample_wikitext(sample_wikitext.decode(ids))["input_ids"] == ids, line
     for convention in ("ptb", "whitespace"):  # words joined with spaces
         tokenizer = build_word_tokenizer([" u.s. troops do n't say N $ "], convention=convention)
-        assert tokenizer.decode(tokenizer(" u.s. troops do n't say N $ ")["input_ids"]) == "u.s. troops do n't say N $"
+        ids = tokenizer(" u.s. troops do n't say N $ ")["input_ids"]
+        assert tokenizer.decode(ids) == " u.s. troops do n't say N $"
+        old = build_word_tokenizer([" u.s. troops do n't say N $ "], convention=convention, space_prefix=False)
+        assert old.decode(ids) == "u.s. troops do n't say N $"  # the decoding of earlier versions
 
 
 # --------------------------------------------------------------------------- saving, reloading, old files
@@ -363,7 +366,9 @@ def test_tokenizer_saved_before_conventions_loads_and_behaves_as_before(tmp_path
     for line in lines:
         assert legacy(line)["input_ids"] == whitespace_ids(line, vocab), line
     # the whitespace convention builds the same backend as before
-    rebuilt = build_word_tokenizer([" the cat sat , on the mat . ", " a dog"], convention="whitespace", add_pad_token=False)
+    rebuilt = build_word_tokenizer(
+        [" the cat sat , on the mat . ", " a dog"], convention="whitespace", add_pad_token=False, space_prefix=False
+    )
     rebuilt.save_pretrained(tmp_path / "rebuilt")
     saved = json.loads((tmp_path / "rebuilt" / "tokenizer.json").read_text())
     for key in ("added_tokens", "normalizer", "pre_tokenizer", "decoder", "model"):
@@ -442,7 +447,7 @@ def test_pad_token_is_its_own_last_entry_and_old_tables_keep_eos_padding(sample_
     assert new.pad_token_id != new.eos_token_id
     # every word keeps its id: the streams equal the whitespace oracle's, id for id
     assert encode_lines(lines[:300], new).tolist() == oracle_stream(lines[:300], words)
-    assert new.decode(new("the <pad> game")["input_ids"], skip_special_tokens=True) == "the game"
+    assert new.decode(new("the <pad> game")["input_ids"], skip_special_tokens=True) == " the game"
     old = build_word_tokenizer(sample_corpus["train"], add_pad_token=False)
     assert old.get_vocab() == words and old.pad_token_id == old.eos_token_id == 1
     assert word_tokenizer_from_vocab(words).pad_token == EOS_TOKEN  # a table without <pad>: as before

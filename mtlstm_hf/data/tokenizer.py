@@ -45,7 +45,8 @@ it anywhere; its name is saved as ``word_convention`` in
       (punctuation, symbols) is a word of its own: ``city,`` -> ``city ,``.
 
     Decoder: `` @-@ ``, `` @,@ ``, `` @.@ `` are joined back (``well-known``,
-    ``1,000``, ``3.5``); all other words are joined with spaces.
+    ``1,000``, ``3.5``); all other words are joined with spaces (see
+    *Decoding* below for the space before the first word).
 
 ``"ptb"`` (Mikolov's Penn Treebank: lower case, numbers as ``N``, punctuation removed)
     Normalizer, in this order: a standalone ``N`` is kept as the number
@@ -68,7 +69,7 @@ it anywhere; its name is saved as ``word_convention`` in
       ``. , ; : ? ! " ( ) [ ] { } - -- ` … – —``, is dropped; every other
       character is a word of its own.
 
-    No decoder (words joined with spaces).
+    Decoder: words joined with spaces (see *Decoding* below).
     Example: ``The 1,000 cats don't sleep.`` -> ``the N cats do n't sleep``.
 
 **The invariant.** On text already in a corpus's form, its convention gives
@@ -129,6 +130,19 @@ Design decisions
   ``<pad>``) keep ``pad_token`` = ``<eos>``; padded positions are masked by
   ``attention_mask`` either way. ``padding_side`` is ``"left"``, what batched
   generation with a recurrent (decoder-only) model needs.
+* **Decoding.** New tokenizers decode every word with a space before it, the
+  first one too (``decode(ids) == " the game was"``), GPT-2's convention: a
+  decoded continuation can then be appended to its prompt, which is what
+  ``pipeline("text-generation")`` does (prompt + decoded new tokens; without
+  the space the first new word was glued on: ``"the game wasand"``). Decode
+  then encode still gives the ids back (leading spaces are ignored).
+  Tokenizers saved before, and ``space_prefix=False``, decode without it.
+* **Stop strings.** transformers' ``generate(stop_strings=...)`` cannot work
+  with a closed word vocabulary: its ``StopStringCriteria`` finds each
+  token's text by encoding the probe word ``"abcdef"`` and looking for it in
+  ``convert_tokens_to_string``, but a word table maps that word to
+  ``<unk>`` (``ValueError: substring not found``). Use
+  :class:`WordStopStringCriteria` as ``stopping_criteria=[...]`` instead.
 * No ``bos_token``: the corpora have none.
 
 Sources: S. Merity et al., "Pointer Sentinel Mixture Models" (2016) and the
@@ -152,8 +166,9 @@ from itertools import chain
 from typing import Union
 
 import datasets
+import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast, StoppingCriteria
 
 from .corpus import dataset_lines, read_lines
 
@@ -283,9 +298,13 @@ def _pre_tokenizer(convention: str) -> pre_tokenizers.PreTokenizer:
     return pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True)
 
 
-def _decoder(convention: str) -> decoders.Decoder | None:
+def _decoder(convention: str, space_prefix: bool = False) -> decoders.Decoder | None:
+    """The decoder; ``space_prefix``: every word is decoded with a space before it, the
+    first one too (GPT-2's convention), so that decoded continuations can be appended."""
     if convention != "wikitext":
-        return None  # the backend joins the words with spaces
+        if not space_prefix:
+            return None  # the backend joins the words with spaces
+        return decoders.Replace(Regex("^"), " ")  # " word" for every word
     return decoders.Sequence(
         [
             decoders.Replace(Regex("^"), " "),  # a space before every word ...
@@ -293,7 +312,7 @@ def _decoder(convention: str) -> decoders.Decoder | None:
             decoders.Replace(" @-@ ", "-"),
             decoders.Replace(" @,@ ", ","),
             decoders.Replace(" @.@ ", "."),
-            decoders.Strip(" ", 1, 0),
+            *([] if space_prefix else [decoders.Strip(" ", 1, 0)]),
         ]
     )
 
@@ -437,7 +456,11 @@ def build_vocab(
 
 
 def word_tokenizer_from_vocab(
-    vocab: Mapping[str, int] | Sequence[str], convention: str = "whitespace", *, add_eos: bool = False
+    vocab: Mapping[str, int] | Sequence[str],
+    convention: str = "whitespace",
+    *,
+    add_eos: bool = False,
+    space_prefix: bool = True,
 ) -> PreTrainedTokenizerFast:
     """Wrap a word table as a ``PreTrainedTokenizerFast``.
 
@@ -458,6 +481,12 @@ def word_tokenizer_from_vocab(
             ``tokenizer.json``, ``add_eos_token`` in ``tokenizer_config.json``;
             ``add_special_tokens=False`` turns it off per call). Default off: a
             prompt for ``generate()`` must not end with a line break.
+        space_prefix: decoding puts a space before every word, the first one
+            too (``decode(ids) == " the game was"``), as GPT-2's tokenizer does:
+            then a decoded continuation can be appended to the text before it
+            (``pipeline("text-generation")`` returns the prompt + the decoded new
+            tokens). ``False``: the decoding of earlier versions (no leading
+            space), which glues the first generated word to the prompt.
 
     Raises:
         ValueError: unknown convention, special tokens missing, ids not ``0..V-1``.
@@ -472,7 +501,7 @@ def word_tokenizer_from_vocab(
         raise ValueError("vocabulary ids must be exactly 0..len(vocab)-1, each once")
 
     backend = Tokenizer(models.WordLevel(dict(vocab), unk_token=UNK_TOKEN))
-    normalizer, decoder = _normalizer(convention), _decoder(convention)
+    normalizer, decoder = _normalizer(convention), _decoder(convention, space_prefix)
     if normalizer is not None:
         backend.normalizer = normalizer
     backend.pre_tokenizer = _pre_tokenizer(convention)
@@ -561,6 +590,7 @@ def build_word_tokenizer(
     *,
     add_pad_token: bool = True,
     add_eos: bool = False,
+    space_prefix: bool = True,
 ) -> PreTrainedTokenizerFast:
     """Build a word-level tokenizer from a training split.
 
@@ -607,7 +637,7 @@ def build_word_tokenizer(
                 "pass add_pad_token=False (pad token <eos>)"
             )
         vocab[PAD_TOKEN] = len(vocab)  # last: every word keeps its id
-    return word_tokenizer_from_vocab(vocab, convention, add_eos=add_eos)
+    return word_tokenizer_from_vocab(vocab, convention, add_eos=add_eos, space_prefix=space_prefix)
 
 
 def vocabulary_fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
@@ -642,3 +672,52 @@ def check_vocabulary_fingerprint(expected: str | None, tokenizer: PreTrainedToke
             f"{found[:19]}... differs from the model's config.vocab_fingerprint {str(expected)[:19]}...); "
             "the same words would get other ids. Use the tokenizer saved with the model."
         )
+
+
+# --------------------------------------------------------------------------- stop strings
+
+
+class WordStopStringCriteria(StoppingCriteria):
+    """``generate(stop_strings=...)`` for word tokenizers: stop a row once a stop string ends
+    in the text of its newest token.
+
+    transformers' own ``StopStringCriteria`` probes the vocabulary with a word that a closed
+    word table maps to ``<unk>`` and fails (see the module docstring). This criterion decodes
+    the last tokens of each row instead, with the tokenizer's own decoder, so it sees the text
+    exactly as ``tokenizer.decode`` writes it (``" well-known"`` in WikiText). As in
+    transformers, a row stops when a stop string ends inside its newest token's text
+    (``"and"`` stops at the word ``and`` and at ``andrew``); a stop string inside the prompt
+    alone does not stop anything, and stop strings may span several words (``"the game"``).
+
+    Use: ``model.generate(ids, stopping_criteria=[WordStopStringCriteria(tokenizer, ["and"])])``.
+
+    Args:
+        tokenizer: the word tokenizer (any tokenizer with ``decode``).
+        stop_strings: one string or several; none may be empty.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_strings: str | Sequence[str]):
+        self.stop_strings = (stop_strings,) if isinstance(stop_strings, str) else tuple(stop_strings)
+        if not self.stop_strings or not all(isinstance(s, str) and s for s in self.stop_strings):
+            raise ValueError(f"stop_strings must be non-empty strings, got {stop_strings!r}")
+        self.tokenizer = tokenizer
+        # every token decodes to at least one character: this many tokens hold any stop string
+        self._window = max(map(len, self.stop_strings)) + 1
+
+    def _ends_in_last_token(self, row: list[int]) -> bool:
+        text = self.tokenizer.decode(row)
+        before = self.tokenizer.decode(row[:-1])
+        start = 0  # where the newest token's text begins: after the common prefix
+        while start < min(len(text), len(before)) and text[start] == before[start]:
+            start += 1
+        for stop in self.stop_strings:
+            position = text.find(stop)
+            while position >= 0:
+                if position + len(stop) > start:
+                    return True
+                position = text.find(stop, position + 1)
+        return False
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None = None, **kwargs) -> torch.BoolTensor:
+        tails = input_ids[:, -self._window :].tolist()
+        return torch.tensor([self._ends_in_last_token(row) for row in tails], dtype=torch.bool, device=input_ids.device)
