@@ -211,6 +211,10 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         vocab_size = self.embeddings.num_embeddings
         if input_ids.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"input_ids must be an integer tensor, got dtype {input_ids.dtype}.")
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            # Tracing cannot branch on values: compiled and exported graphs leave this check out
+            # (an out-of-range id then fails inside the embedding lookup).
+            return embedding_dropout(input_ids, self.embeddings.weight, self.config.embedding_dropout, self.training)
         low, high = int(input_ids.min()), int(input_ids.max())
         if low < 0 or high >= vocab_size:
             special = [

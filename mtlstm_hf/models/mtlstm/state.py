@@ -10,6 +10,7 @@ This file travels to the Hub with the model, so it imports only torch.
 from __future__ import annotations
 
 import torch
+import torch.utils._pytree
 
 
 class MTLSTMState:
@@ -106,3 +107,31 @@ class MTLSTMState:
 
     def __repr__(self) -> str:
         return f"MTLSTMState(layers={self.num_layers}, batch_size={self.batch_size}, hidden_sizes={self.hidden_sizes}, seen_tokens={self.seen_tokens})"
+
+
+def _flatten_state(state: MTLSTMState) -> tuple[list[torch.Tensor], tuple[int, int]]:
+    return [*state.hidden, *state.cell], (len(state.hidden), state.seen_tokens)
+
+
+def _flatten_state_with_keys(state: MTLSTMState) -> tuple[list[tuple[object, torch.Tensor]], tuple[int, int]]:
+    keys = [torch.utils._pytree.MappingKey(f"hidden_{i}") for i in range(len(state.hidden))]
+    keys += [torch.utils._pytree.MappingKey(f"cell_{i}") for i in range(len(state.cell))]
+    tensors, context = _flatten_state(state)
+    return list(zip(keys, tensors)), context
+
+
+def _unflatten_state(tensors: list[torch.Tensor], context: tuple[int, int]) -> MTLSTMState:
+    layers, seen_tokens = context
+    tensors = list(tensors)
+    return MTLSTMState(tensors[:layers], tensors[layers:], seen_tokens)
+
+
+# A pytree node: torch.export / torch.compile can take and return the state (its tensors are
+# the leaves; the layer count and seen_tokens are static context).
+torch.utils._pytree.register_pytree_node(
+    MTLSTMState,
+    _flatten_state,
+    _unflatten_state,
+    serialized_type_name="mtlstm_hf.MTLSTMState",
+    flatten_with_keys_fn=_flatten_state_with_keys,
+)
