@@ -75,8 +75,8 @@ def test_vocab_order_specials_then_count_then_first_occurrence():
     tokenizer = build_word_tokenizer([" b a c c ", "a b d", ""])
     vocab = tokenizer.get_vocab()
     # counts: c 2, b 2, a 2, d 1 -> ties (b, a, c) in first-occurrence order
-    assert sorted(vocab, key=vocab.get) == [UNK_TOKEN, EOS_TOKEN, "b", "a", "c", "d"]
-    assert (tokenizer.unk_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (0, 1, 1)
+    assert sorted(vocab, key=vocab.get) == [UNK_TOKEN, EOS_TOKEN, "b", "a", "c", "d", "<pad>"]
+    assert (tokenizer.unk_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (0, 1, 6)
     assert tokenizer.bos_token is None
     assert tokenizer.padding_side == "left"
 
@@ -89,10 +89,10 @@ def test_count_words_follows_corpus_convention():
 def test_max_vocab_size_and_min_count():
     lines = ["b a c c", "a b d"]
     small = build_word_tokenizer(lines, max_vocab_size=4)
-    assert sorted(small.get_vocab(), key=small.get_vocab().get) == [UNK_TOKEN, EOS_TOKEN, "b", "a"]
+    assert sorted(small.get_vocab(), key=small.get_vocab().get) == [UNK_TOKEN, EOS_TOKEN, "b", "a", "<pad>"]
     assert small(" c d a ")["input_ids"] == [0, 0, 3]
     frequent = build_word_tokenizer(lines, min_count=2)
-    assert "d" not in frequent.get_vocab() and len(frequent) == 5
+    assert "d" not in frequent.get_vocab() and len(frequent) == 6
     with pytest.raises(ValueError, match="max_vocab_size"):
         build_word_tokenizer(lines, max_vocab_size=1)
     with pytest.raises(ValueError, match="min_count"):
@@ -107,7 +107,7 @@ def test_tokenizer_gives_words_only_and_loader_appends_eos():
     stream = encode_lines([" the zebra sat ", "", " dog "], tokenizer)
     assert stream.dtype == torch.long and stream.dim() == 1
     assert stream.tolist() == [2, 0, 4, 1, 1, 5, 1]
-    assert tokenizer.decode([2, 0, 4, 1]) == "the <unk> sat <eos>"
+    assert tokenizer.decode([2, 0, 4, 1]) == " the <unk> sat <eos>"  # a space before every word
 
 
 def test_special_token_inside_a_word_stays_one_word():
@@ -136,7 +136,7 @@ def test_save_pretrained_autotokenizer_roundtrip(tmp_path, sample_corpus, sample
         split_to_stream(sample_corpus, "valid", sample_tokenizer),
     )
     batch = reloaded(["a b", "the"], padding=True)
-    assert batch["input_ids"][1][0] == reloaded.eos_token_id and batch["attention_mask"][1][0] == 0
+    assert batch["input_ids"][1][0] == reloaded.pad_token_id != reloaded.eos_token_id and batch["attention_mask"][1][0] == 0
 
 
 def test_build_word_tokenizer_inputs(tmp_path):
@@ -145,7 +145,7 @@ def test_build_word_tokenizer_inputs(tmp_path):
     from_paths = build_word_tokenizer([first, second])
     assert from_paths.get_vocab() == build_word_tokenizer([" x y ", " y z "]).get_vocab()
     assert build_word_tokenizer(str(first)).get_vocab() == build_word_tokenizer([" x y "]).get_vocab()
-    assert len(build_word_tokenizer(line for line in ["p q"])) == 4
+    assert len(build_word_tokenizer(line for line in ["p q"])) == 5
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         build_word_tokenizer(tmp_path / "missing.txt")
     with pytest.raises(ValueError, match="empty"):

@@ -185,7 +185,7 @@ def test_load_checkpoint_errors_name_the_problem(checkpoint, corpus_dir, tmp_pat
     mismatch = _broken_copy(checkpoint, tmp_path, "mismatch")
     small_tokenizer = build_word_tokenizer(["w0 w1 w2"])
     small_tokenizer.save_pretrained(mismatch)
-    with pytest.raises(ValueError, match=r"tokenizer has 5 tokens but the model's config.vocab_size is \d+"):
+    with pytest.raises(ValueError, match=r"tokenizer has 6 tokens but the model.s config.vocab_size is \d+"):  # 3 words, <unk>, <eos>, <pad>
         load_checkpoint(mismatch)
     # Two checkpoints with different vocabularies cannot be compared token by token.
     model, _ = load_checkpoint(checkpoint)
@@ -195,7 +195,7 @@ def test_load_checkpoint_errors_name_the_problem(checkpoint, corpus_dir, tmp_pat
     # The command line reports the same message in one line and exits with status 2 (bad input).
     assert main([str(mismatch), "--data", str(corpus_dir)]) == 2
     error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and error[0].startswith("mtlstm-eval: error:") and "5 tokens" in error[0]
+    assert len(error) == 1 and error[0].startswith("mtlstm-eval: error:") and "6 tokens" in error[0]
     assert main([str(tmp_path / "nowhere"), "--data", str(corpus_dir)]) == 2
     assert "does not exist" in capsys.readouterr().err
 
