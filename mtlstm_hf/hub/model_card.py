@@ -416,8 +416,10 @@ ids = tokenizer("the meaning of", return_tensors="pt").input_ids
 print(tokenizer.decode(model.generate(ids, max_new_tokens=20)[0]))
 ```
 
-Both give the same logits. The tokenizer is word-level: text must be tokenized like the training
-corpus (lower-cased, space-separated words for PTB); unknown words become `<unk>`."""
+Both give the same logits. The tokenizer is word-level with the training corpus's convention
+(`tokenizer_config.json`, `word_convention`): raw text is split and normalised as the corpus was
+(punctuation split off for WikiText; lower case and numbers as `N` for PTB); words outside the
+vocabulary become `<unk>`. Decoding puts a space before every word."""
 
 
 _LIMITATIONS = """- A small research language model with a closed word-level vocabulary, trained on a single corpus;
