@@ -122,3 +122,32 @@ def test_trainer_predict_returns_logits_like_gpt2(tmp_path):
         GradientState._reset_state()
     assert shapes["mtlstm"] == shapes["gpt2"]
     assert shapes["mtlstm"][1] == (5, 6, 37)
+
+
+def _one_trainer_step(tmp_path, ids, batch_size, accumulation):
+    from transformers import Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = MTLSTMForCausalLM(tiny_config(activation_regularization=2.0, temporal_activation_regularization=1.0))
+    args = TrainingArguments(
+        output_dir=str(tmp_path / f"b{batch_size}x{accumulation}"), per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1.0, optim="sgd", lr_scheduler_type="constant",
+        weight_decay=0.0, max_grad_norm=0.0, report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+        dataloader_drop_last=False,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=_Blocks(ids))
+    trainer.train()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def test_gradient_accumulation_gives_the_update_of_the_whole_batch(tmp_path):
+    """Issue 12 item 8: AR and TAR weighted by each micro-batch's share of the targets, as the
+    Trainer weights the cross-entropy (num_items_in_batch). Oracle: one step on all rows."""
+    ids = torch.randint(1, 37, (4, 7))
+    whole = _one_trainer_step(tmp_path, ids, batch_size=4, accumulation=1)
+    for batch_size, accumulation in ((2, 2), (1, 4)):
+        split = _one_trainer_step(tmp_path, ids, batch_size, accumulation)
+        moved = max((whole[name] - split[name]).abs().max().item() for name in whole)
+        assert moved < 1e-6, (batch_size, accumulation, moved)

@@ -482,6 +482,7 @@ def test_two_cpu_processes_match_one_process(corpus_dir, tmp_path):
     for rank in (0, 1):
         assert f"{WORKER_DONE}{rank}" in completed.stdout, log
         assert (out_dir / f"rank_{rank}.pt").is_file(), log
+    assert "processes: 2 on cpu (2 of the 4 rows each)" in completed.stdout  # said at the start, once
     ranks = [torch.load(out_dir / f"rank_{rank}.pt", weights_only=True) for rank in (0, 1)]
     assert all(r["num_processes"] == 2 and r["global_step"] == 8 for r in ranks)
     assert_same_tensors(ranks[0]["params"], ranks[1]["params"])  # replicas stay identical
@@ -506,6 +507,7 @@ def test_cli_trains_resumes_and_reports_errors(corpus_dir, tmp_path, capsys):
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "validation perplexity:" in out and "best model:" in out
+    assert "processes: 1 on cpu (4 of the 4 rows each)" in out
     AcceleratorState._reset_state(reset_partial_state=True)
     # --resume reuses the saved settings; a budget option extends the run.
     assert cli_main(["--resume", str(run_dir), "--epochs", "2", "--no-test"]) == 0

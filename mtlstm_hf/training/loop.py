@@ -942,6 +942,12 @@ class LanguageModelTrainer:
             for key, value in config.to_dict().items()
         }
         accelerator.init_trackers("mtlstm_training", config=flat)
+        # Said at the start: a launcher that silently runs one process (e.g. `accelerate launch
+        # --cpu`, which ignores --num_processes) is visible here and in training_state.json.
+        accelerator.print(
+            f"processes: {accelerator.num_processes} on {accelerator.device.type} "
+            f"({config.batch_size // accelerator.num_processes} of the {config.batch_size} rows each)"
+        )
 
     def run(self) -> TrainingResult:
         """Train until the epochs, ``max_steps`` or ``max_minutes`` run out, or a stop request.

@@ -67,6 +67,25 @@ def _require_tensors(**values: Any) -> None:
             )
 
 
+def _share_of_accumulated_batch(labels: torch.Tensor | None, loss_kwargs: dict[str, Any]) -> Any:
+    """The weight of this micro-batch's AR/TAR penalties under gradient accumulation.
+
+    With ``num_items_in_batch`` (the Trainer's count of targets over all micro-batches of one
+    optimizer step) the cross-entropy is a sum over this micro-batch divided by that count, and
+    the Trainer adds the micro-batches' losses without averaging. The penalties, means over
+    this micro-batch, are weighted by its share of the targets so that they too add up to one
+    mean over the whole batch: any split of the same rows into micro-batches gives the same
+    update (exactly for rows with equally many targets, as in fixed-length LM blocks). ``1``
+    without ``num_items_in_batch``.
+    """
+    total = loss_kwargs.get("num_items_in_batch")
+    if total is None:
+        return 1.0
+    shift_labels = loss_kwargs.get("shift_labels")
+    targets = shift_labels if shift_labels is not None else labels[:, 1:]
+    return (targets != -100).sum() / total
+
+
 def _warn_if_no_targets(labels: torch.Tensor | None, shift_labels: torch.Tensor | None) -> None:
     """Warn when no position has a target: the mean cross-entropy is then NaN (0 / 0)."""
     if shift_labels is not None:
@@ -506,12 +525,14 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
             lm_loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
             loss = lm_loss
             valid = None if attention_mask is None else attention_mask.bool()  # padding is not regularised
+            penalty = None
             if self.training and self.config.activation_regularization > 0:
-                loss = loss + activation_regularization(dropped_output, self.config.activation_regularization, valid)
+                penalty = activation_regularization(dropped_output, self.config.activation_regularization, valid)
             if self.training and self.config.temporal_activation_regularization > 0:
-                loss = loss + temporal_activation_regularization(
-                    raw_output, self.config.temporal_activation_regularization, valid
-                )
+                tar = temporal_activation_regularization(raw_output, self.config.temporal_activation_regularization, valid)
+                penalty = tar if penalty is None else penalty + tar
+            if penalty is not None:
+                loss = loss + penalty * _share_of_accumulated_batch(labels, kwargs)
 
         if not return_dict:
             values = (loss, logits, outputs.cache, outputs.hidden_states)
