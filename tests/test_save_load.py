@@ -120,3 +120,32 @@ def test_remote_code_load_in_fresh_process_without_the_package(tmp_path):
     with torch.no_grad():  # like the loading script
         expected = model(ids).logits
     assert torch.equal(remote["logits"], expected)
+
+
+def test_init_weights_sets_the_frozen_timescale_buffers(tmp_path):
+    """Issue 12 item 6. transformers initialises what a checkpoint lacks with _init_weights; the
+    frozen forget/input biases are buffers and must be set too (oracle: a fresh model's, which
+    come from the schedule), also when the rest of their layer was loaded, and on a model built
+    on the meta device."""
+    from safetensors.torch import load_file, save_file
+
+    schedules = [{"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0}, None]
+    model = tiny_model(timescale_schedules=schedules)
+    frozen = _frozen_biases(model)
+    model.save_pretrained(tmp_path)
+    tensors = load_file(str(tmp_path / "model.safetensors"))
+    for name in frozen:
+        del tensors[name]
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    loaded = MTLSTMForCausalLM.from_pretrained(tmp_path)
+    for name, tensor in frozen.items():
+        assert torch.equal(loaded.get_buffer(name), tensor), name
+
+    with torch.device("meta"):
+        empty = MTLSTMForCausalLM(model.config)
+    empty = empty.to_empty(device="cpu")
+    for name in frozen:
+        empty.get_buffer(name).fill_(float("nan"))
+    empty.model.layers[0].gate_biases.apply(empty._init_weights)  # the module alone, as transformers may call it
+    for name, tensor in frozen.items():
+        assert torch.equal(empty.get_buffer(name), tensor), name

@@ -159,10 +159,13 @@ class GateBiases(nn.Module):
     load does not round the timescales away.
     """
 
-    def __init__(self, hidden_size: int, gate_names: tuple[str, ...], frozen_gates: tuple[str, ...]) -> None:
+    def __init__(
+        self, hidden_size: int, gate_names: tuple[str, ...], frozen_gates: tuple[str, ...], layer_index: int = 0
+    ) -> None:
         super().__init__()
         self.gate_names = gate_names
         self.frozen_gates = frozen_gates
+        self.layer_index = layer_index  # which layer's timescale schedule sets the frozen biases
         for gate in gate_names:
             tensor = torch.zeros(hidden_size, dtype=torch.float32)
             if gate in frozen_gates:
@@ -217,7 +220,7 @@ class MTLSTMLayer(nn.Module):
             self.weight_hh = nn.Parameter(torch.empty(rows_h * hidden_size, hidden_size))
         else:
             self.register_parameter("weight_hh", None)
-        self.gate_biases = GateBiases(hidden_size, self.layout.bias_gates, frozen_gates)
+        self.gate_biases = GateBiases(hidden_size, self.layout.bias_gates, frozen_gates, layer_index)
 
     @property
     def cell_size(self) -> int:

@@ -29,6 +29,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_mtlstm import MTLSTMConfig
 from .layers import (
+    GateBiases,
     MTLSTMLayer,
     activation_regularization,
     embedding_dropout,
@@ -37,7 +38,7 @@ from .layers import (
 )
 from .recurrences import compact_kept_steps, restore_alignment
 from .state import MTLSTMState
-from .timescales import realize_timescales, timescale_from_forget_bias
+from .timescales import forget_bias_from_timescale, realize_timescales, timescale_from_forget_bias
 
 logger = logging.get_logger(__name__)
 
@@ -174,6 +175,15 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
             tensors = dict(module.named_parameters()) | dict(module.named_buffers())
             for name, value in module.initial_values(timescales).items():
                 init.copy_(tensors[name], value)
+        elif isinstance(module, GateBiases):
+            # The frozen, timescale-defined biases are buffers: set here too, so that a model
+            # whose other tensors were loaded (transformers then skips the layer) still gets them.
+            schedule = self.config.timescale_schedules[module.layer_index]
+            timescales = realize_timescales(schedule, module.forget_gate.shape[0]) if hasattr(module, "forget_gate") else None
+            if timescales is not None:
+                forget_bias = forget_bias_from_timescale(timescales).to(torch.float32)
+                init.copy_(module.forget_gate, forget_bias)
+                init.copy_(module.input_gate, -forget_bias)
         elif isinstance(module, nn.Embedding):
             init.uniform_(module.weight, -init_range, init_range)
         elif isinstance(module, nn.Linear):
