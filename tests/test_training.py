@@ -779,3 +779,41 @@ def test_a_hub_dataset_id_without_network_exits_4_naming_it(tmp_path, capsys, mo
     assert "'mtlstm-tests/no-such-dataset'" in message and "needs network access" in message
     assert "local corpus folder" in message
     assert not run_dir.exists()
+
+
+def test_trackio_tracker_is_offered_through_accelerate(corpus_dir, tmp_path, monkeypatch):
+    """Issue 12 item 15. Without the package: a clear error before anything is written. With it
+    (a stand-in module recording calls, as trackio itself is not a dependency): accelerate's
+    Trackio tracker receives the same metrics as the JSON-lines log (oracle)."""
+    import types
+
+    import mtlstm_hf.training.loop as loop_module
+
+    monkeypatch.setattr(loop_module, "trackio_available", lambda: False)
+    with pytest.raises(ValueError, match="tracker='trackio' needs the trackio package: pip install trackio"):
+        train(tiny_run(corpus_dir, tmp_path / "none", tracker="trackio", max_steps=2))
+    assert not (tmp_path / "none").exists()
+
+    logged, projects = [], []
+
+    class Run:
+        def log(self, values, step=None, **kwargs):
+            logged.append((step, dict(values)))
+
+        def finish(self):
+            logged.append(("finished", {}))
+
+    fake = types.ModuleType("trackio")
+    fake.init = lambda project, **kwargs: projects.append(project) or Run()
+    fake.config = types.SimpleNamespace(update=lambda values, allow_val_change=True: None)
+    monkeypatch.setitem(sys.modules, "trackio", fake)
+    monkeypatch.setattr(loop_module, "trackio_available", lambda: True)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    train(tiny_run(corpus_dir, tmp_path / "run", tracker="trackio", max_steps=4, log_every_steps=2))
+    assert projects == ["mtlstm_training"] and logged[-1][0] == "finished"
+    jsonl = [record for record in read_metrics(tmp_path / "run" / "logs" / "metrics.jsonl") if "step" in record]
+    calls = logged[:-1]
+    assert len(jsonl) == len(calls) > 2  # one trackio call per JSON-lines record, in the same order
+    for record, (step, values) in zip(jsonl, calls):
+        assert step == record["step"]
+        assert values == pytest.approx({key: value for key, value in record.items() if key not in ("step", "time")})

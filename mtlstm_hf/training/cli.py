@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--save-every", dest="save_every_steps", type=int, help="also checkpoint every N steps")
     output.add_argument("--keep-checkpoints", type=int, help="complete checkpoints to keep (default 1)")
     output.add_argument("--log-every", dest="log_every_steps", type=int, help=f"default {defaults.log_every_steps}")
-    output.add_argument("--tracker", choices=TRACKERS, help="metrics: auto (TensorBoard if installed + JSON lines), jsonl, tensorboard, none")
+    output.add_argument("--tracker", choices=TRACKERS, help="metrics: auto (TensorBoard if installed + JSON lines), jsonl, tensorboard, trackio (each with the JSON lines), none")
     output.add_argument("--no-progress", dest="progress_bar", action="store_false", help="no progress bar")
     output.add_argument("--no-test", dest="evaluate_test", action="store_false", help="do not score the best model on the test split")
     output.add_argument("--config", dest="config_file", help="start from a TrainingConfig JSON file (e.g. a run's training_config.json)")

@@ -36,9 +36,11 @@ LR_SCHEDULERS: tuple[str, ...] = (
 MIXED_PRECISION: tuple[str, ...] = ("no", "bf16")
 """``accelerate`` mixed precision modes supported here (fp16 does not run on CPU)."""
 
-TRACKERS: tuple[str, ...] = ("auto", "jsonl", "tensorboard", "none")
+TRACKERS: tuple[str, ...] = ("auto", "jsonl", "tensorboard", "trackio", "none")
 """``auto``: TensorBoard when installed, plus always the JSON-lines log; ``jsonl``: only the
-JSON-lines log ``<output_dir>/logs/metrics.jsonl``; ``tensorboard``: both; ``none``."""
+JSON-lines log ``<output_dir>/logs/metrics.jsonl``; ``tensorboard`` and ``trackio``: that
+tracker (through ``accelerate``; the package must be installed) plus the JSON-lines log;
+``none``."""
 
 DEFAULT_LEARNING_RATES: dict[str, float] = {"awd": 30.0, "adamw": 1e-3}
 

@@ -80,7 +80,7 @@ from ..progress import no_transformers_progress_bar
 from ..progress import progress as progress_bar
 from . import checkpoint as ckpt
 from .config import MODEL_PRESETS, TrainingConfig
-from .tracking import JSONLinesTracker, tensorboard_available
+from .tracking import JSONLinesTracker, tensorboard_available, trackio_available
 
 StepCallback = Callable[["LanguageModelTrainer"], "bool | None"]
 """Called on every process after each optimizer step; returning True asks the run to stop
@@ -227,12 +227,19 @@ def make_accelerator(config: TrainingConfig, **kwargs: Any) -> Accelerator:
     """
     output_dir = Path(config.output_dir)
     trackers: list[Any] = []
-    if config.tracker in ("auto", "jsonl", "tensorboard"):
+    if config.tracker != "none":
         trackers.append(JSONLinesTracker("mtlstm_training", output_dir / ckpt.LOGS_DIRNAME))
-    if config.tracker == "tensorboard" and not tensorboard_available():
-        raise ValueError("tracker='tensorboard' needs the tensorboard package; install it or use tracker='jsonl'.")
+    for name, available in (("tensorboard", tensorboard_available), ("trackio", trackio_available)):
+        if config.tracker == name and not available():
+            raise ValueError(
+                f"tracker={name!r} needs the {name} package: pip install {name}, or use tracker='jsonl'."
+            )
     if config.tracker in ("auto", "tensorboard") and tensorboard_available():
         trackers.append("tensorboard")
+    if config.tracker == "trackio":
+        from accelerate.tracking import TrackioTracker
+
+        trackers.append(TrackioTracker("mtlstm_training"))
     project = ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / ckpt.LOGS_DIRNAME))
     return Accelerator(
         cpu=config.cpu,

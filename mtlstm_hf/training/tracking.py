@@ -24,6 +24,11 @@ def tensorboard_available() -> bool:
     return any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
 
 
+def trackio_available() -> bool:
+    """Whether ``accelerate``'s Trackio tracker can run (the ``trackio`` package is installed)."""
+    return importlib.util.find_spec("trackio") is not None
+
+
 def _json_safe(value: Any) -> Any:
     """Numbers, strings, bools, None; tensors and other objects become numbers or strings."""
     if hasattr(value, "item") and callable(value.item):
