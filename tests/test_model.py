@@ -366,3 +366,28 @@ def test_ar_and_tar_ignore_padded_steps(side):
     hidden = rows[0].shape[-1]
     expected = 2.0 * squares / (8 * hidden) + 1.0 * pairs / (6 * hidden)
     torch.testing.assert_close(out.loss - out.lm_loss, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_a_wrapped_input_embedding_is_used():
+    """Issue 12 item 12 (first part): the forward calls the embedding module instead of reading
+    its weight, so a wrapper such as PEFT's LoRA embedding (here a stand-in adding a low-rank
+    term, with no num_embeddings attribute) takes effect. Oracle: inputs_embeds from the wrapper."""
+
+    class LowRankWrapped(torch.nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base_layer = base
+            self.a = torch.nn.Parameter(torch.randn(base.weight.shape[0], 2))
+            self.b = torch.nn.Parameter(torch.randn(2, base.weight.shape[1]))
+
+        def forward(self, ids):
+            return self.base_layer(ids) + torch.nn.functional.embedding(ids, self.a) @ self.b
+
+    model = tiny_model(embedding_dropout=0.0, tie_word_embeddings=False)
+    ids = _ids()
+    plain = model(ids).logits
+    wrapper = LowRankWrapped(model.get_input_embeddings())
+    model.set_input_embeddings(wrapper)
+    wrapped = model(ids).logits
+    assert not torch.allclose(wrapped, plain)
+    torch.testing.assert_close(wrapped, model(inputs_embeds=wrapper(ids)).logits)

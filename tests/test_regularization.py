@@ -83,7 +83,7 @@ def test_embedding_dropout_equals_masking_the_whole_matrix():
     weight = torch.randn(vocab, width, requires_grad=True)
     ids = torch.randint(0, vocab, (4, 30))
     torch.manual_seed(11)
-    ours = embedding_dropout(ids, weight, probability, training=True)
+    ours = embedding_dropout(ids, F.embedding(ids, weight), vocab, probability, training=True)
     (grad_ours,) = torch.autograd.grad((ours * torch.arange(8.0)).sum(), weight)
     torch.manual_seed(11)
     row_mask = torch.empty(vocab, 1).bernoulli_(1 - probability) / (1 - probability)
@@ -100,4 +100,4 @@ def test_embedding_dropout_equals_masking_the_whole_matrix():
 def test_embedding_dropout_is_a_plain_lookup_in_eval():
     weight = torch.randn(20, 4)
     ids = torch.randint(0, 20, (2, 5))
-    assert torch.equal(embedding_dropout(ids, weight, 0.5, training=False), F.embedding(ids, weight))
+    assert torch.equal(embedding_dropout(ids, F.embedding(ids, weight), 20, 0.5, training=False), F.embedding(ids, weight))

@@ -42,29 +42,30 @@ def locked_dropout(inputs: torch.Tensor, probability: float, training: bool) -> 
 
 
 def embedding_dropout(
-    input_ids: torch.Tensor, weight: torch.Tensor, probability: float, training: bool
+    input_ids: torch.Tensor, embeddings: torch.Tensor, vocab_size: int, probability: float, training: bool
 ) -> torch.Tensor:
-    """Look up word embeddings with word-level dropout: whole rows (words) of the embedding
-    matrix are dropped, so every occurrence of a dropped word in the batch embeds to zero
-    (Gal & Ghahramani 2016, AWD-LSTM's ``dropoute``).
+    """Word-level dropout on looked-up embeddings: whole rows (words) of the embedding matrix are
+    dropped, so every occurrence of a dropped word in the batch embeds to zero (Gal & Ghahramani
+    2016, AWD-LSTM's ``dropoute``).
 
     One Bernoulli draw per vocabulary row, kept rows scaled by ``1 / (1 - p)``. The row mask
     is applied to the looked-up ``(B, T, E)`` embeddings rather than to the ``(V, E)``
     matrix: the same values and gradients, without a masked copy of the whole matrix (and
-    of its gradient) every training step.
+    of its gradient) every training step, and whatever module did the lookup (e.g. an
+    embedding wrapped by PEFT) is used as it is.
 
     Args:
         input_ids: ``(B, T)`` token ids in ``[0, V)``.
-        weight: ``(V, E)`` embedding matrix.
+        embeddings: ``(B, T, E)``, the embeddings of ``input_ids``.
+        vocab_size: ``V``.
 
     Returns:
         ``(B, T, E)`` embeddings.
     """
-    embeddings = F.embedding(input_ids, weight)
     if not training or probability == 0.0:
         return embeddings
     keep = 1.0 - probability
-    row_mask = weight.new_empty(weight.shape[0], 1).bernoulli_(keep) / keep
+    row_mask = embeddings.new_empty(vocab_size, 1).bernoulli_(keep) / keep
     return embeddings * F.embedding(input_ids, row_mask)
 
 

@@ -237,13 +237,15 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         self.embeddings = value
 
     def _embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
-        vocab_size = self.embeddings.num_embeddings
+        vocab_size = self.config.vocab_size  # not the module's attributes: a wrapper may lack them
         if input_ids.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"input_ids must be an integer tensor, got dtype {input_ids.dtype}.")
         if torch.compiler.is_compiling() or torch.compiler.is_exporting():
             # Tracing cannot branch on values: compiled and exported graphs leave this check out
             # (an out-of-range id then fails inside the embedding lookup).
-            return embedding_dropout(input_ids, self.embeddings.weight, self.config.embedding_dropout, self.training)
+            return embedding_dropout(
+                input_ids, self.embeddings(input_ids), vocab_size, self.config.embedding_dropout, self.training
+            )
         low, high = int(input_ids.min()), int(input_ids.max())
         if low < 0 or high >= vocab_size:
             special = [
@@ -255,7 +257,10 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             raise ValueError(
                 f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got values from {low} to {high}{note}."
             )
-        return embedding_dropout(input_ids, self.embeddings.weight, self.config.embedding_dropout, self.training)
+        # The module is called (not its weight read), so a wrapped embedding (e.g. PEFT's LoRA) is used.
+        return embedding_dropout(
+            input_ids, self.embeddings(input_ids), vocab_size, self.config.embedding_dropout, self.training
+        )
 
     def _initial_state(
         self, cache: Any, batch_size: int, inputs: torch.Tensor
@@ -336,7 +341,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                     f"got {tuple(inputs_embeds.shape)}."
                 )
             batch_size, num_steps = inputs_embeds.shape[:2]
-            weight_dtype = self.embeddings.weight.dtype
+            weight_dtype = self.layers[0].weight_ih.dtype  # the first layer reads them
             if inputs_embeds.dtype != weight_dtype and not torch.is_autocast_enabled(inputs_embeds.device.type):
                 raise ValueError(
                     f"inputs_embeds has dtype {inputs_embeds.dtype} but the model's weights are {weight_dtype}; "
