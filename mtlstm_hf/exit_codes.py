@@ -43,9 +43,11 @@ __all__ = [
     "check_output_file",
     "describe_io_failure",
     "epilog",
+    "fail",
     "hub_dataset_hint",
     "is_io_failure",
     "one_line",
+    "report_failure",
 ]
 
 OK = 0
@@ -175,3 +177,41 @@ def check_output_dir(path: str | os.PathLike, option: str) -> Path:
         raise NotADirectoryError(errno.ENOTDIR, f"{option}: this is a file; a folder is needed", str(path))
     _check_creatable(path, option)
     return path
+
+
+def fail(prog: str, message: str, code: int) -> int:
+    """Print ``PROG: error: MESSAGE`` on one line to stderr; return ``code``."""
+    import sys
+
+    print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
+    return code
+
+
+def report_failure(prog: str, error: BaseException, data: str | None = None, interrupted: str = "interrupted") -> int:
+    """One line for an expected failure of a command, and its exit code.
+
+    An exception may declare its own code as the class attribute ``exit_code`` (e.g. a device
+    or precision this machine lacks: :data:`UNSUPPORTED_SETTING`). Otherwise: an I/O failure
+    (:func:`is_io_failure`) is :data:`IO_FAILURE`, with the Hub-dataset hint for a network
+    failure when ``data`` (the ``--data`` value) is given; another ``OSError`` (a missing file)
+    or a ``ValueError`` is :data:`BAD_INPUT`; ``KeyboardInterrupt`` is :data:`INTERRUPTED`
+    (``interrupted`` is the message).
+
+    Raises:
+        BaseException: ``error`` itself when it is none of these (a bug: keep the traceback).
+    """
+    declared = getattr(type(error), "exit_code", None)
+    if isinstance(declared, int):
+        return fail(prog, str(error), declared)
+    if isinstance(error, KeyboardInterrupt):
+        return fail(prog, interrupted, INTERRUPTED)
+    if isinstance(error, OSError):
+        if not is_io_failure(error):  # a missing folder or file: bad input
+            return fail(prog, str(error), BAD_INPUT)
+        message = describe_io_failure(error)
+        if isinstance(error, (ConnectionError, TimeoutError)) and data is not None:
+            message = f"--data: {hub_dataset_hint(data)} ({error})"
+        return fail(prog, message, IO_FAILURE)
+    if isinstance(error, ValueError):
+        return fail(prog, str(error), BAD_INPUT)
+    raise error

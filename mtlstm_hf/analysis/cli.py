@@ -216,7 +216,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     output_dir = args.output_dir if args.output_dir is not None else Path(args.checkpoint) / "analysis"
 
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
-    from mtlstm_hf.evaluation.checkpoint import UnavailableDeviceError
     from mtlstm_hf.training.checkpoint import recorded_corpus, repair_interrupted_replacement
 
     from .report import analyze_checkpoint, load_word_classes
@@ -248,31 +247,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.quiet,
             restart=args.restart,
         )
-    except UnavailableDeviceError as error:
-        return _fail(str(error), exit_codes.UNSUPPORTED_SETTING)
-    except OSError as error:
-        if not exit_codes.is_io_failure(error):  # a missing folder or file: bad input
-            return _fail(str(error), exit_codes.BAD_INPUT)
-        message = exit_codes.describe_io_failure(error)
-        if isinstance(error, ConnectionError) and args.data is not None:
-            message = f"{message} {exit_codes.hub_dataset_hint(args.data)}"
-        return _fail(message, exit_codes.IO_FAILURE)
-    except ValueError as error:
-        return _fail(str(error), exit_codes.BAD_INPUT)
-    except KeyboardInterrupt:
-        return _fail("interrupted; run the same command again to continue", exit_codes.INTERRUPTED)
+    except (OSError, ValueError, KeyboardInterrupt) as error:
+        return exit_codes.report_failure(
+            PROG, error, args.data, interrupted="interrupted; run the same command again to continue"
+        )
     for name, reason in report["skipped"].items():
         print(f"{PROG}: skipped {name}: {reason}", file=sys.stderr)
     ran = [name for name in analyses if name in report["analyses"]]
     print(f"analyses: {', '.join(ran) or 'none'}; {len(report['figures'])} figures; report written to {output_dir}")
     if not ran:
-        return _fail("every selected analysis was skipped (reasons above)", exit_codes.BAD_INPUT)
+        return exit_codes.fail(PROG, "every selected analysis was skipped (reasons above)", exit_codes.BAD_INPUT)
     return exit_codes.OK
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {exit_codes.one_line(message)}", file=sys.stderr)
-    return code
 
 
 if __name__ == "__main__":

@@ -175,6 +175,8 @@ class UnavailableDeviceError(ValueError):
     """The requested device does not exist on this machine (e.g. ``cuda`` without CUDA); the
     commands exit with code 3, "this machine cannot run the requested setting"."""
 
+    exit_code = 3  # mtlstm_hf.exit_codes.UNSUPPORTED_SETTING
+
 
 def _checked_device(device: torch.device | str | None) -> torch.device | None:
     """``device`` as a ``torch.device``; ``ValueError`` when it is malformed or absent here."""

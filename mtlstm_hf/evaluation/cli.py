@@ -159,19 +159,6 @@ def default_data(checkpoint: str, parser: argparse.ArgumentParser) -> tuple[str,
     return data, data_config
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {exit_codes.one_line(message)}", file=sys.stderr)
-    return code
-
-
-def _io_failure(error: OSError, data: str | None) -> int:
-    """Exit code 4 with one line; a network failure is about the Hub dataset ``data``."""
-    message = exit_codes.describe_io_failure(error)
-    if isinstance(error, (ConnectionError, TimeoutError)) and data is not None:
-        message = f"--data: {exit_codes.hub_dataset_hint(data)} ({error})"
-    return _fail(message, exit_codes.IO_FAILURE)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mtlstm-eval``; returns the exit code (see the module docstring)."""
     parser = build_parser()
@@ -179,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
     from mtlstm_hf.training.checkpoint import repair_interrupted_replacement
 
-    from .checkpoint import UnavailableDeviceError, compare_checkpoints, evaluate_checkpoint, to_json_compatible
+    from .checkpoint import compare_checkpoints, evaluate_checkpoint, to_json_compatible
 
     try:
         for folder in (args.checkpoint, args.compare):
@@ -188,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.output is not None:
             exit_codes.check_output_file(args.output, "--output")  # before the work, not after it
     except OSError as err:
-        return _io_failure(err, None)
+        return exit_codes.report_failure(PROG, err)
     if args.data is None:
         args.data, data_config = default_data(args.checkpoint, parser)
         args.data_config = args.data_config or data_config
@@ -217,17 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **common,
             )
             table = format_comparison(result)
-    except OSError as err:
-        if not exit_codes.is_io_failure(err):  # a missing folder or file: bad input
-            return _fail(str(err), exit_codes.BAD_INPUT)
-        return _io_failure(err, args.data)
-    except UnavailableDeviceError as err:
-        return _fail(str(err), exit_codes.UNSUPPORTED_SETTING)
-    except ValueError as err:
-        # Expected user errors (wrong folder, missing split, bad option value): one line, no traceback.
-        return _fail(str(err), exit_codes.BAD_INPUT)
-    except KeyboardInterrupt:
-        return _fail("interrupted", exit_codes.INTERRUPTED)
+    except (OSError, ValueError, KeyboardInterrupt) as err:
+        # Expected failures (wrong folder, missing split, bad option value, no device, I/O): one line.
+        return exit_codes.report_failure(PROG, err, args.data)
     print(table)
     if args.output is not None:
         from mtlstm_hf.training.checkpoint import write_text_atomic
@@ -236,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.output.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(args.output, json.dumps(to_json_compatible(result), indent=2, allow_nan=False) + "\n")
         except OSError as err:
-            return _fail(
+            return exit_codes.fail(
+                PROG,
                 f"{exit_codes.describe_io_failure(err)} (the results are printed above; {args.output} was not "
                 "written, an earlier file there is unchanged)",
                 exit_codes.IO_FAILURE,
