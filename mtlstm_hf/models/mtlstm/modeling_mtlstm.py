@@ -240,23 +240,20 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         vocab_size = self.config.vocab_size  # not the module's attributes: a wrapper may lack them
         if input_ids.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"input_ids must be an integer tensor, got dtype {input_ids.dtype}.")
-        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
-            # Tracing cannot branch on values: compiled and exported graphs leave this check out
-            # (an out-of-range id then fails inside the embedding lookup).
-            return embedding_dropout(
-                input_ids, self.embeddings(input_ids), vocab_size, self.config.embedding_dropout, self.training
-            )
-        low, high = int(input_ids.min()), int(input_ids.max())
-        if low < 0 or high >= vocab_size:
-            special = [
-                f"{name}={value}"
-                for name in ("pad_token_id", "bos_token_id", "eos_token_id")
-                if (value := getattr(self.config, name, None)) is not None and not 0 <= value < vocab_size
-            ]
-            note = f" (outside the vocabulary: config.{', config.'.join(special)})" if special else ""
-            raise ValueError(
-                f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got values from {low} to {high}{note}."
-            )
+        # Tracing cannot branch on values: compiled and exported graphs leave the range check out
+        # (an out-of-range id then fails inside the embedding lookup).
+        if not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+            low, high = int(input_ids.min()), int(input_ids.max())
+            if low < 0 or high >= vocab_size:
+                special = [
+                    f"{name}={value}"
+                    for name in ("pad_token_id", "bos_token_id", "eos_token_id")
+                    if (value := getattr(self.config, name, None)) is not None and not 0 <= value < vocab_size
+                ]
+                note = f" (outside the vocabulary: config.{', config.'.join(special)})" if special else ""
+                raise ValueError(
+                    f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got values from {low} to {high}{note}."
+                )
         # The module is called (not its weight read), so a wrapped embedding (e.g. PEFT's LoRA) is used.
         return embedding_dropout(
             input_ids, self.embeddings(input_ids), vocab_size, self.config.embedding_dropout, self.training

@@ -159,20 +159,16 @@ def compact_kept_steps(
     the state untouched, exactly as padding does, so a row is the sequence of its kept steps.
 
     Args:
-        attention_mask: ``(B, T)``, 1 (or True) for steps to read, 0 for steps to skip.
+        attention_mask: ``(B, T)``, 1 (or True) for steps to read, 0 for steps to skip (any
+            other value is read as 1; the model checks the values before calling this).
 
     Returns:
         ``(gather_index (B, T), lengths (B,), scatter_index (B, T))``: ``x.gather(1,
         gather_index)`` moves the kept steps of each row to its first ``lengths[b]`` positions
         (the rest is filler, read by no recurrence), and ``scatter_index[b, t]`` is the compact
         position of original step ``t`` (see :func:`restore_alignment`).
-
-    Raises:
-        ValueError: if the mask holds values other than 0 and 1.
     """
-    mask = attention_mask.bool() if attention_mask.dtype != torch.bool else attention_mask
-    if attention_mask.dtype != torch.bool and not torch.equal(mask.to(attention_mask.dtype), attention_mask):
-        raise ValueError("attention_mask must contain only 0 (padding) and 1 (token) values.")
+    mask = attention_mask.bool()
     # A stable sort on "is masked" keeps the kept steps first, in their original order.
     gather_index = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
     positions = torch.arange(mask.shape[1], device=mask.device).expand_as(gather_index)
