@@ -33,7 +33,7 @@ setup(
     ],
     extras_require={
         "plot": ["matplotlib>=3.7"],
-        "dev": ["pytest>=8", "matplotlib>=3.7"],
+        "dev": ["pytest>=8", "matplotlib>=3.7", "peft>=0.17"],  # peft: LoRA tests (target_parameters)
     },
     entry_points={
         "console_scripts": [

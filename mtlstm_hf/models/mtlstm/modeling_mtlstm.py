@@ -200,12 +200,17 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
         These are the *assigned* timescales (Mahto et al. 2021, Sec. 3); timescales a trained
         network actually uses are estimated from its gates by the analysis tools.
         """
-        base = self.base_model
+        # Found by type, not by attribute path: a layer may be wrapped (e.g. by PEFT's LoRA).
+        forget_biases = {
+            module.layer_index: module.forget_gate
+            for module in self.base_model.modules()
+            if isinstance(module, GateBiases) and hasattr(module, "forget_gate")
+        }
         return [
             None
-            if self.config.timescale_schedules[index]["type"] == "none"
-            else timescale_from_forget_bias(layer.gate_biases.forget_gate.detach().double().cpu())
-            for index, layer in enumerate(base.layers)
+            if schedule["type"] == "none"
+            else timescale_from_forget_bias(forget_biases[index].detach().double().cpu())
+            for index, schedule in enumerate(self.config.timescale_schedules)
         ]
 
 
@@ -228,6 +233,8 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             )
             for index, (input_size, hidden_size) in enumerate(zip(input_sizes, config.hidden_sizes))
         )
+        # Read once here: a layer may later be wrapped (e.g. by PEFT) by a module without these attributes.
+        self.cell_sizes = [layer.cell_size for layer in self.layers]
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -264,7 +271,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
     ) -> MTLSTMState:
         if isinstance(cache, Cache) and cache.get_seq_length() == 0:
             cache = None  # an empty foreign cache (e.g. generate()'s DynamicCache) means "no state"
-        cell_sizes = [layer.cell_size for layer in self.layers]
+        cell_sizes = self.cell_sizes
         if cache is None:
             return MTLSTMState.zeros(
                 batch_size, self.config.hidden_sizes, cell_sizes, device=inputs.device, dtype=inputs.dtype
