@@ -296,6 +296,34 @@ def test_explicit_schedule() -> None:
     assert from_tensor == {"type": "explicit", "timescales": [1.0, 2.0]}
 
 
+def test_explicit_schedule_accepts_a_zero_timescale_and_the_model_forgets_at_once() -> None:
+    """T = 0 (the reference grid's last unit, b_f = -inf) is allowed in explicit schedules only;
+    the model then has f = 0 and i = 1 for that unit, and no NaN anywhere."""
+    schedule = ts.normalize_schedule({"type": "explicit", "timescales": [0, 3.0, INF, 0.5]}, 4)
+    assert schedule == {"type": "explicit", "timescales": [0.0, 3.0, INF, 0.5]}
+    assert ts.realize_timescales(schedule, 4).tolist() == [0.0, 3.0, INF, 0.5]
+    from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
+
+    torch.manual_seed(0)
+    config = MTLSTMConfig(
+        vocab_size=7, embedding_size=4, hidden_sizes=[4, 4], timescale_schedules=[schedule, None],
+        frozen_biases="all", **{name: 0.0 for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "output_dropout", "weight_drop")},
+    )
+    model = MTLSTMForCausalLM(config).eval()
+    biases = model.model.layers[0].gate_biases
+    assert biases.forget_gate[0].item() == -INF and biases.input_gate[0].item() == INF
+    assert model.assigned_timescales()[0].tolist()[0] == 0.0
+    ids = torch.randint(0, 7, (2, 6))
+    with torch.no_grad():
+        out = model(ids)
+        layer = model.model.layers[0]
+        trace = layer.gates_and_cells(model.model.embeddings(ids), *(torch.zeros(2, 4) for _ in range(2)))
+    assert bool(torch.isfinite(out.logits).all())
+    assert bool((trace["forget_gate"][..., 0] == 0).all()) and bool((trace["input_gate"][..., 0] == 1).all())
+    # the cell of the T = 0 unit is its candidate alone: nothing is carried from the step before
+    torch.testing.assert_close(trace["cell"][..., 0], trace["cell_candidate"][..., 0], rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------------------
 # Schedules: normalisation and validation
 # ---------------------------------------------------------------------------
@@ -374,7 +402,9 @@ BAD_SCHEDULES = [
     ({"type": "chrono", "max_timescale": True}, 4, r"timescale_schedules\[1\]\.max_timescale must be a finite number > 2"),
     ({"type": "explicit"}, 4, r"timescale_schedules\[1\]\.timescales is missing"),
     ({"type": "explicit", "timescales": [1.0, 2.0]}, 4, r"timescale_schedules\[1\]\.timescales must have exactly hidden_size=4"),
-    ({"type": "explicit", "timescales": [1.0, 0.0]}, 2, r"timescale_schedules\[1\]\.timescales\[1\] must be > 0"),
+    ({"type": "explicit", "timescales": [1.0, -1.0]}, 2, r"timescale_schedules\[1\]\.timescales\[1\] must be >= 0"),
+    ({"type": "explicit", "timescales": [1.0, math.nan]}, 2, r"timescale_schedules\[1\]\.timescales\[1\] must be >= 0"),
+    ({"type": "fixed", "values": [3.0, 0.0]}, 4, r"timescale_schedules\[1\]\.values\[1\] must be > 0"),
     ({"type": "explicit", "timescales": [1.0, None]}, 2, r"timescale_schedules\[1\]\.timescales\[1\] must be a number"),
     ({"type": "explicit", "timescales": torch.ones(2, 2)}, 4, r"timescale_schedules\[1\]\.timescales must be a 1-D"),
 ]

@@ -312,13 +312,15 @@ def power_law_decay(t: torch.Tensor | float, alpha: float, beta: float) -> torch
 # ---------------------------------------------------------------------------
 
 
-def _timescale_value(value: Any, field: str) -> float:
-    """Validate one timescale: a number in ``(0, inf]`` (inf = never forget)."""
+def _timescale_value(value: Any, field: str, allow_zero: bool = False) -> float:
+    """Validate one timescale: a number in ``(0, inf]`` (inf = never forget), or ``[0, inf]``
+    with ``allow_zero`` (0 = forget at once)."""
+    bound = ">= 0" if allow_zero else "> 0"
     if not _is_number(value):
-        raise ValueError(f"{field} must be a number > 0 (float('inf') allowed), got {value!r}")
+        raise ValueError(f"{field} must be a number {bound} (float('inf') allowed), got {value!r}")
     value = float(value)
-    if not value > 0.0:  # also rejects NaN
-        raise ValueError(f"{field} must be > 0 (float('inf') allowed), got {value!r}")
+    if not (value >= 0.0 if allow_zero else value > 0.0):  # also rejects NaN
+        raise ValueError(f"{field} must be {bound} (float('inf') allowed), got {value!r}")
     return value
 
 
@@ -355,9 +357,13 @@ def normalize_schedule(schedule: Mapping[str, Any] | str | None, hidden_size: in
     * ``{"type": "explicit", "timescales": [...]}``: exactly ``hidden_size``
       timescales.
 
-    Fixed and explicit timescales must be > 0; ``float('inf')`` is allowed and
-    means "never forget" (``f = 1``, ``b_f = +inf``; Python's ``json`` writes
-    it as ``Infinity``). ``alpha``, ``beta`` must be positive and finite.
+    Fixed timescales must be > 0; ``float('inf')`` is allowed and means "never
+    forget" (``f = 1``, ``b_f = +inf``; Python's ``json`` writes it as
+    ``Infinity``). Explicit timescales must be >= 0: exactly ``0`` is allowed
+    there and means "forget at once" (``f = 0``, ``b_f = -inf``, ``b_i = +inf``),
+    the last unit of the reference code's layer 2 (``"reference"`` grid), so
+    that a converted reference checkpoint (``mtlstm-convert``) carries its
+    timescales exactly. ``alpha``, ``beta`` must be positive and finite.
     Booleans are rejected where numbers are expected. The input is not mutated.
 
     Args:
@@ -441,7 +447,7 @@ def normalize_schedule(schedule: Mapping[str, Any] | str | None, hidden_size: in
         raise ValueError(f"{field}.timescales must have exactly hidden_size={hidden_size} entries, got {len(timescales)}")
     return {
         "type": "explicit",
-        "timescales": [_timescale_value(v, f"{field}.timescales[{i}]") for i, v in enumerate(timescales)],
+        "timescales": [_timescale_value(v, f"{field}.timescales[{i}]", allow_zero=True) for i, v in enumerate(timescales)],
     }
 
 
