@@ -18,7 +18,6 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -26,35 +25,7 @@ import datasets
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
 
 import mtlstm_hf  # noqa: F401  (registers model_type "mtlstm" with the Auto classes)
-from mtlstm_hf.data import load_corpus, sample_corpus_dir
-
-
-def lm_blocks(corpus: datasets.DatasetDict, tokenizer: Any, block_size: int) -> datasets.DatasetDict:
-    """Token blocks for causal LM training: ``input_ids``/``attention_mask``/``labels``, each
-    ``block_size`` long; the tail shorter than a block is dropped (per split).
-
-    Raises:
-        ValueError: a split has fewer than ``block_size`` tokens.
-    """
-    eos = tokenizer.eos_token_id
-
-    def tokenize(batch: dict[str, list]) -> dict[str, list]:
-        encoded = tokenizer([line or "" for line in batch["text"]], add_special_tokens=False)["input_ids"]
-        return {"input_ids": [ids + [eos] for ids in encoded]}
-
-    def group(batch: dict[str, list]) -> dict[str, list]:
-        ids = list(chain.from_iterable(batch["input_ids"]))
-        usable = (len(ids) // block_size) * block_size
-        blocks = [ids[i : i + block_size] for i in range(0, usable, block_size)]
-        return {"input_ids": blocks, "attention_mask": [[1] * block_size for _ in blocks], "labels": [list(b) for b in blocks]}
-
-    tokenized = corpus.map(tokenize, batched=True, remove_columns=["text"])
-    # One batch per split, so no tokens are lost between map batches (these corpora are small).
-    grouped = tokenized.map(group, batched=True, batch_size=None)
-    for split, dataset in grouped.items():
-        if len(dataset) == 0:
-            raise ValueError(f"block_size={block_size} is longer than the {split!r} split; lower --block-size.")
-    return grouped
+from mtlstm_hf.data import causal_lm_blocks, load_corpus, sample_corpus_dir
 
 
 def finetune(
@@ -85,7 +56,7 @@ def finetune(
     corpus = load_corpus(data if data is not None else str(sample_corpus_dir()))
     if "train" not in corpus or "validation" not in corpus:
         raise ValueError(f"the corpus needs train and validation splits, it has {list(corpus)}.")
-    blocks = lm_blocks(datasets.DatasetDict(train=corpus["train"], validation=corpus["validation"]), tokenizer, block_size)
+    blocks = causal_lm_blocks(datasets.DatasetDict(train=corpus["train"], validation=corpus["validation"]), tokenizer, block_size)
 
     arguments = TrainingArguments(
         output_dir=str(output_dir),

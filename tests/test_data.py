@@ -518,3 +518,24 @@ def test_data_package_does_not_import_the_model():
                 assert "models" not in module and not module.startswith(".."), (path, module)
             elif isinstance(node, ast.Import):
                 assert all("mtlstm_hf" not in alias.name for alias in node.names), path
+
+
+def test_causal_lm_blocks_cut_the_eos_joined_stream_into_equal_blocks():
+    """Oracle: the split's ids written out by hand (one <eos> per line, empty lines included)."""
+    from mtlstm_hf.data import causal_lm_blocks
+
+    lines = ["a b", "", "c a b b", "c"]
+    tokenizer = build_word_tokenizer(lines, convention="whitespace")
+    corpus = datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": lines}))
+    word = tokenizer.convert_tokens_to_ids
+    eos = tokenizer.eos_token_id
+    stream = [word("a"), word("b"), eos, eos, word("c"), word("a"), word("b"), word("b"), eos, word("c"), eos]
+    blocks = causal_lm_blocks(corpus, tokenizer, block_size=3)["train"]
+    assert blocks["input_ids"] == [stream[0:3], stream[3:6], stream[6:9]]  # the 2-token tail is dropped
+    assert blocks["labels"] == blocks["input_ids"]
+    assert blocks["attention_mask"] == [[1, 1, 1]] * 3
+    with pytest.raises(ValueError, match="block_size=12 is longer than the 'train' split"):
+        causal_lm_blocks(corpus, tokenizer, block_size=12)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="block_size must be a positive int"):
+            causal_lm_blocks(corpus, tokenizer, block_size=bad)

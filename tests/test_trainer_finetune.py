@@ -36,21 +36,8 @@ def _fresh_accelerate_state():
 
 
 def test_trainer_finetune_keeps_frozen_biases_and_checkpoint_reloads(tmp_path):
-    rng = random.Random(0)
-    words = [f"w{i}" for i in range(30)]
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for split, lines in (("train", 80), ("valid", 20)):
-        text = "".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) + "\n" for _ in range(lines))
-        (corpus / f"{split}.txt").write_text(text)
-    tokenizer = build_word_tokenizer(corpus / "train.txt")
-    torch.manual_seed(0)
-    model = MTLSTMForCausalLM(
-        tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    )
-    model_dir = tmp_path / "model"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    corpus, model_dir = _corpus_and_model(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
 
     example = load_example()
@@ -151,3 +138,45 @@ def test_gradient_accumulation_gives_the_update_of_the_whole_batch(tmp_path):
         split = _one_trainer_step(tmp_path, ids, batch_size, accumulation)
         moved = max((whole[name] - split[name]).abs().max().item() for name in whole)
         assert moved < 1e-6, (batch_size, accumulation, moved)
+
+
+def _corpus_and_model(tmp_path, **config):
+    """A random-word corpus folder and a saved tiny model (+ tokenizer) trained on nothing yet."""
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(30)]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir(exist_ok=True)
+    for split, lines in (("train", 80), ("valid", 20)):
+        text = "".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) + "\n" for _ in range(lines))
+        (corpus / f"{split}.txt").write_text(text)
+    tokenizer = build_word_tokenizer(corpus / "train.txt")
+    torch.manual_seed(0)
+    model = MTLSTMForCausalLM(
+        tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **config)
+    )
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return corpus, model_dir
+
+
+def test_example_with_accumulation_gives_the_update_without_it(tmp_path):
+    """examples/finetune_trainer.py: 2 micro-batches of 4 blocks accumulated give the update of
+    one batch of the same 8 blocks (the Trainer's seeded sampler draws the same blocks). Plain
+    SGD, so a mis-scaled accumulated gradient would show (Adam's first step hides scale)."""
+    corpus, model_dir = _corpus_and_model(tmp_path, activation_regularization=2.0, temporal_activation_regularization=1.0)
+    example = load_example()
+    weights = {}
+    for batch_size, accumulation in ((8, 1), (4, 2)):
+        trainer = example.finetune(
+            model_dir, tmp_path / f"b{batch_size}x{accumulation}", data=str(corpus), block_size=6,
+            batch_size=batch_size, gradient_accumulation_steps=accumulation, learning_rate=1.0, max_steps=1,
+            eval_steps=100, save_steps=100, optim="sgd", max_grad_norm=0.0, disable_tqdm=True,
+        )
+        weights[accumulation] = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    start = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
+    assert max((weights[1][name] - start[name]).abs().max().item() for name in weights[1]) > 1e-2
+    moved = max((weights[1][name] - weights[2][name]).abs().max().item() for name in weights[1])
+    assert moved < 1e-6, moved

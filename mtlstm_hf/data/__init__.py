@@ -15,6 +15,7 @@ Typical use::
 """
 
 from .batching import BPTTIterator, batchify, num_dropped_tokens
+from .blocks import causal_lm_blocks
 from .corpus import (
     CANONICAL_SPLITS,
     TEXT_COLUMN,
@@ -58,6 +59,7 @@ __all__ = [
     "batchify",
     "build_vocab",
     "build_word_tokenizer",
+    "causal_lm_blocks",
     "check_vocabulary_fingerprint",
     "canonical_split",
     "count_words",
