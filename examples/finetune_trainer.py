@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,15 @@ def finetune(
     eval_steps: int = 50,
     save_steps: int = 50,
     seed: int = 0,
+    prepare_model: Callable[[Any], Any] | None = None,
     **training_arguments: Any,
 ) -> Trainer:
     """Fine-tune ``model_dir`` on ``data`` (default: the embedded WikiText-2 sample) and save
     the result (model + tokenizer) in ``output_dir``; returns the ``Trainer``.
 
-    ``training_arguments`` are passed on to ``TrainingArguments`` (e.g. ``logging_steps``).
+    ``prepare_model`` maps the loaded model to the one trained (e.g. wraps it with PEFT's
+    LoRA: see ``finetune_lora.py``). ``training_arguments`` are passed on to
+    ``TrainingArguments`` (e.g. ``logging_steps``).
     """
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir))
@@ -53,6 +56,8 @@ def finetune(
         raise ValueError(
             f"the tokenizer in {model_dir} has {len(tokenizer)} entries, the model {model.config.vocab_size}."
         )
+    if prepare_model is not None:
+        model = prepare_model(model)
     corpus = load_corpus(data if data is not None else str(sample_corpus_dir()))
     if "train" not in corpus or "validation" not in corpus:
         raise ValueError(f"the corpus needs train and validation splits, it has {list(corpus)}.")
@@ -89,8 +94,9 @@ def finetune(
     return trainer
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def argument_parser(description: str = __doc__.split("\n\n")[0]) -> argparse.ArgumentParser:
+    """The command line of :func:`finetune` (``finetune_lora.py`` adds its options to it)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", required=True, help="saved model folder, e.g. outputs/mtlstm-small/best_model")
     parser.add_argument("--data", help="corpus folder or Hub dataset id (default: embedded WikiText-2 sample)")
     parser.add_argument("--output-dir", default="outputs/mtlstm-finetune")
@@ -102,7 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eval-steps", type=int, default=50)
     parser.add_argument("--save-steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def finetune_from_arguments(args: argparse.Namespace, prepare_model: Callable[[Any], Any] | None = None) -> Trainer:
+    """:func:`finetune` with the options of :func:`argument_parser`; prints the validation perplexity."""
     trainer = finetune(
         args.model,
         args.output_dir,
@@ -115,10 +125,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         eval_steps=args.eval_steps,
         save_steps=args.save_steps,
         seed=args.seed,
+        prepare_model=prepare_model,
     )
     loss = trainer.evaluate()["eval_loss"]
     print(f"validation perplexity (blocks of {args.block_size}, zero initial state): {math.exp(loss):.2f}")
     print(f"saved: {args.output_dir}")
+    return trainer
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    finetune_from_arguments(argument_parser().parse_args(argv))
     return 0
 
 

@@ -43,6 +43,31 @@ def tiny_model(seed: int = 0, **overrides) -> MTLSTMForCausalLM:
     return MTLSTMForCausalLM(tiny_config(**overrides)).eval()
 
 
+def corpus_and_saved_model(tmp_path, **config):
+    """A random-word corpus folder (train/valid, 30 words) and a tiny model with its word tokenizer
+    saved in ``tmp_path/model``: returns ``(corpus_dir, model_dir)``."""
+    import random
+
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(30)]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir(exist_ok=True)
+    for split, lines in (("train", 80), ("valid", 20)):
+        text = "".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) + "\n" for _ in range(lines))
+        (corpus / f"{split}.txt").write_text(text)
+    from mtlstm_hf.data import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(corpus / "train.txt")
+    torch.manual_seed(0)
+    model = MTLSTMForCausalLM(
+        tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **config)
+    )
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return corpus, model_dir
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(1234)
@@ -93,3 +118,43 @@ def load_in_fresh_process_without_package(folder, ids: torch.Tensor, work_dir) -
     loaded = torch.load(work_dir / "out.pt")
     assert loaded["class"].startswith("transformers_modules"), loaded["class"]
     return loaded
+
+
+# transformers' common-test tester for recurrent LMs (issue 12): batch 13, sequence 7,
+# vocabulary 99, embedding 32, two layers of 32 units (layer 1 fixed T=3|4, layer 2 inverse
+# gamma), special ids = vocabulary - 1 as in transformers' Mamba / RWKV / xLSTM testers.
+TESTER_BATCH, TESTER_SEQ, TESTER_VOCAB, TESTER_EMBED = 13, 7, 99, 32
+TESTER_SPECIAL_ID = TESTER_VOCAB - 1
+
+
+def common_config(**overrides) -> MTLSTMConfig:
+    fields = dict(
+        vocab_size=TESTER_VOCAB,
+        embedding_size=TESTER_EMBED,
+        hidden_sizes=[32, 32],
+        timescale_schedules=[
+            {"type": "fixed", "values": [3.0, 4.0]},
+            {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0},
+        ],
+        **REGULARIZATION_OFF,
+        bos_token_id=TESTER_SPECIAL_ID,
+        eos_token_id=TESTER_SPECIAL_ID,
+        pad_token_id=TESTER_SPECIAL_ID,
+    )
+    fields.update(overrides)
+    return MTLSTMConfig(**fields)
+
+
+def common_model(model_class=MTLSTMForCausalLM, seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    return model_class(common_config(**overrides)).eval()
+
+
+def common_inputs(seed: int = 0, batch: int = TESTER_BATCH, length: int = TESTER_SEQ):
+    """``(input_ids, attention_mask)``: ids below the special id; the mask has zeros anywhere
+    (left, right and inside, as transformers draws them) and at least one token per row."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, TESTER_SPECIAL_ID, (batch, length), generator=generator)
+    mask = (torch.rand(batch, length, generator=generator) > 0.3).long()
+    mask[torch.arange(batch), torch.randint(0, length, (batch,), generator=generator)] = 1
+    return ids, mask

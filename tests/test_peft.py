@@ -167,3 +167,52 @@ def test_lora_on_a_tied_output_layer_reaches_both_uses_of_the_matrix():
     torch.testing.assert_close(adapter_logits, expected, rtol=0, atol=1e-5)
     # Not tested: merge_and_unload of a tied pair. PEFT 0.21 then adds the delta to the shared
     # matrix twice, for GPT-2 as for this model; the README says to untie before merging.
+
+
+def load_example(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def _fresh_accelerate_state():
+    from accelerate.state import AcceleratorState, GradientState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def test_lora_example_trains_saves_and_merges(tmp_path, _fresh_accelerate_state):
+    """examples/finetune_lora.py on a tied tiny model with --merge: the saved adapter on the
+    reloaded base gives the merged model's logits; the merged folder is a plain model whose
+    frozen timescale biases and untouched weights equal the base's."""
+    from conftest import corpus_and_saved_model
+
+    corpus, model_dir = corpus_and_saved_model(tmp_path)
+    out = tmp_path / "lora"
+    example = load_example("finetune_lora")
+    argv = ["--model", str(model_dir), "--data", str(corpus), "--output-dir", str(out), "--block-size", "6",
+            "--batch-size", "4", "--max-steps", "4", "--eval-steps", "4", "--save-steps", "4", "--lora-rank", "2", "--merge"]
+    assert example.main(argv) == 0
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
+    assert type(merged) is MTLSTMForCausalLM and not merged.config.tie_word_embeddings
+    ids = torch.randint(0, base.config.vocab_size, (2, 7))
+    untied_base = example.untie_output_layer(AutoModelForCausalLM.from_pretrained(model_dir)).eval()
+    adapted = peft.PeftModel.from_pretrained(untied_base, out).eval()
+    with torch.no_grad():
+        merged_logits = merged(ids).logits
+        torch.testing.assert_close(adapted(input_ids=ids).logits, merged_logits, rtol=0, atol=1e-5)
+        assert (merged_logits - base(ids).logits).abs().max() > 1e-4  # the adapters trained
+    base_state, merged_state = base.state_dict(), merged.state_dict()
+    for name in ("model.layers.0.gate_biases.forget_gate", "model.layers.0.gate_biases.input_gate", "lm_head.bias"):
+        assert torch.equal(base_state[name], merged_state[name]), name
+    assert (out / "merged" / "tokenizer.json").is_file()

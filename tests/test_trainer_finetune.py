@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import random
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,8 @@ from accelerate.state import AcceleratorState, GradientState
 from transformers import AutoModelForCausalLM
 
 from mtlstm_hf import MTLSTMForCausalLM
-from mtlstm_hf.data import build_word_tokenizer
 
-from conftest import tiny_config
+from conftest import corpus_and_saved_model, tiny_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finetune_trainer.py"
 
@@ -36,7 +34,7 @@ def _fresh_accelerate_state():
 
 
 def test_trainer_finetune_keeps_frozen_biases_and_checkpoint_reloads(tmp_path):
-    corpus, model_dir = _corpus_and_model(tmp_path)
+    corpus, model_dir = corpus_and_saved_model(tmp_path)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
 
@@ -140,31 +138,11 @@ def test_gradient_accumulation_gives_the_update_of_the_whole_batch(tmp_path):
         assert moved < 1e-6, (batch_size, accumulation, moved)
 
 
-def _corpus_and_model(tmp_path, **config):
-    """A random-word corpus folder and a saved tiny model (+ tokenizer) trained on nothing yet."""
-    rng = random.Random(0)
-    words = [f"w{i}" for i in range(30)]
-    corpus = tmp_path / "corpus"
-    corpus.mkdir(exist_ok=True)
-    for split, lines in (("train", 80), ("valid", 20)):
-        text = "".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) + "\n" for _ in range(lines))
-        (corpus / f"{split}.txt").write_text(text)
-    tokenizer = build_word_tokenizer(corpus / "train.txt")
-    torch.manual_seed(0)
-    model = MTLSTMForCausalLM(
-        tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **config)
-    )
-    model_dir = tmp_path / "model"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    return corpus, model_dir
-
-
 def test_example_with_accumulation_gives_the_update_without_it(tmp_path):
     """examples/finetune_trainer.py: 2 micro-batches of 4 blocks accumulated give the update of
     one batch of the same 8 blocks (the Trainer's seeded sampler draws the same blocks). Plain
     SGD, so a mis-scaled accumulated gradient would show (Adam's first step hides scale)."""
-    corpus, model_dir = _corpus_and_model(tmp_path, activation_regularization=2.0, temporal_activation_regularization=1.0)
+    corpus, model_dir = corpus_and_saved_model(tmp_path, activation_regularization=2.0, temporal_activation_regularization=1.0)
     example = load_example()
     weights = {}
     for batch_size, accumulation in ((8, 1), (4, 2)):
