@@ -113,7 +113,7 @@ def test_hidden_states_and_tuple_output():
     base = model.model(ids, output_hidden_states=True)
     assert torch.equal(base.last_hidden_state, out.hidden_states[-1])
     as_tuple = model(ids, labels=ids, return_dict=False)
-    assert isinstance(as_tuple, tuple) and len(as_tuple) == 3  # loss, logits, state
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 4  # to_tuple(): loss, logits, state, lm_loss
     assert torch.equal(as_tuple[1], out.logits)
     assert isinstance(as_tuple[2], MTLSTMState)
     assert model(ids, use_cache=False).cache is None

@@ -39,14 +39,51 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
 """Fields a saved ``config.json`` must contain (:meth:`MTLSTMConfig.from_dict`)."""
 
 
+# Keywords any transformers config may carry (PretrainedConfig's own, and the special-token and
+# encoder-decoder ones transformers' common config tests pass): never taken for a misspelling.
+_TRANSFORMERS_CONFIG_KEYWORDS: frozenset[str] = frozenset(
+    {
+        "sep_token_id", "decoder_start_token_id", "is_decoder", "add_cross_attention", "cross_attention_hidden_size",
+        "tie_encoder_decoder", "tokenizer_class", "prefix", "task_specific_params", "finetuning_task",
+        "output_attentions", "torchscript", "pruned_heads", "num_labels", "auto_map", "transformers_version",
+    }
+)
+
+# transformers' standard names that MTLSTMConfig derives from hidden_sizes (read-only).
+DERIVED_FIELDS: tuple[str, ...] = ("hidden_size", "num_hidden_layers")
+
+
+class DerivedFieldError(AttributeError, NotImplementedError, ValueError):
+    """Setting ``hidden_size`` or ``num_hidden_layers``, which are derived from ``hidden_sizes``.
+
+    An ``AttributeError`` (a property without setter), a ``NotImplementedError`` (what
+    transformers' common config tests accept for read-only standard properties) and a
+    ``ValueError`` (like every other refused configuration value)."""
+
+
+def _derived_field_error(name: str, value: Any) -> DerivedFieldError:
+    meaning = "the width of the last layer, hidden_sizes[-1]" if name == "hidden_size" else "len(hidden_sizes)"
+    return DerivedFieldError(
+        f"MTLSTMConfig.{name} is {meaning} and cannot be set (got {value!r}); give hidden_sizes, one width "
+        f"per layer, instead (e.g. hidden_sizes=[1150, 1150, 400])."
+    )
+
+
 def _reject_misspelled_fields(extra: dict[str, Any]) -> None:
-    """Raise for a keyword that is not a field but is close to one (``hiden_sizes``).
+    """Raise for a keyword that is not a field but is close to one (``hiden_sizes``), and for the
+    derived ``hidden_size`` / ``num_hidden_layers``.
 
     Other extra keywords pass, as ``PretrainedConfig`` allows (transformers itself writes
     keys such as ``architectures``, ``auto_map`` or ``transformers_version``).
     """
+    for name in DERIVED_FIELDS:
+        if name in extra:
+            raise _derived_field_error(name, extra[name])
     fields = [name for name in inspect.signature(MTLSTMConfig.__init__).parameters if name not in ("self", "kwargs")]
+    known = _TRANSFORMERS_CONFIG_KEYWORDS | set(inspect.signature(PretrainedConfig.__init__).parameters)
     for key in extra:
+        if key in known:
+            continue
         close = difflib.get_close_matches(key, fields, n=1, cutoff=0.8)
         if close:
             raise ValueError(
@@ -191,16 +228,25 @@ class MTLSTMConfig(PretrainedConfig):
 
     @property
     def num_hidden_layers(self) -> int:
-        """Number of recurrent layers, ``len(hidden_sizes)`` (transformers' standard name; read-only)."""
+        """Number of recurrent layers, ``len(hidden_sizes)`` (transformers' standard name; read-only:
+        setting it raises :class:`DerivedFieldError`)."""
         return len(self.hidden_sizes)
+
+    @num_hidden_layers.setter
+    def num_hidden_layers(self, value: Any) -> None:
+        raise _derived_field_error("num_hidden_layers", value)
 
     @property
     def hidden_size(self) -> int:
         """Width of the last recurrent layer, ``hidden_sizes[-1]`` (transformers' standard name;
-        read-only): the last dimension of ``last_hidden_state`` and what the output layer reads
-        (equal to ``embedding_size`` when the weights are tied). The other layers' widths are in
-        ``hidden_sizes``."""
+        read-only: setting it raises :class:`DerivedFieldError`): the last dimension of
+        ``last_hidden_state`` and what the output layer reads (equal to ``embedding_size`` when the
+        weights are tied). The other layers' widths are in ``hidden_sizes``."""
         return self.hidden_sizes[-1]
+
+    @hidden_size.setter
+    def hidden_size(self, value: Any) -> None:
+        raise _derived_field_error("hidden_size", value)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "MTLSTMConfig":

@@ -358,7 +358,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         embeddings = locked_dropout(embeddings, self.config.input_dropout, self.training)
         state = self._initial_state(cache, batch_size, embeddings)
 
-        lengths = scatter_index = None
+        lengths = scatter_index = gather_index = None
         if attention_mask is not None:
             if attention_mask.shape != (batch_size, num_steps):
                 raise ValueError(
@@ -376,7 +376,21 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         def in_input_alignment(tensor: torch.Tensor) -> torch.Tensor:
             return tensor if lengths is None else restore_alignment(tensor, lengths, scatter_index)
 
-        all_hidden_states: list[torch.Tensor] = [in_input_alignment(embeddings)] if output_hidden_states else []
+        def on_the_path(compact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """``(aligned, compact)`` for a returned hidden state: with masked steps the compact
+            tensor the next layer reads is taken back from the input-aligned one, so that the
+            returned tensor lies on the computation's path (its ``retain_grad()`` gets the
+            gradient, as for a model without padding). Equal values: masked steps are read by
+            no recurrence."""
+            if lengths is None:
+                return compact, compact
+            aligned = restore_alignment(compact, lengths, scatter_index)
+            return aligned, aligned.gather(1, gather_index[:, :, None].expand_as(aligned))
+
+        all_hidden_states: list[torch.Tensor] = []
+        if output_hidden_states:
+            aligned, embeddings = on_the_path(embeddings)
+            all_hidden_states.append(aligned)
         layer_input = embeddings
         final_hidden, final_cell = [], []
         last_index = len(self.layers) - 1
@@ -384,7 +398,10 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             layer_output, hidden, cell = layer(layer_input, state.hidden[index], state.cell[index], lengths)
             final_hidden.append(hidden)
             final_cell.append(cell)
-            if output_hidden_states:
+            if output_hidden_states and index != last_index:
+                aligned, layer_output = on_the_path(layer_output)
+                all_hidden_states.append(aligned)
+            elif output_hidden_states:
                 all_hidden_states.append(in_input_alignment(layer_output))
             layer_input = layer_output
             if index != last_index:
@@ -393,11 +410,9 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         last_hidden_state = all_hidden_states[-1] if output_hidden_states else in_input_alignment(layer_input)
         new_state = MTLSTMState(final_hidden, final_cell, state.seen_tokens + num_steps) if use_cache else None
         hidden_states = tuple(all_hidden_states) if output_hidden_states else None
-        if not return_dict:
-            return tuple(value for value in (last_hidden_state, new_state, hidden_states) if value is not None)
-        return MTLSTMModelOutput(
-            last_hidden_state=last_hidden_state, cache=new_state, hidden_states=hidden_states
-        )
+        output = MTLSTMModelOutput(last_hidden_state=last_hidden_state, cache=new_state, hidden_states=hidden_states)
+        # The tuple form is the output's own to_tuple(): the same fields in the same order.
+        return output if return_dict else output.to_tuple()
 
 
 class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
@@ -553,16 +568,16 @@ class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
             if penalty is not None:
                 loss = loss + penalty * _share_of_accumulated_batch(labels, kwargs)
 
-        if not return_dict:
-            values = (loss, logits, outputs.cache, outputs.hidden_states)
-            return tuple(value for value in values if value is not None)
-        return MTLSTMCausalLMOutput(
+        output = MTLSTMCausalLMOutput(
             loss=loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             lm_loss=lm_loss,
         )
+        # The tuple form is the output's own to_tuple() (lm_loss included), as transformers'
+        # models return it: the same fields in the same order, None fields left out.
+        return output if return_dict else output.to_tuple()
 
 
 # save_pretrained / push_to_hub copy these files so that checkpoints load with
