@@ -33,7 +33,7 @@ def tiny_gpt2(tokenizer, seed: int = 0) -> GPT2LMHeadModel:
     return GPT2LMHeadModel(config).eval()
 
 
-def greedy(model, tokenizer, prompt: str, **kwargs) -> list[int]:
+def greedy(model, tokenizer, prompt: str, /, **kwargs) -> list[int]:
     """The generated ids only, greedy, without <eos> stopping (a random model may emit it)."""
     inputs = tokenizer(prompt, return_tensors="pt")
     with torch.no_grad():
@@ -124,3 +124,73 @@ def test_batched_rows_stop_independently(sample_train):
     assert criteria(rows, None).tolist() == [True, stop_word in tokenizer.convert_ids_to_tokens(free[0])]
     with pytest.raises(ValueError, match="non-empty"):
         WordStopStringCriteria(tokenizer, [""])
+
+
+def mtlstm_lm(tokenizer, seed: int):
+    from conftest import tiny_model
+
+    return tiny_model(seed, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+
+
+def sampled(model, tokenizer, prompt: str, /, **kwargs) -> list[int]:
+    """The generated ids only, sampled from a fixed seed (a random LSTM's greedy output repeats
+    one word), without <eos> stopping; stopping early does not change the draws before it."""
+    inputs = tokenizer(prompt, return_tensors="pt")
+    torch.manual_seed(7)
+    with torch.no_grad():
+        out = model.generate(
+            **inputs, max_new_tokens=NEW_TOKENS, do_sample=True, top_k=0, eos_token_id=None,
+            pad_token_id=tokenizer.pad_token_id, **kwargs,
+        )  # fmt: skip
+    return out[0, inputs["input_ids"].shape[1] :].tolist()
+
+
+@pytest.mark.parametrize("pick", [0, 3])
+def test_generate_stop_strings_with_the_word_tokenizer(sample_train, pick):
+    """``generate(stop_strings=..., tokenizer=...)`` on this model: transformers' own criterion
+    cannot probe a word vocabulary (it fails on GPT-2 with the same tokenizer); ours stops where
+    the truncation oracle says, in generate and in the text-generation pipeline."""
+    from mtlstm_hf.models.mtlstm.stop_strings import tokenizer_spells_unknown_words
+
+    tokenizer = build_word_tokenizer(sample_train)
+    assert not tokenizer_spells_unknown_words(tokenizer)
+    with pytest.raises(ValueError, match="substring not found"):
+        greedy(tiny_gpt2(tokenizer), tokenizer, PROMPT, stop_strings=["the"], tokenizer=tokenizer)
+
+    model = mtlstm_lm(tokenizer, 0)
+    free = sampled(model, tokenizer, PROMPT)
+    words = tokenizer.convert_ids_to_tokens(free)
+    assert len(set(words)) >= 4
+    for stop in (words[pick], " ".join(words[pick : pick + 2])):
+        stopped = sampled(model, tokenizer, PROMPT, stop_strings=[stop], tokenizer=tokenizer)
+        assert stopped == free[: oracle_stop(PROMPT.split(), words, stop)]
+        assert len(stopped) < NEW_TOKENS
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    torch.manual_seed(7)
+    text = generator(
+        PROMPT, max_new_tokens=NEW_TOKENS, do_sample=True, top_k=0, eos_token_id=None, stop_sequence=words[pick]
+    )
+    kept = oracle_stop(PROMPT.split(), words, words[pick])
+    assert text[0]["generated_text"] == PROMPT + " " + " ".join(words[:kept])
+
+
+def test_a_tokenizer_that_spells_the_probe_keeps_transformers_criterion():
+    """A character-level tokenizer spells any word: stop strings go to transformers' own
+    StopStringCriteria (oracle: the criteria list transformers builds itself)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.generation import GenerationConfig, StoppingCriteriaList, StopStringCriteria
+
+    from mtlstm_hf.models.mtlstm.stop_strings import WordStopStringCriteria, tokenizer_spells_unknown_words
+
+    letters = list("abcdefghijklmnopqrstuvwxyz ")
+    backend = Tokenizer(models.WordLevel({c: i for i, c in enumerate(letters + ["<unk>"])}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    chars = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    assert tokenizer_spells_unknown_words(chars)
+    model = mtlstm_lm(chars, 0)
+    config = GenerationConfig(stop_strings=["ab"], max_length=10)
+    config._eos_token_tensor = None  # set by generate() before it builds the criteria
+    kinds = [type(c) for c in model._get_stopping_criteria(config, StoppingCriteriaList(), tokenizer=chars)]
+    assert StopStringCriteria in kinds and WordStopStringCriteria not in kinds

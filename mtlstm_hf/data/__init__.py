@@ -30,12 +30,12 @@ from .corpus import (
     sample_corpus_dir,
     split_to_stream,
 )
+from ..models.mtlstm.stop_strings import WordStopStringCriteria  # the model's generate uses it too
 from .tokenizer import (
     CONVENTIONS,
     EOS_TOKEN,
     PAD_TOKEN,
     UNK_TOKEN,
-    WordStopStringCriteria,
     build_vocab,
     build_word_tokenizer,
     check_vocabulary_fingerprint,

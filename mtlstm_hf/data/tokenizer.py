@@ -137,12 +137,13 @@ Design decisions
   the space the first new word was glued on: ``"the game wasand"``). Decode
   then encode still gives the ids back (leading spaces are ignored).
   Tokenizers saved before, and ``space_prefix=False``, decode without it.
-* **Stop strings.** transformers' ``generate(stop_strings=...)`` cannot work
-  with a closed word vocabulary: its ``StopStringCriteria`` finds each
-  token's text by encoding the probe word ``"abcdef"`` and looking for it in
-  ``convert_tokens_to_string``, but a word table maps that word to
-  ``<unk>`` (``ValueError: substring not found``). Use
-  :class:`WordStopStringCriteria` as ``stopping_criteria=[...]`` instead.
+* **Stop strings.** transformers' ``StopStringCriteria`` finds each token's
+  text by encoding the probe word ``"abcdef"`` and reading it back, which a
+  closed word table cannot do (``<unk>``; ``substring not found``). The
+  model's ``generate(stop_strings=..., tokenizer=...)`` therefore matches stop
+  strings on decoded text for such tokenizers
+  (``mtlstm_hf.models.mtlstm.stop_strings``); with another model, pass
+  ``stopping_criteria=[WordStopStringCriteria(tokenizer, [...])]``.
 * No ``bos_token``: the corpora have none.
 
 Sources: S. Merity et al., "Pointer Sentinel Mixture Models" (2016) and the
@@ -166,9 +167,8 @@ from itertools import chain
 from typing import Union
 
 import datasets
-import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast, StoppingCriteria
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .corpus import dataset_lines, read_lines
 
@@ -672,52 +672,3 @@ def check_vocabulary_fingerprint(expected: str | None, tokenizer: PreTrainedToke
             f"{found[:19]}... differs from the model's config.vocab_fingerprint {str(expected)[:19]}...); "
             "the same words would get other ids. Use the tokenizer saved with the model."
         )
-
-
-# --------------------------------------------------------------------------- stop strings
-
-
-class WordStopStringCriteria(StoppingCriteria):
-    """``generate(stop_strings=...)`` for word tokenizers: stop a row once a stop string ends
-    in the text of its newest token.
-
-    transformers' own ``StopStringCriteria`` probes the vocabulary with a word that a closed
-    word table maps to ``<unk>`` and fails (see the module docstring). This criterion decodes
-    the last tokens of each row instead, with the tokenizer's own decoder, so it sees the text
-    exactly as ``tokenizer.decode`` writes it (``" well-known"`` in WikiText). As in
-    transformers, a row stops when a stop string ends inside its newest token's text
-    (``"and"`` stops at the word ``and`` and at ``andrew``); a stop string inside the prompt
-    alone does not stop anything, and stop strings may span several words (``"the game"``).
-
-    Use: ``model.generate(ids, stopping_criteria=[WordStopStringCriteria(tokenizer, ["and"])])``.
-
-    Args:
-        tokenizer: the word tokenizer (any tokenizer with ``decode``).
-        stop_strings: one string or several; none may be empty.
-    """
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_strings: str | Sequence[str]):
-        self.stop_strings = (stop_strings,) if isinstance(stop_strings, str) else tuple(stop_strings)
-        if not self.stop_strings or not all(isinstance(s, str) and s for s in self.stop_strings):
-            raise ValueError(f"stop_strings must be non-empty strings, got {stop_strings!r}")
-        self.tokenizer = tokenizer
-        # every token decodes to at least one character: this many tokens hold any stop string
-        self._window = max(map(len, self.stop_strings)) + 1
-
-    def _ends_in_last_token(self, row: list[int]) -> bool:
-        text = self.tokenizer.decode(row)
-        before = self.tokenizer.decode(row[:-1])
-        start = 0  # where the newest token's text begins: after the common prefix
-        while start < min(len(text), len(before)) and text[start] == before[start]:
-            start += 1
-        for stop in self.stop_strings:
-            position = text.find(stop)
-            while position >= 0:
-                if position + len(stop) > start:
-                    return True
-                position = text.find(stop, position + 1)
-        return False
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None = None, **kwargs) -> torch.BoolTensor:
-        tails = input_ids[:, -self._window :].tolist()
-        return torch.tensor([self._ends_in_last_token(row) for row in tails], dtype=torch.bool, device=input_ids.device)

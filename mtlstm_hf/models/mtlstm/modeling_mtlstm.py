@@ -38,6 +38,7 @@ from .layers import (
 )
 from .recurrences import compact_kept_steps, restore_alignment
 from .state import MTLSTMState
+from .stop_strings import WordStopStringsMixin
 from .timescales import forget_bias_from_timescale, realize_timescales, timescale_from_forget_bias
 
 logger = logging.get_logger(__name__)
@@ -415,7 +416,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class MTLSTMForCausalLM(MTLSTMPreTrainedModel, GenerationMixin):
+class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationMixin):
     """:class:`MTLSTMModel` with a (tied) softmax output layer; trains with ``labels`` and generates."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embeddings.weight"}
