@@ -1,0 +1,261 @@
+"""The original model's word list, and a word-level tokenizer with the exact id of every word.
+
+Where the word list comes from (:func:`read_vocabulary`):
+
+* **A corpus folder** (salesforce/awd-lstm-lm, HuthLab/multi-timescale-LSTM-LMs and
+  pytorch/examples ``word_language_model`` build their ``Dictionary`` while reading the corpus):
+  the files of train, valid and test, in this order (``train.txt``/``valid.txt``/``test.txt``,
+  or the other names :func:`mtlstm_hf.data.find_split_files` knows), each read line by line
+  (Python's text mode: ``\\n``, ``\\r\\n`` and ``\\r`` end a line), each line's words
+  ``line.split()`` followed by ``<eos>``; a word gets the next id the first time it is met.
+  So ``<eos>`` gets its id after the first line's words (WikiText-2 starts with an empty
+  line: ``<eos>`` is id 0).
+* **A word-list file** (fastai's ``itos``, or any list in id order): a JSON list of words (or a
+  JSON object ``word -> id``), a pickle of a list of words (``itos_wt103.pkl``; read with an
+  unpickler that refuses every Python object other than lists and strings), or a text file
+  with one word per line.
+
+A word listed twice keeps its first id; each later copy gets the placeholder name
+``<duplicate:ID>``, which text never produces (fastai pads its vocabulary to a multiple of 8
+with copies of ``xxfake``, which its numericaliser never emits either).
+
+The tokenizer (:func:`tokenizer_for_vocabulary`) maps each word to its original id. Special
+tokens: unknown words become ``<unk>`` (or fastai's ``xxunk``), and ``<eos>`` (or ``xxeos``, or
+for a fastai vocabulary without it ``xxbos``, which fastai puts between texts) ends every line
+in ``mtlstm-eval``'s streams; the pad token is the end-of-line token (the table gets no word
+of its own for padding, so that the model's vocabulary stays the original size).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from ..data import EOS_TOKEN, UNK_TOKEN, find_split_files, word_tokenizer_from_vocab
+
+__all__ = [
+    "EOS_CANDIDATES",
+    "UNK_CANDIDATES",
+    "Vocabulary",
+    "corpus_vocabulary",
+    "read_vocabulary",
+    "read_word_list",
+    "tokenizer_for_vocabulary",
+]
+
+PathOrStr = Union[str, os.PathLike]
+
+UNK_CANDIDATES: tuple[str, ...] = (UNK_TOKEN, "xxunk")
+"""Words taken as the unknown-word token, the first present (override: ``unk_token``)."""
+EOS_CANDIDATES: tuple[str, ...] = (EOS_TOKEN, "xxeos", "xxbos")
+"""Words taken as the end-of-line token, the first present (override: ``eos_token``)."""
+
+CORPUS_SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Vocabulary:
+    """A word list in id order.
+
+    Attributes:
+        words: ``words[i]`` is the word with id ``i`` (unique; duplicates renamed).
+        source: where it came from, for messages and ``conversion.json``.
+        notes: what reading it decided (renamed duplicates).
+    """
+
+    words: list[str]
+    source: str
+    notes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+def _unique(words: Sequence[str], source: str) -> Vocabulary:
+    seen: set[str] = set()
+    unique, renamed = [], []
+    for index, word in enumerate(words):
+        if not isinstance(word, str):
+            raise ValueError(f"{source}: entry {index} is {type(word).__name__} {word!r}, not a word (str)")
+        if word in seen:
+            renamed.append(word)
+            word = f"<duplicate:{index}>"
+        seen.add(word)
+        unique.append(word)
+    notes = []
+    if renamed:
+        kinds = sorted(set(renamed))
+        notes.append(
+            f"{len(renamed)} repeated entr{'y' if len(renamed) == 1 else 'ies'} ({', '.join(map(repr, kinds[:5]))}) "
+            "keep the first id; the copies are named <duplicate:ID>"
+        )
+    if not unique:
+        raise ValueError(f"{source}: the word list is empty")
+    return Vocabulary(unique, source, notes)
+
+
+def corpus_vocabulary(folder: PathOrStr) -> Vocabulary:
+    """The ``Dictionary`` of AWD-LSTM / HuthLab / ``word_language_model`` for a corpus folder.
+
+    Args:
+        folder: holding the train, valid and test files (see the module docstring).
+
+    Returns:
+        Words in order of first occurrence over train, valid, test, with ``<eos>`` after each line.
+
+    Raises:
+        FileNotFoundError: the folder or one of the three splits is missing.
+        ValueError: two candidate files for one split; a file is not UTF-8 text.
+    """
+    files = find_split_files(folder, CORPUS_SPLITS)
+    ids: dict[str, int] = {}
+    for split in CORPUS_SPLITS:
+        try:
+            with open(files[split], encoding="utf-8") as handle:
+                for line in handle:
+                    for word in line.split() + [EOS_TOKEN]:
+                        if word not in ids:
+                            ids[word] = len(ids)
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{str(files[split])!r} is not UTF-8 text: {error}") from None
+    names = ", ".join(files[split].name for split in CORPUS_SPLITS)
+    return Vocabulary(list(ids), f"corpus {str(folder)!r} ({names})", [])
+
+
+class _ListsAndStringsOnly(pickle.Unpickler):
+    """An unpickler that builds only the pickle protocol's own types (lists, strings, ...):
+    any class or function a pickle names is refused, so no code runs."""
+
+    def find_class(self, module: str, name: str) -> object:
+        raise pickle.UnpicklingError(f"the pickle names the Python object {module}.{name}; only a list of words is read")
+
+
+def read_word_list(path: PathOrStr) -> Vocabulary:
+    """A word list in id order from a JSON, pickle or text file (see the module docstring).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: it holds something else than a list of words (or a ``word -> id`` object
+            with ids ``0..V-1``), or a pickle that names Python objects.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"--vocab {str(path)!r} does not exist")
+    data = path.read_bytes()
+    source = f"word list {str(path)!r}"
+    if data[:1] == b"\x80":  # pickle protocol 2+
+        try:
+            words = _ListsAndStringsOnly(io.BytesIO(data)).load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+            raise ValueError(f"{source} is a pickle that is not a plain list of words: {error}") from None
+        if not isinstance(words, (list, tuple)):
+            raise ValueError(f"{source} holds a pickled {type(words).__name__}, expected a list of words")
+        return _unique(list(words), source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{source} is neither UTF-8 text nor a pickle: {error}") from None
+    stripped = text.lstrip()
+    if stripped[:1] in ("[", "{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{source} starts like JSON but is not valid JSON: {error}") from None
+        if isinstance(value, dict):
+            ids = sorted(value.values()) if all(isinstance(v, int) for v in value.values()) else None
+            if ids != list(range(len(value))):
+                raise ValueError(f"{source}: a JSON object must map each word to its id, the ids being 0..{len(value) - 1}")
+            value = sorted(value, key=value.__getitem__)
+        if not isinstance(value, list):
+            raise ValueError(f"{source} holds JSON {type(value).__name__}, expected a list of words")
+        return _unique(value, source)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    return _unique([line.removesuffix("\r") for line in lines], source)
+
+
+def read_vocabulary(path: PathOrStr) -> Vocabulary:
+    """:func:`corpus_vocabulary` for a folder, :func:`read_word_list` for a file."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return corpus_vocabulary(path)
+    return read_word_list(path)
+
+
+def _special(words: Sequence[str], given: str | None, candidates: tuple[str, ...], role: str, option: str) -> str:
+    present = set(words)
+    if given is not None:
+        if given not in present:
+            raise ValueError(f"{option} {given!r} is not a word of the vocabulary")
+        return given
+    for candidate in candidates:
+        if candidate in present:
+            return candidate
+    raise ValueError(
+        f"the vocabulary has no {role} token (looked for {', '.join(map(repr, candidates))}); "
+        f"name the word that plays that part with {option}"
+    )
+
+
+def tokenizer_for_vocabulary(
+    vocabulary: Vocabulary,
+    unk_token: str | None = None,
+    eos_token: str | None = None,
+    convention: str = "whitespace",
+) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer whose id of ``vocabulary.words[i]`` is ``i``.
+
+    Args:
+        vocabulary: the word list.
+        unk_token, eos_token: the words for unknown words and line ends (default: the first
+            of :data:`UNK_CANDIDATES` / :data:`EOS_CANDIDATES` in the vocabulary).
+        convention: how text becomes words (:data:`mtlstm_hf.data.CONVENTIONS`); only when the
+            special tokens are ``<unk>`` and ``<eos>``, otherwise ``"whitespace"`` (the
+            corpora's files are already split into words, which every convention keeps).
+
+    Returns:
+        A ``PreTrainedTokenizerFast`` with ``len(tokenizer) == len(vocabulary)``, pad token = the
+        end-of-line token, ``word_convention`` recorded in ``tokenizer_config.json``.
+
+    Raises:
+        ValueError: a special token is missing or not in the vocabulary; another convention
+            than ``"whitespace"`` with other special tokens.
+    """
+    words = vocabulary.words
+    unk = _special(words, unk_token, UNK_CANDIDATES, "unknown-word", "--unk-token")
+    eos = _special(words, eos_token, EOS_CANDIDATES, "end-of-line", "--eos-token")
+    if unk == eos:
+        raise ValueError(f"the unknown-word and end-of-line tokens must differ, both are {unk!r}")
+    if (unk, eos) == (UNK_TOKEN, EOS_TOKEN):
+        return word_tokenizer_from_vocab(words, convention)
+    if convention != "whitespace":
+        raise ValueError(
+            f"--tokenizer-convention {convention!r} needs the special tokens {UNK_TOKEN!r} and {EOS_TOKEN!r}; "
+            f"this vocabulary uses {unk!r} and {eos!r}: use 'whitespace'"
+        )
+    # The whitespace tokenizer of mtlstm_hf.data, with this vocabulary's own special words.
+    backend = Tokenizer(models.WordLevel({word: index for index, word in enumerate(words)}, unk_token=unk))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.decoder = decoders.Replace(Regex("^"), " ")  # a space before every word (GPT-2's convention)
+    unk_added, eos_added = (AddedToken(token, single_word=True, normalized=False, special=True) for token in (unk, eos))
+    backend.add_special_tokens([unk_added, eos_added])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token=unk_added,
+        eos_token=eos_added,
+        pad_token=eos_added,
+        padding_side="left",
+        clean_up_tokenization_spaces=False,
+        model_input_names=["input_ids", "attention_mask"],
+        word_convention="whitespace",
+    )
