@@ -42,6 +42,7 @@ setup(
             "mtlstm-eval=mtlstm_hf.evaluation.cli:main",
             "mtlstm-push=mtlstm_hf.hub.cli:main",
             "mtlstm-analyze=mtlstm_hf.analysis.cli:main",
+            "mtlstm-convert=mtlstm_hf.convert.cli:main",
         ]
     },
 )

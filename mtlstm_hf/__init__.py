@@ -17,7 +17,7 @@ import sys
 
 from .lazy import lazy_exports
 
-COMMANDS: tuple[str, ...] = ("mtlstm-train", "mtlstm-eval", "mtlstm-analyze", "mtlstm-push", "mtlstm-demo")
+COMMANDS: tuple[str, ...] = ("mtlstm-train", "mtlstm-eval", "mtlstm-analyze", "mtlstm-push", "mtlstm-demo", "mtlstm-convert")
 """The console scripts of this package (``setup.py``)."""
 
 _EXPORTS = {

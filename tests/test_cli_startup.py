@@ -12,6 +12,7 @@ COMMANDS = {
     "mtlstm-push": "mtlstm_hf.hub.cli",
     "mtlstm-demo": "mtlstm_hf.demo",
     "mtlstm-analyze": "mtlstm_hf.analysis.cli",
+    "mtlstm-convert": "mtlstm_hf.convert.cli",
 }
 
 HELP = """
