@@ -36,6 +36,7 @@ import json
 import math
 import os
 import pickle
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +196,30 @@ def _checked_device(device: torch.device | str | None) -> torch.device | None:
     return device
 
 
+_GATE_BIAS = re.compile(r"^(?:model\.)?layers\.(\d+)\.gate_biases\.(forget_gate|input_gate)$")
+
+
+def _assigned_infinity(model: PreTrainedModel, tensors: dict[str, torch.Tensor], name: str) -> bool:
+    """Whether the non-finite entries of ``name`` are assigned timescales of 0 or infinity: a forget
+    or input gate bias of a layer with a timescale schedule, ``b_f = -inf`` / ``+inf`` with
+    ``b_i = -b_f`` in the same unit (e.g. the last unit of the reference grid, T = 0); no NaN."""
+    match = _GATE_BIAS.match(name)
+    schedules = getattr(model.config, "timescale_schedules", None)
+    if match is None or not schedules:
+        return False
+    index = int(match.group(1))
+    if index >= len(schedules) or schedules[index].get("type", "none") == "none":
+        return False
+    prefix = name[: -len(match.group(2))]
+    forget, input_ = tensors.get(prefix + "forget_gate"), tensors.get(prefix + "input_gate")
+    if forget is None or input_ is None or forget.shape != input_.shape:
+        return False
+    infinite = torch.isinf(forget) | torch.isinf(input_)
+    return not bool(torch.isnan(forget).any() or torch.isnan(input_).any()) and bool(
+        (input_[infinite] == -forget[infinite]).all()
+    )
+
+
 def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausalLM) -> PreTrainedModel:
     """``model_class.from_pretrained(folder)`` that refuses anything but a complete, finite set of weights.
 
@@ -205,7 +230,8 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
 
     Raises:
         ValueError: naming the weights file and the tensors: missing, unexpected or of
-            another shape than the config implies, non-finite (NaN/inf), or the file is
+            another shape than the config implies, non-finite (NaN/inf; an infinite forget and input
+            gate bias pair of a layer with a timescale schedule is an assigned T = 0 or inf), or the file is
             truncated / not a safetensors file / a pickle that cannot be read safely.
     """
     register_auto_classes()
@@ -243,7 +269,12 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
             f"{str(weights)!r} does not hold exactly the model's tensors ({'; '.join(problems)}); "
             "it is damaged or belongs to another model."
         )
-    non_finite = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    tensors = model.state_dict()
+    non_finite = [
+        name
+        for name, tensor in tensors.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()) and not _assigned_infinity(model, tensors, name)
+    ]
     if non_finite:
         raise ValueError(f"{str(weights)!r} holds non-finite values (NaN or inf) in {', '.join(non_finite[:8])}.")
     return model
