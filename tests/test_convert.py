@@ -505,3 +505,39 @@ def test_strict_loading_accepts_assigned_infinite_biases_only(tmp_path, corpus):
         save_file(tensors, str(tmp_path / "ok" / "model.safetensors"), metadata={"format": "pt"})
         with pytest.raises(ValueError, match=r"non-finite .*model\.layers\.1\.gate_biases\.input_gate"):
             load_model_strictly(tmp_path / "ok")
+
+
+def test_safetensors_and_data_parallel_files_convert_to_the_same_model(tmp_path, corpus):
+    """safetensors stores a tied matrix once (no decoder.weight: taken as tied); a DataParallel
+    state_dict has every key under module."""
+    from safetensors.torch import save_file
+
+    folder, words = corpus
+    state = AWDLike(len(words), 6, 10, 2).awd_state_dict()
+    torch.save(state, tmp_path / "plain.pt")
+    save_file({k: v.contiguous() for k, v in state.items() if k != "decoder.weight"}, str(tmp_path / "w.bin"))
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "dp.pt")
+    ids = two_windows(len(words))[0]
+    logits = []
+    for name in ("plain.pt", "w.bin", "dp.pt"):
+        conversion = convert_model(tmp_path / name, folder, "awd-lstm")
+        assert conversion.model.config.tie_word_embeddings
+        with torch.no_grad():
+            logits.append(conversion.model(ids).logits)
+    assert torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
+    assert any("taken as tied" in note for note in convert_model(tmp_path / "w.bin", folder, "awd-lstm").record["notes"])
+
+
+def test_mtlstm_analyze_runs_on_a_converted_multi_timescale_folder(tmp_path, corpus):
+    from mtlstm_hf.analysis.cli import main as analyze_main
+
+    folder, words = corpus
+    source = AWDLike(len(words), 6, 10, 3, seed=2)
+    source.assign_reference_timescales()
+    torch.save(source.awd_state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "converted"
+    convert_checkpoint(tmp_path / "w.pt", folder, out, "huthlab-mts")
+    arguments = [str(out), "--data", str(folder), "--analyses", "timescales,ablation", "--no-figures", "--quiet", "--threads", "1"]
+    assert analyze_main(arguments) == 0
+    report = json.loads((out / "analysis" / "report.json").read_text())
+    assert {"timescales", "ablation"} <= set(report["analyses"]) and not report["skipped"]
