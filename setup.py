@@ -33,7 +33,8 @@ setup(
     ],
     extras_require={
         "plot": ["matplotlib>=3.7"],
-        "dev": ["pytest>=8", "matplotlib>=3.7", "peft>=0.17"],  # peft: LoRA tests (target_parameters)
+        # peft: LoRA tests (target_parameters); onnx*: the ONNX export run in ONNX Runtime
+        "dev": ["pytest>=8", "matplotlib>=3.7", "peft>=0.17", "onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.3"],
     },
     entry_points={
         "console_scripts": [
