@@ -248,9 +248,9 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         vocab_size = self.config.vocab_size  # not the module's attributes: a wrapper may lack them
         if input_ids.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"input_ids must be an integer tensor, got dtype {input_ids.dtype}.")
-        # Tracing cannot branch on values: compiled and exported graphs leave the range check out
-        # (an out-of-range id then fails inside the embedding lookup).
-        if not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+        # Tracing cannot branch on values: compiled, exported and traced (ONNX) graphs leave the range
+        # check out (an out-of-range id then fails inside the embedding lookup).
+        if not (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()):
             low, high = int(input_ids.min()), int(input_ids.max())
             if low < 0 or high >= vocab_size:
                 special = [
