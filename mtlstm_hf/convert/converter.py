@@ -262,8 +262,16 @@ def convert_model(
         pad_token_id=tokenizer.pad_token_id,
         **settings,
     )
-    model = MTLSTMForCausalLM(config)
-    model.load_state_dict(state_dict_for_model(parsed), strict=True)
+    state = state_dict_for_model(parsed)
+    with torch.device("meta"):  # no random initialisation: every tensor comes from the checkpoint
+        model = MTLSTMForCausalLM(config)
+    model.load_state_dict(state, strict=True, assign=True)
+    if parsed.tied:
+        model.tie_weights()
+    unset = [name for name, tensor in (*model.named_parameters(), *model.named_buffers()) if tensor.is_meta]
+    untied = parsed.tied and model.get_output_embeddings().weight is not model.get_input_embeddings().weight
+    if unset or untied:  # a bug, not bad input
+        raise RuntimeError(f"conversion left tensors {unset} unset" if unset else "the converted output weights are not tied")
     model.eval()
 
     record = {

@@ -37,6 +37,7 @@ the vocabulary size are read from the shapes.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -371,6 +372,8 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
         if not tensor.is_floating_point():
             raise ValueError(f"{name} must hold floating-point numbers, found dtype {tensor.dtype}")
         tensor = tensor.detach().to(torch.float32)
+        if not allow_inf and math.isfinite(float(tensor.sum(dtype=torch.float64))):
+            return tensor  # one pass: a NaN or an infinity would make the sum non-finite
         bad = torch.isnan(tensor) if allow_inf else ~torch.isfinite(tensor)
         if bool(bad.any()):
             what = "NaN" if allow_inf else "NaN or infinite values"
