@@ -312,6 +312,11 @@ def convert_model(
         },
         "notes": [*parsed.notes, *vocabulary.notes],
     }
+    if source in ("awd-lstm", "huthlab-mts") and parsed.vocab_size > 75_000:
+        record["notes"].append(
+            "awd-lstm-lm trains vocabularies above 75,000 words with a split softmax whose tail clusters live in the "
+            "criterion, not in the model: if this one was, the converted full softmax gives other probabilities"
+        )
     return Conversion(model, tokenizer, record)
 
 
