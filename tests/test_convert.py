@@ -285,17 +285,19 @@ def test_word_language_model_matches_the_original_forward(tmp_path, corpus, tie)
     assert_same_as_reference(model, outputs, list(zip(hidden, cell)), windows)
 
 
-def test_fastai_awd_lstm_matches_fastai_itself(tmp_path):
+@pytest.mark.parametrize("tie, out_bias", [(True, True), (False, False)])
+def test_fastai_awd_lstm_matches_fastai_itself(tmp_path, tie, out_bias):
     awdlstm = pytest.importorskip("fastai.text.models.awdlstm")
     core = pytest.importorskip("fastai.text.models.core")
     specials = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj"]
     itos = specials + WORDS + ["xxfake"] * (8 - (len(specials) + len(WORDS)) % 8)
     (tmp_path / "itos.json").write_text(json.dumps(itos))
     torch.manual_seed(5)
-    config = dict(awdlstm.awd_lstm_lm_config, emb_sz=8, n_hid=12, n_layers=3)
+    config = dict(awdlstm.awd_lstm_lm_config, emb_sz=8, n_hid=12, n_layers=3, tie_weights=tie, out_bias=out_bias)
     source = core.get_language_model(awdlstm.AWD_LSTM, len(itos), config=config)
-    with torch.no_grad():
-        source[1].decoder.bias.normal_(std=0.5)
+    if out_bias:
+        with torch.no_grad():
+            source[1].decoder.bias.normal_(std=0.5)
     source.eval()
     source.reset()
     torch.save({"model": source.state_dict(), "opt": {"hypers": [{"lr": 0.01}]}}, tmp_path / "lm.pth")  # learn.save's layout
@@ -310,6 +312,8 @@ def test_fastai_awd_lstm_matches_fastai_itself(tmp_path):
     assert (tokenizer.unk_token, tokenizer.unk_token_id, tokenizer.eos_token, tokenizer.eos_token_id) == ("xxunk", 0, "xxeos", 3)
     assert tokenizer("w3 w0 never-seen")["input_ids"] == [itos.index("w3"), itos.index("w0"), 0]
     assert len(tokenizer) == len(itos) and any("xxfake" in note for note in conversion.record["notes"])
+    assert conversion.model.config.tie_word_embeddings is tie
+    assert out_bias or not bool(conversion.model.lm_head.bias.any())
 
 
 # --------------------------------------------------------------------------- folders, round trip, eval
@@ -541,3 +545,20 @@ def test_mtlstm_analyze_runs_on_a_converted_multi_timescale_folder(tmp_path, cor
     assert analyze_main(arguments) == 0
     report = json.loads((out / "analysis" / "report.json").read_text())
     assert {"timescales", "ablation"} <= set(report["analyses"]) and not report["skipped"]
+
+
+def test_assigned_biases_are_recognised_in_other_families_and_required_for_huthlab(tmp_path, corpus):
+    """b_i = -b_f exactly marks assigned timescales whatever the family (frozen: forget and input
+    gates); --from huthlab-mts refuses a checkpoint without the reference code's bias layout."""
+    folder, words = corpus
+    source = AWDLike(len(words), 6, 10, 3, seed=2).eval()
+    source.assign_reference_timescales()
+    torch.save(source.awd_state_dict(), tmp_path / "mts.pt")
+    model = convert_model(tmp_path / "mts.pt", folder, "awd-lstm").model
+    assert [s["type"] for s in model.config.timescale_schedules] == ["explicit", "explicit", "none"]
+    assert model.config.frozen_biases == "forget_input"
+    windows = two_windows(len(words))
+    assert_same_as_reference(model, *reference_run(source, windows), windows)
+    torch.save(AWDLike(len(words), 6, 10, 3).awd_state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match=r"layer 1's biases are not assigned timescales as the reference code sets them \(bias_ih_l0 has 20 non-zero"):
+        convert_model(tmp_path / "plain.pt", folder, "huthlab-mts")
