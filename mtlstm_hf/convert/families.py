@@ -5,25 +5,25 @@ Every source is an embedding ``(V, E)``, a stack of PyTorch LSTM layers and a li
 (``state_dict`` of the original model, after :func:`.weights.read_state_dict` dropped a
 ``module.`` prefix):
 
-=====================  ==========================================================================
-family                 keys (layer ``k`` counted from 0)
-=====================  ==========================================================================
-``awd-lstm``           ``encoder.weight``; ``rnns.k.module.weight_ih_l0``, ``..weight_hh_l0_raw``
-                       (the raw matrix under DropConnect; ``rnns.k.weight_hh_l0`` without
-                       weight drop), ``..bias_ih_l0``, ``..bias_hh_l0``; ``decoder.weight``,
-                       ``decoder.bias`` (salesforce/awd-lstm-lm ``model.py``)
-``huthlab-mts``        as ``awd-lstm`` (HuthLab/multi-timescale-LSTM-LMs ``model_mts.py``, a fork);
-                       its ``WeightDrop`` also saves the last *dropped* copy ``weight_hh_l0``
-                       next to ``weight_hh_l0_raw``: the raw matrix is what evaluation uses
-``fastai-awd-lstm``    ``0.encoder.weight`` (and the same matrix as ``0.encoder_dp.emb.weight``);
-                       ``0.rnns.k.weight_hh_l0_raw`` (fastai's ``WeightDropout`` keeps the raw
-                       matrix on itself), ``0.rnns.k.module.weight_ih_l0``, ``..bias_ih_l0``,
-                       ``..bias_hh_l0``; ``1.decoder.weight``, ``1.decoder.bias`` (absent with
-                       ``out_bias=False``) (fastai ``text/models/awdlstm.py``, ``core.py``)
+=======================  ==========================================================================
+family                   keys (layer ``k`` counted from 0)
+=======================  ==========================================================================
+``awd-lstm``             ``encoder.weight``; ``rnns.k.module.weight_ih_l0``, ``..weight_hh_l0_raw``
+                         (the raw matrix under DropConnect; ``rnns.k.weight_hh_l0`` without
+                         weight drop), ``..bias_ih_l0``, ``..bias_hh_l0``; ``decoder.weight``,
+                         ``decoder.bias`` (salesforce/awd-lstm-lm ``model.py``)
+``huthlab-mts``          as ``awd-lstm`` (HuthLab/multi-timescale-LSTM-LMs ``model_mts.py``, a fork);
+                         its ``WeightDrop`` also saves the last *dropped* copy ``weight_hh_l0``
+                         next to ``weight_hh_l0_raw``: the raw matrix is what evaluation uses
+``fastai-awd-lstm``      ``0.encoder.weight`` (and the same matrix as ``0.encoder_dp.emb.weight``);
+                         ``0.rnns.k.weight_hh_l0_raw`` (fastai's ``WeightDropout`` keeps the raw
+                         matrix on itself), ``0.rnns.k.module.weight_ih_l0``, ``..bias_ih_l0``,
+                         ``..bias_hh_l0``; ``1.decoder.weight``, ``1.decoder.bias`` (absent with
+                         ``out_bias=False``) (fastai ``text/models/awdlstm.py``, ``core.py``)
 ``word-language-model``  ``encoder.weight``; one multi-layer ``nn.LSTM``: ``rnn.weight_ih_lk``,
-                       ``rnn.weight_hh_lk``, ``rnn.bias_ih_lk``, ``rnn.bias_hh_lk``;
-                       ``decoder.weight``, ``decoder.bias`` (pytorch/examples ``model.py``)
-=====================  ==========================================================================
+                         ``rnn.weight_hh_lk``, ``rnn.bias_ih_lk``, ``rnn.bias_hh_lk``;
+                         ``decoder.weight``, ``decoder.bias`` (pytorch/examples ``model.py``)
+=======================  ==========================================================================
 
 PyTorch stacks the LSTM's row blocks as ``i, f, g, o`` (input gate, forget gate, cell
 candidate, output gate) in ``weight_ih (4H, In)``, ``weight_hh (4H, H)`` and both bias
