@@ -34,6 +34,7 @@ _EXPORTS = {
         "MTLSTMState",
     )
 }
+_EXPORTS["WordStopStringCriteria"] = ".models.mtlstm.stop_strings"  # stop strings for word tokenizers, any model
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __version__ = "0.1.0"

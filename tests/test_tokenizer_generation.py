@@ -13,7 +13,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, pipeline
 
-from mtlstm_hf.data import WordStopStringCriteria, build_word_tokenizer, load_corpus, sample_corpus_dir
+from mtlstm_hf import WordStopStringCriteria
+from mtlstm_hf.data import build_word_tokenizer, load_corpus, sample_corpus_dir
 
 PROMPT = "the game was"
 NEW_TOKENS = 12

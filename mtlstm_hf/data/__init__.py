@@ -30,7 +30,6 @@ from .corpus import (
     sample_corpus_dir,
     split_to_stream,
 )
-from ..models.mtlstm.stop_strings import WordStopStringCriteria  # the model's generate uses it too
 from .tokenizer import (
     CONVENTIONS,
     EOS_TOKEN,
@@ -55,7 +54,6 @@ __all__ = [
     "PAD_TOKEN",
     "TEXT_COLUMN",
     "UNK_TOKEN",
-    "WordStopStringCriteria",
     "batchify",
     "build_vocab",
     "build_word_tokenizer",

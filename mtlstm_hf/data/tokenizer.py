@@ -143,7 +143,7 @@ Design decisions
   model's ``generate(stop_strings=..., tokenizer=...)`` therefore matches stop
   strings on decoded text for such tokenizers
   (``mtlstm_hf.models.mtlstm.stop_strings``); with another model, pass
-  ``stopping_criteria=[WordStopStringCriteria(tokenizer, [...])]``.
+  ``stopping_criteria=[mtlstm_hf.WordStopStringCriteria(tokenizer, [...])]``.
 * No ``bos_token``: the corpora have none.
 
 Sources: S. Merity et al., "Pointer Sentinel Mixture Models" (2016) and the
