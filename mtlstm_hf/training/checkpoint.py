@@ -8,12 +8,14 @@ Run folder (``TrainingConfig.output_dir``)::
     checkpoints/step-00000120/    accelerate.save_state() + our own state, see below
     logs/metrics.jsonl            metrics (JSON lines), logs/<tensorboard files>
 
-A checkpoint folder holds ``accelerator.save_state`` output (``model.safetensors``,
-``optimizer.bin``, ``random_states_<rank>.pkl``), ``trainer_state.pt`` (window iterator
-position and RNG, learning-rate schedule, averaged-SGD averages), ``rank_state_<rank>.pt``
-(the carried recurrent state of each process's rows), the model ``config.json``, the
-tokenizer, ``training_config.json`` and, written last, ``training_state.json`` (format
-marker, counters, validation history).
+A checkpoint folder holds ``accelerator.save_state`` output: ``model.safetensors``,
+``optimizer.bin``, ``random_states_<rank>.pkl`` and the objects registered with
+``accelerator.register_for_checkpointing`` (``custom_checkpoint_<i>.pkl``: the window
+iterator's position and RNG, the averaged-SGD model, the learning-rate schedule); next to it
+``rank_state_<rank>.pt``, the one thing accelerate cannot hold (each process's carried
+recurrent state), the model ``config.json`` and modelling files, the tokenizer,
+``training_config.json`` and, written last, ``training_state.json`` (format marker, number of
+processes, counters, validation history).
 
 Atomicity: everything is written into ``<name>.tmp`` next to the final folder, which is then
 renamed (``os.replace``: atomic on one file system) and only then named in ``LATEST`` (a
@@ -37,14 +39,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-CHECKPOINT_FORMAT = "mtlstm_hf.training.checkpoint/1"
+CHECKPOINT_FORMAT = "mtlstm_hf.training.checkpoint/2"
 """Value of ``format`` in ``training_state.json``: how we recognise our own checkpoints."""
 
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -52,7 +55,6 @@ BEST_MODEL_DIRNAME = "best_model"
 LOGS_DIRNAME = "logs"
 LATEST_FILENAME = "LATEST"
 STATE_FILENAME = "training_state.json"
-TRAINER_STATE_FILENAME = "trainer_state.pt"
 RANK_STATE_FILENAME = "rank_state_{rank}.pt"
 TRAINING_CONFIG_FILENAME = "training_config.json"
 TMP_SUFFIX = ".tmp"
@@ -177,7 +179,8 @@ def write_failure_cause(error: BaseException, path: str | os.PathLike) -> tuple[
     """``(cause, errno)`` when ``error`` is a failure to write files, else ``None``.
 
     Recognised: ``OSError`` (``errno.ENOSPC`` etc.), torch's ``RuntimeError`` from its zip
-    writer (``[enforce fail at inline_container.cc:...]``, which loses the errno: the cause
+    writer (``[enforce fail at inline_container.cc:...]``, or ``basic_ios::clear: iostream
+    error`` when the stream fails before the first record; both lose the errno: the cause
     then says how much space is left at ``path``) and safetensors' ``SafetensorError``
     (``I/O error: ... (os error 28)``).
     """
@@ -187,7 +190,8 @@ def write_failure_cause(error: BaseException, path: str | os.PathLike) -> tuple[
             cause = f"{os.fsdecode(error.filename)}: {cause}"
         return cause, error.errno
     text = str(error)
-    if isinstance(error, RuntimeError) and ("inline_container.cc" in text or "PytorchStreamWriter" in text):
+    torch_writer = ("inline_container.cc", "PytorchStreamWriter", "basic_ios::clear")
+    if isinstance(error, RuntimeError) and any(mark in text for mark in torch_writer):
         place = Path(path)
         while not place.exists() and place != place.parent:
             place = place.parent
@@ -319,12 +323,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
         state = json.loads(state_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"resume_from: {str(state_file)!r} is not valid JSON ({error}).") from None
+    found_format = state.get("format") if isinstance(state, dict) else None
+    if isinstance(found_format, str) and found_format.startswith("mtlstm_hf.training.checkpoint/") and found_format != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"resume_from: {str(candidate)!r} was written by another version of mtlstm_hf (checkpoint format "
+            f"{found_format!r}, this version reads {CHECKPOINT_FORMAT!r}); finish the run with that version, or "
+            "start a new run (init_from= its best_model/ keeps the weights)."
+        )
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"resume_from: {str(candidate)!r} was not written by this trainer "
             f"(format {state.get('format') if isinstance(state, dict) else None!r}, expected {CHECKPOINT_FORMAT!r})."
         )
-    required = [TRAINER_STATE_FILENAME, TRAINING_CONFIG_FILENAME, "config.json", "optimizer.bin"]
+    required = [TRAINING_CONFIG_FILENAME, "config.json", "optimizer.bin", "custom_checkpoint_0.pkl"]
     missing = [name for name in required if not (candidate / name).is_file()]
     if not ((candidate / "model.safetensors").is_file() or (candidate / "pytorch_model.bin").is_file()):
         missing.append("model.safetensors")
@@ -394,4 +405,252 @@ def recorded_corpus(checkpoint: str | Path) -> tuple[str, str | None]:
         f"--data is needed: no training_config.json in {str(folder)!r} (or its run folder) says what it was "
         "trained on. Pass a corpus folder with train/valid/test.txt (e.g. ../shared/data/wikitext-2) or a "
         f"Hub dataset id; the WikiText-2 sample shipped with the package is {sample_corpus_dir()}."
+    )
+
+
+# --------------------------------------------------------------------------- a run's state
+
+
+def verify_checkpoint_weights(model: Any, checkpoint_dir: Path) -> None:
+    """Refuse a checkpoint whose weights file is unreadable or does not hold exactly ``model``'s
+    tensors (accelerate's loader would skip what is missing).
+
+    Raises:
+        ValueError: naming the file and what is missing, unexpected or of the wrong shape.
+    """
+    from safetensors import safe_open
+
+    path = checkpoint_dir / "model.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            shapes = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+    except Exception as error:  # truncated, empty, not safetensors, unreadable
+        raise ValueError(
+            f"resume_from: {str(path)!r} cannot be read ({str(error).strip() or type(error).__name__}); "
+            "the checkpoint is damaged: resume from another one, or start again."
+        ) from None
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    tied = set(model._tied_weights_keys or ()) if model.config.tie_word_embeddings else set()
+    missing = sorted(set(expected) - set(shapes) - tied)
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong = sorted(name for name in set(shapes) & set(expected) if shapes[name] != expected[name])
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"resume_from: {str(path)!r} does not hold exactly the model's tensors (missing {missing}, "
+            f"unexpected {unexpected}, wrong shape {wrong}); the checkpoint is damaged."
+        )
+
+
+def load_checkpoint(trainer: Any, checkpoint_dir: Path) -> None:
+    """Restore ``trainer`` (a :class:`~mtlstm_hf.training.LanguageModelTrainer` whose objects
+    are registered with its accelerator) to the moment ``checkpoint_dir`` was written:
+    counters, this process's carried state, then, through ``accelerator.load_state``, the
+    parameters, optimizer, registered objects and every RNG.
+
+    Raises:
+        ValueError: the checkpoint's files cannot be read or do not fit the model.
+    """
+    import torch
+
+    from ..models.mtlstm import MTLSTMState
+    from .state import TrainingProgress
+
+    accelerator = trainer.accelerator
+    verify_checkpoint_weights(trainer.unwrapped_model, checkpoint_dir)
+    try:
+        carried = torch.load(
+            checkpoint_dir / RANK_STATE_FILENAME.format(rank=accelerator.process_index), map_location="cpu", weights_only=True
+        )["carried_state"]
+    except Exception as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"resume_from: the carried state in {str(checkpoint_dir)!r} cannot be read ({message}); "
+            "the checkpoint is damaged: resume from another one, or start again."
+        ) from None
+    trainer.progress = TrainingProgress(**read_checkpoint_state(checkpoint_dir)["progress"])
+    if carried is not None:
+        device = accelerator.device
+        trainer.carried_state = MTLSTMState(
+            [h.to(device) for h in carried["hidden"]], [c.to(device) for c in carried["cell"]], carried["seen_tokens"]
+        )
+    accelerator.load_state(str(checkpoint_dir))
+    trainer.last_checkpoint = checkpoint_dir
+
+
+def save_checkpoint(trainer: Any) -> Path:
+    """Write a complete, atomically published checkpoint of ``trainer`` (all processes call this).
+
+    Raises:
+        OutputWriteError: writing failed (disk full, unwritable folder, torch's writer
+            failing); the message names the checkpoint and the cause. The unfinished
+            folder is removed and ``LATEST`` still names the previous complete checkpoint,
+            which ``resume_from`` continues from.
+    """
+    checkpoints_dir = trainer.output_dir / CHECKPOINTS_DIRNAME
+    being_written = [checkpoints_dir]
+    try:
+        return _write_checkpoint(trainer, checkpoints_dir, being_written)
+    except Exception as error:
+        target = being_written[-1]
+        found = write_failure_cause(error, target)
+        if found is None:
+            raise
+        cause, number = found
+        if trainer.accelerator.is_main_process:
+            remove_stale_temporaries(checkpoints_dir)  # frees the space the failed write took
+        previous = (
+            f"the previous checkpoint {trainer.last_checkpoint} is still the latest: fix the cause, then continue "
+            f"with resume_from={str(trainer.output_dir)!r} (mtlstm-train --resume {trainer.output_dir})"
+            if trainer.last_checkpoint is not None
+            else "no earlier checkpoint exists, so the run must start again"
+        )
+        raise OutputWriteError(
+            f"writing the checkpoint {target} failed: {cause}; {previous}", path=target, error_number=number
+        ) from error
+
+
+def _write_checkpoint(trainer: Any, checkpoints_dir: Path, being_written: list[Path]) -> Path:
+    import torch
+    from transformers.dynamic_module_utils import custom_object_save
+
+    accelerator, progress = trainer.accelerator, trainer.progress
+    name = ""
+    if accelerator.is_main_process:
+        checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(checkpoints_dir)
+        name = new_checkpoint_name(checkpoints_dir, progress.global_step)
+        being_written.append(checkpoints_dir / name)
+        (checkpoints_dir / (name + TMP_SUFFIX)).mkdir()
+    name = broadcast_string(accelerator, name)
+    being_written.append(checkpoints_dir / name)
+    tmp_dir = checkpoints_dir / (name + TMP_SUFFIX)
+    accelerator.wait_for_everyone()
+    with quiet_logger("accelerate.utils.other"):  # "Removed shared tensor": the tied lm_head, expected
+        accelerator.save_state(str(tmp_dir))
+    state = trainer.carried_state
+    carried = None if state is None else {
+        "hidden": [h.detach().cpu() for h in state.hidden],
+        "cell": [c.detach().cpu() for c in state.cell],
+        "seen_tokens": state.seen_tokens,
+    }  # fmt: skip
+    torch.save({"carried_state": carried}, tmp_dir / RANK_STATE_FILENAME.format(rank=accelerator.process_index))
+    accelerator.wait_for_everyone()
+    final = checkpoints_dir / name
+    if accelerator.is_main_process:
+        # The modelling files too, as save_pretrained copies them (this also writes the model
+        # class into the config's auto_map): every folder a run writes loads with
+        # AutoModelForCausalLM, with the package or with trust_remote_code=True.
+        model = trainer.unwrapped_model
+        custom_object_save(model, str(tmp_dir), config=model.config)
+        model.config.save_pretrained(str(tmp_dir))
+        trainer.tokenizer.save_pretrained(str(tmp_dir))
+        trainer.config.to_json_file(tmp_dir / TRAINING_CONFIG_FILENAME)
+        from dataclasses import asdict
+
+        write_json_atomic(  # written last: its presence marks the folder complete
+            tmp_dir / STATE_FILENAME,
+            {"format": CHECKPOINT_FORMAT, "num_processes": accelerator.num_processes, "progress": asdict(progress)},
+        )
+        final = publish_checkpoint(tmp_dir, name, trainer.config.keep_checkpoints)
+    accelerator.wait_for_everyone()
+    trainer.last_checkpoint = final
+    return final
+
+
+def save_best_model(trainer: Any, model: Any, metrics: dict[str, Any]) -> None:
+    """``save_pretrained`` ``model`` (the weights being evaluated: averaged under ASGD) with the
+    tokenizer, ``training_config.json`` and ``training_metrics.json`` into ``best_model/``,
+    replacing it all or nothing (main process; all processes call this).
+
+    Raises:
+        OutputWriteError: writing failed; ``best_model/`` keeps the previous best model.
+    """
+    from ..progress import no_transformers_progress_bar
+
+    destination = trainer.output_dir / BEST_MODEL_DIRNAME
+    if trainer.accelerator.is_main_process:
+
+        def build(folder: Path) -> None:
+            with no_transformers_progress_bar():
+                model.save_pretrained(str(folder))
+            trainer.tokenizer.save_pretrained(str(folder))
+            trainer.config.to_json_file(folder / TRAINING_CONFIG_FILENAME)
+            write_json_atomic(folder / "training_metrics.json", metrics)
+
+        try:
+            trainer.output_dir.mkdir(parents=True, exist_ok=True)
+            replace_directory(build, destination)
+        except Exception as error:
+            found = write_failure_cause(error, destination)
+            if found is None:
+                raise
+            raise OutputWriteError(
+                f"writing the best model {destination} failed: {found[0]}; the folder keeps the previous "
+                "best model (if any) and the last checkpoint is unchanged",
+                path=destination,
+                error_number=found[1],
+            ) from error
+    trainer.accelerator.wait_for_everyone()
+
+
+def broadcast_string(accelerator: Any, text: str) -> str:
+    """``text`` as process 0 has it, on every process."""
+    if accelerator.num_processes == 1:
+        return text
+    from accelerate.utils import broadcast_object_list
+
+    box = [text]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str, level: int = logging.ERROR) -> Iterator[None]:
+    """Raise a logger's level for a moment (expected, repeated warnings of a dependency)."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def start_run_folder(trainer: Any) -> None:
+    """Prepare the run folder before the first step (main process; all processes call this):
+    move back a ``best_model/`` a crash left aside, clear an overwritten run's outputs, write
+    ``training_config.json``; then start the trackers and say how many processes train."""
+    config, accelerator = trainer.config, trainer.accelerator
+    if accelerator.is_main_process:
+        # A crash between the two renames that replace best_model/ left it in .best_model.old:
+        # move it back before anything reads or replaces it.
+        repair_interrupted_replacement(trainer.output_dir / BEST_MODEL_DIRNAME, clean_up=True)
+        if config.resume_from is None and config.overwrite_output_dir:
+            for name in (CHECKPOINTS_DIRNAME, BEST_MODEL_DIRNAME, LOGS_DIRNAME):
+                shutil.rmtree(trainer.output_dir / name, ignore_errors=True)
+        trainer.output_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(trainer.output_dir / TRAINING_CONFIG_FILENAME, config.to_dict())
+    accelerator.wait_for_everyone()
+    flat = {
+        key: (value if isinstance(value, (bool, int, float, str)) or value is None else str(value))
+        for key, value in config.to_dict().items()
+    }
+    accelerator.init_trackers("mtlstm_training", config=flat)
+    # Said at the start: a launcher that silently runs one process (e.g. `accelerate launch
+    # --cpu`, which ignores --num_processes) is visible here and in training_state.json.
+    accelerator.print(
+        f"processes: {accelerator.num_processes} on {accelerator.device.type} "
+        f"({config.batch_size // accelerator.num_processes} of the {config.batch_size} rows each)"
+    )
+
+
+def run_folder_error(error: OSError, output_dir: Path) -> OutputWriteError:
+    """``error`` (a failed write into the run folder, e.g. the metrics log on a full disk) as an
+    :class:`OutputWriteError` naming the folder; an ``OutputWriteError`` is returned as it is."""
+    if isinstance(error, OutputWriteError):
+        return error
+    found = write_failure_cause(error, output_dir)
+    cause = found[0] if found is not None else str(error)
+    return OutputWriteError(
+        f"the run folder {output_dir} could not be written: {cause}", path=output_dir, error_number=error.errno
     )

@@ -44,7 +44,7 @@ from .checkpoint import CHECKPOINTS_DIRNAME, TRAINING_CONFIG_FILENAME, repair_in
 from .config import LR_SCHEDULERS, MIXED_PRECISION, MODEL_PRESETS, OPTIMIZERS, TRACKERS, TrainingConfig
 
 if TYPE_CHECKING:
-    from .loop import TrainingResult
+    from .state import TrainingResult
 
 CLI_DEFAULT_EPOCHS = 18
 """``mtlstm-train`` trains this many epochs unless ``--epochs`` says otherwise (the library
@@ -206,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
     from ..models.mtlstm import UnsupportedPrecisionError
-    from .loop import NonFiniteLossError, train
+    from .loop import train
+    from .state import NonFiniteLossError
 
     def error(message: str, kind: str = "error") -> None:
         if _is_main_process():

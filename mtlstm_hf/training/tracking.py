@@ -16,6 +16,8 @@ from typing import Any
 
 from accelerate.tracking import GeneralTracker
 
+from .state import perplexity
+
 METRICS_FILENAME = "metrics.jsonl"
 
 
@@ -91,3 +93,32 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The records of a ``metrics.jsonl`` file, in order."""
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+class TrainingMeter:
+    """Mean training loss and tokens per second since the last :meth:`flush` (one log line)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.start, self.loss_sum, self.steps, self.tokens = time.perf_counter(), 0.0, 0, 0
+
+    def add(self, loss: float, tokens: int) -> None:
+        self.loss_sum += loss
+        self.steps += 1
+        self.tokens += tokens
+
+    def flush(self, learning_rate: float, grad_norm: float, epoch: float) -> dict[str, float]:
+        """The ``train/*`` metrics of the steps since the last flush; starts a new period."""
+        loss = self.loss_sum / max(self.steps, 1)
+        metrics = {
+            "train/loss": loss,
+            "train/perplexity": perplexity(loss),
+            "train/tokens_per_second": self.tokens / max(time.perf_counter() - self.start, 1e-9),
+            "train/learning_rate": learning_rate,
+            "train/grad_norm": grad_norm,
+            "epoch": epoch,
+        }
+        self._reset()
+        return metrics
