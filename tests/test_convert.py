@@ -231,9 +231,11 @@ def test_huthlab_mts_matches_the_original_forward_and_keeps_its_timescales(tmp_p
     windows = two_windows(len(words))
     assert_same_as_reference(model, *reference_run(source, windows), windows)
     # The T=0 unit forgets at once: f = 0 exactly, no NaN anywhere.
+    from mtlstm_hf.ops.gates import layer_gates_and_cells
+
     with torch.no_grad():
         hidden = model(windows[0], output_hidden_states=True).hidden_states
-        trace = layer.gates_and_cells(hidden[1], torch.zeros(3, 10), torch.zeros(3, 10))
+        trace = layer_gates_and_cells(layer, hidden[1], torch.zeros(3, 10), torch.zeros(3, 10))
     assert bool((trace["forget_gate"][..., -1] == 0).all())
     assert all(bool(torch.isfinite(value).all()) for value in trace.values() if value is not None)
     assert [entry["description"] for entry in conversion.record["layers"]] == [

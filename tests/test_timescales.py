@@ -313,11 +313,13 @@ def test_explicit_schedule_accepts_a_zero_timescale_and_the_model_forgets_at_onc
     biases = model.model.layers[0].gate_biases
     assert biases.forget_gate[0].item() == -INF and biases.input_gate[0].item() == INF
     assert model.assigned_timescales()[0].tolist()[0] == 0.0
+    from mtlstm_hf.ops.gates import layer_gates_and_cells
+
     ids = torch.randint(0, 7, (2, 6))
     with torch.no_grad():
         out = model(ids)
         layer = model.model.layers[0]
-        trace = layer.gates_and_cells(model.model.embeddings(ids), *(torch.zeros(2, 4) for _ in range(2)))
+        trace = layer_gates_and_cells(layer, model.model.embeddings(ids), *(torch.zeros(2, 4) for _ in range(2)))
     assert bool(torch.isfinite(out.logits).all())
     assert bool((trace["forget_gate"][..., 0] == 0).all()) and bool((trace["input_gate"][..., 0] == 1).all())
     # the cell of the T = 0 unit is its candidate alone: nothing is carried from the step before

@@ -7,13 +7,9 @@ import builtins
 import pytest
 import torch
 
-from mtlstm_hf.models.mtlstm.cells import (
-    CELL_TYPES,
-    cell_layout,
-    reference_sequence,
-    reference_trace,
-)
-from mtlstm_hf.models.mtlstm.gates import (
+from mtlstm_hf.models.mtlstm.cells import CELL_TYPES, cell_layout
+from mtlstm_hf.ops.naive import reference_sequence, reference_trace
+from mtlstm_hf.ops.gates import (
     gates_and_cells,
     reconstruct_cells,
     weighted_sum_log_weights,
@@ -259,7 +255,7 @@ def test_gates_and_cells_match_reference(cell_type: str, use_lengths: bool) -> N
 
 def test_gates_and_cells_do_not_run_the_reference_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """The standard cell's extraction is batched: the per-step helpers are never called per step."""
-    import mtlstm_hf.models.mtlstm.gates as gates_module
+    import mtlstm_hf.ops.gates as gates_module
 
     calls = []
     original = gates_module.gate_preactivations

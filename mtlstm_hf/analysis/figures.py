@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from mtlstm_hf.models.mtlstm.gates import weighted_sum_norms
+from mtlstm_hf.ops.gates import weighted_sum_norms
 from mtlstm_hf.models.mtlstm.timescales import inverse_gamma_isf, inverse_gamma_pdf
 
 from .memory_span import MemorySpan, passage_log_weights

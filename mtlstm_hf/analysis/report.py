@@ -83,7 +83,7 @@ import torch
 
 from mtlstm_hf.evaluation.bins import bin_labels
 from mtlstm_hf.evaluation.frequency import frequency_bin_of_token, token_counts
-from mtlstm_hf.models.mtlstm.gates import weighted_sum_norms
+from mtlstm_hf.ops.gates import weighted_sum_norms
 
 from ._progress import Meter, Share
 from .ablation import _resolve_chunks, _routing_from_log_probs, ablation_log_probs, word_class_table

@@ -46,6 +46,7 @@ import torch
 
 from mtlstm_hf.models.mtlstm.cells import TRACE_KEYS
 from mtlstm_hf.models.mtlstm.state import MTLSTMState
+from mtlstm_hf.ops.gates import layer_gates_and_cells
 
 from ._progress import open_progress
 
@@ -178,8 +179,8 @@ def forward_traces(
             # Under an ablation the outputs passed up have zeroed columns but the layer's own
             # recurrence used the intact h_{t-1}: let gates_and_cells recompute h from the inputs.
             own_outputs = None if active_ablation(layer) is not None else passed_up
-            gates = layer.gates_and_cells(
-                hidden_states[index], state.hidden[index], state.cell[index], hidden_outputs=own_outputs
+            gates = layer_gates_and_cells(
+                layer, hidden_states[index], state.hidden[index], state.cell[index], hidden_outputs=own_outputs
             )
             trace: dict[str, Any] = {
                 "layer": index,

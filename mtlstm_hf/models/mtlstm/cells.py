@@ -16,7 +16,7 @@ layer), with ``sigma`` the logistic sigmoid::
                       h_t = tanh(W_h h_{t-1} + W_x x_t + b);  no cell state
 
 ``lstm-gates`` is *this library's reading* of the paper's "LSTM - GATES" ablation, whose exact
-definition was not verified against the paper (docs/PAPERS.md, section 3): with the gates gone,
+definition was not verified against the paper (Levy et al. 2018, Sec. 3): with the gates gone,
 ``c_t = c~_t`` and ``h_t = tanh(c_t)``; folding the two tanh's into one gives the classic
 Elman/S-RNN. Treat results with this cell as an S-RNN baseline until that is checked.
 
@@ -35,11 +35,12 @@ concatenated vector in :attr:`CellLayout.bias_gates` order:
     lstm-gates          (H, E) hidden          (H, H) hidden          (H) hidden
     ==================  =====================  =====================  =================
 
-This module holds the catalogue (:func:`cell_layout`), the per-step equations shared by every
+This module holds the catalogue (:func:`cell_layout`) and the per-step equations shared by every
 implementation (:func:`gate_preactivations`, :func:`activate_gates`, :func:`cell_update`,
-:func:`hidden_from_cell`) and slow, obviously-correct per-step loops that serve as test oracles
-(:func:`reference_trace`, :func:`reference_sequence`). Fast versions live in ``variants.py``.
-Only torch is imported: this file travels to the Hub with the model.
+:func:`hidden_from_cell`), composed into one step, :func:`cell_step`. Fast whole-sequence
+versions live in ``variants.py``; slow per-step loops that serve as test oracles, and the gate
+extraction used by analysis, live outside the model in :mod:`mtlstm_hf.ops`. Only torch is
+imported: this file travels to the Hub with the model.
 """
 
 from __future__ import annotations
@@ -59,10 +60,10 @@ INPUT_GATE, FORGET_GATE, CELL_CANDIDATE, OUTPUT_GATE, HIDDEN = (
     "output_gate",
     "hidden",
 )
-"""Row-block names (the first four match ``layers.GATE_NAMES``)."""
+"""Row-block names (also the names of the bias vectors in ``layers.GateBiases``)."""
 
 TRACE_KEYS: tuple[str, ...] = (INPUT_GATE, FORGET_GATE, OUTPUT_GATE, CELL_CANDIDATE, "cell", HIDDEN)
-"""Keys of a per-step trace (:func:`reference_trace`, ``gates.gates_and_cells``)."""
+"""Keys of a per-step trace (``mtlstm_hf.ops.naive.reference_trace``, ``mtlstm_hf.ops.gates.gates_and_cells``)."""
 
 
 @dataclass(frozen=True)
@@ -229,105 +230,41 @@ def hidden_from_cell(layout: CellLayout, cell: torch.Tensor, output_gate: torch.
     return output_gate * torch.tanh(cell) if layout.has_output_gate else torch.tanh(cell)
 
 
-def reference_trace(
-    cell_type: str,
+def cell_step(
+    layout: CellLayout,
     inputs: torch.Tensor,
-    initial_hidden: torch.Tensor,
-    initial_cell: torch.Tensor | None,
+    previous_hidden: torch.Tensor,
+    previous_cell: torch.Tensor | None,
     weight_ih: torch.Tensor,
     weight_hh: torch.Tensor | None,
     bias: torch.Tensor,
-    lengths: torch.Tensor | None = None,
-) -> dict[str, torch.Tensor | None]:
-    """Slow per-step loop of the cell equations, recording every gate and state.
-
-    The test oracle for ``variants.py`` and ``gates.py``. A padded step (``t >= lengths[b]``)
-    is the identity step: the state is untouched, which the trace records as ``i = 0``,
-    ``f = 1``, ``o = 0``, ``c~ = 0``, ``c_t = c_{t-1}`` (carried) and hidden output 0.
+) -> dict[str, torch.Tensor]:
+    """One time step of any cell type: the equations of the module docstring, written once.
 
     Args:
-        cell_type: one of :data:`CELL_TYPES`.
-        inputs: ``(B, T, E)``.
-        initial_hidden: ``(B, H)``.
-        initial_cell: ``(B, H)``; ignored (may be None) for a cell without memory cell.
-        weight_ih, weight_hh, bias: see the module docstring for the per-type layout.
-        lengths: optional ``(B,)`` valid leading steps per row.
+        layout: the cell type's :class:`CellLayout`.
+        inputs: ``x_t (B, E)``; previous_hidden: ``h_{t-1} (B, H)``; previous_cell:
+            ``c_{t-1} (B, H)`` (ignored, may be None, for a cell without memory cell).
+        weight_ih, weight_hh, bias: the layer's parameters (layout in the module docstring).
 
     Returns:
-        ``{key: (B, T, H) or None}`` for each key of :data:`TRACE_KEYS` (None where the cell
-        lacks the quantity; ``hidden`` holds the outputs).
+        ``{block name: activated gate (B, H)}`` for every row block, plus ``"cell"`` (``c_t``,
+        for cells with a memory cell) and ``"hidden"`` (``h_t``). Differentiable in every
+        argument: state gradients and the reference loops are built from it.
     """
-    layout = cell_layout(cell_type)
-    check_parameters(layout, inputs, weight_ih, weight_hh, bias)
-    total_steps = inputs.shape[1]
-    lengths = None if lengths is None else lengths.to(inputs.device)
-    hidden = initial_hidden
-    cell = initial_cell if layout.has_cell else None
-    # Values of each traced quantity at a padded (identity) step; the cell is carried.
-    identity = {INPUT_GATE: 0.0, FORGET_GATE: 1.0, OUTPUT_GATE: 0.0, CELL_CANDIDATE: 0.0, HIDDEN: 0.0}
-    steps: dict[str, list[torch.Tensor]] = {key: [] for key in TRACE_KEYS}
-    for step in range(total_steps):
-        gates = activate_gates(
-            layout, gate_preactivations(layout, inputs[:, step], hidden, weight_ih, weight_hh, bias)
-        )
-        if layout.has_cell:
-            new_cell = cell_update(gates[FORGET_GATE], cell, gates[INPUT_GATE], gates[CELL_CANDIDATE])
-            gates[HIDDEN] = hidden_from_cell(layout, new_cell, gates.get(OUTPUT_GATE))
-            gates["cell"] = new_cell
-        if lengths is not None:
-            valid = (lengths > step)[:, None]
-            padded = {**identity, "cell": cell}
-            gates = {key: torch.where(valid, value, padded[key]) for key, value in gates.items()}
-            hidden = torch.where(valid, gates[HIDDEN], hidden)
-        else:
-            hidden = gates[HIDDEN]
-        cell = gates.get("cell")
-        for key, value in gates.items():
-            steps[key].append(value)
-    present = _present(layout)
-    empty = inputs.new_zeros(inputs.shape[0], 0, initial_hidden.shape[1])
-    return {
-        key: (torch.stack(steps[key], 1) if total_steps else empty) if key in present else None
-        for key in TRACE_KEYS
-    }
+    step = activate_gates(layout, gate_preactivations(layout, inputs, previous_hidden, weight_ih, weight_hh, bias))
+    if layout.has_cell:
+        step["cell"] = cell_update(step[FORGET_GATE], previous_cell, step[INPUT_GATE], step[CELL_CANDIDATE])
+        step[HIDDEN] = hidden_from_cell(layout, step["cell"], step.get(OUTPUT_GATE))
+    return step
 
 
-def _present(layout: CellLayout) -> set[str]:
-    """Trace keys that exist for ``layout`` (the others are None)."""
+def present_trace_keys(layout: CellLayout) -> set[str]:
+    """Trace keys (:data:`TRACE_KEYS`) that exist for ``layout``; the others are None in a trace."""
     present = {HIDDEN} | set(layout.input_gate_rows)
     if layout.has_cell:
         present.add("cell")
     return present
-
-
-def reference_sequence(
-    cell_type: str,
-    inputs: torch.Tensor,
-    initial_hidden: torch.Tensor,
-    initial_cell: torch.Tensor | None,
-    weight_ih: torch.Tensor,
-    weight_hh: torch.Tensor | None,
-    bias: torch.Tensor,
-    lengths: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Slow reference of one layer over a sequence (same contract as ``variants.variant_sequence``).
-
-    Returns:
-        ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, H) or None)``. With
-        ``lengths``, row ``b``'s final state is its state after step ``lengths[b] - 1`` (the
-        initial state when 0) and its outputs at padded steps are 0, like
-        ``recurrences.lstm_sequence``.
-    """
-    trace = reference_trace(
-        cell_type, inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths
-    )
-    outputs = trace[HIDDEN]
-    final_hidden = last_valid_step(outputs, initial_hidden, lengths)
-    # The cell is carried through padded steps, so its last step is the final cell.
-    final_cell = None
-    if trace["cell"] is not None:
-        final_cell = trace["cell"][:, -1] if outputs.shape[1] else initial_cell
-    return outputs, final_hidden, final_cell
 
 
 def last_valid_step(

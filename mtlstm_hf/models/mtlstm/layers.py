@@ -19,7 +19,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from .cells import cell_layout
-from .gates import gates_and_cells
 from .timescales import forget_bias_from_timescale
 from .variants import variant_sequence
 
@@ -265,22 +264,6 @@ class MTLSTMLayer(nn.Module):
             self.cell_type, inputs, initial_hidden, cell, weight_ih, weight_hh, bias, lengths
         )
         return outputs, final_hidden, initial_cell if final_cell is None else final_cell
-
-    def gates_and_cells(
-        self,
-        inputs: torch.Tensor,
-        initial_hidden: torch.Tensor,
-        initial_cell: torch.Tensor,
-        lengths: torch.Tensor | None = None,
-        hidden_outputs: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor | None]:
-        """Every gate, candidate, cell and hidden state over the sequence, each ``(B, T, H)``
-        (``None`` where the cell lacks it); see :func:`gates.gates_and_cells`. Uses the
-        current mode's recurrent weight (call in ``eval()`` for analysis)."""
-        cell, weight_ih, weight_hh, bias = self._sequence_arguments(initial_cell, inputs.dtype)
-        return gates_and_cells(
-            self.cell_type, inputs, initial_hidden, cell, weight_ih, weight_hh, bias, lengths, hidden_outputs
-        )
 
     @torch.no_grad()
     def initial_values(self, forget_timescales: torch.Tensor | None) -> dict[str, torch.Tensor]:

@@ -59,7 +59,7 @@ def variant_sequence(
 
     Returns:
         ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, H) or None)``, equal to
-        ``cells.reference_sequence`` up to rounding.
+        ``mtlstm_hf.ops.naive.reference_sequence`` (the per-step oracle) up to rounding.
     """
     layout = cell_layout(cell_type)
     check_parameters(layout, inputs, weight_ih, weight_hh, bias)

@@ -4,7 +4,7 @@
 without a Python loop over time: given the hidden outputs ``h_1..h_T`` (from the fast fused
 forward, or passed in), every gate depends only on ``x_t`` and ``h_{t-1}``, so all gates come
 from batched matmuls, and the cells from the linear recurrence ``c_t = f_t c_{t-1} + i_t c~_t``
-evaluated by the parallel :func:`scan.linear_scan`.
+evaluated by the model's parallel ``scan.linear_scan``.
 
 Levy et al. (2018, Sec. 3) unroll that recurrence into an element-wise weighted sum::
 
@@ -15,14 +15,14 @@ Levy et al. (2018, Sec. 3) unroll that recurrence into an element-wise weighted 
 the terms back (a consistency check); :func:`weighted_sum_span` prepares a slice
 ``[start, end)`` of a longer sequence, whose "initial cell" is then ``c_{start-1}``.
 
-Only torch is imported: this file travels to the Hub with the model.
+Used by analysis and tests; not part of the model that travels to the Hub.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .cells import (
+from ..models.mtlstm.cells import (
     CELL_CANDIDATE,
     FORGET_GATE,
     HIDDEN,
@@ -35,8 +35,8 @@ from .cells import (
     gate_preactivations,
     hidden_from_cell,
 )
-from .scan import linear_scan
-from .variants import variant_sequence
+from ..models.mtlstm.scan import linear_scan
+from ..models.mtlstm.variants import variant_sequence
 
 
 def gates_and_cells(
@@ -66,7 +66,7 @@ def gates_and_cells(
         each ``(B, T, H)`` or None where the cell type lacks it (``lstm-srnn-out`` has no
         output gate; ``lstm-gates`` only has ``hidden``). Padded steps (``t >= lengths[b]``)
         are identity steps: ``i = 0``, ``f = 1``, ``o = 0``, ``c~ = 0``, the cell carried
-        from the last valid step and ``hidden = 0``, exactly like ``cells.reference_trace``.
+        from the last valid step and ``hidden = 0``, exactly like :func:`.naive.reference_trace`.
     """
     layout = cell_layout(cell_type)
     check_parameters(layout, inputs, weight_ih, weight_hh, bias)
@@ -100,6 +100,24 @@ def gates_and_cells(
             hidden_outputs = torch.where(valid, hidden_outputs, 0.0)
     result[HIDDEN] = hidden_outputs
     return result
+
+
+def layer_gates_and_cells(
+    layer: torch.nn.Module,
+    inputs: torch.Tensor,
+    initial_hidden: torch.Tensor,
+    initial_cell: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    hidden_outputs: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor | None]:
+    """:func:`gates_and_cells` of one ``MTLSTMLayer`` (its cell type, weights and biases), with
+    the recurrent weight of the layer's current mode (call in ``eval()`` for analysis: no
+    DropConnect). ``initial_cell`` is ``(B, layer.cell_size)``."""
+    cell = initial_cell if layer.layout.has_cell else None
+    return gates_and_cells(
+        layer.cell_type, inputs, initial_hidden, cell, layer.weight_ih, layer.recurrent_weight(),
+        layer.gate_biases.concatenated(inputs.dtype), lengths, hidden_outputs,
+    )  # fmt: skip
 
 
 def weighted_sum_log_weights(
