@@ -4,12 +4,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mtlstm_hf.models.mtlstm.layers import (
-    DROP_CONNECT_LEVELS,
-    drop_connect,
-    drop_connect_levels,
-    embedding_dropout,
-)
+from mtlstm_hf.models.mtlstm.layers import drop_connect, embedding_dropout
+from mtlstm_hf.models.mtlstm.validation import DROP_CONNECT_LEVELS, drop_connect_levels
 
 
 @pytest.mark.parametrize("probability", [0.2, 0.5, 0.65])

@@ -1,15 +1,10 @@
-"""Tests for mtlstm_hf/models/mtlstm/timescales.py (pure timescale math).
-
-The module is loaded straight from its file so that these tests do not depend
-on the package's ``__init__`` (and so prove the file works stand-alone, as it
-must when shipped to the Hub as remote code).
-"""
+"""Tests for mtlstm_hf/models/mtlstm/timescales.py (pure timescale math) and the schedule rules
+it shares with the configuration (``validation.normalize_schedule``)."""
 
 from __future__ import annotations
 
 import ast
 import copy
-import importlib.util
 import json
 import math
 import sys
@@ -20,17 +15,9 @@ import pytest
 import scipy.stats
 import torch
 
-TIMESCALES_PATH = Path(__file__).resolve().parents[1] / "mtlstm_hf" / "models" / "mtlstm" / "timescales.py"
+from mtlstm_hf.models.mtlstm import timescales as ts
 
-
-def _load_timescales_module():
-    spec = importlib.util.spec_from_file_location("mtlstm_timescales_under_test", TIMESCALES_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ts = _load_timescales_module()
+TIMESCALES_PATH = Path(ts.__file__)
 
 INF = math.inf
 PAPER_ALPHAS = (0.56, 1.4, 1.5, 2.2)
@@ -45,7 +32,7 @@ def _relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
 # ---------------------------------------------------------------------------
 
 
-def test_imports_only_stdlib_and_torch() -> None:
+def test_imports_only_stdlib_torch_and_the_torch_free_rules() -> None:
     tree = ast.parse(TIMESCALES_PATH.read_text())
     allowed = set(sys.stdlib_module_names) | {"torch", "__future__"}
     imported: set[str] = set()
@@ -53,10 +40,9 @@ def test_imports_only_stdlib_and_torch() -> None:
         if isinstance(node, ast.Import):
             imported.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "relative imports are not allowed in remote code"
-            imported.add(node.module.split(".")[0])
-    assert imported, "expected at least the torch import"
-    assert imported <= allowed, f"non-stdlib imports: {sorted(imported - allowed)}"
+            imported.add("." * node.level + (node.module or "").split(".")[0] if node.level == 0 else "." + node.module)
+    assert "torch" in imported
+    assert imported - allowed == {".validation"}, f"unexpected imports: {sorted(imported - allowed)}"
 
 
 def test_public_constants() -> None:

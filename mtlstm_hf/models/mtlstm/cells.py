@@ -35,7 +35,7 @@ concatenated vector in :attr:`CellLayout.bias_gates` order:
     lstm-gates          (H, E) hidden          (H, H) hidden          (H) hidden
     ==================  =====================  =====================  =================
 
-This module holds the catalogue (:func:`cell_layout`) and the per-step equations shared by every
+The catalogue (:func:`cell_layout`) is plain data in ``layouts.py``; this module holds the per-step equations shared by every
 implementation (:func:`gate_preactivations`, :func:`activate_gates`, :func:`cell_update`,
 :func:`hidden_from_cell`), composed into one step, :func:`cell_step`. Fast whole-sequence
 versions live in ``variants.py``; slow per-step loops that serve as test oracles, and the gate
@@ -45,95 +45,27 @@ imported: this file travels to the Hub with the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch.nn import functional as F
 
-CELL_TYPES: tuple[str, ...] = ("lstm", "lstm-srnn", "lstm-srnn-out", "lstm-srnn-hidden", "lstm-gates")
-"""Allowed values of a layer's ``cell_type``."""
-
-INPUT_GATE, FORGET_GATE, CELL_CANDIDATE, OUTPUT_GATE, HIDDEN = (
-    "input_gate",
-    "forget_gate",
-    "cell_candidate",
-    "output_gate",
-    "hidden",
+from .layouts import (  # the catalogue, re-exported: the cells' public vocabulary
+    CELL_CANDIDATE,
+    CELL_TYPES,
+    FORGET_GATE,
+    HIDDEN,
+    INPUT_GATE,
+    OUTPUT_GATE,
+    TRACE_KEYS,
+    CellLayout,
+    cell_layout,
+    present_trace_keys,
 )
-"""Row-block names (also the names of the bias vectors in ``layers.GateBiases``)."""
 
-TRACE_KEYS: tuple[str, ...] = (INPUT_GATE, FORGET_GATE, OUTPUT_GATE, CELL_CANDIDATE, "cell", HIDDEN)
-"""Keys of a per-step trace (``mtlstm_hf.ops.naive.reference_trace``, ``mtlstm_hf.ops.gates.gates_and_cells``)."""
-
-
-@dataclass(frozen=True)
-class CellLayout:
-    """Which row blocks one cell type stacks in its parameters, and what the cell has.
-
-    Attributes:
-        cell_type: one of :data:`CELL_TYPES`.
-        input_gate_rows: names of the ``H``-row blocks of ``weight_ih``, in order.
-        recurrent_gate_rows: names of the blocks of ``weight_hh`` (empty: no ``weight_hh``).
-        bias_gates: names of the ``H``-blocks of the concatenated bias, in order.
-        has_cell: whether there is a memory cell ``c_t`` (False: ``c`` is None everywhere).
-        has_forget_gate: whether ``f_t`` exists (then so does ``i_t``).
-        has_output_gate: whether ``h_t = o_t * tanh(c_t)`` (else ``tanh(c_t)``, or the RNN).
-        linear_candidate: whether ``c~_t = W_cx x_t`` (S-RNN content layer removed) instead of
-            ``tanh(W_cx x_t + W_ch h_{t-1} + b_c)``.
-    """
-
-    cell_type: str
-    input_gate_rows: tuple[str, ...]
-    recurrent_gate_rows: tuple[str, ...]
-    bias_gates: tuple[str, ...]
-    has_cell: bool
-    has_forget_gate: bool
-    has_output_gate: bool
-    linear_candidate: bool
-
-    def parameter_shapes(self, input_size: int, hidden_size: int) -> dict[str, tuple[int, int] | tuple[int] | None]:
-        """Expected shapes of ``weight_ih``, ``weight_hh`` (None if absent) and ``bias``."""
-        return {
-            "weight_ih": (len(self.input_gate_rows) * hidden_size, input_size),
-            "weight_hh": (len(self.recurrent_gate_rows) * hidden_size, hidden_size)
-            if self.recurrent_gate_rows
-            else None,
-            "bias": (len(self.bias_gates) * hidden_size,),
-        }
-
-
-_IFGO = (INPUT_GATE, FORGET_GATE, CELL_CANDIDATE, OUTPUT_GATE)
-_IFO = (INPUT_GATE, FORGET_GATE, OUTPUT_GATE)
-_LAYOUTS: dict[str, CellLayout] = {
-    "lstm": CellLayout("lstm", _IFGO, _IFGO, _IFGO, True, True, True, False),
-    "lstm-srnn": CellLayout("lstm-srnn", _IFGO, _IFO, _IFO, True, True, True, True),
-    "lstm-srnn-out": CellLayout(
-        "lstm-srnn-out",
-        (INPUT_GATE, FORGET_GATE, CELL_CANDIDATE),
-        (INPUT_GATE, FORGET_GATE),
-        (INPUT_GATE, FORGET_GATE),
-        True,
-        True,
-        False,
-        True,
-    ),
-    "lstm-srnn-hidden": CellLayout("lstm-srnn-hidden", _IFGO, (), _IFO, True, True, True, True),
-    "lstm-gates": CellLayout("lstm-gates", (HIDDEN,), (HIDDEN,), (HIDDEN,), False, False, False, False),
-}
-
-
-def cell_layout(cell_type: str) -> CellLayout:
-    """The :class:`CellLayout` of ``cell_type``.
-
-    Raises:
-        ValueError: naming the field ``cell_type`` and the allowed values.
-    """
-    try:
-        return _LAYOUTS[cell_type]
-    except (KeyError, TypeError):
-        allowed = ", ".join(repr(name) for name in CELL_TYPES)
-        raise ValueError(f"cell_type must be one of {allowed}; got {cell_type!r}.") from None
-
+__all__ = [
+    "CELL_CANDIDATE", "CELL_TYPES", "FORGET_GATE", "HIDDEN", "INPUT_GATE", "OUTPUT_GATE", "TRACE_KEYS",
+    "CellLayout", "activate_gates", "cell_layout", "cell_step", "cell_update", "check_parameters",
+    "gate_preactivations", "hidden_from_cell", "last_valid_step", "present_trace_keys",
+]  # fmt: skip
 
 def check_parameters(
     layout: CellLayout,
@@ -257,14 +189,6 @@ def cell_step(
         step["cell"] = cell_update(step[FORGET_GATE], previous_cell, step[INPUT_GATE], step[CELL_CANDIDATE])
         step[HIDDEN] = hidden_from_cell(layout, step["cell"], step.get(OUTPUT_GATE))
     return step
-
-
-def present_trace_keys(layout: CellLayout) -> set[str]:
-    """Trace keys (:data:`TRACE_KEYS`) that exist for ``layout``; the others are None in a trace."""
-    present = {HIDDEN} | set(layout.input_gate_rows)
-    if layout.has_cell:
-        present.add("cell")
-    return present
 
 
 def last_valid_step(

@@ -2,8 +2,10 @@
 
 Every field is checked in one place, :meth:`MTLSTMConfig.validate_mtlstm_fields`, which
 ``__init__`` and the model's constructor call; a bad value raises ``ValueError`` naming
-the field and the allowed values. This file travels to the Hub with the model, so it
-imports only torch, transformers and its own folder.
+the field and the allowed values. This file travels to the Hub with the model. It is a leaf, as
+transformers' configuration files are: besides transformers it imports only the torch-free
+catalogue of cell layouts (``layouts.py``), the field rules (``validation.py``) and the presets
+(``presets.py``), none of which imports torch or another file of the model.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from .cells import CELL_TYPES, cell_layout
-from .layers import drop_connect_levels
-from .presets import DROPOUT_FIELDS, PRESETS, REGULARIZATION_OFF
-from .timescales import SCHEDULE_TYPES, normalize_schedule
+# A leaf: only torch-free catalogues and rules, no layer, cell or timescale code.
+from .layouts import CELL_TYPES, cell_layout
+from .presets import DROPOUT_FIELDS, PRESETS
+from .validation import SCHEDULE_TYPES, drop_connect_levels, normalize_schedule
 
 FROZEN_BIAS_CHOICES: tuple[str, ...] = ("forget_input", "all", "none")
 """Which gate biases of a layer with imposed timescales are frozen:
@@ -121,7 +123,7 @@ class MTLSTMConfig(PretrainedConfig):
         hidden_dropout: locked dropout between LSTM layers (AWD ``dropouth``), ``[0, 1)``.
         output_dropout: locked dropout on the last layer's output (AWD ``dropout``), ``[0, 1)``.
         weight_drop: DropConnect on the recurrent weights (AWD ``wdrop``), ``[0, 1)``, realised
-            in steps of ``2**-16`` (``layers.drop_connect_levels``).
+            in steps of ``2**-16`` (``validation.drop_connect_levels``).
         activation_regularization: AR coefficient (alpha, >= 0) on the dropped last-layer
             output, added to the training loss.
         temporal_activation_regularization: TAR coefficient (beta, >= 0) on the raw
@@ -131,7 +133,7 @@ class MTLSTMConfig(PretrainedConfig):
             ``lstm-gates`` (Levy et al. 2018; see ``cells.py``). Stored as a list.
         timescale_schedules: one schedule per layer (``None`` = no timescales anywhere);
             each is a type name or dict with ``type`` in ``none``, ``fixed``,
-            ``inverse_gamma``, ``chrono``, ``explicit`` (see ``timescales.normalize_schedule``).
+            ``inverse_gamma``, ``chrono``, ``explicit`` (see ``validation.normalize_schedule``).
             Stored normalised (dicts) so ``config.json`` is explicit.
         frozen_biases: which biases of layers with a schedule are fixed: one of
             ``forget_input`` (default), ``all`` (reference code), ``none``.

@@ -20,7 +20,8 @@ from torch.nn import functional as F
 
 from .cells import cell_layout
 from .timescales import forget_bias_from_timescale
-from .variants import variant_sequence
+from .validation import DROP_CONNECT_LEVELS, drop_connect_levels  # the realisable DropConnect probabilities
+from .variants import sequence_function
 
 def locked_dropout(inputs: torch.Tensor, probability: float, training: bool) -> torch.Tensor:
     """Variational ("locked") dropout: one mask per sequence, shared over all time steps.
@@ -68,36 +69,13 @@ def embedding_dropout(
     return embeddings * F.embedding(input_ids, row_mask)
 
 
-DROP_CONNECT_LEVELS = 1 << 16
-"""DropConnect decides each weight with a uniform 16-bit integer: probabilities are realised
-in steps of ``2**-16`` (0.5, 0.25, ... exactly; 0.2 as 0.199997)."""
-
-
-def drop_connect_levels(probability: float, field: str = "weight_drop") -> int:
-    """How many of the ``2**16`` equally likely 16-bit values drop a weight: ``round(p * 2**16)``.
-
-    Raises:
-        ValueError: naming ``field``, if ``probability`` is outside ``[0, 1)`` or is non-zero
-            but rounds to no level or to all of them (``p < 2**-17`` or ``p > 1 - 2**-17``),
-            which would silently drop nothing or everything.
-    """
-    if not 0.0 <= probability < 1.0:
-        raise ValueError(f"{field} must be a probability in [0, 1), got {probability!r}.")
-    levels = round(probability * DROP_CONNECT_LEVELS)
-    if probability > 0.0 and not 0 < levels < DROP_CONNECT_LEVELS:
-        raise ValueError(
-            f"{field} is realised in steps of 2**-16: it must be 0 or in [1.6e-5, 0.99998] "
-            f"(1 to {DROP_CONNECT_LEVELS - 1} steps), got {probability!r}."
-        )
-    return levels
-
-
-def drop_connect(weight: torch.Tensor, probability: float, training: bool) -> torch.Tensor:
+def drop_connect(weight: torch.Tensor, probability: float, training: bool, levels: int | None = None) -> torch.Tensor:
     """DropConnect (Wan et al. 2013): zero each weight with ``probability``, scale the rest.
 
     Returns ``weight * mask / (1 - p')``, a differentiable function of ``weight`` (the
     gradient reaches the raw weight through the mask), identity in eval. ``p'`` is
-    ``probability`` rounded to a multiple of ``2**-16`` (:func:`drop_connect_levels`), and
+    ``probability`` rounded to a multiple of ``2**-16`` (``validation.drop_connect_levels``;
+    ``levels``, when given, is its precomputed value), and
     the scale uses that realised keep probability, so the dropped matrix is unbiased.
 
     Each weight's decision reads one 16-bit field of a full-range 64-bit draw: one
@@ -107,7 +85,8 @@ def drop_connect(weight: torch.Tensor, probability: float, training: bool) -> to
     """
     if not training or probability == 0.0:
         return weight
-    dropped_levels = drop_connect_levels(probability)
+    # A layer passes the levels it computed once from the validated config (no check per call).
+    dropped_levels = drop_connect_levels(probability) if levels is None else levels
     count = weight.numel()
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=weight.device)
     words.random_(torch.iinfo(torch.int64).min, None)  # all 64 bits uniform
@@ -213,6 +192,9 @@ class MTLSTMLayer(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.weight_drop = weight_drop
+        self.drop_connect_levels = drop_connect_levels(weight_drop)
+        # The kernel is chosen once here: the forward neither dispatches on the name nor re-checks shapes.
+        self.sequence = sequence_function(cell_type)
         self.layer_index = layer_index
         rows_x, rows_h = len(self.layout.input_gate_rows), len(self.layout.recurrent_gate_rows)
         self.weight_ih = nn.Parameter(torch.empty(rows_x * hidden_size, input_size))
@@ -238,11 +220,7 @@ class MTLSTMLayer(nn.Module):
         """``weight_hh`` after DropConnect: a differentiable function of the raw weight."""
         if self.weight_hh is None:
             return None
-        return drop_connect(self.weight_hh, self.weight_drop, self.training)
-
-    def _sequence_arguments(self, initial_cell: torch.Tensor, dtype: torch.dtype) -> tuple:
-        cell = initial_cell if self.layout.has_cell else None
-        return cell, self.weight_ih, self.recurrent_weight(), self.gate_biases.concatenated(dtype)
+        return drop_connect(self.weight_hh, self.weight_drop, self.training, self.drop_connect_levels)
 
     def forward(
         self,
@@ -251,7 +229,7 @@ class MTLSTMLayer(nn.Module):
         initial_cell: torch.Tensor,
         lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the layer over ``inputs (B, T, E)``; see :func:`variants.variant_sequence`.
+        """Run the layer over ``inputs (B, T, E)`` with its cell type's kernel (``variants.sequence_function``).
 
         Args:
             initial_hidden: ``(B, H)``; initial_cell: ``(B, cell_size)``.
@@ -259,9 +237,10 @@ class MTLSTMLayer(nn.Module):
         Returns:
             ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, cell_size))``.
         """
-        cell, weight_ih, weight_hh, bias = self._sequence_arguments(initial_cell, inputs.dtype)
-        outputs, final_hidden, final_cell = variant_sequence(
-            self.cell_type, inputs, initial_hidden, cell, weight_ih, weight_hh, bias, lengths
+        cell = initial_cell if self.layout.has_cell else None
+        bias = self.gate_biases.concatenated(inputs.dtype)
+        outputs, final_hidden, final_cell = self.sequence(
+            inputs, initial_hidden, cell, self.weight_ih, self.recurrent_weight(), bias, lengths
         )
         return outputs, final_hidden, initial_cell if final_cell is None else final_cell
 

@@ -31,11 +31,12 @@ to turn a spec into an ``(hidden_size,)`` tensor of timescales.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+
+from .validation import INVERSE_GAMMA_GRIDS, SCHEDULE_TYPES, normalize_schedule, positive_finite_value
 
 __all__ = [
     "SCHEDULE_TYPES",
@@ -52,18 +53,6 @@ __all__ = [
     "realize_timescales",
 ]
 
-SCHEDULE_TYPES: tuple[str, ...] = ("none", "fixed", "inverse_gamma", "chrono", "explicit")
-INVERSE_GAMMA_GRIDS: tuple[str, ...] = ("endpoint_free", "reference")
-
-# Keys each schedule type accepts (beyond "type"): (required, optional).
-_SCHEDULE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "none": ((), ()),
-    "fixed": (("values",), ()),
-    "inverse_gamma": (("alpha", "beta"), ("grid",)),
-    "chrono": (("max_timescale",), ()),
-    "explicit": (("timescales",), ()),
-}
-
 # log(smallest positive subnormal double) is about -744.4; below that x == 0.
 _LOG_X_LOWER = -800.0
 # Bisection halves the bracket each step; the bracket is under ~900 wide in
@@ -75,20 +64,6 @@ _BISECTION_STEPS = 128
 def _as_float64(value: torch.Tensor | float | Sequence[float]) -> torch.Tensor:
     """Convert to a float64 tensor, keeping the device of an input tensor."""
     return torch.as_tensor(value, dtype=torch.float64)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _positive_finite_value(value: Any, field: str) -> float:
-    """Return ``value`` as a float, or raise ValueError unless a finite number > 0."""
-    if not _is_number(value):
-        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
-    return value
 
 
 # ---------------------------------------------------------------------------
@@ -199,8 +174,8 @@ def inverse_gamma_pdf(t: torch.Tensor | float, alpha: float, beta: float) -> tor
     Returns:
         float64 tensor with the shape of ``t``.
     """
-    alpha = _positive_finite_value(alpha, "alpha")
-    beta = _positive_finite_value(beta, "beta")
+    alpha = positive_finite_value(alpha, "alpha")
+    beta = positive_finite_value(beta, "beta")
     t = _as_float64(t)
     positive = t > 0.0
     safe_t = torch.where(positive, t, torch.ones_like(t))  # avoid log(0) * inf = nan
@@ -220,8 +195,8 @@ def inverse_gamma_sf(t: torch.Tensor | float, alpha: float, beta: float) -> torc
     Returns:
         float64 tensor with the shape of ``t``.
     """
-    alpha = _positive_finite_value(alpha, "alpha")
-    beta = _positive_finite_value(beta, "beta")
+    alpha = positive_finite_value(alpha, "alpha")
+    beta = positive_finite_value(beta, "beta")
     t = _as_float64(t)
     x = torch.where(t > 0.0, beta / t, torch.full_like(t, math.inf))
     return torch.special.gammainc(torch.full_like(x, alpha), x)
@@ -278,8 +253,8 @@ def inverse_gamma_isf(q: torch.Tensor | float, alpha: float, beta: float) -> tor
     Returns:
         float64 tensor with the shape of ``q``; decreasing in ``q``.
     """
-    alpha = _positive_finite_value(alpha, "alpha")
-    beta = _positive_finite_value(beta, "beta")
+    alpha = positive_finite_value(alpha, "alpha")
+    beta = positive_finite_value(beta, "beta")
     q = _as_float64(q)
     log_x = _gammaincinv(alpha, q)
     # exp(log beta - log x) rather than beta / exp(log x): x may underflow.
@@ -301,154 +276,15 @@ def power_law_decay(t: torch.Tensor | float, alpha: float, beta: float) -> torch
     Returns:
         float64 tensor with the shape of ``t``.
     """
-    alpha = _positive_finite_value(alpha, "alpha")
-    beta = _positive_finite_value(beta, "beta")
+    alpha = positive_finite_value(alpha, "alpha")
+    beta = positive_finite_value(beta, "beta")
     t = _as_float64(t)
     return torch.exp(-alpha * torch.log1p(t / beta))
 
 
 # ---------------------------------------------------------------------------
-# Schedules
+# Schedules (validated by validation.normalize_schedule)
 # ---------------------------------------------------------------------------
-
-
-def _timescale_value(value: Any, field: str, allow_zero: bool = False) -> float:
-    """Validate one timescale: a number in ``(0, inf]`` (inf = never forget), or ``[0, inf]``
-    with ``allow_zero`` (0 = forget at once)."""
-    bound = ">= 0" if allow_zero else "> 0"
-    if not _is_number(value):
-        raise ValueError(f"{field} must be a number {bound} (float('inf') allowed), got {value!r}")
-    value = float(value)
-    if not (value >= 0.0 if allow_zero else value > 0.0):  # also rejects NaN
-        raise ValueError(f"{field} must be {bound} (float('inf') allowed), got {value!r}")
-    return value
-
-
-def _number_list(value: Any, field: str) -> list[Any]:
-    """Accept a list/tuple (or 1-D tensor) of entries; return a new list."""
-    if isinstance(value, torch.Tensor):
-        if value.dim() != 1:
-            raise ValueError(f"{field} must be a 1-D list of numbers, got a tensor of shape {tuple(value.shape)}")
-        return value.tolist()
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{field} must be a list of numbers, got {value!r}")
-    return list(value)
-
-
-def normalize_schedule(schedule: Mapping[str, Any] | str | None, hidden_size: int, field: str = "timescale_schedules") -> dict[str, Any]:
-    """Validate one layer's timescale schedule and return its canonical form.
-
-    Accepted specs (timescales in tokens):
-
-    * ``None``, ``"none"`` or ``{"type": "none"}``: no assigned timescales
-      (ordinary trainable init) -> ``{"type": "none"}``.
-    * ``{"type": "fixed", "values": [3, 4]}``: the units are split into
-      ``len(values)`` consecutive groups, group ``k`` gets ``values[k]``; when
-      ``hidden_size`` is not divisible, the first groups get one unit more
-      (like ``numpy.array_split``). Paper layer 1 is ``[3, 4]``. At most
-      ``hidden_size`` values.
-    * ``{"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "endpoint_free"}``:
-      deterministic quantiles of ``InverseGamma(alpha, scale=beta)`` (paper
-      layer 2); ``grid`` is optional, one of :data:`INVERSE_GAMMA_GRIDS`,
-      default ``"endpoint_free"`` (see :func:`realize_timescales`).
-    * ``{"type": "chrono", "max_timescale": 70.0}``: chrono initialisation
-      (Tallec & Ollivier 2018), ``b_f ~ log U(1, max_timescale - 1)``;
-      ``max_timescale`` must be finite and > 2.
-    * ``{"type": "explicit", "timescales": [...]}``: exactly ``hidden_size``
-      timescales.
-
-    Fixed timescales must be > 0; ``float('inf')`` is allowed and means "never
-    forget" (``f = 1``, ``b_f = +inf``; Python's ``json`` writes it as
-    ``Infinity``). Explicit timescales must be >= 0: exactly ``0`` is allowed
-    there and means "forget at once" (``f = 0``, ``b_f = -inf``, ``b_i = +inf``),
-    the last unit of the reference code's layer 2 (``"reference"`` grid), so
-    that a converted reference checkpoint (``mtlstm-convert``) carries its
-    timescales exactly. ``alpha``, ``beta`` must be positive and finite.
-    Booleans are rejected where numbers are expected. The input is not mutated.
-
-    Args:
-        schedule: the spec.
-        hidden_size: number of units of the layer (positive int).
-        field: name used in error messages, e.g. ``"timescale_schedules[1]"``.
-
-    Returns:
-        A new JSON-serialisable dict with ``"type"`` and the type's keys, all
-        numbers as floats. Normalising a normalised schedule returns it unchanged.
-
-    Raises:
-        ValueError: naming the offending field and the allowed values.
-    """
-    if isinstance(hidden_size, bool) or not isinstance(hidden_size, numbers.Integral) or hidden_size <= 0:
-        raise ValueError(f"hidden_size must be a positive int, got {hidden_size!r} (for {field})")
-    hidden_size = int(hidden_size)
-
-    if schedule is None:
-        return {"type": "none"}
-    if isinstance(schedule, str):
-        if schedule == "none":
-            return {"type": "none"}
-        raise ValueError(
-            f"{field} must be None, 'none' or a dict with a 'type' in {list(SCHEDULE_TYPES)}, got {schedule!r}"
-        )
-    if not isinstance(schedule, Mapping):
-        raise ValueError(f"{field} must be None, 'none' or a dict with a 'type' in {list(SCHEDULE_TYPES)}, got {schedule!r}")
-
-    if "type" not in schedule:
-        raise ValueError(f"{field}.type is missing; allowed types: {list(SCHEDULE_TYPES)}")
-    schedule_type = schedule["type"]
-    if not isinstance(schedule_type, str) or schedule_type not in SCHEDULE_TYPES:
-        raise ValueError(f"{field}.type must be one of {list(SCHEDULE_TYPES)}, got {schedule_type!r}")
-
-    required, optional = _SCHEDULE_KEYS[schedule_type]
-    allowed = set(required) | set(optional) | {"type"}
-    unknown = sorted(str(key) for key in schedule if key not in allowed)
-    if unknown:
-        raise ValueError(
-            f"{field} has unknown key(s) {unknown} for type {schedule_type!r}; allowed keys: {sorted(allowed)}"
-        )
-    for key in required:
-        if key not in schedule:
-            raise ValueError(f"{field}.{key} is missing; type {schedule_type!r} requires keys {list(required)}")
-
-    if schedule_type == "none":
-        return {"type": "none"}
-
-    if schedule_type == "fixed":
-        values = _number_list(schedule["values"], f"{field}.values")
-        if not values:
-            raise ValueError(f"{field}.values must be a non-empty list of timescales > 0")
-        if len(values) > hidden_size:
-            raise ValueError(
-                f"{field}.values has {len(values)} entries but hidden_size is {hidden_size}; "
-                "at most one value per unit is allowed"
-            )
-        return {"type": "fixed", "values": [_timescale_value(v, f"{field}.values[{i}]") for i, v in enumerate(values)]}
-
-    if schedule_type == "inverse_gamma":
-        alpha = _positive_finite_value(schedule["alpha"], f"{field}.alpha")
-        beta = _positive_finite_value(schedule["beta"], f"{field}.beta")
-        grid = schedule.get("grid", "endpoint_free")
-        if not isinstance(grid, str) or grid not in INVERSE_GAMMA_GRIDS:
-            raise ValueError(f"{field}.grid must be one of {list(INVERSE_GAMMA_GRIDS)}, got {grid!r}")
-        return {"type": "inverse_gamma", "alpha": alpha, "beta": beta, "grid": grid}
-
-    if schedule_type == "chrono":
-        max_timescale = schedule["max_timescale"]
-        if not _is_number(max_timescale) or not (math.isfinite(float(max_timescale)) and float(max_timescale) > 2.0):
-            raise ValueError(
-                f"{field}.max_timescale must be a finite number > 2 so that U(1, max_timescale - 1) "
-                f"is non-empty, got {max_timescale!r}"
-            )
-        return {"type": "chrono", "max_timescale": float(max_timescale)}
-
-    # explicit
-    timescales = _number_list(schedule["timescales"], f"{field}.timescales")
-    if len(timescales) != hidden_size:
-        raise ValueError(f"{field}.timescales must have exactly hidden_size={hidden_size} entries, got {len(timescales)}")
-    return {
-        "type": "explicit",
-        "timescales": [_timescale_value(v, f"{field}.timescales[{i}]", allow_zero=True) for i, v in enumerate(timescales)],
-    }
 
 
 def _linspace_like_numpy(num: int) -> torch.Tensor:

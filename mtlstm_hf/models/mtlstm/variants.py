@@ -20,6 +20,9 @@ Only torch is imported: this file travels to the Hub with the model.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -61,18 +64,35 @@ def variant_sequence(
         ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, H) or None)``, equal to
         ``mtlstm_hf.ops.naive.reference_sequence`` (the per-step oracle) up to rounding.
     """
+    check_parameters(cell_layout(cell_type), inputs, weight_ih, weight_hh, bias)
+    return sequence_function(cell_type)(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths)
+
+
+SequenceFunction = Callable[..., tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]]
+"""``f(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths) -> (outputs,
+final_hidden, final_cell or None)``: one cell type's whole-sequence kernel."""
+
+
+def sequence_function(cell_type: str) -> SequenceFunction:
+    """The fast whole-sequence kernel of ``cell_type``, chosen once (a layer binds it at
+    construction, so the forward pass neither dispatches on the name nor re-checks shapes).
+
+    Raises:
+        ValueError: unknown ``cell_type``.
+    """
     layout = cell_layout(cell_type)
-    check_parameters(layout, inputs, weight_ih, weight_hh, bias)
     if cell_type == "lstm":
-        return lstm_sequence(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths)
+        return lstm_sequence
     if cell_type == "lstm-gates":
-        outputs, final_hidden = tanh_rnn_sequence(inputs, initial_hidden, weight_ih, weight_hh, bias, lengths)
-        return outputs, final_hidden, None
+        return _tanh_rnn_without_cell
     if not layout.recurrent_gate_rows:
-        return _input_gated_sequence(layout, inputs, initial_hidden, initial_cell, weight_ih, bias, lengths)
-    return _recurrent_gated_sequence(
-        layout, inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths
-    )
+        return functools.partial(_input_gated_sequence, layout)
+    return functools.partial(_recurrent_gated_sequence, layout)
+
+
+def _tanh_rnn_without_cell(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths=None):
+    outputs, final_hidden = tanh_rnn_sequence(inputs, initial_hidden, weight_ih, weight_hh, bias, lengths)
+    return outputs, final_hidden, None
 
 
 def tanh_rnn_sequence(
@@ -144,8 +164,9 @@ def _input_gated_sequence(
     initial_hidden: torch.Tensor,
     initial_cell: torch.Tensor,
     weight_ih: torch.Tensor,
+    weight_hh: None,
     bias: torch.Tensor,
-    lengths: torch.Tensor | None,
+    lengths: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``lstm-srnn-hidden``: gates from ``x_t`` in one matmul, the cell by parallel scan.
 
