@@ -1,0 +1,37 @@
+"""Checkpoints saved before the issue-14 redesign (tests/fixtures/saved_by_f0cac04, see its README)
+load with today's code and give bit-identical logits; saved again, they load as remote code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from mtlstm_hf import MTLSTMForCausalLM
+from mtlstm_hf.evaluation.checkpoint import load_model_strictly
+
+from conftest import load_in_fresh_process_without_package
+
+FIXTURES = Path(__file__).parent / "fixtures" / "saved_by_f0cac04"
+CASES = sorted(path.name for path in FIXTURES.iterdir() if path.is_dir())
+
+
+def test_every_fixture_is_there():
+    assert CASES == ["levy-srnn-out-and-gates", "levy-variants-untied", "multi-timescale", "reference-grid-all-frozen"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_old_checkpoint_gives_identical_logits(case, tmp_path):
+    folder = FIXTURES / case
+    expected = torch.load(folder / "expected_logits.pt", weights_only=True)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    assert type(model) is MTLSTMForCausalLM
+    strict = load_model_strictly(folder, MTLSTMForCausalLM).eval()
+    with torch.no_grad():
+        assert torch.equal(model(expected["input_ids"]).logits, expected["logits"])
+        assert torch.equal(strict(expected["input_ids"]).logits, expected["logits"])
+    model.save_pretrained(tmp_path / "again")
+    remote = load_in_fresh_process_without_package(tmp_path / "again", expected["input_ids"], tmp_path / "remote")
+    assert torch.equal(remote["logits"], expected["logits"])
