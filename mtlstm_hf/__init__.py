@@ -5,7 +5,7 @@
 happens when ``models/mtlstm/modeling_mtlstm.py`` is imported as part of this package).
 
 The command-line tools (``mtlstm-train`` ...) live in subpackages, and Python imports this
-package first; they must answer ``--help`` in well under a second, so when this process was
+package first; they must answer ``--help`` without importing torch (seconds), so when this process was
 started as one of them the model is not imported here but by whatever needs it. Every other
 attribute below is imported on first use (:mod:`mtlstm_hf.lazy`).
 """

@@ -79,7 +79,7 @@ from mtlstm_hf.training import (  # noqa: E402
     train,
 )
 from mtlstm_hf.training import checkpoint as ckpt  # noqa: E402
-from mtlstm_hf.training.cli import CLI_DEFAULT_EPOCHS, build_parser, config_from_args, format_summary  # noqa: E402
+from mtlstm_hf.training.cli import CLI_DEFAULT_EPOCHS, config_from_argv, format_summary  # noqa: E402
 from mtlstm_hf.training.cli import main as cli_main  # noqa: E402
 
 from conftest import load_in_fresh_process_without_package, tiny_config  # noqa: E402
@@ -103,14 +103,9 @@ def corpus_dir(tmp_path_factory) -> Path:
     return directory
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine threads
-    competing with other processes slow every step down several times."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models gain nothing from intra-op threads, and on a shared 2-core machine threads
+# competing with other processes slow every step down several times (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
@@ -470,7 +465,7 @@ def test_bf16_on_a_cpu_without_native_bf16_exits_3_before_training(corpus_dir, t
     run_dir = tmp_path / "run"
     completed = subprocess.run(
         [sys.executable, "-m", "mtlstm_hf.training.cli", "--data", str(corpus_dir), "--preset", "tiny",
-         "--mixed-precision", "bf16", "--max-steps", "2", "--output-dir", str(run_dir), "--no-progress"],
+         "--mixed-precision", "bf16", "--max-steps", "2", "--output-dir", str(run_dir), "--no-progress-bar"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 3, completed.stderr
@@ -536,14 +531,14 @@ def test_two_cpu_processes_match_one_process(corpus_dir, tmp_path):
 def test_cli_trains_resumes_and_reports_errors(corpus_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
     args = ["--data", str(corpus_dir), "--preset", "tiny", "--batch-size", "4", "--eval-batch-size", "2",
-            "--bptt", "10", "--epochs", "1", "--no-progress", "--output-dir", str(run_dir), "--tracker", "jsonl"]
+            "--bptt", "10", "--epochs", "1", "--no-progress-bar", "--output-dir", str(run_dir), "--tracker", "jsonl"]
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "validation perplexity:" in out and "best model:" in out
     assert "processes: 1 on cpu (4 of the 4 rows each)" in out
     AcceleratorState._reset_state(reset_partial_state=True)
     # --resume reuses the saved settings; a budget option extends the run.
-    assert cli_main(["--resume", str(run_dir), "--epochs", "2", "--no-test"]) == 0
+    assert cli_main(["--resume", str(run_dir), "--epochs", "2", "--no-evaluate-test"]) == 0
     assert "completed: 2 epoch(s)" in capsys.readouterr().out
     AcceleratorState._reset_state(reset_partial_state=True)
     assert cli_main(["--resume", str(run_dir), "--bptt", "12"]) == 2
@@ -570,10 +565,10 @@ def test_tokenizer_convention_is_built_recorded_and_checked(corpus_dir, tmp_path
 
 def test_cli_default_is_a_fixed_amount_of_work():
     """No wall-clock budget by default: the main job's model must not depend on machine load."""
-    config = config_from_args(build_parser().parse_args([]))
+    config = config_from_argv([])
     assert config.epochs == CLI_DEFAULT_EPOCHS and config.max_minutes is None and config.max_steps is None
     assert config.seed == TrainingConfig().seed
-    assert config_from_args(build_parser().parse_args(["--max-minutes", "3"])).max_minutes == 3.0
+    assert config_from_argv(["--max-minutes", "3"]).max_minutes == 3.0
 
 
 def test_a_run_is_deterministic(corpus_dir, tmp_path):
@@ -650,7 +645,7 @@ def test_time_limit_and_finished_resume_stop_cleanly(corpus_dir, tmp_path):
 
 def _cli_args(corpus_dir: Path, run_dir: Path, *extra: str) -> list[str]:
     return ["--data", str(corpus_dir), "--preset", "tiny", "--batch-size", "4", "--eval-batch-size", "2",
-            "--bptt", "10", "--no-progress", "--output-dir", str(run_dir), "--tracker", "jsonl", *extra]
+            "--bptt", "10", "--no-progress-bar", "--output-dir", str(run_dir), "--tracker", "jsonl", *extra]
 
 
 def _one_error_line(stderr: str) -> str:
@@ -673,7 +668,7 @@ def test_a_best_model_left_aside_by_a_crash_is_restored_when_the_run_resumes(cor
     os.replace(run_dir / "best_model", run_dir / ".best_model.old")  # the crash, between the renames
     AcceleratorState._reset_state(reset_partial_state=True)
 
-    assert cli_main(["--resume", str(run_dir), "--no-progress"]) == 0
+    assert cli_main(["--resume", str(run_dir), "--no-progress-bar"]) == 0
     resumed = capsys.readouterr().out
     assert "stopped at --max-steps 4" in resumed
     assert [line for line in resumed.splitlines() if line.startswith("test perplexity (best model):")] == test_line
@@ -683,7 +678,7 @@ def test_a_best_model_left_aside_by_a_crash_is_restored_when_the_run_resumes(cor
     # Another run starting from it (--init-from) moves it back too.
     os.replace(run_dir / "best_model", run_dir / ".best_model.old")
     AcceleratorState._reset_state(reset_partial_state=True)
-    other = _cli_args(corpus_dir, tmp_path / "other", "--max-steps", "1", "--no-test", "--init-from", str(run_dir / "best_model"))
+    other = _cli_args(corpus_dir, tmp_path / "other", "--max-steps", "1", "--no-evaluate-test", "--init-from", str(run_dir / "best_model"))
     assert cli_main(other) == 0
     assert (run_dir / "best_model" / "model.safetensors").read_bytes() == weights
     capsys.readouterr()
@@ -727,7 +722,7 @@ def test_a_failed_checkpoint_write_exits_4_naming_it_and_the_run_resumes(corpus_
     run_dir = tmp_path / "run"
     with monkeypatch.context() as patch:
         _fail_second_rank_state_write(patch, how)
-        assert cli_main(_cli_args(corpus_dir, run_dir, "--epochs", "2", "--no-test")) == 4
+        assert cli_main(_cli_args(corpus_dir, run_dir, "--epochs", "2", "--no-evaluate-test")) == 4
     message = _one_error_line(capsys.readouterr().err)
     kept = resolve_checkpoint(run_dir)  # LATEST: the epoch-1 checkpoint, complete
     assert ckpt.read_checkpoint_state(kept)["progress"]["epoch"] == 1
@@ -744,7 +739,7 @@ def test_a_failed_checkpoint_write_exits_4_naming_it_and_the_run_resumes(corpus_
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["LATEST", kept.name]  # no .tmp left
     AcceleratorState._reset_state(reset_partial_state=True)
 
-    assert cli_main(["--resume", str(run_dir), "--no-progress"]) == 0
+    assert cli_main(["--resume", str(run_dir), "--no-progress-bar"]) == 0
     assert "completed: 2 epoch(s)" in capsys.readouterr().out
     assert ckpt.read_checkpoint_state(resolve_checkpoint(run_dir))["progress"]["epoch"] == 2
 
@@ -762,14 +757,14 @@ def test_a_failed_best_model_write_keeps_the_last_checkpoint(corpus_dir, tmp_pat
 
     with monkeypatch.context() as patch:
         patch.setattr(ckpt, "write_json_atomic", write)
-        assert cli_main(_cli_args(corpus_dir, run_dir, "--epochs", "1", "--save-every", "5", "--no-test")) == 4
+        assert cli_main(_cli_args(corpus_dir, run_dir, "--epochs", "1", "--save-every", "5", "--no-evaluate-test")) == 4
     message = _one_error_line(capsys.readouterr().err)
     assert f"writing the best model {run_dir / 'best_model'} failed: No space left on device" in message
     assert sorted(os.listdir(run_dir)) == ["checkpoints", "logs", "training_config.json"]  # no .best_model.tmp
     kept = ckpt.read_checkpoint_state(resolve_checkpoint(run_dir))["progress"]  # the last periodic one
     assert kept["epoch"] == 0 and kept["global_step"] % 5 == 0 and kept["best_val_loss"] is None
     AcceleratorState._reset_state(reset_partial_state=True)
-    assert cli_main(["--resume", str(run_dir), "--no-progress"]) == 0
+    assert cli_main(["--resume", str(run_dir), "--no-progress-bar"]) == 0
     assert "completed: 1 epoch(s)" in capsys.readouterr().out and (run_dir / "best_model").is_dir()
 
 
@@ -809,7 +804,7 @@ def test_a_hub_dataset_id_without_network_exits_4_naming_it(tmp_path, capsys, mo
     assert datasets.config.HF_HUB_OFFLINE  # read from HF_DATASETS_OFFLINE when datasets was imported
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty_cache")
     run_dir = tmp_path / "run"
-    assert cli_main(["--data", "mtlstm-tests/no-such-dataset", "--output-dir", str(run_dir), "--no-progress"]) == 4
+    assert cli_main(["--data", "mtlstm-tests/no-such-dataset", "--output-dir", str(run_dir), "--no-progress-bar"]) == 4
     message = _one_error_line(capsys.readouterr().err)
     assert "'mtlstm-tests/no-such-dataset'" in message and "needs network access" in message
     assert "local corpus folder" in message
@@ -852,3 +847,30 @@ def test_trackio_tracker_is_offered_through_accelerate(corpus_dir, tmp_path, mon
     for record, (step, values) in zip(jsonl, calls):
         assert step == record["step"]
         assert values == pytest.approx({key: value for key, value in record.items() if key not in ("step", "time")})
+
+
+def test_every_setting_is_an_option_with_its_field_help_and_config_files_work(tmp_path):
+    """The command line is built from TrainingConfig: one option per field (help = the field's),
+    --config FILE.json starts from a file, options given override it."""
+    import dataclasses
+
+    from mtlstm_hf.training.cli import build_parser
+
+    parser = build_parser()
+    by_dest = {action.dest: action for action in parser._actions}
+    for field in dataclasses.fields(TrainingConfig):
+        assert field.name in by_dest, field.name
+        assert by_dest[field.name].help == field.metadata["help"], field.name
+    assert config_from_argv(["--adam-beta2", "0.98", "--adam_epsilon", "1e-6"]).adam_beta2 == 0.98
+    assert config_from_argv(["--adam-beta2", "0.98", "--adam_epsilon", "1e-6"]).adam_epsilon == 1e-6
+    assert config_from_argv(["--no-use-asgd", "--lr", "5"]).use_asgd is False
+    assert config_from_argv(["--model-overrides", '{"weight_drop": 0.25}']).model_overrides == {"weight_drop": 0.25}
+    saved = tiny_run(tmp_path, tmp_path / "from-file", bptt=12, adam_beta1=0.8)
+    saved.to_json_file(tmp_path / "run.json")
+    config = config_from_argv(["--config", str(tmp_path / "run.json"), "--bptt", "9"])
+    assert (config.bptt, config.adam_beta1, config.preset, config.epochs) == (9, 0.8, "tiny", saved.epochs)
+    with pytest.raises(ValueError, match="bptt must be a positive integer"):
+        config_from_argv(["--bptt", "0"])
+    (tmp_path / "bad.json").write_text('{"bptt": 10, "hidden": 3}')
+    with pytest.raises(ValueError, match=r"unknown TrainingConfig field\(s\) \['hidden'\]"):
+        config_from_argv(["--config", str(tmp_path / "bad.json")])

@@ -13,10 +13,11 @@ import copy
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..command_line import setting
 from ..models.mtlstm.presets import PRESETS as MODEL_CONFIG_PRESETS
 
 OPTIMIZERS: tuple[str, ...] = ("awd", "adamw")
@@ -81,123 +82,68 @@ def _is_number(value: Any) -> bool:
 class TrainingConfig:
     """Everything that defines a training run of :func:`mtlstm_hf.training.train`.
 
-    Data:
-        data: a local corpus folder (``train.txt``/``valid.txt``/``test.txt`` or WikiText /
-            PTB file names) or a Hub dataset id; ``None`` = the embedded WikiText-2 sample.
-        dataset_config_name: Hub dataset configuration (e.g. ``wikitext-2-v1``).
-        text_column: Hub dataset text column (default ``text``, else ``sentence``).
-        tokenizer: folder of an existing tokenizer to use; ``None`` = build a word-level
-            tokenizer from the training split (or reuse ``init_from``'s tokenizer).
-        max_vocab_size: cap of the built word-level vocabulary (special tokens included).
-        tokenizer_convention: how raw text becomes words in the built tokenizer: ``auto``
-            (detected from the training text), or one of :data:`mtlstm_hf.data.CONVENTIONS`
-            (``wikitext``, ``ptb``, ``whitespace``); see :mod:`mtlstm_hf.data.tokenizer`. A
-            loaded tokenizer (``tokenizer``, ``init_from``, a resumed run) keeps its own, and
-            an explicit different value is refused.
-
-    Model:
-        preset: a key of :data:`MODEL_PRESETS` (``small``, ``small-baseline``, ``tiny``,
-            ``paper``, ``paper-baseline``, ``paper-wikitext2``, ...).
-        model_overrides: :class:`~mtlstm_hf.MTLSTMConfig` fields replacing the preset's.
-        init_from: a saved model folder to start from instead of a fresh initialisation
-            (``preset``/``model_overrides`` are then ignored).
-
-    Optimisation (AWD-LSTM recipe, Merity et al. 2018; Mahto et al. 2021 defaults):
-        optimizer: ``awd`` (SGD, switching to averaged SGD by the non-monotone trigger) or
-            ``adamw`` (AdamW + ``lr_scheduler``).
-        learning_rate: ``None`` = 30 for ``awd``, 1e-3 for ``adamw``.
-        weight_decay: L2 (``awd``, added to the gradient) / decoupled decay (``adamw``), on
-            every trainable tensor (frozen timescale biases are buffers, never decayed).
-        clip_grad_norm: max global L2 norm of the gradient (``None`` = no clipping).
-        nonmono: the averaging starts when the validation loss is worse than the best of all
-            checks except the last ``nonmono`` ones (AWD's ``nonmono``), ``>= 1``.
-        use_asgd: allow the switch to averaged SGD (``awd`` only).
-        lr_scheduler, warmup_steps: the AdamW schedule (``transformers.get_scheduler``); the
-            schedule length is ``epochs * windows per epoch`` or ``max_steps`` when set.
-        adam_beta1, adam_beta2, adam_epsilon: AdamW constants.
-        scale_lr_by_seq_len: multiply the step's learning rate by ``seq_len / bptt`` (AWD, for
-            variable-length windows; with accumulation the mean window length of the step).
-        gradient_accumulation_steps: consecutive BPTT windows per optimizer step.
-        mixed_precision: ``no`` or ``bf16`` (``accelerate`` autocast; parameters stay fp32).
-
-    Batching:
-        batch_size: global number of contiguous rows of the training stream (AWD
-            ``batchify``); split evenly over processes, so it must divide by their number.
-        eval_batch_size: rows of the validation/test streams (also split over processes).
-        bptt: nominal BPTT window length in tokens.
-        variable_bptt: AWD's random window lengths (``bptt`` w.p. 0.95 else ``bptt/2``, plus
-            N(0, 5) noise, at least 5, at most ``bptt + 40``).
-
-    Budget:
-        epochs: passes over the training stream.
-        max_steps: stop after this many optimizer steps (``None`` = no limit).
-        max_minutes: stop after this many minutes of wall time (``None`` = no limit).
-
-    Output:
-        output_dir: run folder: ``best_model/`` (loadable with ``from_pretrained``),
-            ``checkpoints/`` (resumable training state), ``logs/``.
-        overwrite_output_dir: replace an earlier run in ``output_dir`` (else refuse).
-        resume_from: a run folder, its ``checkpoints/`` folder or one checkpoint to resume.
-        save_every_steps: also checkpoint every N optimizer steps (``None`` = only at epoch
-            ends, on interruption and at the end).
-        keep_checkpoints: how many complete checkpoints to keep (>= 1).
-        log_every_steps: training metrics every N optimizer steps.
-        tracker: see :data:`TRACKERS`.
-        progress_bar: show progress (main process only): a bar on a terminal, plain lines in a log.
-        evaluate_test: score the best model on the test split at the end (when there is one).
-        seed: seeds model initialisation, dropout and the window lengths.
-        cpu: force CPU even when an accelerator is available.
+    Each field's meaning is its ``help`` (``mtlstm-train --help`` prints the same text), grouped
+    as data, model, optimisation (the AWD-LSTM recipe, Merity et al. 2018, with Mahto et al.
+    2021's defaults), batching, budget and output. Every field is validated by
+    :meth:`validate` (called on construction): a bad value raises ``ValueError`` naming it.
     """
 
     # data
-    data: str | None = None
-    dataset_config_name: str | None = None
-    text_column: str | None = None
-    tokenizer: str | None = None
-    max_vocab_size: int | None = None
-    tokenizer_convention: str = "auto"
+    data: str | None = setting(None, help="corpus folder (train/valid/test.txt, wiki.*.tokens, ptb.*.txt) or Hub dataset id; default: the embedded WikiText-2 sample")
+    dataset_config_name: str | None = setting(None, aliases=["--dataset-config"], help="Hub dataset configuration, e.g. wikitext-2-v1")
+    text_column: str | None = setting(None, help="Hub dataset text column (default text, else sentence)")
+    tokenizer: str | None = setting(None, help="folder of a saved tokenizer to use instead of building a word-level one from the training split (or reusing init_from's)")
+    max_vocab_size: int | None = setting(None, help="cap of the built word-level vocabulary, special tokens included (>= 2)")
+    tokenizer_convention: str = setting("auto", help="how raw text becomes words in the built tokenizer: auto (detected from the training text), wikitext, ptb or whitespace (mtlstm_hf.data.CONVENTIONS); a loaded tokenizer keeps its own")
     # model
-    preset: str = "small"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    init_from: str | None = None
+    preset: str = setting("small", choices=sorted(MODEL_CONFIG_PRESETS), help="architecture (MTLSTMConfig.from_preset names)")
+    model_overrides: dict[str, Any] | str | None = setting(None, help="JSON object of MTLSTMConfig fields replacing the preset's, e.g. '{\"weight_drop\": 0.5}' (vocab_size always comes from the tokenizer)")
+    init_from: str | None = setting(None, help="start from this saved model folder instead of a fresh initialisation (preset and model_overrides are then ignored)")
     # optimisation
-    optimizer: str = "awd"
-    learning_rate: float | None = None
-    weight_decay: float = 1.2e-6
-    clip_grad_norm: float | None = 0.25
-    nonmono: int = 5
-    use_asgd: bool = True
-    lr_scheduler: str = "linear"
-    warmup_steps: int = 0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    scale_lr_by_seq_len: bool = True
-    gradient_accumulation_steps: int = 1
-    mixed_precision: str = "no"
+    optimizer: str = setting("awd", choices=OPTIMIZERS, help="awd: SGD switching to averaged SGD by the non-monotone trigger (NT-ASGD); adamw: AdamW with lr_scheduler")
+    learning_rate: float | None = setting(None, aliases=["--lr"], help="learning rate (default 30 for awd, 1e-3 for adamw)")
+    weight_decay: float = setting(1.2e-6, help="L2 added to the gradient (awd) or decoupled decay (adamw) on every trainable tensor (frozen timescale biases are buffers, never decayed)")
+    clip_grad_norm: float | None = setting(0.25, aliases=["--clip"], help="max global L2 norm of the gradient; 0 or none: no clipping")
+    nonmono: int = setting(5, help="averaging starts when the validation loss is worse than the best of all checks except the last nonmono ones (AWD's nonmono), >= 1")
+    use_asgd: bool = setting(True, help="allow the switch to averaged SGD (awd only)")
+    lr_scheduler: str = setting("linear", choices=LR_SCHEDULERS, help="AdamW schedule (transformers.get_scheduler), over epochs x windows per epoch or max_steps")
+    warmup_steps: int = setting(0, help="AdamW warm-up steps")
+    adam_beta1: float = setting(0.9, help="AdamW beta1, in [0, 1)")
+    adam_beta2: float = setting(0.999, help="AdamW beta2, in [0, 1)")
+    adam_epsilon: float = setting(1e-8, help="AdamW epsilon, > 0")
+    scale_lr_by_seq_len: bool = setting(True, help="multiply the step's learning rate by seq_len / bptt (AWD, for variable-length windows; with accumulation the mean window length of the step)")
+    gradient_accumulation_steps: int = setting(1, help="consecutive BPTT windows per optimizer step")
+    mixed_precision: str = setting("no", choices=MIXED_PRECISION, help="bf16: accelerate autocast, parameters stay fp32; on a CPU it needs native bf16 (AVX512_BF16/AMX), else exit 3")
     # batching
-    batch_size: int = 20
-    eval_batch_size: int = 10
-    bptt: int = 70
-    variable_bptt: bool = True
+    batch_size: int = setting(20, help="global number of contiguous rows of the training stream (AWD batchify), split evenly over processes")
+    eval_batch_size: int = setting(10, help="rows of the validation/test streams (also split over processes)")
+    bptt: int = setting(70, help="nominal BPTT window length in tokens")
+    variable_bptt: bool = setting(True, help="AWD's random window lengths (bptt w.p. 0.95 else bptt/2, plus N(0, 5) noise, at least 5, at most bptt + 40)")
     # budget
-    epochs: int = 1000
-    max_steps: int | None = None
-    max_minutes: float | None = None
+    epochs: int = setting(1000, help="passes over the training stream (mtlstm-train's default: 18)")
+    max_steps: int | None = setting(None, help="stop after this many optimizer steps")
+    max_minutes: float | None = setting(None, help="also stop after this many minutes of wall time (the result then depends on the machine's speed)")
     # output
-    output_dir: str = "outputs/mtlstm-small"
-    overwrite_output_dir: bool = False
-    resume_from: str | None = None
-    save_every_steps: int | None = None
-    keep_checkpoints: int = 1
-    log_every_steps: int = 10
-    tracker: str = "auto"
-    progress_bar: bool = True
-    evaluate_test: bool = True
-    seed: int = 1882
-    cpu: bool = False
+    output_dir: str = setting("outputs/mtlstm-small", help="run folder: best_model/ (loadable with from_pretrained), checkpoints/ (resumable training state), logs/")
+    overwrite_output_dir: bool = setting(False, help="replace an earlier run in output_dir")
+    resume_from: str | None = setting(None, aliases=["--resume"], help="a run folder, its checkpoints/ folder or one checkpoint to resume; its settings are reused, options given override budget and logging ones")
+    save_every_steps: int | None = setting(None, aliases=["--save-every"], help="also checkpoint every N optimizer steps (else at epoch ends, on interruption and at the end)")
+    keep_checkpoints: int = setting(1, help="complete checkpoints to keep (>= 1)")
+    log_every_steps: int = setting(10, aliases=["--log-every"], help="training metrics every N optimizer steps")
+    tracker: str = setting("auto", choices=TRACKERS, help="metrics: auto (TensorBoard if installed + JSON lines), jsonl, tensorboard, trackio (each with the JSON lines), none")
+    progress_bar: bool = setting(True, help="show progress (main process only): a bar on a terminal, plain lines in a log")
+    evaluate_test: bool = setting(True, help="score the best model on the test split at the end (when there is one)")
+    seed: int = setting(1882, help="seeds model initialisation, dropout and the window lengths")
+    cpu: bool = setting(False, help="run on CPU even when an accelerator is available (needed for several CPU processes: gloo)")
 
     def __post_init__(self) -> None:
+        if self.model_overrides is None:
+            self.model_overrides = {}
+        elif isinstance(self.model_overrides, str):  # from a command line
+            try:
+                self.model_overrides = json.loads(self.model_overrides)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"model_overrides must be a JSON object of MTLSTMConfig fields, got invalid JSON ({error}).") from None
         self.validate()
 
     @property

@@ -1,0 +1,82 @@
+"""Command lines built from the configuration dataclasses (``transformers.HfArgumentParser``).
+
+Each setting is defined once, as a dataclass field with its help text
+(:func:`setting`); ``mtlstm-train``, ``mtlstm-eval`` and ``mtlstm-analyze`` turn those fields
+into options (``--field-name`` and ``--field_name``; booleans that default to True get
+``--no-field-name``), add ``--config FILE.json`` (start from a saved configuration), and learn
+which options were given (:func:`parse_given`), so that a value in a file or a resumed run is
+overridden only by what the user typed. Imports no torch: ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+_NO_DEFAULT = dataclasses.MISSING
+
+
+def setting(default: Any = _NO_DEFAULT, *, help: str, default_factory: Any = _NO_DEFAULT, **option: Any) -> Any:
+    """A dataclass field carrying its command-line help (and ``aliases``/``choices``/``metavar``
+    for the option, passed to ``argparse``): the one place the setting is described."""
+    metadata = {"help": help, **option}
+    if default_factory is not _NO_DEFAULT:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def dataclass_parser(config_class: type, *, prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    """An ``HfArgumentParser`` with one option per field of ``config_class`` and ``--config``.
+
+    Raises:
+        ValueError: a field type the parser cannot read from a command line.
+    """
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(
+        config_class, prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", dest="config_file", metavar="FILE.json", default=None,
+        help=f"start from the {config_class.__name__} in this JSON file (e.g. a run's saved configuration); "
+        "options given here override its values",
+    )  # fmt: skip
+    return parser
+
+
+def parse_given(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[dict[str, Any], str | None]:
+    """Parse ``argv`` and return ``(given, config_file)``: only the options the user typed (by
+    field name), and ``--config``'s file. Bad options exit with argparse's message (status 2)."""
+    suppressed = {action.dest: action.default for action in parser._actions if action.dest != "help"}
+    try:
+        for action in parser._actions:
+            if action.dest != "help":
+                action.default = argparse.SUPPRESS
+        given = vars(parser.parse_args(argv))
+    finally:
+        for action in parser._actions:
+            if action.dest in suppressed:
+                action.default = suppressed[action.dest]
+    return given, given.pop("config_file", None)
+
+
+def read_config_file(path: str, what: str = "--config") -> dict[str, Any]:
+    """The JSON object in ``path``.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a JSON object (naming the file).
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"{what}: {str(path)!r} does not exist.")
+    try:
+        values = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{what}: {str(path)!r} is not valid JSON ({error}).") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{what}: {str(path)!r} must hold a JSON object of settings, not {type(values).__name__}.")
+    return values
