@@ -1,6 +1,7 @@
 """Evaluation of language models: frequency-binned perplexity, block bootstrap, stream scoring.
 
-The math here is model-independent: :mod:`.frequency` and :mod:`.bootstrap` work on per-token
+The math here is model-independent: :mod:`.binned` (perplexity overall and per bin of the
+targets, the one place it is computed), :mod:`.frequency` and :mod:`.bootstrap` work on per-token
 log-probabilities, and :mod:`.perplexity` only duck-types the Hugging Face causal-LM call, so
 nothing in this package imports :mod:`mtlstm_hf.models`.
 
@@ -27,6 +28,9 @@ _EXPORTS = {
     "DEFAULT_BIN_EDGES": ".bins",
     "bin_labels": ".bins",
     "binned_perplexity": ".frequency",
+    "class_binned_perplexity": ".binned",
+    "perplexities_by_bin": ".binned",
+    "perplexity_by_bin": ".binned",
     "binned_perplexity_by_frequency": ".frequency",
     "frequency_bin_of_token": ".frequency",
     "token_counts": ".frequency",

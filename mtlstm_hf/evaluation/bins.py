@@ -13,8 +13,12 @@ from collections.abc import Sequence
 DEFAULT_BIN_EDGES: tuple[int, ...] = (100, 1_000, 10_000)
 
 
-def _check_edges(edges: Sequence[int]) -> tuple[int, ...]:
-    """Validate bin edges (positive, distinct integers, any order); return them sorted ascending."""
+def check_edges(edges: Sequence[int]) -> tuple[int, ...]:
+    """Validate bin edges (positive, distinct integers, any order); return them sorted ascending.
+
+    Raises:
+        ValueError: not integers, empty, not positive, or repeated.
+    """
     try:
         values = tuple(operator.index(e) for e in edges)  # rejects floats such as 100.5
     except TypeError as err:
@@ -43,7 +47,7 @@ def bin_labels(edges: Sequence[int] = DEFAULT_BIN_EDGES) -> list[str]:
 
     ``bin_labels((100, 1000, 10000)) == [">=10K", "1K-10K", "100-1K", "<100"]``.
     """
-    asc = _check_edges(edges)
+    asc = check_edges(edges)
     desc = asc[::-1]
     labels = [f">={_format_count(desc[0])}"]
     labels += [f"{_format_count(lo)}-{_format_count(hi)}" for hi, lo in zip(desc[:-1], desc[1:])]

@@ -49,7 +49,8 @@ from typing import Any, Literal
 
 import torch
 
-from .frequency import DEFAULT_BIN_EDGES, _check_log_probs, _check_same_length, _token_bins, bin_labels
+from .binned import check_log_probs, check_same_length, target_bins
+from .bins import DEFAULT_BIN_EDGES, bin_labels
 
 __all__ = ["block_bootstrap", "paired_block_bootstrap"]
 
@@ -143,10 +144,10 @@ def _prepare(
 ) -> tuple[list[torch.Tensor], torch.Tensor, list[str], torch.Tensor, int, int]:
     """Validate inputs; return per-model NLLs, per-token bins, labels, block ids, n_blocks, N."""
     _check_options(block_size, n_resamples, confidence_level, tail)
-    nlls = [-_check_log_probs(lp, name) for lp, name in log_probs]
+    nlls = [-check_log_probs(lp, name) for lp, name in log_probs]
     first_name = log_probs[0][1]
     for nll, (_, name) in zip(nlls[1:], log_probs[1:]):
-        _check_same_length(nlls[0], first_name, nll, name)
+        check_same_length(nlls[0], first_name, nll, name)
     n_tokens = nlls[0].shape[0]
     if (token_ids is None) != (bin_of_token is None):
         raise ValueError("token_ids and bin_of_token must be given together (or both omitted for overall only)")
@@ -155,8 +156,8 @@ def _prepare(
         bins = torch.zeros(n_tokens, dtype=torch.long)  # one pseudo-bin; only 'overall' is reported
     else:
         labels = bin_labels(edges)
-        bins = _token_bins(token_ids, bin_of_token, len(labels))
-        _check_same_length(nlls[0], first_name, bins, "token_ids")
+        bins = target_bins(token_ids, bin_of_token, len(labels))
+        check_same_length(nlls[0], first_name, bins, "token_ids")
     block_ids, n_blocks = _block_ids(n_tokens, int(block_size), tail)
     return nlls, bins, labels, block_ids, n_blocks, n_tokens
 

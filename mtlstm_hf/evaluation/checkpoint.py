@@ -67,8 +67,11 @@ __all__ = [
     "Checkpoint",
     "CorpusSource",
     "compare_checkpoints",
+    "describe_data",
     "evaluate_checkpoint",
     "load_checkpoint",
+    "resolve_checkpoint",
+    "split_streams",
     "to_json_compatible",
 ]
 
@@ -280,10 +283,16 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
     return model
 
 
-def _resolve_checkpoint(
-    checkpoint: Checkpoint, device: torch.device | str | None
+def resolve_checkpoint(
+    checkpoint: Checkpoint, device: torch.device | str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str | None]:
-    """``(model, tokenizer, path or None)`` from a folder or a loaded pair."""
+    """``(model, tokenizer, path or None)`` from a checkpoint folder (:func:`load_checkpoint`) or a
+    loaded ``(model, tokenizer)`` pair (used where it is; ``device`` applies to a folder only).
+
+    Raises:
+        ValueError: a tuple that is not a pair; the errors of :func:`load_checkpoint`.
+        FileNotFoundError: see :func:`load_checkpoint`.
+    """
     if isinstance(checkpoint, tuple):
         if len(checkpoint) != 2:
             raise ValueError(f"a loaded checkpoint must be a (model, tokenizer) pair, got {len(checkpoint)} items")
@@ -293,13 +302,40 @@ def _resolve_checkpoint(
     return model, tokenizer, str(checkpoint)
 
 
-def _describe_data(data: CorpusSource) -> str:
-    """A short JSON-friendly description of where the corpus came from."""
+def describe_data(data: CorpusSource) -> str:
+    """A short JSON-friendly description of where the corpus came from (recorded in results)."""
     if isinstance(data, datasets.DatasetDict):
         return "<DatasetDict>"
     if isinstance(data, dict):
         return json.dumps({split: str(path) for split, path in data.items()})
     return str(data)
+
+
+def split_streams(
+    corpus: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, split: str, count_splits: Sequence[str] | str
+) -> tuple[str, list[str], dict[str, torch.Tensor]]:
+    """The token streams of the evaluated split and of the splits whose word counts define the bins.
+
+    Args:
+        corpus: from :func:`mtlstm_hf.data.load_corpus`.
+        split: the evaluated (or analysed) split, any spelling :func:`mtlstm_hf.data.canonical_split` takes.
+        count_splits: one split name or several (duplicates and spellings merged).
+
+    Returns:
+        ``(split, count_names, {name: (N,) int64 stream})`` with canonical names; every split
+        is tokenized once (one ``<eos>`` per line, :func:`mtlstm_hf.data.split_to_stream`).
+
+    Raises:
+        ValueError: an unknown split name, or no counting split.
+    """
+    split = canonical_split(split)
+    # A single string would otherwise be iterated letter by letter.
+    count_names = [count_splits] if isinstance(count_splits, str) else list(count_splits)
+    count_names = list(dict.fromkeys(canonical_split(name) for name in count_names))
+    if not count_names:
+        raise ValueError("count_splits must name at least one split to count words in")
+    streams = {name: split_to_stream(corpus, name, tokenizer) for name in dict.fromkeys([split, *count_names])}
+    return split, count_names, streams
 
 
 @dataclass
@@ -323,13 +359,7 @@ def _score_split(
     window: int,
 ) -> _ScoredSplit:
     """Tokenize, count, score: the shared core of evaluation and comparison."""
-    split = canonical_split(split)
-    # A single string would otherwise be iterated letter by letter.
-    count_names = [count_splits] if isinstance(count_splits, str) else list(count_splits)
-    count_names = list(dict.fromkeys(canonical_split(name) for name in count_names))
-    if not count_names:
-        raise ValueError("count_splits must name at least one split to count words in")
-    streams = {name: split_to_stream(corpus, name, tokenizer) for name in dict.fromkeys([split, *count_names])}
+    split, count_names, streams = split_streams(corpus, tokenizer, split, count_splits)
     vocab_size = int(model.config.vocab_size)
     bin_of_token = frequency_bin_of_token(token_counts([streams[name] for name in count_names], vocab_size), edges)
     stream = streams[split]
@@ -348,7 +378,7 @@ def _score_split(
 
 def _evaluation_result(scored: _ScoredSplit, checkpoint_path: str | None, data: CorpusSource) -> dict[str, Any]:
     edges = scored.info["bin_edges"]
-    result: dict[str, Any] = {"checkpoint": checkpoint_path, "data": _describe_data(data), **scored.info}
+    result: dict[str, Any] = {"checkpoint": checkpoint_path, "data": describe_data(data), **scored.info}
     result.update(binned_perplexity(scored.log_probs, scored.targets, scored.bin_of_token, edges))
     return result
 
@@ -390,7 +420,7 @@ def evaluate_checkpoint(
         "nll_sum", "bins": {label: {"perplexity", "n_tokens", "nll_sum"}}}``, bins most
         frequent first; an empty bin has perplexity NaN.
     """
-    model, tokenizer, checkpoint_path = _resolve_checkpoint(path_or_model, device)
+    model, tokenizer, checkpoint_path = resolve_checkpoint(path_or_model, device)
     corpus = load_corpus(data, data_config)
     scored = _score_split(model, tokenizer, corpus, split, count_splits, edges, batch_size, window)
     return _evaluation_result(scored, checkpoint_path, data)
@@ -429,8 +459,8 @@ def compare_checkpoints(
         the comparison's ``diff`` is ``ppl_b - ppl_a`` (negative when ``b`` is better), with a
         percentile confidence interval and a two-sided p-value, overall and per bin.
     """
-    model_a, tokenizer_a, path_a = _resolve_checkpoint(a, device)
-    model_b, tokenizer_b, path_b = _resolve_checkpoint(b, device)
+    model_a, tokenizer_a, path_a = resolve_checkpoint(a, device)
+    model_b, tokenizer_b, path_b = resolve_checkpoint(b, device)
     if not _same_vocabulary(tokenizer_a, tokenizer_b):
         raise ValueError(
             "the two checkpoints have different vocabularies (tokenizers); a paired comparison needs "

@@ -24,13 +24,13 @@ Conventions used throughout:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from .bins import DEFAULT_BIN_EDGES, _check_edges, bin_labels
+from .binned import as_token_ids, check_log_probs, check_same_length, perplexity_by_bin, target_bins
+from .bins import DEFAULT_BIN_EDGES, bin_labels, check_edges
 
 __all__ = [
     "DEFAULT_BIN_EDGES",
@@ -40,20 +40,6 @@ __all__ = [
     "binned_perplexity",
     "binned_perplexity_by_frequency",
 ]
-
-# Largest positive log-probability accepted as rounding noise (exact log_softmax gives <= 0).
-_LOG_PROB_TOLERANCE = 1e-6
-
-
-def _as_stream(stream: Any, name: str) -> torch.Tensor:
-    """A 1-D integer tensor (lists and numpy arrays accepted)."""
-    tensor = torch.as_tensor(stream)
-    if tensor.dim() != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {tuple(tensor.shape)}")
-    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer token ids, got dtype {tensor.dtype}")
-    return tensor.long()
-
 
 def token_counts(streams: torch.Tensor | Sequence[torch.Tensor], vocab_size: int) -> torch.LongTensor:
     """How often each vocabulary id occurs in one or several token streams.
@@ -77,7 +63,7 @@ def token_counts(streams: torch.Tensor | Sequence[torch.Tensor], vocab_size: int
             raise ValueError("streams must contain at least one token stream")
     counts = torch.zeros(int(vocab_size), dtype=torch.long)
     for i, stream in enumerate(stream_list):
-        ids = _as_stream(stream, f"streams[{i}]").cpu()
+        ids = as_token_ids(stream, f"streams[{i}]").cpu()
         if ids.numel() == 0:
             continue
         if ids.min() < 0 or ids.max() >= vocab_size:
@@ -105,85 +91,10 @@ def frequency_bin_of_token(counts: torch.Tensor, edges: Sequence[int] = DEFAULT_
         raise ValueError(f"counts must be an integer tensor, got dtype {counts.dtype}")
     if counts.numel() and counts.min() < 0:
         raise ValueError(f"counts must be non-negative, got minimum {int(counts.min())}")
-    asc = torch.tensor(_check_edges(edges), dtype=torch.long, device=counts.device)
+    asc = torch.tensor(check_edges(edges), dtype=torch.long, device=counts.device)
     # Number of edges the count reaches, counted from the top: reaching none of them means
     # rarest bin (index K), reaching all means bin 0.
     return (counts.long().unsqueeze(-1) < asc).sum(-1)
-
-
-def _check_log_probs(log_probs: Any, name: str) -> torch.Tensor:
-    """Validate per-token log-probabilities (1-D, non-empty, finite, <= 0); return float64 on CPU."""
-    if isinstance(log_probs, torch.Tensor):
-        values = log_probs.detach().cpu().double()
-    else:  # lists/arrays straight to float64 (torch.as_tensor would round Python floats to float32)
-        values = torch.as_tensor(log_probs, dtype=torch.float64)
-    if values.dim() != 1:
-        raise ValueError(f"{name} must be 1-D (one log-probability per token), got shape {tuple(values.shape)}")
-    if values.numel() == 0:
-        raise ValueError(f"{name} is empty")
-    if not torch.isfinite(values).all():
-        raise ValueError(f"{name} must be finite (NaN or +-inf found; a -inf log-probability makes perplexity infinite)")
-    if values.max() > _LOG_PROB_TOLERANCE:
-        raise ValueError(
-            f"{name} must be log-probabilities (<= 0, natural log), got maximum {float(values.max()):.6g}; "
-            "did you pass NLLs or logits?"
-        )
-    return values
-
-
-def _check_same_length(a: torch.Tensor, name_a: str, b: torch.Tensor, name_b: str) -> None:
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"{name_a} has {a.shape[0]} entries but {name_b} has {b.shape[0]}; they must align token by token")
-
-
-def _token_bins(
-    token_ids: Any, bin_of_token: Any, n_bins: int, name_ids: str = "token_ids"
-) -> torch.LongTensor:
-    """Per-token bin indices ``bin_of_token[token_ids]`` with range checks."""
-    ids = _as_stream(token_ids, name_ids).cpu()
-    table = torch.as_tensor(bin_of_token).cpu()
-    if table.dim() != 1 or table.numel() == 0:
-        raise ValueError(f"bin_of_token must be a non-empty 1-D tensor (V,), got shape {tuple(table.shape)}")
-    if table.is_floating_point():
-        raise ValueError(f"bin_of_token must hold integer bin indices, got dtype {table.dtype}")
-    table = table.long()
-    if table.min() < 0 or table.max() >= n_bins:
-        raise ValueError(
-            f"bin_of_token values must lie in [0, {n_bins}) for {n_bins - 1} edges, got range "
-            f"[{int(table.min())}, {int(table.max())}]; were different edges used to build it?"
-        )
-    if ids.numel() and (ids.min() < 0 or ids.max() >= table.numel()):
-        raise ValueError(
-            f"{name_ids} must lie in [0, V={table.numel()}) (the length of bin_of_token), got range "
-            f"[{int(ids.min())}, {int(ids.max())}]"
-        )
-    return table[ids]
-
-
-def _perplexity(nll_sum: float, n_tokens: int) -> float:
-    return math.exp(nll_sum / n_tokens) if n_tokens > 0 else float("nan")
-
-
-def _perplexity_by_bin(nll: torch.Tensor, token_bins: torch.Tensor, labels: list[str]) -> dict[str, Any]:
-    """Core: overall and per-bin perplexity from per-token NLLs (float64) and bin indices."""
-    n_bins = len(labels)
-    nll_sums = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, token_bins, nll)
-    n_tokens = torch.bincount(token_bins, minlength=n_bins)
-    total_nll = float(nll.sum())
-    result: dict[str, Any] = {
-        "perplexity": _perplexity(total_nll, nll.numel()),
-        "n_tokens": int(nll.numel()),
-        "nll_sum": total_nll,
-        "bins": {},
-    }
-    for k, label in enumerate(labels):
-        # An empty bin has no perplexity: NaN (not 0 or inf) so it cannot be mistaken for a score.
-        result["bins"][label] = {
-            "perplexity": _perplexity(float(nll_sums[k]), int(n_tokens[k])),
-            "n_tokens": int(n_tokens[k]),
-            "nll_sum": float(nll_sums[k]),
-        }
-    return result
 
 
 def binned_perplexity(
@@ -210,11 +121,11 @@ def binned_perplexity(
         "bins": {label: {"perplexity": float, "n_tokens": int, "nll_sum": float}}}``,
         bins ordered most frequent first; ``nll_sum`` in nats; an empty bin has perplexity NaN.
     """
-    nll = -_check_log_probs(token_log_probs, "token_log_probs")
+    nll = -check_log_probs(token_log_probs, "token_log_probs")
     labels = bin_labels(edges)
-    bins = _token_bins(token_ids, bin_of_token, len(labels))
-    _check_same_length(nll, "token_log_probs", bins, "token_ids")
-    return _perplexity_by_bin(nll, bins, labels)
+    bins = target_bins(token_ids, bin_of_token, len(labels))
+    check_same_length(nll, "token_log_probs", bins, "token_ids")
+    return perplexity_by_bin(nll, bins, labels)
 
 
 def binned_perplexity_by_frequency(
@@ -228,9 +139,9 @@ def binned_perplexity_by_frequency(
     (``token_counts(...)[token_ids]``). Same definition and return value as
     :func:`binned_perplexity`; this is the form the ``evaluate`` metric uses.
     """
-    nll = -_check_log_probs(token_log_probs, "token_log_probs")
-    freqs = _as_stream(token_frequencies, "token_frequencies").cpu()
-    _check_same_length(nll, "token_log_probs", freqs, "token_frequencies")
+    nll = -check_log_probs(token_log_probs, "token_log_probs")
+    freqs = as_token_ids(token_frequencies, "token_frequencies").cpu()
+    check_same_length(nll, "token_log_probs", freqs, "token_frequencies")
     if freqs.min() < 0:
         raise ValueError(f"token_frequencies must be non-negative, got minimum {int(freqs.min())}")
-    return _perplexity_by_bin(nll, frequency_bin_of_token(freqs, edges), bin_labels(edges))
+    return perplexity_by_bin(nll, frequency_bin_of_token(freqs, edges), bin_labels(edges))

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from ..data.batching import batchify
+
 __all__ = ["token_log_probs", "target_positions"]
 
 
@@ -105,7 +107,7 @@ def token_log_probs(
         )
     device = torch.device(device) if device is not None else _model_device(model)
     # AWD batchify: row j is the contiguous piece stream[j*piece:(j+1)*piece].
-    data = ids[: piece * batch_size].long().reshape(batch_size, piece).to(device)
+    data = batchify(ids.long(), batch_size).to(device)
 
     was_training = model.training
     model.eval()
