@@ -248,3 +248,24 @@ def test_console_script_loads_the_model_through_the_auto_classes(checkpoint, cor
     assert "custom code" not in done.stdout + done.stderr and "Loading weights" not in done.stderr
     expected = evaluate_checkpoint(checkpoint, corpus_dir, window=WINDOW)
     assert f"{expected['perplexity']:.2f}" in done.stdout
+
+
+def test_options_are_the_evaluation_settings_and_config_files_work(tmp_path):
+    """mtlstm-eval's options come from EvaluationConfig (one option per field, the field's help);
+    --config FILE.json gives settings, options typed override them, unknown settings are refused."""
+    import dataclasses
+    import json
+
+    from mtlstm_hf.evaluation.cli import build_parser, settings_from_argv
+    from mtlstm_hf.evaluation.settings import EvaluationConfig
+
+    by_dest = {action.dest: action for action in build_parser()._actions}
+    for field in dataclasses.fields(EvaluationConfig):
+        assert by_dest[field.name].help == field.metadata["help"], field.name
+    (tmp_path / "eval.json").write_text(json.dumps({"split": "valid", "bin_edges": [10, 100], "batch_size": 4}))
+    checkpoint, settings = settings_from_argv(["ckpt", "--config", str(tmp_path / "eval.json"), "--batch-size", "2"])
+    assert checkpoint == "ckpt"
+    assert (settings.split, settings.bin_edges, settings.batch_size, settings.window) == ("valid", [10, 100], 2, 70)
+    (tmp_path / "bad.json").write_text(json.dumps({"splitt": "valid"}))
+    with pytest.raises(ValueError, match=r"unknown EvaluationConfig field\(s\) \['splitt'\]"):
+        settings_from_argv(["ckpt", "--config", str(tmp_path / "bad.json")])

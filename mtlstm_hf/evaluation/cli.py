@@ -23,6 +23,7 @@ mode), 130 interrupted. Errors are one line on stderr naming the path or value a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -31,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import exit_codes
-from .bins import DEFAULT_BIN_EDGES
+from ..command_line import dataclass_parser, parse_given, read_config_file
+from .settings import EvaluationConfig
 
 __all__ = ["build_parser", "format_comparison", "format_evaluation", "main"]
 
@@ -39,56 +41,32 @@ PROG = "mtlstm-eval"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``mtlstm-eval``."""
-    parser = argparse.ArgumentParser(
+    """The command-line interface of ``mtlstm-eval``: the checkpoint, then one option per
+    :class:`~mtlstm_hf.evaluation.settings.EvaluationConfig` field, and ``--config FILE.json``."""
+    parser = dataclass_parser(
+        EvaluationConfig,
         prog=PROG,
         description="Perplexity of an mtlstm checkpoint (model + tokenizer folder), overall and per "
         "word-frequency bin; optionally compared with another checkpoint by a paired block bootstrap.",
         epilog=exit_codes.epilog(),
     )
     parser.add_argument("checkpoint", help="folder written by save_pretrained (model and tokenizer)")
-    parser.add_argument(
-        "--data",
-        default=None,
-        help="corpus: a folder with train/valid/test.txt (PTB/WikiText format) or a Hub dataset id "
-        "(default: the corpus the checkpoint was trained on, when mtlstm-train saved it)",
-    )
-    parser.add_argument("--data-config", default=None, help="Hub dataset configuration, e.g. wikitext-2-v1")
-    parser.add_argument("--split", default="test", help="split to score (default: test)")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=1,
-        help="1 (default, the paper's setting) carries the state across the whole split; "
-        "B > 1 scores B contiguous pieces, each from a zero state",
-    )
-    parser.add_argument("--window", type=int, default=70, help="tokens per forward call; speed only (default: 70)")
-    parser.add_argument(
-        "--count-splits",
-        nargs="+",
-        default=["train"],
-        metavar="SPLIT",
-        help="splits whose word counts define the frequency bins (default: train; "
-        "'train valid test' reproduces the reference code)",
-    )
-    parser.add_argument(
-        "--bin-edges",
-        nargs="+",
-        type=int,
-        default=list(DEFAULT_BIN_EDGES),
-        metavar="COUNT",
-        help="frequency bin thresholds (default: 100 1000 10000)",
-    )
-    parser.add_argument("--compare", metavar="OTHER_CHECKPOINT", default=None, help="second checkpoint to compare with")
-    parser.add_argument("--block-size", type=int, default=100, help="bootstrap block length in tokens (default: 100)")
-    parser.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap resamples (default: 10000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    parser.add_argument(
-        "--confidence-level", type=float, default=0.95, help="confidence level of the interval (default: 0.95)"
-    )
-    parser.add_argument("--device", default=None, help="torch device for the models (default: cpu)")
-    parser.add_argument("--output", type=Path, default=None, help="write the results as JSON to this file")
     return parser
+
+
+def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, EvaluationConfig]:
+    """``(checkpoint, settings)``: the defaults, ``--config``'s file, then the options given.
+
+    Raises:
+        ValueError: an unknown setting in the file; FileNotFoundError: no such file.
+    """
+    given, config_file = parse_given(build_parser(), argv)
+    checkpoint = given.pop("checkpoint")
+    values = read_config_file(config_file) if config_file is not None else {}
+    unknown = sorted(set(values) - {field.name for field in dataclasses.fields(EvaluationConfig)})
+    if unknown:
+        raise ValueError(f"--config: unknown EvaluationConfig field(s) {unknown}.")
+    return checkpoint, EvaluationConfig(**{**values, **given})
 
 
 def _number(value: float, digits: int = 2) -> str:
@@ -162,14 +140,18 @@ def default_data(checkpoint: str, parser: argparse.ArgumentParser) -> tuple[str,
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mtlstm-eval``; returns the exit code (see the module docstring)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    # Imported only now: torch and transformers take seconds, --help must not wait for them.
+    parser.parse_args(argv)  # usage errors and --help exit here, before any import
+    try:
+        checkpoint, args = settings_from_argv(argv)
+    except (OSError, ValueError) as err:
+        return exit_codes.report_failure(PROG, err)
+    # Imported only now: torch takes seconds, --help must not wait for it.
     from mtlstm_hf.training.checkpoint import repair_interrupted_replacement
 
     from .checkpoint import compare_checkpoints, evaluate_checkpoint, to_json_compatible
 
     try:
-        for folder in (args.checkpoint, args.compare):
+        for folder in (checkpoint, args.compare):
             if folder is not None:
                 repair_interrupted_replacement(folder)  # a crash while a run replaced best_model/
         if args.output is not None:
@@ -177,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         return exit_codes.report_failure(PROG, err)
     if args.data is None:
-        args.data, data_config = default_data(args.checkpoint, parser)
+        args.data, data_config = default_data(checkpoint, parser)
         args.data_config = args.data_config or data_config
     common = dict(
         data=args.data,
@@ -191,11 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.compare is None:
-            result = evaluate_checkpoint(args.checkpoint, **common)
+            result = evaluate_checkpoint(checkpoint, **common)
             table = format_evaluation(result)
         else:
             result = compare_checkpoints(
-                args.checkpoint,
+                checkpoint,
                 args.compare,
                 block_size=args.block_size,
                 n_resamples=args.n_resamples,
@@ -211,9 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output is not None:
         from mtlstm_hf.training.checkpoint import write_text_atomic
 
+        output = Path(args.output)
         try:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(args.output, json.dumps(to_json_compatible(result), indent=2, allow_nan=False) + "\n")
+            output.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(output, json.dumps(to_json_compatible(result), indent=2, allow_nan=False) + "\n")
         except OSError as err:
             return exit_codes.fail(
                 PROG,

@@ -1,0 +1,31 @@
+"""The settings of an evaluation (``mtlstm-eval``), one dataclass whose fields are the command's
+options (help text included; :mod:`mtlstm_hf.command_line`). Imports no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..command_line import setting
+from .bins import DEFAULT_BIN_EDGES
+
+
+@dataclass
+class EvaluationConfig:
+    """How ``mtlstm-eval`` scores a checkpoint (the arguments of
+    :func:`~mtlstm_hf.evaluation.evaluate_checkpoint` / :func:`~mtlstm_hf.evaluation.compare_checkpoints`);
+    the values are checked by those functions, which name the argument they refuse."""
+
+    data: str | None = setting(None, help="corpus: a folder with train/valid/test.txt (PTB/WikiText format) or a Hub dataset id (default: the corpus the checkpoint was trained on, when mtlstm-train saved it)")
+    data_config: str | None = setting(None, help="Hub dataset configuration, e.g. wikitext-2-v1")
+    split: str = setting("test", help="split to score")
+    batch_size: int = setting(1, help="1 (the paper's setting) carries the state across the whole split; B > 1 scores B contiguous pieces, each from a zero state")
+    window: int = setting(70, help="tokens per forward call; speed only")
+    count_splits: list[str] = setting(default_factory=lambda: ["train"], metavar="SPLIT", help="splits whose word counts define the frequency bins ('train valid test' reproduces the reference code)")
+    bin_edges: list[int] = setting(default_factory=lambda: list(DEFAULT_BIN_EDGES), metavar="COUNT", help="frequency bin thresholds")
+    compare: str | None = setting(None, metavar="OTHER_CHECKPOINT", help="second checkpoint to compare with (paired block bootstrap of OTHER - CHECKPOINT)")
+    block_size: int = setting(100, help="bootstrap block length in tokens")
+    n_resamples: int = setting(10_000, help="bootstrap resamples")
+    seed: int = setting(0, help="bootstrap seed")
+    confidence_level: float = setting(0.95, help="confidence level of the interval")
+    device: str | None = setting(None, help="torch device for the models (default: cpu)")
+    output: str | None = setting(None, help="also write the results as JSON to this file (checked before the evaluation, replaced atomically)")
