@@ -9,6 +9,14 @@ the elapsed time and, when the total is known, the estimated total time.
 Both answer the same small interface: iteration, ``update(n)``, ``set_postfix(**values)``,
 ``set_postfix_str(text)``, ``close()``, the attributes ``n`` and ``total`` (``total`` may be
 reassigned), and use as a context manager.
+
+Long computations (the analyses) take a ``progress`` argument: ``False`` (nothing), ``True``
+(their own bar from :func:`progress`), or an object with a settable ``total`` and ``update(n)``
+into which they report their own work units (windows, steps); :func:`open_progress` turns that
+argument into the object to update. :class:`Share` is such an object for a run of several
+computations under one bar (``mtlstm_hf.analysis.report.run_analyses``): one computation's part
+of a bar whose total covers all of them, so the estimate of the total time covers the whole run;
+:class:`Meter` turns the fractional amounts the shares hand out into the bar's whole steps.
 """
 
 from __future__ import annotations
@@ -18,6 +26,17 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
+
+__all__ = [
+    "PLAIN_INTERVAL_SECONDS",
+    "Meter",
+    "PlainProgress",
+    "Share",
+    "format_duration",
+    "no_transformers_progress_bar",
+    "open_progress",
+    "progress",
+]
 
 PLAIN_INTERVAL_SECONDS = 30.0
 """Seconds between two lines of :class:`PlainProgress` (the first and last lines are always written)."""
@@ -183,3 +202,103 @@ def no_transformers_progress_bar() -> Iterator[None]:
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
+
+
+class _Silent:
+    """The progress object of ``progress=False``: counts, shows nothing."""
+
+    total: float | None = None
+    n: float = 0
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+
+    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+        pass
+
+
+class Meter:
+    """Fractional amounts in, whole steps out: the bar shows integer counts that add up exactly.
+
+    Args:
+        bar: anything with ``update(n)`` and ``set_postfix_str(text)`` (e.g. :func:`progress`'s).
+    """
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self._amount = 0.0
+        self._shown = 0
+
+    def update(self, amount: float) -> None:
+        self._amount += amount
+        step = int(round(self._amount)) - self._shown
+        if step > 0:
+            self._shown += step
+            self.bar.update(step)
+
+    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+        self.bar.set_postfix_str(text)
+
+
+class Share:
+    """``budget`` units of a run-wide bar, handed out in proportion to one computation's own progress.
+
+    The computation sets ``total`` (its own units, e.g. windows) and calls ``update(n)``; the bar
+    advances by ``budget * n / total``, never beyond ``budget``. :meth:`finish` advances the rest
+    (a computation that stopped early or was skipped still accounts for its part). ``bar``: anything
+    with ``update(amount)`` (a :class:`Meter` around the run's bar).
+    """
+
+    def __init__(self, bar: Any, budget: float) -> None:
+        self.bar = bar
+        self.budget = float(budget)
+        self.total: float | None = None
+        self.n = 0.0
+        self._given = 0.0
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+        if self.total:
+            self._advance_to(self.budget * min(self.n, self.total) / self.total)
+
+    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+        self.bar.set_postfix_str(text)
+
+    def _advance_to(self, target: float) -> None:
+        step = target - self._given
+        if step > 0:
+            self._given = target
+            self.bar.update(step)
+
+    def finish(self) -> None:
+        """Advance the bar to the end of this share."""
+        self._advance_to(self.budget)
+
+    def part(self, fraction: float) -> "Share":
+        """A share of ``fraction`` of what is left of this one (for a computation with several phases)."""
+        budget = fraction * (self.budget - self._given)
+        self._given += budget  # reserved: the part advances the bar itself
+        return Share(self.bar, budget)
+
+
+@contextlib.contextmanager
+def open_progress(progress_argument: Any, total: float, desc: str, unit: str) -> Iterator[Any]:
+    """The object to ``update(n)`` for ``total`` units of one computation.
+
+    Args:
+        progress_argument: the computation's ``progress`` argument: ``True`` (its own bar, closed
+            on exit), ``False``/``None`` (a silent counter), or an object with ``total`` and
+            ``update(n)`` (its ``total`` is set to ``total``).
+        total, desc, unit: the amount of work, its name and the name of one unit.
+    """
+    if progress_argument is True:
+        bar = progress(total=total, desc=desc, unit=unit, leave=False)
+        try:
+            yield bar
+        finally:
+            bar.close()
+    elif progress_argument is False or progress_argument is None:
+        yield _Silent()
+    else:
+        progress_argument.total = total
+        yield progress_argument

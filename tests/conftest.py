@@ -73,6 +73,18 @@ def _seed():
     torch.manual_seed(1234)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch runs with one intra-op thread for the whole test module, restored afterwards. Tiny
+    models gain nothing from intra-op threads, and on a loaded (shared 2-core) machine OpenMP
+    threads competing with other processes make every small operation several times slower.
+    Use it per module: ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 REMOTE_LOAD = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):

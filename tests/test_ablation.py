@@ -14,7 +14,6 @@ from mtlstm_hf.analysis import (
     ablate_units,
     ablation_log_probs,
     active_ablation,
-    class_binned_perplexity,
     layer_traces,
     routing_report,
     timescale_chunks,
@@ -25,23 +24,17 @@ from mtlstm_hf.analysis import (
 from mtlstm_hf.evaluation import (
     bin_labels,
     binned_perplexity,
+    class_binned_perplexity,
     frequency_bin_of_token,
     target_positions,
     token_counts,
     token_log_probs,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 EDGES = (2, 4, 6)  # small thresholds: the short random stream fills every bin
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded machine OpenMP spinning
-    makes them much slower; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _stream(length: int, vocab_size: int = 37, seed: int = 0) -> torch.Tensor:
@@ -313,13 +306,54 @@ def test_word_class_table_and_class_perplexity():
 
 
 def test_word_class_routing_report():
-    model = tiny_model()
+    """Every ratio equals an independent computation: the chunk's output columns of layer 1 zeroed
+    by the test's own forward hook, one plain forward over the whole stream, and the per-class
+    perplexity ``exp(mean NLL)`` summed by hand; the chunks follow the assigned timescales, longest first."""
+    model = tiny_model().double()
     stream = _stream(80)
     word_classes = {f"w{index}": ("EVEN" if index % 2 == 0 else "ODD") for index in range(30)}
     report = word_class_routing_report(model, _Vocab(37), stream, 0, word_classes, chunk_size=5, window=9)
     assert report["labels"] == ["EVEN", "ODD", "other"] and report["order"] == "assigned"
-    assert len(report["chunks"]) == 2
-    assert all(value > 0 for row in report["ratio_matrix"] for value in row if not math.isnan(value))
+    assert report["columns"] == ["EVEN", "ODD", "other", "overall"]
+    timescales = model.assigned_timescales()[0].tolist()
+    by_timescale = sorted(range(10), key=lambda unit: -timescales[unit])  # stable: ties keep unit order
+    chunks = [by_timescale[:5], by_timescale[5:]]
+    assert [chunk["units"] for chunk in report["chunks"]] == chunks
+    assert timescales[chunks[0][0]] > timescales[chunks[1][0]]  # T = 4 before T = 3
+
+    targets = stream[1:].tolist()
+    label_of = ["other" if token >= 30 else ("EVEN" if token % 2 == 0 else "ODD") for token in targets]
+
+    def perplexities(units):
+        def zero_units(module, args, output):
+            outputs, hidden, cell = output
+            outputs = outputs.clone()
+            outputs[..., units] = 0.0
+            return outputs, hidden, cell
+
+        handle = model.model.layers[0].register_forward_hook(zero_units) if units else None
+        try:
+            with torch.no_grad():
+                logits = model(stream[None]).logits[0, :-1]
+        finally:
+            if handle is not None:
+                handle.remove()
+        nll = (-torch.log_softmax(logits, -1).gather(-1, stream[1:, None])[:, 0]).tolist()
+        result = {"overall": math.exp(sum(nll) / len(nll))}
+        for label in ("EVEN", "ODD", "other"):
+            picked = [value for value, name in zip(nll, label_of) if name == label]
+            assert picked  # every class has targets here
+            result[label] = math.exp(sum(picked) / len(picked))
+        return result
+
+    intact = perplexities([])
+    # The report's log-probabilities are float32 (as token_log_probs'): 1e-6.
+    assert report["intact"]["perplexity"] == pytest.approx(intact["overall"], rel=1e-6)
+    for row, units in zip(report["ratio_matrix"], chunks):
+        ablated = perplexities(units)
+        expected = [ablated[column] / intact[column] for column in report["columns"]]
+        assert row == pytest.approx(expected, rel=1e-6)
+        assert any(abs(value - 1.0) > 1e-4 for value in row), row  # the ablation changes something
 
 
 def test_routing_heatmap_draws_the_ratios_and_leaves_empty_bins_out():

@@ -31,15 +31,8 @@ from mtlstm_hf.models.mtlstm.cells import TRACE_KEYS
 from mtlstm_hf.ops.gates import weighted_sum_log_weights, weighted_sum_norms
 from mtlstm_hf.ops.naive import reference_trace
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded machine OpenMP spinning
-    makes them much slower; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _stream(length: int, vocab_size: int = 37, seed: int = 0) -> torch.Tensor:

@@ -15,6 +15,8 @@ from mtlstm_hf.analysis import ANALYSES, AnalysisSettings, analyze_checkpoint, l
 from mtlstm_hf.analysis.cli import main
 from mtlstm_hf.data import build_word_tokenizer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Tiny settings: every analysis runs in well under a second on the tiny model.
 FAST = [
     "--bin-edges", "4", "15", "60",
@@ -30,15 +32,6 @@ FAST = [
 ]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded machine OpenMP spinning
-    makes them much slower; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -365,7 +358,7 @@ def test_model_card_numbers_layers_from_1_for_both_report_formats(checkpoint, re
 def test_shares_of_the_run_wide_bar_add_up_to_its_total():
     """Each analysis advances its share in its own units; parts of a share (analyses with several
     phases) and early finishes still add up to exactly the bar's total, in whole steps."""
-    from mtlstm_hf.analysis._progress import Meter, Share
+    from mtlstm_hf.progress import Meter, Share
 
     class Bar:
         def __init__(self):

@@ -1,32 +1,29 @@
-"""State gradients (Verwimp et al. 2020): oracles, counts, normalisation invariance, errors."""
+"""State gradients (Verwimp et al. 2020): oracles for every cell type, counts, normalisation invariance, errors."""
 
 from __future__ import annotations
-
-import importlib
 
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_model
 
-from mtlstm_hf.analysis.state_gradients import (
-    LayerWeights,
-    StateGradientResult,
-    accumulate_state_gradients,
-    embedding_whitening,
-    frequency_classes,
-    lstm_cell_step,
-    lstm_linearize,
+from mtlstm_hf.analysis.state_gradient_result import StateGradientResult, embedding_whitening
+from mtlstm_hf.analysis.state_gradient_steps import (
+    CellStep,
+    LSTMLinearization,
     model_layer_steps,
-    register_cell_step,
-    source_positions,
-    state_gradients,
     unroll_layer_steps,
 )
+from mtlstm_hf.analysis.state_gradients import (
+    accumulate_state_gradients,
+    frequency_classes,
+    source_positions,
+    state_gradients,
+)
+from mtlstm_hf.models.mtlstm.cells import CELL_TYPES, cell_layout, cell_step
+from mtlstm_hf.ops.naive import reference_trace
 
 VOCAB = 37  # tiny_model's vocabulary
-# The module itself (the package may export a function of the same name).
-sg_module = importlib.import_module("mtlstm_hf.analysis.state_gradients")
 
 
 def _distinct_stream(length: int, seed: int = 0) -> torch.Tensor:
@@ -104,20 +101,22 @@ def test_linear_recurrence_with_sampled_source_positions():
             assert result.counts[tau, source] == int(counted)
 
 
-def test_lstm_closed_form_linearization_matches_jacfwd():
-    """The closed-form LSTM tangents equal the Jacobians torch.func.jacfwd computes from the step."""
+def test_lstm_closed_form_linearization_matches_jacfwd_of_cell_step():
+    """The closed-form LSTM tangents equal the Jacobians torch.func.jacfwd computes from cells.cell_step."""
     generator = torch.Generator().manual_seed(7)
     batch, hidden, inputs_size = 3, 5, 4
 
     def rand(*shape):
         return torch.randn(*shape, generator=generator, dtype=torch.float64)
 
-    weights = LayerWeights(rand(4 * hidden, inputs_size), rand(4 * hidden, hidden), rand(4 * hidden), hidden)
+    layout = cell_layout("lstm")
+    step = CellStep(layout, rand(4 * hidden, inputs_size), rand(4 * hidden, hidden), rand(4 * hidden))
     state, inputs = rand(batch, 2 * hidden), rand(batch, inputs_size)
-    jacobians = torch.func.vmap(torch.func.jacfwd(lambda s, x: lstm_cell_step(weights, s, x), argnums=(0, 1)))
-    state_jacobian, input_jacobian = jacobians(state, inputs)  # (B, 2H, 2H), (B, 2H, I)
-    linear = lstm_linearize(weights, state, inputs)
-    torch.testing.assert_close(linear.state, torch.func.vmap(lambda s, x: lstm_cell_step(weights, s, x))(state, inputs))
+    state_jacobian, input_jacobian = torch.func.vmap(torch.func.jacfwd(step, argnums=(0, 1)))(state, inputs)
+    assert state_jacobian.shape == (batch, 2 * hidden, 2 * hidden) and input_jacobian.shape == (batch, 2 * hidden, inputs_size)
+    gates = cell_step(layout, inputs, state[:, :hidden], state[:, hidden:], step.weight_ih, step.weight_hh, step.bias)
+    linear = LSTMLinearization(step.weight_ih, step.weight_hh, gates, state[:, hidden:])
+    torch.testing.assert_close(step(state, inputs), torch.cat([gates["hidden"], gates["cell"]], -1))
     torch.testing.assert_close(linear.input_jacobian(), input_jacobian, rtol=0, atol=1e-12)
     state_tangents, input_tangents = rand(batch, 2 * hidden, 6), rand(batch, inputs_size, 9)
     torch.testing.assert_close(linear.tangent(state_tangents, None), state_jacobian @ state_tangents, rtol=0, atol=1e-12)
@@ -129,6 +128,65 @@ def test_lstm_closed_form_linearization_matches_jacfwd():
         linear.tangent(state_tangents, input_tangents[..., :6]), expected[..., :6], rtol=0, atol=1e-12
     )
     torch.testing.assert_close(linear.tangent(None, input_tangents), input_jacobian @ input_tangents, rtol=0, atol=1e-12)
+
+
+def _reference_states(model, embeddings, initial):
+    """Per layer ``(hidden (T, H), cell (T, H) or None)`` of one row, by the slow per-step loop
+    ``ops.naive.reference_trace`` on the model's weights (differentiable in ``embeddings (T, E)``)."""
+    layer_input, states = embeddings[None], []
+    for layer, (hidden, cell) in zip(model.model.layers, initial):
+        trace = reference_trace(
+            layer.cell_type, layer_input, hidden, cell, layer.weight_ih, layer.weight_hh,
+            layer.gate_biases.concatenated(layer_input.dtype),
+        )
+        states.append((trace["hidden"][0], None if trace["cell"] is None else trace["cell"][0]))
+        layer_input = trace["hidden"]
+    return states
+
+
+@pytest.mark.parametrize("state", ["cell", "hidden"])
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
+def test_every_cell_type_matches_autograd_through_the_reference_loop(cell_type, state):
+    """For every cell type (layer 1 of that type under a standard LSTM, and the reverse), G(t, tau)
+    in the second segment (carried, detached state) equals the reverse-mode Jacobian of the slow
+    reference loop ops.naive.reference_trace; a cell-less layer refuses state='cell'."""
+    delays, segment = 4, 9
+    stream = _distinct_stream(2 * segment)
+    for cell_types in ([cell_type, "lstm"], ["lstm", cell_type]):
+        model = tiny_model(cell_types=cell_types, timescale_schedules=[None, None]).double()
+        has_cell = [cell_layout(name).has_cell for name in cell_types]
+        layers = [index for index in range(2) if has_cell[index] or state == "hidden"]
+        if state == "cell" and not all(has_cell):
+            with pytest.raises(ValueError, match="no memory cell"):
+                state_gradients(model, stream, max_delay=delays, segment_length=segment, layer=[0, 1], state=state)
+        results = state_gradients(
+            model, stream, max_delay=delays, segment_length=segment, layer=layers, state=state,
+            token_classes=torch.arange(VOCAB),
+        )
+        embeddings = model.model.embeddings.weight.detach()[stream]
+        zeros = [(torch.zeros(1, 10 if index == 0 else 6, dtype=torch.float64),) * 2 for index in range(2)]
+        with torch.no_grad():
+            first = _reference_states(model, embeddings[:segment], zeros)
+        carried = [
+            (hidden[-1:], cell[-1:] if cell is not None else torch.zeros_like(hidden[-1:])) for hidden, cell in first
+        ]
+        for result, layer in zip(results, layers):
+            assert result.layer == layer and result.state == state
+
+            def state_at(inputs: torch.Tensor, t: int, layer: int = layer) -> torch.Tensor:
+                hidden, cell = _reference_states(model, inputs, carried)[layer]
+                return (cell if state == "cell" else hidden)[t]
+
+            for t in (0, 3, segment - 1):
+                jacobian = torch.autograd.functional.jacobian(
+                    lambda inputs, t=t: state_at(inputs, t), embeddings[segment:]
+                )  # (H, segment, E)
+                for tau in range(min(delays, t + 1)):
+                    torch.testing.assert_close(
+                        result.sums[tau, stream[segment + t - tau]], jacobian[:, t - tau], rtol=0, atol=1e-10
+                    )
+            # Every counted matrix is one of those: no delay across the segment start.
+            assert int(result.counts.sum()) == 2 * sum(min(delays, segment - j) for j in range(segment))
 
 
 def test_source_positions():
@@ -309,28 +367,6 @@ def test_layer_selection_and_summary_hook():
     average = last.summarize(lambda g: torch.linalg.svdvals(g).mean(-1))
     assert average.shape == (3, 1)
     torch.testing.assert_close(average, last.singular_values(6).mean(-1))
-
-
-def test_cell_step_is_swappable_per_cell_type(monkeypatch):
-    """A layer's ``cell_type`` selects its registered step function."""
-    monkeypatch.setattr(sg_module, "_CELL_STEPS", dict(sg_module._CELL_STEPS))
-    calls = []
-
-    def counting_lstm_step(weights, state, inputs):
-        calls.append(1)
-        return lstm_cell_step(weights, state, inputs)
-
-    register_cell_step("counting-lstm", counting_lstm_step)
-    model = tiny_model()
-    stream = torch.randint(0, VOCAB, (12,))
-    reference = state_gradients(model, stream, max_delay=3, segment_length=6)
-    monkeypatch.setattr(model.model.layers[1], "cell_type", "counting-lstm", raising=False)
-    swapped = state_gradients(model, stream, max_delay=3, segment_length=6)
-    assert calls
-    torch.testing.assert_close(reference.sums, swapped.sums)  # closed form (lstm) vs jacfwd (registered step)
-    monkeypatch.setattr(model.model.layers[1], "cell_type", "mystery", raising=False)
-    with pytest.raises(ValueError, match="register_cell_step"):
-        state_gradients(model, stream, max_delay=3, segment_length=6)
 
 
 # ---------------------------------------------------------------------------

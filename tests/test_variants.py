@@ -325,7 +325,7 @@ def test_weighted_sum_with_closed_forget_gate_has_no_nan() -> None:
 def test_heatmap_renders_with_token_labels() -> None:
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
-    from mtlstm_hf.analysis.weighted_sum import plot_weighted_sum_heatmap
+    from mtlstm_hf.analysis.figures import plot_weighted_sum_heatmap
 
     tokens = ["the", "cat", "sat", "on", "the", "mat"]
     trace = gates_and_cells("lstm", **make_case("lstm"))
@@ -351,7 +351,7 @@ def test_heatmap_renders_with_token_labels() -> None:
 
 
 def test_heatmap_without_matplotlib_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mtlstm_hf.analysis.weighted_sum import plot_weighted_sum_heatmap
+    from mtlstm_hf.analysis.figures import plot_weighted_sum_heatmap
 
     real_import = builtins.__import__
 

@@ -2,6 +2,8 @@
 
 Modules (this package depends on the model and evaluation packages, never the reverse):
 
+- :mod:`.adapter`: the one way analyses reach the model: base model, layer selection, eval mode,
+  token rows (AWD's ``batchify``), the units an ablation zeroes;
 - :mod:`.traces`: per-layer gates/cells/hidden states from one forward (``layer_traces``), streamed
   over a long token stream with the state carried (``stream_traces``, ``trace_moments``);
 - :mod:`.timescales`: estimated timescales ``T = -1 / ln mean(f)``, inverse-gamma and alternative
@@ -9,8 +11,9 @@ Modules (this package depends on the model and evaluation packages, never the re
 - :mod:`.ablation`: zero chosen units' output for the layers above (``ablate_units``), routing
   reports of per-bin perplexity ratios by frequency or word class;
 - :mod:`.memory_span`: weighted-sum mass ``||w_{t-d}^t||`` vs distance (Levy et al. 2018);
-- :mod:`.weighted_sum`: the ``||w_j^t||`` heat map of a passage;
-- :mod:`.state_gradients`: ``d s_t / d x_{t-tau}`` memory analysis (Verwimp et al. 2020);
+- :mod:`.state_gradients`: ``d s_t / d x_{t-tau}`` memory analysis (Verwimp et al. 2020), with
+  :mod:`.state_gradient_steps` (each layer's step, ``cells.cell_step``, and its linearisation) and
+  :mod:`.state_gradient_result` (the sums and the measures read from them);
 - :mod:`.mutual_information`: ``I(d)`` of a corpus and its power-law decay;
 - :mod:`.figures`: every matplotlib figure (``pip install mtlstm_hf[plot]``);
 - :mod:`.report`, :mod:`.cli`: run everything on a checkpoint and write ``report.json`` + figures
@@ -37,8 +40,8 @@ _EXPORTS = {
     "UnitAblation": ".ablation",
     "ablate_units": ".ablation",
     "ablation_log_probs": ".ablation",
-    "active_ablation": ".ablation",
-    "class_binned_perplexity": ".ablation",
+    "resolve_chunks": ".ablation",
+    "routing_from_log_probs": ".ablation",
     "routing_report": ".ablation",
     "timescale_chunks": ".ablation",
     "units_by_timescale": ".ablation",
@@ -55,9 +58,15 @@ _EXPORTS = {
     "plot_timescales": ".figures",
     "plot_weighted_sum_heatmap": ".figures",
     "save_figure": ".figures",
+    "active_ablation": ".adapter",
+    "base_model": ".adapter",
+    "eval_mode": ".adapter",
+    "forget_gate_layers": ".adapter",
+    "layers_with_forget_gate": ".adapter",
+    "resolve_layers": ".adapter",
+    "token_rows": ".adapter",
     "MemorySpan": ".memory_span",
     "estimate_memory_span": ".memory_span",
-    "layers_with_memory_cell": ".memory_span",
     "passage_log_weights": ".memory_span",
     "ESTIMATORS": ".mutual_information",
     "DecayComparison": ".mutual_information",
@@ -77,21 +86,19 @@ _EXPORTS = {
     "load_word_classes": ".report",
     "run_analyses": ".report",
     "write_report": ".report",
-    "LayerLinearize": ".state_gradients",
-    "LayerStep": ".state_gradients",
-    "LayerWeights": ".state_gradients",
-    "Linearization": ".state_gradients",
+    "StateGradientResult": ".state_gradient_result",
+    "embedding_whitening": ".state_gradient_result",
+    "CellStep": ".state_gradient_steps",
+    "LSTMLinearization": ".state_gradient_steps",
+    "Linearization": ".state_gradient_steps",
+    "StepFunction": ".state_gradient_steps",
+    "model_layer_steps": ".state_gradient_steps",
+    "unroll_layer_steps": ".state_gradient_steps",
     "StateGradientAccumulator": ".state_gradients",
-    "StateGradientResult": ".state_gradients",
     "accumulate_state_gradients": ".state_gradients",
-    "embedding_whitening": ".state_gradients",
     "frequency_classes": ".state_gradients",
-    "lstm_cell_step": ".state_gradients",
-    "lstm_linearize": ".state_gradients",
-    "model_layer_steps": ".state_gradients",
-    "register_cell_step": ".state_gradients",
+    "matrix_count": ".state_gradients",
     "source_positions": ".state_gradients",
-    "unroll_layer_steps": ".state_gradients",
     "DISTRIBUTION_FAMILIES": ".timescales",
     "MIN_TIMESCALE_SPREAD": ".timescales",
     "DistributionFit": ".timescales",
@@ -103,13 +110,11 @@ _EXPORTS = {
     "fit_inverse_gamma": ".timescales",
     "fit_timescale_distribution": ".timescales",
     "inverse_gamma_fit_note": ".timescales",
-    "layers_with_forget_gate": ".timescales",
     "timescale_report": ".timescales",
     "TraceChunk": ".traces",
     "TraceMoments": ".traces",
     "forward_traces": ".traces",
     "layer_traces": ".traces",
-    "stream_rows": ".traces",
     "stream_traces": ".traces",
     "trace_moments": ".traces",
 }

@@ -1,6 +1,6 @@
 """Unit ablation and routing: which units (timescales) does each kind of word rely on?
 
-Mahto et al. (ICLR 2021, Sec. 5; docs/PAPERS.md section 1) zero the output of 50-unit chunks of
+Mahto et al. (ICLR 2021, Sec. 5) zero the output of 50-unit chunks of
 layer 2, ordered by assigned timescale, and report per word-frequency bin the perplexity ratio
 ``ppl(ablated) / ppl(intact)``; long-timescale units matter most for rare words.
 
@@ -27,7 +27,7 @@ makes **one** pass over the stream (state carried, eval mode, windows as
 the layers above it and the softmax layer run on the ablated layer's output repeated once per
 chunk (plus once intact), each row group with its own ablation mask. The targets are then binned
 by frequency (the bins of :func:`mtlstm_hf.evaluation.binned_perplexity`) or by a user-supplied word
-class (:func:`class_binned_perplexity`); the result is a JSON-ready dict with the per-bin ratio of
+class (:func:`mtlstm_hf.evaluation.class_binned_perplexity`); the result is a JSON-ready dict with the per-bin ratio of
 every chunk (plot with :func:`mtlstm_hf.analysis.figures.plot_routing_heatmap`).
 """
 
@@ -35,42 +35,29 @@ from __future__ import annotations
 
 import math
 import numbers
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from mtlstm_hf.evaluation.frequency import DEFAULT_BIN_EDGES, bin_labels
-from mtlstm_hf.evaluation.perplexity import target_positions
+from mtlstm_hf.evaluation import DEFAULT_BIN_EDGES, bin_labels, target_positions
+from mtlstm_hf.evaluation.binned import check_log_probs, perplexities_by_bin, target_bins
+from mtlstm_hf.progress import open_progress
 
-from ._progress import open_progress
-from .traces import base_model, eval_mode, resolve_layers
+from .adapter import base_model, eval_mode, positive_int, register_ablation, resolve_layers, token_rows, unregister_ablation
 
 __all__ = [
     "UnitAblation",
     "ablate_units",
     "ablation_log_probs",
-    "active_ablation",
-    "class_binned_perplexity",
+    "resolve_chunks",
+    "routing_from_log_probs",
     "routing_report",
     "timescale_chunks",
     "units_by_timescale",
     "word_class_table",
     "word_class_routing_report",
 ]
-
-# Layer module -> list of unit-index tensors currently zeroed by live ablations (weak: a
-# deleted model leaves nothing behind).
-_ACTIVE: "weakref.WeakKeyDictionary[torch.nn.Module, list[torch.Tensor]]" = weakref.WeakKeyDictionary()
-
-
-def active_ablation(layer: torch.nn.Module) -> torch.Tensor | None:
-    """Sorted unit indices of ``layer`` whose output is currently zeroed, or None."""
-    entries = _ACTIVE.get(layer)
-    if not entries:
-        return None
-    return torch.unique(torch.cat(entries))
 
 
 def _unit_indices(units: Any, hidden_size: int, layer: int) -> torch.Tensor:
@@ -142,7 +129,7 @@ class UnitAblation:
                 return outputs.index_fill(-1, indices.to(outputs.device), 0.0), final_hidden, final_cell
 
             self._handles.append(layer.register_forward_hook(zero_units))
-            _ACTIVE.setdefault(layer, []).append(indices)
+            register_ablation(layer, indices)
             self._registered.append((layer, indices))
         return self
 
@@ -151,13 +138,7 @@ class UnitAblation:
         for handle in self._handles:
             handle.remove()
         for layer, indices in self._registered:
-            entries = _ACTIVE.get(layer, [])
-            for position, entry in enumerate(entries):
-                if entry is indices:
-                    del entries[position]
-                    break
-            if not entries:
-                _ACTIVE.pop(layer, None)
+            unregister_ablation(layer, indices)
         self._handles, self._registered = [], []
 
     def __enter__(self) -> "UnitAblation":
@@ -239,7 +220,7 @@ def word_class_table(
         vocab: ``{word: id}`` or a tokenizer (its ``get_vocab()``).
         vocab_size: ``V`` (default ``max id + 1``).
         other_label: class of vocabulary words missing from the map; ``None`` leaves them out
-            (class -1: not scored in :func:`class_binned_perplexity`).
+            (class -1: not scored in :func:`mtlstm_hf.evaluation.class_binned_perplexity`).
 
     Returns:
         ``(classes (V,) int64, labels)``: labels in first-appearance order of the map, then
@@ -266,115 +247,6 @@ def word_class_table(
         classes[classes == -1] = len(labels)
         labels.append(other_label)
     return classes, labels
-
-
-def _checked_nll(token_log_probs: Any, name: str = "token_log_probs") -> torch.Tensor:
-    """``-log p`` as float64 on the CPU, any shape, from validated log-probabilities (finite, <= 0)."""
-    values = torch.as_tensor(token_log_probs).detach().cpu().to(torch.float64)
-    if values.numel() == 0:
-        raise ValueError(f"{name} is empty.")
-    if not bool(torch.isfinite(values).all()):
-        raise ValueError(f"{name} must be finite (NaN or +-inf found; a -inf log-probability makes perplexity infinite).")
-    if float(values.max()) > _LOG_PROB_TOLERANCE:
-        raise ValueError(
-            f"{name} must be log-probabilities (<= 0, natural log), got maximum {float(values.max()):.6g}; "
-            "did you pass NLLs or logits?"
-        )
-    return -values
-
-
-# Largest positive log-probability accepted as rounding noise (an exact log_softmax gives <= 0).
-_LOG_PROB_TOLERANCE = 1e-6
-
-
-def _perplexity(nll_sum: float, count: int) -> float:
-    return math.exp(nll_sum / count) if count > 0 else math.nan
-
-
-def _perplexities_by_bin(nll: torch.Tensor, bins: torch.Tensor, labels: Sequence[str]) -> list[dict[str, Any]]:
-    """Per row of ``nll`` ``(R, M)`` (float64): overall and per-bin perplexity of the targets whose
-    bin (``bins``, ``(M,)``, in ``[0, C)``) is each label. Same layout as
-    :func:`mtlstm_hf.evaluation.binned_perplexity`; an empty bin has perplexity NaN."""
-    num_bins = len(labels)
-    sums = torch.zeros(nll.shape[0], num_bins, dtype=torch.float64).index_add_(1, bins, nll)
-    counts = torch.bincount(bins, minlength=num_bins).tolist()
-    totals = nll.sum(1).tolist()
-    results = []
-    for row, total in enumerate(totals):
-        row_sums = sums[row].tolist()
-        results.append(
-            {
-                "perplexity": _perplexity(total, nll.shape[1]),
-                "n_tokens": int(nll.shape[1]),
-                "nll_sum": total,
-                "bins": {
-                    label: {
-                        "perplexity": _perplexity(row_sums[index], counts[index]),
-                        "n_tokens": counts[index],
-                        "nll_sum": row_sums[index],
-                    }
-                    for index, label in enumerate(labels)
-                },
-            }
-        )
-    return results
-
-
-def _target_classes(
-    token_ids: Any, class_of_token: Any, num_labels: int, allow_excluded: bool
-) -> torch.Tensor:
-    """``class_of_token[token_ids]`` with range checks (class -1 = left out, when allowed)."""
-    classes = torch.as_tensor(class_of_token).cpu()
-    targets = torch.as_tensor(token_ids).cpu()
-    if classes.dim() != 1 or classes.numel() == 0 or classes.is_floating_point() or classes.dtype == torch.bool:
-        raise ValueError(f"the class table must be a non-empty 1-D integer tensor (V,), got {classes.dtype} {tuple(classes.shape)}.")
-    if targets.dim() != 1 or targets.is_floating_point() or targets.dtype == torch.bool:
-        raise ValueError(f"token_ids must be a 1-D integer tensor, got {targets.dtype} {tuple(targets.shape)}.")
-    classes, targets = classes.long(), targets.long()
-    if targets.numel() and (int(targets.max()) >= classes.numel() or int(targets.min()) < 0):
-        raise ValueError(f"token_ids must lie in [0, {classes.numel()}) (the length of the class table).")
-    lowest = -1 if allow_excluded else 0
-    if int(classes.max()) >= num_labels or int(classes.min()) < lowest:
-        raise ValueError(
-            f"class table values must lie in [{lowest}, {num_labels}) for {num_labels} labels, got "
-            f"[{int(classes.min())}, {int(classes.max())}]; were other bin edges or labels used to build it?"
-        )
-    return classes[targets]
-
-
-def class_binned_perplexity(
-    token_log_probs: torch.Tensor, token_ids: torch.Tensor, class_of_token: torch.Tensor, labels: Sequence[str]
-) -> dict[str, Any]:
-    """Overall and per-class perplexity, like :func:`mtlstm_hf.evaluation.binned_perplexity` with
-    arbitrary classes: ``ppl_k = exp(mean_{t: class(y_t) = k} -log p(y_t))``.
-
-    Args:
-        token_log_probs: ``(M,)`` natural-log probabilities of the targets.
-        token_ids: ``(M,)`` target ids ``y_t``.
-        class_of_token: ``(V,)`` class index per vocabulary id, in ``[-1, len(labels))``.
-        labels: the class names.
-
-    Returns:
-        ``{"perplexity", "n_tokens", "nll_sum", "bins": {label: {"perplexity", "n_tokens",
-        "nll_sum"}}, "n_excluded"}``: targets of class -1 are left out (``n_excluded``); an
-        empty class has perplexity NaN.
-
-    Raises:
-        ValueError: not 1-D finite log-probabilities <= 0, lengths differ, ids or classes out of range,
-            no target with a class.
-    """
-    nll = _checked_nll(token_log_probs)
-    if nll.dim() != 1:
-        raise ValueError(f"token_log_probs must be 1-D, got shape {tuple(nll.shape)}.")
-    target_classes = _target_classes(token_ids, class_of_token, len(labels), allow_excluded=True)
-    if target_classes.shape != nll.shape:
-        raise ValueError(f"token_ids has {target_classes.numel()} entries but token_log_probs has {nll.numel()}.")
-    scored = target_classes >= 0
-    if not bool(scored.any()):
-        raise ValueError("no target token has a class (all are -1).")
-    (result,) = _perplexities_by_bin(nll[scored][None], target_classes[scored], list(labels))
-    result["n_excluded"] = int((~scored).sum())
-    return result
 
 
 # ---------------------------------------------------------------------------
@@ -455,19 +327,12 @@ def ablation_log_probs(
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None:
         raise ValueError(f"{type(model).__name__} has no output layer: pass the language model (MTLSTMForCausalLM).")
-    ids = torch.as_tensor(stream)
-    if ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
-        raise ValueError(f"stream must be a 1-D integer tensor (N,), got {ids.dtype} of shape {tuple(ids.shape)}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
-        raise ValueError(f"window must be a positive integer, got {window!r}.")
-    piece = ids.numel() // batch_size
-    if piece < 2:
-        raise ValueError(f"stream has {ids.numel()} tokens; with batch_size={batch_size} each row needs at least 2.")
+    rows = token_rows(stream, batch_size, min_row_length=2)  # the rows token_log_probs scores
+    window = positive_int(window, "window")
+    piece = rows.shape[1]
     groups = len(unit_chunks) + 1
     device = base.embeddings.weight.device
-    rows = ids[: piece * batch_size].long().reshape(batch_size, piece).to(device)
+    rows = rows.to(device)
     keep = torch.ones(groups, hidden_size, dtype=torch.bool)
     for group, indices in enumerate(unit_chunks, start=1):
         keep[group, indices] = False
@@ -514,10 +379,25 @@ def ablation_log_probs(
     return torch.cat(log_probs, dim=1).reshape(groups, batch_size * (piece - 1))
 
 
-def _resolve_chunks(
+def resolve_chunks(
     model: torch.nn.Module, layer: int, chunks: Sequence[Any] | None, chunk_size: int, timescales: Any
 ) -> tuple[list[torch.Tensor], torch.Tensor | None, str]:
-    """``(unit chunks, timescales ordering them or None, order name)`` for :func:`routing_report`."""
+    """The unit chunks a routing report ablates one at a time, and how they were ordered.
+
+    Args:
+        model: ``MTLSTMForCausalLM``; layer: 0-based index (already resolved) of the ablated layer.
+        chunks: explicit unit sets (int sequences/tensors or ``(H,)`` bool masks), or None.
+        chunk_size: units per chunk when the chunks are cut here.
+        timescales: ``(H,)`` timescales ordering the units (longest first), or None: the layer's
+            assigned timescales, else unit order.
+
+    Returns:
+        ``(unit chunks, timescales ordering them or None, order name)``, the order ``"given"``
+        (explicit chunks), ``"timescale"``, ``"assigned"`` or ``"index"``.
+
+    Raises:
+        ValueError: bad unit indices, a bad ``chunk_size``, timescales of another length, no chunk.
+    """
     hidden_size = base_model(model).layers[layer].hidden_size
     ordering = None
     order = "given"
@@ -541,7 +421,7 @@ def _resolve_chunks(
     return unit_chunks, ordering, order
 
 
-def _routing_from_log_probs(
+def routing_from_log_probs(
     log_probs: torch.Tensor,
     targets: torch.Tensor,
     class_of_token: torch.Tensor,
@@ -555,13 +435,30 @@ def _routing_from_log_probs(
     batch_size: int,
     window: int,
 ) -> dict[str, Any]:
-    """The routing dict of :func:`routing_report` from the ``(K + 1, M)`` log-probabilities."""
-    nll = _checked_nll(log_probs, "ablation log-probabilities")
-    target_classes = _target_classes(targets, class_of_token, len(column_labels), allow_excluded)
+    """The routing dict of :func:`routing_report` from the log-probabilities of :func:`ablation_log_probs`.
+
+    Args:
+        log_probs: ``(K + 1, M)`` row 0 intact, row ``k`` with ``unit_chunks[k - 1]`` ablated.
+        targets: ``(M,)`` the target ids, aligned with the columns.
+        class_of_token: ``(V,)`` bin or class per vocabulary id (-1: not scored, with
+            ``allow_excluded``); column_labels: the bin/class names.
+        layer: 0-based index of the ablated layer (reported as its number, from 1).
+        unit_chunks, ordering, order: from :func:`resolve_chunks`.
+        chunk_size, batch_size, window: recorded in the report.
+
+    Returns:
+        The report entry described in :func:`routing_report`. Per-bin perplexities come from
+        :func:`mtlstm_hf.evaluation.perplexities_by_bin`.
+
+    Raises:
+        ValueError: malformed log-probabilities, classes out of range, no target with a class.
+    """
+    nll = -check_log_probs(log_probs, "ablation log-probabilities", rows=True)
+    target_classes = target_bins(targets, class_of_token, len(column_labels), allow_excluded=allow_excluded)
     scored = target_classes >= 0
     if not bool(scored.any()):
         raise ValueError("no target token has a class (all are -1).")
-    intact, *ablated = _perplexities_by_bin(nll[:, scored], target_classes[scored], list(column_labels))
+    intact, *ablated = perplexities_by_bin(nll[:, scored], target_classes[scored], list(column_labels))
     chunk_results = []
     for indices, result in zip(unit_chunks, ablated):
         ratios = {
@@ -650,7 +547,7 @@ def routing_report(
         (chunks x columns) list of lists}`` (+ ``"n_excluded"`` with ``labels``); NaN where a bin is empty.
     """
     (layer,) = resolve_layers(model, [layer])
-    unit_chunks, ordering, order = _resolve_chunks(model, layer, chunks, chunk_size, timescales)
+    unit_chunks, ordering, order = resolve_chunks(model, layer, chunks, chunk_size, timescales)
     stream = torch.as_tensor(stream)
     frequency = labels is None
     column_labels = bin_labels(edges) if frequency else list(labels)
@@ -658,7 +555,7 @@ def routing_report(
         model, stream, layer, unit_chunks, batch_size=batch_size, window=window, progress=progress
     )
     targets = stream[target_positions(stream.numel(), batch_size)]
-    return _routing_from_log_probs(
+    return routing_from_log_probs(
         log_probs, targets, bin_of_token, column_labels, not frequency, layer, unit_chunks, ordering, order,
         int(chunk_size) if chunks is None else None, batch_size, window,
     )

@@ -34,7 +34,7 @@ from mtlstm_hf.models.mtlstm.timescales import inverse_gamma_isf, inverse_gamma_
 
 from .memory_span import MemorySpan, passage_log_weights
 from .mutual_information import DecayComparison, MutualInformationResult, PowerLawFit
-from .state_gradients import StateGradientResult
+from .state_gradient_result import StateGradientResult
 from .timescales import DistributionFit, LayerTimescales, TimescaleEstimate, inverse_gamma_fit_note
 
 __all__ = [
@@ -255,7 +255,7 @@ def plot_routing_heatmap(
     Args:
         report: from :func:`~.ablation.routing_report` (or its JSON form: NaN may be None).
     """
-    plt = pyplot("plot_routing_heatmap")
+    pyplot("plot_routing_heatmap")  # matplotlib, or the ImportError saying how to install it
     from matplotlib.colors import TwoSlopeNorm
 
     columns = list(report["columns"])

@@ -1,6 +1,6 @@
 """Memory span of each layer: weighted-sum mass as a function of distance.
 
-Levy et al. (ACL 2018; docs/PAPERS.md section 3) unroll the LSTM cell into an element-wise
+Levy et al. (ACL 2018, Sec. 3) unroll the LSTM cell into an element-wise
 weighted sum of earlier content::
 
     c_t = sum_{j <= t} w_j^t * c~_j,        w_j^t = i_j * prod_{k=j+1..t} f_k        (H,)
@@ -36,35 +36,19 @@ import torch
 
 from mtlstm_hf.ops.gates import weighted_sum_log_weights, weighted_sum_norms
 
-from .traces import base_model, layer_traces, resolve_layers, stream_traces
+from .adapter import base_model, forget_gate_layers
+from .traces import layer_traces, stream_traces
 
-__all__ = ["MemorySpan", "estimate_memory_span", "layers_with_memory_cell", "passage_log_weights"]
+__all__ = ["MemorySpan", "estimate_memory_span", "passage_log_weights"]
 
 # Upper bound on the elements of one (B, S, S, h) block of log weights (float64: 32 MB).
 _BLOCK_ELEMENTS = 4_000_000
 
 
-def layers_with_memory_cell(model: torch.nn.Module) -> list[int]:
-    """0-based indices of the layers with input and forget gates (a weighted-sum memory): not ``lstm-gates``."""
-    return [index for index, layer in enumerate(base_model(model).layers) if layer.layout.has_forget_gate]
-
-
 def _checked_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -> list[int]:
-    base = base_model(model)
-    if layers is None:
-        indices = layers_with_memory_cell(model)
-        if not indices:
-            raise ValueError(
-                "this model has no layer with a memory cell (all 'lstm-gates'); the weighted-sum view does not apply."
-            )
-        return indices
-    indices = resolve_layers(model, layers)
-    missing = [index for index in indices if not base.layers[index].layout.has_forget_gate]
-    if missing:
-        raise ValueError(
-            f"layer indices {missing} (layers {[index + 1 for index in missing]}) have no memory cell / gates (cell type 'lstm-gates'); the weighted-sum view does not apply."
-        )
-    return indices
+    return forget_gate_layers(
+        model, layers, "no memory cell / gates", "the weighted-sum view does not apply"
+    )
 
 
 @dataclass

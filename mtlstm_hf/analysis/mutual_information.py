@@ -2,7 +2,7 @@
 
 Lin & Tegmark ("Critical behavior in physics and probabilistic formal languages", Entropy 2017)
 found that the mutual information between two words ``d`` tokens apart decays like a power of
-``d`` in natural language; Mahto et al. (ICLR 2021, docs/PAPERS.md section 1) build their LSTM so
+``d`` in natural language; Mahto et al. (ICLR 2021) build their LSTM so
 that its units' average decay is a power law too. This module measures the first and compares
 it with the second:
 

@@ -81,16 +81,15 @@ from typing import Any, Callable, Union
 
 import torch
 
-from mtlstm_hf.evaluation.bins import bin_labels
-from mtlstm_hf.evaluation.frequency import frequency_bin_of_token, token_counts
+from mtlstm_hf.evaluation import bin_labels, frequency_bin_of_token, target_positions, token_counts
 from mtlstm_hf.ops.gates import weighted_sum_norms
+from mtlstm_hf.progress import Meter, Share
 
-from ._progress import Meter, Share
-from .ablation import _resolve_chunks, _routing_from_log_probs, ablation_log_probs, word_class_table
-from .memory_span import estimate_memory_span, layers_with_memory_cell, passage_log_weights
+from .ablation import ablation_log_probs, resolve_chunks, routing_from_log_probs, word_class_table
+from .adapter import base_model, layers_with_forget_gate
+from .memory_span import estimate_memory_span, passage_log_weights
 from .settings import ANALYSES, DEFAULT_STATE_GRADIENT_POSITIONS, AnalysisSettings, option_name
 from .timescales import estimate_timescales, fit_inverse_gamma, timescale_report
-from .traces import base_model
 
 __all__ = [
     "ANALYSES",
@@ -246,8 +245,6 @@ def _ablation_layer_index(context: _Context) -> int:
 
 
 def _ablation(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from mtlstm_hf.evaluation.perplexity import target_positions
-
     from . import figures
 
     settings = context.settings
@@ -256,7 +253,7 @@ def _ablation(context: _Context) -> tuple[dict[str, Any], Figures]:
     hidden_size = base_model(context.model).layers[layer].hidden_size
     # Unit order: consecutive chunks of unit indices.
     explicit = list(torch.arange(hidden_size).split(settings.chunk_size)) if ordering is None else None
-    unit_chunks, ordering, _ = _resolve_chunks(context.model, layer, explicit, settings.chunk_size, ordering)
+    unit_chunks, ordering, _ = resolve_chunks(context.model, layer, explicit, settings.chunk_size, ordering)
     # One batched pass scores every chunk; both reports (frequency, word classes) bin the same numbers.
     log_probs = ablation_log_probs(
         context.model, context.stream, layer, unit_chunks,
@@ -267,7 +264,7 @@ def _ablation(context: _Context) -> tuple[dict[str, Any], Figures]:
         layer=layer, unit_chunks=unit_chunks, ordering=ordering, order=order, chunk_size=settings.chunk_size,
         batch_size=settings.batch_size, window=settings.window,
     )
-    frequency = _routing_from_log_probs(
+    frequency = routing_from_log_probs(
         log_probs, targets, context.bin_of_token(), bin_labels(settings.bin_edges), False, **common
     )
     result: dict[str, Any] = {"frequency": frequency, "classes": None}
@@ -277,7 +274,7 @@ def _ablation(context: _Context) -> tuple[dict[str, Any], Figures]:
     if settings.word_classes:
         vocab_size = base_model(context.model).embeddings.num_embeddings
         classes, labels = word_class_table(settings.word_classes, context.tokenizer, vocab_size, settings.other_label)
-        by_class = _routing_from_log_probs(log_probs, targets, classes, labels, True, **common)
+        by_class = routing_from_log_probs(log_probs, targets, classes, labels, True, **common)
         result["classes"] = by_class
         drawings["routing_classes"] = lambda: figures.plot_routing_heatmap(by_class, title="Routing by word class")
     return result, drawings
@@ -285,7 +282,8 @@ def _ablation(context: _Context) -> tuple[dict[str, Any], Figures]:
 
 def _state_gradients(context: _Context) -> tuple[dict[str, Any], Figures]:
     from . import figures
-    from .state_gradients import embedding_whitening, frequency_classes, source_positions, state_gradients
+    from .state_gradient_result import embedding_whitening
+    from .state_gradients import frequency_classes, source_positions, state_gradients
 
     settings = context.settings
     base = base_model(context.model)
@@ -364,7 +362,7 @@ def _weighted_sum(context: _Context) -> tuple[dict[str, Any], Figures]:
         )
     tokens = context.tokenizer.convert_ids_to_tokens(passage.tolist())
     layers = []
-    for layer in layers_with_memory_cell(context.model):
+    for layer in layers_with_forget_gate(context.model):
         log_weights = passage_log_weights(context.model, passage, layer)  # (T, T, H), [t, j]
         matrix = weighted_sum_norms(log_weights).T  # [j, t]
         future = torch.ones_like(matrix, dtype=torch.bool).tril(-1)  # j > t
@@ -497,7 +495,7 @@ _FIXED_SECONDS = 0.5  # per analysis
 def _estimated_seconds(context: _Context, name: str) -> float:
     """A rough estimate of ``name``'s time: only the proportions between analyses matter (they split
     one bar whose total time is extrapolated from the measured progress)."""
-    from .state_gradients import _matrix_count, source_positions
+    from .state_gradients import matrix_count, source_positions
 
     settings = context.settings
     base = base_model(context.model)
@@ -520,7 +518,7 @@ def _estimated_seconds(context: _Context, name: str) -> float:
         row_length = max(tokens // settings.batch_size, 1)
         if row_length >= settings.max_delay:
             sources = source_positions(row_length, settings.state_gradient_positions)
-            matrices = settings.batch_size * _matrix_count(sources, row_length, settings.max_delay, settings.segment_length)
+            matrices = settings.batch_size * matrix_count(sources, row_length, settings.max_delay, settings.segment_length)
             per_matrix = sum(2 * hidden * (hidden + size_in) for hidden, size_in in zip(sizes, inputs))
             seconds += matrices * per_matrix * base.embeddings.embedding_dim / _STEP_RATE
     elif name == "memory_span":
@@ -897,8 +895,8 @@ def analyze_checkpoint(
         ValueError: a bad setting, checkpoint or corpus; no ``data`` and no record of the training
             corpus; a report of other settings in ``output_dir``.
     """
-    from mtlstm_hf.data import canonical_split, load_corpus, split_to_stream
-    from mtlstm_hf.evaluation.checkpoint import load_checkpoint
+    from mtlstm_hf.data import load_corpus
+    from mtlstm_hf.evaluation.checkpoint import describe_data, resolve_checkpoint, split_streams
     from mtlstm_hf.training.checkpoint import recorded_corpus
 
     settings = settings or AnalysisSettings()
@@ -909,22 +907,10 @@ def analyze_checkpoint(
             raise ValueError("data is needed with a loaded (model, tokenizer) pair: no training record to read.")
         data, recorded_config = recorded_corpus(checkpoint)
         data_config = data_config if data_config is not None else recorded_config
-    if isinstance(checkpoint, tuple):
-        model, tokenizer = checkpoint
-        checkpoint_path = None
-    else:
-        model, tokenizer = load_checkpoint(checkpoint, device=device)
-        checkpoint_path = str(checkpoint)
+    model, tokenizer, checkpoint_path = resolve_checkpoint(checkpoint, device)
     corpus = load_corpus(data, data_config)
-    split = canonical_split(split)
-    count_names = list(dict.fromkeys(canonical_split(name) for name in settings.count_splits))
-    streams = {name: split_to_stream(corpus, name, tokenizer) for name in dict.fromkeys([split, *count_names])}
-    if hasattr(data, "column_names"):  # a loaded DatasetDict
-        description = f"<{type(data).__name__}>"
-    elif isinstance(data, Mapping):
-        description = json.dumps({str(key): str(value) for key, value in data.items()})
-    else:
-        description = str(data) if isinstance(data, (str, os.PathLike)) else f"<{type(data).__name__}>"
+    split, count_names, streams = split_streams(corpus, tokenizer, split, settings.count_splits)
+    description = describe_data(data)
     metadata = {
         "checkpoint": checkpoint_path,
         "data": description,

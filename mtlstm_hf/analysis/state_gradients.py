@@ -1,7 +1,7 @@
 """State gradients: how strongly an LSTM's state remembers each direction of embedding space.
 
 Verwimp, Van hamme, Wambacq, "State gradients for analyzing memory in LSTM language models",
-Computer Speech & Language 61 (2020); docs/PAPERS.md, section 2.
+Computer Speech & Language 61 (2020).
 
 The state gradient of a recurrent network is the ``H x E`` Jacobian::
 
@@ -13,539 +13,50 @@ tokens: each segment starts from the state the previous one ended in, but *detac
 delay that reaches back across a segment start is not counted. The signed matrices are summed
 per delay and per class of the *source* word ``w_{t-tau}`` (a frequency bin, a part of speech,
 ...), with a count per ``(delay, class)``; averages, SVDs and memory measures are computed from
-those sums (:class:`StateGradientResult`). No individual matrix is ever stored.
+those sums (:class:`~.state_gradient_result.StateGradientResult`). No individual matrix is stored.
 
-How it is computed (and why it is fast). The whole stack is written as one per-step function of
-plain torch ops built from the model's weights (:func:`model_layer_steps`), layer ``l`` mapping
-its flat state ``[h_l, c_l]`` and its input to the new state. Per step, forward-mode AD
-(:func:`torch.func.jacfwd`) gives each layer's small Jacobians ``A = d state_t / d state_{t-1}``
-and ``B = d state_t / d input_t``; the tangents ``J(t, j) = d state_t / d x_j`` of the ``D`` most
-recent source positions ``j`` are then pushed forward all at once,
+How it is computed (and why it is fast). Each layer is a per-step function of its flat state
+``[h_l, c_l]`` built from ``cells.cell_step``, the one step of every cell type
+(:mod:`.state_gradient_steps`). Per segment the forward runs first (batched); then, per step, each
+layer's linearisation ``A = d state_t / d state_{t-1}``, ``B = d state_t / d input_t`` pushes the
+tangents ``J(t, j) = d state_t / d x_j`` of the ``D`` most recent source positions ``j`` forward
+all at once,
 
     J(t, j) = A_t J(t-1, j)  (+ B_t J^{below}(t, j) for upper layers),     J(t, t) = B_t,
 
-which is one batched matmul per layer and step over ``D * E`` tangent columns, instead of one
-backward pass per output component and time step. The ``D`` sources live in a ring buffer:
-each step overwrites the oldest slot with the new source. (The fused ``torch.lstm`` kernel has
-no forward-mode AD, hence the explicit step function; it is checked against the model's forward
-in the tests.)
-
-Which cell equations are used is looked up per layer by its ``cell_type`` attribute (``"lstm"``
-when the layer has none) in a registry (:func:`register_cell_step`), so other recurrent cells
-only need to register their one-step function.
-
-Normalisation (Verwimp et al. Sec. 3): with ``Sigma`` the covariance of the vocabulary's
-embedding rows and ``D = cholesky(Sigma)``, ``G~ = G D`` measures memory per unit of natural
-embedding variation (:func:`embedding_whitening`); singular values of ``G~`` do not depend on
-the choice of square root (``D -> D Q``, ``Q`` orthogonal).
+one batched matmul per layer and step over ``D * E`` tangent columns, instead of one backward
+pass per output component and time step. Only live sources (the sampled positions ``j`` within
+``D - 1`` steps) have tangents; steps without one are skipped.
 """
 
 from __future__ import annotations
 
-import functools
 import numbers
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.func import jacfwd, vmap
 
-from mtlstm_hf.evaluation.frequency import DEFAULT_BIN_EDGES, bin_labels, frequency_bin_of_token, token_counts
+from mtlstm_hf.evaluation import DEFAULT_BIN_EDGES, bin_labels, frequency_bin_of_token, token_counts
+from mtlstm_hf.progress import open_progress
 
-from ._progress import open_progress
+from .adapter import base_model, resolve_layers, token_rows
+from .state_gradient_result import StateGradientResult
+from .state_gradient_steps import LayerStep, StepFunction, as_step_function, compute_dtype, model_layer_steps
 
 __all__ = [
-    "LayerLinearize",
-    "LayerStep",
-    "LayerWeights",
-    "Linearization",
+    "STATE_KINDS",
     "StateGradientAccumulator",
-    "StateGradientResult",
     "accumulate_state_gradients",
-    "embedding_whitening",
     "frequency_classes",
-    "lstm_cell_step",
-    "lstm_linearize",
-    "model_layer_steps",
-    "register_cell_step",
+    "matrix_count",
     "source_positions",
     "state_gradients",
-    "unroll_layer_steps",
 ]
-
-LayerStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""One layer, one step, one sequence: ``(state (S,), input (I,)) -> new state (S,)``.
-
-Plain torch ops only (it is differentiated with :func:`torch.func.jacfwd` and batched with
-:func:`torch.func.vmap`). The first ``output_size`` entries of the new state are the layer's
-output, fed as input to the next layer."""
 
 STATE_KINDS: tuple[str, ...] = ("cell", "hidden")
 """What ``s_t`` may be: the memory cell ``c_t`` or the hidden state ``h_t``."""
-
-
-# ---------------------------------------------------------------------------
-# Per-step cell functions (one per cell type)
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayerWeights:
-    """The tensors one step of a layer needs, detached, in the compute dtype.
-
-    Attributes:
-        weight_ih: ``(G*H, I)`` input-to-gates weight (``G`` gate blocks).
-        weight_hh: ``(G'*H, H)`` raw recurrent weight (no DropConnect: eval), or None.
-        bias: ``(G*H,)`` the concatenated gate biases.
-        hidden_size: ``H``.
-    """
-
-    weight_ih: torch.Tensor
-    weight_hh: torch.Tensor | None
-    bias: torch.Tensor
-    hidden_size: int
-
-
-def lstm_cell_step(weights: LayerWeights, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    """One step of the standard LSTM on a flat state (gate order i, f, g, o)::
-
-        [i, f, g, o] = W_ih x_t + W_hh h_{t-1} + b
-        c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
-        h_t = sigmoid(o) * tanh(c_t)
-
-    Args:
-        weights: the layer's :class:`LayerWeights`.
-        state: ``(2H,)`` = ``[h_{t-1}, c_{t-1}]``.
-        inputs: ``(I,)`` the layer input ``x_t``.
-
-    Returns:
-        ``(2H,)`` = ``[h_t, c_t]``.
-    """
-    hidden_size = weights.hidden_size
-    hidden, cell = state[:hidden_size], state[hidden_size:]
-    preactivation = weights.weight_ih @ inputs + weights.weight_hh @ hidden + weights.bias
-    input_gate, forget_gate, candidate, output_gate = preactivation.chunk(4)
-    cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(input_gate) * torch.tanh(candidate)
-    hidden = torch.sigmoid(output_gate) * torch.tanh(cell)
-    return torch.cat([hidden, cell])
-
-
-class Linearization:
-    """One step of one layer, linearised at ``(state, inputs)`` for ``B`` rows at once.
-
-    Attributes:
-        state: ``(B, S)`` the new state.
-
-    :meth:`tangent` pushes tangent columns through the step: ``A T_s + B_x T_x`` with
-    ``A = d state_t / d state_{t-1}`` ``(B, S, S)`` and ``B_x = d state_t / d input_t`` ``(B, S, I)``.
-    This generic version holds both Jacobians (from :func:`torch.func.jacfwd`); cell types may
-    register a structured one that never forms them (:func:`lstm_linearize`).
-    """
-
-    def __init__(self, state: torch.Tensor, state_jacobian: torch.Tensor, input_jacobian: torch.Tensor) -> None:
-        self.state = state
-        self.state_jacobian = state_jacobian
-        self._input_jacobian = input_jacobian
-
-    def tangent(self, state_tangents: torch.Tensor | None, input_tangents: torch.Tensor | None) -> torch.Tensor:
-        """``(B, S, M)``: ``A state_tangents`` on the first ``M_s`` columns plus ``B_x input_tangents``.
-
-        Args:
-            state_tangents: ``(B, S, M_s)`` or None (zero).
-            input_tangents: ``(B, I, M)`` with ``M >= M_s``, or None (zero; then ``M = M_s``). The
-                columns past ``M_s`` are sources newer than the previous state (zero state tangent).
-        """
-        if input_tangents is None:
-            return torch.bmm(self.state_jacobian, state_tangents)
-        result = torch.bmm(self._input_jacobian, input_tangents)
-        if state_tangents is not None and state_tangents.shape[-1]:
-            result[..., : state_tangents.shape[-1]] += torch.bmm(self.state_jacobian, state_tangents)
-        return result
-
-    def input_jacobian(self) -> torch.Tensor:
-        """``B_x = d state_t / d input_t`` ``(B, S, I)``."""
-        return self._input_jacobian
-
-
-class _LSTMLinearization(Linearization):
-    """The standard LSTM step linearised without forming ``A`` (see :func:`lstm_linearize`)."""
-
-    def __init__(self, weights: LayerWeights, state: torch.Tensor, inputs: torch.Tensor) -> None:
-        size = weights.hidden_size
-        hidden, cell = state[:, :size], state[:, size:]
-        preactivation = torch.addmm(weights.bias, inputs, weights.weight_ih.T).addmm_(hidden, weights.weight_hh.T)
-        input_pre, forget_pre, candidate_pre, output_pre = preactivation.chunk(4, dim=1)
-        input_gate, forget_gate = torch.sigmoid(input_pre), torch.sigmoid(forget_pre)
-        candidate, output_gate = torch.tanh(candidate_pre), torch.sigmoid(output_pre)
-        new_cell = forget_gate * cell + input_gate * candidate
-        cell_tanh = torch.tanh(new_cell)
-        self.state = torch.cat([output_gate * cell_tanh, new_cell], dim=1)
-        # d c_t = f dc + sum_gate a_gate * (W_gate dz);  d h_t = a_o * (W_o dz) + k * d c_t   (dz = dh or dx)
-        self._scales = (
-            (candidate * input_gate * (1 - input_gate))[..., None],  # a_i
-            (cell * forget_gate * (1 - forget_gate))[..., None],  # a_f
-            (input_gate * (1 - candidate * candidate))[..., None],  # a_g
-            (cell_tanh * output_gate * (1 - output_gate))[..., None],  # a_o
-        )
-        self._forget = forget_gate[..., None]
-        self._k = (output_gate * (1 - cell_tanh * cell_tanh))[..., None]
-        self._weights = weights
-        self._size = size
-        self._products: dict[str, torch.Tensor] = {}
-
-    def _product(self, which: str) -> torch.Tensor:
-        """``P = [a_o W_o ; a_i W_i + a_f W_f + a_g W_g]`` ``(B, 2H, K)`` for ``W = weight_hh`` (``"hidden"``)
-        or ``weight_ih`` (``"input"``): ``P dz`` gives ``[a_o W_o dz ; d c_t - f dc]``."""
-        if which not in self._products:
-            weight = self._weights.weight_hh if which == "hidden" else self._weights.weight_ih
-            size = self._size
-            blocks = weight.view(4, size, weight.shape[1])[:, None]  # (4, 1, H, K): i, f, g, o
-            a_i, a_f, a_g, a_o = self._scales
-            product = weight.new_empty(a_i.shape[0], 2 * size, weight.shape[1])
-            torch.mul(blocks[3], a_o, out=product[:, :size])
-            cell = product[:, size:]
-            torch.mul(blocks[0], a_i, out=cell)
-            cell.addcmul_(blocks[1], a_f).addcmul_(blocks[2], a_g)
-            self._products[which] = product
-        return self._products[which]
-
-    def tangent(self, state_tangents: torch.Tensor | None, input_tangents: torch.Tensor | None) -> torch.Tensor:
-        size = self._size
-        known = 0 if state_tangents is None else state_tangents.shape[-1]
-        if input_tangents is None:
-            result = torch.bmm(self._product("hidden"), state_tangents[:, :size])
-        else:
-            result = torch.bmm(self._product("input"), input_tangents)
-            if known == result.shape[-1]:
-                result.baddbmm_(self._product("hidden"), state_tangents[:, :size])
-            elif known:
-                result[..., :known] += torch.bmm(self._product("hidden"), state_tangents[:, :size])
-        cell = result[:, size:]
-        if known:
-            cell[..., :known].addcmul_(self._forget, state_tangents[:, size:])
-        result[:, :size].addcmul_(self._k, cell)
-        return result
-
-    def input_jacobian(self) -> torch.Tensor:
-        jacobian = self._product("input").clone()
-        jacobian[:, : self._size].addcmul_(self._k, jacobian[:, self._size :])
-        return jacobian
-
-
-def lstm_linearize(weights: LayerWeights, state: torch.Tensor, inputs: torch.Tensor) -> Linearization:
-    """:func:`lstm_cell_step` for ``B`` rows, linearised in closed form.
-
-    With ``a_i = g i (1 - i)``, ``a_f = c_{t-1} f (1 - f)``, ``a_g = i (1 - g^2)``,
-    ``a_o = tanh(c_t) o (1 - o)``, ``k = o (1 - tanh^2 c_t)`` and ``W_*`` the gate blocks of
-    ``W_hh`` (or ``W_ih`` for input tangents)::
-
-        d c_t = f * d c_{t-1} + (a_i W_i + a_f W_f + a_g W_g) d h_{t-1}
-        d h_t = a_o W_o d h_{t-1} + k * d c_t
-
-    So a tangent costs one ``(2H x H)`` matmul per column instead of ``(2H x 2H)`` with the full
-    Jacobian, and no Jacobian is computed by automatic differentiation (the tests compare it
-    with :func:`torch.func.jacfwd`).
-
-    Args:
-        weights: the layer's :class:`LayerWeights`.
-        state: ``(B, 2H)`` = ``[h_{t-1}, c_{t-1}]``.
-        inputs: ``(B, I)``.
-    """
-    return _LSTMLinearization(weights, state, inputs)
-
-
-LayerLinearize = Callable[[LayerWeights, torch.Tensor, torch.Tensor], Linearization]
-"""``(weights, state (B, S), inputs (B, I)) -> Linearization`` of one cell type (optional)."""
-
-
-@dataclass(frozen=True)
-class _CellStepSpec:
-    step: Callable[[LayerWeights, torch.Tensor, torch.Tensor], torch.Tensor]
-    has_cell: bool
-    linearize: LayerLinearize | None = None
-
-
-_CELL_STEPS: dict[str, _CellStepSpec] = {"lstm": _CellStepSpec(lstm_cell_step, has_cell=True, linearize=lstm_linearize)}
-
-
-def register_cell_step(
-    cell_type: str,
-    step: Callable[[LayerWeights, torch.Tensor, torch.Tensor], torch.Tensor],
-    has_cell: bool = True,
-    linearize: LayerLinearize | None = None,
-) -> None:
-    """Register the one-step function used for layers whose ``cell_type`` attribute is ``cell_type``.
-
-    Args:
-        cell_type: the layer's ``cell_type`` (layers without the attribute count as ``"lstm"``).
-        step: ``(weights, state, inputs) -> new state`` like :func:`lstm_cell_step`; the flat
-            state is ``[h (H,), c (H,)]`` when ``has_cell`` else ``[h (H,)]``.
-        has_cell: whether the state holds a memory cell after the hidden state.
-        linearize: optional closed-form :class:`Linearization` of ``step`` (like
-            :func:`lstm_linearize`); without it the Jacobians come from :func:`torch.func.jacfwd`.
-    """
-    _CELL_STEPS[cell_type] = _CellStepSpec(step, has_cell, linearize)
-
-
-class _LayerStep:
-    """A :data:`LayerStep` of a model layer (callable per sequence) that knows its linearisation."""
-
-    def __init__(self, spec: _CellStepSpec, weights: LayerWeights) -> None:
-        self._step = spec.step
-        self.weights = weights
-        self.linearize = None if spec.linearize is None else functools.partial(spec.linearize, weights)
-
-    def __call__(self, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        return self._step(self.weights, state, inputs)
-
-
-def _cell_spec(layer: torch.nn.Module, index: int) -> _CellStepSpec:
-    cell_type = getattr(layer, "cell_type", "lstm")
-    if cell_type not in _CELL_STEPS:
-        known = ", ".join(sorted(_CELL_STEPS))
-        raise ValueError(
-            f"layer {index + 1} (index {index}) has cell_type {cell_type!r}, which has no registered step "
-            f"function (known: {known}); add one with register_cell_step()."
-        )
-    return _CELL_STEPS[cell_type]
-
-
-def _base_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The module holding ``embeddings`` and ``layers`` (an MTLSTMModel or the causal LM around it)."""
-    base = getattr(model, "model", model)
-    if not (hasattr(base, "layers") and hasattr(base, "embeddings")):
-        raise ValueError(
-            f"{type(model).__name__} is not an MTLSTM model: expected .model.layers and .model.embeddings "
-            "(MTLSTMForCausalLM) or .layers and .embeddings (MTLSTMModel)."
-        )
-    return base
-
-
-def _compute_dtype(model: torch.nn.Module, dtype: torch.dtype | None) -> torch.dtype:
-    if dtype is not None:
-        return dtype
-    weight = _base_model(model).embeddings.weight
-    # Half precision would round the tangents of long delays away; compute in float32 at least.
-    return torch.float64 if weight.dtype == torch.float64 else torch.float32
-
-
-def model_layer_steps(
-    model: torch.nn.Module, num_layers: int | None = None, dtype: torch.dtype | None = None
-) -> tuple[list[LayerStep], list[int], list[bool]]:
-    """The per-step functions of the model's first ``num_layers`` layers, from its weights.
-
-    Eval semantics: the raw recurrent weight (no DropConnect), no dropout anywhere.
-
-    Args:
-        model: an ``MTLSTMForCausalLM`` or ``MTLSTMModel``.
-        num_layers: how many layers from the bottom (default all).
-        dtype: compute dtype (default float32, or float64 for a float64 model).
-
-    Returns:
-        ``(layer_steps, output_sizes, has_cell)``: per layer a :data:`LayerStep` on the flat state
-        ``[h, c]`` (``[h]`` for a cell-less type), its hidden size ``H_l`` (the output fed upward)
-        and whether the state holds a cell.
-    """
-    base = _base_model(model)
-    layers = list(base.layers)[: len(base.layers) if num_layers is None else num_layers]
-    dtype = _compute_dtype(model, dtype)
-    steps, output_sizes, has_cell = [], [], []
-    for index, layer in enumerate(layers):
-        spec = _cell_spec(layer, index)
-        weight_hh = getattr(layer, "weight_hh", None)
-        weights = LayerWeights(
-            weight_ih=layer.weight_ih.detach().to(dtype),
-            weight_hh=None if weight_hh is None else weight_hh.detach().to(dtype),
-            bias=layer.gate_biases.concatenated(dtype).detach(),
-            hidden_size=layer.hidden_size,
-        )
-        steps.append(_LayerStep(spec, weights))
-        output_sizes.append(layer.hidden_size)
-        has_cell.append(spec.has_cell)
-    return steps, output_sizes, has_cell
-
-
-def unroll_layer_steps(
-    layer_steps: Sequence[LayerStep],
-    output_sizes: Sequence[int],
-    initial_states: Sequence[torch.Tensor],
-    inputs: torch.Tensor,
-) -> list[torch.Tensor]:
-    """Run the stack of step functions over a sequence (no gradients): the plain forward.
-
-    Args:
-        layer_steps, output_sizes: as returned by :func:`model_layer_steps`.
-        initial_states: per layer ``(B, S_l)``.
-        inputs: ``(B, T, E)``.
-
-    Returns:
-        Per layer the states after every step, ``(B, T, S_l)``.
-    """
-    batched = [vmap(step) for step in layer_steps]
-    states = list(initial_states)
-    per_step: list[list[torch.Tensor]] = [[] for _ in layer_steps]
-    for step_index in range(inputs.shape[1]):
-        layer_input = inputs[:, step_index]
-        for index, step in enumerate(batched):
-            states[index] = step(states[index], layer_input)
-            per_step[index].append(states[index])
-            layer_input = states[index][:, : output_sizes[index]]
-    return [torch.stack(states_of_layer, 1) for states_of_layer in per_step]
-
-
-# ---------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class StateGradientResult:
-    """Sums of signed state gradients per delay and source-word class.
-
-    Attributes:
-        sums: ``(D, C, H, E)`` float64; ``sums[tau, k] = sum G(t, tau)`` over all ``t`` whose
-            source word ``w_{t-tau}`` is in class ``k`` (and lies in the same segment as ``t``).
-        counts: ``(D, C)`` int64, the number of matrices in each sum.
-        layer: index of the layer whose state was differentiated (None for a custom stack).
-        state: ``"cell"``, ``"hidden"`` or ``"custom"``.
-        class_labels: optional names of the ``C`` classes.
-    """
-
-    sums: torch.Tensor
-    counts: torch.Tensor
-    layer: int | None = None
-    state: str = "custom"
-    class_labels: list[str] | None = field(default=None)
-
-    @property
-    def max_delay(self) -> int:
-        return self.sums.shape[0]
-
-    @property
-    def num_classes(self) -> int:
-        return self.sums.shape[1]
-
-    def mean(self) -> torch.Tensor:
-        """Average signed state gradient ``(D, C, H, E)``; NaN where a ``(delay, class)`` has no count."""
-        counts = self.counts.to(self.sums.dtype)[:, :, None, None]
-        mean = self.sums / counts.clamp(min=1)
-        return mean.masked_fill(counts == 0, float("nan"))
-
-    def pooled(self) -> "StateGradientResult":
-        """All classes merged into one (``C = 1``), e.g. the curve for "all words"."""
-        return StateGradientResult(
-            self.sums.sum(1, keepdim=True), self.counts.sum(1, keepdim=True), self.layer, self.state, ["all"]
-        )
-
-    def normalized(self, whitening: torch.Tensor | None = None) -> torch.Tensor:
-        """``G~ = mean(G) D`` ``(D, C, H, E)`` with ``D`` from :func:`embedding_whitening`.
-
-        ``whitening=None`` returns the raw average (no normalisation).
-        """
-        mean = self.mean()
-        if whitening is None:
-            return mean
-        return mean @ _check_whitening(whitening, self.sums.shape[-1]).to(mean)
-
-    def summarize(
-        self, summary: Callable[[torch.Tensor], torch.Tensor], whitening: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Apply a user measure to the normalised averages: ``summary(G~ (D, C, H, E))``.
-
-        The hook for measures whose exact definition is not verified (the paper's "average
-        memory" and "selectiveness", docs/PAPERS.md), e.g.
-        ``result.summarize(lambda g: torch.linalg.svdvals(g).mean(-1), whitening)``.
-        Entries without count are NaN matrices; the summary decides what to do with them.
-        """
-        return summary(self.normalized(whitening))
-
-    def singular_values(self, k: int = 5, whitening: torch.Tensor | None = None) -> torch.Tensor:
-        """The ``k`` largest singular values of ``G~`` per delay and class, ``(D, C, k)`` (NaN: no count)."""
-        normalized = self.normalized(whitening)
-        limit = min(normalized.shape[-2:])
-        if not 1 <= k <= limit:
-            raise ValueError(f"k must lie in [1, min(H, E) = {limit}], got {k}.")
-        empty = self.counts == 0
-        # LAPACK rejects NaN input: decompose zeros for empty entries, then mark them NaN.
-        values = torch.linalg.svdvals(torch.nan_to_num(normalized, nan=0.0))[..., :k]
-        return values.masked_fill(empty[..., None], float("nan"))
-
-    def memory(self, k: int = 5, whitening: torch.Tensor | None = None) -> torch.Tensor:
-        """Sum of the ``k`` largest singular values of ``G~``, ``(D, C)``: "memory" vs delay."""
-        return self.singular_values(k, whitening).sum(-1)
-
-    def relative_memory(self, direction: torch.Tensor, whitening: torch.Tensor | None = None) -> torch.Tensor:
-        """Relative memory of embedding directions: ``|G~ d~| / sigma_1(G~)``.
-
-        ``d~ = D^-1 d / |D^-1 d|`` (the direction in whitened coordinates, unit length;
-        ``D = I`` when ``whitening`` is None). The value lies in ``[0, 1]``: 1 when ``d`` is
-        the best-remembered direction.
-
-        Args:
-            direction: ``(E,)`` or ``(P, E)``, e.g. mean noun embedding minus mean verb embedding.
-            whitening: ``D`` from :func:`embedding_whitening`, or None.
-
-        Returns:
-            ``(D, C)`` for one direction, ``(D, C, P)`` for ``P``; NaN where there is no count.
-        """
-        num_features = self.sums.shape[-1]
-        direction = torch.as_tensor(direction, dtype=torch.float64, device=self.sums.device)
-        if direction.shape[-1] != num_features or direction.dim() not in (1, 2):
-            raise ValueError(f"direction must be (E,) or (P, E) with E={num_features}, got {tuple(direction.shape)}.")
-        directions = direction.reshape(-1, num_features)
-        if whitening is not None:
-            # A general solve, not a triangular one: any square root D Q of Sigma is allowed.
-            square_root = _check_whitening(whitening, num_features).to(directions)
-            directions = torch.linalg.solve(square_root, directions.T).T
-        norms = directions.norm(dim=-1, keepdim=True)
-        if bool((norms == 0).any()):
-            raise ValueError("direction must be non-zero.")
-        directions = directions / norms
-        normalized = self.normalized(whitening)
-        remembered = (normalized @ directions.T).norm(dim=-2)  # (D, C, P)
-        top = self.singular_values(1, whitening)  # (D, C, 1)
-        relative = remembered / top
-        return relative[..., 0] if direction.dim() == 1 else relative
-
-
-def _check_whitening(whitening: torch.Tensor, num_features: int) -> torch.Tensor:
-    whitening = torch.as_tensor(whitening)
-    if whitening.shape != (num_features, num_features):
-        raise ValueError(
-            f"whitening must be the (E, E) = ({num_features}, {num_features}) matrix from embedding_whitening(), "
-            f"got shape {tuple(whitening.shape)}."
-        )
-    return whitening
-
-
-def embedding_whitening(embedding_matrix: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
-    """``D = cholesky(Sigma)``, Sigma the covariance of the vocabulary's embedding rows.
-
-    ``Sigma = (X - mean)^T (X - mean) / (V - 1)`` over the ``V`` rows of ``X``; the normalised
-    state gradient is ``G~ = G D`` (Verwimp et al. 2020): an input change of one standard
-    deviation along any direction of embedding space then counts the same.
-
-    Args:
-        embedding_matrix: ``(V, E)``, e.g. ``model.get_input_embeddings().weight``.
-        ridge: added to the diagonal of ``Sigma`` (for a rank-deficient embedding matrix).
-
-    Returns:
-        ``(E, E)`` float64 lower-triangular ``D`` with ``D D^T = Sigma``.
-    """
-    embeddings = torch.as_tensor(embedding_matrix).detach().to(torch.float64)
-    if embeddings.dim() != 2 or embeddings.shape[0] < 2:
-        raise ValueError(f"embedding_matrix must be (V, E) with V >= 2 rows, got {tuple(embeddings.shape)}.")
-    centered = embeddings - embeddings.mean(0)
-    covariance = centered.T @ centered / (embeddings.shape[0] - 1)
-    covariance = covariance + ridge * torch.eye(covariance.shape[0], dtype=covariance.dtype, device=covariance.device)
-    lower, info = torch.linalg.cholesky_ex(covariance)
-    if int(info) != 0:
-        raise ValueError(
-            "the embedding covariance is not positive definite (the rows do not span all E dimensions); "
-            "pass ridge > 0."
-        )
-    return lower
 
 
 # ---------------------------------------------------------------------------
@@ -563,14 +74,17 @@ class StateGradientAccumulator:
     """Running sums of ``G(t, tau) = d s_t / d x_{t-tau}`` for a stack of step functions.
 
     Feed it segments with :meth:`run_segment`; each segment starts without tangents (the carried
-    state is treated as a constant: "detached"). Works for any stack of :data:`LayerStep`
+    state is treated as a constant: "detached"). Works for any stack of per-step
     functions, e.g. a linear recurrence ``h_t = W h_{t-1} + U x_t`` for which
-    ``G(t, tau) = W^tau U`` exactly. A step with a ``linearize`` attribute (the model's steps of
-    registered cell types, :func:`model_layer_steps`) is linearised in closed form; any other is
-    differentiated with :func:`torch.func.jacfwd`.
+    ``G(t, tau) = W^tau U`` exactly. Each segment runs forward first, layer by layer (the model's
+    layers in one batched call each); the tangents are then pushed through the linearisation of
+    every step that has a live source (closed form for the standard LSTM, :func:`torch.func.jacfwd`
+    otherwise: :mod:`.state_gradient_steps`).
 
     Args:
-        layer_steps: per layer a :data:`LayerStep`; layer 0 reads the ``(E,)`` input.
+        layer_steps: per layer a :class:`~.state_gradient_steps.StepFunction` (the model's layers:
+            :func:`~.state_gradient_steps.model_layer_steps`) or a plain per-step callable
+            :data:`~.state_gradient_steps.LayerStep`; layer 0 reads the ``(E,)`` input.
         output_sizes: per layer, how many leading state entries feed the layer above.
         readouts: per result, ``(layer, rows)``: the state entries ``s_t = state_layer[rows]``
             (``layer`` is a 0-based index into ``layer_steps``).
@@ -583,7 +97,7 @@ class StateGradientAccumulator:
 
     def __init__(
         self,
-        layer_steps: Sequence[LayerStep],
+        layer_steps: Sequence[LayerStep | StepFunction],
         output_sizes: Sequence[int],
         readouts: Sequence[tuple[int, slice]],
         num_classes: int,
@@ -607,8 +121,7 @@ class StateGradientAccumulator:
         self.input_size = input_size
         self.dtype = dtype
         self.device = device
-        self._plain_steps = [vmap(step) for step in layer_steps[:depth]]
-        self._linearizers = [_linearizer(step) for step in layer_steps[:depth]]
+        self._steps = [as_step_function(step) for step in layer_steps[:depth]]
         self.sums = []
         for readout in self.readouts:
             rows = len(range(self.state_sizes[readout.layer])[readout.rows])
@@ -641,32 +154,33 @@ class StateGradientAccumulator:
         Returns:
             Per computed layer, the state ``(B, S_l)`` after the last step.
         """
-        batch, length, _ = inputs.shape
+        length = inputs.shape[1]
         width = self.input_size
         wanted = (source_classes >= 0).any(0)
         if sources is not None:
             wanted &= sources.to(wanted.device)
         wanted_list = wanted.tolist()
         with torch.no_grad():
-            states = [state.to(self.dtype) for state in states[: len(self._linearizers)]]
-            inputs = inputs.to(self.dtype)
+            # The forward of the whole segment, layer by layer.
+            segments = []
+            layer_input = inputs.to(self.dtype)
+            for index, step_function in enumerate(self._steps):
+                segment = step_function.segment(states[index].to(self.dtype), layer_input)
+                segments.append(segment)
+                layer_input = segment.states[..., : self.output_sizes[index]]
+            # The tangents of the live sources, through the steps that have one.
             active: list[int] = []  # source positions whose tangents are alive, oldest first
-            tangents: list[torch.Tensor | None] = [None] * len(self._linearizers)
+            tangents: list[torch.Tensor | None] = [None] * len(segments)
             for step in range(length):
                 while active and step - active[0] >= self.max_delay:  # the oldest reached delay D
                     active.pop(0)
                     tangents = [tangent[:, :, width:] for tangent in tangents]
                 new_source = wanted_list[step]
-                layer_input = inputs[:, step]
                 if not active and not new_source:
-                    for index, plain_step in enumerate(self._plain_steps):
-                        states[index] = plain_step(states[index], layer_input)
-                        layer_input = states[index][:, : self.output_sizes[index]]
                     continue
                 below = None
-                for index, linearize in enumerate(self._linearizers):
-                    linear = linearize(states[index], layer_input)
-                    states[index] = linear.state
+                for index, segment in enumerate(segments):
+                    linear = segment.linearize(step)
                     previous = tangents[index] if active else None
                     if index == 0:
                         tangent = None if previous is None else linear.tangent(previous, None)
@@ -676,13 +190,14 @@ class StateGradientAccumulator:
                     else:
                         tangent = linear.tangent(previous, below[:, : self.output_sizes[index - 1]])
                     tangents[index] = below = tangent
-                    layer_input = states[index][:, : self.output_sizes[index]]
                 if new_source:
                     active.append(step)
                 self._accumulate(tangents, step, active, source_classes)
                 if progress is not None:
                     progress.update(len(active))
-        return states
+        if length == 0:
+            return [state.to(self.dtype) for state in states[: len(segments)]]
+        return [segment.states[:, -1] for segment in segments]
 
     def _accumulate(
         self, tangents: list[torch.Tensor], step: int, active: list[int], source_classes: torch.Tensor
@@ -721,31 +236,8 @@ class StateGradientAccumulator:
         ]
 
 
-def _linearizer(step: LayerStep) -> Callable[[torch.Tensor, torch.Tensor], Linearization]:
-    """The step's closed-form linearisation, or one from :func:`torch.func.jacfwd` (batched with vmap)."""
-    closed_form = getattr(step, "linearize", None)
-    if closed_form is not None:
-        return closed_form
-    jacobians = vmap(jacfwd(_with_value(step), argnums=(0, 1), has_aux=True))
-
-    def linearize(state: torch.Tensor, inputs: torch.Tensor) -> Linearization:
-        (state_jacobian, input_jacobian), new_state = jacobians(state, inputs)
-        return Linearization(new_state, state_jacobian, input_jacobian)
-
-    return linearize
-
-
-def _with_value(step: LayerStep) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """``step`` returning its value twice: jacfwd(has_aux=True) then yields Jacobians and value at once."""
-
-    def step_and_value(state: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        new_state = step(state, inputs)
-        return new_state, new_state
-
-    return step_and_value
-
-
-def _check_schedule(num_steps: int, max_delay: int, segment_length: int) -> None:
+def _check_schedule(num_steps: int | None, max_delay: int, segment_length: int) -> None:
+    """Validate ``max_delay`` and ``segment_length`` (and, unless None, the row length ``num_steps``)."""
     for name, value in (("max_delay", max_delay), ("segment_length", segment_length)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -754,7 +246,7 @@ def _check_schedule(num_steps: int, max_delay: int, segment_length: int) -> None
             f"segment_length ({segment_length}) must be >= max_delay ({max_delay}): delays reaching across a "
             "segment start are never counted (the carried state is detached)."
         )
-    if num_steps < max_delay:
+    if num_steps is not None and num_steps < max_delay:
         raise ValueError(
             f"the token stream is too short: {num_steps} tokens per batch row, but max_delay={max_delay} needs at "
             "least that many (use a longer stream, a smaller batch_size or a smaller max_delay)."
@@ -794,15 +286,15 @@ def source_positions(row_length: int, positions: int | Sequence[int] | torch.Ten
     return torch.unique(offsets.long())
 
 
-def _matrix_count(sources: torch.Tensor, row_length: int, max_delay: int, segment_length: int) -> int:
-    """``G(t, tau)`` matrices per row for the source positions ``sources``: each source ``j`` counts
-    the delays that stay inside its segment and the row."""
+def matrix_count(sources: torch.Tensor, row_length: int, max_delay: int, segment_length: int) -> int:
+    """How many ``G(t, tau)`` matrices one row gives for the source positions ``sources (P,)``: each
+    source ``j`` counts the delays ``tau < max_delay`` with ``j + tau`` inside its segment and the row."""
     ends = torch.clamp((sources // segment_length + 1) * segment_length, max=row_length)
     return int(torch.clamp(ends - sources, max=max_delay).sum())
 
 
 def accumulate_state_gradients(
-    layer_steps: Sequence[LayerStep],
+    layer_steps: Sequence[LayerStep | StepFunction],
     initial_states: Sequence[torch.Tensor],
     inputs: torch.Tensor,
     source_classes: torch.Tensor | None = None,
@@ -819,7 +311,8 @@ def accumulate_state_gradients(
     oracle ``h_t = W h_{t-1} + U x_t`` (``G(t, tau) = W^tau U``).
 
     Args:
-        layer_steps: per layer a :data:`LayerStep`.
+        layer_steps: per layer a :class:`~.state_gradient_steps.StepFunction` or a plain per-step
+            callable ``(state (S,), input (I,)) -> new state (S,)``.
         initial_states: per layer ``(B, S_l)``, the state before the first segment.
         inputs: ``(B, N, E)`` input vectors; each row is an independent stream.
         source_classes: ``(B, N)`` class of each position as source word (-1 = leave out);
@@ -914,25 +407,6 @@ def _class_table(
     return table.long().cpu()
 
 
-def _token_rows(token_stream: Any, vocab_size: int, batch_size: int) -> torch.Tensor:
-    """The stream cut into ``batch_size`` contiguous rows ``(B, N // B)`` (the tail is dropped)."""
-    stream = torch.as_tensor(token_stream)
-    if stream.dim() != 1 or stream.is_floating_point() or stream.dtype == torch.bool:
-        raise ValueError(
-            f"token_stream must be a 1-D integer tensor (N,), got {stream.dtype} of shape {tuple(stream.shape)}."
-        )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    stream = stream.long()
-    if stream.numel() and (int(stream.min()) < 0 or int(stream.max()) >= vocab_size):
-        raise ValueError(
-            f"token ids must lie in [0, {vocab_size}) (the vocabulary size), got values from "
-            f"{int(stream.min())} to {int(stream.max())}."
-        )
-    row_length = stream.numel() // batch_size
-    return stream[: row_length * batch_size].view(batch_size, row_length)
-
-
 def state_gradients(
     model: torch.nn.Module,
     token_stream: torch.Tensor,
@@ -981,10 +455,11 @@ def state_gradients(
             offsets (see :func:`source_positions`). Each chosen source contributes every delay
             that stays in its segment; the averages are then over those sources only.
 
-    Cost: ``B`` times, per chosen source and delay, one ``(2 H_l x H_l) x (H_l x E)`` matmul per
-    layer (standard LSTM, closed-form linearisation; ``(S_l x S_l)`` with ``jacfwd`` for other cells)
-    plus the input matmul of the layers above the first, and per step with a live source the
-    linearisation of each layer; steps without a live source only advance the state. Memory: the
+    Every cell type works (the step is ``cells.cell_step``; :mod:`.state_gradient_steps`). Cost: per
+    segment one forward of each layer (batched); ``B`` times, per chosen source and delay, one
+    ``(2 H_l x H_l) x (H_l x E)`` matmul per layer (standard LSTM, closed-form linearisation;
+    ``(S_l x S_l)`` with the ``jacfwd`` Jacobians of other cell types) plus the input matmul of the
+    layers above the first, and per step with a live source the linearisation of each layer. Memory: the
     tangents ``B * S_l * D * E`` per layer at most (dtype) and the sums ``D * C * H * E`` float64
     per result. Only layers up to the highest requested one are computed.
 
@@ -997,25 +472,17 @@ def state_gradients(
             no such layer, ids outside the vocabulary, unknown ``state``, a cell-less layer with
             ``state="cell"``, malformed classes.
     """
-    base = _base_model(model)
-    num_layers = len(base.layers)
+    base = base_model(model)
     requested = [layer] if isinstance(layer, int) else list(layer)
     if not requested:
         raise ValueError("layer must be a 0-based layer index or a non-empty sequence of them.")
-    layer_indices = []
-    for value in requested:
-        if isinstance(value, bool) or not isinstance(value, int) or not -num_layers <= value < num_layers:
-            raise ValueError(
-                f"layer must be a 0-based layer index in [{-num_layers}, {num_layers}) for this {num_layers}-layer model, "
-                f"got {value!r}."
-            )
-        layer_indices.append(value % num_layers)
+    layer_indices = [resolve_layers(model, [value])[0] for value in requested]  # duplicates kept: one result each
     if state not in STATE_KINDS:
         raise ValueError(f"state must be one of {STATE_KINDS}, got {state!r}.")
 
     vocab_size = base.embeddings.num_embeddings
-    rows = _token_rows(token_stream, vocab_size, batch_size)
-    _check_schedule(rows.shape[1], max_delay, segment_length)
+    _check_schedule(None, max_delay, segment_length)
+    rows = token_rows(token_stream, batch_size, min_row_length=max_delay, vocab_size=vocab_size, name="token_stream")
     class_table = _class_table(token_classes, vocab_size)
     num_classes = _check_num_classes(class_table, num_classes)
     if class_labels is not None and len(class_labels) != num_classes:
@@ -1035,20 +502,20 @@ def state_gradients(
         readouts.append((index, slice(size, 2 * size) if state == "cell" else slice(0, size)))
 
     weight = base.embeddings.weight.detach()
-    compute_dtype = _compute_dtype(model, dtype)
+    dtype = compute_dtype(model, dtype)
     device = weight.device
     state_sizes = [size * (2 if cell else 1) for size, cell in zip(output_sizes, has_cell)]
     accumulator = StateGradientAccumulator(
         steps, output_sizes, readouts, num_classes, max_delay, weight.shape[1], state_sizes,
-        dtype=compute_dtype, device=device,
+        dtype=dtype, device=device,
     )
-    states = [torch.zeros(batch_size, size, dtype=compute_dtype, device=device) for size in state_sizes]
-    total = _matrix_count(is_source.nonzero().reshape(-1), rows.shape[1], max_delay, segment_length)
+    states = [torch.zeros(batch_size, size, dtype=dtype, device=device) for size in state_sizes]
+    total = matrix_count(is_source.nonzero().reshape(-1), rows.shape[1], max_delay, segment_length)
     with open_progress(progress, total=total, desc="state gradients", unit="G") as bar:
         for start in range(0, rows.shape[1], segment_length):
             segment = rows[:, start : start + segment_length]
             # Embed one segment at a time: the whole stream's embeddings need not fit in memory.
-            inputs = weight[segment.to(device)].to(compute_dtype)
+            inputs = weight[segment.to(device)].to(dtype)
             states = accumulator.run_segment(
                 states, inputs, class_table[segment].to(device), is_source[start : start + segment_length], bar
             )

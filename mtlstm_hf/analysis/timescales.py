@@ -1,6 +1,6 @@
 """Timescales a trained LSTM actually uses, their distribution, and how they compare with assigned ones.
 
-Estimator (Mahto et al., ICLR 2021, Sec. 4.1; docs/PAPERS.md section 1). A unit whose forget
+Estimator (Mahto et al., ICLR 2021, Sec. 4.1). A unit whose forget
 gate is a constant ``f`` decays as ``f^t = exp(-t / T)``, ``T = -1 / ln f``; for a trained
 network the gate varies with the input, and the paper uses the gate averaged over a corpus::
 
@@ -56,7 +56,8 @@ import torch
 from mtlstm_hf.models.mtlstm.timescales import timescale_from_forget_gate
 
 from .settings import DISTRIBUTION_FAMILIES
-from .traces import base_model, resolve_layers, stream_rows, trace_moments
+from .adapter import base_model, forget_gate_layers, token_rows
+from .traces import trace_moments
 
 __all__ = [
     "DISTRIBUTION_FAMILIES",
@@ -69,7 +70,6 @@ __all__ = [
     "fit_inverse_gamma",
     "fit_timescale_distribution",
     "inverse_gamma_fit_note",
-    "layers_with_forget_gate",
 ]
 
 
@@ -79,11 +79,6 @@ _MIN_FIT_SAMPLES = 3
 MIN_TIMESCALE_SPREAD = 2.0
 """Smallest ratio of the 90th to the 10th percentile of a layer's finite estimated timescales for
 which a distribution fit is drawn (below it the layer has no timescale spread to describe)."""
-
-
-def layers_with_forget_gate(model: torch.nn.Module) -> list[int]:
-    """Indices of the layers whose cell has a forget gate (all but ``lstm-gates``)."""
-    return [index for index, layer in enumerate(base_model(model).layers) if layer.layout.has_forget_gate]
 
 
 @dataclass
@@ -182,7 +177,7 @@ def estimate_timescales(
         model: ``MTLSTMForCausalLM`` or ``MTLSTMModel`` (any checkpoint, with or without schedules).
         stream: ``(N,)`` token ids.
         batch_size: rows processed in parallel (1 = the paper's setting; the stream is cut into
-            ``B`` contiguous rows, each from the zero state; see :func:`~.traces.stream_rows`).
+            ``B`` contiguous rows, each from the zero state; see :func:`~.adapter.token_rows`).
         window: tokens per forward (memory only; the state is carried).
         layers: 0-based indices of the layers to analyse (default: every layer with a forget gate).
         max_tokens: use only the first ``max_tokens`` tokens.
@@ -194,22 +189,8 @@ def estimate_timescales(
             (e.g. ``lstm-gates``); the stream is too short.
     """
     base = base_model(model)
-    if layers is None:
-        layer_indices = layers_with_forget_gate(model)
-        if not layer_indices:
-            raise ValueError(
-                "this model has no layer with a forget gate (cell types "
-                f"{[layer.cell_type for layer in base.layers]}); timescales T = -1/ln f are undefined."
-            )
-    else:
-        layer_indices = resolve_layers(model, layers)
-        missing = [index for index in layer_indices if not base.layers[index].layout.has_forget_gate]
-        if missing:
-            raise ValueError(
-                f"layer indices {missing} (layers {[index + 1 for index in missing]}) have no forget gate (cell type "
-                f"{[base.layers[index].cell_type for index in missing]}); timescales T = -1/ln f are undefined there."
-            )
-    stream_rows(stream, batch_size, max_tokens, min_tokens)  # a clear error before any forward
+    layer_indices = forget_gate_layers(model, layers, "no forget gate", "timescales T = -1/ln f are undefined there")
+    token_rows(stream, batch_size, max_tokens, min_tokens)  # a clear error before any forward
     moments = trace_moments(model, stream, ("forget_gate",), batch_size, window, layer_indices, max_tokens, progress)
     assigned = model.assigned_timescales() if hasattr(model, "assigned_timescales") else [None] * len(base.layers)
     schedules = list(getattr(getattr(model, "config", None), "timescale_schedules", None) or [])

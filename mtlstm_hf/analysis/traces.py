@@ -4,13 +4,12 @@ The single source of per-step quantities for the analyses (timescales, memory sp
 
 * :func:`forward_traces` / :func:`layer_traces` run **one** forward of the model with
   ``output_hidden_states=True`` and, per layer ``l``, pass ``hidden_states[l]`` (its input) and
-  the layer's own outputs to :meth:`MTLSTMLayer.gates_and_cells
-  <mtlstm_hf.models.mtlstm.layers.MTLSTMLayer.gates_and_cells>`, which recovers
+  the layer's own outputs to :func:`mtlstm_hf.ops.gates.layer_gates_and_cells`, which recovers
   ``i_t, f_t, o_t, c~_t, c_t, h_t`` with batched matmuls and a parallel scan (no Python loop
   over time for the standard cell).
 * :func:`stream_traces` walks a long token stream in windows, carrying the recurrent state from
-  one window to the next (the same cut of the stream into ``batch_size`` contiguous rows as
-  :func:`mtlstm_hf.evaluation.token_log_probs`), and yields one :class:`TraceChunk` per window;
+  one window to the next (the stream cut into ``batch_size`` contiguous rows by
+  :func:`~.adapter.token_rows`, as :func:`mtlstm_hf.evaluation.token_log_probs` cuts it), and yields one :class:`TraceChunk` per window;
   only one window's traces are alive at a time.
 * :func:`trace_moments` reduces that stream to running per-unit sums (``sum x``, ``sum x^2``,
   token count) per layer and trace key, e.g. the mean forget gate of every unit over a corpus.
@@ -36,8 +35,6 @@ Trace dictionary of one layer (``B`` batch rows, ``T`` steps, ``H`` units, ``E``
 
 from __future__ import annotations
 
-import contextlib
-import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,72 +44,25 @@ import torch
 from mtlstm_hf.models.mtlstm.cells import TRACE_KEYS
 from mtlstm_hf.models.mtlstm.state import MTLSTMState
 from mtlstm_hf.ops.gates import layer_gates_and_cells
+from mtlstm_hf.progress import open_progress
 
-from ._progress import open_progress
+from .adapter import (
+    active_ablation,
+    base_model,
+    eval_mode,
+    model_device_dtype,
+    positive_int,
+    resolve_layers,
+    token_rows,
+)
 
-__all__ = [
-    "TraceChunk",
-    "TraceMoments",
-    "base_model",
-    "eval_mode",
-    "forward_traces",
-    "layer_traces",
-    "resolve_layers",
-    "stream_rows",
-    "stream_traces",
-    "trace_moments",
-]
-
-
-def base_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The module holding ``embeddings`` and ``layers`` (an ``MTLSTMModel``, or the one inside a causal LM)."""
-    base = getattr(model, "base_model", model)
-    if not hasattr(base, "layers") or not hasattr(base, "embeddings"):
-        raise ValueError(
-            f"expected an MTLSTMForCausalLM or MTLSTMModel (with .layers and .embeddings), got {type(model).__name__}."
-        )
-    return base
-
-
-def _model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
-    weight = base_model(model).embeddings.weight
-    return weight.device, weight.dtype
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Put ``model`` in eval mode under ``torch.no_grad`` and restore its training flag on exit."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
-
-
-def resolve_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -> list[int]:
-    """Validated 0-based indices into ``model.model.layers`` (``None`` = every layer; negative ints count
-    from the top)."""
-    num_layers = len(base_model(model).layers)
-    requested = range(num_layers) if layers is None else ([layers] if isinstance(layers, numbers.Integral) else layers)
-    resolved = []
-    for value in requested:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not -num_layers <= value < num_layers:
-            raise ValueError(
-                f"layer must be a 0-based layer index in [{-num_layers}, {num_layers}) for this {num_layers}-layer model, "
-                f"got {value!r}."
-            )
-        resolved.append(int(value) % num_layers)
-    if not resolved:
-        raise ValueError("give at least one layer.")
-    return list(dict.fromkeys(resolved))
+__all__ = ["TraceChunk", "TraceMoments", "forward_traces", "layer_traces", "stream_traces", "trace_moments"]
 
 
 def _initial_state(model: torch.nn.Module, cache: MTLSTMState | None, batch_size: int) -> MTLSTMState:
     """``cache`` on the model's device/dtype, or the zero state the model itself would use."""
     base = base_model(model)
-    device, dtype = _model_device_dtype(model)
+    device, dtype = model_device_dtype(model)
     if cache is None:
         return MTLSTMState.zeros(
             batch_size,
@@ -161,11 +111,9 @@ def forward_traces(
     input_ids = torch.as_tensor(input_ids)
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}.")
-    from .ablation import active_ablation  # here: ablation.py imports this module
-
     base = base_model(model)
     layer_indices = resolve_layers(model, layers)
-    device, _ = _model_device_dtype(model)
+    device, _ = model_device_dtype(model)
     input_ids = input_ids.to(device)
     state = _initial_state(model, cache, input_ids.shape[0])
     with eval_mode(model):
@@ -205,50 +153,6 @@ def layer_traces(
     return forward_traces(model, input_ids, cache, layers).layers
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
-
-
-def stream_rows(
-    stream: torch.Tensor, batch_size: int = 1, max_tokens: int | None = None, min_row_length: int = 1
-) -> torch.Tensor:
-    """Cut a token stream into ``batch_size`` contiguous rows, AWD-LSTM ``batchify`` style.
-
-    Row ``b`` is ``stream[b n : (b + 1) n]`` with ``n = N // B`` (the last ``N mod B`` tokens are
-    dropped), exactly as :func:`mtlstm_hf.evaluation.token_log_probs` cuts it.
-
-    Args:
-        stream: ``(N,)`` integer token ids.
-        batch_size: ``B``.
-        max_tokens: use only the first ``max_tokens`` tokens of the stream (None = all).
-        min_row_length: minimum ``n``; a shorter stream raises.
-
-    Returns:
-        ``(B, n)`` int64.
-
-    Raises:
-        ValueError: malformed stream, or too short for ``B`` rows of ``min_row_length`` tokens.
-    """
-    ids = torch.as_tensor(stream)
-    if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        raise ValueError(
-            f"stream must be a 1-D integer tensor of token ids, got {ids.dtype} of shape {tuple(ids.shape)}."
-        )
-    batch_size = _positive_int(batch_size, "batch_size")
-    if max_tokens is not None:
-        ids = ids[: _positive_int(max_tokens, "max_tokens")]
-    row_length = ids.numel() // batch_size
-    if row_length < min_row_length:
-        raise ValueError(
-            f"the data is too short: {ids.numel()} tokens give {row_length} per batch row with "
-            f"batch_size={batch_size}, but at least {min_row_length} are needed (use more data, a smaller "
-            "batch_size or smaller delays/distances)."
-        )
-    return ids[: row_length * batch_size].long().reshape(batch_size, row_length)
-
-
 def stream_traces(
     model: torch.nn.Module,
     stream: torch.Tensor,
@@ -261,7 +165,7 @@ def stream_traces(
 ) -> Iterator[TraceChunk]:
     """Traces of a long token stream, one window at a time, with the state carried across windows.
 
-    The stream is cut by :func:`stream_rows`; each row starts from the zero state and is fed in
+    The stream is cut by :func:`~.adapter.token_rows`; each row starts from the zero state and is fed in
     windows of ``window`` tokens, each continuing from the previous window's final state, so
     the traces equal those of one forward over the whole row (``window`` only bounds memory).
     ``layers`` are 0-based indices into ``model.model.layers``. ``progress``: True for a progress
@@ -270,8 +174,8 @@ def stream_traces(
     Yields:
         :class:`TraceChunk` per window, ``start`` = the window's offset within the rows.
     """
-    window = _positive_int(window, "window")
-    rows = stream_rows(stream, batch_size, max_tokens, min_row_length)
+    window = positive_int(window, "window")
+    rows = token_rows(stream, batch_size, max_tokens, min_row_length)
     layer_indices = resolve_layers(model, layers)
     starts = range(0, rows.shape[1], window)
     state = None

@@ -1,0 +1,234 @@
+"""The one adapter every analysis uses to reach an MTLSTM: its base model, its layers, its token rows.
+
+* :func:`base_model`: the module holding ``embeddings`` and ``layers`` (an ``MTLSTMModel``, or the
+  one inside ``MTLSTMForCausalLM``);
+* :func:`resolve_layers`, :func:`layers_with_forget_gate`, :func:`forget_gate_layers`: validated 0-based layer indices (into
+  ``model.model.layers``; reports number layers from 1);
+* :func:`eval_mode`: eval semantics (no dropout, raw recurrent weights) under ``torch.no_grad``,
+  the training flag restored afterwards;
+* :func:`token_rows`: a token stream cut into ``batch_size`` contiguous rows with
+  :func:`mtlstm_hf.data.batchify` (AWD-LSTM's ``batchify``), validated, as
+  :func:`mtlstm_hf.evaluation.token_log_probs` cuts it;
+* :func:`active_ablation`: which output units of a layer are zeroed right now by
+  :class:`~mtlstm_hf.analysis.ablation.UnitAblation` (the traces need to know; the ablation
+  registers and unregisters itself here, so neither module imports the other).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from mtlstm_hf.data.batching import batchify
+
+__all__ = [
+    "active_ablation",
+    "base_model",
+    "eval_mode",
+    "forget_gate_layers",
+    "layers_with_forget_gate",
+    "model_device_dtype",
+    "positive_int",
+    "register_ablation",
+    "resolve_layers",
+    "token_rows",
+    "unregister_ablation",
+]
+
+
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module holding ``embeddings`` and ``layers`` (an ``MTLSTMModel``, or the one inside a causal LM).
+
+    Raises:
+        ValueError: ``model`` has neither.
+    """
+    base = getattr(model, "base_model", model)
+    if not hasattr(base, "layers") or not hasattr(base, "embeddings"):
+        raise ValueError(
+            f"expected an MTLSTMForCausalLM or MTLSTMModel (with .layers and .embeddings), got {type(model).__name__}."
+        )
+    return base
+
+
+def model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype of the model's input embedding matrix."""
+    weight = base_model(model).embeddings.weight
+    return weight.device, weight.dtype
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put ``model`` in eval mode under ``torch.no_grad`` and restore its training flag on exit."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an ``int`` when it is a positive integer (not a bool).
+
+    Raises:
+        ValueError: ``"{name} must be a positive integer, got ..."``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def resolve_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -> list[int]:
+    """Validated 0-based indices into ``model.model.layers``, duplicates removed, order kept.
+
+    Args:
+        layers: an index, a sequence of them (negative ints count from the top), or ``None`` for
+            every layer.
+
+    Raises:
+        ValueError: an index outside ``[-L, L)`` or not an int; an empty sequence.
+    """
+    num_layers = len(base_model(model).layers)
+    requested = range(num_layers) if layers is None else ([layers] if isinstance(layers, numbers.Integral) else layers)
+    resolved = []
+    for value in requested:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not -num_layers <= value < num_layers:
+            raise ValueError(
+                f"layer must be a 0-based layer index in [{-num_layers}, {num_layers}) for this {num_layers}-layer model, "
+                f"got {value!r}."
+            )
+        resolved.append(int(value) % num_layers)
+    if not resolved:
+        raise ValueError("give at least one layer.")
+    return list(dict.fromkeys(resolved))
+
+
+def layers_with_forget_gate(model: torch.nn.Module) -> list[int]:
+    """0-based indices of the layers with input and forget gates (a weighted-sum memory cell):
+    every cell type but ``lstm-gates``. May be empty."""
+    return [index for index, layer in enumerate(base_model(model).layers) if layer.layout.has_forget_gate]
+
+
+def forget_gate_layers(
+    model: torch.nn.Module, layers: int | Sequence[int] | None, lacking: str, consequence: str
+) -> list[int]:
+    """0-based indices of the layers an analysis of the forget gate (timescales, weighted sums) runs on.
+
+    Args:
+        layers: requested indices (see :func:`resolve_layers`), or ``None``: every layer with input
+            and forget gates (all cell types but ``lstm-gates``, whose layers have neither).
+        lacking: what such a layer lacks, for the error message (e.g. ``"no forget gate"``).
+        consequence: why that matters (e.g. ``"timescales T = -1/ln f are undefined there"``).
+
+    Raises:
+        ValueError: ``layers=None`` and no layer has a forget gate ("this model has no layer with a
+            forget gate ..."); a requested layer has none ("layer indices [1] (layers [2]) have
+            {lacking} ...").
+    """
+    base = base_model(model)
+    cell_types = [layer.cell_type for layer in base.layers]
+    if layers is None:
+        indices = layers_with_forget_gate(model)
+        if not indices:
+            raise ValueError(
+                f"this model has no layer with a forget gate ({lacking} anywhere; cell types {cell_types}); "
+                f"{consequence}."
+            )
+        return indices
+    indices = resolve_layers(model, layers)
+    missing = [index for index in indices if not base.layers[index].layout.has_forget_gate]
+    if missing:
+        raise ValueError(
+            f"layer indices {missing} (layers {[index + 1 for index in missing]}) have {lacking} (cell type "
+            f"{[cell_types[index] for index in missing]}); {consequence}."
+        )
+    return indices
+
+
+def token_rows(
+    stream: Any,
+    batch_size: int = 1,
+    max_tokens: int | None = None,
+    min_row_length: int = 1,
+    vocab_size: int | None = None,
+    name: str = "stream",
+) -> torch.Tensor:
+    """A token stream cut into ``batch_size`` contiguous rows by :func:`mtlstm_hf.data.batchify`.
+
+    Row ``b`` is ``stream[b n : (b + 1) n]`` with ``n = N // B`` (the last ``N mod B`` tokens are
+    dropped), exactly as :func:`mtlstm_hf.evaluation.token_log_probs` cuts it (AWD-LSTM's
+    ``batchify``, Merity et al. 2018).
+
+    Args:
+        stream: ``(N,)`` integer token ids (tensor, list or array).
+        batch_size: ``B``.
+        max_tokens: use only the first ``max_tokens`` tokens (None = all).
+        min_row_length: minimum ``n``; a shorter stream raises.
+        vocab_size: ``V``; when given, every id must lie in ``[0, V)``.
+        name: the argument's name in error messages.
+
+    Returns:
+        ``(B, n)`` int64 on the stream's device.
+
+    Raises:
+        ValueError: not a 1-D integer stream; ``batch_size`` or ``max_tokens`` not a positive
+            integer; ids outside ``[0, V)``; fewer than ``min_row_length`` tokens per row
+            ("the data is too short").
+    """
+    ids = torch.as_tensor(stream)
+    if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(
+            f"{name} must be a 1-D integer tensor of token ids, got {ids.dtype} of shape {tuple(ids.shape)}."
+        )
+    batch_size = positive_int(batch_size, "batch_size")
+    if max_tokens is not None:
+        ids = ids[: positive_int(max_tokens, "max_tokens")]
+    ids = ids.long()
+    if vocab_size is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise ValueError(
+            f"token ids must lie in [0, {vocab_size}) (the vocabulary size), got values from "
+            f"{int(ids.min())} to {int(ids.max())}."
+        )
+    row_length = ids.numel() // batch_size
+    if row_length < max(min_row_length, 1):
+        raise ValueError(
+            f"the data is too short: {ids.numel()} tokens give {row_length} per batch row with "
+            f"batch_size={batch_size}, but at least {max(min_row_length, 1)} are needed (use more data, a smaller "
+            "batch_size or smaller delays/distances)."
+        )
+    return batchify(ids, batch_size)
+
+
+# Layer module -> unit-index tensors currently zeroed by live ablations (weak: a deleted model
+# leaves nothing behind).
+_ACTIVE: "weakref.WeakKeyDictionary[torch.nn.Module, list[torch.Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def active_ablation(layer: torch.nn.Module) -> torch.Tensor | None:
+    """Sorted unit indices of ``layer`` whose output is currently zeroed, or None."""
+    entries = _ACTIVE.get(layer)
+    if not entries:
+        return None
+    return torch.unique(torch.cat(entries))
+
+
+def register_ablation(layer: torch.nn.Module, indices: torch.Tensor) -> None:
+    """Record that ``indices`` of ``layer``'s output are zeroed (by a live ablation hook)."""
+    _ACTIVE.setdefault(layer, []).append(indices)
+
+
+def unregister_ablation(layer: torch.nn.Module, indices: torch.Tensor) -> None:
+    """Forget the entry :func:`register_ablation` made with this very ``indices`` tensor."""
+    entries = _ACTIVE.get(layer, [])
+    for position, entry in enumerate(entries):
+        if entry is indices:
+            del entries[position]
+            break
+    if not entries:
+        _ACTIVE.pop(layer, None)
