@@ -156,18 +156,38 @@ def test_dropouts_act_in_training_and_vanish_in_eval():
     torch.testing.assert_close(first.double(), reference_lstm_lm(model, ids)[0], atol=1e-5, rtol=0)
 
 
-def test_locked_dropout_mask_is_shared_over_time():
-    model = tiny_model(output_dropout=0.5)
-    model.train()
-    # Zero input weights and biases make every step's hidden state identical, so the
-    # dropped output differs between steps only if the mask does.
-    ids = torch.full((2, 6), 3)
-    out = model.model(ids)
-    from mtlstm_hf.models.mtlstm.layers import locked_dropout
+@pytest.mark.parametrize("dropout", ["input_dropout", "hidden_dropout", "output_dropout"])
+def test_the_model_drops_whole_units_for_the_whole_sequence(dropout):
+    """Locked (variational) dropout inside the model: what the next module receives is the raw
+    tensor times one (B, 1, H) mask scaled by 1/(1-p). Oracle: the raw tensor captured by hooks
+    on the module before; a per-step mask would drop a unit at some steps only."""
+    model = tiny_model(**{dropout: 0.5}).train()
+    before, after = {
+        "input_dropout": (model.model.embeddings, model.model.layers[0]),
+        "hidden_dropout": (model.model.layers[0], model.model.layers[1]),
+        "output_dropout": (model.model.layers[1], model.lm_head),
+    }[dropout]
+    seen = {}
 
-    dropped = locked_dropout(torch.ones(4, 6, 5), 0.5, training=True)
-    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))
-    assert out.last_hidden_state.shape == (2, 6, 6)
+    def keep_raw(module, args, output):  # returns None: the output is not replaced
+        seen["raw"] = output if torch.is_tensor(output) else output[0]
+
+    def keep_dropped(module, args):
+        seen["dropped"] = args[0]
+
+    hooks = [before.register_forward_hook(keep_raw), after.register_forward_pre_hook(keep_dropped)]
+    try:
+        model(torch.randint(0, 37, (4, 9)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    raw, dropped = seen["raw"].detach(), seen["dropped"].detach()
+    assert bool((raw != 0).all())
+    ratio = dropped / raw  # 0 (dropped) or 2 (kept, scaled by 1 / (1 - 0.5)) for every entry
+    assert bool(((ratio == 0) | torch.isclose(ratio, torch.tensor(2.0))).all())
+    assert torch.equal(ratio, ratio[:, :1].expand_as(ratio))  # the same mask at every step
+    assert 0 < int((ratio[:, 0] == 0).sum()) < ratio[:, 0].numel()  # some units dropped, some kept
+    assert not torch.equal(ratio[0], ratio[1])  # one mask per sequence
 
 
 def test_weight_drop_keeps_raw_recurrent_weights_trainable():

@@ -99,32 +99,31 @@ def drop_connect(weight: torch.Tensor, probability: float, training: bool, level
     return weight * mask.mul_(scale)
 
 
-def activation_regularization(
-    dropped_output: torch.Tensor, scale: float, valid: torch.Tensor | None = None
-) -> torch.Tensor:
-    """AR penalty ``scale * mean(h^2)`` on the (dropped-out) last-layer output ``(B, T, H)``
-    (Merity et al. 2017), the mean taken over the real steps only when ``valid (B, T)`` (the
-    attention mask) is given: padded steps are not part of the sequence."""
+def ar_penalty(dropped_output: torch.Tensor, alpha: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Activation regularisation (AR, Merity et al. 2017): ``alpha * mean(h^2)`` of the dropped-out
+    last-layer output ``(B, T, H)``; ``alpha`` is ``config.activation_regularization``. With
+    ``valid (B, T)`` (the attention mask) the mean is over the real steps only: padded steps
+    are not part of the sequence. Returns a 0-d tensor."""
     if valid is None:
-        return scale * dropped_output.pow(2).mean()
+        return alpha * dropped_output.pow(2).mean()
     weights = valid.to(dropped_output.dtype)[:, :, None]
     count = weights.sum() * dropped_output.shape[-1]
-    return scale * (dropped_output.pow(2) * weights).sum() / count.clamp(min=1)
+    return alpha * (dropped_output.pow(2) * weights).sum() / count.clamp(min=1)
 
 
-def temporal_activation_regularization(
-    raw_output: torch.Tensor, scale: float, valid: torch.Tensor | None = None
-) -> torch.Tensor:
-    """TAR penalty ``scale * mean((h_t - h_{t-1})^2)`` on the raw last-layer output ``(B, T, H)``,
-    over the pairs of consecutive real steps only when ``valid (B, T)`` is given."""
+def tar_penalty(raw_output: torch.Tensor, beta: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Temporal activation regularisation (TAR, Merity et al. 2017): ``beta * mean((h_t -
+    h_{t-1})^2)`` of the raw last-layer output ``(B, T, H)``; ``beta`` is
+    ``config.temporal_activation_regularization``. With ``valid (B, T)`` the mean is over the
+    pairs of consecutive real steps only. Returns a 0-d tensor (0 for a single step)."""
     if raw_output.shape[1] < 2:
         return raw_output.new_zeros(())
     squares = (raw_output[:, 1:] - raw_output[:, :-1]).pow(2)
     if valid is None:
-        return scale * squares.mean()
+        return beta * squares.mean()
     pairs = (valid[:, 1:] & valid[:, :-1]).to(raw_output.dtype)[:, :, None]
     count = pairs.sum() * raw_output.shape[-1]
-    return scale * (squares * pairs).sum() / count.clamp(min=1)
+    return beta * (squares * pairs).sum() / count.clamp(min=1)
 
 
 class GateBiases(nn.Module):

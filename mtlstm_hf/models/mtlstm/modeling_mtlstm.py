@@ -31,10 +31,10 @@ from .configuration_mtlstm import MTLSTMConfig
 from .layers import (
     GateBiases,
     MTLSTMLayer,
-    activation_regularization,
+    ar_penalty,
     embedding_dropout,
     locked_dropout,
-    temporal_activation_regularization,
+    tar_penalty,
 )
 from .recurrences import compact_kept_steps, restore_alignment
 from .state import MTLSTMState
@@ -562,9 +562,9 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
             valid = None if attention_mask is None else attention_mask.bool()  # padding is not regularised
             penalty = None
             if self.training and self.config.activation_regularization > 0:
-                penalty = activation_regularization(dropped_output, self.config.activation_regularization, valid)
+                penalty = ar_penalty(dropped_output, self.config.activation_regularization, valid)
             if self.training and self.config.temporal_activation_regularization > 0:
-                tar = temporal_activation_regularization(raw_output, self.config.temporal_activation_regularization, valid)
+                tar = tar_penalty(raw_output, self.config.temporal_activation_regularization, valid)
                 penalty = tar if penalty is None else penalty + tar
             if penalty is not None:
                 loss = loss + penalty * _share_of_accumulated_batch(labels, kwargs)
