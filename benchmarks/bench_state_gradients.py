@@ -3,9 +3,10 @@
 Both compute ``G(t, tau) = d c_t / d x_{t-tau}`` (cell state, ``tau < D``) of the same 1-layer
 LSTM language model (``H = 256``, ``E = 64``, ``D = 50``) on the same segment of tokens:
 
-* **ours**: :func:`mtlstm_hf.analysis.state_gradients.state_gradients` (step Jacobians from
-  ``torch.func.jacfwd`` and one batched matmul per step over the ``D * E`` tangent columns);
-* **naive**: the same per-step LSTM function under reverse-mode autograd; for every ``t`` and
+* **ours**: :func:`mtlstm_hf.analysis.state_gradients.state_gradients` (the segment's forward
+  batched, the LSTM step linearised in closed form, one batched matmul per step over the ``D * E``
+  tangent columns);
+* **naive**: the same per-step LSTM function (``cells.cell_step``) under reverse-mode autograd; for every ``t`` and
   every component ``k < H`` one ``torch.autograd.grad(c_t[k], x)``, whose rows ``t - tau`` are
   the ``k``-th rows of ``G(t, tau)``, summed per delay.
 
@@ -30,7 +31,8 @@ from pathlib import Path
 import torch
 
 from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
-from mtlstm_hf.analysis.state_gradients import accumulate_state_gradients, model_layer_steps, state_gradients
+from mtlstm_hf.analysis.state_gradient_steps import model_layer_steps
+from mtlstm_hf.analysis.state_gradients import accumulate_state_gradients, state_gradients
 
 
 
