@@ -1,0 +1,48 @@
+"""The package's structure rules (DEVELOPERS.md, issue 14): no module imports a private name
+(leading underscore) from another package of mtlstm_hf, and the model does not depend on the
+tool packages. Oracle: the import statements (ast)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mtlstm_hf"
+TOOL_PACKAGES = {"training", "evaluation", "analysis", "data", "hub", "convert", "reproduce", "ops"}
+
+
+def imported_names(path: Path):
+    """``(absolute module, names)`` of every ``from ... import ...`` in ``path`` within mtlstm_hf."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            base = list(parts[: len(parts) - node.level])
+            module = ".".join(base + ([node.module] if node.module else []))
+        else:
+            module = node.module or ""
+        if module.split(".")[0] == "mtlstm_hf":
+            yield module, [alias.name for alias in node.names]
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def test_no_module_imports_a_private_name_from_another_package():
+    offences = []
+    for path in PACKAGE.rglob("*.py"):
+        own = package_of(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
+        for module, names in imported_names(path):
+            private = [name for name in names if name.startswith("_") and not name.startswith("__")]
+            if private and package_of(module) != own:
+                offences.append(f"{path.relative_to(PACKAGE)}: from {module} import {', '.join(private)}")
+    assert not offences, "\n".join(offences)
+
+
+def test_the_model_imports_no_tool_package():
+    for path in (PACKAGE / "models").rglob("*.py"):
+        for module, _ in imported_names(path):
+            assert package_of(module) not in TOOL_PACKAGES, f"{path.relative_to(PACKAGE)} imports {module}"
