@@ -874,3 +874,34 @@ def test_every_setting_is_an_option_with_its_field_help_and_config_files_work(tm
     (tmp_path / "bad.json").write_text('{"bptt": 10, "hidden": 3}')
     with pytest.raises(ValueError, match=r"unknown TrainingConfig field\(s\) \['hidden'\]"):
         config_from_argv(["--config", str(tmp_path / "bad.json")])
+
+
+def test_frozen_recurrent_weights_stay_at_their_initial_values(corpus_dir, tmp_path):
+    """freeze_recurrent_weights (the reference code's condition): every weight_hh ends exactly as
+    initialised (oracle: the same seed's initial model), every other weight trains."""
+    config = tiny_run(corpus_dir, tmp_path / "run", max_steps=6, epochs=1, freeze_recurrent_weights=True)
+    trainer = LanguageModelTrainer(config)
+    initial = {name: p.detach().clone() for name, p in trainer.unwrapped_model.named_parameters()}
+    trainer.run()
+    for name, param in trainer.unwrapped_model.named_parameters():
+        moved = not torch.equal(param.detach(), initial[name])
+        assert moved == (not name.endswith("weight_hh")), name
+
+
+def test_reference_presets_are_the_reference_model():
+    """paper-reference: layer 1 T=3|4 (575 each), layer 2 the reference grid (last unit T=0), all
+    four gate biases of layers 1-2 frozen, layer 3 free; oracle: the schedule definitions."""
+    from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
+    from mtlstm_hf.models.mtlstm.timescales import realize_timescales
+
+    config = MTLSTMConfig.from_preset("paper-reference", hidden_sizes=[10, 12, 6], embedding_size=6, vocab_size=20)
+    model = MTLSTMForCausalLM(config)
+    timescales = model.assigned_timescales()
+    # (read back from the float32 biases: equal up to float32 rounding)
+    torch.testing.assert_close(timescales[0], torch.tensor([3.0] * 5 + [4.0] * 5, dtype=torch.float64), rtol=1e-6, atol=0)
+    expected = realize_timescales({"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "reference"}, 12)
+    torch.testing.assert_close(timescales[1][:-1], expected[:-1], rtol=1e-5, atol=0)
+    assert timescales[1][-1].item() == expected[-1].item() == 0.0 and timescales[2] is None
+    for index, frozen in enumerate([4, 4, 0]):
+        assert len(dict(model.model.layers[index].gate_biases.named_buffers())) == frozen
+    assert MTLSTMConfig.from_preset("paper-wikitext2-reference").vocab_size == 33278

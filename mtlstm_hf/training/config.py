@@ -99,6 +99,7 @@ class TrainingConfig:
     preset: str = setting("small", choices=sorted(MODEL_CONFIG_PRESETS), help="architecture (MTLSTMConfig.from_preset names)")
     model_overrides: dict[str, Any] | str | None = setting(None, help="JSON object of MTLSTMConfig fields replacing the preset's, e.g. '{\"weight_drop\": 0.5}' (vocab_size always comes from the tokenizer)")
     init_from: str | None = setting(None, help="start from this saved model folder instead of a fresh initialisation (preset and model_overrides are then ignored)")
+    freeze_recurrent_weights: bool = setting(False, help="keep every layer's recurrent weight (weight_hh) at its initial value, as the reference code's weight-drop wrapper does by cutting its gradient: reruns the published condition (off: the recurrent weights train)")
     # optimisation
     optimizer: str = setting("awd", choices=OPTIMIZERS, help="awd: SGD switching to averaged SGD by the non-monotone trigger (NT-ASGD); adamw: AdamW with lr_scheduler")
     learning_rate: float | None = setting(None, aliases=["--lr"], help="learning rate (default 30 for awd, 1e-3 for adamw)")
@@ -236,7 +237,7 @@ class TrainingConfig:
         positive_int("keep_checkpoints")
         positive_int("log_every_steps")
         choice("tracker", TRACKERS)
-        for name in ("progress_bar", "evaluate_test", "cpu"):
+        for name in ("progress_bar", "evaluate_test", "cpu", "freeze_recurrent_weights"):
             boolean(name)
         if not _is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}.")

@@ -269,6 +269,10 @@ def build_model(config: TrainingConfig, tokenizer: Any, resume_dir: Path | None)
         model = load_model_strictly(init_dir, MTLSTMForCausalLM)
     else:
         model = MTLSTMForCausalLM(build_model_config(config, tokenizer))
+    if config.freeze_recurrent_weights:  # the reference's published condition (see TrainingConfig)
+        for layer in model.model.layers:
+            if layer.weight_hh is not None:
+                layer.weight_hh.requires_grad_(False)
     check_vocabulary_fingerprint(model.config.vocab_fingerprint, tokenizer, "init_from" if config.init_from else "resume_from")
     if len(tokenizer) != model.config.vocab_size:
         raise ValueError(

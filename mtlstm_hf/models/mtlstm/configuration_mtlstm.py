@@ -254,11 +254,27 @@ class MTLSTMConfig(PretrainedConfig):
     def from_preset(cls, name: str, **overrides: Any) -> "MTLSTMConfig":
         """A named configuration (keys of :data:`PRESETS`), with field overrides.
 
-        ``paper`` reproduces the reference architecture with the PTB dropouts;
-        ``paper-baseline`` is the same network without timescales; the ``-wikitext2``
-        variants use the WikiText-2 vocabulary size and dropouts. ``small`` (the
-        ``mtlstm-train`` default, CPU-sized), ``small-baseline`` and ``tiny`` (smoke tests)
-        keep the class's default vocabulary size unless overridden.
+        ``paper`` is the paper's architecture with the PTB dropouts, and differs from the
+        reference code (HuthLab/multi-timescale-LSTM-LMs) in three ways, each a choice:
+
+        1. layer 2's inverse-gamma grid is endpoint-free, so every unit has a finite
+           timescale > 0; the reference's grid includes ``q = 1``, giving its last unit
+           ``T = 0`` (it forgets at every step), an artefact rather than a design;
+        2. only the forget and input biases of layers 1-2 are frozen (the timescales); the
+           reference freezes all four gate biases there, leaving the cell and output biases
+           at their random initialisation;
+        3. for an odd layer-1 size, our fixed split gives ``T = 3`` to the first
+           ``ceil(H/2)`` units, the reference to the first ``floor(H/2)`` (no difference at
+           the paper's 1150).
+
+        ``paper-reference`` and ``paper-wikitext2-reference`` are the reference exactly at the
+        paper's sizes (grid ``"reference"``, ``frozen_biases="all"``). A fourth difference
+        is in training, not the model: the reference's weight-drop wrapper cuts the gradient
+        of the recurrent weights, so they never train; ``TrainingConfig.freeze_recurrent_weights``
+        reproduces that condition. ``paper-baseline`` is the network without timescales; the
+        ``-wikitext2`` variants use the WikiText-2 vocabulary size and dropouts. ``small``
+        (the ``mtlstm-train`` default, CPU-sized), ``small-baseline`` and ``tiny`` (smoke
+        tests) keep the class's default vocabulary size unless overridden.
         """
         if name not in PRESETS:
             raise ValueError(f"preset: unknown name {name!r}; allowed values: {sorted(PRESETS)}.")

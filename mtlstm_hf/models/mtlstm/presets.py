@@ -43,6 +43,17 @@ _PAPER_ARCHITECTURE: dict[str, Any] = {
 _PTB_DROPOUTS = {"input_dropout": 0.4, "hidden_dropout": 0.25}
 _WIKITEXT2_DROPOUTS = {"input_dropout": 0.65, "hidden_dropout": 0.2, "vocab_size": 33278}
 _NO_TIMESCALES = {"timescale_schedules": None}
+# Exactly the reference code's multi-timescale language model (HuthLab/multi-timescale-LSTM-LMs):
+# its layer-2 grid includes q = 1, so the last unit has T = 0, and it freezes all four gate
+# biases of layers 1-2 (cell and output biases stay at their random initialisation).
+_REFERENCE_TIMESCALES = {
+    "timescale_schedules": [
+        {"type": "fixed", "values": [3.0, 4.0]},
+        {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "reference"},
+        {"type": "none"},
+    ],
+    "frozen_biases": "all",
+}
 
 # A CPU-sized version of the paper's network (the ``mtlstm-train`` default): the same
 # schedules and tying, smaller layers, WikiText-2 style dropouts made a little lighter.
@@ -80,5 +91,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper-baseline": {**_PAPER_ARCHITECTURE, **_PTB_DROPOUTS, **_NO_TIMESCALES},
     "paper-wikitext2": {**_PAPER_ARCHITECTURE, **_WIKITEXT2_DROPOUTS},
     "paper-wikitext2-baseline": {**_PAPER_ARCHITECTURE, **_WIKITEXT2_DROPOUTS, **_NO_TIMESCALES},
+    # The reference code's model exactly (see _REFERENCE_TIMESCALES and MTLSTMConfig.from_preset).
+    "paper-reference": {**_PAPER_ARCHITECTURE, **_PTB_DROPOUTS, **_REFERENCE_TIMESCALES},
+    "paper-wikitext2-reference": {**_PAPER_ARCHITECTURE, **_WIKITEXT2_DROPOUTS, **_REFERENCE_TIMESCALES},
 }
 """Named configurations; see :meth:`MTLSTMConfig.from_preset`."""
