@@ -28,6 +28,7 @@ _EXPORTS = {
         "MTLSTMCausalLMOutput",
         "MTLSTMConfig",
         "MTLSTMForCausalLM",
+        "MTLSTMForTokenClassification",
         "MTLSTMModel",
         "MTLSTMModelOutput",
         "MTLSTMPreTrainedModel",

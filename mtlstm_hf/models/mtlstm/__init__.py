@@ -23,6 +23,7 @@ _EXPORTS = {
     "MTLSTMConfig": ".configuration_mtlstm",
     "MTLSTMCausalLMOutput": ".modeling_mtlstm",
     "MTLSTMForCausalLM": ".modeling_mtlstm",
+    "MTLSTMForTokenClassification": ".modeling_mtlstm",
     "MTLSTMModel": ".modeling_mtlstm",
     "MTLSTMModelOutput": ".modeling_mtlstm",
     "MTLSTMPreTrainedModel": ".modeling_mtlstm",

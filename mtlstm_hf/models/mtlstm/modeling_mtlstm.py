@@ -22,9 +22,11 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import AutoModelForTokenClassification
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.generation import utils as generation_utils
+from transformers.modeling_outputs import TokenClassifierOutput
 from transformers.utils import ModelOutput, logging
 
 from .configuration_mtlstm import MTLSTMConfig
@@ -581,11 +583,118 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
         return output if return_dict else output.to_tuple()
 
 
+class MTLSTMForTokenClassification(MTLSTMPreTrainedModel):
+    """:class:`MTLSTMModel` with a linear head: ``config.num_labels`` scores for every position.
+
+    Follows transformers' ``...ForTokenClassification`` models (e.g. ``BertForTokenClassification``):
+    the head reads the last layer's output (after locked output dropout, ``config.output_dropout``)
+    and the loss depends on ``config.problem_type``:
+
+    * ``"single_label_classification"``: ``labels (B, T)`` integer class ids, mean cross-entropy
+      over the positions whose label is not ``-100``;
+    * ``"multi_label_classification"``: ``labels (B, T, num_labels)`` with values in ``[0, 1]``,
+      mean binary cross-entropy with logits over the kept entries (an entry equal to ``-100`` is
+      left out), as the multi-label sequence classifiers of transformers do per sequence;
+    * ``None``: integer labels mean single-label, floating-point labels multi-label.
+
+    Positions where ``attention_mask`` is 0 are left out of the loss in both cases. Used for the
+    Dyck-2 task of Mahto et al. (2021, section 5; ``mtlstm_hf.reproduce.dyck``).
+    """
+
+    def __init__(self, config: MTLSTMConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = MTLSTMModel(config)
+        self.classifier = nn.Linear(config.hidden_sizes[-1], config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> TokenClassifierOutput | tuple:
+        """Per-position scores, and the loss when ``labels`` are given.
+
+        Args:
+            input_ids, attention_mask, inputs_embeds, output_hidden_states: as :class:`MTLSTMModel`
+                (each row starts from the zero state).
+            labels: see the class docstring; ``(B, T)`` or ``(B, T, num_labels)``.
+
+        Returns:
+            ``TokenClassifierOutput`` with ``logits (B, T, num_labels)`` (before any sigmoid or
+            softmax), ``loss`` (0-d, or ``None`` without labels) and ``hidden_states``.
+
+        Raises:
+            ValueError: labels of the wrong shape for the problem type, or a ``problem_type``
+                other than ``None``, ``single_label_classification``, ``multi_label_classification``.
+        """
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        _require_tensors(labels=labels)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        dropped_output = locked_dropout(outputs.last_hidden_state, self.config.output_dropout, self.training)
+        logits = self.classifier(dropped_output)
+
+        loss = None
+        if labels is not None:
+            problem_type = self.config.problem_type
+            if problem_type is None:
+                floating = labels.is_floating_point()
+                problem_type = "multi_label_classification" if floating else "single_label_classification"
+            if problem_type == "multi_label_classification":
+                if labels.shape != logits.shape:
+                    raise ValueError(
+                        f"labels must have shape (batch, sequence, num_labels) = {tuple(logits.shape)} for "
+                        f"multi_label_classification, got {tuple(labels.shape)}."
+                    )
+                kept = labels != -100
+                if attention_mask is not None:
+                    kept = kept & attention_mask.bool()[:, :, None]
+                loss = nn.functional.binary_cross_entropy_with_logits(logits[kept], labels[kept].to(logits.dtype))
+            elif problem_type == "single_label_classification":
+                if labels.shape != logits.shape[:2] or labels.is_floating_point():
+                    raise ValueError(
+                        f"labels must be integer class ids of shape (batch, sequence) = {tuple(logits.shape[:2])} "
+                        f"for single_label_classification, got {labels.dtype} {tuple(labels.shape)}."
+                    )
+                if attention_mask is not None:
+                    labels = labels.masked_fill(~attention_mask.bool(), -100)
+                loss = nn.functional.cross_entropy(
+                    logits.reshape(-1, self.num_labels), labels.reshape(-1), ignore_index=-100
+                )
+            else:
+                raise ValueError(
+                    f"config.problem_type must be None, 'single_label_classification' or "
+                    f"'multi_label_classification' for MTLSTMForTokenClassification, got {problem_type!r}."
+                )
+
+        output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        return output if return_dict else output.to_tuple()
+
+
 # save_pretrained / push_to_hub copy these files so that checkpoints load with
 # trust_remote_code=True where mtlstm_hf is not installed.
 MTLSTMConfig.register_for_auto_class()
 MTLSTMModel.register_for_auto_class("AutoModel")
 MTLSTMForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+MTLSTMForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
 
 if __name__.startswith("mtlstm_hf."):
     # Imported from the installed package (not as remote code): AutoConfig / AutoModel /
@@ -593,10 +702,12 @@ if __name__.startswith("mtlstm_hf."):
     AutoConfig.register(MTLSTMConfig.model_type, MTLSTMConfig, exist_ok=True)
     AutoModel.register(MTLSTMConfig, MTLSTMModel, exist_ok=True)
     AutoModelForCausalLM.register(MTLSTMConfig, MTLSTMForCausalLM, exist_ok=True)
+    AutoModelForTokenClassification.register(MTLSTMConfig, MTLSTMForTokenClassification, exist_ok=True)
 
 __all__ = [
     "MTLSTMCausalLMOutput",
     "MTLSTMForCausalLM",
+    "MTLSTMForTokenClassification",
     "MTLSTMModel",
     "MTLSTMModelOutput",
     "MTLSTMPreTrainedModel",
