@@ -141,6 +141,21 @@ def test_models_of_the_two_arms():
     assert config.timescale_schedules[0]["alpha"] == 2.0 and config.timescale_schedules[0]["beta"] == 0.5
 
 
+def test_batches_without_mask_give_the_masked_outputs():
+    """Right padding run without attention_mask: the same logits at the words' symbols and the
+    same loss as the masked (packed) forward."""
+    words = generate_dyck2(0, num_train=16, num_validation=0, num_test=1, max_length=40)["train"]
+    encoded = reproduce.EncodedWords(words)
+    model = build_dyck_model("multi_timescale", 0, DyckSettings(hidden_size=12))
+    masked = encoded.batch(range(16), with_mask=True)
+    plain = encoded.batch(range(16))
+    assert "attention_mask" not in plain and torch.equal(plain["labels"], masked["labels"])
+    with_mask, without = model(**masked), model(**plain)
+    real = masked["attention_mask"].bool()
+    torch.testing.assert_close(without.logits[real], with_mask.logits[real], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(without.loss, with_mask.loss, rtol=1e-6, atol=1e-7)
+
+
 def test_training_moves_weights_but_not_frozen_tensors(monkeypatch):
     settings = DyckSettings(**{**SMOKE, "epochs": 1, "max_steps": 3, "validate_every_epoch": False})
     data = generate_dyck2(0, num_train=200, num_validation=50, num_test=100, max_length=40)
