@@ -905,3 +905,20 @@ def test_reference_presets_are_the_reference_model():
     for index, frozen in enumerate([4, 4, 0]):
         assert len(dict(model.model.layers[index].gate_biases.named_buffers())) == frozen
     assert MTLSTMConfig.from_preset("paper-wikitext2-reference").vocab_size == 33278
+
+
+def test_resuming_a_checkpoint_of_the_older_format_is_refused_clearly(corpus_dir, tmp_path):
+    """Checkpoints of format 1 (before the AveragedModel / registered-state redesign) hold their
+    state in other files: resuming one says so and how to go on, before anything is written."""
+    run_dir = tmp_path / "run"
+    train(tiny_run(corpus_dir, run_dir, max_steps=2, epochs=1))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    state_file = resolve_checkpoint(run_dir) / ckpt.STATE_FILENAME
+    state = json.loads(state_file.read_text())
+    state["format"] = "mtlstm_hf.training.checkpoint/1"
+    state_file.write_text(json.dumps(state))
+    before = sorted(str(p) for p in run_dir.rglob("*"))
+    with pytest.raises(ValueError, match=r"another version of mtlstm_hf \(checkpoint format 'mtlstm_hf.training.checkpoint/1'.*init_from"):
+        LanguageModelTrainer(tiny_run(corpus_dir, run_dir, resume_from=str(run_dir)))
+    assert sorted(str(p) for p in run_dir.rglob("*")) == before
