@@ -86,7 +86,7 @@ from mtlstm_hf.ops.gates import weighted_sum_norms
 from mtlstm_hf.progress import Meter, Share
 
 from .ablation import ablation_log_probs, resolve_chunks, routing_from_log_probs, word_class_table
-from .adapter import base_model, layers_with_forget_gate
+from .adapter import base_model, layers_with_forget_gate, token_rows
 from .memory_span import estimate_memory_span, passage_log_weights
 from .settings import ANALYSES, DEFAULT_STATE_GRADIENT_POSITIONS, AnalysisSettings, option_name
 from .timescales import estimate_timescales, fit_inverse_gamma, timescale_report
@@ -318,7 +318,7 @@ def _state_gradients(context: _Context) -> tuple[dict[str, Any], Figures]:
             share.finish()
     results.sort(key=lambda result: result.layer)
     k = max(1, min(settings.k, base.embeddings.embedding_dim, *(layer.hidden_size for layer in base.layers)))
-    row_length = stream.numel() // settings.batch_size
+    row_length = token_rows(stream, settings.batch_size).shape[1]  # the rows state_gradients used
     sources = source_positions(row_length, settings.state_gradient_positions)
     layers_out = [
         {
