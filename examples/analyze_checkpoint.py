@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--split", default="valid")
     parser.add_argument("--output-dir", type=Path, default=None)
     parser.add_argument("--max-tokens", type=int, default=None)
-    parser.add_argument("--analyses", default=None, help="comma-separated subset (default: all)")
+    parser.add_argument("--analyses", nargs="+", default=None, help="subset of the analyses (default: all)")
     args = parser.parse_args()
 
     output_dir = args.output_dir or args.checkpoint / "analysis"

@@ -29,23 +29,45 @@ def setting(default: Any = _NO_DEFAULT, *, help: str, default_factory: Any = _NO
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def dataclass_parser(config_class: type, *, prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
-    """An ``HfArgumentParser`` with one option per field of ``config_class`` and ``--config``.
+def dataclass_parser(
+    config_classes: type | Sequence[type], *, prog: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """An ``HfArgumentParser`` with one option per field of ``config_classes`` and ``--config``.
 
     Raises:
         ValueError: a field type the parser cannot read from a command line.
     """
     from transformers import HfArgumentParser
 
+    classes = [config_classes] if isinstance(config_classes, type) else list(config_classes)
     parser = HfArgumentParser(
-        config_class, prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        classes, prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    names = " and ".join(cls.__name__ for cls in classes)
     parser.add_argument(
         "--config", dest="config_file", metavar="FILE.json", default=None,
-        help=f"start from the {config_class.__name__} in this JSON file (e.g. a run's saved configuration); "
+        help=f"start from the {names} settings in this JSON file (e.g. a run's saved configuration); "
         "options given here override its values",
     )  # fmt: skip
     return parser
+
+
+def split_settings(values: dict[str, Any], config_classes: Sequence[type], what: str = "--config") -> list[dict[str, Any]]:
+    """``values`` (field name -> value) divided among ``config_classes`` by their field names.
+
+    Raises:
+        ValueError: a name that is no field of any of them (named, with ``what``).
+    """
+    parts: list[dict[str, Any]] = [{} for _ in config_classes]
+    for name, value in values.items():
+        for part, cls in zip(parts, config_classes):
+            if name in {field.name for field in dataclasses.fields(cls)}:
+                part[name] = value
+                break
+        else:
+            allowed = " / ".join(cls.__name__ for cls in config_classes)
+            raise ValueError(f"{what}: unknown setting {name!r} (not a field of {allowed}).")
+    return parts
 
 
 def parse_given(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[dict[str, Any], str | None]:

@@ -28,7 +28,7 @@ FAST = [
     "--max-distance", "8",
     "--passage-length", "6",
     "--mi-max-distance", "40",
-    "--quiet",
+    "--no-progress",
 ]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -156,7 +156,7 @@ def test_data_shorter_than_the_requested_delays(checkpoint, corpus_dir, tmp_path
 
 
 def test_cli_errors(checkpoint, corpus_dir, tmp_path, capsys):
-    assert main([str(tmp_path / "missing"), "--data", str(corpus_dir), "--quiet"]) == 2
+    assert main([str(tmp_path / "missing"), "--data", str(corpus_dir), "--no-progress"]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main([str(checkpoint), "--data", str(corpus_dir), "--analyses", "timescales,bogus"])
@@ -173,7 +173,7 @@ def test_cli_errors(checkpoint, corpus_dir, tmp_path, capsys):
 # --data from the training record
 # ---------------------------------------------------------------------------
 
-QUICK = ["--analyses", "mutual_information", "--no-figures", "--max-tokens", "300", "--quiet"]
+QUICK = ["--analyses", "mutual_information", "--no-figures", "--max-tokens", "300", "--no-progress"]
 
 
 def _training_record(folder, data):
@@ -271,7 +271,7 @@ def test_run_wide_progress_covers_every_analysis(checkpoint, corpus_dir, tmp_pat
     """Plain lines (stderr is not a terminal here): one bar for the whole run, with an estimate of
     the total time while it runs, and every analysis's share adds up to exactly the total."""
     arguments = [str(checkpoint), "--data", str(corpus_dir), "--output-dir", str(tmp_path / "out"), "--no-figures"]
-    assert main([*arguments, *[value for value in FAST if value != "--quiet"]]) == 0
+    assert main([*arguments, *[value for value in FAST if value != "--no-progress"]]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mtlstm-analyze: ")]
     assert "in all" in lines[0] and "/1000" in lines[0]
     assert lines[-1].startswith("mtlstm-analyze: 1000/1000 ‰ (100%)")
@@ -329,7 +329,7 @@ def test_help_imports_no_torch_and_not_the_report_module():
         "sys.argv = ['mtlstm-analyze', '--help']\n"
         "from mtlstm_hf.analysis.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit as stop:\n    assert stop.code == 0\n"
-        "print('LOADED:', sorted(m for m in ('torch', 'transformers', 'mtlstm_hf.analysis.report') if m in sys.modules))\n"
+        "print('LOADED:', sorted(m for m in ('torch', 'transformers.modeling_utils', 'mtlstm_hf.analysis.report') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -388,3 +388,31 @@ def test_shares_of_the_run_wide_bar_add_up_to_its_total():
     second.finish()
     third.finish()  # an analysis that was skipped: its whole share at once
     assert sum(bar.steps) == 1000
+
+
+def test_every_analysis_setting_is_an_option_and_config_files_work(tmp_path):
+    """The options are the fields of AnalysisRun and AnalysisSettings (their help texts); the five
+    settings the old command line lacked are settable; --config gives settings, options override."""
+    import dataclasses
+    import json
+
+    from mtlstm_hf.analysis.cli import build_parser, settings_from_argv
+    from mtlstm_hf.analysis.settings import AnalysisRun, AnalysisSettings
+
+    by_dest = {action.dest: action for action in build_parser()._actions}
+    for cls in (AnalysisRun, AnalysisSettings):
+        for field in dataclasses.fields(cls):
+            assert by_dest[field.name].help == field.metadata["help"], field.name
+    _, run, settings = settings_from_argv([
+        "ckpt", "--families", "lognormal", "exponential", "--other-label", "rest", "--k", "3",
+        "--mi-num-distances", "12", "--mi-estimator", "plugin", "--state-gradient-positions", "all", "--no-progress",
+    ])  # fmt: skip
+    assert (settings.families, settings.other_label, settings.k) == (["lognormal", "exponential"], "rest", 3)
+    assert (settings.mi_num_distances, settings.mi_estimator, settings.state_gradient_positions) == (12, "plugin", None)
+    assert run.progress is False and run.figures is True
+    (tmp_path / "analysis.json").write_text(json.dumps({"split": "test", "max_delay": 20, "segment_length": 40}))
+    _, run, settings = settings_from_argv(["ckpt", "--config", str(tmp_path / "analysis.json"), "--max-delay", "10"])
+    assert (run.split, settings.max_delay, settings.segment_length) == ("test", 10, 40)
+    (tmp_path / "bad.json").write_text(json.dumps({"max_delays": 20}))
+    with pytest.raises(ValueError, match="unknown setting 'max_delays'"):
+        settings_from_argv(["ckpt", "--config", str(tmp_path / "bad.json")])

@@ -543,7 +543,7 @@ def test_mtlstm_analyze_runs_on_a_converted_multi_timescale_folder(tmp_path, cor
     torch.save(source.awd_state_dict(), tmp_path / "w.pt")
     out = tmp_path / "converted"
     convert_checkpoint(tmp_path / "w.pt", folder, out, "huthlab-mts")
-    arguments = [str(out), "--data", str(folder), "--analyses", "timescales,ablation", "--no-figures", "--quiet", "--threads", "1"]
+    arguments = [str(out), "--data", str(folder), "--analyses", "timescales,ablation", "--no-figures", "--no-progress", "--threads", "1"]
     assert analyze_main(arguments) == 0
     report = json.loads((out / "analysis" / "report.json").read_text())
     assert {"timescales", "ablation"} <= set(report["analyses"]) and not report["skipped"]

@@ -17,11 +17,14 @@ from typing import Any
 
 from mtlstm_hf.evaluation.bins import DEFAULT_BIN_EDGES, bin_labels
 
+from ..command_line import setting
+
 __all__ = [
     "ANALYSES",
     "DEFAULT_STATE_GRADIENT_POSITIONS",
     "DISTRIBUTION_FAMILIES",
     "MI_ESTIMATORS",
+    "AnalysisRun",
     "AnalysisSettings",
     "option_name",
 ]
@@ -59,54 +62,69 @@ def _positive_int(value: Any) -> bool:
 
 
 @dataclass
+class AnalysisRun:
+    """What ``mtlstm-analyze`` runs on and where it writes (the checkpoint is the positional
+    argument); the analyses' own settings are :class:`AnalysisSettings`."""
+
+    data: str | None = setting(None, help="corpus: a folder with train/valid/test.txt or a Hub dataset id (default: the corpus mtlstm-train recorded in the checkpoint's training_config.json, e.g. the shipped WikiText-2 sample)")
+    data_config: str | None = setting(None, help="Hub dataset configuration, e.g. wikitext-2-v1")
+    split: str = setting("valid", help="split to analyse")
+    analyses: list[str] = setting(default_factory=lambda: list(ANALYSES), metavar="ANALYSIS", help=f"analyses to run, separated by spaces or commas (default: all of {' '.join(ANALYSES)})")
+    output_dir: str | None = setting(None, help="report folder (default: CHECKPOINT/analysis, the folder the Hub publishing step attaches); a report of the same checkpoint and settings there is continued")
+    restart: bool = setting(False, help="discard the report already in the output folder and redo everything")
+    figures: bool = setting(True, help="write PNG figures next to report.json")
+    device: str | None = setting(None, help="torch device for the model (default: cpu)")
+    threads: int | None = setting(None, help="torch intra-op threads (default: torch's choice, all cores)")
+    progress: bool = setting(True, help="show the progress display")
+
+
+@dataclass
 class AnalysisSettings:
-    """Settings of every analysis (defaults follow the papers where they say something).
+    """Settings of every analysis (defaults follow the papers where they say something); each
+    field's meaning is its ``help`` (``mtlstm-analyze --help`` prints the same text).
 
-    Work bounds: ``max_tokens`` (the first N tokens of the split, for *every* analysis: streaming,
-    ablation, state gradients, memory span, mutual information), ``state_gradient_positions``,
-    ``max_delay``, ``max_distance``, ``mi_max_distance``.
-
-    Streaming (timescales, ablation, memory span): ``batch_size`` (1 = state carried over the
-    whole split, the paper's setting), ``window`` (tokens per forward; memory only),
-    ``max_tokens`` (None = all).
-    Frequency bins: ``count_splits`` (word counts from train by default), ``bin_edges``.
-    Ablation: ``ablation_layer`` (the layer *number*, from 1 as in the paper; None:
-    :func:`~.report.default_ablation_layer`), ``chunk_size`` (50), ``ablation_order`` (``"auto"``: assigned
-    timescales if the layer has a schedule, else estimated, else unit order; or ``"assigned"``,
-    ``"estimated"``, ``"index"``), ``word_classes`` (``{word: class}`` for the class routing
-    report), ``other_label``.
-    Timescales: ``families`` fitted.
-    State gradients (Verwimp et al.): ``max_delay`` (50), ``segment_length`` (200),
-    ``state_gradient_positions`` (source positions: an int ``K`` = ``K`` evenly spaced positions of
-    the analysed text, default :data:`DEFAULT_STATE_GRADIENT_POSITIONS`; None = every position,
-    the exact full sums), ``k`` singular values.
-    Weighted sum: ``passage_start``, ``passage_length``. Memory span: ``max_distance``.
-    Mutual information: ``mi_max_distance``, ``mi_num_distances``, ``mi_estimator``.
-    ``include_units``: per-unit lists (forget gates, timescales) in the JSON.
+    Work bounds: ``max_tokens`` (every analysis), ``state_gradient_positions``, ``max_delay``,
+    ``max_distance``, ``mi_max_distance``. :meth:`validate` raises ``ValueError`` naming the first
+    bad setting.
     """
 
-    batch_size: int = 1
-    window: int = 70
-    max_tokens: int | None = None
-    count_splits: tuple[str, ...] = ("train",)
-    bin_edges: tuple[int, ...] = tuple(DEFAULT_BIN_EDGES)
-    ablation_layer: int | None = None
-    chunk_size: int = 50
-    ablation_order: str = "auto"
-    word_classes: dict[str, str] | None = None
-    other_label: str | None = "other"
-    families: tuple[str, ...] = DISTRIBUTION_FAMILIES
-    max_delay: int = 50
-    segment_length: int = 200
-    state_gradient_positions: int | None = DEFAULT_STATE_GRADIENT_POSITIONS
-    k: int = 5
-    passage_start: int = 0
-    passage_length: int = 30
-    max_distance: int = 100
-    mi_max_distance: int = 1000
-    mi_num_distances: int = 30
-    mi_estimator: str = "grassberger"
-    include_units: bool = True
+    batch_size: int = setting(1, help="rows in parallel (1 = state carried over the whole split, the paper's setting)")
+    window: int = setting(70, help="tokens per forward call (memory only)")
+    max_tokens: int | None = setting(None, help="use only the first N tokens of the split, in every analysis (default: all)")
+    count_splits: list[str] = setting(default_factory=lambda: ["train"], metavar="SPLIT", help="splits whose word counts define the frequency bins")
+    bin_edges: list[int] = setting(default_factory=lambda: list(DEFAULT_BIN_EDGES), metavar="COUNT", help="frequency bin thresholds")
+    ablation_layer: int | None = setting(None, metavar="N", help="number (from 1, as in the paper) of the layer whose units are ablated (default: the inverse-gamma layer, else the middle one)")
+    chunk_size: int = setting(50, help="units per ablated chunk")
+    ablation_order: str = setting("auto", choices=("auto", "assigned", "estimated", "index"), help="order of the units before chunking: auto = assigned timescales if the layer has a schedule, else estimated, else unit order")
+    word_classes: dict[str, str] | str | None = setting(None, help="{word: class} map for the routing report per class; on the command line a file (JSON object or 'word class' lines)")
+    other_label: str | None = setting("other", help="class of the words the word-class map leaves out (none: leave them out)")
+    families: list[str] = setting(default_factory=lambda: list(DISTRIBUTION_FAMILIES), choices=DISTRIBUTION_FAMILIES, metavar="FAMILY", help="distributions fitted to the estimated timescales (maximum likelihood, location 0)")
+    max_delay: int = setting(50, help="state-gradient delays (Verwimp et al. 2020)")
+    segment_length: int = setting(200, help="state-gradient segment, >= max_delay")
+    state_gradient_positions: int | str | None = setting(DEFAULT_STATE_GRADIENT_POSITIONS, metavar="K|all", help="source positions of the state gradients, evenly spaced over the analysed text; 'all' (None) computes every position, the exact full average")
+    k: int = setting(5, help="singular values of the state gradients reported")
+    passage_start: int = setting(0, help="first token of the weighted-sum passage")
+    passage_length: int = setting(30, help="weighted-sum passage tokens (>= 2)")
+    max_distance: int = setting(100, help="memory-span distances")
+    mi_max_distance: int = setting(1000, help="largest mutual-information distance")
+    mi_num_distances: int = setting(30, help="distances (log-spaced) at which the mutual information is estimated")
+    mi_estimator: str = setting("grassberger", choices=MI_ESTIMATORS, help="entropy estimator of the mutual information")
+    include_units: bool = setting(True, help="per-unit lists (forget gates, timescales) in report.json")
+
+    def __post_init__(self) -> None:
+        # From a command line or a JSON file: 'all' or digits for the positions.
+        if isinstance(self.state_gradient_positions, str):
+            text = self.state_gradient_positions.strip().lower()
+            if text in ("all", "none"):
+                self.state_gradient_positions = None
+            elif text.isdigit():
+                self.state_gradient_positions = int(text)
+            else:
+                raise ValueError(
+                    f"{option_name('state_gradient_positions')} must be a positive integer or 'all', got {self.state_gradient_positions!r}."
+                )
+        if isinstance(self.other_label, str) and self.other_label.lower() == "none":
+            self.other_label = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting, its value and what is allowed."""
@@ -121,6 +139,8 @@ class AnalysisSettings:
             if value is not None and not (_positive_int(value) and value >= lowest):
                 what = {"max_tokens": "all tokens", "state_gradient_positions": "every position",
                         "ablation_layer": "the default layer"}[name]
+                if name == "state_gradient_positions":
+                    raise ValueError(f"{option_name(name)} must be a positive integer or 'all' (None: {what}), got {value!r}.")
                 extra = " (layers are numbered from 1)" if name == "ablation_layer" else ""
                 raise ValueError(f"{option_name(name)} must be an integer >= {lowest}{extra} or None ({what}), got {value!r}.")
         if self.segment_length < self.max_delay:
@@ -141,6 +161,11 @@ class AnalysisSettings:
         unknown = [family for family in self.families if family not in DISTRIBUTION_FAMILIES]
         if unknown or not self.families:
             raise ValueError(f"families must be a non-empty subset of {list(DISTRIBUTION_FAMILIES)}, got {list(self.families)}.")
+        if self.word_classes is not None and not isinstance(self.word_classes, dict):
+            raise ValueError(
+                f"{option_name('word_classes')} must be a {{word: class}} dict, got {type(self.word_classes).__name__} "
+                "(mtlstm-analyze reads it from a file: mtlstm_hf.analysis.load_word_classes)."
+            )
         if not self.count_splits:
             raise ValueError(f"{option_name('count_splits')} must name at least one split, e.g. train.")
         bin_labels(self.bin_edges)  # positive, distinct integers (raises ValueError naming the edges)
