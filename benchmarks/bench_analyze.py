@@ -43,24 +43,7 @@ import time
 
 import torch
 
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _load() -> str:
-    """The 1, 5 and 15-minute load averages (the cores may be shared with other jobs)."""
-    try:
-        return " ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "n/a"
+from machine import cpu_name, load_averages  # benchmarks/machine.py
 
 
 def _model_and_tokenizer(checkpoint: str | None, preset: str):
@@ -97,9 +80,9 @@ def main() -> None:
     from mtlstm_hf.evaluation import token_log_probs
 
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
-    print(f"load average at start: {_load()}")
+    print(f"load average at start: {load_averages()}")
     model, tokenizer = _model_and_tokenizer(args.checkpoint, args.preset)
     corpus = load_corpus(sample_corpus_dir())
     valid = split_to_stream(corpus, "validation", tokenizer)
@@ -116,7 +99,7 @@ def main() -> None:
         for name, seconds in report["seconds"].items():
             print(f"  {name:<20} {seconds:8.1f}")
         print(f"  {'whole run':<20} {total:8.1f}   (skipped: {report['skipped'] or 'none'})")
-        print(f"  load average after part 1: {_load()}")
+        print(f"  load average after part 1: {load_averages()}")
 
     layer = default_ablation_layer(model)
     assigned = model.assigned_timescales()[layer]
@@ -144,7 +127,7 @@ def main() -> None:
     print(f"  ratio loop / batched: median {loop_median / batched_median:.2f}x, "
           f"min {min(loop_times) / min(batched_times):.2f}x (target >= 4)")
     print(f"  largest |log p batched - log p loop|: {largest:.2e}")
-    print(f"load average at the end: {_load()}")
+    print(f"load average at the end: {load_averages()}")
 
 
 if __name__ == "__main__":

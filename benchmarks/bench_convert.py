@@ -39,25 +39,9 @@ import scipy.stats
 import torch
 from torch import nn
 
+from machine import cpu_name, load_averages  # benchmarks/machine.py
+
 PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def paper_sized_state_dict(vocab: int) -> dict[str, torch.Tensor]:
@@ -116,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         parameters = sum(t.numel() for k, t in state.items() if k != "decoder.weight")
         del state
 
-        print(f"machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
+        print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
               f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
         print(f"checkpoint: huthlab-mts layout, {parameters:,} parameters, {weights.stat().st_size / 2**20:.1f} MiB; "
               f"vocabulary: {vocab} ({vocabulary_size:,} words, read in {vocab_seconds:.2f} s)")
-        print(f"load average at start: {_load()}")
+        print(f"load average at start: {load_averages()}")
 
         warm = convert_checkpoint(weights, vocab, work / "warm", "huthlab-mts")  # first call: lazy imports, caches
         print(warm.summary().splitlines()[1])
@@ -155,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({', '.join(f'{t:.2f}' for t in times)})")
         print(f"ratio convert / baseline: median {statistics.median(convert_times) / statistics.median(baseline_times):.2f}, "
               f"min {min(convert_times) / min(baseline_times):.2f}")
-        print(f"load average at end: {_load()}")
+        print(f"load average at end: {load_averages()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

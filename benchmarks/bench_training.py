@@ -40,6 +40,8 @@ import torch
 
 from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig
 
+from machine import cpu_name, load_averages  # benchmarks/machine.py
+
 PTB_TRAIN_TOKENS = 929_589
 
 
@@ -166,19 +168,11 @@ def bench_model(name: str, data: str | None, preset: str, steps: int, warmup: in
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "load_average_at_start": load_averages(),
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
