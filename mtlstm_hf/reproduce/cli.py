@@ -1,0 +1,108 @@
+"""``mtlstm-reproduce``: reproduce an experiment of Mahto et al. (ICLR 2021) with one command.
+
+    mtlstm-reproduce lm-ptb --scale smoke --output-dir outputs/repro-smoke
+    mtlstm-reproduce lm-ptb --scale cpu --data ../shared/data --output-dir outputs/repro-ptb-cpu
+    mtlstm-reproduce dyck2 --scale cpu --output-dir outputs/repro-dyck-cpu --threads 1
+    torchrun --nproc_per_node 4 -m mtlstm_hf.reproduce.cli lm-ptb --scale paper --data DIR --output-dir OUT
+
+Experiments: ``lm-ptb`` and ``lm-wikitext2`` (baseline vs multi-timescale language model: test
+perplexity overall and per frequency bin, paired block bootstrap, the baseline's timescales and
+their fits, the layer-2 ablation routing: :mod:`mtlstm_hf.reproduce.lm`) and ``dyck2``
+(:mod:`mtlstm_hf.reproduce.dyck`). Scales: :mod:`mtlstm_hf.reproduce.scales`. The output folder
+gets ``report.json`` (after every stage), ``REPORT.md`` (a table per claim: the paper's value,
+ours with its 95% interval over seeds, and the verdict) and ``figures/``. Rerunning the same
+command skips finished runs and stages and continues an interrupted run exactly.
+
+Exit codes (:mod:`mtlstm_hf.exit_codes`): 0 done, 1 non-finite training loss, 2 bad input
+(unknown experiment or scale, corpus not found, an output folder of another configuration), 4 I/O
+failure, 130 interrupted (rerun the same command to continue). Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from collections.abc import Sequence
+
+from .. import exit_codes
+from ..command_line import dataclass_parser, parse_given, read_config_file
+from .scales import EXPERIMENTS
+from .settings import ReproduceSettings
+
+PROG = "mtlstm-reproduce"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The experiment (positional), one option per :class:`ReproduceSettings` field, ``--config``."""
+    parser = dataclass_parser(
+        ReproduceSettings,
+        prog=PROG,
+        description=(
+            "Reproduce an experiment of Mahto et al. (ICLR 2021): train the baseline and the multi-timescale model "
+            "seed by seed, analyse them, and write report.json, REPORT.md (each claim: the paper's value, ours with a "
+            "95% CI, a verdict) and figures into --output-dir. Rerun the same command to continue."
+        ),
+        epilog=exit_codes.epilog(non_finite_loss=True),
+    )
+    parser.add_argument("experiment", choices=EXPERIMENTS, help="lm-ptb, lm-wikitext2 or dyck2")
+    return parser
+
+
+def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, ReproduceSettings]:
+    """``(experiment, settings)``: ``--config``'s file, then the options given.
+
+    Raises:
+        ValueError: an unknown setting in the file; FileNotFoundError: no such file.
+    """
+    given, config_file = parse_given(build_parser(), argv)
+    experiment = given.pop("experiment")
+    values = read_config_file(config_file) if config_file is not None else {}
+    unknown = sorted(set(values) - {field.name for field in dataclasses.fields(ReproduceSettings)})
+    if unknown:
+        raise ValueError(f"--config: unknown ReproduceSettings field(s) {unknown}.")
+    merged = {**values, **given}
+    missing = [name for name in ("scale", "output_dir") if name not in merged]
+    if missing:
+        raise ValueError(f"missing {', '.join('--' + name.replace('_', '-') for name in missing)}.")
+    return experiment, ReproduceSettings(**merged)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mtlstm-reproduce``; returns the exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    build_parser().parse_args(arguments)  # usage errors and --help exit here, before any import
+    try:
+        experiment, settings = settings_from_argv(arguments)
+    except (OSError, ValueError) as error:
+        return exit_codes.report_failure(PROG, error)
+    from .experiment import log_to_stderr, prepare, run
+
+    command = " ".join([PROG, *(shlex.quote(part) for part in arguments)])
+    try:
+        prepared = prepare(experiment, settings, command)
+    except (OSError, ValueError) as error:
+        return exit_codes.report_failure(PROG, error)
+    # Imported only now (torch): the checks above answer in about a second.
+    from ..training import NonFiniteLossError
+    from .lm import RunInterrupted
+
+    try:
+        run(prepared, log_to_stderr)
+    except NonFiniteLossError as error:
+        return exit_codes.fail(PROG, f"{error} Rerun the same command to continue from the last checkpoint.", exit_codes.NON_FINITE_LOSS)
+    except RunInterrupted as error:
+        return exit_codes.fail(PROG, str(error), exit_codes.INTERRUPTED)
+    except KeyboardInterrupt:
+        return exit_codes.fail(
+            PROG, f"interrupted; finished runs and stages are kept: rerun the same command to continue ({settings.output_dir})",
+            exit_codes.INTERRUPTED,
+        )  # fmt: skip
+    except (OSError, ValueError) as error:
+        return exit_codes.report_failure(PROG, error, settings.data)
+    return exit_codes.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The Dyck-2 experiment (:mod:`.dyck`) run seed by seed into an output folder, so that a stopped
+``mtlstm-reproduce dyck2`` continues where it stopped.
+
+Each (arm, seed) is one :func:`~mtlstm_hf.reproduce.dyck.run_dyck_seed` call; its summary goes to
+``runs/<arm>-seed<seed>/run.json`` and its per-word predictions to ``predictions.npz``
+(``correct``: per test word; ``bits``: the predicted bits of all test words concatenated,
+``lengths``: the word lengths), then the completion record. A finished run is skipped. A run
+stopped in the middle starts again from its first epoch (a run is minutes at the cpu scale; the
+Dyck loop keeps no checkpoint). The data are generated once from the settings (deterministic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import output
+
+RUN_FILENAME = "run.json"
+PREDICTIONS_FILENAME = "predictions.npz"
+
+
+def dyck_settings(values: dict[str, Any]) -> Any:
+    """:class:`~mtlstm_hf.reproduce.dyck.DyckSettings` from a scale's ``settings`` fields."""
+    from .dyck import DyckSettings
+
+    return DyckSettings(**values)
+
+
+def load_run(folder: str | Path) -> dict[str, Any]:
+    """The summary of a finished run (``run.json``)."""
+    return output.read_json(Path(folder) / RUN_FILENAME)
+
+
+def load_predictions(folder: str | Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(correct (N,) bool, per word (len, 2) bool predicted bits)`` of a finished run."""
+    with np.load(Path(folder) / PREDICTIONS_FILENAME) as saved:
+        correct, bits, lengths = saved["correct"], saved["bits"], saved["lengths"]
+    return correct, np.split(bits, np.cumsum(lengths)[:-1]) if len(lengths) else []
+
+
+def train_dyck_run(
+    output_dir: str | Path, arm: str, seed: int, data: Any, settings: Any, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Train and evaluate one (arm, seed), or return the summary of the finished run."""
+    from .dyck import run_dyck_seed
+
+    folder = output.run_dir(output_dir, arm, seed)
+    if output.finished_run(folder) is not None:
+        log(f"{arm} seed {seed}: finished before, skipped ({folder})")
+        return load_run(folder)
+    log(f"{arm} seed {seed}: training ({settings.epochs} epochs, {settings.hidden_size} units)")
+    run = run_dyck_seed(arm, seed, data, settings, log)
+    folder.mkdir(parents=True, exist_ok=True)
+    lengths = np.array([len(bits) for bits in run.predictions], dtype=np.int64)
+    bits = np.concatenate(run.predictions).astype(bool) if run.predictions else np.zeros((0, 2), dtype=bool)
+    temporary = folder / f".{PREDICTIONS_FILENAME}.tmp.npz"
+    np.savez_compressed(temporary, correct=run.correct, bits=bits, lengths=lengths)
+    temporary.replace(folder / PREDICTIONS_FILENAME)
+    summary = run.summary()
+    output.write_json(folder / RUN_FILENAME, summary)
+    output.mark_finished(folder, {"arm": arm, "seed": seed, "accuracy": run.accuracy, "seconds": run.seconds})
+    return output.jsonable(summary)
+
+
+def run_dyck(
+    output_dir: str | Path,
+    settings_values: dict[str, Any],
+    seeds: list[int],
+    configuration: dict[str, Any],
+    log: Callable[[str], None] = print,
+    on_update: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Every arm of every seed (seed by seed), ``report.json`` after each run; returns the report.
+    ``on_update(report)`` is called after each seed."""
+    from ..data.dyck import generate_dyck2
+    from .dyck import ARMS, span_bin_edges
+
+    settings = dyck_settings(settings_values)
+    data = generate_dyck2(
+        settings.data_seed, num_train=settings.num_train, num_validation=settings.num_validation,
+        num_test=settings.num_test, max_length=settings.max_length,
+    )  # fmt: skip
+    report = output.load_report(output_dir)
+    report.update(format=output.REPORT_FORMAT, experiment="dyck2", scale=configuration["scale"], configuration=configuration)
+    report["settings"] = output.jsonable(asdict(settings))
+    report["span_edges"] = span_bin_edges(settings.max_length, settings.num_span_bins).tolist()
+    report["data"] = {"seed": data.seed, "sizes": dict(data.sizes), "max_length": data.max_length, "num_draws": data.num_draws}
+    report.setdefault("runs", {arm: {} for arm in ARMS})
+    report["seeds"] = sorted({int(seed) for arm in ARMS for seed in report["runs"].get(arm, {})} | set(seeds))
+    for seed in seeds:
+        for arm in ARMS:
+            report["runs"][arm][str(seed)] = train_dyck_run(output_dir, arm, seed, data, settings, log)
+            output.save_report(output_dir, report)
+        if on_update is not None:
+            on_update(report)
+    return report
+
+
+
+
+def expected_dyck_seconds(settings: Any, data: Any, runs_left: int, steps: int = 5) -> dict[str, Any]:
+    """Time ``steps`` training steps of the multi-timescale arm (after one uncounted step) on the first
+    training words and extrapolate to ``runs_left`` runs of ``settings.epochs`` epochs (an upper bound
+    when ``stop_below_validation_loss`` ends runs early; validation passes not counted)."""
+    import math
+    import time
+
+    import torch
+
+    from .dyck import EncodedWords, batch_loss, build_dyck_model
+
+    words = EncodedWords(data["train"][: settings.batch_size * (steps + 1)])
+    model = build_dyck_model("multi_timescale", 0, settings)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate)
+    seconds = 0.0
+    for step in range(steps + 1):
+        rows = list(range(step * settings.batch_size, min((step + 1) * settings.batch_size, len(words))))
+        if not rows:
+            break
+        started = time.perf_counter()
+        loss = batch_loss(model, words.batch(rows), settings.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step > 0:
+            seconds += time.perf_counter() - started
+    per_step = seconds / max(steps, 1)
+    steps_per_epoch = math.ceil(settings.num_train / settings.batch_size)
+    return {
+        "seconds_per_step": per_step,
+        "steps_per_epoch": steps_per_epoch,
+        "runs_left": runs_left,
+        "seconds": runs_left * settings.epochs * steps_per_epoch * per_step,
+    }
+
+
+__all__ = ["PREDICTIONS_FILENAME", "RUN_FILENAME", "dyck_settings", "expected_dyck_seconds", "load_predictions", "load_run", "run_dyck", "train_dyck_run"]

@@ -1,0 +1,225 @@
+"""One ``mtlstm-reproduce`` run from its settings: check every input before anything is trained or
+written (:func:`prepare`), then train, analyse and write ``report.json``, ``REPORT.md`` and the
+figures (:func:`run`).
+
+Checks, each a one-line error: the experiment and scale exist; the language-model corpus is in
+``--data`` (where it comes from is said otherwise); the seeds are distinct integers >= 0; the
+output folder is a writable folder and holds no runs of another configuration (what defines the
+runs is recorded in ``reproduce_config.json``: the experiment, scale, recipe, sizes and the data's
+SHA-256; seeds are not part of it, so seeds can be added).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import exit_codes
+from . import output
+from .corpora import SMOKE_CORPUS_DIRNAME, corpus_digests, locate_corpus, matches_reference, write_smoke_corpus
+from .scales import RECIPES, check_experiment, check_scale, dyck_scale, lm_scale
+from .settings import ReproduceSettings
+
+LM_CONFIG_KEYS: tuple[str, ...] = (
+    "model_overrides", "epochs", "batch_size", "bptt", "eval_batch_size", "n_resamples", "chunk_size", "presets",
+    "reference_presets", "generated_corpus",
+)  # fmt: skip
+"""The scale settings that define language-model runs (recorded; the descriptions are not)."""
+
+
+@dataclass
+class Prepared:
+    """A checked run: everything :func:`run` needs."""
+
+    experiment: str
+    settings: ReproduceSettings
+    scale: dict[str, Any]
+    seeds: list[int]
+    configuration: dict[str, Any]
+    output_dir: Path
+    corpus_dir: Path | None
+    standard_corpus: bool
+    data_description: str
+    continuing: bool
+    command: str
+    notes: list[str] = field(default_factory=list)
+
+
+def check_seeds(seeds: Sequence[Any]) -> list[int]:
+    """``seeds`` as a list of distinct integers >= 0, else ``ValueError``."""
+    values = list(seeds)
+    if not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values) or len(set(values)) != len(values):
+        raise ValueError(f"--seeds must be distinct integers >= 0 (at least one), got {values!r}.")
+    return values
+
+
+def prepare(experiment: str, settings: ReproduceSettings, command: str = "") -> Prepared:
+    """Check the inputs and work out the configuration; reads only.
+
+    Raises:
+        ValueError: unknown experiment, scale or recipe; bad seeds; an output folder of another
+            configuration (:class:`~.output.ConfigurationMismatch`).
+        FileNotFoundError: the corpus is not in ``--data``.
+        OSError: the output folder cannot be written.
+    """
+    check_experiment(experiment)
+    check_scale(settings.scale)
+    if settings.recipe not in RECIPES:
+        raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {settings.recipe!r}.")
+    if settings.threads is not None and (isinstance(settings.threads, bool) or settings.threads < 1):
+        raise ValueError(f"--threads must be an integer >= 1, got {settings.threads!r}.")
+    output_dir = Path(settings.output_dir).expanduser()
+    notes: list[str] = []
+    corpus_dir: Path | None = None
+    standard = False
+    if experiment == "dyck2":
+        scale = dyck_scale(settings.scale)
+        configuration: dict[str, Any] = {"experiment": experiment, "scale": settings.scale, "dyck_settings": scale["settings"]}
+        description = "Dyck-2 words generated from the paper's grammar (mtlstm_hf.data.dyck.generate_dyck2, data seed 0)"
+        if settings.data is not None:
+            notes.append("--data is not used by dyck2 (it generates its data)")
+        standard = True
+    else:
+        scale = lm_scale(experiment, settings.scale)
+        configuration = {
+            "experiment": experiment, "scale": settings.scale, "recipe": settings.recipe,
+            "scale_settings": {key: scale[key] for key in LM_CONFIG_KEYS},
+        }  # fmt: skip
+        if scale["generated_corpus"]:
+            corpus_dir = output_dir / SMOKE_CORPUS_DIRNAME
+            configuration["data"] = {"corpus": "generated", "generator": "mtlstm_hf.reproduce.corpora.write_smoke_corpus(seed=0)"}
+            description = f"a generated corpus ({corpus_dir}), not {scale['corpus']}"
+            if settings.data is not None:
+                notes.append("--data is not used at the smoke scale (it generates its corpus)")
+        else:
+            corpus_dir = locate_corpus(settings.data, scale["corpus"])
+            digests = corpus_digests(corpus_dir)
+            standard = matches_reference(digests, scale["corpus"])
+            configuration["data"] = {"corpus": scale["corpus"], "files": digests}
+            description = f"{scale['corpus']} in {corpus_dir} (" + (
+                "the standard files, SHA-256 checked)" if standard else "NOT the standard files: SHA-256 differs, reported values are not comparable)"
+            )
+    seeds = check_seeds(settings.seeds if settings.seeds is not None else scale["seeds"])
+    exit_codes.check_output_dir(output_dir, "--output-dir")
+    continuing = output.check_configuration(output_dir, configuration)
+    return Prepared(
+        experiment=experiment, settings=settings, scale=scale, seeds=seeds, configuration=configuration,
+        output_dir=output_dir, corpus_dir=corpus_dir, standard_corpus=standard, data_description=description,
+        continuing=continuing, command=command, notes=notes,
+    )  # fmt: skip
+
+
+def _format_seconds(seconds: float) -> str:
+    hours, rest = divmod(int(round(seconds)), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+
+
+def _finish(prepared: Prepared, report: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Summary, claims, figures and REPORT.md from the report; then save it."""
+    from .claims import dyck_claims, lm_claims
+    from .figures import draw_dyck_figures, draw_lm_figures
+    from .markdown import render_report
+    from .summary import dyck_summary, lm_summary
+
+    report.update(
+        command=prepared.command, scale_settings=prepared.scale, data_description=prepared.data_description,
+        standard_corpus=prepared.standard_corpus,
+    )  # fmt: skip
+    if prepared.experiment == "dyck2":
+        from .dyck import PAPER_ACCURACY
+
+        runs = [run for arm_runs in report["runs"].values() for run in arm_runs.values()]
+        report["summary"] = output.jsonable(dyck_summary(runs, report["span_edges"]))
+        report["claims"] = dyck_claims(prepared.settings.scale, report["summary"], PAPER_ACCURACY)
+        drawn, skipped = draw_dyck_figures(report, prepared.output_dir / output.FIGURES_DIRNAME)
+    else:
+        report["summary"] = output.jsonable(lm_summary(report))
+        report["claims"] = lm_claims(prepared.experiment, prepared.settings.scale, report["summary"], prepared.standard_corpus)
+        drawn, skipped = draw_lm_figures(report, prepared.output_dir / output.FIGURES_DIRNAME)
+    report["figures"], report["figures_skipped"] = drawn, skipped
+    output.save_report(prepared.output_dir, report)
+    from ..training.checkpoint import write_text_atomic
+
+    write_text_atomic(prepared.output_dir / output.MARKDOWN_FILENAME, render_report(output.jsonable(report)))
+    if skipped:
+        log(f"figures skipped: {skipped}")
+
+
+def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train and analyse as prepared; returns the final report (also in ``report.json``).
+
+    Raises:
+        mtlstm_hf.reproduce.lm.RunInterrupted: a training run was stopped by a signal.
+    """
+    from .lm import is_main_process
+
+    started = time.perf_counter()
+    for note in prepared.notes:
+        log(f"note: {note}")
+    if prepared.settings.threads is not None:
+        import torch
+
+        torch.set_num_threads(prepared.settings.threads)
+    main = is_main_process()
+    if main:
+        prepared.output_dir.mkdir(parents=True, exist_ok=True)
+        output.record_configuration(prepared.output_dir, prepared.configuration)
+    log(
+        f"{prepared.experiment} at scale {prepared.settings.scale}, seeds {prepared.seeds}, into {prepared.output_dir}"
+        + (" (continuing)" if prepared.continuing else "")
+    )
+    finish = (lambda report: _finish(prepared, report, log)) if main else None
+    if prepared.experiment == "dyck2":
+        from .dyck_runs import dyck_settings, expected_dyck_seconds, run_dyck
+
+        if prepared.settings.scale == "paper":
+            from ..data.dyck import generate_dyck2
+
+            settings = dyck_settings(prepared.scale["settings"])
+            data = generate_dyck2(settings.data_seed, num_train=settings.num_train, num_validation=settings.num_validation,
+                                  num_test=settings.num_test, max_length=settings.max_length)  # fmt: skip
+            left = sum(output.finished_run(output.run_dir(prepared.output_dir, arm, seed)) is None
+                       for arm in ("baseline", "multi_timescale") for seed in prepared.seeds)  # fmt: skip
+            estimate = expected_dyck_seconds(settings, data, left)
+            log(
+                f"expected training time: {_format_seconds(estimate['seconds'])} at most ({left} runs x {settings.epochs} "
+                f"epochs x {estimate['steps_per_epoch']} steps at {estimate['seconds_per_step']:.3f} s/step, measured now; "
+                "runs stop earlier once the validation loss is below the threshold)"
+            )
+        report = run_dyck(prepared.output_dir, prepared.scale["settings"], prepared.seeds, prepared.configuration, log, finish)
+    else:
+        from .lm import LMPlan, expected_training_seconds, run_lm_experiment
+
+        if prepared.scale["generated_corpus"] and main:
+            write_smoke_corpus(prepared.corpus_dir)
+        plan = LMPlan(
+            experiment=prepared.experiment, scale=prepared.settings.scale, recipe=prepared.settings.recipe,
+            settings=prepared.scale, seeds=prepared.seeds, corpus_dir=prepared.corpus_dir,
+            output_dir=prepared.output_dir, progress=prepared.settings.progress_bar, device=prepared.settings.device,
+            log=log,
+        )  # fmt: skip
+        if prepared.settings.scale == "paper":
+            estimate = expected_training_seconds(plan)
+            log(
+                f"expected training time: {_format_seconds(estimate['seconds'])} ({estimate['runs_left']} runs x "
+                f"{prepared.scale['epochs']} epochs x {estimate['tokens_per_epoch']:,} tokens at "
+                f"{estimate['tokens_per_second']:,.0f} tokens/s, measured now over a few steps; validation and the "
+                "analyses come on top)"
+            )
+        report = run_lm_experiment(plan, prepared.configuration, finish)
+    if main:
+        report["seconds"] = report.get("seconds", 0.0) + (time.perf_counter() - started)
+        _finish(prepared, report, log)
+        log(f"report: {prepared.output_dir / output.MARKDOWN_FILENAME} ({_format_seconds(time.perf_counter() - started)})")
+    return report
+
+
+def log_to_stderr(message: str) -> None:
+    print(f"mtlstm-reproduce: {message}", file=sys.stderr, flush=True)
+
+
+__all__ = ["LM_CONFIG_KEYS", "Prepared", "check_seeds", "log_to_stderr", "prepare", "run"]

@@ -1,0 +1,355 @@
+"""The language-model experiments of Mahto et al. (ICLR 2021): a standard LSTM (baseline) and the
+multi-timescale LSTM trained on PTB or WikiText-2, seed by seed, and everything the paper
+measures on them, through the library:
+
+1. training (:func:`mtlstm_hf.training.train`, presets ``paper-baseline`` / ``paper`` or their
+   WikiText-2 forms, sizes from the scale): a finished run is skipped (its completion record,
+   :func:`.output.finished_run`), an interrupted one continues exactly (``resume_from``);
+2. ``evaluation``: test perplexity overall and per word-frequency bin with the state carried over
+   the whole split (batch 1), bins from the word counts of the training split and of train + valid
+   + test (the reference code's), and the paired block bootstrap of multi-timescale minus baseline
+   per bin (:func:`mtlstm_hf.evaluation.compare_checkpoints`: difference, interval, p-value);
+3. ``timescales``: the baseline's estimated timescales ``T = -1 / ln mean f`` over the test split
+   (batch 1, as the reference's ``estimate_timescale.py``), each layer and pooled over all layers
+   (the reference notebook's figure), with maximum-likelihood fits of the inverse gamma, log-normal
+   and exponential and their KS statistics (:func:`mtlstm_hf.analysis.timescale_report`);
+4. ``ablation``: the multi-timescale model's layer-2 units in chunks ordered by assigned timescale
+   (longest first), each chunk's output zeroed in turn, perplexity ratio ablated / intact per bin,
+   for both ways of counting (:func:`mtlstm_hf.analysis.ablation_log_probs` and
+   :func:`~mtlstm_hf.analysis.routing_from_log_probs`).
+
+Each stage of each seed is written to ``report.json`` as soon as it is done
+(:mod:`.output`); a rerun continues with what is missing. The summary over seeds and the
+verdicts are in :mod:`.summary` and :mod:`.claims`.
+
+Processes: training runs on every process of a ``torchrun`` / ``accelerate launch`` start (the
+library shards the rows); the stages after it run on the main process only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import output
+from .scales import RECIPES
+
+ARMS: tuple[str, ...] = ("baseline", "multi_timescale")
+"""The two models compared, in the order of the paired comparison (A = baseline, B = multi-timescale)."""
+
+FAMILIES: tuple[str, ...] = ("inverse_gamma", "lognormal", "exponential")
+"""Distributions fitted to the baseline's timescales (maximum likelihood, location 0)."""
+
+COUNTINGS: dict[str, tuple[str, ...]] = {"train": ("train",), "train_valid_test": ("train", "valid", "test")}
+"""The two ways the frequency bins are counted: over the training split (the clean choice) and
+over train + valid + test (the reference code's, which the paper's per-bin numbers use)."""
+
+ABLATION_LAYER = 1
+"""0-based index of the ablated layer: the paper's layer 2, the inverse-gamma layer."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A training run stopped before its budget (SIGINT / SIGTERM); rerunning the command continues it."""
+
+
+@dataclass
+class LMPlan:
+    """Everything one ``lm-*`` reproduction needs.
+
+    Attributes:
+        experiment, scale, recipe: names (:data:`~.scales.EXPERIMENTS`, :data:`~.scales.SCALES`, :data:`RECIPES`).
+        settings: :func:`.scales.lm_scale` of the experiment and scale.
+        seeds: model seeds (each seeds both arms).
+        corpus_dir: the folder with the corpus files.
+        output_dir: the output folder (:mod:`.output`).
+        progress: progress bars / lines during training.
+        device: torch device of the evaluation stages (default: CUDA when available, else CPU).
+    """
+
+    experiment: str
+    scale: str
+    recipe: str
+    settings: dict[str, Any]
+    seeds: list[int]
+    corpus_dir: Path
+    output_dir: Path
+    progress: bool = True
+    device: str | None = None
+    log: Callable[[str], None] = field(default=print)
+
+    def preset(self, arm: str) -> str:
+        return self.settings["reference_presets" if self.recipe == "reference" else "presets"][arm]
+
+
+def training_config(plan: LMPlan, arm: str, seed: int) -> Any:
+    """The :class:`~mtlstm_hf.training.TrainingConfig` of one run (a new run; the caller adds
+    ``resume_from`` to continue one)."""
+    from ..training import TrainingConfig
+
+    settings = plan.settings
+    return TrainingConfig(
+        data=str(plan.corpus_dir),
+        preset=plan.preset(arm),
+        model_overrides=dict(settings["model_overrides"]),
+        freeze_recurrent_weights=plan.recipe == "reference",
+        batch_size=settings["batch_size"],
+        eval_batch_size=settings["eval_batch_size"],
+        bptt=settings["bptt"],
+        epochs=settings["epochs"],
+        seed=seed,
+        output_dir=str(output.run_dir(plan.output_dir, arm, seed)),
+        tracker="jsonl",
+        progress_bar=plan.progress,
+        evaluate_test=False,  # the evaluation stage scores the test split at batch 1
+        keep_checkpoints=1,
+    )
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` / ``accelerate launch`` start (or a single process)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def train_run(plan: LMPlan, arm: str, seed: int) -> dict[str, Any]:
+    """Train one arm with one seed, or skip it when it finished before, or continue it.
+
+    Returns:
+        The run's completion record: ``{"arm", "seed", "preset", "epochs", "global_step",
+        "tokens_seen", "best_val_perplexity", "best_val_step", "asgd_start_step",
+        "train_seconds", "resumed", "status"}``.
+
+    Raises:
+        RunInterrupted: the run was stopped by a signal (its checkpoint is kept).
+    """
+    from ..training import train
+    from ..training.checkpoint import has_training_run
+
+    folder = output.run_dir(plan.output_dir, arm, seed)
+    record = output.finished_run(folder)
+    if record is not None:
+        plan.log(f"{arm} seed {seed}: finished before, skipped ({folder})")
+        return record
+    config = training_config(plan, arm, seed)
+    resumed = has_training_run(folder)
+    if resumed:
+        config = config.replace(resume_from=str(folder))
+        plan.log(f"{arm} seed {seed}: continuing the interrupted run in {folder}")
+    else:
+        plan.log(f"{arm} seed {seed}: training ({config.preset}, {config.epochs} epochs) into {folder}")
+    result = train(config)
+    if result.status != "completed":
+        raise RunInterrupted(
+            f"{arm} seed {seed} stopped ({result.status}) at step {result.progress.global_step}; "
+            "run the same command again to continue it"
+        )
+    progress = result.progress
+    record = {
+        "arm": arm,
+        "seed": seed,
+        "preset": config.preset,
+        "freeze_recurrent_weights": config.freeze_recurrent_weights,
+        "epochs": progress.epoch,
+        "global_step": progress.global_step,
+        "tokens_seen": progress.tokens_seen,
+        "best_val_perplexity": result.best_val_perplexity,
+        "best_val_step": progress.best_val_step,
+        "asgd_start_step": progress.asgd_start_step,
+        "train_seconds": progress.train_seconds,
+        "resumed": resumed,
+    }
+    if is_main_process():
+        output.mark_finished(folder, record)
+    return output.finished_run(folder) or {**record, "status": "completed"}
+
+
+def best_model(plan: LMPlan, arm: str, seed: int) -> Path:
+    """The ``best_model/`` folder of a finished run."""
+    return output.run_dir(plan.output_dir, arm, seed) / "best_model"
+
+
+def _device(plan: LMPlan) -> str:
+    if plan.device is not None:
+        return plan.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def evaluation_stage(plan: LMPlan, seed: int) -> dict[str, Any]:
+    """Test perplexity of both arms and the paired bootstrap, for each way of counting
+    (:data:`COUNTINGS`): ``{counting: compare_checkpoints result}`` with ``a`` the baseline and
+    ``b`` the multi-timescale model (``comparison.*.diff`` = multi-timescale minus baseline)."""
+    from ..evaluation import compare_checkpoints
+    from ..evaluation.checkpoint import to_json_compatible
+
+    results = {}
+    for name, splits in COUNTINGS.items():
+        results[name] = to_json_compatible(
+            compare_checkpoints(
+                best_model(plan, "baseline", seed),
+                best_model(plan, "multi_timescale", seed),
+                str(plan.corpus_dir),
+                split="test",
+                batch_size=1,
+                window=plan.settings["bptt"],
+                count_splits=splits,
+                n_resamples=plan.settings["n_resamples"],
+                seed=seed,
+                device=_device(plan),
+            )
+        )
+    return results
+
+
+def _test_streams(plan: LMPlan, tokenizer: Any) -> dict[str, Any]:
+    from ..data import load_corpus, split_to_stream
+
+    corpus = load_corpus(str(plan.corpus_dir))
+    return {split: split_to_stream(corpus, split, tokenizer) for split in ("train", "valid", "test")}
+
+
+def timescale_stage(plan: LMPlan, seed: int) -> dict[str, Any]:
+    """The baseline's estimated timescales on the test split (batch 1, state carried) with the fits
+    of :data:`FAMILIES` per layer and pooled over all layers (:func:`mtlstm_hf.analysis.timescale_report`)."""
+    from ..analysis import estimate_timescales, timescale_report
+    from ..evaluation import load_checkpoint
+
+    model, tokenizer = load_checkpoint(best_model(plan, "baseline", seed), device=_device(plan))
+    stream = _test_streams(plan, tokenizer)["test"]
+    estimate = estimate_timescales(model, stream, batch_size=1, window=plan.settings["bptt"])
+    return output.jsonable(timescale_report(estimate, FAMILIES, include_units=True))
+
+
+def ablation_stage(plan: LMPlan, seed: int) -> dict[str, Any]:
+    """Routing of the multi-timescale model: its layer-2 units in chunks of ``chunk_size`` ordered
+    by assigned timescale (longest first), each chunk ablated in turn on the test split (batch 1);
+    ``{counting: routing report}`` for each way of counting the bins."""
+    from ..analysis import ablation_log_probs, resolve_chunks, routing_from_log_probs
+    from ..evaluation import DEFAULT_BIN_EDGES, bin_labels, frequency_bin_of_token, load_checkpoint, target_positions, token_counts
+
+    model, tokenizer = load_checkpoint(best_model(plan, "multi_timescale", seed), device=_device(plan))
+    streams = _test_streams(plan, tokenizer)
+    chunk_size, window = plan.settings["chunk_size"], plan.settings["bptt"]
+    chunks, ordering, order = resolve_chunks(model, ABLATION_LAYER, None, chunk_size, None)
+    log_probs = ablation_log_probs(model, streams["test"], ABLATION_LAYER, chunks, batch_size=1, window=window)
+    targets = streams["test"][target_positions(streams["test"].numel(), 1)]
+    vocab_size = int(model.config.vocab_size)
+    results = {}
+    for name, splits in COUNTINGS.items():
+        bins = frequency_bin_of_token(token_counts([streams[split] for split in splits], vocab_size), DEFAULT_BIN_EDGES)
+        results[name] = output.jsonable(
+            routing_from_log_probs(
+                log_probs, targets, bins, bin_labels(DEFAULT_BIN_EDGES), False, ABLATION_LAYER, chunks, ordering,
+                order, chunk_size, 1, window,
+            )
+        )
+    return results
+
+
+STAGES: dict[str, Callable[[LMPlan, int], dict[str, Any]]] = {
+    "evaluation": evaluation_stage,
+    "timescales": timescale_stage,
+    "ablation": ablation_stage,
+}
+"""The analyses of one seed, in order; each result goes to ``report.json`` under
+``per_seed[seed][stage]``."""
+
+
+def run_lm_experiment(
+    plan: LMPlan, configuration: dict[str, Any], on_update: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Train and analyse every seed, writing ``report.json`` after each stage; returns the report.
+
+    ``on_update(report)`` is called after each seed's stages (the caller writes the summary,
+    claims, REPORT.md and figures from it).
+
+    Raises:
+        RunInterrupted: a training run was stopped by a signal.
+    """
+    report = output.load_report(plan.output_dir)
+    report.update(
+        format=output.REPORT_FORMAT, experiment=plan.experiment, scale=plan.scale, recipe=plan.recipe,
+        configuration=configuration,
+    )  # fmt: skip
+    report.setdefault("runs", {arm: {} for arm in ARMS})
+    report.setdefault("per_seed", {})
+    seeds_done = [int(seed) for seed in report["per_seed"]]
+    report["seeds"] = sorted(set(seeds_done) | set(plan.seeds))
+    for seed in plan.seeds:
+        for arm in ARMS:
+            report["runs"][arm][str(seed)] = train_run(plan, arm, seed)
+            if is_main_process():
+                output.save_report(plan.output_dir, report)
+        if not is_main_process():
+            continue
+        entry = report["per_seed"].setdefault(str(seed), {})
+        for stage, function in STAGES.items():
+            if stage in entry:
+                continue
+            started = time.perf_counter()
+            plan.log(f"seed {seed}: {stage}")
+            entry[stage] = function(plan, seed)
+            entry.setdefault("seconds", {})[stage] = time.perf_counter() - started
+            output.save_report(plan.output_dir, report)
+        if on_update is not None:
+            on_update(report)
+    return report
+
+
+def expected_training_seconds(plan: LMPlan, steps: int = 3) -> dict[str, Any]:
+    """Time ``steps`` optimizer steps of the multi-timescale arm (after one uncounted step) and
+    extrapolate to every run still to train: ``{"tokens_per_second", "tokens_per_epoch",
+    "runs_left", "seconds"}``. Writes nothing (the steps run in memory)."""
+    from ..training import LanguageModelTrainer
+
+    config = training_config(plan, "multi_timescale", plan.seeds[0]).replace(
+        output_dir=str(plan.output_dir / ".throughput-probe"), tracker="none", progress_bar=False
+    )
+    trainer = LanguageModelTrainer(config)
+    try:
+        tokens, seconds = 0, 0.0
+        for step in range(steps + 1):
+            windows, _ = trainer.next_windows()
+            started = time.perf_counter()
+            trainer.train_step(windows)
+            if step > 0:
+                seconds += time.perf_counter() - started
+                tokens += sum(inputs.shape[1] for inputs, _ in windows) * config.batch_size
+        tokens_per_epoch = int(trainer.rows.shape[1] - 1) * config.batch_size
+    finally:
+        trainer.accelerator.end_training()
+    rate = tokens / max(seconds, 1e-9)
+    left = sum(
+        output.finished_run(output.run_dir(plan.output_dir, arm, seed)) is None for arm in ARMS for seed in plan.seeds
+    )
+    return {
+        "tokens_per_second": rate,
+        "tokens_per_epoch": tokens_per_epoch,
+        "runs_left": left,
+        "seconds": left * plan.settings["epochs"] * tokens_per_epoch / rate,
+    }
+
+
+__all__ = [
+    "ABLATION_LAYER",
+    "ARMS",
+    "COUNTINGS",
+    "FAMILIES",
+    "LMPlan",
+    "RECIPES",
+    "RunInterrupted",
+    "STAGES",
+    "ablation_stage",
+    "best_model",
+    "evaluation_stage",
+    "expected_training_seconds",
+    "is_main_process",
+    "run_lm_experiment",
+    "timescale_stage",
+    "train_run",
+    "training_config",
+]

@@ -1,0 +1,154 @@
+"""``REPORT.md``: one table per claim (the paper's value, ours with its 95% interval over seeds,
+the verdict and its rule), then what the scale reduced, the per-seed numbers and the figures.
+Written from ``report.json`` alone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .claims import RULES, show, verdict_counts
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _signed(value: Any, digits: int = 2) -> str:
+    return "-" if value is None or value != value else f"{value:+.{digits}f}"
+
+
+def _bootstrap_cell(entry: Mapping[str, Any]) -> str:
+    low, high = entry["ci95"]
+    p = entry["p_value"]
+    p_text = "-" if p is None or p != p else f"{p:.4f}"
+    return f"seed {entry['seed']}: {_signed(entry['difference'])} [{_signed(low)}, {_signed(high)}], p={p_text}"
+
+
+def _claims_section(report: Mapping[str, Any]) -> list[str]:
+    lines = ["## Claims", ""]
+    claims = report.get("claims", [])
+    if not claims:
+        return [*lines, "No claim can be checked yet (no seed has finished its analyses).", ""]
+    counts = verdict_counts(claims)
+    lines += [", ".join(f"{count} {verdict}" for verdict, count in counts.items()) + ".", ""]
+    for claim in claims:
+        lines += [
+            f"### {claim['claim']}",
+            "",
+            "| paper | ours (mean [95% CI]) | verdict |",
+            "| --- | --- | --- |",
+            f"| {_cell(claim['paper'])} | {_cell(claim['ours'])} | **{claim['verdict']}** |",
+            "",
+            f"Rule ({claim['rule']}): {RULES[claim['rule']]}.",
+            "",
+        ]
+    return lines
+
+
+def _lm_tables(report: Mapping[str, Any]) -> list[str]:
+    summary = report.get("summary", {})
+    lines: list[str] = []
+    perplexity = summary.get("perplexity")
+    if perplexity is not None:
+        test = perplexity["test_perplexity"]
+        lines += [
+            "## Test perplexity (batch 1, state carried over the whole split)",
+            "",
+            "| | baseline | multi-timescale | multi-timescale minus baseline |",
+            "| --- | --- | --- | --- |",
+            f"| mean [95% CI] | {show(test['baseline'])} | {show(test['multi_timescale'])} | {show(test['difference'])} |",
+        ]
+        for position, seed in enumerate(perplexity["seeds"]):
+            a, b = test["baseline"]["values"][position], test["multi_timescale"]["values"][position]
+            difference = None if a is None or b is None else b - a
+            lines.append(f"| seed {seed} | {_signed(a).lstrip('+')} | {_signed(b).lstrip('+')} | {_signed(difference)} |")
+        lines.append("")
+        for counting, bins in perplexity["bins"].items():
+            lines += [
+                f"### Per frequency bin, word counts over {counting.replace('_', ' + ')}",
+                "",
+                "| bin | test tokens | baseline | multi-timescale | difference | relative gain | bootstrap per seed: difference [95% CI], p |",
+                "| --- | ---: | --- | --- | --- | --- | --- |",
+            ]
+            for label, entry in bins.items():
+                if label == "overall":
+                    continue
+                boot = "; ".join(_bootstrap_cell(b) for b in entry["bootstrap"])
+                lines.append(
+                    f"| {label} | {entry['n_tokens']} | {show(entry['baseline'])} | {show(entry['multi_timescale'])} | "
+                    f"{show(entry['difference'])} | {show(entry['relative_gain'], 1, percent=True)} | {_cell(boot)} |"
+                )
+            lines.append("")
+    timescales = summary.get("timescales")
+    if timescales is not None:
+        lines += [
+            "## Baseline timescales: maximum-likelihood fits (pooled over layers, test split)",
+            "",
+            "| family | AIC | KS statistic | parameters per seed |",
+            "| --- | --- | --- | --- |",
+        ]
+        for family, entry in timescales["families"].items():
+            parameters = "; ".join(
+                ", ".join(f"{name} {value:.3g}" for name, value in fit.items()) for fit in entry["parameters"]
+            )
+            lines.append(f"| {family} | {show(entry['aic'], 1)} | {show(entry['ks_statistic'], 3)} | {_cell(parameters)} |")
+        lines.append("")
+    return lines
+
+
+def _dyck_tables(report: Mapping[str, Any]) -> list[str]:
+    summary = report.get("summary", {})
+    if not summary.get("arms"):
+        return []
+    edges = summary["span_edges"]
+    lines = [
+        "## Dyck-2 test sequence accuracy",
+        "",
+        "| span bin | test words | baseline | multi-timescale |",
+        "| --- | ---: | --- | --- |",
+        f"| all | {sum(summary['arms']['baseline']['span_counts'] or [0])} | "
+        f"{show(summary['arms']['baseline']['accuracy'], 2, True)} | {show(summary['arms']['multi_timescale']['accuracy'], 2, True)} |",
+    ]
+    for index in range(len(edges) - 1):
+        cells = [show(summary["arms"][arm]["span_accuracy"][index], 1, True) if summary["arms"][arm]["span_accuracy"] else "-" for arm in ("baseline", "multi_timescale")]
+        count = summary["arms"]["baseline"]["span_counts"][index] if summary["arms"]["baseline"]["span_counts"] else "-"
+        lines.append(f"| {edges[index]:.0f}-{edges[index + 1]:.0f} | {count} | {cells[0]} | {cells[1]} |")
+    lines.append("")
+    return lines
+
+
+def render_report(report: Mapping[str, Any]) -> str:
+    """The Markdown text of ``REPORT.md`` for a report (language model or Dyck-2)."""
+    scale = report.get("scale_settings", {})
+    lines = [
+        f"# Reproduction: {report['experiment']} at scale {report['scale']}",
+        "",
+        f"Command: `{report.get('command', '')}`",
+        "",
+        f"Seeds: {', '.join(str(seed) for seed in report.get('seeds', []))}. Recipe: {report.get('recipe', '-')}. "
+        f"Data: {report.get('data_description', '-')}.",
+        "",
+        f"Scale: {scale.get('sizing', '')}.",
+        "",
+    ]
+    reductions = scale.get("reductions", [])
+    if reductions:
+        lines += ["Reductions relative to the paper:", "", *(f"- {item}" for item in reductions), ""]
+    else:
+        lines += ["No reduction relative to the paper's sizes and budget.", ""]
+    lines += _claims_section(report)
+    lines += _lm_tables(report) if report["experiment"].startswith("lm-") else _dyck_tables(report)
+    lines += ["## Figures", ""]
+    figures = report.get("figures", [])
+    if report.get("figures_skipped"):
+        lines.append(f"Not drawn: {report['figures_skipped']}.")
+    elif figures:
+        lines += [f"![{name}](figures/{name})" for name in figures]
+    else:
+        lines.append("None yet.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+__all__ = ["render_report"]

@@ -1,0 +1,182 @@
+"""The output folder of ``mtlstm-reproduce``: the configuration it was made with, the per-run
+completion records, and ``report.json`` written atomically after every stage.
+
+Layout::
+
+    reproduce_config.json      what defines the runs (experiment, scale, recipe, sizes, data digests)
+    report.json                every number, stage by stage (a rerun continues from it)
+    REPORT.md                  one table per claim of the paper
+    figures/                   PNG figures (when matplotlib is installed)
+    runs/<arm>-seed<seed>/     one training run each (language models: mtlstm-train's run folder;
+                               Dyck-2: run.json + predictions.npz)
+    runs/<...>/reproduce_run.json   written when the run finished: a rerun skips it
+
+A folder made with another configuration is refused (:func:`check_configuration`) before
+anything is trained or written, since mixing its runs into a report would be wrong. Seeds are
+not part of the configuration: every seed's runs are independent, so more seeds can be added.
+Imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..training.checkpoint import write_text_atomic
+
+CONFIG_FILENAME = "reproduce_config.json"
+REPORT_FILENAME = "report.json"
+MARKDOWN_FILENAME = "REPORT.md"
+FIGURES_DIRNAME = "figures"
+RUNS_DIRNAME = "runs"
+RUN_RECORD_FILENAME = "reproduce_run.json"
+REPORT_FORMAT = "mtlstm_hf.reproduce/1"
+
+
+class ConfigurationMismatch(ValueError):
+    """The output folder holds runs made with another configuration (exit code 2)."""
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as strict JSON: NaN and infinities become ``None``, tuples lists, numpy and torch
+    scalars Python numbers, numpy arrays lists."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return jsonable(value.tolist())
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "item"):
+        return jsonable(value.item())
+    raise TypeError(f"cannot write {type(value).__name__} to JSON: {value!r}")
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    """Write ``value`` (through :func:`jsonable`) to ``path`` atomically (old or new content, never a mix)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(jsonable(value), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON in ``path``, or ``None`` when there is no such file.
+
+    Raises:
+        ValueError: the file is not valid JSON (naming it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({error}); move it away to start that part again.") from None
+
+
+def _differences(recorded: Any, wanted: Any, prefix: str = "") -> list[str]:
+    if isinstance(recorded, dict) and isinstance(wanted, dict):
+        found = []
+        for key in sorted(set(recorded) | set(wanted)):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in recorded or key not in wanted:
+                found.append(f"{name}: {recorded.get(key, '(absent)')!r} -> {wanted.get(key, '(absent)')!r}")
+            else:
+                found.extend(_differences(recorded[key], wanted[key], name))
+        return found
+    return [] if recorded == wanted else [f"{prefix}: {recorded!r} -> {wanted!r}"]
+
+
+def check_configuration(output_dir: str | Path, configuration: dict[str, Any]) -> bool:
+    """Whether ``output_dir`` already holds runs of ``configuration`` (True), is new or empty
+    (False); reads only.
+
+    Raises:
+        ConfigurationMismatch: it holds runs or a report of another configuration (the differences
+            named), or runs without a recorded configuration.
+        NotADirectoryError: ``output_dir`` is a file.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"--output-dir: {str(output_dir)!r} is a file; a folder is needed.")
+    recorded = read_json(output_dir / CONFIG_FILENAME)
+    if recorded is None:
+        if (output_dir / RUNS_DIRNAME).exists() or (output_dir / REPORT_FILENAME).exists():
+            raise ConfigurationMismatch(
+                f"--output-dir: {str(output_dir)!r} holds runs or a report but no {CONFIG_FILENAME}, so it cannot be "
+                "told whether they match this configuration; choose another --output-dir."
+            )
+        return False
+    wanted = jsonable(configuration)
+    differences = _differences(recorded, wanted)
+    if differences:
+        shown = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")
+        raise ConfigurationMismatch(
+            f"--output-dir: {str(output_dir)!r} holds runs of another configuration ({shown}); nothing was changed. "
+            "Choose another --output-dir, or rerun with the settings recorded in "
+            f"{CONFIG_FILENAME} to continue those runs."
+        )
+    return True
+
+
+def record_configuration(output_dir: str | Path, configuration: dict[str, Any]) -> None:
+    """Write ``reproduce_config.json`` (after :func:`check_configuration` passed)."""
+    write_json(Path(output_dir) / CONFIG_FILENAME, configuration)
+
+
+def run_dir(output_dir: str | Path, arm: str, seed: int) -> Path:
+    """The folder of one run: ``runs/<arm>-seed<seed>``."""
+    return Path(output_dir) / RUNS_DIRNAME / f"{arm}-seed{seed}"
+
+
+def finished_run(folder: str | Path) -> dict[str, Any] | None:
+    """The completion record of a finished run, or ``None`` while it is not finished."""
+    record = read_json(Path(folder) / RUN_RECORD_FILENAME)
+    return record if isinstance(record, dict) and record.get("status") == "completed" else None
+
+
+def mark_finished(folder: str | Path, record: dict[str, Any]) -> None:
+    """Record that the run in ``folder`` finished (``status`` completed), with ``record``'s summary."""
+    write_json(Path(folder) / RUN_RECORD_FILENAME, {**record, "status": "completed"})
+
+
+def load_report(output_dir: str | Path) -> dict[str, Any]:
+    """``report.json`` of ``output_dir`` (an empty dict when there is none)."""
+    report = read_json(Path(output_dir) / REPORT_FILENAME)
+    if report is not None and not isinstance(report, dict):
+        raise ValueError(f"{str(Path(output_dir) / REPORT_FILENAME)!r} does not hold a JSON object.")
+    return report or {}
+
+
+def save_report(output_dir: str | Path, report: dict[str, Any]) -> Path:
+    """Write ``report.json`` atomically; returns its path."""
+    path = Path(output_dir) / REPORT_FILENAME
+    write_json(path, report)
+    return path
+
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "ConfigurationMismatch",
+    "FIGURES_DIRNAME",
+    "MARKDOWN_FILENAME",
+    "REPORT_FILENAME",
+    "REPORT_FORMAT",
+    "RUNS_DIRNAME",
+    "RUN_RECORD_FILENAME",
+    "check_configuration",
+    "finished_run",
+    "jsonable",
+    "load_report",
+    "mark_finished",
+    "read_json",
+    "record_configuration",
+    "run_dir",
+    "save_report",
+    "write_json",
+]

@@ -1,0 +1,220 @@
+"""How big each experiment of ``mtlstm-reproduce`` runs at each scale, as plain data (no torch
+import: ``mtlstm-reproduce --help`` lists them in a second).
+
+Scales:
+
+- ``smoke``: seconds. A generated corpus written into the output folder (language models) or a
+  few hundred Dyck words, tiny models, 1-2 epochs, 2 seeds. It checks that the pipeline runs and
+  that every number of the report comes from the runs; its numbers say nothing about the paper.
+- ``cpu``: what 2 quiet CPU cores finish in about 2 hours (``lm-ptb``) / 1 hour (``dyck2``):
+  smaller models, fewer epochs, 3 seeds per arm, sized from measured throughput (the numbers
+  and the arithmetic are in each scale's ``sizing`` text). Every reduction relative to the paper is
+  listed in the scale's ``reductions`` and printed in ``REPORT.md``.
+- ``paper``: the paper's sizes and epochs (Dyck-2: 20 seeds); before training, the expected
+  time is printed from a measured throughput of a few steps. Several GPUs: launch with
+  ``torchrun`` / ``accelerate launch`` (the training library shards the rows).
+
+Each language-model scale gives: the model sizes (``model_overrides`` of the ``paper*``
+presets, whose schedules and dropouts are kept), the training budget and batch, the seeds, the
+bootstrap resamples and the ablation chunk size. Each Dyck-2 scale gives the fields of
+:class:`mtlstm_hf.reproduce.dyck.DyckSettings` that differ from the paper's, and the seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+EXPERIMENTS: tuple[str, ...] = ("lm-ptb", "lm-wikitext2", "dyck2")
+"""The experiments ``mtlstm-reproduce`` runs."""
+
+SCALES: tuple[str, ...] = ("smoke", "cpu", "paper")
+"""The scales, smallest first."""
+
+RECIPES: tuple[str, ...] = ("library", "reference")
+"""``library``: the ``paper*`` presets as this library trains them (recurrent weights train);
+``reference``: the reference code's exact model (``paper-reference`` presets: its layer-2 grid
+with the T = 0 unit, every gate bias of layers 1-2 frozen) and its recurrent weights kept at
+their initial values in both arms (its weight-drop wrapper never trains them)."""
+
+LM_EXPERIMENTS: dict[str, dict[str, Any]] = {
+    "lm-ptb": {
+        "corpus": "ptb",
+        "presets": {"baseline": "paper-baseline", "multi_timescale": "paper"},
+        "reference_presets": {"baseline": "paper-baseline", "multi_timescale": "paper-reference"},
+        "batch_size": 20,
+        "paper_seed": 141,
+    },
+    "lm-wikitext2": {
+        "corpus": "wikitext-2",
+        "presets": {"baseline": "paper-wikitext2-baseline", "multi_timescale": "paper-wikitext2"},
+        "reference_presets": {"baseline": "paper-wikitext2-baseline", "multi_timescale": "paper-wikitext2-reference"},
+        "batch_size": 80,
+        "paper_seed": 1882,
+    },
+}
+"""Per language-model experiment: the corpus folder name (``../shared/data/<corpus>``), the
+training presets of the two arms (``recipe="library"``) and of the reference code's conditions
+(``recipe="reference"``: its layer-2 grid and frozen gate biases, recurrent weights frozen in both
+arms), the paper's training batch and the reference code's seed."""
+
+PAPER_LM = {"embedding_size": 400, "hidden_sizes": [1150, 1150, 400], "epochs": 1000, "bptt": 70}
+"""The paper's language model and budget (embedding 400, LSTM 1150/1150/400, 1000 epochs, BPTT 70)."""
+
+_LM_SCALES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "model_overrides": {"embedding_size": 16, "hidden_sizes": [32, 32, 16]},
+        "epochs": 2,
+        "batch_size": 10,
+        "bptt": 20,
+        "eval_batch_size": 5,
+        "seeds": [1, 2],
+        "n_resamples": 200,
+        "chunk_size": 8,
+        "generated_corpus": True,
+        "sizing": "seconds: a generated corpus (about 40,000 training tokens) and tiny models",
+        "reductions": [
+            "generated corpus (not PTB / WikiText-2)",
+            "embedding 16, LSTM 32/32/16 (paper 400, 1150/1150/400)",
+            "2 epochs (paper 1000)",
+            "batch 10, BPTT 20 (paper 20 / 80, BPTT 70)",
+            "2 seeds per arm",
+            "200 bootstrap resamples (paper 10,000)",
+            "ablation chunks of 8 units (paper 50)",
+        ],
+    },
+    "cpu": {
+        "model_overrides": {"embedding_size": 200, "hidden_sizes": [400, 400, 200]},
+        "epochs": 3,
+        "batch_size": None,  # the experiment's (PTB 20, WikiText-2 80)
+        "bptt": 70,
+        "eval_batch_size": 10,
+        "seeds": [1, 2, 3],
+        "n_resamples": 10_000,
+        "chunk_size": 50,
+        "generated_corpus": False,
+        "sizing": (
+            "lm-ptb on 2 quiet CPU cores: the `small` sizes (embedding 200, LSTM 400/400/200) train at "
+            "about 3,700 tokens/s (BENCHMARKS.md, quiet run: 4.2 min per PTB epoch of 929,589 tokens); "
+            "3 epochs x 6 runs = 76 min of training, plus per epoch a validation pass and per seed the "
+            "test evaluations (batch 1), the timescale estimate and the ablation pass: about 2 hours"
+        ),
+        "reductions": [
+            "embedding 200, LSTM 400/400/200 (paper 400, 1150/1150/400)",
+            "3 epochs (paper 1000): far from converged, absolute perplexities are not comparable",
+            "3 seeds per arm (the paper reports one model per arm)",
+        ],
+    },
+    "paper": {
+        "model_overrides": {},
+        "epochs": 1000,
+        "batch_size": None,
+        "bptt": 70,
+        "eval_batch_size": 10,
+        "seeds": None,  # the reference seed and the two after it
+        "n_resamples": 10_000,
+        "chunk_size": 50,
+        "generated_corpus": False,
+        "sizing": "the paper's sizes and budget; the expected time is printed before training",
+        "reductions": [],
+    },
+}
+
+_DYCK_SCALES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "settings": {
+            "num_train": 200, "num_validation": 50, "num_test": 100, "max_length": 40,
+            "hidden_size": 16, "epochs": 2, "learning_rate": 3e-2,
+        },
+        "seeds": [1, 2],
+        "sizing": "seconds: 200/50/100 words of at most 40 symbols, 16 units",
+        "reductions": [
+            "200 / 50 / 100 words of at most 40 symbols (paper 10,000 / 2,000 / 5,000 of at most 200)",
+            "16 units (paper 256)",
+            "2 epochs (paper: up to 2,000, stopping at validation MSE < 1e-4)",
+            "learning rate 3e-2 (paper 1e-4)",
+            "2 seeds per arm (paper 20)",
+        ],
+    },
+    "cpu": {
+        "settings": {"epochs": 5},
+        "seeds": [1, 2, 3],
+        "sizing": (
+            "dyck2 on 2 quiet CPU cores: one full-size epoch (10,000 words, 256 units, batch 32) takes "
+            "32.7 s (baseline) / 34.4 s (multi-timescale) with 1 thread, validation 2.3 s, test 6.0 s "
+            "(benchmarks/bench_dyck.py); 5 epochs with validation x 6 runs = 6 x (5 x 36 s + 6 s) = "
+            "about 19 min per thread; run with more seeds if the hour allows (--seeds)"
+        ),
+        "reductions": [
+            "5 epochs (paper: up to 2,000, stopping at validation MSE < 1e-4): far from converged",
+            "3 seeds per arm (paper 20)",
+        ],
+    },
+    "paper": {
+        "settings": {"epochs": 2000, "stop_below_validation_loss": 1e-4, "loss": "mse"},
+        "seeds": list(range(1, 21)),
+        "sizing": "the paper's sizes, 20 seeds, up to 2,000 epochs stopping at validation MSE < 1e-4",
+        "reductions": [],
+    },
+}
+
+
+def lm_scale(experiment: str, scale: str) -> dict[str, Any]:
+    """The settings of language-model ``experiment`` at ``scale`` (a copy; ``batch_size`` and
+    ``seeds`` filled in from the experiment where the scale leaves them open).
+
+    Raises:
+        ValueError: an unknown experiment or scale, naming the allowed ones.
+    """
+    check_experiment(experiment)
+    check_scale(scale)
+    if experiment not in LM_EXPERIMENTS:
+        raise ValueError(f"{experiment!r} is not a language-model experiment; those are {sorted(LM_EXPERIMENTS)}.")
+    values = copy.deepcopy(_LM_SCALES[scale])
+    values.update(copy.deepcopy(LM_EXPERIMENTS[experiment]))
+    if values["batch_size"] is None:
+        values["batch_size"] = LM_EXPERIMENTS[experiment]["batch_size"]
+    if values["seeds"] is None:
+        first = LM_EXPERIMENTS[experiment]["paper_seed"]
+        values["seeds"] = [first, first + 1, first + 2]
+    if scale == "cpu" and experiment == "lm-wikitext2":
+        values["reductions"] = [*values["reductions"], "sized for PTB: WikiText-2 has 2.2x the tokens, so about 2.2x the time"]
+    return values
+
+
+def dyck_scale(scale: str) -> dict[str, Any]:
+    """The Dyck-2 settings at ``scale`` (a copy): ``settings`` (fields of ``DyckSettings`` that
+    differ from the paper's defaults), ``seeds``, ``sizing``, ``reductions``.
+
+    Raises:
+        ValueError: an unknown scale.
+    """
+    check_scale(scale)
+    return copy.deepcopy(_DYCK_SCALES[scale])
+
+
+def check_experiment(experiment: str) -> str:
+    """``experiment`` if it is one of :data:`EXPERIMENTS`, else ``ValueError`` naming them."""
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}.")
+    return experiment
+
+
+def check_scale(scale: str) -> str:
+    """``scale`` if it is one of :data:`SCALES`, else ``ValueError`` naming them."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}.")
+    return scale
+
+
+__all__ = [
+    "EXPERIMENTS",
+    "LM_EXPERIMENTS",
+    "PAPER_LM",
+    "RECIPES",
+    "SCALES",
+    "check_experiment",
+    "check_scale",
+    "dyck_scale",
+    "lm_scale",
+]

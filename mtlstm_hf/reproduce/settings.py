@@ -1,0 +1,26 @@
+"""The settings of ``mtlstm-reproduce``, one dataclass whose fields are the command's options
+(help text included; :mod:`mtlstm_hf.command_line`). Imports no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..command_line import setting
+from .scales import RECIPES, SCALES
+
+
+@dataclass
+class ReproduceSettings:
+    """How ``mtlstm-reproduce EXPERIMENT`` runs (the experiment is the positional argument)."""
+
+    scale: str = setting(choices=SCALES, help="smoke (seconds, generated data), cpu (about 2 h for lm-ptb / 1 h for dyck2 on 2 quiet CPU cores: smaller models, fewer epochs, 3 seeds) or paper (the paper's sizes and epochs)")
+    output_dir: str = setting(help="folder of the runs, report.json, REPORT.md and figures/; rerunning the same command continues it, a folder of another configuration is refused")
+    data: str | None = setting(None, help="corpus folder for lm-ptb / lm-wikitext2: train.txt, valid.txt, test.txt (or ptb.*.txt / wiki.*.tokens), or a folder with ptb/ and wikitext-2/ inside (e.g. ../shared/data); not used by dyck2 and the smoke scale, which generate their data")
+    seeds: list[int] | None = setting(None, metavar="SEED", help="model seeds, each trains both arms (default: the scale's: smoke 1 2, cpu 1 2 3, paper 141 142 143 for PTB, 1882 1883 1884 for WikiText-2, 1..20 for dyck2); more seeds can be added to a folder later")
+    recipe: str = setting("library", choices=RECIPES, help="language models: library (the paper* presets as this library trains them) or reference (the reference code's exact model, paper-reference presets, and its recurrent weights kept at their initial values in both arms)")
+    device: str | None = setting(None, help="torch device of the evaluations and analyses (default: cuda when available, else cpu); training uses accelerate's device")
+    threads: int | None = setting(None, help="torch intra-op threads (default: torch's; on a busy shared machine 1 is often faster)")
+    progress_bar: bool = setting(True, help="show training progress (a bar on a terminal, plain lines in a log)")
+
+
+__all__ = ["ReproduceSettings"]

@@ -1,0 +1,259 @@
+"""Numbers over seeds, read from the per-seed results in ``report.json`` (nothing is recomputed
+from the models here): per-seed values, their mean and a 95% Student-t interval
+(:func:`mtlstm_hf.reproduce.dyck.mean_confidence_interval`; ``n - 1`` degrees of freedom, NaN
+values left out, no interval from one value).
+
+Language models (:func:`lm_summary`): test perplexity per arm and the paired difference
+(multi-timescale minus baseline, seed by seed: both arms of a seed share its data order), per
+frequency bin for each way of counting, the relative gain ``1 - ppl_mts / ppl_baseline`` per bin,
+each seed's bootstrap interval, the baseline's pooled timescale fits (AIC and KS per family, AIC of
+the inverse gamma minus the best alternative), and the routing of the long-timescale chunks.
+
+Dyck-2 (:func:`dyck_summary`): accuracy per arm overall and per span bin, Welch's interval of the
+difference of means (arms are separate models), and the slope of the per-bin accuracy difference
+against the span (seed by seed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+ARMS: tuple[str, ...] = ("baseline", "multi_timescale")
+BINS: tuple[str, ...] = (">=10K", "1K-10K", "100-1K", "<100")
+"""The paper's frequency bins, most frequent first (``mtlstm_hf.evaluation.bin_labels()``)."""
+
+LONG_TIMESCALE_RANGE: tuple[float, float] = (46.0, 320.0)
+"""Assigned timescales (tokens) of the units whose ablation the paper finds hurts rare words most."""
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def interval(values: Sequence[Any]) -> dict[str, Any]:
+    """``{"values": [...] (None for missing), "n", "mean", "ci95": [low, high]}``, the mean and the
+    95% t interval of the non-missing values (NaN when there are none, no interval from one)."""
+    from .dyck import mean_confidence_interval
+
+    numbers = [_number(value) for value in values]
+    finite = [value for value in numbers if not math.isnan(value)]
+    if not finite:
+        mean, low, high = math.nan, math.nan, math.nan
+    else:
+        mean, low, high = mean_confidence_interval(finite)
+    return {"values": numbers, "n": len(finite), "mean": mean, "ci95": [low, high]}
+
+
+def _seeds(report: Mapping[str, Any], *stages: str) -> list[str]:
+    return sorted(
+        (seed for seed, entry in report.get("per_seed", {}).items() if all(stage in entry for stage in stages)), key=int
+    )
+
+
+def _ratio_gain(baseline: float, ours: float) -> float:
+    return 1.0 - ours / baseline if baseline and not math.isnan(baseline) and not math.isnan(ours) else math.nan
+
+
+def _perplexity_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str, Any]:
+    evaluations = [report["per_seed"][seed]["evaluation"] for seed in seeds]
+    result: dict[str, Any] = {"seeds": [int(seed) for seed in seeds]}
+    first = evaluations[0]["train"] if evaluations else None
+    overall_a = [_number(item["train"]["a"]["perplexity"]) for item in evaluations]
+    overall_b = [_number(item["train"]["b"]["perplexity"]) for item in evaluations]
+    result["test_perplexity"] = {
+        "baseline": interval(overall_a),
+        "multi_timescale": interval(overall_b),
+        "difference": interval([b - a for a, b in zip(overall_a, overall_b)]),
+        "n_tokens": first["a"]["n_tokens"] if first else None,
+    }
+    bins: dict[str, Any] = {}
+    for counting in ("train", "train_valid_test"):
+        per_bin: dict[str, Any] = {}
+        for label in BINS:
+            a = [_number(item[counting]["a"]["bins"][label]["perplexity"]) for item in evaluations]
+            b = [_number(item[counting]["b"]["bins"][label]["perplexity"]) for item in evaluations]
+            boot = [item[counting]["comparison"]["bins"][label] for item in evaluations]
+            per_bin[label] = {
+                "n_tokens": evaluations[0][counting]["a"]["bins"][label]["n_tokens"] if evaluations else None,
+                "baseline": interval(a),
+                "multi_timescale": interval(b),
+                "difference": interval([y - x for x, y in zip(a, b)]),
+                "relative_gain": interval([_ratio_gain(x, y) for x, y in zip(a, b)]),
+                "bootstrap": [
+                    {
+                        "seed": int(seed),
+                        "difference": _number(entry["diff"]["observed"]),
+                        "ci95": [_number(entry["diff"]["ci_low"]), _number(entry["diff"]["ci_high"])],
+                        "p_value": _number(entry["diff"]["p_value"]),
+                    }
+                    for seed, entry in zip(seeds, boot)
+                ],
+            }
+        overall = [item[counting]["comparison"]["overall"]["diff"] for item in evaluations]
+        per_bin["overall"] = {
+            "bootstrap": [
+                {
+                    "seed": int(seed),
+                    "difference": _number(entry["observed"]),
+                    "ci95": [_number(entry["ci_low"]), _number(entry["ci_high"])],
+                    "p_value": _number(entry["p_value"]),
+                }
+                for seed, entry in zip(seeds, overall)
+            ]
+        }
+        bins[counting] = per_bin
+    result["bins"] = bins
+    return result
+
+
+def _pooled_fits(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    fits = entry["pooled"]["fits"]
+    return None if "error" in fits else fits
+
+
+def _timescale_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str, Any]:
+    per_family: dict[str, dict[str, list[float]]] = {}
+    best, delta, fitted = [], [], []
+    for seed in seeds:
+        fits = _pooled_fits(report["per_seed"][seed]["timescales"])
+        if fits is None:
+            best.append(None)
+            delta.append(math.nan)
+            continue
+        fitted.append(int(seed))
+        for family, fit in fits.items():
+            values = per_family.setdefault(family, {"aic": [], "ks_statistic": [], "parameters": []})
+            values["aic"].append(_number(fit["aic"]))
+            values["ks_statistic"].append(_number(fit["ks_statistic"]))
+            values["parameters"].append(fit["parameters"])
+        best.append(min(fits, key=lambda family: _number(fits[family]["aic"])))
+        others = [_number(fit["aic"]) for family, fit in fits.items() if family != "inverse_gamma"]
+        delta.append(_number(fits["inverse_gamma"]["aic"]) - min(others) if others and "inverse_gamma" in fits else math.nan)
+    return {
+        "seeds": [int(seed) for seed in seeds],
+        "fitted_seeds": fitted,
+        "families": {
+            family: {
+                "aic": interval(values["aic"]),
+                "ks_statistic": interval(values["ks_statistic"]),
+                "parameters": values["parameters"],
+            }
+            for family, values in per_family.items()
+        },
+        "best_family_by_aic": best,
+        "inverse_gamma_aic_minus_best_alternative": interval(delta),
+    }
+
+
+def long_timescale_chunks(routing: Mapping[str, Any], span: tuple[float, float] = LONG_TIMESCALE_RANGE) -> list[int]:
+    """Positions of the routing report's chunks whose assigned timescales overlap ``span``."""
+    low, high = span
+    chosen = []
+    for position, chunk in enumerate(routing["chunks"]):
+        minimum, maximum = _number(chunk.get("timescale_min")), _number(chunk.get("timescale_max"))
+        if not (math.isnan(minimum) or math.isnan(maximum)) and minimum <= high and maximum >= low:
+            chosen.append(position)
+    return chosen
+
+
+def _routing_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {"seeds": [int(seed) for seed in seeds]}
+    for counting in ("train", "train_valid_test"):
+        gaps, rare_max, chosen_chunks, frequent_least = [], [], [], []
+        for seed in seeds:
+            routing = report["per_seed"][seed]["ablation"][counting]
+            chosen = long_timescale_chunks(routing)
+            chosen_chunks.append(chosen)
+            ratios = [routing["chunks"][position]["ratio"] for position in chosen]
+            gap = [_number(r["<100"]) - _number(r[">=10K"]) for r in ratios]
+            gap = [value for value in gap if not math.isnan(value)]
+            gaps.append(float(np.mean(gap)) if gap else math.nan)
+            rare = [_number(chunk["ratio"]["<100"]) for chunk in routing["chunks"]]
+            rare = [value for value in rare if not math.isnan(value)]
+            rare_max.append(max(rare) if rare else math.nan)
+            least = []
+            for r in ratios:
+                values = {label: _number(r[label]) for label in BINS}
+                finite = {label: value for label, value in values.items() if not math.isnan(value)}
+                least.append(bool(finite) and min(finite, key=finite.get) == ">=10K")
+            frequent_least.append(bool(least) and all(least))
+        result[counting] = {
+            "long_timescale_chunks": chosen_chunks,
+            "rare_minus_frequent_ratio": interval(gaps),
+            "max_rare_ratio": interval(rare_max),
+            "frequent_bin_hurt_least": frequent_least,
+        }
+    return result
+
+
+def lm_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers over seeds of a language-model report (only seeds whose stages are all done)."""
+    result: dict[str, Any] = {}
+    seeds = _seeds(report, "evaluation")
+    if seeds:
+        result["perplexity"] = _perplexity_summary(report, seeds)
+    seeds = _seeds(report, "timescales")
+    if seeds:
+        result["timescales"] = _timescale_summary(report, seeds)
+    seeds = _seeds(report, "ablation")
+    if seeds:
+        result["routing"] = _routing_summary(report, seeds)
+    runs = report.get("runs", {})
+    result["training"] = {
+        arm: {
+            "best_validation_perplexity": interval([run.get("best_val_perplexity") for run in runs.get(arm, {}).values()]),
+            "train_seconds": interval([run.get("train_seconds") for run in runs.get(arm, {}).values()]),
+        }
+        for arm in ARMS
+    }
+    return result
+
+
+def dyck_summary(runs: Sequence[Mapping[str, Any]], span_edges: Sequence[float]) -> dict[str, Any]:
+    """Accuracy over seeds per arm, overall and per span bin, the Welch interval of the difference of
+    means, and the per-seed slope of the span-bin accuracy difference (multi-timescale minus
+    baseline, per symbol of span, least squares over the bins with test words in both arms)."""
+    from scipy import stats
+
+    result: dict[str, Any] = {"span_edges": list(span_edges), "arms": {}}
+    by_arm = {arm: sorted((run for run in runs if run["arm"] == arm), key=lambda run: run["seed"]) for arm in ARMS}
+    for arm, arm_runs in by_arm.items():
+        spans = np.array([[_number(value) for value in run["span_accuracy"]] for run in arm_runs], dtype=float)
+        result["arms"][arm] = {
+            "seeds": [run["seed"] for run in arm_runs],
+            "accuracy": interval([run["accuracy"] for run in arm_runs]),
+            "span_accuracy": [interval(column.tolist()) for column in spans.T] if len(arm_runs) else [],
+            "span_counts": arm_runs[0]["span_counts"] if arm_runs else [],
+        }
+    ours = [run["accuracy"] for run in by_arm["multi_timescale"]]
+    theirs = [run["accuracy"] for run in by_arm["baseline"]]
+    difference: dict[str, Any] = {"mean": math.nan, "ci95": [math.nan, math.nan], "p_value": math.nan, "test": "Welch t"}
+    if len(ours) >= 2 and len(theirs) >= 2:
+        gap = float(np.mean(ours) - np.mean(theirs))
+        if np.std(ours) == 0 and np.std(theirs) == 0:
+            difference.update(mean=gap, ci95=[gap, gap])
+        else:
+            test = stats.ttest_ind(ours, theirs, equal_var=False)
+            low, high = test.confidence_interval(0.95)
+            difference.update(mean=gap, ci95=[float(low), float(high)], p_value=float(test.pvalue))
+    result["difference"] = difference
+    centres = (np.asarray(span_edges[:-1], dtype=float) + np.asarray(span_edges[1:], dtype=float)) / 2
+    baseline = {run["seed"]: run for run in by_arm["baseline"]}
+    slopes, seeds = [], []
+    for run in by_arm["multi_timescale"]:
+        other = baseline.get(run["seed"])
+        if other is None:
+            continue
+        gap = np.array([_number(a) - _number(b) for a, b in zip(run["span_accuracy"], other["span_accuracy"])])
+        usable = ~np.isnan(gap)
+        seeds.append(run["seed"])
+        slopes.append(float(np.polyfit(centres[usable], gap[usable], 1)[0]) if usable.sum() >= 2 else math.nan)
+    result["span_slope"] = {"seeds": seeds, **interval(slopes)}
+    return result
+
+
+__all__ = ["ARMS", "BINS", "LONG_TIMESCALE_RANGE", "dyck_summary", "interval", "lm_summary", "long_timescale_chunks"]
