@@ -1,0 +1,257 @@
+"""mtlstm-reproduce (issue 15) at the smoke scale, end to end through the command line: every number
+in report.json is recomputed here from the run folders (the saved models scored by a hand-written
+loop over the test split, word counts from the corpus files, textbook t intervals, scipy's
+densities for the fits, an independent stack walk for Dyck-2), a rerun continues instead of
+retraining, and every kind of bad input stops with a one-line error before anything is written."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from mtlstm_hf.reproduce import claims
+from mtlstm_hf.reproduce.cli import main
+from mtlstm_hf.reproduce.output import CONFIG_FILENAME, RUN_RECORD_FILENAME, run_dir
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BINS = (">=10K", "1K-10K", "100-1K", "<100")
+
+
+def reproduce(*arguments: str) -> int:
+    return main([*arguments, "--threads", "1", "--no-progress-bar"])
+
+
+@pytest.fixture(scope="module")
+def lm_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lm") / "out"
+    assert reproduce("lm-ptb", "--scale", "smoke", "--output-dir", str(folder)) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dyck_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dyck") / "out"
+    assert reproduce("dyck2", "--scale", "smoke", "--output-dir", str(folder)) == 0
+    return folder
+
+
+def t_interval(values):
+    values = np.asarray(values, dtype=float)
+    mean, n = values.mean(), len(values)
+    half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def words_of(path: Path) -> list[str]:
+    return [word for line in path.read_text().splitlines() for word in [*line.split(), "<eos>"]]
+
+
+def test_lm_test_perplexity_is_that_of_the_saved_models(lm_folder):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    report = json.loads((lm_folder / "report.json").read_text())
+    test_words = words_of(lm_folder / "smoke-corpus" / "test.txt")
+    for seed in ("1", "2"):
+        evaluation = report["per_seed"][seed]["evaluation"]["train"]
+        for key, arm in (("a", "baseline"), ("b", "multi_timescale")):
+            folder = run_dir(lm_folder, arm, int(seed)) / "best_model"
+            model = AutoModelForCausalLM.from_pretrained(folder).eval()
+            vocab = AutoTokenizer.from_pretrained(folder).get_vocab()
+            ids = torch.tensor([[vocab[word] for word in test_words]])
+            nll, cache = [], None
+            with torch.no_grad():
+                for start in range(0, ids.shape[1] - 1, 50):  # another window than the library's
+                    piece = ids[:, start : min(start + 51, ids.shape[1])]
+                    out = model(piece[:, :-1], cache=cache, use_cache=True)
+                    cache = out.cache
+                    logp = torch.log_softmax(out.logits.double(), -1)
+                    nll.append(-logp.gather(-1, piece[:, 1:, None]).reshape(-1))
+            nll = torch.cat(nll)
+            assert evaluation[key]["perplexity"] == pytest.approx(math.exp(float(nll.mean())), rel=1e-5)
+            # bins from word counts over train + valid + test, counted here from the files
+            counts = Counter()
+            for split in ("train", "valid", "test"):
+                counts.update(words_of(lm_folder / "smoke-corpus" / f"{split}.txt"))
+            targets = test_words[1:]
+            label = [">=10K" if counts[w] >= 10_000 else "1K-10K" if counts[w] >= 1000 else "100-1K" if counts[w] >= 100 else "<100" for w in targets]
+            binned = report["per_seed"][seed]["evaluation"]["train_valid_test"][key]["bins"]
+            for name in BINS:
+                chosen = torch.tensor([value == name for value in label])
+                assert chosen.any(), name  # the smoke corpus fills every bin
+                assert binned[name]["n_tokens"] == int(chosen.sum())
+                assert binned[name]["perplexity"] == pytest.approx(math.exp(float(nll[chosen].mean())), rel=1e-5)
+
+
+def test_lm_summary_claims_and_markdown_come_from_the_per_seed_numbers(lm_folder):
+    report = json.loads((lm_folder / "report.json").read_text())
+    summary = report["summary"]["perplexity"]
+    a = [report["per_seed"][s]["evaluation"]["train"]["a"]["perplexity"] for s in ("1", "2")]
+    b = [report["per_seed"][s]["evaluation"]["train"]["b"]["perplexity"] for s in ("1", "2")]
+    difference = summary["test_perplexity"]["difference"]
+    mean, low, high = t_interval(np.subtract(b, a))
+    assert difference["values"] == pytest.approx(list(np.subtract(b, a)))
+    assert difference["mean"] == pytest.approx(mean) and difference["ci95"] == pytest.approx([low, high])
+    rare = summary["bins"]["train_valid_test"]["<100"]
+    base = [report["per_seed"][s]["evaluation"]["train_valid_test"]["a"]["bins"]["<100"]["perplexity"] for s in ("1", "2")]
+    mts = [report["per_seed"][s]["evaluation"]["train_valid_test"]["b"]["bins"]["<100"]["perplexity"] for s in ("1", "2")]
+    assert rare["relative_gain"]["mean"] == pytest.approx(np.mean([1 - y / x for x, y in zip(base, mts)]))
+    boot = report["per_seed"]["2"]["evaluation"]["train"]["comparison"]["bins"]["<100"]["diff"]
+    assert summary["bins"]["train"]["<100"]["bootstrap"][1]["ci95"] == [boot["ci_low"], boot["ci_high"]]
+    verdicts = {claim["id"]: claim for claim in report["claims"]}
+    assert verdicts["test_perplexity_lower"]["verdict"] == claims.direction_verdict(difference, -1)
+    for name in ("test_perplexity_multi_timescale", "test_perplexity_baseline", "bin_perplexity_<100"):
+        assert verdicts[name]["verdict"] == claims.INCONCLUSIVE  # a reduced scale reproduces no reported value
+    assert verdicts["test_perplexity_multi_timescale"]["paper"] == "57.58"
+    markdown = (lm_folder / "REPORT.md").read_text()
+    assert claims.show(difference) in markdown and "57.58" in markdown and "1902.37" in markdown
+    assert "Reductions relative to the paper" in markdown and "2 epochs (paper 1000)" in markdown
+    assert sorted(report["figures"]) == sorted(path.name for path in (lm_folder / "figures").iterdir())
+
+
+def test_lm_timescale_fits_and_routing_are_recomputable(lm_folder):
+    report = json.loads((lm_folder / "report.json").read_text())
+    for seed in ("1", "2"):
+        entry = report["per_seed"][seed]["timescales"]
+        values = np.array([t for layer in entry["layers"] for t in layer["timescales"] if t is not None and t > 0])
+        fits = entry["pooled"]["fits"]
+        assert set(fits) == {"inverse_gamma", "lognormal", "exponential"}
+        p = fits["inverse_gamma"]["parameters"]
+        density = stats.invgamma(p["alpha"], scale=p["beta"])
+        assert fits["inverse_gamma"]["aic"] == pytest.approx(4 - 2 * density.logpdf(values).sum(), rel=1e-9)
+        assert fits["inverse_gamma"]["ks_statistic"] == pytest.approx(stats.kstest(values, density.cdf).statistic)
+        scale = fits["exponential"]["parameters"]["scale"]
+        assert scale == pytest.approx(values.mean())  # the exponential MLE is the mean
+        # the estimate reads the baseline: no unit has an assigned timescale
+        assert all(layer["assigned"] is None for layer in entry["layers"])
+        routing = report["per_seed"][seed]["ablation"]["train_valid_test"]
+        intact = report["per_seed"][seed]["evaluation"]["train_valid_test"]["b"]
+        assert routing["layer"] == 2 and routing["order"] == "assigned" and routing["chunk_size"] == 8
+        assert routing["intact"]["perplexity"] == pytest.approx(intact["perplexity"], rel=1e-5)
+        for chunk in routing["chunks"]:
+            assert chunk["ratio"]["<100"] == pytest.approx(chunk["bins"]["<100"] / routing["intact"]["bins"]["<100"]["perplexity"])
+    delta = report["summary"]["timescales"]["inverse_gamma_aic_minus_best_alternative"]
+    expected = []
+    for seed in ("1", "2"):
+        fits = report["per_seed"][seed]["timescales"]["pooled"]["fits"]
+        expected.append(fits["inverse_gamma"]["aic"] - min(fits["lognormal"]["aic"], fits["exponential"]["aic"]))
+    assert delta["values"] == pytest.approx(expected)
+
+
+def test_a_rerun_skips_finished_runs_and_continues_an_unfinished_one(lm_folder, capsys):
+    before = json.loads((lm_folder / "report.json").read_text())
+    record = run_dir(lm_folder, "multi_timescale", 2) / RUN_RECORD_FILENAME
+    record.unlink()  # as if the run had stopped after its last checkpoint
+    assert reproduce("lm-ptb", "--scale", "smoke", "--output-dir", str(lm_folder)) == 0
+    err = capsys.readouterr().err
+    assert err.count("finished before, skipped") == 3
+    assert "multi_timescale seed 2: continuing the interrupted run" in err
+    after = json.loads((lm_folder / "report.json").read_text())
+    assert after["runs"]["multi_timescale"]["2"]["resumed"] is True
+    assert after["runs"]["multi_timescale"]["2"]["global_step"] == before["runs"]["multi_timescale"]["2"]["global_step"]
+    assert after["per_seed"] == before["per_seed"] and after["summary"] == before["summary"]
+
+
+def test_dyck_numbers_come_from_the_saved_predictions(dyck_folder):
+    from mtlstm_hf.data.dyck import generate_dyck2
+    from mtlstm_hf.reproduce.dyck_runs import load_predictions
+
+    report = json.loads((dyck_folder / "report.json").read_text())
+    test_words = generate_dyck2(0, num_train=200, num_validation=50, num_test=100, max_length=40)["test"]
+    accuracies = {"baseline": [], "multi_timescale": []}
+    for arm in accuracies:
+        for seed in (1, 2):
+            correct, bits = load_predictions(run_dir(dyck_folder, arm, seed))
+            for word, predicted, right in zip(test_words, bits, correct):
+                stack, target = [], []
+                for symbol in word:
+                    stack.append(symbol) if symbol in "([" else stack.pop()
+                    target.append([bool(stack) and stack[-1] == "(", bool(stack) and stack[-1] == "["])
+                assert right == np.array_equal(predicted, np.array(target, dtype=bool))
+            assert report["runs"][arm][str(seed)]["accuracy"] == pytest.approx(correct.mean())
+            accuracies[arm].append(correct.mean())
+    summary = report["summary"]
+    for arm, values in accuracies.items():
+        assert summary["arms"][arm]["accuracy"]["mean"] == pytest.approx(np.mean(values))
+    ours, theirs = np.array(accuracies["multi_timescale"]), np.array(accuracies["baseline"])
+    assert summary["difference"]["mean"] == pytest.approx(ours.mean() - theirs.mean())
+    va, vb = ours.var(ddof=1) / 2, theirs.var(ddof=1) / 2
+    if va + vb > 0:  # Welch's interval by hand
+        half = stats.t.ppf(0.975, (va + vb) ** 2 / (va**2 + vb**2)) * math.sqrt(va + vb)
+        assert summary["difference"]["ci95"] == pytest.approx([ours.mean() - theirs.mean() - half, ours.mean() - theirs.mean() + half])
+    assert {claim["id"] for claim in report["claims"]} == {
+        "dyck_accuracy_higher", "dyck_accuracy_multi_timescale", "dyck_accuracy_baseline", "dyck_gain_grows_with_span"
+    }
+    assert (dyck_folder / "figures" / "accuracy_by_span.png").is_file()
+    assert "93.82%" in (dyck_folder / "REPORT.md").read_text()
+
+
+def test_verdict_rules():
+    stat = {"n": 3, "mean": -1.0, "ci95": [-2.0, -0.5]}
+    assert claims.direction_verdict(stat, -1) == claims.HOLDS
+    assert claims.direction_verdict(stat, +1) == claims.DOES_NOT_HOLD
+    assert claims.direction_verdict({"n": 3, "mean": 0.1, "ci95": [-1.0, 1.2]}, -1) == claims.INCONCLUSIVE
+    assert claims.direction_verdict({"n": 1, "mean": -1.0, "ci95": [None, None]}, -1) == claims.INCONCLUSIVE
+    ours = {"n": 3, "mean": 58.0, "ci95": [57.0, 59.0]}
+    assert claims.value_verdict(ours, 57.58, comparable=True) == claims.HOLDS
+    assert claims.value_verdict(ours, 65.0, comparable=True) == claims.DOES_NOT_HOLD
+    assert claims.value_verdict(ours, 57.58, comparable=False) == claims.INCONCLUSIVE
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "no error message"
+    return err[-1]
+
+
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["lm-penn", "--scale", "smoke"], "invalid choice: 'lm-penn'"),
+        (["lm-ptb", "--scale", "huge"], "invalid choice: 'huge'"),
+        (["lm-ptb", "--scale", "smoke", "--seeds", "1", "1"], "--seeds must be distinct"),
+    ],
+)
+def test_unknown_experiment_scale_or_bad_seeds(tmp_path, capsys, arguments, expected):
+    try:
+        code = reproduce(*arguments, "--output-dir", str(tmp_path / "out"))
+    except SystemExit as stop:  # argparse refuses an unknown choice itself
+        code = stop.code
+    assert code == 2
+    assert expected in one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_data_folder_without_the_corpus_is_refused(tmp_path, capsys):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    (empty / "train.txt").write_text("a b\n")
+    assert reproduce("lm-ptb", "--scale", "cpu", "--data", str(empty), "--output-dir", str(tmp_path / "out")) == 2
+    message = one_line_error(capsys)
+    assert "no ptb corpus" in message and "missing: valid, test" in message and "never bundled" in message
+    assert reproduce("lm-wikitext2", "--scale", "cpu", "--output-dir", str(tmp_path / "out")) == 2
+    assert "--data is needed" in one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_of_another_configuration_is_refused(lm_folder, tmp_path, capsys):
+    listing = sorted(str(path) for path in lm_folder.rglob("*"))
+    report = (lm_folder / "report.json").read_text()
+    assert reproduce("lm-ptb", "--scale", "smoke", "--recipe", "reference", "--output-dir", str(lm_folder)) == 2
+    message = one_line_error(capsys)
+    assert "holds runs of another configuration" in message and "recipe: 'library' -> 'reference'" in message
+    assert reproduce("dyck2", "--scale", "smoke", "--output-dir", str(lm_folder)) == 2
+    assert "another configuration" in one_line_error(capsys)
+    assert sorted(str(path) for path in lm_folder.rglob("*")) == listing
+    assert (lm_folder / "report.json").read_text() == report
+    stray = tmp_path / "stray"
+    (stray / "runs").mkdir(parents=True)
+    assert reproduce("dyck2", "--scale", "smoke", "--output-dir", str(stray)) == 2
+    assert f"no {CONFIG_FILENAME}" in one_line_error(capsys)
