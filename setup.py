@@ -44,6 +44,7 @@ setup(
             "mtlstm-push=mtlstm_hf.hub.cli:main",
             "mtlstm-analyze=mtlstm_hf.analysis.cli:main",
             "mtlstm-convert=mtlstm_hf.convert.cli:main",
+            "mtlstm-reproduce=mtlstm_hf.reproduce.cli:main",
         ]
     },
 )

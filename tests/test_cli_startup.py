@@ -15,6 +15,7 @@ COMMANDS = {
     "mtlstm-demo": "mtlstm_hf.demo",
     "mtlstm-analyze": "mtlstm_hf.analysis.cli",
     "mtlstm-convert": "mtlstm_hf.convert.cli",
+    "mtlstm-reproduce": "mtlstm_hf.reproduce.cli",
 }
 
 HELP = """
