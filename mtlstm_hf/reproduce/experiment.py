@@ -160,10 +160,12 @@ def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any
     started = time.perf_counter()
     for note in prepared.notes:
         log(f"note: {note}")
-    if prepared.settings.threads is not None:
+    threads = prepared.settings.threads if prepared.settings.threads is not None else prepared.scale.get("threads")
+    if threads is not None:
         import torch
 
-        torch.set_num_threads(prepared.settings.threads)
+        torch.set_num_threads(threads)
+        log(f"torch threads: {threads}")
     main = is_main_process()
     if main:
         prepared.output_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ Scales:
   time is printed from a measured throughput of a few steps. Several GPUs: launch with
   ``torchrun`` / ``accelerate launch`` (the training library shards the rows).
 
-Each language-model scale gives: the model sizes (``model_overrides`` of the ``paper*``
+Each scale names the torch threads it was sized for (``threads``; ``--threads`` overrides it;
+``None``: torch's default). Each language-model scale gives: the model sizes (``model_overrides`` of the ``paper*``
 presets, whose schedules and dropouts are kept), the training budget and batch, the seeds, the
 bootstrap resamples and the ablation chunk size. Each Dyck-2 scale gives the fields of
 :class:`mtlstm_hf.reproduce.dyck.DyckSettings` that differ from the paper's, and the seeds.
@@ -72,6 +73,7 @@ _LM_SCALES: dict[str, dict[str, Any]] = {
         "n_resamples": 200,
         "chunk_size": 8,
         "generated_corpus": True,
+        "threads": 1,
         "sizing": "seconds: a generated corpus (about 40,000 training tokens) and tiny models",
         "reductions": [
             "generated corpus (not PTB / WikiText-2)",
@@ -93,11 +95,15 @@ _LM_SCALES: dict[str, dict[str, Any]] = {
         "n_resamples": 10_000,
         "chunk_size": 50,
         "generated_corpus": False,
+        "threads": 1,
         "sizing": (
-            "lm-ptb on 2 quiet CPU cores: the `small` sizes (embedding 200, LSTM 400/400/200) train at "
-            "about 3,700 tokens/s (BENCHMARKS.md, quiet run: 4.2 min per PTB epoch of 929,589 tokens); "
-            "3 epochs x 6 runs = 76 min of training, plus per epoch a validation pass and per seed the "
-            "test evaluations (batch 1), the timescale estimate and the ablation pass: about 2 hours"
+            "lm-ptb on this project's 2-core Xeon with 1 torch thread (measured with the real loop, load average "
+            "about 2 from other processes): the small sizes (embedding 200, LSTM 400/400/200, PTB vocabulary) train at "
+            "2,900 tokens/s (5.3 min per PTB epoch of 929,560 tokens) and score the test split at batch 1 at 3,700 "
+            "tokens/s; 6 runs x 3 epochs = 96 min of training, plus per seed 4 test passes, the timescale estimate and "
+            "the ablation pass (about 3 min): about 1 h 50 min. 1 thread because a second thread made batch-1 "
+            "evaluation 28x slower beside other processes (130 tokens/s at load 3.6), while it trains at 5,050 "
+            "tokens/s on a quiet machine (--threads 2 there)"
         ),
         "reductions": [
             "embedding 200, LSTM 400/400/200 (paper 400, 1150/1150/400)",
@@ -115,6 +121,7 @@ _LM_SCALES: dict[str, dict[str, Any]] = {
         "n_resamples": 10_000,
         "chunk_size": 50,
         "generated_corpus": False,
+        "threads": None,
         "sizing": "the paper's sizes and budget; the expected time is printed before training",
         "reductions": [],
     },
@@ -127,6 +134,7 @@ _DYCK_SCALES: dict[str, dict[str, Any]] = {
             "hidden_size": 16, "epochs": 2, "learning_rate": 3e-2,
         },
         "seeds": [1, 2],
+        "threads": 1,
         "sizing": "seconds: 200/50/100 words of at most 40 symbols, 16 units",
         "reductions": [
             "200 / 50 / 100 words of at most 40 symbols (paper 10,000 / 2,000 / 5,000 of at most 200)",
@@ -137,22 +145,23 @@ _DYCK_SCALES: dict[str, dict[str, Any]] = {
         ],
     },
     "cpu": {
-        "settings": {"epochs": 5},
+        "settings": {"epochs": 15},
         "seeds": [1, 2, 3],
+        "threads": 1,
         "sizing": (
-            "dyck2 on 2 quiet CPU cores: one full-size epoch (10,000 words, 256 units, batch 32) takes "
-            "32.7 s (baseline) / 34.4 s (multi-timescale) with 1 thread, validation 2.3 s, test 6.0 s "
-            "(benchmarks/bench_dyck.py); 5 epochs with validation x 6 runs = 6 x (5 x 36 s + 6 s) = "
-            "about 19 min per thread; run with more seeds if the hour allows (--seeds)"
+            "dyck2 on this project's 2-core Xeon with 1 torch thread: one full-size epoch (10,000 words, 256 units, "
+            "batch 32) takes 32.7 s (baseline) / 34.4 s (multi-timescale), validation 2.3 s, test 6.0 s "
+            "(benchmarks/bench_dyck.py); 6 runs x (15 epochs x 36 s + 6 s) = about 55 min"
         ),
         "reductions": [
-            "5 epochs (paper: up to 2,000, stopping at validation MSE < 1e-4): far from converged",
+            "15 epochs (paper: up to 2,000, stopping at validation MSE < 1e-4): far from converged",
             "3 seeds per arm (paper 20)",
         ],
     },
     "paper": {
         "settings": {"epochs": 2000, "stop_below_validation_loss": 1e-4, "loss": "mse"},
         "seeds": list(range(1, 21)),
+        "threads": None,
         "sizing": "the paper's sizes, 20 seeds, up to 2,000 epochs stopping at validation MSE < 1e-4",
         "reductions": [],
     },

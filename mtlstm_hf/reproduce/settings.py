@@ -19,7 +19,7 @@ class ReproduceSettings:
     seeds: list[int] | None = setting(None, metavar="SEED", help="model seeds, each trains both arms (default: the scale's: smoke 1 2, cpu 1 2 3, paper 141 142 143 for PTB, 1882 1883 1884 for WikiText-2, 1..20 for dyck2); more seeds can be added to a folder later")
     recipe: str = setting("library", choices=RECIPES, help="language models: library (the paper* presets as this library trains them) or reference (the reference code's exact model, paper-reference presets, and its recurrent weights kept at their initial values in both arms)")
     device: str | None = setting(None, help="torch device of the evaluations and analyses (default: cuda when available, else cpu); training uses accelerate's device")
-    threads: int | None = setting(None, help="torch intra-op threads (default: torch's; on a busy shared machine 1 is often faster)")
+    threads: int | None = setting(None, help="torch intra-op threads (default: the scale's: 1 for smoke and cpu, which were sized for it; torch's default for paper)")
     progress_bar: bool = setting(True, help="show training progress (a bar on a terminal, plain lines in a log)")
 
 
