@@ -93,9 +93,9 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError("mtlstm_hf is blocked in this process")
 sys.meta_path.insert(0, Block())
 import torch
-from transformers import AutoModelForCausalLM
-folder, ids_path, out_path = sys.argv[1:4]
-model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+import transformers
+folder, ids_path, out_path, auto_class = sys.argv[1:5]
+model = getattr(transformers, auto_class).from_pretrained(folder, trust_remote_code=True).eval()
 assert "mtlstm_hf" not in sys.modules
 ids = torch.load(ids_path)
 with torch.no_grad():
@@ -104,10 +104,10 @@ torch.save({"logits": out.logits, "class": type(model).__module__}, out_path)
 """
 
 
-def load_in_fresh_process_without_package(folder, ids: torch.Tensor, work_dir) -> dict:
-    """Load ``folder`` with ``trust_remote_code=True`` in a fresh Python process in which
-    ``mtlstm_hf`` cannot be imported, run ``ids`` under ``no_grad`` and return
-    ``{"logits", "class"}`` (``class`` is the module of the loaded class)."""
+def load_in_fresh_process_without_package(folder, ids: torch.Tensor, work_dir, auto_class: str = "AutoModelForCausalLM") -> dict:
+    """Load ``folder`` with ``transformers.<auto_class>`` and ``trust_remote_code=True`` in a fresh
+    Python process in which ``mtlstm_hf`` cannot be imported, run ``ids`` under ``no_grad`` and
+    return ``{"logits", "class"}`` (``class`` is the module of the loaded class)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -119,7 +119,7 @@ def load_in_fresh_process_without_package(folder, ids: torch.Tensor, work_dir) -
     script.write_text(REMOTE_LOAD)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(work_dir / "hf_home"), "PYTHONPATH": ""}
     result = subprocess.run(
-        [sys.executable, str(script), str(folder), str(work_dir / "ids.pt"), str(work_dir / "out.pt")],
+        [sys.executable, str(script), str(folder), str(work_dir / "ids.pt"), str(work_dir / "out.pt"), auto_class],
         cwd=work_dir,
         env=env,
         capture_output=True,

@@ -4,9 +4,6 @@ save/load, the Auto class and remote code."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +11,8 @@ from transformers import AutoModelForTokenClassification
 
 import mtlstm_hf
 from mtlstm_hf import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForTokenClassification, MTLSTMModel
+
+from conftest import load_in_fresh_process_without_package
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -163,37 +162,12 @@ def test_save_load_round_trip_and_auto_class(tmp_path):
     assert type(AutoModelForTokenClassification.from_config(config())) is MTLSTMForTokenClassification
 
 
-REMOTE = """
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "mtlstm_hf" or name.startswith("mtlstm_hf."):
-            raise ImportError("mtlstm_hf is blocked in this process")
-sys.meta_path.insert(0, Block())
-import torch
-from transformers import AutoModelForTokenClassification
-folder, ids_path, out_path = sys.argv[1:4]
-model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True).eval()
-ids = torch.load(ids_path)
-with torch.no_grad():
-    torch.save({"logits": model(ids).logits, "class": type(model).__module__}, out_path)
-"""
-
-
 def test_loads_as_remote_code_without_the_package(tmp_path):
     m = model(seed=2)
     ids, _, _ = batch()
     with torch.no_grad():
         expected = m(ids).logits
     m.save_pretrained(tmp_path / "model")
-    torch.save(ids, tmp_path / "ids.pt")
-    (tmp_path / "load.py").write_text(REMOTE)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "load.py"), str(tmp_path / "model"), str(tmp_path / "ids.pt"), str(tmp_path / "out.pt")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    loaded = torch.load(tmp_path / "out.pt")
+    loaded = load_in_fresh_process_without_package(tmp_path / "model", ids, tmp_path / "remote", "AutoModelForTokenClassification")
     assert loaded["class"].startswith("transformers_modules")
     torch.testing.assert_close(loaded["logits"], expected, rtol=0, atol=0)
