@@ -75,6 +75,16 @@ def pyplot(function_name: str = "this plot") -> Any:
     return plt
 
 
+def matplotlib_missing(purpose: str = "figures") -> str | None:
+    """Why ``purpose`` cannot be drawn (matplotlib is not installed, with how to install it), or
+    None when it can: for callers that skip figures instead of failing."""
+    try:
+        pyplot(purpose)
+    except ImportError as error:
+        return str(error)
+    return None
+
+
 def _figure_and_axes(ax: Any, function_name: str, figsize: tuple[float, float] = (6.0, 4.0)) -> tuple[Any, Any]:
     if ax is not None:
         return ax.figure, ax

@@ -631,16 +631,6 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(to_json_compatible(value)))
 
 
-def _matplotlib_missing() -> str | None:
-    from . import figures
-
-    try:
-        figures.pyplot("mtlstm-analyze figures")
-    except ImportError as error:
-        return str(error)
-    return None
-
-
 def _draw(drawings: Figures, folder: Path) -> list[str]:
     """Draw and save every figure of one analysis (atomically); return their names."""
     from . import figures
@@ -731,7 +721,9 @@ def run_analyses(
             for key in ("analyses", "skipped", "figures", "analysis_figures", "seconds"):
                 report[key] = dict(previous.get(key) or {})
     if figures and folder is not None:
-        missing = _matplotlib_missing()
+        from .figures import matplotlib_missing
+
+        missing = matplotlib_missing("mtlstm-analyze figures")
         if missing is not None:
             report["skipped"]["figures"] = missing
             figures = False

@@ -579,6 +579,24 @@ class DyckExperiment:
         }
 
 
+def welch_difference(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, Any]:
+    """Difference of mean accuracies ``mean(ours) - mean(theirs)`` with Welch's 95% interval and
+    p-value (scipy ``ttest_ind(equal_var=False)``); with no spread in either arm the interval is
+    the difference itself and the p-value NaN. Needs at least 2 values per arm.
+
+    Raises:
+        ValueError: fewer than 2 values in an arm.
+    """
+    if len(ours) < 2 or len(theirs) < 2:
+        raise ValueError(f"Welch's interval needs at least 2 seeds per arm, got {len(ours)} and {len(theirs)}.")
+    gap = float(np.mean(ours) - np.mean(theirs))
+    if np.std(ours) == 0 and np.std(theirs) == 0:
+        return {"mean": gap, "ci95": [gap, gap], "p_value": math.nan}
+    test = stats.ttest_ind(ours, theirs, equal_var=False)
+    interval = test.confidence_interval(0.95)
+    return {"mean": gap, "ci95": [float(interval.low), float(interval.high)], "p_value": float(test.pvalue)}
+
+
 def run_dyck_experiment(
     settings: DyckSettings | None = None,
     seeds: Sequence[int] = (1, 2, 3),
@@ -645,18 +663,7 @@ def run_dyck_experiment(
         }
     difference = None
     if set(ARMS) <= set(arms) and len(seeds) >= 2:
-        ours, theirs = summary["multi_timescale"]["accuracies"], summary["baseline"]["accuracies"]
-        if np.std(ours) == 0 and np.std(theirs) == 0:
-            gap = float(np.mean(ours) - np.mean(theirs))
-            difference = {"mean": gap, "ci95": [gap, gap], "p_value": math.nan}
-        else:
-            test = stats.ttest_ind(ours, theirs, equal_var=False)
-            interval = test.confidence_interval(0.95)
-            difference = {
-                "mean": float(np.mean(ours) - np.mean(theirs)),
-                "ci95": [float(interval.low), float(interval.high)],
-                "p_value": float(test.pvalue),
-            }
+        difference = welch_difference(summary["multi_timescale"]["accuracies"], summary["baseline"]["accuracies"])
     test_spans = np.array([longest_span(word) for word in data["test"]], dtype=np.int64)
     return DyckExperiment(
         settings=settings,
@@ -678,6 +685,7 @@ def run_dyck_experiment(
 
 __all__ = [
     "ARMS",
+    "welch_difference",
     "DyckExperiment",
     "DyckRun",
     "DyckSettings",

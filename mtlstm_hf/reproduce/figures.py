@@ -14,16 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.figures import matplotlib_missing
 from .summary import ARMS, BINS
-
-
-def matplotlib_missing() -> str | None:
-    """Why no figure can be drawn (matplotlib is not installed), or None."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return "matplotlib is not installed (pip install mtlstm_hf[plot]); no figures were drawn"
-    return None
 
 
 def _value(value: Any) -> float:
@@ -141,7 +133,7 @@ def _save(draw: Any, path: Path, drawn: list[str]) -> None:
 
 def draw_lm_figures(report: Mapping[str, Any], folder: str | Path) -> tuple[list[str], str | None]:
     """Every language-model figure into ``folder``; returns ``(file names, reason none were drawn or None)``."""
-    missing = matplotlib_missing()
+    missing = matplotlib_missing("mtlstm-reproduce figures")
     if missing is not None:
         return [], missing
     from ..analysis.figures import plot_routing_heatmap
@@ -168,7 +160,7 @@ def draw_lm_figures(report: Mapping[str, Any], folder: str | Path) -> tuple[list
 
 def draw_dyck_figures(report: Mapping[str, Any], folder: str | Path) -> tuple[list[str], str | None]:
     """The Dyck-2 accuracy-by-span figure into ``folder``; ``(file names, reason or None)``."""
-    missing = matplotlib_missing()
+    missing = matplotlib_missing("mtlstm-reproduce figures")
     if missing is not None:
         return [], missing
     drawn: list[str] = []
@@ -181,7 +173,6 @@ __all__ = [
     "accuracy_by_span_figure",
     "draw_dyck_figures",
     "draw_lm_figures",
-    "matplotlib_missing",
     "perplexity_difference_figure",
     "timescale_fit_figure",
 ]

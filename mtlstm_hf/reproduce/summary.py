@@ -217,7 +217,7 @@ def dyck_summary(runs: Sequence[Mapping[str, Any]], span_edges: Sequence[float])
     """Accuracy over seeds per arm, overall and per span bin, the Welch interval of the difference of
     means, and the per-seed slope of the span-bin accuracy difference (multi-timescale minus
     baseline, per symbol of span, least squares over the bins with test words in both arms)."""
-    from scipy import stats
+    from .dyck import welch_difference
 
     result: dict[str, Any] = {"span_edges": list(span_edges), "arms": {}}
     by_arm = {arm: sorted((run for run in runs if run["arm"] == arm), key=lambda run: run["seed"]) for arm in ARMS}
@@ -233,13 +233,7 @@ def dyck_summary(runs: Sequence[Mapping[str, Any]], span_edges: Sequence[float])
     theirs = [run["accuracy"] for run in by_arm["baseline"]]
     difference: dict[str, Any] = {"mean": math.nan, "ci95": [math.nan, math.nan], "p_value": math.nan, "test": "Welch t"}
     if len(ours) >= 2 and len(theirs) >= 2:
-        gap = float(np.mean(ours) - np.mean(theirs))
-        if np.std(ours) == 0 and np.std(theirs) == 0:
-            difference.update(mean=gap, ci95=[gap, gap])
-        else:
-            test = stats.ttest_ind(ours, theirs, equal_var=False)
-            low, high = test.confidence_interval(0.95)
-            difference.update(mean=gap, ci95=[float(low), float(high)], p_value=float(test.pvalue))
+        difference.update(welch_difference(ours, theirs))
     result["difference"] = difference
     centres = (np.asarray(span_edges[:-1], dtype=float) + np.asarray(span_edges[1:], dtype=float)) / 2
     baseline = {run["seed"]: run for run in by_arm["baseline"]}
