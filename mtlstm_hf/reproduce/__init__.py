@@ -1,5 +1,13 @@
 """Reproductions of the experiments of Mahto et al. (ICLR 2021).
 
+- ``mtlstm-reproduce EXPERIMENT --scale SCALE --output-dir DIR`` (:mod:`.cli`): one command per
+  experiment (``lm-ptb``, ``lm-wikitext2``, ``dyck2``) at a scale (``smoke``, ``cpu``, ``paper``,
+  defined in :mod:`.scales`); :func:`.experiment.prepare` checks every input before anything is
+  written and :func:`.experiment.run` trains both arms over the seeds (resumable), evaluates and
+  writes ``report.json``, figures and ``REPORT.md`` (a verdict per claim, :mod:`.claims`).
+- :mod:`.lm`: the language-model experiments (training through :mod:`mtlstm_hf.training`,
+  per-bin perplexity and bootstrap through :mod:`mtlstm_hf.evaluation`, timescale fits and
+  ablation routing through :mod:`mtlstm_hf.analysis`).
 - :mod:`.dyck`: the Dyck-2 formal language task (section 5): baseline vs multi-timescale LSTM,
   sequence accuracy overall and by longest bracket span, mean and 95% CI over seeds.
 
@@ -18,7 +26,9 @@ _EXPORTS = {
         "dyck_config",
         "run_dyck_experiment",
         "run_dyck_seed",
+        "welch_difference",
     )
 }
+_EXPORTS.update(prepare=".experiment", run=".experiment", ReproduceSettings=".settings", SCALES=".scales")
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)
