@@ -102,3 +102,18 @@ def read_config_file(path: str, what: str = "--config") -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"{what}: {str(path)!r} must hold a JSON object of settings, not {type(values).__name__}.")
     return values
+
+
+def settings_from_command_line(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, config_classes: Sequence[type], positional: str
+) -> tuple[Any, list[dict[str, Any]]]:
+    """``(the positional argument, one dict of settings per class)``: ``--config``'s file, then
+    the options typed (which override it), divided among ``config_classes`` (:func:`split_settings`).
+
+    Raises:
+        FileNotFoundError: no such ``--config`` file. ValueError: not a JSON object, or an unknown setting.
+    """
+    given, config_file = parse_given(parser, argv)
+    subject = given.pop(positional)
+    values = read_config_file(config_file) if config_file is not None else {}
+    return subject, split_settings({**values, **given}, config_classes)

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import exit_codes
-from ..command_line import dataclass_parser, parse_given, read_config_file, split_settings
+from ..command_line import dataclass_parser, settings_from_command_line
 from .settings import ANALYSES, AnalysisRun, AnalysisSettings
 
 __all__ = ["build_parser", "main"]
@@ -70,11 +70,8 @@ def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, AnalysisRun, An
     Raises:
         ValueError: an unknown setting in the file or a bad value; FileNotFoundError: no such file.
     """
-    given, config_file = parse_given(build_parser(), argv)
-    checkpoint = given.pop("checkpoint")
-    values = read_config_file(config_file) if config_file is not None else {}
-    run_values, setting_values = split_settings({**values, **given}, (AnalysisRun, AnalysisSettings))
-    return checkpoint, AnalysisRun(**run_values), AnalysisSettings(**setting_values)
+    checkpoint, (run, settings) = settings_from_command_line(build_parser(), argv, (AnalysisRun, AnalysisSettings), "checkpoint")
+    return checkpoint, AnalysisRun(**run), AnalysisSettings(**settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,6 @@ mode), 130 interrupted. Errors are one line on stderr naming the path or value a
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import exit_codes
-from ..command_line import dataclass_parser, parse_given, read_config_file
+from ..command_line import dataclass_parser, settings_from_command_line
 from .settings import EvaluationConfig
 
 __all__ = ["build_parser", "format_comparison", "format_evaluation", "main"]
@@ -60,13 +59,8 @@ def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, EvaluationConfi
     Raises:
         ValueError: an unknown setting in the file; FileNotFoundError: no such file.
     """
-    given, config_file = parse_given(build_parser(), argv)
-    checkpoint = given.pop("checkpoint")
-    values = read_config_file(config_file) if config_file is not None else {}
-    unknown = sorted(set(values) - {field.name for field in dataclasses.fields(EvaluationConfig)})
-    if unknown:
-        raise ValueError(f"--config: unknown EvaluationConfig field(s) {unknown}.")
-    return checkpoint, EvaluationConfig(**{**values, **given})
+    checkpoint, (values,) = settings_from_command_line(build_parser(), argv, (EvaluationConfig,), "checkpoint")
+    return checkpoint, EvaluationConfig(**values)
 
 
 def _number(value: float, digits: int = 2) -> str:

@@ -21,13 +21,12 @@ failure, 130 interrupted (rerun the same command to continue). Errors are one li
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 from collections.abc import Sequence
 
 from .. import exit_codes
-from ..command_line import dataclass_parser, parse_given, read_config_file
+from ..command_line import dataclass_parser, settings_from_command_line
 from .scales import EXPERIMENTS
 from .settings import ReproduceSettings
 
@@ -56,13 +55,7 @@ def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, ReproduceSettin
     Raises:
         ValueError: an unknown setting in the file; FileNotFoundError: no such file.
     """
-    given, config_file = parse_given(build_parser(), argv)
-    experiment = given.pop("experiment")
-    values = read_config_file(config_file) if config_file is not None else {}
-    unknown = sorted(set(values) - {field.name for field in dataclasses.fields(ReproduceSettings)})
-    if unknown:
-        raise ValueError(f"--config: unknown ReproduceSettings field(s) {unknown}.")
-    merged = {**values, **given}
+    experiment, (merged,) = settings_from_command_line(build_parser(), argv, (ReproduceSettings,), "experiment")
     missing = [name for name in ("scale", "output_dir") if name not in merged]
     if missing:
         raise ValueError(f"missing {', '.join('--' + name.replace('_', '-') for name in missing)}.")
