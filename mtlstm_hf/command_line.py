@@ -40,16 +40,23 @@ def dataclass_parser(
     from transformers import HfArgumentParser
 
     classes = [config_classes] if isinstance(config_classes, type) else list(config_classes)
-    parser = HfArgumentParser(
-        classes, prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    names = " and ".join(cls.__name__ for cls in classes)
+    parser = HfArgumentParser(classes, prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
+    for action in parser._actions:
+        # HfArgumentParser gives a True-by-default field's --no-<field> the field's own help text.
+        negated = [option for option in action.option_strings if option.startswith(("--no-", "--no_"))]
+        if negated and isinstance(action, argparse._StoreFalseAction) and action.help:
+            action.help = f"switch off: {action.help}"
+            action.default = argparse.SUPPRESS  # the field's default is the positive option's
+    names = " / ".join(cls.__name__ for cls in classes)
     parser.add_argument(
         "--config", dest="config_file", metavar="FILE.json", default=None,
-        help=f"start from the {names} settings in this JSON file (e.g. a run's saved configuration); "
-        "options given here override its values",
+        help=f"start from the settings in this JSON file (an object of {names} field names); options given here override them",
     )  # fmt: skip
     return parser
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written, and each option's default after its help."""
 
 
 def split_settings(values: dict[str, Any], config_classes: Sequence[type], what: str = "--config") -> list[dict[str, Any]]:
@@ -73,16 +80,14 @@ def split_settings(values: dict[str, Any], config_classes: Sequence[type], what:
 def parse_given(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[dict[str, Any], str | None]:
     """Parse ``argv`` and return ``(given, config_file)``: only the options the user typed (by
     field name), and ``--config``'s file. Bad options exit with argparse's message (status 2)."""
-    suppressed = {action.dest: action.default for action in parser._actions if action.dest != "help"}
+    defaults = [(action, action.default) for action in parser._actions if action.dest != "help"]
     try:
-        for action in parser._actions:
-            if action.dest != "help":
-                action.default = argparse.SUPPRESS
+        for action, _ in defaults:
+            action.default = argparse.SUPPRESS
         given = vars(parser.parse_args(argv))
     finally:
-        for action in parser._actions:
-            if action.dest in suppressed:
-                action.default = suppressed[action.dest]
+        for action, default in defaults:
+            action.default = default
     return given, given.pop("config_file", None)
 
 

@@ -399,7 +399,7 @@ def test_every_analysis_setting_is_an_option_and_config_files_work(tmp_path):
     from mtlstm_hf.analysis.cli import build_parser, settings_from_argv
     from mtlstm_hf.analysis.settings import AnalysisRun, AnalysisSettings
 
-    by_dest = {action.dest: action for action in build_parser()._actions}
+    by_dest = {action.dest: action for action in build_parser()._actions if f"--{action.dest}" in action.option_strings}  # not the --no-<field> one
     for cls in (AnalysisRun, AnalysisSettings):
         for field in dataclasses.fields(cls):
             assert by_dest[field.name].help == field.metadata["help"], field.name

@@ -259,7 +259,7 @@ def test_options_are_the_evaluation_settings_and_config_files_work(tmp_path):
     from mtlstm_hf.evaluation.cli import build_parser, settings_from_argv
     from mtlstm_hf.evaluation.settings import EvaluationConfig
 
-    by_dest = {action.dest: action for action in build_parser()._actions}
+    by_dest = {action.dest: action for action in build_parser()._actions if f"--{action.dest}" in action.option_strings}  # not the --no-<field> one
     for field in dataclasses.fields(EvaluationConfig):
         assert by_dest[field.name].help == field.metadata["help"], field.name
     (tmp_path / "eval.json").write_text(json.dumps({"split": "valid", "bin_edges": [10, 100], "batch_size": 4}))

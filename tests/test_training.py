@@ -857,7 +857,7 @@ def test_every_setting_is_an_option_with_its_field_help_and_config_files_work(tm
     from mtlstm_hf.training.cli import build_parser
 
     parser = build_parser()
-    by_dest = {action.dest: action for action in parser._actions}
+    by_dest = {action.dest: action for action in parser._actions if f"--{action.dest}" in action.option_strings}  # not the --no-<field> one
     for field in dataclasses.fields(TrainingConfig):
         assert field.name in by_dest, field.name
         assert by_dest[field.name].help == field.metadata["help"], field.name

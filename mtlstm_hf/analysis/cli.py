@@ -86,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be a positive integer, got {args.threads}")
-    analyses = list(dict.fromkeys(name.strip() for entry in args.analyses for name in entry.split(",") if name.strip()))
+    entries = [args.analyses] if isinstance(args.analyses, str) else args.analyses  # a config file may give one string
+    analyses = list(dict.fromkeys(name.strip() for entry in entries for name in entry.split(",") if name.strip()))
     unknown = [name for name in analyses if name not in ANALYSES]
     if unknown or not analyses:
         parser.error(f"--analyses: unknown {unknown}; choose from {','.join(ANALYSES)}")
@@ -99,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     output_dir = Path(args.output_dir) if args.output_dir is not None else Path(checkpoint) / "analysis"
 
+    if not Path(checkpoint).expanduser().is_dir():  # said before --data's default is looked up in it
+        return exit_codes.fail(PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT)
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
     from mtlstm_hf.training.checkpoint import recorded_corpus, repair_interrupted_replacement
 

@@ -139,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint, args = settings_from_argv(argv)
     except (OSError, ValueError) as err:
         return exit_codes.report_failure(PROG, err)
+    if not Path(checkpoint).expanduser().is_dir():  # said before --data's default is looked up in it
+        return exit_codes.fail(PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT)
     # Imported only now: torch takes seconds, --help must not wait for it.
     from mtlstm_hf.training.checkpoint import repair_interrupted_replacement
 

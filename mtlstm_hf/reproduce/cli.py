@@ -56,7 +56,7 @@ def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, ReproduceSettin
         ValueError: an unknown setting in the file; FileNotFoundError: no such file.
     """
     experiment, (merged,) = settings_from_command_line(build_parser(), argv, (ReproduceSettings,), "experiment")
-    missing = [name for name in ("scale", "output_dir") if name not in merged]
+    missing = [name for name in ("scale", "output_dir") if merged.get(name) is None]
     if missing:
         raise ValueError(f"missing {', '.join('--' + name.replace('_', '-') for name in missing)}.")
     return experiment, ReproduceSettings(**merged)

@@ -180,9 +180,9 @@ def lm_scale(experiment: str, scale: str) -> dict[str, Any]:
     if experiment not in LM_EXPERIMENTS:
         raise ValueError(f"{experiment!r} is not a language-model experiment; those are {sorted(LM_EXPERIMENTS)}.")
     values = copy.deepcopy(_LM_SCALES[scale])
+    scale_batch = values["batch_size"]  # the scale's batch wins; None: the experiment's (the paper's)
     values.update(copy.deepcopy(LM_EXPERIMENTS[experiment]))
-    if values["batch_size"] is None:
-        values["batch_size"] = LM_EXPERIMENTS[experiment]["batch_size"]
+    values["batch_size"] = LM_EXPERIMENTS[experiment]["batch_size"] if scale_batch is None else scale_batch
     if values["seeds"] is None:
         first = LM_EXPERIMENTS[experiment]["paper_seed"]
         values["seeds"] = [first, first + 1, first + 2]

@@ -13,8 +13,8 @@ from .scales import RECIPES, SCALES
 class ReproduceSettings:
     """How ``mtlstm-reproduce EXPERIMENT`` runs (the experiment is the positional argument)."""
 
-    scale: str = setting(choices=SCALES, help="smoke (seconds, generated data), cpu (about 2 h for lm-ptb / 1 h for dyck2 on 2 quiet CPU cores: smaller models, fewer epochs, 3 seeds) or paper (the paper's sizes and epochs)")
-    output_dir: str = setting(help="folder of the runs, report.json, REPORT.md and figures/; rerunning the same command continues it, a folder of another configuration is refused")
+    scale: str | None = setting(None, choices=SCALES, help="required (here or in --config): smoke (seconds, generated data), cpu (about 2 h for lm-ptb / 1 h for dyck2 on 2 quiet CPU cores: smaller models, fewer epochs, 3 seeds) or paper (the paper's sizes and epochs)")
+    output_dir: str | None = setting(None, help="required (here or in --config): folder of the runs, report.json, REPORT.md and figures/; rerunning the same command continues it, a folder of another configuration is refused")
     data: str | None = setting(None, help="corpus folder for lm-ptb / lm-wikitext2: train.txt, valid.txt, test.txt (or ptb.*.txt / wiki.*.tokens), or a folder with ptb/ and wikitext-2/ inside (e.g. ../shared/data); not used by dyck2 and the smoke scale, which generate their data")
     seeds: list[int] | None = setting(None, metavar="SEED", help="model seeds, each trains both arms (default: the scale's: smoke 1 2, cpu 1 2 3, paper 141 142 143 for PTB, 1882 1883 1884 for WikiText-2, 1..20 for dyck2); more seeds can be added to a folder later")
     recipe: str = setting("library", choices=RECIPES, help="language models: library (the paper* presets as this library trains them) or reference (the reference code's exact model, paper-reference presets, and its recurrent weights kept at their initial values in both arms)")

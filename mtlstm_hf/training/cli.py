@@ -56,7 +56,7 @@ cores (README and BENCHMARKS.md give the measured time and perplexities)."""
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: one option per :class:`TrainingConfig` field (its help text), and
     ``--config FILE.json``."""
-    return dataclass_parser(
+    parser = dataclass_parser(
         TrainingConfig,
         prog="mtlstm-train",
         description=(
@@ -65,18 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=exit_codes.epilog(non_finite_loss=True) + " After 1, 4 or 130, --resume continues from the last checkpoint.",
     )
+    for action in parser._actions:  # shown by --help; config_from_argv applies it (a parser default would look "given")
+        if action.dest == "epochs":
+            action.default = CLI_DEFAULT_EPOCHS
+    return parser
 
 
 def config_from_argv(argv: Sequence[str] | None) -> TrainingConfig:
     """The run's :class:`TrainingConfig`: the defaults (``--epochs`` 18), ``--config``'s file or
-    the resumed run's settings, then the options given. ``--clip 0`` and ``--max-minutes 0``
-    mean none.
+    the resumed run's settings, then the options given. ``--clip 0``, ``--max-minutes 0`` and
+    ``--max-steps 0`` mean none.
 
     Raises:
         ValueError: a bad value (naming the field); FileNotFoundError: a missing file or run.
     """
     given, config_file = parse_given(build_parser(), argv)
-    for name in ("clip_grad_norm", "max_minutes"):
+    for name in ("clip_grad_norm", "max_minutes", "max_steps"):
         if given.get(name) == 0:
             given[name] = None
     if "resume_from" in given:
@@ -115,10 +119,12 @@ def format_summary(result: TrainingResult, config: TrainingConfig) -> str:
     else:  # interrupted (a signal) or stopped (a callback)
         ending = f"{result.status} after {done}"
     lines = [f"{ending}; {progress.tokens_seen:,} training tokens"]
-    lines.append(
-        f"validation perplexity: {_perplexity(result.last_val_perplexity)} "
-        f"(best {_perplexity(result.best_val_perplexity)}; eval batch size {result.eval_batch_size})"
+    best = (
+        f"best at an epoch end {_perplexity(result.best_val_perplexity)}"
+        if result.best_val_perplexity is not None
+        else "no epoch end yet, so best_model/ holds the weights at this stop"
     )
+    lines.append(f"validation perplexity: {_perplexity(result.last_val_perplexity)} ({best}; eval batch size {result.eval_batch_size})")
     if result.test_perplexity is not None:
         lines.append(
             f"test perplexity (best model): {_perplexity(result.test_perplexity)} at eval batch size "
@@ -128,7 +134,12 @@ def format_summary(result: TrainingResult, config: TrainingConfig) -> str:
         )
     if result.best_model_dir is not None:
         lines.append(f"best model: {result.best_model_dir}  (AutoModelForCausalLM.from_pretrained)")
-    if result.status != "completed":
+    if result.status == "max_steps":  # the saved budget is reused on resume: it must be raised
+        lines.append(
+            f"checkpoint: {result.last_checkpoint}  (continue with: mtlstm-train --resume {result.output_dir} "
+            f"--max-steps N, N > {config.max_steps}, or --max-steps 0 for the epochs' budget)"
+        )
+    elif result.status != "completed":
         lines.append(f"checkpoint: {result.last_checkpoint}  (continue with: mtlstm-train --resume {result.output_dir})")
     else:
         lines.append(f"checkpoint: {result.last_checkpoint}")

@@ -121,8 +121,8 @@ class TrainingConfig:
     bptt: int = setting(70, help="nominal BPTT window length in tokens")
     variable_bptt: bool = setting(True, help="AWD's random window lengths (bptt w.p. 0.95 else bptt/2, plus N(0, 5) noise, at least 5, at most bptt + 40)")
     # budget
-    epochs: int = setting(1000, help="passes over the training stream (mtlstm-train's default: 18)")
-    max_steps: int | None = setting(None, help="stop after this many optimizer steps")
+    epochs: int = setting(1000, help="passes over the training stream (the library's default is 1000, the paper's budget)")
+    max_steps: int | None = setting(None, help="stop after this many optimizer steps (0 on the command line: no limit, e.g. to lift a resumed run's)")
     max_minutes: float | None = setting(None, help="also stop after this many minutes of wall time (the result then depends on the machine's speed)")
     # output
     output_dir: str = setting("outputs/mtlstm-small", help="run folder: best_model/ (loadable with from_pretrained), checkpoints/ (resumable training state), logs/")
