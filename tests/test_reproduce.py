@@ -255,3 +255,16 @@ def test_an_output_folder_of_another_configuration_is_refused(lm_folder, tmp_pat
     (stray / "runs").mkdir(parents=True)
     assert reproduce("dyck2", "--scale", "smoke", "--output-dir", str(stray)) == 2
     assert f"no {CONFIG_FILENAME}" in one_line_error(capsys)
+
+
+def test_config_file_can_give_the_required_settings(tmp_path):
+    """--scale and --output-dir may come from --config (a new user's case); without either, one error."""
+    import json
+
+    from mtlstm_hf.reproduce.cli import settings_from_argv
+
+    (tmp_path / "r.json").write_text(json.dumps({"scale": "smoke", "output_dir": str(tmp_path / "out"), "seeds": [3]}))
+    experiment, settings = settings_from_argv(["dyck2", "--config", str(tmp_path / "r.json")])
+    assert (experiment, settings.scale, settings.seeds) == ("dyck2", "smoke", [3])
+    with pytest.raises(ValueError, match="missing --output-dir"):
+        settings_from_argv(["dyck2", "--scale", "smoke"])
