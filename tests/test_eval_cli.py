@@ -269,3 +269,16 @@ def test_options_are_the_evaluation_settings_and_config_files_work(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"splitt": "valid"}))
     with pytest.raises(ValueError, match=r"unknown setting 'splitt' \(not a field of EvaluationConfig\)"):
         settings_from_argv(["ckpt", "--config", str(tmp_path / "bad.json")])
+
+
+@pytest.mark.parametrize("command", ["eval", "analyze"])
+def test_a_missing_checkpoint_is_named_even_without_data(command, tmp_path, capsys):
+    """Without --data the default corpus is looked up in the checkpoint; a missing checkpoint must
+    be named as such, not reported as a missing --data (a new user's case)."""
+    if command == "eval":
+        from mtlstm_hf.evaluation.cli import main
+    else:
+        from mtlstm_hf.analysis.cli import main
+    assert main([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint '{tmp_path / 'nope'}' does not exist" in err and "--data" not in err

@@ -100,8 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     output_dir = Path(args.output_dir) if args.output_dir is not None else Path(checkpoint) / "analysis"
 
-    if not Path(checkpoint).expanduser().is_dir():  # said before --data's default is looked up in it
-        return exit_codes.fail(PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT)
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
     from mtlstm_hf.training.checkpoint import recorded_corpus, repair_interrupted_replacement
 
@@ -109,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         repair_interrupted_replacement(checkpoint)  # a crash while a training run replaced best_model/
+        if not Path(checkpoint).expanduser().is_dir():  # said before --data's default is looked up in it
+            return exit_codes.fail(PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT)
         exit_codes.check_output_dir(output_dir, "--output-dir")  # before the work, not after it
         if word_classes_file is not None:
             settings.word_classes = load_word_classes(word_classes_file)

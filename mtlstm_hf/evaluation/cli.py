@@ -139,8 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint, args = settings_from_argv(argv)
     except (OSError, ValueError) as err:
         return exit_codes.report_failure(PROG, err)
-    if not Path(checkpoint).expanduser().is_dir():  # said before --data's default is looked up in it
-        return exit_codes.fail(PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT)
     # Imported only now: torch takes seconds, --help must not wait for it.
     from mtlstm_hf.training.checkpoint import repair_interrupted_replacement
 
@@ -154,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             exit_codes.check_output_file(args.output, "--output")  # before the work, not after it
     except OSError as err:
         return exit_codes.report_failure(PROG, err)
+    if not Path(checkpoint).expanduser().is_dir():  # said before --data's default is looked up in it
+        return exit_codes.fail(PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT)
     if args.data is None:
         args.data, data_config = default_data(checkpoint, parser)
         args.data_config = args.data_config or data_config
