@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import pickle
 import re
@@ -59,6 +58,7 @@ from .. import register_auto_classes
 from ..progress import no_transformers_progress_bar
 from ..data import canonical_split, check_vocabulary_fingerprint, load_corpus, split_to_stream
 from .bootstrap import paired_block_bootstrap
+from .json_values import to_json_compatible  # noqa: F401 (public here: evaluation results as strict JSON)
 from .frequency import DEFAULT_BIN_EDGES, binned_perplexity, frequency_bin_of_token, token_counts
 from .perplexity import target_positions, token_log_probs
 
@@ -486,14 +486,3 @@ def compare_checkpoints(
         "b": _evaluation_result(scored_b, path_b, data),
         "comparison": comparison,
     }
-
-
-def to_json_compatible(value: Any) -> Any:
-    """Copy of a result with NaN/inf floats replaced by ``None`` (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {key: to_json_compatible(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_compatible(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -20,10 +20,10 @@ Imports no torch.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.json_values import to_json_compatible as jsonable  # strict JSON for report.json
 from ..training.checkpoint import write_text_atomic
 
 CONFIG_FILENAME = "reproduce_config.json"
@@ -37,24 +37,6 @@ REPORT_FORMAT = "mtlstm_hf.reproduce/1"
 
 class ConfigurationMismatch(ValueError):
     """The output folder holds runs made with another configuration (exit code 2)."""
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as strict JSON: NaN and infinities become ``None``, tuples lists, numpy and torch
-    scalars Python numbers, numpy arrays lists."""
-    if isinstance(value, dict):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(item) for item in value]
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return jsonable(value.tolist())
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "item"):
-        return jsonable(value.item())
-    raise TypeError(f"cannot write {type(value).__name__} to JSON: {value!r}")
 
 
 def write_json(path: str | Path, value: Any) -> None:
