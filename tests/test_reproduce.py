@@ -103,8 +103,17 @@ def test_lm_summary_claims_and_markdown_come_from_the_per_seed_numbers(lm_folder
     base = [report["per_seed"][s]["evaluation"]["train_valid_test"]["a"]["bins"]["<100"]["perplexity"] for s in ("1", "2")]
     mts = [report["per_seed"][s]["evaluation"]["train_valid_test"]["b"]["bins"]["<100"]["perplexity"] for s in ("1", "2")]
     assert rare["relative_gain"]["mean"] == pytest.approx(np.mean([1 - y / x for x, y in zip(base, mts)]))
+    # an arm's perplexity: geometric mean and the t interval of the logs, exponentiated (stays positive)
+    log_mean, log_low, log_high = t_interval(np.log(mts))
+    assert rare["multi_timescale"]["mean"] == pytest.approx(math.exp(log_mean))
+    assert rare["multi_timescale"]["ci95"] == pytest.approx([math.exp(log_low), math.exp(log_high)])
+    assert rare["multi_timescale"]["ci95"][0] > 0 and claims.show(rare["multi_timescale"]).endswith("(2 seeds, geometric)")
+    overall_mean, _, _ = t_interval(np.log(a))
+    assert summary["test_perplexity"]["baseline"]["mean"] == pytest.approx(math.exp(overall_mean))
     boot = report["per_seed"]["2"]["evaluation"]["train"]["comparison"]["bins"]["<100"]["diff"]
     assert summary["bins"]["train"]["<100"]["bootstrap"][1]["ci95"] == [boot["ci_low"], boot["ci_high"]]
+    n_valid = report["per_seed"]["2"]["evaluation"]["train"]["comparison"]["bins"]["<100"]["n_valid_resamples"]
+    assert summary["bins"]["train"]["<100"]["bootstrap"][1]["smallest_p_value"] == pytest.approx(2 / (n_valid + 1))
     verdicts = {claim["id"]: claim for claim in report["claims"]}
     assert verdicts["test_perplexity_lower"]["verdict"] == claims.direction_verdict(difference, -1)
     for name in ("test_perplexity_multi_timescale", "test_perplexity_baseline", "bin_perplexity_<100"):
@@ -112,6 +121,10 @@ def test_lm_summary_claims_and_markdown_come_from_the_per_seed_numbers(lm_folder
     assert verdicts["test_perplexity_multi_timescale"]["paper"] == "57.58"
     markdown = (lm_folder / "REPORT.md").read_text()
     assert claims.show(difference) in markdown and "57.58" in markdown and "1902.37" in markdown
+    for entry in summary["bins"]["train"]["<100"]["bootstrap"]:  # p at its floor is marked as a bound
+        mark = "<=" if entry["p_value"] <= entry["smallest_p_value"] * (1 + 1e-9) else "="
+        assert f"seed {entry['seed']}: {entry['difference']:+.2f} [" in markdown
+        assert f"p{mark}{entry['p_value']:.4f}" in markdown
     assert "Reductions relative to the paper" in markdown and "2 epochs (paper 1000)" in markdown
     assert sorted(report["figures"]) == sorted(path.name for path in (lm_folder / "figures").iterdir())
 

@@ -86,7 +86,8 @@ def value_verdict(stat: Mapping[str, Any], paper: float, comparable: bool) -> st
 
 
 def show(stat: Mapping[str, Any] | None, digits: int = 2, percent: bool = False) -> str:
-    """``mean [low, high] (n seeds)`` of an interval, ``-`` where a value is missing."""
+    """``mean [low, high] (n seeds)`` of an interval (``(n seeds, geometric)`` for one summarised on
+    the log scale), ``-`` where a value is missing."""
     if stat is None or not _finite(stat.get("mean")):
         return "-"
     scale = 100.0 if percent else 1.0
@@ -99,7 +100,8 @@ def show(stat: Mapping[str, Any] | None, digits: int = 2, percent: bool = False)
     text = number(stat["mean"])
     if _finite(low) and _finite(high):
         text += f" [{number(low)}, {number(high)}]"
-    return f"{text} ({stat.get('n', 0)} seed{'s' if stat.get('n', 0) != 1 else ''})"
+    geometric = ", geometric" if stat.get("scale") == "log" else ""
+    return f"{text} ({stat.get('n', 0)} seed{'s' if stat.get('n', 0) != 1 else ''}{geometric})"
 
 
 def _claim(identifier: str, claim: str, paper: str, ours: str, verdict: str, rule: str, **extra: Any) -> dict[str, Any]:

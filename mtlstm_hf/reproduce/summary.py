@@ -1,7 +1,9 @@
 """Numbers over seeds, read from the per-seed results in ``report.json`` (nothing is recomputed
 from the models here): per-seed values, their mean and a 95% Student-t interval
 (:func:`mtlstm_hf.reproduce.dyck.mean_confidence_interval`; ``n - 1`` degrees of freedom, NaN
-values left out, no interval from one value).
+values left out, no interval from one value). Perplexities of one arm are summarised on the log
+scale (:func:`geometric_interval`: geometric mean, interval always positive); differences, gains,
+AIC and KS statistics on their own scale.
 
 Language models (:func:`lm_summary`): test perplexity per arm and the paired difference
 (multi-timescale minus baseline, seed by seed: both arms of a seed share its data order), per
@@ -48,6 +50,24 @@ def interval(values: Sequence[Any]) -> dict[str, Any]:
     return {"values": numbers, "n": len(finite), "mean": mean, "ci95": [low, high]}
 
 
+def geometric_interval(values: Sequence[Any]) -> dict[str, Any]:
+    """:func:`interval` on the log scale, for positive quantities such as perplexities: the
+    geometric mean and ``exp`` of the t interval of the logs (so the interval stays positive and
+    is symmetric in ratio, not in difference); ``"scale": "log"`` marks it. Non-positive values
+    count as missing."""
+    numbers = [_number(value) for value in values]
+    logs = [math.log(value) if value > 0 else math.nan for value in numbers]
+    result = interval(logs)
+    low, high = result["ci95"]
+    return {
+        "values": numbers,
+        "n": result["n"],
+        "mean": math.exp(result["mean"]) if not math.isnan(result["mean"]) else math.nan,
+        "ci95": [math.exp(low) if not math.isnan(low) else math.nan, math.exp(high) if not math.isnan(high) else math.nan],
+        "scale": "log",
+    }
+
+
 def _seeds(report: Mapping[str, Any], *stages: str) -> list[str]:
     return sorted(
         (seed for seed, entry in report.get("per_seed", {}).items() if all(stage in entry for stage in stages)), key=int
@@ -58,6 +78,21 @@ def _ratio_gain(baseline: float, ours: float) -> float:
     return 1.0 - ours / baseline if baseline and not math.isnan(baseline) and not math.isnan(ours) else math.nan
 
 
+def _bootstrap(seeds: list[str], entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each seed's paired bootstrap of one bin: the observed difference, its interval, the p-value
+    and the smallest p-value its number of (non-empty) resamples can give, ``2 / (R + 1)``."""
+    return [
+        {
+            "seed": int(seed),
+            "difference": _number(entry["diff"]["observed"]),
+            "ci95": [_number(entry["diff"]["ci_low"]), _number(entry["diff"]["ci_high"])],
+            "p_value": _number(entry["diff"]["p_value"]),
+            "smallest_p_value": 2.0 / (int(entry["n_valid_resamples"]) + 1),
+        }
+        for seed, entry in zip(seeds, entries)
+    ]
+
+
 def _perplexity_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str, Any]:
     evaluations = [report["per_seed"][seed]["evaluation"] for seed in seeds]
     result: dict[str, Any] = {"seeds": [int(seed) for seed in seeds]}
@@ -65,8 +100,8 @@ def _perplexity_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str
     overall_a = [_number(item["train"]["a"]["perplexity"]) for item in evaluations]
     overall_b = [_number(item["train"]["b"]["perplexity"]) for item in evaluations]
     result["test_perplexity"] = {
-        "baseline": interval(overall_a),
-        "multi_timescale": interval(overall_b),
+        "baseline": geometric_interval(overall_a),
+        "multi_timescale": geometric_interval(overall_b),
         "difference": interval([b - a for a, b in zip(overall_a, overall_b)]),
         "n_tokens": first["a"]["n_tokens"] if first else None,
     }
@@ -79,32 +114,13 @@ def _perplexity_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str
             boot = [item[counting]["comparison"]["bins"][label] for item in evaluations]
             per_bin[label] = {
                 "n_tokens": evaluations[0][counting]["a"]["bins"][label]["n_tokens"] if evaluations else None,
-                "baseline": interval(a),
-                "multi_timescale": interval(b),
+                "baseline": geometric_interval(a),
+                "multi_timescale": geometric_interval(b),
                 "difference": interval([y - x for x, y in zip(a, b)]),
                 "relative_gain": interval([_ratio_gain(x, y) for x, y in zip(a, b)]),
-                "bootstrap": [
-                    {
-                        "seed": int(seed),
-                        "difference": _number(entry["diff"]["observed"]),
-                        "ci95": [_number(entry["diff"]["ci_low"]), _number(entry["diff"]["ci_high"])],
-                        "p_value": _number(entry["diff"]["p_value"]),
-                    }
-                    for seed, entry in zip(seeds, boot)
-                ],
+                "bootstrap": _bootstrap(seeds, boot),
             }
-        overall = [item[counting]["comparison"]["overall"]["diff"] for item in evaluations]
-        per_bin["overall"] = {
-            "bootstrap": [
-                {
-                    "seed": int(seed),
-                    "difference": _number(entry["observed"]),
-                    "ci95": [_number(entry["ci_low"]), _number(entry["ci_high"])],
-                    "p_value": _number(entry["p_value"]),
-                }
-                for seed, entry in zip(seeds, overall)
-            ]
-        }
+        per_bin["overall"] = {"bootstrap": _bootstrap(seeds, [item[counting]["comparison"]["overall"] for item in evaluations])}
         bins[counting] = per_bin
     result["bins"] = bins
     return result
@@ -205,7 +221,7 @@ def lm_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     runs = report.get("runs", {})
     result["training"] = {
         arm: {
-            "best_validation_perplexity": interval([run.get("best_val_perplexity") for run in runs.get(arm, {}).values()]),
+            "best_validation_perplexity": geometric_interval([run.get("best_val_perplexity") for run in runs.get(arm, {}).values()]),
             "train_seconds": interval([run.get("train_seconds") for run in runs.get(arm, {}).values()]),
         }
         for arm in ARMS
@@ -250,4 +266,4 @@ def dyck_summary(runs: Sequence[Mapping[str, Any]], span_edges: Sequence[float])
     return result
 
 
-__all__ = ["ARMS", "BINS", "LONG_TIMESCALE_RANGE", "dyck_summary", "interval", "lm_summary", "long_timescale_chunks"]
+__all__ = ["ARMS", "BINS", "LONG_TIMESCALE_RANGE", "dyck_summary", "geometric_interval", "interval", "lm_summary", "long_timescale_chunks"]
