@@ -42,6 +42,8 @@ def dataclass_parser(
     classes = [config_classes] if isinstance(config_classes, type) else list(config_classes)
     parser = HfArgumentParser(classes, prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
     for action in parser._actions:
+        # The documented spelling (--output-dir) first: argparse's usage line shows the first one.
+        action.option_strings.sort(key=lambda option: "_" in option)
         # HfArgumentParser gives a True-by-default field's --no-<field> the field's own help text.
         negated = [option for option in action.option_strings if option.startswith(("--no-", "--no_"))]
         if negated and isinstance(action, argparse._StoreFalseAction) and action.help:
@@ -56,7 +58,13 @@ def dataclass_parser(
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Descriptions as written, and each option's default after its help."""
+    """Descriptions as written, and each option's default after its help (none for a setting
+    without a default: its help says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def split_settings(values: dict[str, Any], config_classes: Sequence[type], what: str = "--config") -> list[dict[str, Any]]:

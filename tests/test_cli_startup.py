@@ -3,6 +3,7 @@ take seconds; transformers' own top-level import is lazy and brings none of them
 HfArgumentParser builds the options from the configuration dataclasses), and `import mtlstm_hf`
 alone still registers the Auto classes."""
 
+import re
 import subprocess
 import sys
 
@@ -38,6 +39,11 @@ def test_help_imports_no_torch(command):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage:" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "HEAVY:", done.stdout[-500:]
+    # The usage line shows the documented spellings (--output-dir, not HfArgumentParser's
+    # --output_dir alias) and no setting's help ends in a meaningless "(default: None)".
+    usage = done.stdout.split("\n\n")[0]
+    assert re.findall(r"--\w+_[\w_]*", usage) == [], usage
+    assert "(default: None)" not in done.stdout
 
 
 def test_import_mtlstm_hf_registers_the_auto_classes_in_a_fresh_process():

@@ -93,7 +93,7 @@ class TrainingConfig:
     dataset_config_name: str | None = setting(None, aliases=["--dataset-config"], help="Hub dataset configuration, e.g. wikitext-2-v1")
     text_column: str | None = setting(None, help="Hub dataset text column (default text, else sentence)")
     tokenizer: str | None = setting(None, help="folder of a saved tokenizer to use instead of building a word-level one from the training split (or reusing init_from's)")
-    max_vocab_size: int | None = setting(None, help="cap of the built word-level vocabulary, special tokens included (>= 2)")
+    max_vocab_size: int | None = setting(None, help="cap of the built word-level vocabulary, special tokens included (>= 2; default: no cap)")
     tokenizer_convention: str = setting("auto", help="how raw text becomes words in the built tokenizer: auto (detected from the training text), wikitext, ptb or whitespace (mtlstm_hf.data.CONVENTIONS); a loaded tokenizer keeps its own")
     # model
     preset: str = setting("small", choices=sorted(MODEL_CONFIG_PRESETS), help="architecture (MTLSTMConfig.from_preset names)")
