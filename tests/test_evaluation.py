@@ -23,6 +23,7 @@ from mtlstm_hf.evaluation import (
     binned_perplexity,
     binned_perplexity_by_frequency,
     block_bootstrap,
+    format_p_value,
     frequency_bin_of_token,
     frequency_binned_perplexity_metric_path,
     paired_block_bootstrap,
@@ -163,6 +164,12 @@ def test_paired_bootstrap_matches_loop_oracle():
         assert stats["diff"]["mean"] == pytest.approx(np.nanmean(diff), rel=1e-8)
         assert stats["diff"]["ci_low"] == pytest.approx(np.nanquantile(diff, 0.025), rel=1e-8)
         assert stats["diff"]["ci_high"] == pytest.approx(np.nanquantile(diff, 0.975), rel=1e-8)
+        valid = diff[~np.isnan(diff)]
+        flips = min((valid <= 0).sum(), (valid >= 0).sum())
+        assert stats["diff"]["p_value"] == pytest.approx(min(1.0, 2 * (1 + flips) / (valid.size + 1)), rel=1e-12)
+        assert stats["diff"]["p_value_is_smallest"] == (flips == 0)
+        shown = format_p_value(stats["diff"])
+        assert shown == (f"<={stats['diff']['p_value']:.4f}" if flips == 0 else f"{stats['diff']['p_value']:.4f}")
     assert out["n_tokens"] == 900 and out["n_tail_tokens_dropped"] == 30 and out["n_blocks"] == 9
 
 
@@ -173,7 +180,7 @@ def test_identical_models_difference_zero_p_one():
         d = stats["diff"]
         assert d["observed"] == 0 and d["mean"] == 0 and d["std"] == 0
         assert d["ci_low"] == 0 and d["ci_high"] == 0
-        assert d["p_value"] == 1.0
+        assert d["p_value"] == 1.0 and not d["p_value_is_smallest"] and format_p_value(d) == "1.0000"
         assert stats["a"]["mean"] == stats["b"]["mean"]
 
 
@@ -189,7 +196,8 @@ def test_uniformly_better_model_known_shift():
         assert d["observed"] == pytest.approx(stats["a"]["observed"] * factor, rel=1e-9)
         assert d["mean"] == pytest.approx(stats["a"]["mean"] * factor, rel=1e-9)
         assert d["ci_high"] < 0  # excludes 0
-        assert d["p_value"] == pytest.approx(2 / (n_res + 1))  # smallest attainable
+        assert d["p_value"] == pytest.approx(2 / (n_res + 1))  # smallest attainable: only a bound
+        assert d["p_value_is_smallest"] and format_p_value(d) == f"<={2 / (n_res + 1):.4f}"
     # Overall: B's observed perplexity is exactly A's times exp(-delta).
     assert out["overall"]["b"]["observed"] == pytest.approx(out["overall"]["a"]["observed"] * math.exp(-delta))
 

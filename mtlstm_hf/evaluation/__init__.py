@@ -24,6 +24,7 @@ from ..lazy import lazy_exports
 # it uses data/ and the registered Auto classes. Command line: mtlstm_hf.evaluation.cli (mtlstm-eval).
 _EXPORTS = {
     "block_bootstrap": ".bootstrap",
+    "format_p_value": ".bootstrap",
     "paired_block_bootstrap": ".bootstrap",
     "DEFAULT_BIN_EDGES": ".bins",
     "bin_labels": ".bins",

@@ -36,9 +36,10 @@ Statistics reported (per bin and overall):
   number of valid resamples, ``p = min(1, 2 * (1 + min(#{d_r <= 0}, #{d_r >= 0})) / (R + 1))``:
   twice the (add-one smoothed) fraction of resamples on the less populated side of zero, i.e.
   how often the sign of the difference flips. Identical models give ``p = 1``; the smallest
-  attainable value is ``2 / (R + 1)`` (a p-value of exactly 0 is never claimed). It is
-  consistent with the percentile interval: ``p < 1 - level`` roughly when the interval
-  excludes 0.
+  attainable value is ``2 / (R + 1)`` (a p-value of exactly 0 is never claimed); when no
+  resample lies on the other side of zero, ``p_value_is_smallest`` is True and the p-value is
+  only an upper bound (:func:`format_p_value` writes it ``<=``). It is consistent with the
+  percentile interval: ``p < 1 - level`` roughly when the interval excludes 0.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ import torch
 from .binned import check_log_probs, check_same_length, target_bins
 from .bins import DEFAULT_BIN_EDGES, bin_labels
 
-__all__ = ["block_bootstrap", "paired_block_bootstrap"]
+__all__ = ["block_bootstrap", "format_p_value", "paired_block_bootstrap"]
 
 # Cap on the (resamples x blocks) weight matrix built at once (elements); keeps memory at
 # ~32 MB whatever n_resamples is, while staying vectorised within each chunk.
@@ -279,7 +280,8 @@ def paired_block_bootstrap(
         ``{"overall": stats, "bins": {label: stats}, ...}`` with the same metadata keys as
         :func:`block_bootstrap` and ``stats = {"n_tokens", "n_valid_resamples",
         "a": {"observed", "mean", "std"}, "b": {...}, "diff": {"observed", "mean", "std",
-        "ci_low", "ci_high", "p_value"}}``; all values are perplexities (``diff = ppl_B - ppl_A``).
+        "ci_low", "ci_high", "p_value", "p_value_is_smallest"}}``; all values are perplexities
+        (``diff = ppl_B - ppl_A``).
     """
     nlls, bins, labels, block_ids, n_blocks, n_tokens = _prepare(
         [(log_probs_a, "log_probs_a"), (log_probs_b, "log_probs_b")],
@@ -306,8 +308,9 @@ def paired_block_bootstrap(
     valid = ~torch.isnan(diff)
     n_le = ((diff <= 0) & valid).sum(0)
     n_ge = ((diff >= 0) & valid).sum(0)
-    p = (2.0 * (1 + torch.minimum(n_le, n_ge)) / (n_valid + 1)).clamp(max=1.0)
+    p = (2.0 * (1 + torch.minimum(n_le, n_ge)).double() / (n_valid + 1)).clamp(max=1.0)  # float64, as the rest
     p = torch.where(n_valid > 0, p, torch.nan)
+    at_floor = (torch.minimum(n_le, n_ge) == 0) & (n_valid > 0)
 
     def stats(col: int) -> dict[str, Any]:
         return {
@@ -322,9 +325,21 @@ def paired_block_bootstrap(
                 "ci_low": float(ci[0, col]),
                 "ci_high": float(ci[1, col]),
                 "p_value": float(p[col]),
+                "p_value_is_smallest": bool(at_floor[col]),
             },
         }
 
     result: dict[str, Any] = {"overall": stats(n_cols), "bins": {label: stats(k) for k, label in enumerate(labels)}}
     result.update(_meta(block_size, n_blocks, block_ids.shape[0], n_tokens, n_resamples, confidence_level, tail))
     return result
+
+
+def format_p_value(diff: dict[str, Any], digits: int = 4) -> str:
+    """A paired bootstrap's p-value as text: ``"0.0312"``, ``"<=0.0002"`` when no resample crossed
+    zero (the smallest value ``2 / (R + 1)`` its resamples can give, so only a bound), ``"-"``
+    when undefined (a bin empty in every resample). ``diff``: a ``diff`` entry of
+    :func:`paired_block_bootstrap`'s result."""
+    p = diff.get("p_value")
+    if p is None or p != p:
+        return "-"
+    return f"{'<=' if diff.get('p_value_is_smallest') else ''}{p:.{digits}f}"

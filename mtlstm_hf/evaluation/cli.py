@@ -90,6 +90,8 @@ def format_evaluation(result: dict[str, Any]) -> str:
 
 def format_comparison(result: dict[str, Any]) -> str:
     """Readable tables of a :func:`compare_checkpoints` result: both perplexities, then B - A."""
+    from .bootstrap import format_p_value
+
     eval_a, eval_b, boot = result["a"], result["b"], result["comparison"]
     lines = [
         f"A: {eval_a['checkpoint']}",
@@ -112,7 +114,7 @@ def format_comparison(result: dict[str, Any]) -> str:
         diff = stats["diff"]
         interval = f"[{_number(diff['ci_low'])}, {_number(diff['ci_high'])}]"
         lines.append(
-            f"{label:<10}{stats['n_tokens']:>10}{_number(diff['observed']):>12}{interval:>24}{_number(diff['p_value'], 4):>10}"
+            f"{label:<10}{stats['n_tokens']:>10}{_number(diff['observed']):>12}{interval:>24}{format_p_value(diff):>10}"
         )
     return "\n".join(lines)
 

@@ -19,14 +19,11 @@ def _signed(value: Any, digits: int = 2) -> str:
 
 
 def _bootstrap_cell(entry: Mapping[str, Any]) -> str:
+    from ..evaluation import format_p_value
+
     low, high = entry["ci95"]
-    p = entry["p_value"]
-    if p is None or p != p:
-        p_text = "=-"
-    elif p <= entry.get("smallest_p_value", 0.0) * (1 + 1e-9):
-        p_text = f"<={p:.4f}"
-    else:
-        p_text = f"={p:.4f}"
+    p_text = format_p_value(entry)
+    p_text = p_text if p_text.startswith("<=") else "=" + p_text
     return f"seed {entry['seed']}: {_signed(entry['difference'])} [{_signed(low)}, {_signed(high)}], p{p_text}"
 
 
@@ -62,8 +59,8 @@ def _lm_tables(report: Mapping[str, Any]) -> list[str]:
             "",
             "An arm's perplexity over seeds: geometric mean, 95% t interval of the log perplexities; differences and "
             "gains: mean, 95% t interval. Bootstrap: paired block bootstrap of each seed's test stream "
-            "(`mtlstm_hf.evaluation.paired_block_bootstrap`), two-sided p-value; `p<=` marks the smallest p-value its "
-            "number of resamples can give, 2 / (R + 1).",
+            "(`mtlstm_hf.evaluation.paired_block_bootstrap`), two-sided p-value; `p<=`: no resample crossed zero, so the "
+            "p-value is the smallest its number of resamples R can give, 2 / (R + 1), and only a bound.",
             "",
             "| | baseline | multi-timescale | multi-timescale minus baseline |",
             "| --- | --- | --- | --- |",

@@ -79,15 +79,16 @@ def _ratio_gain(baseline: float, ours: float) -> float:
 
 
 def _bootstrap(seeds: list[str], entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Each seed's paired bootstrap of one bin: the observed difference, its interval, the p-value
-    and the smallest p-value its number of (non-empty) resamples can give, ``2 / (R + 1)``."""
+    """Each seed's paired bootstrap of one bin: the observed difference, its interval and the
+    p-value (``p_value_is_smallest``: no resample crossed zero, so the p-value is only a bound;
+    :func:`mtlstm_hf.evaluation.paired_block_bootstrap`)."""
     return [
         {
             "seed": int(seed),
             "difference": _number(entry["diff"]["observed"]),
             "ci95": [_number(entry["diff"]["ci_low"]), _number(entry["diff"]["ci_high"])],
             "p_value": _number(entry["diff"]["p_value"]),
-            "smallest_p_value": 2.0 / (int(entry["n_valid_resamples"]) + 1),
+            "p_value_is_smallest": bool(entry["diff"].get("p_value_is_smallest", False)),
         }
         for seed, entry in zip(seeds, entries)
     ]
