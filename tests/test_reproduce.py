@@ -202,7 +202,63 @@ def test_dyck_numbers_come_from_the_saved_predictions(dyck_folder):
         "dyck_accuracy_higher", "dyck_accuracy_multi_timescale", "dyck_accuracy_baseline", "dyck_gain_grows_with_span"
     }
     assert (dyck_folder / "figures" / "accuracy_by_span.png").is_file()
-    assert "93.82%" in (dyck_folder / "REPORT.md").read_text()
+    markdown = (dyck_folder / "REPORT.md").read_text()
+    assert "93.82%" in markdown
+    # each span row is labelled with the whole spans its bin holds (edges 2, 6.2, 10.4, ... at max_length 40)
+    from mtlstm_hf.reproduce.dyck import span_bin_index
+
+    edges = np.array(summary["span_edges"])
+    spans = np.arange(2, 41)
+    for index in range(len(edges) - 1):
+        inside = spans[span_bin_index(spans, edges) == index]
+        count = summary["arms"]["baseline"]["span_counts"][index]
+        assert f"| {inside[0]}-{inside[-1]} | {count} |" in markdown
+
+
+def lm_report_with_routing(ratios_by_seed):
+    """A report.json holding only ablation results: per seed, chunks of (geometric-mean T, {bin: ratio})."""
+    per_seed = {}
+    for seed, chunks in ratios_by_seed.items():
+        routing = {
+            "chunks": [
+                {"timescale_min": t / 2, "timescale_max": t * 2, "timescale_geometric_mean": t, "ratio": ratio}
+                for t, ratio in chunks
+            ]
+        }
+        per_seed[seed] = {"ablation": {"train": routing, "train_valid_test": routing}}
+    return {"per_seed": per_seed, "runs": {}}
+
+
+def ratios(rare, mid, frequent):
+    return {">=10K": frequent, "1K-10K": mid, "100-1K": mid, "<100": rare}
+
+
+def test_ablation_claim_needs_rare_words_hurt_most_and_frequent_least():
+    from mtlstm_hf.reproduce.summary import lm_summary
+
+    def verdict(ratios_by_seed):
+        summary = lm_summary(lm_report_with_routing(ratios_by_seed))
+        (claim,) = claims.lm_claims("lm-ptb", "cpu", summary, standard_corpus=True)
+        return claim["verdict"], summary["routing"]["train_valid_test"]
+
+    # the chunk of T 1,000 (outside 46-320) hurts rare words more than anything and is not chosen
+    seeds = {
+        str(seed): [(1000.0, ratios(1.5, 1.0, 1.0)), (150.0, ratios(1.04 + step, 1.01, 1.0)), (30.0, ratios(1.0, 1.0, 1.0))]
+        for seed, step in ((1, 0.0), (2, 0.01), (3, 0.02))
+    }
+    found, entry = verdict(seeds)
+    assert found == claims.HOLDS and entry["long_timescale_chunks"] == [[1], [1], [1]]
+    assert entry["rare_minus_frequent_ratio"]["mean"] == pytest.approx(0.05)
+    assert entry["max_rare_ratio"]["mean"] == pytest.approx(1.5)
+    # a middle bin hurt more than rare words: rarer-than-frequent still, but not "rare most"
+    seeds["2"][1] = (150.0, ratios(1.05, 1.08, 1.0))
+    assert verdict(seeds)[0] == claims.INCONCLUSIVE
+    # frequent words hurt more than rare ones in every seed: does not hold
+    flipped = {seed: [(150.0, ratios(1.0, 1.01, 1.03 + 0.01 * int(seed)))] for seed in ("1", "2", "3")}
+    assert verdict(flipped)[0] == claims.DOES_NOT_HOLD
+    # no chunk with its geometric-mean timescale in 46-320: nothing to judge
+    found, entry = verdict({seed: [(1000.0, ratios(1.5, 1.0, 1.0))] for seed in ("1", "2", "3")})
+    assert found == claims.INCONCLUSIVE and entry["long_timescale_chunks"] == [[], [], []]
 
 
 def test_verdict_rules():
@@ -280,3 +336,41 @@ def test_config_file_can_give_the_required_settings(tmp_path):
     assert (experiment, settings.scale, settings.seeds) == ("dyck2", "smoke", [3])
     with pytest.raises(ValueError, match="missing --output-dir"):
         settings_from_argv(["dyck2", "--scale", "smoke"])
+
+
+def lm_report_with_perplexities(by_seed):
+    """A report.json holding only evaluations: per seed, ({bin: baseline ppl}, {bin: multi-timescale ppl})."""
+    def side(perplexities):
+        return {"perplexity": perplexities["all"], "n_tokens": 100, "bins": {b: {"perplexity": perplexities[b], "n_tokens": 25} for b in BINS}}
+
+    diff = {"n_valid_resamples": 10, "diff": {"observed": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}}
+    comparison = {"bins": {b: diff for b in BINS}, "overall": diff}
+    per_seed = {}
+    for seed, (baseline, multi) in by_seed.items():
+        counted = {"a": side(baseline), "b": side(multi), "comparison": comparison}
+        per_seed[seed] = {"evaluation": {"train": counted, "train_valid_test": counted}}
+    return {"per_seed": per_seed, "runs": {}}
+
+
+def test_largest_gain_claim_needs_the_rare_bin_to_gain_most():
+    from mtlstm_hf.reproduce.summary import lm_summary
+
+    def gain_verdict(by_seed):
+        found = claims.lm_claims("lm-ptb", "cpu", lm_summary(lm_report_with_perplexities(by_seed)), standard_corpus=True)
+        return {claim["id"]: claim["verdict"] for claim in found}
+
+    base = {">=10K": 10.0, "1K-10K": 30.0, "100-1K": 200.0, "<100": 2000.0, "all": 60.0}
+    def multi(rare_gain, mid_gain, frequent_gain):
+        return {">=10K": 10.0 * (1 - frequent_gain), "1K-10K": 30.0 * (1 - mid_gain), "100-1K": 200.0 * (1 - mid_gain),
+                "<100": 2000.0 * (1 - rare_gain), "all": 59.0 - frequent_gain}
+
+    verdicts = gain_verdict({str(s): (base, multi(0.05 + 0.01 * s, 0.02, 0.001 * s)) for s in (1, 2, 3)})
+    assert verdicts["largest_gain_rare"] == claims.HOLDS
+    assert verdicts["test_perplexity_lower"] == claims.HOLDS  # 59 - g below 60 in every seed
+    assert verdicts["bin_perplexity_<100"] == claims.INCONCLUSIVE  # a value: only the paper scale can reproduce it
+    # rare words gain more than frequent ones, but a middle bin gains most: not the claim
+    verdicts = gain_verdict({str(s): (base, multi(0.05 + 0.01 * s, 0.2, 0.001 * s)) for s in (1, 2, 3)})
+    assert verdicts["largest_gain_rare"] == claims.INCONCLUSIVE
+    # frequent words gain more than rare ones: does not hold
+    verdicts = gain_verdict({str(s): (base, multi(0.001 * s, 0.0, 0.05 + 0.01 * s)) for s in (1, 2, 3)})
+    assert verdicts["largest_gain_rare"] == claims.DOES_NOT_HOLD

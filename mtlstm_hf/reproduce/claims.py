@@ -187,7 +187,8 @@ def lm_claims(experiment: str, scale: str, summary: Mapping[str, Any], standard_
                 "The baseline's estimated timescales (pooled over its layers) follow an inverse gamma better than a "
                 "log-normal or an exponential (maximum likelihood; AIC of the inverse gamma minus the best alternative)",
                 "inverse gamma fits better (ML shape about 2.2 on PTB, 1.6 on WikiText-2)",
-                f"AIC difference {show(delta, 1)}; KS statistic: {ks}; best family by seed: "
+                f"AIC difference {show(delta, 1)}; inverse gamma ML shape {show(timescales['inverse_gamma_alpha'])}; "
+                f"KS statistic: {ks}; best family by seed: "
                 + ", ".join(str(name) for name in timescales["best_family_by_aic"]),
                 direction_verdict(delta, -1),
                 "direction",
@@ -197,18 +198,28 @@ def lm_claims(experiment: str, scale: str, summary: Mapping[str, Any], standard_
     if routing is not None:
         entry = routing["train_valid_test"]
         verdict = direction_verdict(entry["rare_minus_frequent_ratio"], +1)
-        if verdict == HOLDS and not all(entry["frequent_bin_hurt_least"]):
-            verdict = INCONCLUSIVE
+        ordered = all(entry["rare_bin_hurt_most"]) and all(entry["frequent_bin_hurt_least"])
+        if verdict == HOLDS and not ordered:
+            verdict = INCONCLUSIVE  # rare words hurt more than frequent ones, but not most / least of all bins
+
+        def every_seed(flags: Sequence[bool]) -> str:
+            return str(all(flags)) if flags else "-"
+
+        chunks = "; ".join(
+            f"seed {seed}: " + (", ".join(f"T {low:.1f}-{high:.1f}" for low, high in found) or "none")
+            for seed, found in zip(routing["seeds"], entry["long_timescale_ranges"])
+        )
         claims.append(
             _claim(
                 "ablation_long_timescales_rare_words",
                 "Ablating layer-2 units with long assigned timescales (T about 46-320) hurts rare words (< 100) most and "
-                "frequent words (>= 10K) least (perplexity ratio ablated / intact; chunks overlapping T 46-320, counts "
-                "over train+valid+test)",
+                "frequent words (>= 10K) least (perplexity ratio ablated / intact; the chunks whose units' geometric-mean "
+                "assigned timescale lies in 46-320, counts over train+valid+test)",
                 f"rare-word ratio up to {PAPER_LM['max_rare_ablation_ratio']}",
                 f"ratio(<100) minus ratio(>=10K): {show(entry['rare_minus_frequent_ratio'], 4)}; largest ratio(<100) of "
-                f"any chunk: {show(entry['max_rare_ratio'], 4)}; >=10K hurt least in every seed: "
-                f"{all(entry['frequent_bin_hurt_least']) if entry['frequent_bin_hurt_least'] else '-'}",
+                f"any chunk: {show(entry['max_rare_ratio'], 4)}; in every chosen chunk of every seed <100 hurt most: "
+                f"{every_seed(entry['rare_bin_hurt_most'])}, >=10K hurt least: {every_seed(entry['frequent_bin_hurt_least'])}; "
+                f"chunks chosen: {chunks}",
                 verdict,
                 "direction",
             )

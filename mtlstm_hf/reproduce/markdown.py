@@ -4,6 +4,7 @@ Written from ``report.json`` alone."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,16 @@ def _bootstrap_cell(entry: Mapping[str, Any]) -> str:
     p_text = format_p_value(entry)
     p_text = p_text if p_text.startswith("<=") else "=" + p_text
     return f"seed {entry['seed']}: {_signed(entry['difference'])} [{_signed(low)}, {_signed(high)}], p{p_text}"
+
+
+def _span_label(edges: list[float], index: int) -> str:
+    """The whole spans of bin ``index`` (``edges[i] <= s < edges[i + 1]``, the last bin closed:
+    :func:`mtlstm_hf.reproduce.dyck.span_bin_index`), e.g. ``7-10``."""
+    first = math.ceil(edges[index])
+    last = math.floor(edges[-1]) if index == len(edges) - 2 else math.ceil(edges[index + 1]) - 1
+    if last < first:
+        return f"none ({edges[index]:.2f}-{edges[index + 1]:.2f})"
+    return f"{first}-{last}" if last > first else str(first)
 
 
 def _claims_section(report: Mapping[str, Any]) -> list[str]:
@@ -75,16 +86,18 @@ def _lm_tables(report: Mapping[str, Any]) -> list[str]:
             lines += [
                 f"### Per frequency bin, word counts over {counting.replace('_', ' + ')}",
                 "",
-                "| bin | test tokens | baseline | multi-timescale | difference | relative gain | bootstrap per seed: difference [95% CI], p |",
+                "| bin | test tokens | baseline | multi-timescale | multi-timescale minus baseline | relative gain | "
+                "bootstrap per seed: multi-timescale minus baseline [95% CI], p |",
                 "| --- | ---: | --- | --- | --- | --- | --- |",
             ]
             for label, entry in bins.items():
-                if label == "overall":
-                    continue
                 boot = "; ".join(_bootstrap_cell(b) for b in entry["bootstrap"])
+                if label == "overall":  # the same numbers as the table above, with each seed's bootstrap
+                    entry = {**test, "relative_gain": None}
                 lines.append(
-                    f"| {label} | {entry['n_tokens']} | {show(entry['baseline'])} | {show(entry['multi_timescale'])} | "
-                    f"{show(entry['difference'])} | {show(entry['relative_gain'], 1, percent=True)} | {_cell(boot)} |"
+                    f"| {'all' if label == 'overall' else label} | {entry['n_tokens']} | {show(entry['baseline'])} | "
+                    f"{show(entry['multi_timescale'])} | {show(entry['difference'])} | "
+                    f"{show(entry['relative_gain'], 1, percent=True)} | {_cell(boot)} |"
                 )
             lines.append("")
     timescales = summary.get("timescales")
@@ -120,7 +133,7 @@ def _dyck_tables(report: Mapping[str, Any]) -> list[str]:
     for index in range(len(edges) - 1):
         cells = [show(summary["arms"][arm]["span_accuracy"][index], 1, True) if summary["arms"][arm]["span_accuracy"] else "-" for arm in ("baseline", "multi_timescale")]
         count = summary["arms"]["baseline"]["span_counts"][index] if summary["arms"]["baseline"]["span_counts"] else "-"
-        lines.append(f"| {edges[index]:.0f}-{edges[index + 1]:.0f} | {count} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {_span_label(edges, index)} | {count} | {cells[0]} | {cells[1]} |")
     lines.append("")
     return lines
 

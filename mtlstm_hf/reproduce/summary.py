@@ -147,9 +147,10 @@ def _timescale_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str,
             values["aic"].append(_number(fit["aic"]))
             values["ks_statistic"].append(_number(fit["ks_statistic"]))
             values["parameters"].append(fit["parameters"])
-        best.append(min(fits, key=lambda family: _number(fits[family]["aic"])))
-        others = [_number(fit["aic"]) for family, fit in fits.items() if family != "inverse_gamma"]
-        delta.append(_number(fits["inverse_gamma"]["aic"]) - min(others) if others and "inverse_gamma" in fits else math.nan)
+        aic = {family: _number(fit["aic"]) for family, fit in fits.items() if not math.isnan(_number(fit["aic"]))}
+        best.append(min(aic, key=aic.get) if aic else None)  # a family whose fit failed (NaN AIC) is left out
+        others = [value for family, value in aic.items() if family != "inverse_gamma"]
+        delta.append(aic["inverse_gamma"] - min(others) if others and "inverse_gamma" in aic else math.nan)
     return {
         "seeds": [int(seed) for seed in seeds],
         "fitted_seeds": fitted,
@@ -163,28 +164,39 @@ def _timescale_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str,
         },
         "best_family_by_aic": best,
         "inverse_gamma_aic_minus_best_alternative": interval(delta),
+        "inverse_gamma_alpha": geometric_interval(
+            [fit.get("alpha") for fit in per_family.get("inverse_gamma", {}).get("parameters", [])]
+        ),
     }
 
 
 def long_timescale_chunks(routing: Mapping[str, Any], span: tuple[float, float] = LONG_TIMESCALE_RANGE) -> list[int]:
-    """Positions of the routing report's chunks whose assigned timescales overlap ``span``."""
+    """Positions of the routing report's chunks whose units' assigned timescales have a geometric
+    mean inside ``span``: at the paper's sizes (1,150 units in chunks of 50) the two chunks of T
+    96-321 and 46-94; in a smaller layer, the chunks mostly made of such units (400 units: the
+    first chunk, T 50-55,000, 33 of its 50 units inside), not every chunk that merely touches it."""
     low, high = span
     chosen = []
     for position, chunk in enumerate(routing["chunks"]):
-        minimum, maximum = _number(chunk.get("timescale_min")), _number(chunk.get("timescale_max"))
-        if not (math.isnan(minimum) or math.isnan(maximum)) and minimum <= high and maximum >= low:
+        centre = _number(chunk.get("timescale_geometric_mean"))
+        if not math.isnan(centre) and low <= centre <= high:
             chosen.append(position)
     return chosen
 
 
 def _routing_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str, Any]:
+    """Per way of counting: the long-timescale chunks of each seed (positions in the routing report,
+    and the assigned-timescale range of each), the mean over them of
+    ``ratio(<100) - ratio(>=10K)``, the largest ``ratio(<100)`` of any chunk, and whether in every
+    chosen chunk ``<100`` is the bin hurt most and ``>=10K`` the bin hurt least."""
     result: dict[str, Any] = {"seeds": [int(seed) for seed in seeds]}
     for counting in ("train", "train_valid_test"):
-        gaps, rare_max, chosen_chunks, frequent_least = [], [], [], []
+        gaps, rare_max, chosen_chunks, ranges, rare_most, frequent_least = [], [], [], [], [], []
         for seed in seeds:
             routing = report["per_seed"][seed]["ablation"][counting]
             chosen = long_timescale_chunks(routing)
             chosen_chunks.append(chosen)
+            ranges.append([[routing["chunks"][p]["timescale_min"], routing["chunks"][p]["timescale_max"]] for p in chosen])
             ratios = [routing["chunks"][position]["ratio"] for position in chosen]
             gap = [_number(r["<100"]) - _number(r[">=10K"]) for r in ratios]
             gap = [value for value in gap if not math.isnan(value)]
@@ -192,16 +204,19 @@ def _routing_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str, A
             rare = [_number(chunk["ratio"]["<100"]) for chunk in routing["chunks"]]
             rare = [value for value in rare if not math.isnan(value)]
             rare_max.append(max(rare) if rare else math.nan)
-            least = []
+            most, least = [], []
             for r in ratios:
-                values = {label: _number(r[label]) for label in BINS}
-                finite = {label: value for label, value in values.items() if not math.isnan(value)}
+                finite = {label: _number(r[label]) for label in BINS if not math.isnan(_number(r[label]))}
+                most.append(bool(finite) and max(finite, key=finite.get) == "<100")
                 least.append(bool(finite) and min(finite, key=finite.get) == ">=10K")
+            rare_most.append(bool(most) and all(most))
             frequent_least.append(bool(least) and all(least))
         result[counting] = {
             "long_timescale_chunks": chosen_chunks,
+            "long_timescale_ranges": ranges,
             "rare_minus_frequent_ratio": interval(gaps),
             "max_rare_ratio": interval(rare_max),
+            "rare_bin_hurt_most": rare_most,
             "frequent_bin_hurt_least": frequent_least,
         }
     return result
