@@ -192,6 +192,11 @@ def test_dyck_numbers_come_from_the_saved_predictions(dyck_folder):
     summary = report["summary"]
     for arm, values in accuracies.items():
         assert summary["arms"][arm]["accuracy"]["mean"] == pytest.approx(np.mean(values))
+        for entry in summary["arms"][arm]["span_accuracy"]:  # t intervals cut at 0 and 1
+            finite = [v for v in entry["values"] if not math.isnan(v)]
+            if len(finite) == 2 and finite[0] != finite[1]:
+                _, low, high = t_interval(finite)
+                assert entry["ci95"] == pytest.approx([min(max(low, 0), 1), min(max(high, 0), 1)])
     ours, theirs = np.array(accuracies["multi_timescale"]), np.array(accuracies["baseline"])
     assert summary["difference"]["mean"] == pytest.approx(ours.mean() - theirs.mean())
     va, vb = ours.var(ddof=1) / 2, theirs.var(ddof=1) / 2

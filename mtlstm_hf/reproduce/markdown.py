@@ -125,6 +125,8 @@ def _dyck_tables(report: Mapping[str, Any]) -> list[str]:
     lines = [
         "## Dyck-2 test sequence accuracy",
         "",
+        "Mean over seeds and 95% t interval, cut at 0% and 100%.",
+        "",
         "| span bin | test words | baseline | multi-timescale |",
         "| --- | ---: | --- | --- |",
         f"| all | {sum(summary['arms']['baseline']['span_counts'] or [0])} | "

@@ -3,7 +3,8 @@ from the models here): per-seed values, their mean and a 95% Student-t interval
 (:func:`mtlstm_hf.reproduce.dyck.mean_confidence_interval`; ``n - 1`` degrees of freedom, NaN
 values left out, no interval from one value). Perplexities of one arm are summarised on the log
 scale (:func:`geometric_interval`: geometric mean, interval always positive); differences, gains,
-AIC and KS statistics on their own scale.
+AIC on its own scale; accuracies and KS statistics with their intervals cut at 0 and 1
+(:func:`proportion_interval`).
 
 Language models (:func:`lm_summary`): test perplexity per arm and the paired difference
 (multi-timescale minus baseline, seed by seed: both arms of a seed share its data order), per
@@ -48,6 +49,15 @@ def interval(values: Sequence[Any]) -> dict[str, Any]:
     else:
         mean, low, high = mean_confidence_interval(finite)
     return {"values": numbers, "n": len(finite), "mean": mean, "ci95": [low, high]}
+
+
+def proportion_interval(values: Sequence[Any]) -> dict[str, Any]:
+    """:func:`interval` of fractions in ``[0, 1]`` (accuracies, KS statistics), its ends cut at 0
+    and 1: a t interval over a few seeds can cross them (3 seeds at 0.2%, 0.0%, 0.4% give
+    ``[-0.3%, 0.7%]``), no fraction can."""
+    result = interval(values)
+    result["ci95"] = [value if math.isnan(value) else min(max(value, 0.0), 1.0) for value in result["ci95"]]
+    return result
 
 
 def geometric_interval(values: Sequence[Any]) -> dict[str, Any]:
@@ -157,7 +167,7 @@ def _timescale_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str,
         "families": {
             family: {
                 "aic": interval(values["aic"]),
-                "ks_statistic": interval(values["ks_statistic"]),
+                "ks_statistic": proportion_interval(values["ks_statistic"]),
                 "parameters": values["parameters"],
             }
             for family, values in per_family.items()
@@ -257,8 +267,8 @@ def dyck_summary(runs: Sequence[Mapping[str, Any]], span_edges: Sequence[float])
         spans = np.array([[_number(value) for value in run["span_accuracy"]] for run in arm_runs], dtype=float)
         result["arms"][arm] = {
             "seeds": [run["seed"] for run in arm_runs],
-            "accuracy": interval([run["accuracy"] for run in arm_runs]),
-            "span_accuracy": [interval(column.tolist()) for column in spans.T] if len(arm_runs) else [],
+            "accuracy": proportion_interval([run["accuracy"] for run in arm_runs]),
+            "span_accuracy": [proportion_interval(column.tolist()) for column in spans.T] if len(arm_runs) else [],
             "span_counts": arm_runs[0]["span_counts"] if arm_runs else [],
         }
     ours = [run["accuracy"] for run in by_arm["multi_timescale"]]
@@ -282,4 +292,14 @@ def dyck_summary(runs: Sequence[Mapping[str, Any]], span_edges: Sequence[float])
     return result
 
 
-__all__ = ["ARMS", "BINS", "LONG_TIMESCALE_RANGE", "dyck_summary", "geometric_interval", "interval", "lm_summary", "long_timescale_chunks"]
+__all__ = [
+    "ARMS",
+    "BINS",
+    "LONG_TIMESCALE_RANGE",
+    "dyck_summary",
+    "geometric_interval",
+    "interval",
+    "lm_summary",
+    "long_timescale_chunks",
+    "proportion_interval",
+]
