@@ -308,9 +308,10 @@ def paired_block_bootstrap(
     valid = ~torch.isnan(diff)
     n_le = ((diff <= 0) & valid).sum(0)
     n_ge = ((diff >= 0) & valid).sum(0)
-    p = (2.0 * (1 + torch.minimum(n_le, n_ge)).double() / (n_valid + 1)).clamp(max=1.0)  # float64, as the rest
+    flips = torch.minimum(n_le, n_ge)  # resamples on the less populated side of zero
+    p = (2.0 * (1 + flips).double() / (n_valid + 1)).clamp(max=1.0)  # float64, as the rest
     p = torch.where(n_valid > 0, p, torch.nan)
-    at_floor = (torch.minimum(n_le, n_ge) == 0) & (n_valid > 0)
+    at_floor = (flips == 0) & (n_valid > 0)
 
     def stats(col: int) -> dict[str, Any]:
         return {

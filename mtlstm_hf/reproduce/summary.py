@@ -67,13 +67,12 @@ def geometric_interval(values: Sequence[Any]) -> dict[str, Any]:
     count as missing."""
     numbers = [_number(value) for value in values]
     logs = [math.log(value) if value > 0 else math.nan for value in numbers]
-    result = interval(logs)
-    low, high = result["ci95"]
+    result = interval(logs)  # math.exp keeps NaN (no value, no interval) as NaN
     return {
         "values": numbers,
         "n": result["n"],
-        "mean": math.exp(result["mean"]) if not math.isnan(result["mean"]) else math.nan,
-        "ci95": [math.exp(low) if not math.isnan(low) else math.nan, math.exp(high) if not math.isnan(high) else math.nan],
+        "mean": math.exp(result["mean"]),
+        "ci95": [math.exp(end) for end in result["ci95"]],
         "scale": "log",
     }
 
