@@ -1,5 +1,11 @@
 """Checkpoints saved before the issue-14 redesign (tests/fixtures/saved_by_f0cac04, see its README)
-load with today's code and give bit-identical logits; saved again, they load as remote code."""
+load with today's code and give the logits that code gave; saved again, they load as remote code.
+
+The expected logits were computed on another CPU (AVX-512): kernels of another instruction set,
+or the same weights at another memory alignment, may round differently in the last bits (measured
+here on an AVX2 EPYC: 2.4e-7 at most), so they are compared to float32 rounding (1e-5), which
+any wrongly loaded tensor exceeds by orders of magnitude; every way of loading them on this
+machine gives bit-identical logits."""
 
 from __future__ import annotations
 
@@ -30,8 +36,9 @@ def test_old_checkpoint_gives_identical_logits(case, tmp_path):
     assert type(model) is MTLSTMForCausalLM
     strict = load_model_strictly(folder, MTLSTMForCausalLM).eval()
     with torch.no_grad():
-        assert torch.equal(model(expected["input_ids"]).logits, expected["logits"])
-        assert torch.equal(strict(expected["input_ids"]).logits, expected["logits"])
+        logits = model(expected["input_ids"]).logits
+        assert torch.equal(strict(expected["input_ids"]).logits, logits)
+    torch.testing.assert_close(logits, expected["logits"], rtol=1e-5, atol=1e-5)
     model.save_pretrained(tmp_path / "again")
     remote = load_in_fresh_process_without_package(tmp_path / "again", expected["input_ids"], tmp_path / "remote")
-    assert torch.equal(remote["logits"], expected["logits"])
+    assert torch.equal(remote["logits"], logits)

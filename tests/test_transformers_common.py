@@ -74,7 +74,10 @@ def test_save_load_round_trip_in_safetensors(model_class, tmp_path):
     assert not any(info.values()), info  # nothing missing, unexpected or mismatched
     with torch.no_grad():
         after = _main_output(reloaded.eval(), input_ids=ids, attention_mask=mask)
-    assert torch.equal(before, after)
+    # The reloaded tensors are read from the file at another memory alignment, and AVX2 kernels
+    # (the packed LSTM path) round differently by alignment (3.7e-9 measured on an AVX2 EPYC):
+    # the outputs agree to float32 rounding, the tensors bit for bit.
+    torch.testing.assert_close(after, before, rtol=1e-6, atol=1e-6)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, reloaded.state_dict()[name]), name
     # Saving the reloaded model again gives the same file content.
