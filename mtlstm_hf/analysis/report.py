@@ -81,6 +81,7 @@ from typing import Any, Callable, Union
 
 import torch
 
+from mtlstm_hf.devices import float32_precision
 from mtlstm_hf.evaluation import bin_labels, frequency_bin_of_token, target_positions, token_counts
 from mtlstm_hf.ops.gates import weighted_sum_norms
 from mtlstm_hf.progress import Meter, Share
@@ -766,7 +767,8 @@ def run_analyses(
             report["analyses"].pop(name, None)
             report["skipped"].pop(name, None)
             try:
-                result, drawings = _RUNNERS[name](context)
+                with float32_precision("highest"):  # never TensorFloat-32, whatever a caller set
+                    result, drawings = _RUNNERS[name](context)
             except ValueError as error:  # the analysis does not apply to this model/data: record why
                 report["skipped"][name] = str(error)
             else:

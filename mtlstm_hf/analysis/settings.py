@@ -73,7 +73,7 @@ class AnalysisRun:
     output_dir: str | None = setting(None, help="report folder (default: CHECKPOINT/analysis, the folder the Hub publishing step attaches); a report of the same checkpoint and settings there is continued")
     restart: bool = setting(False, help="discard the report already in the output folder and redo everything")
     figures: bool = setting(True, help="write PNG figures next to report.json")
-    device: str | None = setting(None, help="torch device for the model (default: cpu)")
+    device: str | None = setting(None, help="torch device for the model (default: cuda when available, else cpu)")
     threads: int | None = setting(None, help="torch intra-op threads (default: torch's choice, all cores)")
     progress: bool = setting(True, help="show the progress display")
 

@@ -55,6 +55,7 @@ from transformers.utils import (
 )
 
 from .. import register_auto_classes
+from ..devices import UnavailableDeviceError, float32_precision, resolve_device  # noqa: F401 (UnavailableDeviceError: public here too)
 from ..progress import no_transformers_progress_bar
 from ..data import canonical_split, check_vocabulary_fingerprint, load_corpus, split_to_stream
 from .bootstrap import paired_block_bootstrap
@@ -120,7 +121,8 @@ def load_checkpoint(
         path: local folder holding ``config.json`` (``model_type="mtlstm"``), the weights
             (``model.safetensors``, ``pytorch_model.bin`` or a sharded index) and the
             tokenizer files (``tokenizer.json`` / ``tokenizer_config.json``).
-        device: where to put the model (default: CPU).
+        device: where to put the model (default: CUDA when available, else the CPU:
+            :func:`mtlstm_hf.devices.resolve_device`).
 
     Returns:
         ``(model, tokenizer)``: an ``MTLSTMForCausalLM`` in eval mode and the tokenizer.
@@ -128,7 +130,9 @@ def load_checkpoint(
     Raises:
         FileNotFoundError: the folder does not exist, or it lacks the weights or the tokenizer.
         ValueError: the folder is not an mtlstm checkpoint (no ``config.json`` or another
-            ``model_type``), or the tokenizer's vocabulary size differs from ``config.vocab_size``.
+            ``model_type``), or the tokenizer's vocabulary size differs from ``config.vocab_size``;
+            ``device`` is not a device name.
+        UnavailableDeviceError: ``device`` does not exist on this machine.
     """
     from ..training.checkpoint import repair_interrupted_replacement
 
@@ -157,10 +161,8 @@ def load_checkpoint(
             f"config.vocab_size is {config.get('vocab_size')}; they must have been saved from different runs"
         )
     check_vocabulary_fingerprint(config.get("vocab_fingerprint"), tokenizer, f"checkpoint {str(folder)!r}")
-    device = _checked_device(device)
-    model = load_model_strictly(folder)
-    if device is not None:
-        model = model.to(device)
+    device = resolve_device(device)
+    model = load_model_strictly(folder).to(device)
     return model.eval(), tokenizer
 
 
@@ -173,30 +175,6 @@ def _transformers_logging(level: int) -> Iterator[None]:
         yield
     finally:
         hf_logging.set_verbosity(previous)
-
-
-class UnavailableDeviceError(ValueError):
-    """The requested device does not exist on this machine (e.g. ``cuda`` without CUDA); the
-    commands exit with code 3, "this machine cannot run the requested setting"."""
-
-    exit_code = 3  # mtlstm_hf.exit_codes.UNSUPPORTED_SETTING
-
-
-def _checked_device(device: torch.device | str | None) -> torch.device | None:
-    """``device`` as a ``torch.device``; ``ValueError`` when it is malformed or absent here."""
-    if device is None:
-        return None
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1'): {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UnavailableDeviceError(f"device {str(device)!r}: CUDA is not available on this machine; use 'cpu'.")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UnavailableDeviceError(
-            f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)."
-        )
-    return device
 
 
 _GATE_BIAS = re.compile(r"^(?:model\.)?layers\.(\d+)\.gate_biases\.(forget_gate|input_gate)$")
@@ -363,7 +341,8 @@ def _score_split(
     vocab_size = int(model.config.vocab_size)
     bin_of_token = frequency_bin_of_token(token_counts([streams[name] for name in count_names], vocab_size), edges)
     stream = streams[split]
-    log_probs = token_log_probs(model, stream, batch_size=batch_size, window=window)
+    with float32_precision("highest"):  # reported numbers never use TensorFloat-32, whatever a caller set
+        log_probs = token_log_probs(model, stream, batch_size=batch_size, window=window)
     targets = stream[target_positions(stream.numel(), batch_size)]
     info = {
         "split": split,

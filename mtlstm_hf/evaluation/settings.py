@@ -27,5 +27,5 @@ class EvaluationConfig:
     n_resamples: int = setting(10_000, help="bootstrap resamples")
     seed: int = setting(0, help="bootstrap seed")
     confidence_level: float = setting(0.95, help="confidence level of the interval")
-    device: str | None = setting(None, help="torch device for the models (default: cpu)")
+    device: str | None = setting(None, help="torch device for the models (default: cuda when available, else cpu)")
     output: str | None = setting(None, help="also write the results as JSON to this file (checked before the evaluation, replaced atomically)")

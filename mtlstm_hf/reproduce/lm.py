@@ -172,11 +172,9 @@ def best_model(plan: LMPlan, arm: str, seed: int) -> Path:
 
 
 def _device(plan: LMPlan) -> str:
-    if plan.device is not None:
-        return plan.device
-    import torch
+    from ..devices import default_device_name
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return plan.device if plan.device is not None else default_device_name()
 
 
 def evaluation_stage(plan: LMPlan, seed: int) -> dict[str, Any]:

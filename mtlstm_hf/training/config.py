@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..command_line import setting
+from ..devices import FLOAT32_PRECISIONS
 from ..models.mtlstm.presets import PRESETS as MODEL_CONFIG_PRESETS
 
 OPTIMIZERS: tuple[str, ...] = ("awd", "adamw")
@@ -34,8 +35,10 @@ LR_SCHEDULERS: tuple[str, ...] = (
 )
 """Schedules of ``transformers.get_scheduler`` that need no extra arguments (AdamW only)."""
 
-MIXED_PRECISION: tuple[str, ...] = ("no", "bf16")
-"""``accelerate`` mixed precision modes supported here (fp16 does not run on CPU)."""
+MIXED_PRECISION: tuple[str, ...] = ("no", "bf16", "fp16")
+"""``accelerate`` mixed precision modes: ``bf16`` (GPUs with bfloat16, CPUs with native bfloat16
+instructions) and ``fp16`` (CUDA only, with a gradient scaler). Either runs the output layer and
+the loss under autocast; the recurrences always run in float32 (the timescales need it)."""
 
 TRACKERS: tuple[str, ...] = ("auto", "jsonl", "tensorboard", "trackio", "none")
 """``auto``: TensorBoard when installed, plus always the JSON-lines log; ``jsonl``: only the
@@ -58,6 +61,7 @@ RESUME_OVERRIDABLE_FIELDS: frozenset[str] = frozenset(
         "output_dir",
         "resume_from",
         "save_every_steps",
+        "save_every_epochs",
         "keep_checkpoints",
         "log_every_steps",
         "progress_bar",
@@ -114,7 +118,8 @@ class TrainingConfig:
     adam_epsilon: float = setting(1e-8, help="AdamW epsilon, > 0")
     scale_lr_by_seq_len: bool = setting(True, help="multiply the step's learning rate by seq_len / bptt (AWD, for variable-length windows; with accumulation the mean window length of the step)")
     gradient_accumulation_steps: int = setting(1, help="consecutive BPTT windows per optimizer step")
-    mixed_precision: str = setting("no", choices=MIXED_PRECISION, help="bf16: accelerate autocast, parameters stay fp32; on a CPU it needs native bf16 (AVX512_BF16/AMX), else exit 3")
+    mixed_precision: str = setting("no", choices=MIXED_PRECISION, help="no (float32); bf16: the output layer and loss under bfloat16 autocast (a GPU with bf16, or a CPU with native bf16: AVX512_BF16/AMX; else exit 3); fp16: float16 autocast with a gradient scaler, CUDA only. The recurrences always run in float32 and the parameters stay float32")
+    matmul_precision: str = setting("highest", choices=FLOAT32_PRECISIONS, help="CUDA float32 matrix products: highest (full float32) or high (TensorFloat-32 in the output layer and the cuDNN LSTM: faster on Ampere and later GPUs, about 1e-3 relative error per product); no effect on CPUs")
     # batching
     batch_size: int = setting(20, help="global number of contiguous rows of the training stream (AWD batchify), split evenly over processes")
     eval_batch_size: int = setting(10, help="rows of the validation/test streams (also split over processes)")
@@ -128,7 +133,8 @@ class TrainingConfig:
     output_dir: str = setting("outputs/mtlstm-small", help="run folder: best_model/ (loadable with from_pretrained), checkpoints/ (resumable training state), logs/")
     overwrite_output_dir: bool = setting(False, help="replace an earlier run in output_dir")
     resume_from: str | None = setting(None, aliases=["--resume"], help="a run folder, its checkpoints/ folder or one checkpoint to resume; its settings are reused, options given override budget and logging ones")
-    save_every_steps: int | None = setting(None, aliases=["--save-every"], help="also checkpoint every N optimizer steps (else at epoch ends, on interruption and at the end)")
+    save_every_steps: int | None = setting(None, aliases=["--save-every"], help="also checkpoint every N optimizer steps")
+    save_every_epochs: int = setting(1, help="checkpoint at every Nth epoch end (and always on interruption and at the end of the run); a crash loses at most the work since the last one. A paper-scale checkpoint is about 200 MB: on a GPU, where an epoch takes seconds, checkpoint every 10 or more")
     keep_checkpoints: int = setting(1, help="complete checkpoints to keep (>= 1)")
     log_every_steps: int = setting(10, aliases=["--log-every"], help="training metrics every N optimizer steps")
     tracker: str = setting("auto", choices=TRACKERS, help="metrics: auto (TensorBoard if installed + JSON lines), jsonl, tensorboard, trackio (each with the JSON lines), none")
@@ -234,6 +240,9 @@ class TrainingConfig:
             raise ValueError(f"max_minutes must be None or a finite number > 0, got {self.max_minutes!r}.")
         boolean("overwrite_output_dir")
         positive_int("save_every_steps", allow_none=True)
+        positive_int("save_every_epochs")
+        if self.matmul_precision not in FLOAT32_PRECISIONS:
+            raise ValueError(f"matmul_precision must be one of {list(FLOAT32_PRECISIONS)}, got {self.matmul_precision!r}.")
         positive_int("keep_checkpoints")
         positive_int("log_every_steps")
         choice("tracker", TRACKERS)

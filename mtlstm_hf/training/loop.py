@@ -9,16 +9,28 @@ et al. 2021's reference code):
    ``loss`` is the cross-entropy plus AR and TAR in training mode; backward ``loss / windows``
    (gradients all-reduced across processes on the last window);
 3. clip the global gradient norm (0.25); a non-finite norm or loss stops training here,
-   before the parameters change, with :class:`NonFiniteLossError`;
+   before the parameters change, with :class:`NonFiniteLossError` (under ``fp16`` mixed
+   precision a non-finite norm with a finite loss is the gradient scaler's overflow step,
+   which the scaler skips, as it is meant to);
 4. SGD (or AdamW) step with the learning rate scaled by ``mean(L) / bptt``;
 5. under averaged SGD, update the running mean of the parameters.
+
+**Host reads.** A step reads the device once: the loss and the gradient norm together, which
+decide whether the step is taken and are what is logged (with several processes, the stop
+decision's all-reduce adds one). The token ids are checked once per stream, not per window
+(``check_values=False``), the averaged model counts on the CPU, nothing else waits for the GPU.
+
+**Precision.** ``mixed_precision`` (``bf16``, or ``fp16`` with a gradient scaler on CUDA) runs
+the output layer and the loss under autocast; the recurrences always run in float32
+(:func:`mtlstm_hf.models.mtlstm.layers.recurrence_precision`). ``matmul_precision`` sets
+TensorFloat-32 for the run (:func:`mtlstm_hf.devices.float32_precision`).
 
 After each epoch: validation loss with the state carried over the whole stream
 (:func:`mtlstm_hf.evaluation.token_log_probs`), the non-monotone trigger, the best model saved
 with ``save_pretrained``, and a checkpoint.
 
-**NT-ASGD.** The running mean is ``torch.optim.swa_utils.AveragedModel`` (equal weights over
-the steps after the switch) while SGD keeps running: with ``lambd=0`` the update of AWD's
+**NT-ASGD.** The running mean is :class:`~.averaging.ParameterAverage` (PyTorch's
+``AveragedModel`` without host reads: equal weights over the steps after the switch) while SGD keeps running: with ``lambd=0`` the update of AWD's
 ``torch.optim.ASGD`` *is* plain SGD, without two of its quirks (its step applies the previous
 step's learning rate, breaking the ``seq_len / bptt`` scaling, and its average restarts at the
 second step). Evaluation and the saved best model use the averaged parameters, as in AWD.
@@ -44,19 +56,22 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch.optim.swa_utils import AveragedModel
 from torch.profiler import record_function
 
+from ..devices import float32_precision
 from ..evaluation import token_log_probs
 from ..models.mtlstm import MTLSTMForCausalLM, MTLSTMState
 from ..progress import no_transformers_progress_bar
 from ..progress import progress as progress_bar
 from . import checkpoint as ckpt
+from .averaging import ParameterAverage
 from .config import TrainingConfig
 from .preparation import (
     build_model,
     build_optimizer,
     check_resume_and_output,
+    check_token_streams,
+    finish_accelerator,
     make_accelerator,
     planned_steps,
     prepare_data,
@@ -94,8 +109,10 @@ class LanguageModelTrainer:
     Args:
         config: the run's settings.
         accelerator: default :func:`make_accelerator(config) <make_accelerator>`. Either way,
-            call ``trainer.accelerator.end_training()`` when done (closes the trackers, ends
-            the process group); :func:`train` does it for the accelerator it makes.
+            call :func:`~.preparation.finish_accelerator` when done (closes the trackers, releases
+            the prepared objects; the process group of a multi-process start stays up for the
+            next run, see :func:`~.preparation.end_processes`); :func:`train` does it for the
+            accelerator it makes.
         callbacks: see :data:`StepCallback`.
     """
 
@@ -121,6 +138,7 @@ class LanguageModelTrainer:
         self.valid_part, self.test_part = data.valid_part, data.test_part
         set_seed(config.seed)  # model initialisation; a resumed run restores every RNG afterwards
         model = build_model(config, self.tokenizer, resume_dir)
+        check_token_streams(model, {"training": self.rows, "validation": self.valid_part, "test": self.test_part})
         require_precision_support(model, config, accelerator)
         model.train()
         # Dropout from here on: one stream per process, or rows on different processes would
@@ -129,7 +147,7 @@ class LanguageModelTrainer:
         optimizer, self.scheduler = build_optimizer(config, model, self.planned_steps())
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.unwrapped_model: MTLSTMForCausalLM = accelerator.unwrap_model(self.model)
-        self.averaged_model = AveragedModel(self.unwrapped_model) if config.optimizer == "awd" else None
+        self.averaged_model = ParameterAverage(self.unwrapped_model) if config.optimizer == "awd" else None
         # What accelerate can hold survives a resume through it (a fixed order: the files are numbered).
         for state in (self.iterator, self.averaged_model, self.scheduler):
             if state is not None:
@@ -170,7 +188,10 @@ class LanguageModelTrainer:
             all_reduce = index == len(windows) - 1
             with contextlib.nullcontext() if all_reduce else accelerator.no_sync(self.model):
                 with record_function("forward"):  # loss = cross-entropy + AR + TAR (the model adds them)
-                    output = self.model(input_ids=inputs, shift_labels=targets, cache=self.carried_state, use_cache=True)
+                    output = self.model(
+                        input_ids=inputs, shift_labels=targets, cache=self.carried_state, use_cache=True,
+                        check_values=False,  # the streams were checked once (check_token_streams)
+                    )  # fmt: skip
                 with record_function("backward"):
                     accelerator.backward(output.loss / len(windows))
             self.carried_state = output.cache.detach()  # truncated BPTT: keep the state, drop the graph
@@ -179,26 +200,36 @@ class LanguageModelTrainer:
 
         with record_function("optimizer"):
             max_norm = config.clip_grad_norm if config.clip_grad_norm is not None else math.inf
-            grad_norm = float(accelerator.clip_grad_norm_(self.model.parameters(), max_norm))
-            self._require_finite(float(torch.stack(losses).double().mean()), grad_norm)
+            grad_norm = accelerator.clip_grad_norm_(self.model.parameters(), max_norm)
+            # The step's one host read: what decides whether the step is taken, and what is logged.
+            loss, lm_loss, norm = torch.stack(
+                [torch.stack(losses).double().mean(), torch.stack(lm_losses).double().mean(), grad_norm.double()]
+            ).tolist()
+            self._require_finite(loss, norm)
             # AWD: the learning rate follows the window length (seq_len / bptt).
             lengths = [inputs.shape[1] for inputs, _ in windows]
             scale = sum(lengths) / (len(windows) * config.bptt) if config.scale_lr_by_seq_len else 1.0
             with scaled_learning_rate(self.optimizer, scale):
                 self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-            if self.scheduler is not None:
-                self.scheduler.step()
-            if self.progress.asgd_active:
-                self.averaged_model.update_parameters(self.unwrapped_model)
-        self.last_grad_norm = grad_norm
-        return float(torch.stack(lm_losses).double().mean())
+            if accelerator.scaler is not None and accelerator.optimizer_step_was_skipped:
+                self._skipped_by_scaler(norm)  # nothing changed: no schedule step, nothing averaged
+            else:
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                if self.progress.asgd_active:
+                    self.averaged_model.update_parameters(self.unwrapped_model)
+        self.last_grad_norm = norm
+        return lm_loss
 
     def _require_finite(self, local_loss: float, grad_norm: float) -> None:
         # The gradient norm comes from all-reduced gradients, so every process decides alike (a
         # NaN loss anywhere makes it NaN); one process alone may also look at its own loss.
-        if math.isfinite(grad_norm) and (self.accelerator.num_processes > 1 or math.isfinite(local_loss)):
+        loss_ok = self.accelerator.num_processes > 1 or math.isfinite(local_loss)
+        if math.isfinite(grad_norm) and loss_ok:
             return
+        if self.accelerator.scaler is not None and loss_ok:
+            return  # fp16: the scaler's overflow step; optimizer.step() skips it and lowers the scale
         self.optimizer.zero_grad(set_to_none=True)
         raise NonFiniteLossError(
             f"non-finite training loss at optimizer step {self.progress.global_step + 1} "
@@ -207,6 +238,19 @@ class LanguageModelTrainer:
             f"{str(self.last_checkpoint) if self.last_checkpoint else '(none written yet)'}. "
             "Lower the learning rate or enable gradient clipping."
         )
+
+    def _skipped_by_scaler(self, grad_norm: float) -> None:
+        """Count a step the fp16 gradient scaler skipped (its gradients overflowed float16); stop
+        when they overflow even without scaling, which no lower scale can fix."""
+        self.progress.scaler_skipped_steps += 1
+        scale = self.accelerator.scaler.get_scale()
+        if scale < 1.0:
+            raise NonFiniteLossError(
+                f"fp16: the gradients overflow float16 even without loss scaling (scale {scale:g} after "
+                f"{self.progress.scaler_skipped_steps} skipped steps, gradient norm {grad_norm}) at optimizer step "
+                f"{self.progress.global_step + 1}; train with --mixed-precision bf16 or no. The last good checkpoint "
+                f"is {str(self.last_checkpoint) if self.last_checkpoint else '(none written yet)'}."
+            )
 
     def start_averaging(self) -> None:
         """Average the parameters from the next step on (the non-monotone trigger calls this; a
@@ -292,40 +336,46 @@ class LanguageModelTrainer:
         """
         config, progress = self.config, self.progress
         try:
-            ckpt.start_run_folder(self)
-            status: str | None = None
-            self._clock, self._steps_since_eval = time.monotonic(), 0
-            with StopRequests(config.max_minutes, config.max_steps) as stops:
-                if config.max_steps is not None and progress.global_step >= config.max_steps:
-                    status = "max_steps"  # a resumed run that has nothing left to do
-                while status is None and progress.epoch < config.epochs:
-                    status, epoch_done = self.run_epoch(stops)
-                    if epoch_done:
-                        progress.epoch += 1
-                        val_loss = self.validate(epoch_end=True)
-                        self.accelerator.print(
-                            f"epoch {progress.epoch}: step {progress.global_step}, validation loss {val_loss:.4f}, "
-                            f"perplexity {perplexity(val_loss):.2f}"
-                        )
-                        self.save_checkpoint()
-                status = status or "completed"
-                finished = status in ("completed", "max_steps", "time_limit")
-                if finished and self._steps_since_eval > 0:
-                    self.validate(epoch_end=False)  # a score of the last weights
-                if self._dirty or self.last_checkpoint is None:
-                    self.save_checkpoint()
-                if finished and self.test_part is not None and self.best_model_dir.is_dir():
-                    with no_transformers_progress_bar():  # scored as a user of best_model/ gets it
-                        best = MTLSTMForCausalLM.from_pretrained(str(self.best_model_dir)).to(self.accelerator.device)
-                    self.test_loss = self.evaluate(self.test_part, model=best)
-                    self.accelerator.log(
-                        {"test/loss": self.test_loss, "test/perplexity": perplexity(self.test_loss)}, step=progress.global_step
-                    )
+            with float32_precision(config.matmul_precision):
+                return self._run()
         except OSError as error:
             failure = ckpt.run_folder_error(error, self.output_dir)
             if failure is error:
                 raise
             raise failure from error
+
+    def _run(self) -> TrainingResult:
+        config, progress = self.config, self.progress
+        ckpt.start_run_folder(self)
+        status: str | None = None
+        self._clock, self._steps_since_eval = time.monotonic(), 0
+        with StopRequests(config.max_minutes, config.max_steps) as stops:
+            if config.max_steps is not None and progress.global_step >= config.max_steps:
+                status = "max_steps"  # a resumed run that has nothing left to do
+            while status is None and progress.epoch < config.epochs:
+                status, epoch_done = self.run_epoch(stops)
+                if epoch_done:
+                    progress.epoch += 1
+                    val_loss = self.validate(epoch_end=True)
+                    self.accelerator.print(
+                        f"epoch {progress.epoch}: step {progress.global_step}, validation loss {val_loss:.4f}, "
+                        f"perplexity {perplexity(val_loss):.2f}"
+                    )
+                    if progress.epoch % config.save_every_epochs == 0 or progress.epoch == config.epochs:
+                        self.save_checkpoint()
+            status = status or "completed"
+            finished = status in ("completed", "max_steps", "time_limit")
+            if finished and self._steps_since_eval > 0:
+                self.validate(epoch_end=False)  # a score of the last weights
+            if self._dirty or self.last_checkpoint is None:
+                self.save_checkpoint()
+            if finished and self.test_part is not None and self.best_model_dir.is_dir():
+                with no_transformers_progress_bar():  # scored as a user of best_model/ gets it
+                    best = MTLSTMForCausalLM.from_pretrained(str(self.best_model_dir)).to(self.accelerator.device)
+                self.test_loss = self.evaluate(self.test_part, model=best)
+                self.accelerator.log(
+                    {"test/loss": self.test_loss, "test/perplexity": perplexity(self.test_loss)}, step=progress.global_step
+                )
         return TrainingResult(
             status=status, progress=progress, output_dir=self.output_dir,
             best_model_dir=self.best_model_dir if self.best_model_dir.is_dir() else None,
@@ -382,7 +432,10 @@ def train(
     config: TrainingConfig, *, accelerator: Accelerator | None = None, callbacks: Sequence[StepCallback] = ()
 ) -> TrainingResult:
     """Train as ``config`` says (:class:`LanguageModelTrainer`); an accelerator made here
-    (``accelerator=None``) is finished before returning, even on error."""
+    (``accelerator=None``) is finished before returning, even on error
+    (:func:`~.preparation.finish_accelerator`). The process group of a multi-process start
+    stays up, so that one process can train several runs (``mtlstm-reproduce`` does);
+    :func:`~.preparation.end_processes` ends it (the commands call it at exit)."""
     owns = accelerator is None
     accelerator = make_accelerator(config) if owns else accelerator
     trainer = None
@@ -391,9 +444,6 @@ def train(
         return trainer.run()
     finally:
         if owns:
-            # Release the DDP wrapper (and its gloo state) before the process group goes away:
-            # a DDP reducer freed after destroy_process_group can hang or abort at exit.
+            # Release the DDP wrapper (and its reducer) while the process group still exists.
             del trainer
-            if accelerator.num_processes > 1:
-                accelerator.free_memory()  # drops the prepared objects, then gc.collect()
-            accelerator.end_training()
+            finish_accelerator(accelerator)

@@ -310,11 +310,81 @@ def build_optimizer(config: TrainingConfig, model: torch.nn.Module, planned_step
 
 
 def require_precision_support(model: MTLSTMForCausalLM, config: TrainingConfig, accelerator: Accelerator) -> None:
-    """Run one token through the model under the run's autocast, so that a precision this
-    machine cannot run (a bf16 LSTM on a CPU without native bf16) stops the run with
-    ``UnsupportedPrecisionError`` before anything is written. No dropout, no RNG."""
-    if config.mixed_precision == "no" or accelerator.device.type != "cpu":
+    """Refuse, before anything is written, a mixed precision this device cannot run, then run one
+    token through the model under the run's autocast (no dropout, no RNG), so that anything else
+    the precision breaks stops the run here too.
+
+    * ``fp16`` needs CUDA: its gradient scaler is what makes float16 gradients safe, and
+      ``accelerate`` has none on a CPU;
+    * ``bf16`` needs a GPU with bfloat16 (Ampere or later) or a CPU with native bfloat16
+      instructions (AVX512_BF16 or AMX): elsewhere it would be emulated, slower than float32.
+
+    Raises:
+        UnsupportedPrecisionError: naming the setting, the device's limitation and the fix.
+    """
+    from ..models.mtlstm import UnsupportedPrecisionError
+    from ..models.mtlstm.recurrences import cpu_autocast_lstm_supported
+
+    precision, device = config.mixed_precision, accelerator.device
+    if precision == "no":
         return
+    fix = "--mixed-precision no (float32)"
+    if precision == "fp16" and device.type != "cuda":
+        raise UnsupportedPrecisionError(
+            f"mixed_precision='fp16' needs a CUDA GPU (its gradient scaler keeps float16 gradients from underflowing; "
+            f"accelerate has none on {device.type}); use {fix}, or bf16 on a CPU with native bfloat16."
+        )
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UnsupportedPrecisionError(
+            f"mixed_precision='bf16': {torch.cuda.get_device_name(device)} has no bfloat16 support (it needs "
+            f"an Ampere or later GPU); use --mixed-precision fp16 (with a gradient scaler) or {fix}."
+        )
+    if precision == "bf16" and device.type == "cpu" and not cpu_autocast_lstm_supported(torch.bfloat16):
+        raise UnsupportedPrecisionError(
+            "mixed_precision='bf16': this CPU has no native bfloat16 instructions (AVX512_BF16 or AMX, or "
+            f"ONEDNN_MAX_CPU_ISA restricts them), so bfloat16 would be emulated, slower than float32; use {fix}, "
+            "or a CPU with native bfloat16 or a GPU."
+        )
     model.eval()
     with torch.no_grad(), accelerator.autocast():
-        model(torch.zeros(1, 1, dtype=torch.long, device=accelerator.device), use_cache=False)
+        model(torch.zeros(1, 1, dtype=torch.long, device=device), use_cache=False)
+
+
+def check_token_streams(model: MTLSTMForCausalLM, streams: dict[str, torch.Tensor | None]) -> None:
+    """Check once that every token id of the run's streams lies in the model's vocabulary, so
+    that the training steps can skip the per-call check (each would read the device).
+
+    Raises:
+        ValueError: naming the stream and the ids outside ``[0, vocab_size)``.
+    """
+    for name, stream in streams.items():
+        if stream is not None and stream.numel():
+            try:
+                model.model.check_input_ids(stream)
+            except ValueError as error:
+                raise ValueError(f"the {name} stream: {error}") from None
+
+
+def finish_accelerator(accelerator: Accelerator) -> None:
+    """End a run's use of ``accelerator``: close its trackers (the metrics log) and release the
+    objects it prepared (the DDP wrapper first, while the process group still exists).
+
+    The process group of a multi-process start is left up: ``accelerate`` keeps one per process
+    (its ``PartialState``), and a run that destroyed it would leave every later run of the same
+    process without one ("Default process group has not been initialized"). End it with
+    :func:`end_processes` when the process is done.
+    """
+    accelerator.free_memory()  # drops the prepared objects, then gc.collect()
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
+def end_processes() -> None:
+    """Destroy the process group of a multi-process start, if there is one (the commands call this
+    once, at exit; nothing can train in this process with several processes afterwards)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        from accelerate import PartialState
+
+        PartialState().destroy_process_group()

@@ -27,6 +27,8 @@ class TrainingProgress:
         last_val_loss / last_val_step: the latest validation (epoch end or budget stop).
         asgd_active / asgd_start_step: averaged SGD switched on, and at which step.
         train_seconds: wall time spent training, summed over resumed sessions.
+        scaler_skipped_steps: steps the fp16 gradient scaler skipped (their gradients overflowed
+            float16; the parameters did not change); 0 without fp16.
     """
 
     epoch: int = 0
@@ -40,6 +42,7 @@ class TrainingProgress:
     asgd_active: bool = False
     asgd_start_step: int | None = None
     train_seconds: float = 0.0
+    scaler_skipped_steps: int = 0
 
 
 @dataclass

@@ -12,6 +12,7 @@ dropped matrix as a fresh ``Parameter`` and the raw recurrent weights never trai
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -22,6 +23,25 @@ from .cells import cell_layout
 from .timescales import forget_bias_from_timescale
 from .validation import DROP_CONNECT_LEVELS, drop_connect_levels  # the realisable DropConnect probabilities
 from .variants import sequence_function
+
+def recurrence_precision(device_type: str) -> contextlib.AbstractContextManager:
+    """The precision policy of the recurrences: autocast off, so that they run in the dtype of the
+    layer's weights (float32 unless the whole model was converted), whatever autocast is on.
+
+    Why: a unit with timescale ``T`` forgets ``1/T`` of its cell per step; the long-timescale units
+    of the paper's layer 2 (``T`` up to 3.6e5) need that step resolved, which half precision
+    cannot do (``sigmoid(b_f)`` rounds to 1 for tens of units, and a cell kept in float16 stops
+    decaying for ``T >~ 4,000``). CUDA autocast would also run the cuDNN LSTM in float16 even under
+    bfloat16 autocast (its wrapper hard-codes half), and it returns half outputs, which gave the
+    next layer weights of mixed dtypes ("Weight scalar types do not match."). The recurrence of a
+    small-batch LSTM is latency-bound, so half precision buys little there; the output layer and
+    the loss, where it pays, stay under autocast. Returns a null context when autocast is off
+    (or unknown for the device type).
+    """
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
 
 def locked_dropout(inputs: torch.Tensor, probability: float, training: bool) -> torch.Tensor:
     """Variational ("locked") dropout: one mask per sequence, shared over all time steps.
@@ -228,7 +248,8 @@ class MTLSTMLayer(nn.Module):
         initial_cell: torch.Tensor,
         lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the layer over ``inputs (B, T, E)`` with its cell type's kernel (``variants.sequence_function``).
+        """Run the layer over ``inputs (B, T, E)`` with its cell type's kernel (``variants.sequence_function``),
+        in the dtype of the layer's weights with autocast off (:func:`recurrence_precision`).
 
         Args:
             initial_hidden: ``(B, H)``; initial_cell: ``(B, cell_size)``.
@@ -236,11 +257,13 @@ class MTLSTMLayer(nn.Module):
         Returns:
             ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, cell_size))``.
         """
-        cell = initial_cell if self.layout.has_cell else None
-        bias = self.gate_biases.concatenated(inputs.dtype)
-        outputs, final_hidden, final_cell = self.sequence(
-            inputs, initial_hidden, cell, self.weight_ih, self.recurrent_weight(), bias, lengths
-        )
+        dtype = self.weight_ih.dtype
+        cell = initial_cell.to(dtype) if self.layout.has_cell else None
+        with recurrence_precision(inputs.device.type):  # in the weights' dtype, never autocast's
+            outputs, final_hidden, final_cell = self.sequence(
+                inputs.to(dtype), initial_hidden.to(dtype), cell, self.weight_ih, self.recurrent_weight(),
+                self.gate_biases.concatenated(dtype), lengths,
+            )
         return outputs, final_hidden, initial_cell if final_cell is None else final_cell
 
     @torch.no_grad()

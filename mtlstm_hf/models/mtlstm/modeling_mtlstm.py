@@ -246,27 +246,37 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings = value
 
-    def _embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
+    def check_input_ids(self, input_ids: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless every id of ``input_ids`` (any shape) lies in ``[0, vocab_size)``,
+        naming the range found and any special token id of the config outside the vocabulary.
+
+        One read of the device (the smallest and largest id together). Tracing cannot branch on
+        values, so compiled, exported and traced (ONNX) graphs leave the check out (an
+        out-of-range id then fails inside the embedding lookup; on CUDA as a device-side assert).
+        """
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+            return
         vocab_size = self.config.vocab_size  # not the module's attributes: a wrapper may lack them
+        low, high = torch.stack(torch.aminmax(input_ids)).tolist()
+        if low < 0 or high >= vocab_size:
+            special = [
+                f"{name}={value}"
+                for name in ("pad_token_id", "bos_token_id", "eos_token_id")
+                if (value := getattr(self.config, name, None)) is not None and not 0 <= value < vocab_size
+            ]
+            note = f" (outside the vocabulary: config.{', config.'.join(special)})" if special else ""
+            raise ValueError(
+                f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got values from {low} to {high}{note}."
+            )
+
+    def _embed(self, input_ids: torch.LongTensor, check_values: bool = True) -> torch.Tensor:
         if input_ids.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"input_ids must be an integer tensor, got dtype {input_ids.dtype}.")
-        # Tracing cannot branch on values: compiled, exported and traced (ONNX) graphs leave the range
-        # check out (an out-of-range id then fails inside the embedding lookup).
-        if not (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()):
-            low, high = int(input_ids.min()), int(input_ids.max())
-            if low < 0 or high >= vocab_size:
-                special = [
-                    f"{name}={value}"
-                    for name in ("pad_token_id", "bos_token_id", "eos_token_id")
-                    if (value := getattr(self.config, name, None)) is not None and not 0 <= value < vocab_size
-                ]
-                note = f" (outside the vocabulary: config.{', config.'.join(special)})" if special else ""
-                raise ValueError(
-                    f"input_ids must lie in [0, {vocab_size}) (the vocabulary size), got values from {low} to {high}{note}."
-                )
+        if check_values:
+            self.check_input_ids(input_ids)
         # The module is called (not its weight read), so a wrapped embedding (e.g. PEFT's LoRA) is used.
         return embedding_dropout(
-            input_ids, self.embeddings(input_ids), vocab_size, self.config.embedding_dropout, self.training
+            input_ids, self.embeddings(input_ids), self.config.vocab_size, self.config.embedding_dropout, self.training
         )
 
     def _initial_state(
@@ -310,6 +320,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         past_key_values: MTLSTMState | None = None,
+        check_values: bool = True,
         **kwargs: Any,
     ) -> MTLSTMModelOutput | tuple:
         """Run the stack over a chunk of tokens, continuing from ``cache``.
@@ -325,6 +336,10 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             output_hidden_states: also return every layer's output.
             return_dict: return a :class:`MTLSTMModelOutput` (default) or a tuple.
             past_key_values: the older name of ``cache`` (give one of them).
+            check_values: check that ``input_ids`` lie in the vocabulary (:meth:`check_input_ids`)
+                and that ``attention_mask`` holds only 0 and 1, with a clear error. Each check reads
+                the tensors back from the device (on a GPU, a synchronisation per call); a caller
+                that checked its token stream once, as the library's trainer does, passes False.
         """
         cache = resolve_cache_argument(cache, past_key_values)
         use_cache = self.config.use_cache if use_cache is None else use_cache
@@ -357,7 +372,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
         if num_steps == 0 or batch_size == 0:
             raise ValueError(f"The input is empty (batch {batch_size}, sequence length {num_steps}); give at least one token.")
 
-        embeddings = self._embed(input_ids) if input_ids is not None else inputs_embeds
+        embeddings = self._embed(input_ids, check_values) if input_ids is not None else inputs_embeds
         embeddings = locked_dropout(embeddings, self.config.input_dropout, self.training)
         state = self._initial_state(cache, batch_size, embeddings)
 
@@ -367,12 +382,19 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                 raise ValueError(
                     f"attention_mask must have shape {(batch_size, num_steps)} like the input, got {tuple(attention_mask.shape)}."
                 )
-            if attention_mask.dtype != torch.bool and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
-                raise ValueError(
-                    f"attention_mask must contain only 0 (padding) and 1 (token), got values "
-                    f"{sorted(set(attention_mask.unique().tolist()) - {0, 1})[:5]}."
-                )
-            if not bool(attention_mask.all()):
+            if check_values and attention_mask.dtype != torch.bool:
+                # One read of the device for both questions: only 0 and 1? all 1 (nothing to skip)?
+                binary, everything = torch.stack(
+                    [((attention_mask == 0) | (attention_mask == 1)).all(), (attention_mask == 1).all()]
+                ).tolist()
+                if not binary:
+                    raise ValueError(
+                        f"attention_mask must contain only 0 (padding) and 1 (token), got values "
+                        f"{sorted(set(attention_mask.unique().tolist()) - {0, 1})[:5]}."
+                    )
+            else:
+                everything = bool(attention_mask.all())
+            if not everything:
                 gather_index, lengths, scatter_index = compact_kept_steps(attention_mask)
                 embeddings = embeddings.gather(1, gather_index[:, :, None].expand_as(embeddings))
 
@@ -518,6 +540,7 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
         return_dict: bool | None = None,
         logits_to_keep: int = 0,
         past_key_values: MTLSTMState | None = None,
+        check_values: bool = True,
         **kwargs: Any,
     ) -> MTLSTMCausalLMOutput | tuple:
         """Next-token logits, and the loss when ``labels`` are given.
@@ -528,6 +551,9 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
         ``logits_to_keep=k`` computes logits for the last ``k`` steps only (0 = all).
         In training mode the loss adds ``activation_regularization * mean(dropped^2)`` and
         ``temporal_activation_regularization * mean((h_t - h_{t-1})^2)`` (Merity et al. 2018).
+        ``check_values=False`` skips the checks that read tensors back from the device (token ids
+        in the vocabulary, a 0/1 mask, the warning when no position has a target): see
+        :meth:`MTLSTMModel.forward`.
         """
         return_dict = self.config.return_dict if return_dict is None else return_dict
         if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
@@ -548,6 +574,7 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            check_values=check_values,
         )
         raw_output = outputs.last_hidden_state
         dropped_output = locked_dropout(raw_output, self.config.output_dropout, self.training)
@@ -558,7 +585,8 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
         if kwargs.get("shift_labels") is not None:
             kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()  # the loss views it flat
         if labels is not None or kwargs.get("shift_labels") is not None:
-            _warn_if_no_targets(labels, kwargs.get("shift_labels"))
+            if check_values:
+                _warn_if_no_targets(labels, kwargs.get("shift_labels"))
             lm_loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
             loss = lm_loss
             valid = None if attention_mask is None else attention_mask.bool()  # padding is not regularised

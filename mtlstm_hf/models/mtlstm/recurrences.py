@@ -66,10 +66,11 @@ def lstm_sequence(
         require_cpu_autocast_lstm()  # a clear error instead of oneDNN's, on CPUs without native bf16
     # The fused op wants PyTorch's two bias vectors; the second one is zero.
     weights = [weight_ih, weight_hh, bias, torch.zeros_like(bias)]
+    train = training_kernel()
     if lengths is None:
         hx = (initial_hidden.unsqueeze(0), initial_cell.unsqueeze(0))
         outputs, final_hidden, final_cell = torch.lstm(
-            inputs, hx, weights, True, 1, 0.0, False, False, True
+            inputs, hx, weights, True, 1, 0.0, train, False, True
         )
         return outputs, final_hidden.squeeze(0), final_cell.squeeze(0)
 
@@ -89,7 +90,7 @@ def lstm_sequence(
         initial_cell[active_rows][order].unsqueeze(0),
     )
     packed_outputs, final_hidden, final_cell = torch.lstm(
-        packed.data, packed.batch_sizes, hx, weights, True, 1, 0.0, False, False
+        packed.data, packed.batch_sizes, hx, weights, True, 1, 0.0, train, False
     )
     packed_outputs = packed._replace(data=packed_outputs)
     active_outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=total_steps)
@@ -99,6 +100,20 @@ def lstm_sequence(
     final_hidden = initial_hidden.index_copy(0, active_rows, final_hidden.squeeze(0)[unsort])
     final_cell = initial_cell.index_copy(0, active_rows, final_cell.squeeze(0)[unsort])
     return outputs, final_hidden, final_cell
+
+
+def training_kernel() -> bool:
+    """The ``train`` argument of the fused recurrent ops (``torch.lstm``, ``torch.rnn_tanh``):
+    whether autograd is recording, not whether the module is in training mode.
+
+    The flag selects the kernel, not dropout (every call here has dropout 0): on CUDA, cuDNN's
+    inference kernel keeps nothing for a backward pass, and ``backward()`` through it raises
+    "cudnn RNN backward can only be called in training mode" (pytorch/pytorch#5878). A model in
+    eval mode still needs the training kernel when gradients flow through it (state-gradient
+    Jacobians, attributions, fine-tuning with dropout off), and a model in training mode needs no
+    saved state under ``torch.no_grad()``. On the CPU both kernels give bit-identical results.
+    """
+    return torch.is_grad_enabled()
 
 
 class UnsupportedPrecisionError(RuntimeError):

@@ -35,7 +35,7 @@ from .cells import (
     hidden_from_cell,
     last_valid_step,
 )
-from .recurrences import lstm_sequence
+from .recurrences import lstm_sequence, training_kernel
 from .scan import linear_scan
 
 
@@ -115,9 +115,10 @@ def tanh_rnn_sequence(
     """
     # Same calling convention as torch.lstm in recurrences.lstm_sequence (second bias zero).
     weights = [weight_ih, weight_hh, bias, torch.zeros_like(bias)]
+    train = training_kernel()  # cuDNN's backward needs the training kernel whenever autograd records
     if lengths is None:
         outputs, final_hidden = torch.rnn_tanh(
-            inputs, initial_hidden.unsqueeze(0), weights, True, 1, 0.0, False, False, True
+            inputs, initial_hidden.unsqueeze(0), weights, True, 1, 0.0, train, False, True
         )
         return outputs, final_hidden.squeeze(0)
     batch_size, total_steps, _ = inputs.shape
@@ -130,7 +131,7 @@ def tanh_rnn_sequence(
     )
     hx = initial_hidden[active_rows][packed.sorted_indices].unsqueeze(0)
     packed_outputs, final_hidden = torch.rnn_tanh(
-        packed.data, packed.batch_sizes, hx, weights, True, 1, 0.0, False, False
+        packed.data, packed.batch_sizes, hx, weights, True, 1, 0.0, train, False
     )
     active_outputs, _ = pad_packed_sequence(
         packed._replace(data=packed_outputs), batch_first=True, total_length=total_steps
