@@ -160,8 +160,9 @@ def estimate_memory_span(
                 forget_gate = torch.cat([history[position][1], forget_gate], 1)
             span_length, new_steps = input_gate.shape[1], trace["input_gate"].shape[1]
             norms = _span_norms(input_gate, forget_gate)  # (B, S, S), [t, j]
-            current = torch.arange(span_length - new_steps, span_length)[:, None]  # new positions t
-            source = current - distances[None, :]  # j = t - d, (new_steps, D)
+            # Positions on the device of the gates; the sums and counts stay on the host.
+            current = torch.arange(span_length - new_steps, span_length, device=norms.device)[:, None]  # new positions t
+            source = current - distances.to(norms.device)[None, :]  # j = t - d, (new_steps, D)
             valid = source >= 0
             picked = norms[:, current, source.clamp(min=0)]  # (B, new_steps, D)
             sums[position] += (picked * valid).sum((0, 1)).cpu()

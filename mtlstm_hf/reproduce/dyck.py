@@ -260,10 +260,12 @@ def dyck_config(arm: str, settings: DyckSettings | None = None) -> MTLSTMConfig:
     )
 
 
-def build_dyck_model(arm: str, seed: int, settings: DyckSettings | None = None) -> MTLSTMForTokenClassification:
-    """A freshly initialised model of ``arm`` (``torch.manual_seed(seed)`` first). With
-    ``settings.one_hot_inputs`` the embedding is the identity on the 4 symbols (padding row
-    zero) and frozen.
+def build_dyck_model(
+    arm: str, seed: int, settings: DyckSettings | None = None, device: torch.device | str = "cpu"
+) -> MTLSTMForTokenClassification:
+    """A freshly initialised model of ``arm`` (``torch.manual_seed(seed)`` first, on the CPU, so that
+    every device starts from the same weights) on ``device``. With ``settings.one_hot_inputs`` the
+    embedding is the identity on the 4 symbols (padding row zero) and frozen.
 
     Raises:
         ValueError: an unknown ``arm``.
@@ -278,7 +280,7 @@ def build_dyck_model(arm: str, seed: int, settings: DyckSettings | None = None) 
         with torch.no_grad():
             model.model.embeddings.weight.copy_(one_hot)
         model.model.embeddings.weight.requires_grad_(False)
-    return model
+    return model.to(device)
 
 
 class EncodedWords:
@@ -298,9 +300,9 @@ class EncodedWords:
     def __len__(self) -> int:
         return len(self.words)
 
-    def batch(self, rows: Sequence[int], with_mask: bool = False) -> dict[str, torch.Tensor]:
-        """The tensors of :func:`mtlstm_hf.data.dyck.collate_dyck` for these words, without
-        ``attention_mask`` unless ``with_mask``.
+    def batch(self, rows: Sequence[int], with_mask: bool = False, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """The tensors of :func:`mtlstm_hf.data.dyck.collate_dyck` for these words on ``device``,
+        without ``attention_mask`` unless ``with_mask``.
 
         The padding is on the right, and a forward LSTM's outputs at a word's symbols do not
         depend on the padding after them, so the model runs without the mask (torch's unpacked
@@ -312,7 +314,7 @@ class EncodedWords:
         batch = {"input_ids": ids, "labels": labels}
         if with_mask:
             batch["attention_mask"] = (ids != PAD_ID).to(torch.int64)
-        return batch
+        return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
 
 
 def batch_loss(model: MTLSTMForTokenClassification, batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
@@ -338,13 +340,14 @@ def predict(
     """
     settings = settings or DyckSettings()
     encoded = words if isinstance(words, EncodedWords) else EncodedWords(words)
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     predictions: list[np.ndarray] = []
     total, count = 0.0, 0
     for start in range(0, len(encoded), settings.eval_batch_size):
         rows = list(range(start, min(start + settings.eval_batch_size, len(encoded))))
-        batch = encoded.batch(rows)
+        batch = encoded.batch(rows, device=device)
         logits = model(input_ids=batch["input_ids"]).logits  # right padding: see EncodedWords.batch
         kept = batch["labels"] != IGNORE_INDEX
         target = batch["labels"][kept]
@@ -352,9 +355,10 @@ def predict(
             losses = torch.nn.functional.binary_cross_entropy_with_logits(logits[kept], target, reduction="sum")
         else:
             losses = (torch.sigmoid(logits[kept]) - target).pow(2).sum()
+        # One batch of predictions comes back to the host anyway: the loss is read with it.
         total += float(losses)
-        count += int(kept.sum())
-        bits = (torch.sigmoid(logits) > settings.threshold).numpy()
+        count += int(target.numel())
+        bits = (torch.sigmoid(logits) > settings.threshold).cpu().numpy()
         for offset, row in enumerate(rows):
             predictions.append(bits[offset, : len(encoded.words[row])].copy())
     model.train(was_training)
@@ -440,17 +444,23 @@ def run_dyck_seed(
     data: Dyck2Data,
     settings: DyckSettings | None = None,
     log: Callable[[str], None] | None = None,
+    device: torch.device | str | None = None,
 ) -> DyckRun:
-    """Train one model of ``arm`` on ``data["train"]`` and evaluate it on ``data["test"]``.
+    """Train one model of ``arm`` on ``data["train"]`` and evaluate it on ``data["test"]``, on
+    ``device`` (default: CUDA when available, else the CPU; :func:`mtlstm_hf.devices.resolve_device`).
 
-    Seeds: ``torch.manual_seed(seed)`` before building the model; the batch order of epoch ``e``
-    is ``torch.randperm`` of a generator seeded with ``seed * 1_000_003 + e``. torch's intra-op
-    thread count is left as it is (results can differ in the last bits between thread counts).
+    Seeds: ``torch.manual_seed(seed)`` before building the model (on the CPU, then moved); the
+    batch order of epoch ``e`` is ``torch.randperm`` of a CPU generator seeded with
+    ``seed * 1_000_003 + e``. torch's intra-op thread count is left as it is (results can differ
+    in the last bits between thread counts, and between devices).
 
     Raises:
         ValueError: an unknown ``arm``, or ``data`` made with another ``max_length`` than
             ``settings.max_length``.
+        UnavailableDeviceError: ``device`` does not exist here.
     """
+    from ..devices import resolve_device
+
     settings = settings or DyckSettings()
     _check_arm(arm)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -460,9 +470,10 @@ def run_dyck_seed(
             f"data has max_length={data.max_length} but settings.max_length={settings.max_length}; they must match "
             f"(the span bins are fixed by settings.max_length)."
         )
+    device = resolve_device(device)
     started = time.perf_counter()
     train, validation, test = (EncodedWords(data[name]) for name in ("train", "validation", "test"))
-    model = build_dyck_model(arm, seed, settings)
+    model = build_dyck_model(arm, seed, settings, device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate)
     history: list[dict[str, Any]] = []
@@ -472,23 +483,25 @@ def run_dyck_seed(
             break
         model.train()
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
-        loss_sum, batches = 0.0, 0
+        # Summed on the device (in float64, the arithmetic of a Python float sum) and read once per epoch.
+        loss_sum, batches = torch.zeros((), dtype=torch.float64, device=device), 0
         for start in range(0, len(order), settings.batch_size):
             if settings.max_steps is not None and steps >= settings.max_steps:
                 break
-            loss = batch_loss(model, train.batch(order[start : start + settings.batch_size]), settings.loss)
+            batch = train.batch(order[start : start + settings.batch_size], device=device)
+            loss = batch_loss(model, batch, settings.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if settings.clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(parameters, settings.clip_grad_norm)
             optimizer.step()
             steps += 1
-            loss_sum += float(loss.detach())
+            loss_sum += loss.detach().double()
             batches += 1
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "steps": steps,
-            "train_loss": loss_sum / max(batches, 1),
+            "train_loss": float(loss_sum) / max(batches, 1),
             "validation_loss": None,
             "validation_accuracy": None,
         }
@@ -603,6 +616,7 @@ def run_dyck_experiment(
     arms: Sequence[str] = ARMS,
     data: Dyck2Data | None = None,
     log: Callable[[str], None] | None = None,
+    device: torch.device | str | None = None,
 ) -> DyckExperiment:
     """Train and evaluate every arm with every seed on one data set; summarise over seeds.
 
@@ -613,6 +627,7 @@ def run_dyck_experiment(
         data: the splits; default :func:`~mtlstm_hf.data.dyck.generate_dyck2` with the settings'
             sizes, ``max_length`` and ``data_seed``.
         log: called with one line per epoch of each run.
+        device: where to train and evaluate (default: CUDA when available, else the CPU).
 
     Raises:
         ValueError: no seeds, repeated seeds, an unknown or repeated arm, or ``data`` whose split
@@ -637,7 +652,7 @@ def run_dyck_experiment(
     actual = {name: len(data[name]) for name in expected}
     if actual != expected:
         raise ValueError(f"data has split sizes {actual} but settings ask for {expected}; they must match.")
-    runs = [run_dyck_seed(arm, seed, data, settings, log) for arm in arms for seed in seeds]
+    runs = [run_dyck_seed(arm, seed, data, settings, log, device) for arm in arms for seed in seeds]
     edges = span_bin_edges(settings.max_length, settings.num_span_bins)
     summary: dict[str, dict[str, Any]] = {}
     for arm in arms:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import output
+from .workers import EVERYTHING, Share
 
 RUN_FILENAME = "run.json"
 PREDICTIONS_FILENAME = "predictions.npz"
@@ -44,9 +45,11 @@ def load_predictions(folder: str | Path) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def train_dyck_run(
-    output_dir: str | Path, arm: str, seed: int, data: Any, settings: Any, log: Callable[[str], None] = print
+    output_dir: str | Path, arm: str, seed: int, data: Any, settings: Any, log: Callable[[str], None] = print,
+    device: str | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate one (arm, seed), or return the summary of the finished run."""
+    """Train and evaluate one (arm, seed) on ``device`` (default: CUDA when available), or return
+    the summary of the finished run."""
     from .dyck import run_dyck_seed
 
     folder = output.run_dir(output_dir, arm, seed)
@@ -54,7 +57,7 @@ def train_dyck_run(
         log(f"{arm} seed {seed}: finished before, skipped ({folder})")
         return load_run(folder)
     log(f"{arm} seed {seed}: training ({settings.epochs} epochs, {settings.hidden_size} units)")
-    run = run_dyck_seed(arm, seed, data, settings, log)
+    run = run_dyck_seed(arm, seed, data, settings, log, device)
     folder.mkdir(parents=True, exist_ok=True)
     lengths = np.array([len(bits) for bits in run.predictions], dtype=np.int64)
     bits = np.concatenate(run.predictions).astype(bool) if run.predictions else np.zeros((0, 2), dtype=bool)
@@ -74,9 +77,38 @@ def run_dyck(
     configuration: dict[str, Any],
     log: Callable[[str], None] = print,
     on_update: Callable[[dict[str, Any]], None] | None = None,
+    share: Share = EVERYTHING,
+    device: str | None = None,
 ) -> dict[str, Any]:
-    """Every arm of every seed (seed by seed), ``report.json`` after each run; returns the report.
-    ``on_update(report)`` is called after each seed."""
+    """Every arm of every seed of ``share`` (seed by seed), ``report.json`` after each run; returns
+    the report (:func:`collect_dyck_report`). ``on_update(report)`` is called after each seed. A
+    worker of ``--processes`` trains its share and writes no report."""
+    from ..data.dyck import generate_dyck2
+    from .dyck import ARMS
+
+    settings = dyck_settings(settings_values)
+    data = generate_dyck2(
+        settings.data_seed, num_train=settings.num_train, num_validation=settings.num_validation,
+        num_test=settings.num_test, max_length=settings.max_length,
+    )  # fmt: skip
+    tasks = share.mine([(arm, seed) for seed in seeds for arm in ARMS])
+    for position, (arm, seed) in enumerate(tasks):
+        train_dyck_run(output_dir, arm, seed, data, settings, log, device)
+        if share.is_worker:
+            continue
+        report = collect_dyck_report(output_dir, settings_values, seeds, configuration)
+        output.save_report(output_dir, report)
+        last_of_seed = position == len(tasks) - 1 or tasks[position + 1][1] != seed
+        if on_update is not None and last_of_seed:
+            on_update(report)
+    return collect_dyck_report(output_dir, settings_values, seeds, configuration)
+
+
+def collect_dyck_report(
+    output_dir: str | Path, settings_values: dict[str, Any], seeds: list[int], configuration: dict[str, Any]
+) -> dict[str, Any]:
+    """``report.json``'s content from the output folder: the settings, the data's description and
+    the summary (``run.json``) of every finished run of these or earlier seeds."""
     from ..data.dyck import generate_dyck2
     from .dyck import ARMS, span_bin_edges
 
@@ -91,19 +123,17 @@ def run_dyck(
     report["span_edges"] = span_bin_edges(settings.max_length, settings.num_span_bins).tolist()
     report["data"] = {"seed": data.seed, "sizes": dict(data.sizes), "max_length": data.max_length, "num_draws": data.num_draws}
     report.setdefault("runs", {arm: {} for arm in ARMS})
-    report["seeds"] = sorted({int(seed) for arm in ARMS for seed in report["runs"].get(arm, {})} | set(seeds))
-    for seed in seeds:
+    known = {int(seed) for arm in ARMS for seed in report["runs"].get(arm, {})} | set(seeds)
+    for seed in sorted(known):
         for arm in ARMS:
-            report["runs"][arm][str(seed)] = train_dyck_run(output_dir, arm, seed, data, settings, log)
-            output.save_report(output_dir, report)
-        if on_update is not None:
-            on_update(report)
+            folder = output.run_dir(output_dir, arm, seed)
+            if output.finished_run(folder) is not None:
+                report["runs"].setdefault(arm, {})[str(seed)] = output.jsonable(load_run(folder))
+    report["seeds"] = sorted(known)
     return report
 
 
-
-
-def expected_dyck_seconds(settings: Any, data: Any, runs_left: int, steps: int = 5) -> dict[str, Any]:
+def expected_dyck_seconds(settings: Any, data: Any, runs_left: int, steps: int = 5, device: str | None = None) -> dict[str, Any]:
     """Time ``steps`` training steps of the multi-timescale arm (after one uncounted step) on the first
     training words and extrapolate to ``runs_left`` runs of ``settings.epochs`` epochs (an upper bound
     when ``stop_below_validation_loss`` ends runs early; validation passes not counted)."""
@@ -114,8 +144,11 @@ def expected_dyck_seconds(settings: Any, data: Any, runs_left: int, steps: int =
 
     from .dyck import EncodedWords, batch_loss, build_dyck_model
 
+    from ..devices import resolve_device
+
+    device = resolve_device(device)
     words = EncodedWords(data["train"][: settings.batch_size * (steps + 1)])
-    model = build_dyck_model("multi_timescale", 0, settings)
+    model = build_dyck_model("multi_timescale", 0, settings, device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate)
     seconds = 0.0
@@ -124,10 +157,12 @@ def expected_dyck_seconds(settings: Any, data: Any, runs_left: int, steps: int =
         if not rows:
             break
         started = time.perf_counter()
-        loss = batch_loss(model, words.batch(rows), settings.loss)
+        loss = batch_loss(model, words.batch(rows, device=device), settings.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         if step > 0:
             seconds += time.perf_counter() - started
     per_step = seconds / max(steps, 1)
@@ -140,4 +175,4 @@ def expected_dyck_seconds(settings: Any, data: Any, runs_left: int, steps: int =
     }
 
 
-__all__ = ["PREDICTIONS_FILENAME", "RUN_FILENAME", "dyck_settings", "expected_dyck_seconds", "load_predictions", "load_run", "run_dyck", "train_dyck_run"]
+__all__ = ["PREDICTIONS_FILENAME", "RUN_FILENAME", "collect_dyck_report", "dyck_settings", "expected_dyck_seconds", "load_predictions", "load_run", "run_dyck", "train_dyck_run"]

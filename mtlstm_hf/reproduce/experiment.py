@@ -11,6 +11,7 @@ SHA-256; seeds are not part of it, so seeds can be added).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +48,7 @@ class Prepared:
     continuing: bool
     command: str
     notes: list[str] = field(default_factory=list)
+    arguments: list[str] = field(default_factory=list)
 
 
 def check_seeds(seeds: Sequence[Any]) -> list[int]:
@@ -57,7 +59,7 @@ def check_seeds(seeds: Sequence[Any]) -> list[int]:
     return values
 
 
-def prepare(experiment: str, settings: ReproduceSettings, command: str = "") -> Prepared:
+def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arguments: Sequence[str] = ()) -> Prepared:
     """Check the inputs and work out the configuration; reads only.
 
     Raises:
@@ -72,6 +74,23 @@ def prepare(experiment: str, settings: ReproduceSettings, command: str = "") -> 
         raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {settings.recipe!r}.")
     if settings.threads is not None and (isinstance(settings.threads, bool) or settings.threads < 1):
         raise ValueError(f"--threads must be an integer >= 1, got {settings.threads!r}.")
+    if isinstance(settings.processes, bool) or not isinstance(settings.processes, int) or settings.processes < 1:
+        raise ValueError(f"--processes must be an integer >= 1, got {settings.processes!r}.")
+    if settings.processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(
+            f"--processes {settings.processes} under torchrun / accelerate launch (WORLD_SIZE="
+            f"{os.environ['WORLD_SIZE']}): choose one, a launcher for data parallelism within each run, or "
+            "--processes for one run per process."
+        )
+    if experiment == "dyck2" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(
+            f"dyck2 under torchrun / accelerate launch (WORLD_SIZE={os.environ['WORLD_SIZE']}): its runs are not "
+            "data-parallel; use one process with --processes N for N runs at once."
+        )
+    if settings.device is not None:
+        from ..devices import resolve_device
+
+        resolve_device(settings.device)  # a device this machine lacks: exit 3 before anything is trained
     output_dir = Path(settings.output_dir).expanduser()
     notes: list[str] = []
     corpus_dir: Path | None = None
@@ -103,13 +122,24 @@ def prepare(experiment: str, settings: ReproduceSettings, command: str = "") -> 
             description = f"{scale['corpus']} in {corpus_dir} (" + (
                 "the standard files, SHA-256 checked)" if standard else "NOT the standard files: SHA-256 differs, reported values are not comparable)"
             )
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and experiment != "dyck2":
+        batches = {name: scale[name] for name in ("batch_size", "eval_batch_size")}
+        if any(value % world for value in batches.values()):
+            valid = [n for n in range(1, max(batches.values()) + 1) if all(value % n == 0 for value in batches.values())]
+            raise ValueError(
+                f"{world} processes (torchrun / accelerate launch) split each run's rows, so they must divide the "
+                f"batch ({batches['batch_size']}) and the evaluation batch ({batches['eval_batch_size']}) of "
+                f"{experiment} at scale {settings.scale}: use {', '.join(map(str, valid))} processes, or one process "
+                "with --processes N for N runs at once."
+            )
     seeds = check_seeds(settings.seeds if settings.seeds is not None else scale["seeds"])
     exit_codes.check_output_dir(output_dir, "--output-dir")
     continuing = output.check_configuration(output_dir, configuration)
     return Prepared(
         experiment=experiment, settings=settings, scale=scale, seeds=seeds, configuration=configuration,
         output_dir=output_dir, corpus_dir=corpus_dir, standard_corpus=standard, data_description=description,
-        continuing=continuing, command=command, notes=notes,
+        continuing=continuing, command=command, notes=notes, arguments=list(arguments),
     )  # fmt: skip
 
 
@@ -152,67 +182,53 @@ def _finish(prepared: Prepared, report: dict[str, Any], log: Callable[[str], Non
 def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train and analyse as prepared; returns the final report (also in ``report.json``).
 
+    With ``--processes N`` the work goes to N worker processes phase by phase (:mod:`.workers`)
+    and this process merges their results; a worker (``MTLSTM_REPRODUCE_WORKER`` set) does its
+    share and returns what it sees (it writes no report).
+
     Raises:
         mtlstm_hf.reproduce.lm.RunInterrupted: a training run was stopped by a signal.
+        WorkerFailed: a worker process failed (its exit code is the command's).
     """
     from .lm import is_main_process
+    from .workers import PHASES, run_phase, share_from_environment, visible_gpus
 
     started = time.perf_counter()
-    for note in prepared.notes:
+    share = share_from_environment()
+    for note in prepared.notes if not share.is_worker else ():
         log(f"note: {note}")
     threads = prepared.settings.threads if prepared.settings.threads is not None else prepared.scale.get("threads")
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-        log(f"torch threads: {threads}")
-    main = is_main_process()
+        if not share.is_worker:
+            log(f"torch threads: {threads}" + (" per process" if prepared.settings.processes > 1 else ""))
+    main = is_main_process() and not share.is_worker
     if main:
         prepared.output_dir.mkdir(parents=True, exist_ok=True)
         output.record_configuration(prepared.output_dir, prepared.configuration)
-    log(
-        f"{prepared.experiment} at scale {prepared.settings.scale}, seeds {prepared.seeds}, into {prepared.output_dir}"
-        + (" (continuing)" if prepared.continuing else "")
-    )
-    finish = (lambda report: _finish(prepared, report, log)) if main else None
-    if prepared.experiment == "dyck2":
-        from .dyck_runs import dyck_settings, expected_dyck_seconds, run_dyck
-
-        if prepared.settings.scale == "paper":
-            from ..data.dyck import generate_dyck2
-
-            settings = dyck_settings(prepared.scale["settings"])
-            data = generate_dyck2(settings.data_seed, num_train=settings.num_train, num_validation=settings.num_validation,
-                                  num_test=settings.num_test, max_length=settings.max_length)  # fmt: skip
-            left = sum(output.finished_run(output.run_dir(prepared.output_dir, arm, seed)) is None
-                       for arm in ("baseline", "multi_timescale") for seed in prepared.seeds)  # fmt: skip
-            estimate = expected_dyck_seconds(settings, data, left)
-            log(
-                f"expected training time: {_format_seconds(estimate['seconds'])} at most ({left} runs x {settings.epochs} "
-                f"epochs x {estimate['steps_per_epoch']} steps at {estimate['seconds_per_step']:.3f} s/step, measured now; "
-                "runs stop earlier once the validation loss is below the threshold)"
-            )
-        report = run_dyck(prepared.output_dir, prepared.scale["settings"], prepared.seeds, prepared.configuration, log, finish)
+        log(
+            f"{prepared.experiment} at scale {prepared.settings.scale}, seeds {prepared.seeds}, into {prepared.output_dir}"
+            + (" (continuing)" if prepared.continuing else "")
+        )
+        if prepared.scale.get("generated_corpus") and prepared.corpus_dir is not None:
+            write_smoke_corpus(prepared.corpus_dir)  # before any worker reads it
+    if prepared.settings.processes > 1 and not share.is_worker:
+        if main and prepared.settings.scale == "paper":
+            _log_expected_time(prepared, log)
+        gpus = visible_gpus() if prepared.settings.device in (None, "cuda") else []
+        phases = PHASES[:1] if prepared.experiment == "dyck2" else PHASES
+        for phase in phases:
+            code = run_phase(phase, prepared.settings.processes, prepared.arguments, log, gpus)
+            if code != 0:
+                raise WorkerFailed(code, phase)
+        report = _collect(prepared)
     else:
-        from .lm import LMPlan, expected_training_seconds, run_lm_experiment
-
-        if prepared.scale["generated_corpus"] and main:
-            write_smoke_corpus(prepared.corpus_dir)
-        plan = LMPlan(
-            experiment=prepared.experiment, scale=prepared.settings.scale, recipe=prepared.settings.recipe,
-            settings=prepared.scale, seeds=prepared.seeds, corpus_dir=prepared.corpus_dir,
-            output_dir=prepared.output_dir, progress=prepared.settings.progress_bar, device=prepared.settings.device,
-            log=log,
-        )  # fmt: skip
-        if prepared.settings.scale == "paper":
-            estimate = expected_training_seconds(plan)
-            log(
-                f"expected training time: {_format_seconds(estimate['seconds'])} ({estimate['runs_left']} runs x "
-                f"{prepared.scale['epochs']} epochs x {estimate['tokens_per_epoch']:,} tokens at "
-                f"{estimate['tokens_per_second']:,.0f} tokens/s, measured now over a few steps; validation and the "
-                "analyses come on top)"
-            )
-        report = run_lm_experiment(plan, prepared.configuration, finish)
+        if main and prepared.settings.scale == "paper":
+            _log_expected_time(prepared, log)
+        finish = (lambda report: _finish(prepared, report, log)) if main else None
+        report = _run_here(prepared, log, finish, share)
     if main:
         report["seconds"] = report.get("seconds", 0.0) + (time.perf_counter() - started)
         _finish(prepared, report, log)
@@ -220,8 +236,85 @@ def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any
     return report
 
 
+class WorkerFailed(RuntimeError):
+    """A worker process of ``--processes`` failed; ``exit_code`` is its exit code (what it printed
+    came before, prefixed with its number)."""
+
+    def __init__(self, exit_code: int, phase: str) -> None:
+        super().__init__(f"a worker process of the {phase} phase failed (exit code {exit_code}, its message above); "
+                         "finished runs and stages are kept: rerun the same command to continue")
+        self.exit_code = exit_code
+
+
+def _plan(prepared: Prepared, log: Callable[[str], None]) -> Any:
+    from .lm import LMPlan
+
+    return LMPlan(
+        experiment=prepared.experiment, scale=prepared.settings.scale, recipe=prepared.settings.recipe,
+        settings=prepared.scale, seeds=prepared.seeds, corpus_dir=prepared.corpus_dir,
+        output_dir=prepared.output_dir, progress=prepared.settings.progress_bar, device=prepared.settings.device,
+        log=log,
+    )  # fmt: skip
+
+
+def _run_here(prepared: Prepared, log: Callable[[str], None], finish: Any, share: Any) -> dict[str, Any]:
+    """This process's part of the work (everything, or a worker's share)."""
+    if prepared.experiment == "dyck2":
+        from .dyck_runs import run_dyck
+
+        return run_dyck(
+            prepared.output_dir, prepared.scale["settings"], prepared.seeds, prepared.configuration, log, finish,
+            share, prepared.settings.device,
+        )  # fmt: skip
+    from .lm import run_lm_experiment
+
+    return run_lm_experiment(_plan(prepared, log), prepared.configuration, finish, share)
+
+
+def _collect(prepared: Prepared) -> dict[str, Any]:
+    """The report merged from what the workers left in the output folder."""
+    if prepared.experiment == "dyck2":
+        from .dyck_runs import collect_dyck_report
+
+        return collect_dyck_report(prepared.output_dir, prepared.scale["settings"], prepared.seeds, prepared.configuration)
+    from .lm import collect_report
+
+    return collect_report(_plan(prepared, print), prepared.configuration)
+
+
+def _log_expected_time(prepared: Prepared, log: Callable[[str], None]) -> None:
+    """At the paper scale, the training time still to come, from a few steps measured now."""
+    processes = prepared.settings.processes
+    per = f", {processes} at a time" if processes > 1 else ""
+    if prepared.experiment == "dyck2":
+        from ..data.dyck import generate_dyck2
+        from .dyck_runs import dyck_settings, expected_dyck_seconds
+
+        settings = dyck_settings(prepared.scale["settings"])
+        data = generate_dyck2(settings.data_seed, num_train=settings.num_train, num_validation=settings.num_validation,
+                              num_test=settings.num_test, max_length=settings.max_length)  # fmt: skip
+        left = sum(output.finished_run(output.run_dir(prepared.output_dir, arm, seed)) is None
+                   for arm in ("baseline", "multi_timescale") for seed in prepared.seeds)  # fmt: skip
+        estimate = expected_dyck_seconds(settings, data, left, device=prepared.settings.device)
+        log(
+            f"expected training time: {_format_seconds(estimate['seconds'] / processes)} at most ({left} runs{per} x "
+            f"{settings.epochs} epochs x {estimate['steps_per_epoch']} steps at {estimate['seconds_per_step']:.3f} s/step, "
+            "measured now; runs stop earlier once the validation loss is below the threshold)"
+        )
+        return
+    from .lm import expected_training_seconds
+
+    estimate = expected_training_seconds(_plan(prepared, log))
+    log(
+        f"expected training time: {_format_seconds(estimate['seconds'] / processes)} ({estimate['runs_left']} runs{per} x "
+        f"{prepared.scale['epochs']} epochs x {estimate['tokens_per_epoch']:,} tokens at "
+        f"{estimate['tokens_per_second']:,.0f} tokens/s, measured now over a few steps; validation and the "
+        "analyses come on top)"
+    )
+
+
 def log_to_stderr(message: str) -> None:
     print(f"mtlstm-reproduce: {message}", file=sys.stderr, flush=True)
 
 
-__all__ = ["LM_CONFIG_KEYS", "Prepared", "check_seeds", "log_to_stderr", "prepare", "run"]
+__all__ = ["LM_CONFIG_KEYS", "Prepared", "WorkerFailed", "check_seeds", "log_to_stderr", "prepare", "run"]

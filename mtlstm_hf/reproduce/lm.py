@@ -18,12 +18,15 @@ measures on them, through the library:
    for both ways of counting (:func:`mtlstm_hf.analysis.ablation_log_probs` and
    :func:`~mtlstm_hf.analysis.routing_from_log_probs`).
 
-Each stage of each seed is written to ``report.json`` as soon as it is done
-(:mod:`.output`); a rerun continues with what is missing. The summary over seeds and the
-verdicts are in :mod:`.summary` and :mod:`.claims`.
+Every run is trained first, then the stages of every seed. Each stage of each seed is kept in
+its own file as soon as it is done and merged into ``report.json`` (:mod:`.output`); a rerun
+continues with what is missing. The summary over seeds and the verdicts are in :mod:`.summary`
+and :mod:`.claims`.
 
-Processes: training runs on every process of a ``torchrun`` / ``accelerate launch`` start (the
-library shards the rows); the stages after it run on the main process only.
+Processes: with ``--processes N`` (:mod:`.workers`) N worker processes train one run each at a
+time, then analyse one seed each at a time. Under ``torchrun`` / ``accelerate launch`` every
+process takes part in every run (the training library shards the rows: data parallelism) and the
+stages run on the main process only, after all training.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 
 from . import output
 from .scales import RECIPES
+from .workers import EVERYTHING, Share
 
 ARMS: tuple[str, ...] = ("baseline", "multi_timescale")
 """The two models compared, in the order of the paired comparison (A = baseline, B = multi-timescale)."""
@@ -257,17 +261,46 @@ STAGES: dict[str, Callable[[LMPlan, int], dict[str, Any]]] = {
 ``per_seed[seed][stage]``."""
 
 
-def run_lm_experiment(
-    plan: LMPlan, configuration: dict[str, Any], on_update: Callable[[dict[str, Any]], None] | None = None
-) -> dict[str, Any]:
-    """Train and analyse every seed, writing ``report.json`` after each stage; returns the report.
-
-    ``on_update(report)`` is called after each seed's stages (the caller writes the summary,
-    claims, REPORT.md and figures from it).
+def train_runs(plan: LMPlan, share: Share = EVERYTHING, on_run: Callable[[], None] | None = None) -> None:
+    """Train every (arm, seed) run of ``share`` (all processes of a ``torchrun`` start take part in
+    each), seed by seed, baseline first: a finished run is skipped, an interrupted one continued
+    (:func:`train_run`). ``on_run()`` is called after each run.
 
     Raises:
-        RunInterrupted: a training run was stopped by a signal.
+        RunInterrupted: a run was stopped by a signal.
     """
+    for arm, seed in share.mine([(arm, seed) for seed in plan.seeds for arm in ARMS]):
+        train_run(plan, arm, seed)
+        if on_run is not None:
+            on_run()
+
+
+def analyse_seeds(
+    plan: LMPlan, share: Share = EVERYTHING, recorded: dict[str, Any] | None = None,
+    on_seed: Callable[[int], None] | None = None,
+) -> None:  # fmt: skip
+    """Run the :data:`STAGES` of every seed of ``share`` whose two runs are finished, each stage
+    kept in its file as soon as it is done (:func:`.output.write_stage`); a stage already kept
+    there, or in ``recorded`` (``report.json``'s ``per_seed`` of an earlier version), is skipped.
+    ``on_seed(seed)`` is called after each seed."""
+    recorded = recorded or {}
+    for seed in share.mine(plan.seeds):
+        if any(output.finished_run(output.run_dir(plan.output_dir, arm, seed)) is None for arm in ARMS):
+            continue  # not trained yet (a worker of the training phase failed): the report says so
+        for stage, function in STAGES.items():
+            if output.finished_stage(plan.output_dir, seed, stage) is not None or stage in recorded.get(str(seed), {}):
+                continue
+            started = time.perf_counter()
+            plan.log(f"seed {seed}: {stage}")
+            result = function(plan, seed)
+            output.write_stage(plan.output_dir, seed, stage, result, time.perf_counter() - started)
+        if on_seed is not None:
+            on_seed(seed)
+
+
+def collect_report(plan: LMPlan, configuration: dict[str, Any]) -> dict[str, Any]:
+    """``report.json``'s content from the output folder: the completion record of every finished run
+    and every kept stage (and what an earlier ``report.json`` holds for stages kept nowhere else)."""
     report = output.load_report(plan.output_dir)
     report.update(
         format=output.REPORT_FORMAT, experiment=plan.experiment, scale=plan.scale, recipe=plan.recipe,
@@ -275,34 +308,67 @@ def run_lm_experiment(
     )  # fmt: skip
     report.setdefault("runs", {arm: {} for arm in ARMS})
     report.setdefault("per_seed", {})
-    seeds_done = [int(seed) for seed in report["per_seed"]]
-    report["seeds"] = sorted(set(seeds_done) | set(plan.seeds))
-    for seed in plan.seeds:
+    seeds = set(plan.seeds) | {int(seed) for seed in report["per_seed"]}
+    seeds |= {int(seed) for arm in ARMS for seed in report["runs"].get(arm, {})}
+    for seed in sorted(seeds):
         for arm in ARMS:
-            report["runs"][arm][str(seed)] = train_run(plan, arm, seed)
-            if is_main_process():
-                output.save_report(plan.output_dir, report)
-        if not is_main_process():
-            continue
-        entry = report["per_seed"].setdefault(str(seed), {})
-        for stage, function in STAGES.items():
-            if stage in entry:
-                continue
-            started = time.perf_counter()
-            plan.log(f"seed {seed}: {stage}")
-            entry[stage] = function(plan, seed)
-            entry.setdefault("seconds", {})[stage] = time.perf_counter() - started
-            output.save_report(plan.output_dir, report)
-        if on_update is not None:
-            on_update(report)
+            record = output.finished_run(output.run_dir(plan.output_dir, arm, seed))
+            if record is not None:
+                report["runs"].setdefault(arm, {})[str(seed)] = record
+        for stage in STAGES:
+            kept = output.finished_stage(plan.output_dir, seed, stage)
+            if kept is not None:
+                entry = report["per_seed"].setdefault(str(seed), {})
+                entry[stage] = kept["result"]
+                entry.setdefault("seconds", {})[stage] = kept["seconds"]
+    report["seeds"] = sorted(seeds)
     return report
+
+
+def run_lm_experiment(
+    plan: LMPlan, configuration: dict[str, Any], on_update: Callable[[dict[str, Any]], None] | None = None,
+    share: Share = EVERYTHING,
+) -> dict[str, Any]:  # fmt: skip
+    """Train every run, then analyse every seed (:func:`train_runs`, :func:`analyse_seeds`), writing
+    ``report.json`` after each run and each seed's stages; returns the report.
+
+    Training comes first for all seeds: the analyses run on the main process only, and the other
+    processes of a ``torchrun`` start would otherwise wait for them in the next run's first
+    collective (NCCL gives up after 10 minutes). ``on_update(report)`` is called after each seed's
+    stages (the caller writes the summary, claims, REPORT.md and figures from it). A worker of
+    ``--processes`` (``share``) does its share of its phase and writes no report.
+
+    Raises:
+        RunInterrupted: a training run was stopped by a signal.
+    """
+    main = is_main_process() and not share.is_worker
+
+    def save() -> dict[str, Any] | None:
+        if not main:
+            return None
+        report = collect_report(plan, configuration)
+        output.save_report(plan.output_dir, report)
+        return report
+
+    if share.does("train"):
+        train_runs(plan, share, save)
+    if share.does("analyse") and (is_main_process() or share.is_worker):
+        recorded = output.load_report(plan.output_dir).get("per_seed", {})
+
+        def seed_done(seed: int) -> None:
+            report = save()
+            if on_update is not None and report is not None:
+                on_update(report)
+
+        analyse_seeds(plan, share, recorded, seed_done)
+    return save() or collect_report(plan, configuration)
 
 
 def expected_training_seconds(plan: LMPlan, steps: int = 3) -> dict[str, Any]:
     """Time ``steps`` optimizer steps of the multi-timescale arm (after one uncounted step) and
     extrapolate to every run still to train: ``{"tokens_per_second", "tokens_per_epoch",
     "runs_left", "seconds"}``. Writes nothing (the steps run in memory)."""
-    from ..training import LanguageModelTrainer
+    from ..training import LanguageModelTrainer, finish_accelerator
 
     config = training_config(plan, "multi_timescale", plan.seeds[0]).replace(
         output_dir=str(plan.output_dir / ".throughput-probe"), tracker="none", progress_bar=False
@@ -319,7 +385,7 @@ def expected_training_seconds(plan: LMPlan, steps: int = 3) -> dict[str, Any]:
                 tokens += sum(inputs.shape[1] for inputs, _ in windows) * config.batch_size
         tokens_per_epoch = int(trainer.rows.shape[1] - 1) * config.batch_size
     finally:
-        trainer.accelerator.end_training()
+        finish_accelerator(trainer.accelerator)
     rate = tokens / max(seconds, 1e-9)
     left = sum(
         output.finished_run(output.run_dir(plan.output_dir, arm, seed)) is None for arm in ARMS for seed in plan.seeds
@@ -346,7 +412,10 @@ __all__ = [
     "evaluation_stage",
     "expected_training_seconds",
     "is_main_process",
+    "analyse_seeds",
+    "collect_report",
     "run_lm_experiment",
+    "train_runs",
     "timescale_stage",
     "train_run",
     "training_config",

@@ -10,6 +10,7 @@ Layout::
     runs/<arm>-seed<seed>/     one training run each (language models: mtlstm-train's run folder;
                                Dyck-2: run.json + predictions.npz)
     runs/<...>/reproduce_run.json   written when the run finished: a rerun skips it
+    stages/seed<seed>-<stage>.json  one analysis of one seed (language models), as it finished
 
 A folder made with another configuration is refused (:func:`check_configuration`) before
 anything is trained or written, since mixing its runs into a report would be wrong. Seeds are
@@ -32,6 +33,7 @@ MARKDOWN_FILENAME = "REPORT.md"
 FIGURES_DIRNAME = "figures"
 RUNS_DIRNAME = "runs"
 RUN_RECORD_FILENAME = "reproduce_run.json"
+STAGES_DIRNAME = "stages"
 REPORT_FORMAT = "mtlstm_hf.reproduce/1"
 
 
@@ -127,6 +129,22 @@ def mark_finished(folder: str | Path, record: dict[str, Any]) -> None:
     write_json(Path(folder) / RUN_RECORD_FILENAME, {**record, "status": "completed"})
 
 
+def stage_file(output_dir: str | Path, seed: int, stage: str) -> Path:
+    """Where one analysis stage of one seed is kept: ``stages/seed<seed>-<stage>.json``."""
+    return Path(output_dir) / STAGES_DIRNAME / f"seed{seed}-{stage}.json"
+
+
+def finished_stage(output_dir: str | Path, seed: int, stage: str) -> dict[str, Any] | None:
+    """``{"result": ..., "seconds": ...}`` of a finished stage, or ``None``."""
+    record = read_json(stage_file(output_dir, seed, stage))
+    return record if isinstance(record, dict) and "result" in record else None
+
+
+def write_stage(output_dir: str | Path, seed: int, stage: str, result: Any, seconds: float) -> None:
+    """Keep a finished stage (atomically: a stage file is complete or absent)."""
+    write_json(stage_file(output_dir, seed, stage), {"result": result, "seconds": seconds})
+
+
 def load_report(output_dir: str | Path) -> dict[str, Any]:
     """``report.json`` of ``output_dir`` (an empty dict when there is none)."""
     report = read_json(Path(output_dir) / REPORT_FILENAME)
@@ -151,8 +169,10 @@ __all__ = [
     "REPORT_FORMAT",
     "RUNS_DIRNAME",
     "RUN_RECORD_FILENAME",
+    "STAGES_DIRNAME",
     "check_configuration",
     "finished_run",
+    "finished_stage",
     "jsonable",
     "load_report",
     "mark_finished",
@@ -160,5 +180,7 @@ __all__ = [
     "record_configuration",
     "run_dir",
     "save_report",
+    "stage_file",
     "write_json",
+    "write_stage",
 ]

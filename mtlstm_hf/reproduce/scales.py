@@ -11,8 +11,9 @@ Scales:
   and the arithmetic are in each scale's ``sizing`` text). Every reduction relative to the paper is
   listed in the scale's ``reductions`` and printed in ``REPORT.md``.
 - ``paper``: the paper's sizes and epochs (Dyck-2: 20 seeds); before training, the expected
-  time is printed from a measured throughput of a few steps. Several GPUs: launch with
-  ``torchrun`` / ``accelerate launch`` (the training library shards the rows).
+  time is printed from a measured throughput of a few steps. Several GPUs: ``--processes N`` for
+  one run per GPU (:mod:`.workers`), or ``torchrun`` / ``accelerate launch`` to split each run's
+  rows (a number of processes that divides the batch and the evaluation batch of 10).
 
 Each scale names the torch threads it was sized for (``threads``; ``--threads`` overrides it;
 ``None``: torch's default). Each language-model scale gives: the model sizes (``model_overrides`` of the ``paper*``
@@ -68,7 +69,7 @@ _LM_SCALES: dict[str, dict[str, Any]] = {
         "epochs": 2,
         "batch_size": 10,
         "bptt": 20,
-        "eval_batch_size": 5,
+        "eval_batch_size": 10,  # divisible by 2 and 5 processes, as at the other scales
         "seeds": [1, 2],
         "n_resamples": 200,
         "chunk_size": 8,

@@ -153,6 +153,15 @@ def _is_main_process() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mtlstm-train``; returns the exit code (:mod:`mtlstm_hf.exit_codes`)."""
     build_parser().parse_args(argv)  # usage errors and --help exit here, before any import
+    from .preparation import end_processes
+
+    try:
+        return _main(argv)
+    finally:
+        end_processes()  # the process group of a multi-process start, once everything is written
+
+
+def _main(argv: Sequence[str] | None) -> int:
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
     from ..models.mtlstm import UnsupportedPrecisionError
     from .loop import train

@@ -1,0 +1,144 @@
+"""One run per process: ``mtlstm-reproduce --processes N`` spreads the independent (arm, seed) runs,
+and then the per-seed analyses, over N worker processes.
+
+Why: the paper's experiments are many small runs (6 for PTB, 40 for Dyck-2), and the cuDNN step at
+these sizes is latency-bound, so splitting one run's 20 rows over GPUs (data parallelism) buys
+almost nothing, while N runs at once go N times faster. Each worker is this command again, in a
+fresh process, with ``MTLSTM_REPRODUCE_WORKER=k/N/phase`` in its environment: it prepares as the
+parent did (the same checks), takes every N-th task of the phase (round robin from ``k``), and
+writes only into its runs' folders and stage files (:mod:`.output`). The parent starts the
+workers of one phase, passes their output on line by line (prefixed ``[k]``), waits for all, and
+only then starts the next phase; at the end it merges the report. Everything stays resumable:
+a rerun of the same command skips what any worker finished.
+
+Devices: with CUDA, worker ``k`` sees one GPU (``CUDA_VISIBLE_DEVICES``, round robin over the
+GPUs this process may use); on CPUs each worker uses the scale's threads (1 at the ``cpu``
+scale), so ``--processes 2`` on two cores runs two runs at once.
+
+Phases: ``train`` (the runs) and ``analyse`` (language models: the stages of each seed, which need
+both arms of that seed); Dyck-2 has only ``train``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+WORKER_VARIABLE = "MTLSTM_REPRODUCE_WORKER"
+PHASES: tuple[str, ...] = ("train", "analyse")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Share:
+    """The part of the work one process does: every ``count``-th task from ``index`` of each phase,
+    in ``phase`` only (``None``: every phase, as a single process does)."""
+
+    index: int = 0
+    count: int = 1
+    phase: str | None = None
+
+    def mine(self, tasks: Sequence[T]) -> list[T]:
+        """This process's tasks, in order."""
+        return [task for position, task in enumerate(tasks) if position % self.count == self.index]
+
+    def does(self, phase: str) -> bool:
+        """Whether this process works in ``phase``."""
+        return self.phase is None or self.phase == phase
+
+    @property
+    def is_worker(self) -> bool:
+        return self.count > 1
+
+
+EVERYTHING = Share()
+"""A single process: all tasks of all phases."""
+
+
+def share_from_environment() -> Share:
+    """This process's share: :data:`EVERYTHING`, or what ``MTLSTM_REPRODUCE_WORKER=k/N/phase`` says.
+
+    Raises:
+        ValueError: a malformed value.
+    """
+    value = os.environ.get(WORKER_VARIABLE)
+    if not value:
+        return EVERYTHING
+    try:
+        index, count, phase = value.split("/")
+        share = Share(int(index), int(count), phase)
+    except ValueError:
+        share = None
+    if share is None or not 0 <= share.index < share.count or share.phase not in PHASES:
+        raise ValueError(f"{WORKER_VARIABLE}={value!r}: expected INDEX/COUNT/PHASE with 0 <= INDEX < COUNT, PHASE in {PHASES}.")
+    return share
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (empty without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed:
+        return [entry.strip() for entry in listed.split(",") if entry.strip()][: torch.cuda.device_count()]
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def run_phase(
+    phase: str, count: int, arguments: Sequence[str], log: Callable[[str], None], gpus: Sequence[str] = ()
+) -> int:
+    """Run ``count`` workers of ``phase`` (``mtlstm-reproduce ARGUMENTS`` each, with its share in the
+    environment and one GPU when there are GPUs), pass their output on, wait for all of them.
+
+    Returns:
+        0 when every worker succeeded, else the first non-zero exit code in worker order (130 if
+        any was interrupted, so that an interruption is reported as one).
+    """
+    log(f"{phase}: {count} worker processes" + (f" on GPUs {', '.join(gpus[: count])}" if gpus else ""))
+    workers = []
+    for index in range(count):
+        environment = dict(os.environ, **{WORKER_VARIABLE: f"{index}/{count}/{phase}"})
+        if gpus:
+            environment["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mtlstm_hf.reproduce.cli", *arguments],
+            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        )  # fmt: skip
+        reader = threading.Thread(target=_pass_on, args=(process, f"[{index}] "), daemon=True)
+        reader.start()
+        workers.append((process, reader))
+    codes = []
+    try:
+        for process, reader in workers:
+            codes.append(process.wait())
+            reader.join()
+    except KeyboardInterrupt:
+        # The workers got the same SIGINT (one process group): each saves its checkpoint. Wait for that.
+        for process, reader in workers:
+            process.wait()
+            reader.join()
+        raise
+    if 130 in codes:
+        return 130
+    return next((code for code in codes if code != 0), 0)
+
+
+_output_lock = threading.Lock()
+
+
+def _pass_on(process: Any, prefix: str) -> None:
+    for line in process.stdout:
+        with _output_lock:
+            sys.stderr.write(prefix + line)
+            sys.stderr.flush()
+
+
+__all__ = ["EVERYTHING", "PHASES", "Share", "WORKER_VARIABLE", "run_phase", "share_from_environment", "visible_gpus"]
