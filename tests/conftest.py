@@ -73,6 +73,31 @@ def _seed():
     torch.manual_seed(1234)
 
 
+def _device_params():
+    """``cpu`` and ``cuda`` (skipped without CUDA); ``MTLSTM_TEST_DEVICE=cpu|cuda`` keeps one."""
+    wanted = os.environ.get("MTLSTM_TEST_DEVICE")
+    params = []
+    for name in ("cpu", "cuda"):
+        marks = []
+        if wanted is not None and wanted != name:
+            marks.append(pytest.mark.skip(reason=f"MTLSTM_TEST_DEVICE={wanted}"))
+        elif name == "cuda" and not torch.cuda.is_available():
+            marks.append(pytest.mark.skip(reason="needs CUDA"))
+        params.append(pytest.param(name, marks=marks))
+    return params
+
+
+@pytest.fixture(params=_device_params())
+def device(request) -> torch.device:
+    """The device a test's model runs on: every such test runs on the CPU and, where there is one,
+    on CUDA (oracles stay on the CPU). TensorFloat-32 is off for the test, so that CUDA gives the
+    CPU's float32 results to rounding."""
+    from mtlstm_hf.devices import float32_precision
+
+    with float32_precision("highest"):
+        yield torch.device(request.param)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """torch runs with one intra-op thread for the whole test module, restored afterwards. Tiny

@@ -1,29 +1,90 @@
-"""Issue 12 item 13: the forward traces. torch.compile(fullgraph=True) has no graph break (the
-token-id range check, which reads values, stays out of traced code) and torch.export exports a
-forward that takes and returns the state, with a dynamic batch size. Oracle: the eager model.
+"""The forward compiles and exports. torch.compile keeps each layer's recurrence eager (the compile
+policy, ``layers._recurrence``: one graph break per layer, no value read of ids or masks in the
+graph) and compiles the rest; torch.export exports a forward that takes and returns the state,
+with a dynamic batch size. Oracle: the eager model.
 
-What works in torch 2.13 (see README): compile with fullgraph; export with a dynamic batch
-size, with or without a state; the sequence length is specialised by torch.export (as for a
-plain nn.LSTM), so an exported program takes windows of the exported length."""
+What works in torch 2.13 (see README): compile without fullgraph, with inductor, padded batches
+and variable window lengths; export with a dynamic batch size, with or without a state; the
+sequence length is specialised by torch.export (as for a plain nn.LSTM), so an exported program
+takes windows of the exported length."""
+
+import shutil
 
 import pytest
 import torch
+import torch._dynamo
 from torch.export import Dim
 
 from conftest import tiny_model
 
 
-def test_compile_fullgraph_matches_eager():
+class RecordingBackend:
+    """A torch.compile backend that runs each graph eagerly and records the ops in it."""
+
+    def __init__(self) -> None:
+        self.ops: list[str] = []
+        self.graphs = 0
+
+    def __call__(self, graph_module, example_inputs):  # noqa: ANN001, ANN204
+        self.graphs += 1
+        self.ops += [str(node.target) for node in graph_module.graph.nodes if node.op == "call_function"]
+        return graph_module.forward
+
+
+def test_compile_keeps_each_recurrence_eager_and_matches_eager():
+    """The compile policy: the recurrences run eagerly on the fused kernel (traced, each would become
+    a Python loop over time steps), so no compiled graph holds an LSTM, also with a padded batch (no
+    value read of the mask in a graph); what is compiled (the output layer and the loss) gives the
+    eager model's results."""
+    torch._dynamo.reset()
     model = tiny_model()
     ids = torch.randint(0, 37, (2, 5))
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
     state = model(ids[:, :2]).cache
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    got, expected = compiled(ids, cache=state), model(ids, cache=state)
-    assert torch.equal(got.logits, expected.logits)
+    backend = RecordingBackend()
+    compiled = torch.compile(model, backend=backend)
+    got, expected = compiled(ids, cache=state, labels=ids), model(ids, cache=state, labels=ids)
+    assert torch.equal(got.logits, expected.logits) and torch.equal(got.loss, expected.loss)
     for a, b in zip(got.cache.hidden + got.cache.cell, expected.cache.hidden + expected.cache.cell):
         assert torch.equal(a, b)
+    got, expected = compiled(ids, attention_mask=mask), model(ids, attention_mask=mask)
+    torch.testing.assert_close(got.logits, expected.logits)
+    assert backend.graphs >= 1 and any("linear" in op for op in backend.ops)  # the output layer is compiled
+    assert not any("lstm" in op or "rnn" in op for op in backend.ops), backend.ops
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="torch.compiler.disable"):
+        torch.compile(model, fullgraph=True, backend="eager")(ids)  # documented: no single graph
     with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 37\)"):
         model(torch.tensor([[3, 40]]))  # eager keeps the clear error
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler on the CPU")
+def test_inductor_compiles_a_training_step_once_for_every_window_length():
+    """With inductor (the default backend): a padded training step with AR/TAR and every dropout
+    equals the eager step's loss and gradients with dropout off, and windows of new lengths (the
+    variable BPTT) compile once more, as a dynamic shape, not once per length."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    model = tiny_model(activation_regularization=2.0, temporal_activation_regularization=1.0).train()
+    compiled = torch.compile(model)
+    graphs = []
+    for length in (6, 9, 11, 13):
+        ids = torch.randint(0, 37, (3, length))
+        mask = torch.ones_like(ids)
+        mask[1, :2] = 0
+        model.zero_grad()
+        loss = compiled(ids, attention_mask=mask, labels=ids).loss
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        expected = model(ids, attention_mask=mask, labels=ids).loss
+        expected.backward()
+        torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+        for grad, parameter in zip(grads, model.parameters()):
+            torch.testing.assert_close(grad, parameter.grad, rtol=1e-4, atol=1e-6)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[1] == graphs[2] == graphs[3]  # static for the first length, dynamic from the second on
 
 
 def test_export_with_a_state_and_a_dynamic_batch_size():

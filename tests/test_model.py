@@ -13,20 +13,20 @@ def _ids(batch=3, steps=9, vocab=37, seed=0):
     return torch.randint(0, vocab, (batch, steps), generator=torch.Generator().manual_seed(seed))
 
 
-def test_forward_matches_per_step_reference():
+def test_forward_matches_per_step_reference(device):
     model = tiny_model()
     ids = _ids()
-    out = model(ids)
-    ref_logits, ref_hidden, ref_cell = reference_lstm_lm(model, ids)
-    torch.testing.assert_close(out.logits.double(), ref_logits, atol=1e-5, rtol=0)
+    ref_logits, ref_hidden, ref_cell = reference_lstm_lm(model, ids)  # float64 on the CPU
+    out = model.to(device)(ids.to(device))
+    torch.testing.assert_close(out.logits.cpu().double(), ref_logits, atol=1e-5, rtol=0)
     for layer in range(2):
-        torch.testing.assert_close(out.cache.hidden[layer].double(), ref_hidden[layer], atol=1e-6, rtol=0)
-        torch.testing.assert_close(out.cache.cell[layer].double(), ref_cell[layer], atol=1e-6, rtol=0)
+        torch.testing.assert_close(out.cache.hidden[layer].cpu().double(), ref_hidden[layer], atol=1e-6, rtol=0)
+        torch.testing.assert_close(out.cache.cell[layer].cpu().double(), ref_cell[layer], atol=1e-6, rtol=0)
 
 
-def test_two_chunks_with_state_equal_one_pass():
-    model = tiny_model()
-    ids = _ids(steps=12)
+def test_two_chunks_with_state_equal_one_pass(device):
+    model = tiny_model().to(device)
+    ids = _ids(steps=12).to(device)
     full = model(ids)
     first = model(ids[:, :5])
     second = model(ids[:, 5:], cache=first.cache)
@@ -47,7 +47,7 @@ def test_given_state_is_not_mutated():
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-def test_padding_leaves_state_untouched(side):
+def test_padding_leaves_state_untouched(side, device):
     model = tiny_model()
     lengths = [7, 4, 1]
     steps = max(lengths)
@@ -58,7 +58,8 @@ def test_padding_leaves_state_untouched(side):
         span = slice(steps - n, steps) if side == "left" else slice(0, n)
         ids[i, span] = row
         mask[i, span] = 1
-    start_state = model(_ids(steps=3, seed=5)).cache  # non-zero initial state
+    model, ids, mask, rows = model.to(device), ids.to(device), mask.to(device), [row.to(device) for row in rows]
+    start_state = model(_ids(steps=3, seed=5).to(device)).cache  # non-zero initial state
     out = model(ids, attention_mask=mask, cache=start_state)
     for i, (row, n) in enumerate(zip(rows, lengths)):
         alone = model(row[None], cache=start_state.select(slice(i, i + 1)))
@@ -78,13 +79,13 @@ def test_all_padding_row_keeps_its_state():
         assert not torch.equal(a[1], b[1])
 
 
-def test_mask_with_zeros_anywhere_equals_each_row_alone_on_its_kept_tokens():
+def test_mask_with_zeros_anywhere_equals_each_row_alone_on_its_kept_tokens(device):
     """Issue 12 item 3 (transformers' tests draw such masks). Oracle: each row run alone on its
     kept tokens, from the same state; masked steps give zero outputs and leave the state as it
     was."""
-    model = tiny_model()
-    ids = _ids(batch=3, steps=6)
-    mask = torch.tensor([[1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0]])
+    model = tiny_model().to(device)
+    ids = _ids(batch=3, steps=6).to(device)
+    mask = torch.tensor([[1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0]], device=device)
     out = model(ids, attention_mask=mask, output_hidden_states=True)
     for row in range(3):
         kept = mask[row].bool()
@@ -95,12 +96,12 @@ def test_mask_with_zeros_anywhere_equals_each_row_alone_on_its_kept_tokens():
             torch.testing.assert_close(out.cache.cell[layer][row], alone.cache.cell[layer][0], rtol=1e-5, atol=1e-6)
         assert torch.equal(out.hidden_states[-1][row, ~kept], torch.zeros_like(out.hidden_states[-1][row, ~kept]))
     with pytest.raises(ValueError, match="attention_mask"):
-        model(_ids(batch=1, steps=4), attention_mask=torch.tensor([[1, 1]]))
+        model(_ids(batch=1, steps=4).to(device), attention_mask=torch.tensor([[1, 1]], device=device))
 
 
-def test_inputs_embeds_equal_input_ids():
-    model = tiny_model()
-    ids = _ids()
+def test_inputs_embeds_equal_input_ids(device):
+    model = tiny_model().to(device)
+    ids = _ids().to(device)
     embeds = model.get_input_embeddings()(ids)
     torch.testing.assert_close(model(inputs_embeds=embeds).logits, model(ids).logits)
 
@@ -119,16 +120,16 @@ def test_hidden_states_and_tuple_output():
     assert model(ids, use_cache=False).cache is None
 
 
-def test_loss_is_shifted_cross_entropy_ignoring_minus_100():
-    model = tiny_model()
-    ids = _ids()
+def test_loss_is_shifted_cross_entropy_ignoring_minus_100(device):
+    model = tiny_model().to(device)
+    ids = _ids().to(device)
     labels = ids.clone()
     labels[0, 4] = -100
     out = model(ids, labels=labels)
     expected = F.cross_entropy(out.logits[:, :-1].reshape(-1, 37), labels[:, 1:].reshape(-1), ignore_index=-100)
     torch.testing.assert_close(out.loss, expected)
     # AWD-style windows pass targets already aligned with the inputs (same length).
-    aligned_targets = torch.cat([labels[:, 1:], torch.full((3, 1), -100)], dim=1)
+    aligned_targets = torch.cat([labels[:, 1:], torch.full((3, 1), -100, device=device)], dim=1)
     torch.testing.assert_close(model(ids, shift_labels=aligned_targets).loss, expected)
 
 
@@ -190,10 +191,10 @@ def test_the_model_drops_whole_units_for_the_whole_sequence(dropout):
     assert not torch.equal(ratio[0], ratio[1])  # one mask per sequence
 
 
-def test_weight_drop_keeps_raw_recurrent_weights_trainable():
-    model = tiny_model(weight_drop=0.5)
+def test_weight_drop_keeps_raw_recurrent_weights_trainable(device):
+    model = tiny_model(weight_drop=0.5).to(device)
     model.train()
-    ids = _ids(steps=20)
+    ids = _ids(steps=20).to(device)
     model(ids, labels=ids).loss.backward()
     for layer in model.model.layers:
         grad = layer.weight_hh.grad

@@ -257,10 +257,11 @@ def test_step_function_matches_model_forward():
 
 
 @pytest.mark.parametrize("state", ["cell", "hidden"])
-def test_model_state_gradients_match_autograd_jacobian(state):
+def test_model_state_gradients_match_autograd_jacobian(state, device):
     """G(t, tau) from forward-mode tangents equals the reverse-mode Jacobian of the model's own
-    forward (fused kernel, inputs_embeds), in the second segment (carried, detached state)."""
-    model = tiny_model()
+    forward (fused kernel, inputs_embeds), in the second segment (carried, detached state). The
+    Jacobian is autograd through the eval-mode model: on CUDA it needs cuDNN's training kernel."""
+    model = tiny_model().to(device)
     delays, segment = 5, 12
     stream = _distinct_stream(30)
     results = state_gradients(
@@ -282,7 +283,7 @@ def test_model_state_gradients_match_autograd_jacobian(state):
             for tau in range(min(delays, t - segment + 1)):
                 source = t - tau
                 torch.testing.assert_close(
-                    result.sums[tau, stream[source]].float(), jacobian[:, source - segment], rtol=0, atol=1e-5
+                    result.sums[tau, stream[source]].float().cpu(), jacobian[:, source - segment].cpu(), rtol=0, atol=1e-5
                 )
 
 

@@ -117,6 +117,8 @@ def _fresh_accelerate_state():
 
 
 def tiny_run(corpus_dir: Path, output_dir: Path, **overrides) -> TrainingConfig:
+    """A tiny run on the CPU: accelerate would otherwise pick a GPU where there is one, silently
+    (the CUDA runs are tests/test_cuda.py's)."""
     fields = dict(
         data=str(corpus_dir),
         preset="tiny",
@@ -128,6 +130,7 @@ def tiny_run(corpus_dir: Path, output_dir: Path, **overrides) -> TrainingConfig:
         progress_bar=False,
         tracker="jsonl",
         evaluate_test=False,
+        cpu=True,
     )
     fields.update(overrides)
     return TrainingConfig(**fields)
@@ -532,7 +535,7 @@ def test_two_cpu_processes_match_one_process(corpus_dir, tmp_path):
 
 def test_cli_trains_resumes_and_reports_errors(corpus_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    args = ["--data", str(corpus_dir), "--preset", "tiny", "--batch-size", "4", "--eval-batch-size", "2",
+    args = ["--cpu", "--data", str(corpus_dir), "--preset", "tiny", "--batch-size", "4", "--eval-batch-size", "2",
             "--bptt", "10", "--epochs", "1", "--no-progress-bar", "--output-dir", str(run_dir), "--tracker", "jsonl"]
     assert cli_main(args) == 0
     out = capsys.readouterr().out
@@ -647,7 +650,7 @@ def test_time_limit_and_finished_resume_stop_cleanly(corpus_dir, tmp_path):
 
 def _cli_args(corpus_dir: Path, run_dir: Path, *extra: str) -> list[str]:
     return ["--data", str(corpus_dir), "--preset", "tiny", "--batch-size", "4", "--eval-batch-size", "2",
-            "--bptt", "10", "--no-progress-bar", "--output-dir", str(run_dir), "--tracker", "jsonl", *extra]
+            "--bptt", "10", "--no-progress-bar", "--output-dir", str(run_dir), "--tracker", "jsonl", "--cpu", *extra]
 
 
 def _one_error_line(stderr: str) -> str:

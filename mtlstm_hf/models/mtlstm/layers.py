@@ -176,6 +176,34 @@ class GateBiases(nn.Module):
         return torch.cat([getattr(self, gate) for gate in self.gate_names]).to(dtype)
 
 
+@torch.compiler.disable
+def _recurrence(
+    layer: "MTLSTMLayer",
+    inputs: torch.Tensor,
+    initial_hidden: torch.Tensor,
+    initial_cell: torch.Tensor,
+    lengths: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:meth:`MTLSTMLayer.forward`: DropConnect, then the layer's kernel, in the weights' dtype.
+
+    Always run eagerly, never compiled (the compile policy): traced by ``torch.compile``, PyTorch
+    replaces the fused LSTM with a Python loop over time steps (no cuDNN, no oneDNN), which
+    compiles for tens of seconds per sequence length and then runs slower than the kernel it
+    replaced; the padded path's ``pack_padded_sequence`` cannot be traced at all. So a compiled
+    model breaks its graph once per layer here and compiles what pays around the recurrences
+    (embedding and dropouts, the output layer, the loss). ``torch.export`` (``strict=False``)
+    traces through it as an ordinary function.
+    """
+    dtype = layer.weight_ih.dtype
+    cell = initial_cell.to(dtype) if layer.layout.has_cell else None
+    with recurrence_precision(inputs.device.type):  # in the weights' dtype, never autocast's
+        outputs, final_hidden, final_cell = layer.sequence(
+            inputs.to(dtype), initial_hidden.to(dtype), cell, layer.weight_ih, layer.recurrent_weight(),
+            layer.gate_biases.concatenated(dtype), lengths,
+        )
+    return outputs, final_hidden, initial_cell if final_cell is None else final_cell
+
+
 class MTLSTMLayer(nn.Module):
     """One recurrent layer (standard LSTM or a Levy et al. 2018 variant) whose forget/input
     biases may carry fixed timescales.
@@ -257,14 +285,7 @@ class MTLSTMLayer(nn.Module):
         Returns:
             ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, cell_size))``.
         """
-        dtype = self.weight_ih.dtype
-        cell = initial_cell.to(dtype) if self.layout.has_cell else None
-        with recurrence_precision(inputs.device.type):  # in the weights' dtype, never autocast's
-            outputs, final_hidden, final_cell = self.sequence(
-                inputs.to(dtype), initial_hidden.to(dtype), cell, self.weight_ih, self.recurrent_weight(),
-                self.gate_biases.concatenated(dtype), lengths,
-            )
-        return outputs, final_hidden, initial_cell if final_cell is None else final_cell
+        return _recurrence(self, inputs, initial_hidden, initial_cell, lengths)
 
     @torch.no_grad()
     def initial_values(self, forget_timescales: torch.Tensor | None) -> dict[str, torch.Tensor]:

@@ -382,7 +382,9 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                 raise ValueError(
                     f"attention_mask must have shape {(batch_size, num_steps)} like the input, got {tuple(attention_mask.shape)}."
                 )
-            if check_values and attention_mask.dtype != torch.bool:
+            if torch.compiler.is_compiling():
+                everything = False  # no value read in a compiled graph: compact (an all-ones mask compacts to itself)
+            elif check_values and attention_mask.dtype != torch.bool:
                 # One read of the device for both questions: only 0 and 1? all 1 (nothing to skip)?
                 binary, everything = torch.stack(
                     [((attention_mask == 0) | (attention_mask == 1)).all(), (attention_mask == 1).all()]
