@@ -13,6 +13,9 @@ step tens of times slower in our trials).
     python benchmarks/bench_dyck.py                       # both arms, 1 thread, ~2.5 minutes
     python benchmarks/bench_dyck.py --arms baseline --threads 2 --max-seconds 30 --json out.json
     python benchmarks/bench_dyck.py --arms baseline --hidden-size 64 --max-seconds 20
+    python benchmarks/bench_dyck.py --device cuda --max-seconds 15 --eval-max-seconds 4 --json dyck.json
+
+On a GPU (``--device cuda``) each timed stretch ends with ``torch.cuda.synchronize``.
 """
 
 from __future__ import annotations
@@ -37,8 +40,13 @@ def padded_cells(encoded: EncodedWords, order: list[int], batch_size: int) -> li
     ]
 
 
-def time_training_epoch(arm: str, train: EncodedWords, settings: DyckSettings, max_seconds: float) -> dict:
-    model = build_dyck_model(arm, 1, settings)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_training_epoch(arm: str, train: EncodedWords, settings: DyckSettings, max_seconds: float, device: torch.device) -> dict:
+    model = build_dyck_model(arm, 1, settings, device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1 * 1_000_003)).tolist()
@@ -47,7 +55,7 @@ def time_training_epoch(arm: str, train: EncodedWords, settings: DyckSettings, m
     started = time.perf_counter()
     steps = 0
     for start in range(0, len(order), settings.batch_size):
-        loss = batch_loss(model, train.batch(order[start : start + settings.batch_size]), settings.loss)
+        loss = batch_loss(model, train.batch(order[start : start + settings.batch_size], device=device), settings.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, settings.clip_grad_norm)
@@ -55,6 +63,7 @@ def time_training_epoch(arm: str, train: EncodedWords, settings: DyckSettings, m
         steps += 1
         if time.perf_counter() - started > max_seconds:
             break
+    synchronize(device)
     elapsed = time.perf_counter() - started
     done = sum(cells[:steps])
     return {
@@ -89,26 +98,32 @@ def main() -> None:
     parser.add_argument("--hidden-size", type=int, default=256, help="LSTM units (the paper: 256)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="training time budget per arm")
     parser.add_argument("--eval-max-seconds", type=float, default=10.0, help="budget per evaluation pass")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--num-train", type=int, default=None, help="training words (default: the paper's 10,000; fewer for a dry run)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    settings = DyckSettings(hidden_size=args.hidden_size)
+    device = torch.device(args.device)
+    sizes = {} if args.num_train is None else {"num_train": args.num_train, "num_validation": args.num_train // 5, "num_test": args.num_train // 2}
+    settings = DyckSettings(hidden_size=args.hidden_size, **sizes)
     results: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "load_average_before": os.getloadavg(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         "settings": {"num_train": settings.num_train, "hidden_size": settings.hidden_size, "batch_size": settings.batch_size},
     }
     started = time.perf_counter()
-    data = generate_dyck2(settings.data_seed)
+    data = generate_dyck2(settings.data_seed, num_train=settings.num_train, num_validation=settings.num_validation,
+                          num_test=settings.num_test)
     results["data_seconds"] = time.perf_counter() - started
     train, validation, test = (EncodedWords(data[name]) for name in ("train", "validation", "test"))
     results["train_symbols"] = sum(len(word) for word in train.words)
     print(f"data: {results['data_seconds']:.1f} s ({results['train_symbols']:,} training symbols); "
           f"threads {results['threads']}; load average {results['load_average_before']}", flush=True)
     for arm in args.arms:
-        timing = time_training_epoch(arm, train, settings, args.max_seconds)
+        timing = time_training_epoch(arm, train, settings, args.max_seconds, device)
         model = timing.pop("model")
         timing["validation"] = time_prediction(model, validation, settings, args.eval_max_seconds)
         timing["test"] = time_prediction(model, test, settings, args.eval_max_seconds)

@@ -18,9 +18,15 @@ Reported: training tokens/s (target tokens of all rows, per second of step time)
 PTB epoch (929,589 tokens) at that speed, evaluation tokens/s (validation stream, batch 10,
 state carried, eval mode, no autograd), and the loop overhead: the fraction of the profiled
 steps' time outside forward / backward / optimizer (clip + step + zero_grad + averaging).
+With ``--time-checkpoint`` also the seconds of one checkpoint and one ``best_model/`` write, and
+the minutes of a whole PTB epoch (training + validation of PTB's 73,760 tokens + a checkpoint
+every epoch or every 10th) with the projected time of ``mtlstm-reproduce lm-ptb --scale paper``
+(6 runs x 1,000 epochs; one at a time, and with ``--processes 6``). ``--device cuda`` trains on a
+GPU (each step is timed after the device finished it).
 
     python benchmarks/bench_training.py                    # both models
     python benchmarks/bench_training.py --models small --steps 20 --json results.json
+    python benchmarks/bench_training.py --device cuda --models paper --warmup 10 --steps 60 --time-checkpoint
 """
 
 from __future__ import annotations
@@ -38,11 +44,14 @@ from typing import Any
 
 import torch
 
-from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig
+from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig, finish_accelerator
+from mtlstm_hf.training import checkpoint as ckpt
 
 from machine import cpu_name, load_averages  # benchmarks/machine.py
 
 PTB_TRAIN_TOKENS = 929_589
+PTB_VALID_TOKENS = 73_760
+PAPER_RUNS, PAPER_EPOCHS = 6, 1000
 
 
 def synthetic_ptb_like_corpus(directory: Path, vocab_words: int = 9_998, train_tokens: int = 120_000) -> Path:
@@ -85,12 +94,17 @@ class StepClock:
         self.profiled_seconds = 0.0
 
     def __call__(self, trainer: LanguageModelTrainer) -> None:
+        if trainer.accelerator.device.type == "cuda":
+            torch.cuda.synchronize(trainer.accelerator.device)  # the step's time, not its launch's
         now = time.perf_counter()
         self.times.append(now)
         self.tokens.append(trainer.progress.tokens_seen)
         done = len(self.times)
         if done == self.warmup + self.steps:
-            self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if trainer.accelerator.device.type == "cuda":
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities)
             self.profiler.start()
             self._profile_start = time.perf_counter()
         elif done == self.warmup + self.steps + PROFILED_STEPS:
@@ -115,7 +129,8 @@ class StepClock:
 
 
 def bench_model(name: str, data: str | None, preset: str, steps: int, warmup: int, workdir: Path,
-                mixed_precision: str = "no") -> dict[str, Any]:
+                mixed_precision: str = "no", device: str = "cpu", time_checkpoint: bool = False,
+                model_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     if warmup < 1:
         raise ValueError("--warmup must be at least 1 (the clock starts after a step)")
     config = TrainingConfig(
@@ -134,6 +149,8 @@ def bench_model(name: str, data: str | None, preset: str, steps: int, warmup: in
         evaluate_test=False,
         mixed_precision=mixed_precision,
         seed=141,
+        cpu=device == "cpu",
+        model_overrides=model_overrides or {},
     )
     clock = StepClock(warmup, steps)
     trainer = LanguageModelTrainer(config, callbacks=[clock])
@@ -142,14 +159,38 @@ def bench_model(name: str, data: str | None, preset: str, steps: int, warmup: in
     start = time.perf_counter()
     trainer.evaluate()
     eval_seconds = time.perf_counter() - start
-    trainer.accelerator.end_training()
-    from accelerate.state import AcceleratorState
+    checkpoint = {}
+    if time_checkpoint:
+        start = time.perf_counter()
+        trainer.save_checkpoint()
+        checkpoint["checkpoint_seconds"] = time.perf_counter() - start
+        start = time.perf_counter()
+        ckpt.save_best_model(trainer, trainer.evaluation_model(), {"benchmark": True})
+        checkpoint["best_model_seconds"] = time.perf_counter() - start
+        checkpoint["checkpoint_bytes"] = sum(f.stat().st_size for f in trainer.last_checkpoint.rglob("*") if f.is_file())
+    device_name = str(trainer.accelerator.device)
+    finish_accelerator(trainer.accelerator)
+    from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=True)  # the next model gets a fresh Accelerator
+    GradientState._reset_state()
     model = trainer.unwrapped_model
     train_tps = clock.tokens_per_second()
     phases = clock.phase_seconds()
+    epoch = {}
+    if time_checkpoint and train_tps:
+        train_minutes = PTB_TRAIN_TOKENS / train_tps / 60
+        validation_minutes = eval_seconds * PTB_VALID_TOKENS / eval_tokens / 60
+        save_minutes = (checkpoint["checkpoint_seconds"] + checkpoint["best_model_seconds"]) / 60
+        for every in (1, 10):
+            minutes = train_minutes + validation_minutes + save_minutes / every
+            epoch[f"ptb_epoch_minutes_checkpoint_every_{every}"] = minutes
+            epoch[f"lm_ptb_paper_hours_one_at_a_time_checkpoint_every_{every}"] = PAPER_RUNS * PAPER_EPOCHS * minutes / 60
+            epoch[f"lm_ptb_paper_hours_processes_6_checkpoint_every_{every}"] = PAPER_EPOCHS * minutes / 60
     return {
+        **checkpoint,
+        **epoch,
+        "device": device_name,
         "model": name,
         "preset": preset,
         "mixed_precision": mixed_precision,
@@ -184,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="counted steps per model (default: paper 5, small 20)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--bf16", action="store_true", help="also measure the small model with bf16 autocast")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--time-checkpoint", action="store_true", help="also time a checkpoint and a best_model/ write; project a PTB epoch and lm-ptb --scale paper")
+    parser.add_argument("--tiny", action="store_true", help="tiny layers and corpus (a dry run of the script, seconds)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
@@ -192,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
             if name == "paper":
-                data = str(synthetic_ptb_like_corpus(workdir / "ptb_like"))
+                vocabulary, tokens = (200, 20_000) if args.tiny else (9_998, 120_000)
+                data = str(synthetic_ptb_like_corpus(workdir / "ptb_like", vocabulary, tokens))
                 runs = [("paper", data, "paper", args.steps or 5, "no")]
             elif name == "small":
                 runs = [("small", None, "small", args.steps or 20, "no")]
@@ -202,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"unknown model {name!r}; choose from paper, small")
             for label, data, preset, steps, precision in runs:
                 print(f"benchmarking {label} ({steps} steps after {args.warmup} warm-up)...", file=sys.stderr, flush=True)
-                results["models"].append(bench_model(label, data, preset, steps, args.warmup, workdir, precision))
+                overrides = {"embedding_size": 16, "hidden_sizes": [32, 32, 16]} if args.tiny else None
+                results["models"].append(
+                    bench_model(label, data, preset, steps, args.warmup, workdir, precision, args.device, args.time_checkpoint, overrides)
+                )
 
     print("| model | params | s/step | train tok/s | min per PTB epoch | eval tok/s | loop overhead |")
     print("|---|---|---|---|---|---|---|")

@@ -110,6 +110,7 @@ def training_config(plan: LMPlan, arm: str, seed: int) -> Any:
         progress_bar=plan.progress,
         evaluate_test=False,  # the evaluation stage scores the test split at batch 1
         keep_checkpoints=1,
+        save_every_epochs=settings.get("save_every_epochs", 1),
     )
 
 

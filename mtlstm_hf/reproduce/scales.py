@@ -123,6 +123,9 @@ _LM_SCALES: dict[str, dict[str, Any]] = {
         "chunk_size": 50,
         "generated_corpus": False,
         "threads": None,
+        # A PTB epoch takes seconds on a GPU and a checkpoint of the paper's model about 200 MB: every
+        # 10th epoch (and on interruption and at the end) costs a crash at most 10 epochs.
+        "save_every_epochs": 10,
         "sizing": "the paper's sizes and budget; the expected time is printed before training",
         "reductions": [],
     },
