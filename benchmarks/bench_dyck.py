@@ -135,6 +135,9 @@ def main() -> None:
             f"test pass {timing['test']['seconds']:.1f} s",
             flush=True,
         )
+        if args.json:  # after each arm: a run stopped at a time limit keeps what it measured
+            with open(args.json, "w", encoding="utf-8") as handle:
+                json.dump(results, handle, indent=2)
     results["load_average_after"] = os.getloadavg()
     print(f"load average after: {results['load_average_after']}")
     if args.json:

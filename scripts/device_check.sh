@@ -66,7 +66,7 @@ if [ "$DRY" = 1 ]; then
   echo "dry run: on the CPU, tiny sizes, the CUDA-only parts skip" | tee -a "$OUT/summary.txt"
   stage 0_env 60 "$PY" benchmarks/gpu/env.py --json "$W/env.json"
   stage 1_probes 60 "$PY" benchmarks/gpu/probes.py --json "$W/probes.json" --dry-run
-  stage 2_tests 120 env MTLSTM_CUDA_TEST_DEVICE=cpu "$PY" -m pytest -q -p no:cacheprovider --junitxml "$W/tests.xml" \
+  stage 2_tests 120 env MTLSTM_CUDA_TEST_DEVICE=cpu "$PY" -m pytest -v -p no:cacheprovider --junitxml "$W/tests.xml" \
     tests/test_cuda.py -k "fused_kernels and lstm and no_grad"
   stage 3_throughput 60 "$PY" benchmarks/bench_model.py --device cpu --small --vocab-size 100 --threads 1 --steps 2 \
     --warmup 1 --batch-sizes 4 --variants nn.LSTM,plain,dropconnect,awd,awd-bf16 --eval --json "$W/throughput.json"
@@ -78,16 +78,21 @@ if [ "$DRY" = 1 ]; then
 else
   stage 0_env 20 "$PY" benchmarks/gpu/env.py --json "$W/env.json"
   stage 1_probes 60 "$PY" benchmarks/gpu/probes.py --json "$W/probes.json"
-  # shellcheck disable=SC2046 (one test id per line)
-  stage 2_tests 150 env MTLSTM_TEST_DEVICE=cuda "$PY" -m pytest -q -p no:cacheprovider --junitxml "$W/tests.xml" \
-    $(cat benchmarks/gpu/cuda_tests.txt)
+  # -v: every result reaches logs.txt as it happens (a stage stopped at its limit writes no JUnit file);
+  # pytest-timeout (in the image) stops a hung test instead of the whole stage.
+  TIMEOUT_OPTION=$("$PY" -c "import pytest_timeout" 2>/dev/null && echo "--timeout=90")
+  # shellcheck disable=SC2046,SC2086 (one test id per line)
+  stage 2_tests 150 env MTLSTM_TEST_DEVICE=cuda "$PY" -m pytest -v -p no:cacheprovider $TIMEOUT_OPTION \
+    --junitxml "$W/tests.xml" $(cat benchmarks/gpu/cuda_tests.txt)
   stage 3_throughput 90 "$PY" benchmarks/bench_model.py --device cuda --batch-sizes 20,80 \
     --variants nn.LSTM,plain,dropconnect,awd,awd-bf16 --eval --warmup 10 --steps 30 --json "$W/throughput.json"
   stage 4_ptb_epoch 60 "$PY" benchmarks/bench_training.py --device cuda --models paper --warmup 10 --steps 60 \
     --time-checkpoint --json "$W/epoch.json"
-  stage 5_dyck 40 "$PY" benchmarks/bench_dyck.py --device cuda --threads 4 --max-seconds 15 --eval-max-seconds 4 \
+  # 2 arms x (10 s of training + 2 x 3 s of evaluation) + start-up < 50 s; both scripts write their JSON
+  # after each part, so a stage stopped at its limit keeps what it measured.
+  stage 5_dyck 50 "$PY" benchmarks/bench_dyck.py --device cuda --threads 4 --max-seconds 10 --eval-max-seconds 3 \
     --json "$W/dyck.json"
-  stage 6_compile 60 "$PY" benchmarks/gpu/compile_check.py --json "$W/compile.json"
+  stage 6_compile 50 "$PY" benchmarks/gpu/compile_check.py --json "$W/compile.json"
 fi
 
 if ! "$PY" benchmarks/gpu/merge.py "$W" >"$OUT/results.json" 2>>"$OUT/logs.txt"; then

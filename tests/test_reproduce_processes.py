@@ -97,31 +97,88 @@ def test_the_paper_scale_names_the_process_counts_that_work_with_torchrun(tmp_pa
     assert "use 1, 2, 5, 10 processes" in capsys.readouterr().err
 
 
+TORCHRUN_SCRIPT = """
+import sys
+from mtlstm_hf.reproduce.cli import settings_from_argv
+from mtlstm_hf.reproduce.experiment import log_to_stderr, prepare, run
+from mtlstm_hf.training import end_processes
+
+experiment, settings = settings_from_argv(sys.argv[1:])
+prepared = prepare(experiment, settings, "torchrun test", sys.argv[1:])
+prepared.settings.scale = "paper"  # the paper branch, with its throughput probe, at the smoke sizes
+try:
+    run(prepared, log_to_stderr)
+finally:
+    end_processes()
+"""
+
+
 def test_torchrun_with_two_gloo_processes_trains_every_run_in_one_process_group(tmp_path):
     """Each train() of a multi-process start used to end with accelerator.end_training(), which
     destroyed the process group: the second run of mtlstm-reproduce failed with "Default process
-    group has not been initialized". Now every run of the smoke experiment trains (both arms, one
-    after the other, rows split over the two processes), then rank 0 analyses and writes the report."""
+    group has not been initialized". Now the paper scale's throughput probe (data-parallel, on every
+    process: on rank 0 alone it met the other ranks' first run in DDP's collectives) and every run
+    of the experiment train in one process group (both arms, one after the other, rows split over
+    the two processes); then rank 0 analyses and writes the report."""
     out = tmp_path / "ddp"
+    script = tmp_path / "reproduce_paper_branch.py"
+    script.write_text(TORCHRUN_SCRIPT)
     env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1")
     completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "mtlstm_hf.reproduce.cli", "lm-ptb", "--scale", "smoke", "--seeds", "1", "--output-dir", str(out),
-         "--threads", "1", "--no-progress-bar"],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+         "lm-ptb", "--scale", "smoke", "--seeds", "1", "--output-dir", str(out), "--threads", "1", "--no-progress-bar"],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     log = f"rc={completed.returncode}\nstdout:\n{completed.stdout[-3000:]}\nstderr:\n{completed.stderr[-5000:]}"
     assert completed.returncode == 0, log
     assert "process group has not been initialized" not in completed.stderr
-    assert completed.stdout.count("processes: 2 on cpu (5 of the 10 rows each)") == 2, log  # 2 runs, each on both
+    assert completed.stderr.count("expected training time") == 1, log  # measured by both, said by rank 0
+    # the probe and 2 runs, each on both processes
+    assert completed.stdout.count("processes: 2 on cpu (5 of the 10 rows each)") == 2, log
     report = json.loads((out / "report.json").read_text())
     assert sorted(report["per_seed"]) == ["1"]
     for arm in ("baseline", "multi_timescale"):
-        for seed in ("1",):
-            assert report["runs"][arm][seed]["status"] == "completed"
-            state = json.loads(next((out / "runs" / f"{arm}-seed{seed}" / "checkpoints").glob("step-*/training_state.json")).read_text())
-            assert state["num_processes"] == 2
-    for seed in ("1",):  # dropout masks differ per process, so the numbers are not one process's
-        for key in ("a", "b"):
-            assert 1 < report["per_seed"][seed]["evaluation"]["train"][key]["perplexity"] < 1000
+        assert report["runs"][arm]["1"]["status"] == "completed"
+        state = json.loads(next((out / "runs" / f"{arm}-seed1" / "checkpoints").glob("step-*/training_state.json")).read_text())
+        assert state["num_processes"] == 2
+    for key in ("a", "b"):  # dropout masks differ per process, so the numbers are not one process's
+        assert 1 < report["per_seed"]["1"]["evaluation"]["train"][key]["perplexity"] < 1000
     assert (out / "REPORT.md").is_file()
+
+
+def test_a_signal_to_the_command_reaches_every_worker_and_nothing_is_left_running(tmp_path):
+    """SIGTERM to the command alone (a scheduler, kill): every worker gets it once and stops, the
+    command waits for them and exits 130; no worker is left running; a rerun finishes the work."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "mtlstm_hf.reproduce.cli", "dyck2", "--scale", "smoke", "--seeds", "1", "2",
+               "--output-dir", str(out), "--processes", "2", "--threads", "1", "--no-progress-bar"]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    lines = []
+    for line in process.stderr:  # wait until both workers train
+        lines.append(line)
+        if sum("training (" in seen for seen in lines) >= 2:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=120)
+    log = "".join(lines) + rest
+    assert process.returncode == 130, log
+    assert "interrupted" in log.strip().splitlines()[-1]
+    time.sleep(0.5)
+    survivors = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+    assert survivors == [], log
+    assert reproduce("dyck2", "--scale", "smoke", "--seeds", "1", "2", "--output-dir", str(out), "--processes", "2") == 0
+
+
+def test_the_device_option_chooses_where_language_models_train_too(tmp_path):
+    from mtlstm_hf.reproduce.lm import LMPlan, training_config
+    from mtlstm_hf.reproduce.scales import lm_scale
+
+    def config(device):
+        plan = LMPlan("lm-ptb", "smoke", "library", lm_scale("lm-ptb", "smoke"), [1], tmp_path, tmp_path, device=device)
+        return training_config(plan, "baseline", 1)
+
+    assert config("cpu").cpu is True
+    assert config(None).cpu is False and config("cuda").cpu is False  # accelerate's device: the GPU when there is one

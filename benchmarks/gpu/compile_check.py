@@ -103,8 +103,8 @@ def main() -> int:
             failed = True
             parts[name] = {"status": "fail", "error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc(limit=5)}
         print(name, json.dumps(parts[name])[:500], flush=True)
-    results["parts"] = parts
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        results["parts"] = parts
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")  # after each part: a stopped stage keeps the rest
     return 1 if failed else 0
 
 

@@ -5,6 +5,8 @@ issue 21), each in its own ``try`` so that one failure does not hide the others.
     python benchmarks/gpu/probes.py --json probes.json           # on the GPU
     python benchmarks/gpu/probes.py --json probes.json --dry-run # on a CPU: the probes' code, tiny sizes
 
+A probe fails on an exception or on a value outside what is correct (``expect``).
+
 P1 a training forward + backward (cuDNN's training kernel) · P2 autograd through the eval-mode
 model (a Jacobian) · P3/P4 CUDA autocast bf16/fp16 with three layers (dtypes per layer) · P5
 DropConnect without a host synchronisation · P6 the weight-format warning and the cost of
@@ -90,12 +92,15 @@ def _autocast_probe(ctx: Context, dtype: torch.dtype) -> dict[str, Any]:
     with torch.autocast(ctx.device.type, dtype=dtype):
         output = model(ids, labels=ids, output_hidden_states=True)
     output.loss.backward()
-    return {
+    details = {
         "layer_output_dtypes": [str(h.dtype) for h in output.hidden_states[1:]],
         "logits_dtype": str(output.logits.dtype),
         "loss_dtype": str(output.lm_loss.dtype),
         "forget_bias_dtype": str(model.model.layers[1].gate_biases.forget_gate.dtype),
     }
+    expect(all(d == "torch.float32" for d in details["layer_output_dtypes"]), "a recurrence ran in half precision", details)
+    expect(details["loss_dtype"] == details["forget_bias_dtype"] == "torch.float32", "loss or timescale biases not float32", details)
+    return details
 
 
 @probe("P3_autocast_bf16", cuda_only=True)
@@ -123,7 +128,9 @@ def dropconnect_without_sync(ctx: Context) -> dict[str, Any]:
         if ctx.device.type == "cuda":
             torch.cuda.set_sync_debug_mode("default")
     kept = (dropped != 0).float().mean().item()
-    return {"kept_fraction": kept, "scale_ok": bool(torch.equal(dropped[dropped != 0], 2 * weight[dropped != 0]))}
+    details = {"kept_fraction": kept, "scale_ok": bool(torch.equal(dropped[dropped != 0], 2 * weight[dropped != 0]))}
+    expect(abs(kept - 0.5) < (0.05 if ctx.dry_run else 0.005) and details["scale_ok"], "DropConnect's statistics are off", details)
+    return details
 
 
 @probe("P6_weight_format_and_cost")
@@ -160,6 +167,7 @@ def weight_format_and_cost(ctx: Context) -> dict[str, Any]:
         ctx.sync()
         timings[name] = (time.perf_counter() - started) / 10
     return {
+        # cuDNN warns once per process: an earlier probe may have used it up (recorded, not required).
         "weight_format_warning": any("contiguous chunk" in str(w.message) for w in caught),
         "seconds_per_call": timings,
         "ours_over_nn_lstm": timings["ours"] / timings["nn.LSTM"],
@@ -174,7 +182,9 @@ def memory_span(ctx: Context) -> dict[str, Any]:
     stream = torch.randint(0, 200, (300,), generator=torch.Generator().manual_seed(2))
     expected = estimate_memory_span(model, stream, max_distance=20, window=70).mean_norm
     got = estimate_memory_span(copy.deepcopy(model).to(ctx.device), stream, max_distance=20, window=70).mean_norm
-    return {"max_abs_difference": float((got.cpu() - expected).abs().max())}
+    details = {"max_abs_difference": float((got.cpu() - expected).abs().max())}
+    expect(details["max_abs_difference"] < 1e-5, "the memory span differs from the CPU's", details)
+    return details
 
 
 @probe("P8_host_synchronisations", cuda_only=True)
@@ -202,8 +212,10 @@ def host_synchronisations(ctx: Context) -> dict[str, Any]:
     evaluation = count(lambda: token_log_probs(model, stream, batch_size=1, window=70))
     with torch.no_grad():
         generation = count(lambda: model.generate(ids[:2, :10], max_new_tokens=1, do_sample=False, pad_token_id=0))
-    return {"training_forward_backward": training, "evaluation_two_windows": evaluation, "generation_one_token": generation,
-            "counts": [len(training), len(evaluation), len(generation)]}  # fmt: skip
+    details = {"training_forward_backward": training, "evaluation_two_windows": evaluation,
+               "generation_one_token": generation, "counts": [len(training), len(evaluation), len(generation)]}  # fmt: skip
+    expect(len(training) == 0, "a training forward and backward synchronised with the host", details)
+    return details
 
 
 @probe("P9_bfloat16_model", cuda_only=True)
@@ -240,7 +252,17 @@ def logits_against_the_cpu(ctx: Context) -> dict[str, Any]:
                 got = gpu(ids.to(ctx.device)).logits.cpu()
             difference = (got - expected).abs()
             results[precision] = {"max_abs": float(difference.max()), "max_rel": float((difference / expected.abs().clamp(min=1e-3)).max())}
+    expect(results["highest"]["max_abs"] < 1e-3, "float32 logits differ from the CPU's by more than rounding", results)
     return results
+
+
+class ProbeFailed(AssertionError):
+    """A probe measured a value outside what is correct (the details are in the message)."""
+
+
+def expect(condition: bool, what: str, details: dict[str, Any]) -> None:
+    if not condition:
+        raise ProbeFailed(f"{what}: {json.dumps(details)[:600]}")
 
 
 def run(name: str, function: Callable[[Context], dict[str, Any]], ctx: Context) -> dict[str, Any]:

@@ -195,6 +195,7 @@ def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any
 
     started = time.perf_counter()
     share = share_from_environment()
+    prepared = _on_this_process_device(prepared, share)
     for note in prepared.notes if not share.is_worker else ():
         log(f"note: {note}")
     threads = prepared.settings.threads if prepared.settings.threads is not None else prepared.scale.get("threads")
@@ -214,19 +215,17 @@ def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any
         )
         if prepared.scale.get("generated_corpus") and prepared.corpus_dir is not None:
             write_smoke_corpus(prepared.corpus_dir)  # before any worker reads it
+    if prepared.settings.scale == "paper" and not share.is_worker:
+        # Every process of a torchrun start measures (the probe trains data-parallel); the main one says it.
+        _log_expected_time(prepared, log if main else (lambda message: None))
     if prepared.settings.processes > 1 and not share.is_worker:
-        if main and prepared.settings.scale == "paper":
-            _log_expected_time(prepared, log)
-        gpus = visible_gpus() if prepared.settings.device in (None, "cuda") else []
         phases = PHASES[:1] if prepared.experiment == "dyck2" else PHASES
         for phase in phases:
-            code = run_phase(phase, prepared.settings.processes, prepared.arguments, log, gpus)
+            code = run_phase(phase, prepared.settings.processes, prepared.arguments, log, visible_gpus(prepared.settings.device))
             if code != 0:
                 raise WorkerFailed(code, phase)
         report = _collect(prepared)
     else:
-        if main and prepared.settings.scale == "paper":
-            _log_expected_time(prepared, log)
         finish = (lambda report: _finish(prepared, report, log)) if main else None
         report = _run_here(prepared, log, finish, share)
     if main:
@@ -234,6 +233,23 @@ def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any
         _finish(prepared, report, log)
         log(f"report: {prepared.output_dir / output.MARKDOWN_FILENAME} ({_format_seconds(time.perf_counter() - started)})")
     return report
+
+
+def _on_this_process_device(prepared: Prepared, share: Any) -> Prepared:
+    """``prepared`` with the device this process uses: a worker given one GPU (``--device cuda:N``
+    pinned it with ``CUDA_VISIBLE_DEVICES``) sees it as ``cuda``; a single process given ``cuda:N``
+    makes it the current device, so that training (accelerate's ``cuda``) runs there too."""
+    import dataclasses
+
+    device = prepared.settings.device
+    if device is None or not device.startswith("cuda:"):
+        return prepared
+    if share.is_worker:
+        return dataclasses.replace(prepared, settings=dataclasses.replace(prepared.settings, device="cuda"))
+    import torch
+
+    torch.cuda.set_device(torch.device(device))
+    return prepared
 
 
 class WorkerFailed(RuntimeError):

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..devices import float32_precision
 from . import output
 from .scales import RECIPES
 from .workers import EVERYTHING, Share
@@ -111,7 +112,13 @@ def training_config(plan: LMPlan, arm: str, seed: int) -> Any:
         evaluate_test=False,  # the evaluation stage scores the test split at batch 1
         keep_checkpoints=1,
         save_every_epochs=settings.get("save_every_epochs", 1),
+        cpu=plan.device is not None and torch_device_type(plan.device) == "cpu",  # --device cpu: train there too
     )
+
+
+def torch_device_type(device: str) -> str:
+    """``"cpu"``, ``"cuda"``, ...: the type of a device name such as ``cuda:1``."""
+    return device.split(":", 1)[0]
 
 
 def is_main_process() -> bool:
@@ -293,7 +300,8 @@ def analyse_seeds(
                 continue
             started = time.perf_counter()
             plan.log(f"seed {seed}: {stage}")
-            result = function(plan, seed)
+            with float32_precision("highest"):  # the analyses never use TensorFloat-32 (cuDNN's default)
+                result = function(plan, seed)
             output.write_stage(plan.output_dir, seed, stage, result, time.perf_counter() - started)
         if on_seed is not None:
             on_seed(seed)
@@ -377,13 +385,14 @@ def expected_training_seconds(plan: LMPlan, steps: int = 3) -> dict[str, Any]:
     trainer = LanguageModelTrainer(config)
     try:
         tokens, seconds = 0, 0.0
-        for step in range(steps + 1):
-            windows, _ = trainer.next_windows()
-            started = time.perf_counter()
-            trainer.train_step(windows)
-            if step > 0:
-                seconds += time.perf_counter() - started
-                tokens += sum(inputs.shape[1] for inputs, _ in windows) * config.batch_size
+        with float32_precision(config.matmul_precision):  # as the runs will train
+            for step in range(steps + 1):
+                windows, _ = trainer.next_windows()
+                started = time.perf_counter()
+                trainer.train_step(windows)
+                if step > 0:
+                    seconds += time.perf_counter() - started
+                    tokens += sum(inputs.shape[1] for inputs, _ in windows) * config.batch_size
         tokens_per_epoch = int(trainer.rows.shape[1] - 1) * config.batch_size
     finally:
         finish_accelerator(trainer.accelerator)

@@ -9,7 +9,9 @@ parent did (the same checks), takes every N-th task of the phase (round robin fr
 writes only into its runs' folders and stage files (:mod:`.output`). The parent starts the
 workers of one phase, passes their output on line by line (prefixed ``[k]``), waits for all, and
 only then starts the next phase; at the end it merges the report. Everything stays resumable:
-a rerun of the same command skips what any worker finished.
+a rerun of the same command skips what any worker finished. Each worker runs in its own session;
+a Ctrl-C, SIGTERM or SIGHUP to this process is passed to every worker once (each saves its
+checkpoint and stops), and the command then stops as interrupted (exit 130).
 
 Devices: with CUDA, worker ``k`` sees one GPU (``CUDA_VISIBLE_DEVICES``, round robin over the
 GPUs this process may use); on CPUs each worker uses the scale's threads (1 at the ``cpu``
@@ -22,6 +24,7 @@ both arms of that seed); Dyck-2 has only ``train``.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -80,16 +83,22 @@ def share_from_environment() -> Share:
     return share
 
 
-def visible_gpus() -> list[str]:
-    """The CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (empty without CUDA)."""
+def visible_gpus(device: str | None = None) -> list[str]:
+    """The GPUs the workers take turns on, as ``CUDA_VISIBLE_DEVICES`` entries: every CUDA device
+    this process may use for ``device`` None or ``cuda``, the one named by ``cuda:N``, none for
+    another device or without CUDA."""
     import torch
 
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() or (device is not None and not device.startswith("cuda")):
         return []
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed:
-        return [entry.strip() for entry in listed.split(",") if entry.strip()][: torch.cuda.device_count()]
-    return [str(index) for index in range(torch.cuda.device_count())]
+        gpus = [entry.strip() for entry in listed.split(",") if entry.strip()][: torch.cuda.device_count()]
+    else:
+        gpus = [str(index) for index in range(torch.cuda.device_count())]
+    if device is not None and ":" in device:
+        return [gpus[torch.device(device).index]]
+    return gpus
 
 
 def run_phase(
@@ -108,24 +117,39 @@ def run_phase(
         environment = dict(os.environ, **{WORKER_VARIABLE: f"{index}/{count}/{phase}"})
         if gpus:
             environment["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+        # Its own session: a signal reaches a worker once, from this process (below), not also from the terminal.
         process = subprocess.Popen(
             [sys.executable, "-m", "mtlstm_hf.reproduce.cli", *arguments],
             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            start_new_session=True,
         )  # fmt: skip
         reader = threading.Thread(target=_pass_on, args=(process, f"[{index}] "), daemon=True)
         reader.start()
         workers.append((process, reader))
     codes = []
+    forwarded: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        # Ctrl-C, SIGTERM or SIGHUP: each worker gets it (once), saves its checkpoint and stops (a second
+        # one stops it at once, as for one process); this process waits for them, then stops as interrupted.
+        forwarded.append(signum)
+        for process, _ in workers:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, forward)
     try:
         for process, reader in workers:
             codes.append(process.wait())
             reader.join()
-    except KeyboardInterrupt:
-        # The workers got the same SIGINT (one process group): each saves its checkpoint. Wait for that.
-        for process, reader in workers:
-            process.wait()
-            reader.join()
-        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if forwarded:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(forwarded[0]).name}")
     if 130 in codes:
         return 130
     return next((code for code in codes if code != 0), 0)
@@ -135,10 +159,15 @@ _output_lock = threading.Lock()
 
 
 def _pass_on(process: Any, prefix: str) -> None:
+    """Pass a worker's output on, line by line; if this process's own output is gone (a closed
+    pipe), keep reading, so that the worker never blocks or dies on a full pipe."""
     for line in process.stdout:
         with _output_lock:
-            sys.stderr.write(prefix + line)
-            sys.stderr.flush()
+            try:
+                sys.stderr.write(prefix + line)
+                sys.stderr.flush()
+            except (BrokenPipeError, OSError):
+                pass
 
 
 __all__ = ["EVERYTHING", "PHASES", "Share", "WORKER_VARIABLE", "run_phase", "share_from_environment", "visible_gpus"]

@@ -68,6 +68,7 @@ RESUME_OVERRIDABLE_FIELDS: frozenset[str] = frozenset(
         "tracker",
         "evaluate_test",
         "overwrite_output_dir",
+        "cpu",  # where a run goes on: a resumed run on another device is not bit for bit the same
     }
 )
 """Fields that may differ between a checkpoint's run and the run resuming it (budget, logging,

@@ -17,7 +17,8 @@ et al. 2021's reference code):
 
 **Host reads.** A step reads the device once: the loss and the gradient norm together, which
 decide whether the step is taken and are what is logged (with several processes, the stop
-decision's all-reduce adds one). The token ids are checked once per stream, not per window
+decision's all-reduce adds one; under ``fp16`` the gradient scaler's own check of the gradients
+adds one). The token ids are checked once per stream, not per window
 (``check_values=False``), the averaged model counts on the CPU, nothing else waits for the GPU.
 
 **Precision.** ``mixed_precision`` (``bf16``, or ``fp16`` with a gradient scaler on CUDA) runs
@@ -280,7 +281,8 @@ class LanguageModelTrainer:
         stream = self.valid_part if stream is None else stream
         model = self.evaluation_model() if model is None else model
         rows = self.config.eval_batch_size // self.accelerator.num_processes
-        with self.accelerator.autocast():
+        # Full float32 whatever matmul_precision trains with: reported numbers never use TensorFloat-32.
+        with self.accelerator.autocast(), float32_precision("highest"):
             log_probs = token_log_probs(model, stream, batch_size=rows, window=self.config.bptt)
         totals = torch.tensor([-log_probs.double().sum().item(), float(log_probs.numel())], dtype=torch.float64)
         if self.accelerator.num_processes > 1:
