@@ -20,7 +20,12 @@ def reference_lstm_lm(model, input_ids, hidden=None, cell=None):
         size = sizes[index]
         w_ih, w_hh = layer.weight_ih.double(), layer.weight_hh.double()
         biases = layer.gate_biases
-        b_i, b_f, b_g, b_o = (getattr(biases, g).double() for g in ("input_gate", "forget_gate", "cell_candidate", "output_gate"))
+        # A gate's bias is the sum of its vectors: <gate> and, where it trains, <gate>_hh (PyTorch's bias_ih + bias_hh).
+        named = dict(biases.named_parameters()) | dict(biases.named_buffers())
+        b_i, b_f, b_g, b_o = (
+            named[g].double() + named.get(g + "_hh", torch.zeros(())).double()
+            for g in ("input_gate", "forget_gate", "cell_candidate", "output_gate")
+        )
         h, c = hidden[index], cell[index]
         outputs = []
         for t in range(x.shape[1]):

@@ -240,9 +240,11 @@ def test_comparison_of_scaled_timescales():
 def test_memory_span_of_constant_gates_is_the_closed_form():
     model = tiny_model().double()
     _freeze_gate_rows(model, ("input_gate", "forget_gate"))
-    with torch.no_grad():  # give the free layer 1 some non-trivial constant gates too
+    with torch.no_grad():  # give the free layer 1 some non-trivial constant gates too (the input side holds all)
         model.model.layers[1].gate_biases.input_gate.copy_(torch.linspace(-1, 1, 6))
         model.model.layers[1].gate_biases.forget_gate.copy_(torch.linspace(0, 3, 6))
+        model.model.layers[1].gate_biases.input_gate_hh.zero_()
+        model.model.layers[1].gate_biases.forget_gate_hh.zero_()
     max_distance, batch_size, row_length = 12, 2, 25
     span = estimate_memory_span(model, _stream(batch_size * row_length), max_distance, batch_size=batch_size, window=5)
     distances = torch.arange(max_distance, dtype=torch.float64)

@@ -207,6 +207,15 @@ def test_awd_lstm_matches_the_original_forward_over_two_windows(tmp_path, corpus
     # The tokenizer gives every word the original Dictionary's id (first occurrence, <eos> per line).
     assert [conversion.tokenizer.convert_tokens_to_ids(word) for word in words] == list(range(len(words)))
     assert words[0] == "<eos>" and conversion.tokenizer.eos_token_id == 0  # the corpus starts with an empty line
+    # The two bias vectors map one to one (gates that train: <gate> = bias_ih, <gate>_hh = bias_hh), so
+    # that training goes on as in the source; none of these layers freezes a gate.
+    saved = source.awd_state_dict()
+    for index, layer in enumerate(model.model.layers):
+        size = layer.hidden_size
+        for block, gate in enumerate(("input_gate", "forget_gate", "cell_candidate", "output_gate")):
+            rows = slice(block * size, (block + 1) * size)
+            assert torch.equal(getattr(layer.gate_biases, gate), saved[f"rnns.{index}.module.bias_ih_l0"][rows])
+            assert torch.equal(getattr(layer.gate_biases, gate + "_hh"), saved[f"rnns.{index}.module.bias_hh_l0"][rows])
 
 
 def test_huthlab_mts_matches_the_original_forward_and_keeps_its_timescales(tmp_path, corpus):

@@ -133,7 +133,7 @@ def test_training_steps_and_evaluation_on_the_device(tmp_path):
         mode.place(trainer.unwrapped_model, trainer.averaged_model.module, trainer.rows, trainer.valid_part)
         with mode:
             for _ in range(3):
-                loss = trainer.train_step(trainer.next_windows()[0])
+                loss = trainer.train_step(trainer.next_windows()[0]).lm_loss
             val = trainer.evaluate()
         assert loss > 0 and val > 0
         assert trainer.carried_state.hidden[0] in mode._on_device  # the carried state stays on the device

@@ -68,7 +68,7 @@ def test_a_training_step_reads_the_device_once(corpus_dir, tmp_path, accumulatio
         trainer.train_step(trainer.next_windows()[0])
     windows, _ = trainer.next_windows()
     with count_host_reads(host_tensors=(trainer.averaged_model.n_averaged,)) as reads:  # a CPU counter by design
-        loss = trainer.train_step(windows)
+        loss = trainer.train_step(windows).lm_loss
     assert sum(reads.values()) == 1, dict(reads)
     assert math.isfinite(loss) and math.isfinite(trainer.last_grad_norm)
 
@@ -163,8 +163,8 @@ def test_gradient_scaler_overflow_steps_are_skipped_not_fatal(corpus_dir, tmp_pa
     result = trainer.run()
     assert result.status == "max_steps" and math.isfinite(result.last_val_perplexity)
     assert 1 <= result.progress.scaler_skipped_steps < 8
-    steps = 1 + result.progress.global_step  # the step taken by hand above is not in the run's count
-    assert int(trainer.averaged_model.n_averaged) == steps - result.progress.scaler_skipped_steps
+    steps = result.progress.global_step  # the step taken by hand above included
+    assert steps == 8 and int(trainer.averaged_model.n_averaged) == steps - result.progress.scaler_skipped_steps
     saved = json.loads((ckpt.resolve_checkpoint(tmp_path / "run") / ckpt.STATE_FILENAME).read_text())
     assert saved["progress"]["scaler_skipped_steps"] == result.progress.scaler_skipped_steps
     trainer.accelerator.free_memory()

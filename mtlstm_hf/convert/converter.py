@@ -21,8 +21,11 @@ embedding ``(V, E)``                    ``model.embeddings.weight``
 layer k ``weight_ih (4H, In)``          ``model.layers.k.weight_ih``
 layer k ``weight_hh(_raw) (4H, H)``     ``model.layers.k.weight_hh`` (the raw matrix; the
                                         model applies DropConnect itself when training)
-layer k ``bias_ih + bias_hh (4H,)``     ``model.layers.k.gate_biases.{input_gate, forget_gate,
-                                        cell_candidate, output_gate}``, ``(H,)`` each
+layer k ``bias_ih (4H,)``              ``model.layers.k.gate_biases.{input_gate, forget_gate,
+                                        cell_candidate, output_gate}``, ``(H,)`` each; a frozen
+                                        gate (timescales) ``bias_ih + bias_hh``
+layer k ``bias_hh (4H,)``              ``model.layers.k.gate_biases.{gate}_hh`` of the gates
+                                        that train (none for a frozen gate)
 decoder ``(V, H_L)``, bias ``(V,)``     ``lm_head.weight`` (tied: the embedding), ``lm_head.bias``
                                         (zeros when the source has none)
 ======================================  ===============================================
@@ -134,8 +137,11 @@ class Conversion:
         return "\n".join(lines)
 
 
-def state_dict_for_model(weights: LSTMLanguageModelWeights) -> dict[str, torch.Tensor]:
-    """The ``MTLSTMForCausalLM`` state dict of converted ``weights`` (see the module docstring)."""
+def state_dict_for_model(weights: LSTMLanguageModelWeights, config: MTLSTMConfig) -> dict[str, torch.Tensor]:
+    """The ``MTLSTMForCausalLM`` state dict of converted ``weights`` (see the module docstring): a
+    gate that trains gets the source's two bias vectors one to one (``<gate>`` = ``bias_ih``,
+    ``<gate>_hh`` = ``bias_hh``, so that training goes on as in the source); a frozen gate
+    (``config.frozen_gates``) their sum, its one fixed vector."""
     state = {"model.embeddings.weight": weights.embedding}
     for index, layer in enumerate(weights.layers):
         prefix = f"model.layers.{index}."
@@ -147,8 +153,14 @@ def state_dict_for_model(weights: LSTMLanguageModelWeights) -> dict[str, torch.T
                 f"layer {index + 1}: bias_ih + bias_hh is NaN in {int(torch.isnan(bias).sum())} entries "
                 "(+inf and -inf added): the checkpoint is damaged"
             )
-        for gate, block in zip(_GATES, bias.split(layer.hidden_size)):
-            state[f"{prefix}gate_biases.{gate}"] = block.clone()
+        frozen = config.frozen_gates(index)
+        blocks = zip(_GATES, bias.split(layer.hidden_size), layer.bias_ih.split(layer.hidden_size), layer.bias_hh.split(layer.hidden_size))
+        for gate, total, input_side, recurrent_side in blocks:
+            if gate in frozen:
+                state[f"{prefix}gate_biases.{gate}"] = total.clone()
+            else:
+                state[f"{prefix}gate_biases.{gate}"] = input_side.clone()
+                state[f"{prefix}gate_biases.{gate}_hh"] = recurrent_side.clone()
     state["lm_head.weight"] = weights.embedding if weights.tied else weights.decoder_weight
     state["lm_head.bias"] = (
         weights.decoder_bias if weights.decoder_bias is not None else torch.zeros(weights.vocab_size, dtype=torch.float32)
@@ -262,7 +274,7 @@ def convert_model(
         pad_token_id=tokenizer.pad_token_id,
         **settings,
     )
-    state = state_dict_for_model(parsed)
+    state = state_dict_for_model(parsed, config)
     with torch.device("meta"):  # no random initialisation: every tensor comes from the checkpoint
         model = MTLSTMForCausalLM(config)
     model.load_state_dict(state, strict=True, assign=True)

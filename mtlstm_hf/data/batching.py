@@ -91,6 +91,9 @@ class BPTTIterator:
             ``random.Random``; ``None``: an unseeded ``random.Random``
             (still resumable: its state is in the ``state_dict``).
         p_full, std, min_seq_len, max_seq_len: the variable-length law.
+        drop_single_target: end the epoch when a single target is left rather than train a
+            one-token window on it, as AWD-LSTM's loop does (``while i < len(data) - 1 - 1``);
+            ``B`` targets per epoch are then left out.
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class BPTTIterator:
         std: float = 5.0,
         min_seq_len: int = 5,
         max_seq_len: int | None = None,
+        drop_single_target: bool = False,
     ) -> None:
         if data.dim() != 2:
             raise ValueError(f"data must be (batch_size, n) from batchify, got shape {tuple(data.shape)}")
@@ -148,6 +152,7 @@ class BPTTIterator:
         self.std = std
         self.min_seq_len = min_seq_len
         self.max_seq_len = max_seq_len
+        self.drop_single_target = drop_single_target
         self.position = 0  # column of data where the next window starts
         self.last_seq_len: int | None = None  # L drawn for the last window (before clipping at the end)
 
@@ -183,9 +188,15 @@ class BPTTIterator:
     def __iter__(self) -> BPTTIterator:
         return self
 
+    @property
+    def end(self) -> int:
+        """The column where an epoch ends: the last column is a target only (and with
+        ``drop_single_target`` the one before it starts no window)."""
+        return self.data.shape[1] - (2 if self.drop_single_target else 1)
+
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         last_start = self.data.shape[1] - 1  # the last column is a target only
-        if self.position >= last_start:
+        if self.position >= self.end:
             self.position = 0  # epoch over; the next loop starts the next one
             raise StopIteration
         self.last_seq_len = self.draw_seq_len()
@@ -210,6 +221,7 @@ class BPTTIterator:
             "data_shape": tuple(self.data.shape),
             "bptt": self.bptt,
             "variable_length": self.variable_length,
+            "drop_single_target": self.drop_single_target,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -218,8 +230,9 @@ class BPTTIterator:
             ("data_shape", tuple(self.data.shape)),
             ("bptt", self.bptt),
             ("variable_length", self.variable_length),
+            ("drop_single_target", self.drop_single_target),
         ):
-            saved = tuple(state[key]) if key == "data_shape" else state[key]
+            saved = tuple(state[key]) if key == "data_shape" else state.get(key, False)
             if saved != current:
                 raise ValueError(f"state was saved with {key}={saved!r}, this iterator has {current!r}")
         position = int(state["position"])

@@ -201,6 +201,32 @@ def _assigned_infinity(model: PreTrainedModel, tensors: dict[str, torch.Tensor],
     )
 
 
+def _saved_tensor_names(folder: Path) -> set[str] | None:
+    """The tensor names a model folder's safetensors weights hold (one file or shards), or None
+    for other formats."""
+    from safetensors import safe_open
+
+    if (folder / "model.safetensors").is_file():
+        with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
+            return set(weights.keys())
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}))
+    return None
+
+
+def _missing_recurrent_sides(model: PreTrainedModel, folder: Path) -> list[str]:
+    """The trained gates' recurrent-side biases (``<gate>_hh``) a checkpoint lacks although it holds
+    others: damage. A checkpoint holding none predates the two vectors and loads with zeros there
+    (transformers does not report them missing, by the model's ``_keys_to_ignore_on_load_missing``)."""
+    saved = _saved_tensor_names(folder)
+    if saved is None:
+        return []
+    recurrent = {name for name in model.state_dict() if ".gate_biases." in name and name.endswith("_hh")}
+    present = recurrent & saved
+    return sorted(recurrent - present) if present else []
+
+
 def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausalLM) -> PreTrainedModel:
     """``model_class.from_pretrained(folder)`` that refuses anything but a complete, finite set of weights.
 
@@ -241,6 +267,8 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
             )
         raise ValueError(f"{str(weights)!r}: the model weights cannot be loaded: {reason}.") from err
     problems = []
+    missing_recurrent = _missing_recurrent_sides(model, folder)
+    info = {**info, "missing_keys": set(info.get("missing_keys", ())) | set(missing_recurrent)}
     for key, label in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"), ("mismatched_keys", "of the wrong shape")):
         names = sorted(str(name) for name in info.get(key, ()))
         if names:

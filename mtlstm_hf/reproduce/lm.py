@@ -101,6 +101,7 @@ def training_config(plan: LMPlan, arm: str, seed: int) -> Any:
         preset=plan.preset(arm),
         model_overrides=dict(settings["model_overrides"]),
         freeze_recurrent_weights=plan.recipe == "reference",
+        replay_reference_loop=plan.recipe == "reference",
         batch_size=settings["batch_size"],
         eval_batch_size=settings["eval_batch_size"],
         bptt=settings["bptt"],

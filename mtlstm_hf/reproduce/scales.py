@@ -34,10 +34,11 @@ SCALES: tuple[str, ...] = ("smoke", "cpu", "paper")
 """The scales, smallest first."""
 
 RECIPES: tuple[str, ...] = ("library", "reference")
-"""``library``: the ``paper*`` presets as this library trains them (recurrent weights train);
-``reference``: the reference code's exact model (``paper-reference`` presets: its layer-2 grid
-with the T = 0 unit, every gate bias of layers 1-2 frozen) and its recurrent weights kept at
-their initial values in both arms (its weight-drop wrapper never trains them)."""
+"""``library``: the ``paper*`` presets as this library trains them (recurrent weights train; the
+library's loop); ``reference``: the published training, step for step: the reference code's
+exact model (``paper-reference`` presets: its layer-2 grid with the T = 0 unit, every gate bias
+of layers 1-2 frozen), its recurrent weights kept at their initial values in both arms (its
+weight-drop wrapper never trains them) and its training loop (``replay_reference_loop``)."""
 
 LM_EXPERIMENTS: dict[str, dict[str, Any]] = {
     "lm-ptb": {

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-CHECKPOINT_FORMAT = "mtlstm_hf.training.checkpoint/2"
+CHECKPOINT_FORMAT = "mtlstm_hf.training.checkpoint/3"
 """Value of ``format`` in ``training_state.json``: how we recognise our own checkpoints."""
 
 CHECKPOINTS_DIRNAME = "checkpoints"

@@ -105,6 +105,7 @@ class TrainingConfig:
     model_overrides: dict[str, Any] | str | None = setting(None, help="JSON object of MTLSTMConfig fields replacing the preset's, e.g. '{\"weight_drop\": 0.5}' (vocab_size always comes from the tokenizer)")
     init_from: str | None = setting(None, help="start from this saved model folder instead of a fresh initialisation (preset and model_overrides are then ignored)")
     freeze_recurrent_weights: bool = setting(False, help="keep every layer's recurrent weight (weight_hh) at its initial value, as the reference code's weight-drop wrapper does by cutting its gradient: reruns the published condition (off: the recurrent weights train)")
+    replay_reference_loop: bool = setting(False, help="train as the reference code's loop (AWD-LSTM's main.py) does, step for step, in the three details where it differs from this library's: (1) the learning rate of the last, shorter window of an epoch is scaled by the window length it drew, not the one it used; (2) when one target is left at the end of an epoch it is dropped, not trained as a one-token window; (3) after the switch to averaged SGD (torch.optim.ASGD(t0=0, lambd=0) there) each step but the first uses the previous step's learning rate and the average leaves out the first iterate after the switch. With freeze_recurrent_weights it reruns the published training; off: this library's loop (the mean of every iterate since the switch, each window's own learning rate). Needs optimizer awd and gradient_accumulation_steps 1")
     # optimisation
     optimizer: str = setting("awd", choices=OPTIMIZERS, help="awd: SGD switching to averaged SGD by the non-monotone trigger (NT-ASGD); adamw: AdamW with lr_scheduler")
     learning_rate: float | None = setting(None, aliases=["--lr"], help="learning rate (default 30 for awd, 1e-3 for adamw)")
@@ -247,8 +248,13 @@ class TrainingConfig:
         positive_int("keep_checkpoints")
         positive_int("log_every_steps")
         choice("tracker", TRACKERS)
-        for name in ("progress_bar", "evaluate_test", "cpu", "freeze_recurrent_weights"):
+        for name in ("progress_bar", "evaluate_test", "cpu", "freeze_recurrent_weights", "replay_reference_loop"):
             boolean(name)
+        if self.replay_reference_loop and (self.optimizer != "awd" or self.gradient_accumulation_steps != 1):
+            raise ValueError(
+                "replay_reference_loop replays AWD-LSTM's loop: it needs optimizer='awd' and gradient_accumulation_steps=1, "
+                f"got optimizer={self.optimizer!r} and gradient_accumulation_steps={self.gradient_accumulation_steps!r}."
+            )
         if not _is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}.")
 

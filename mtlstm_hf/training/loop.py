@@ -78,7 +78,7 @@ from .preparation import (
     prepare_data,
     require_precision_support,
 )
-from .state import NonFiniteLossError, TrainingProgress, TrainingResult, nonmonotone_trigger, perplexity
+from .state import NonFiniteLossError, StepResult, TrainingProgress, TrainingResult, nonmonotone_trigger, perplexity
 from .stopping import StopRequests
 from .tracking import TrainingMeter
 
@@ -131,6 +131,7 @@ class LanguageModelTrainer:
         self.last_checkpoint: Path | None = None
         self.test_loss: float | None = None
         self.last_grad_norm = math.nan
+        self.drawn_lengths: list[int] = []  # of the windows next_windows() gave last
         self._dirty = True  # progress not yet in a checkpoint
 
         resume_dir = check_resume_and_output(config, accelerator.num_processes)
@@ -164,14 +165,16 @@ class LanguageModelTrainer:
     # --- one optimizer step -----------------------------------------------------------------------
 
     def next_windows(self) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], bool]:
-        """Up to ``gradient_accumulation_steps`` windows ``(inputs, targets)``, and whether the epoch ended."""
-        windows = []
+        """Up to ``gradient_accumulation_steps`` windows ``(inputs, targets)``, and whether the epoch
+        ended; the lengths drawn for them are in :attr:`drawn_lengths`."""
+        windows, self.drawn_lengths = [], []
         for _ in range(self.config.gradient_accumulation_steps):
             try:
                 windows.append(next(self.iterator))
             except StopIteration:  # the iterator rewound to position 0 for the next epoch
                 return windows, True
-        if self.iterator.position >= self.rows.shape[1] - 1:
+            self.drawn_lengths.append(self.iterator.last_seq_len)
+        if self.iterator.position >= self.iterator.end:
             # The epoch's last window: let the iterator rewind now (it reads no random numbers), so
             # that a checkpoint taken at the epoch end resumes at position 0.
             for _ in self.iterator:
@@ -179,11 +182,48 @@ class LanguageModelTrainer:
             return windows, True
         return windows, False
 
-    def train_step(self, windows: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-        """One optimizer step over ``windows`` (AWD-LSTM's ``train()`` body); returns this
-        process's mean cross-entropy (nats/token, without AR/TAR)."""
+    def load_parameters(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Set the model's parameters and buffers to ``tensors`` (a state dict of the model, every
+        name), in place, so that the optimizer keeps them: with :attr:`carried_state` (set it to an
+        ``MTLSTMState`` or ``None``) and :meth:`train_step` on windows of one's own, a training can
+        be followed step by step from outside, e.g. against another implementation.
+
+        Raises:
+            ValueError: names missing or unexpected, or a tensor of another shape.
+        """
+        own = self.unwrapped_model.state_dict(keep_vars=True)
+        missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+        wrong = sorted(name for name in set(own) & set(tensors) if own[name].shape != tensors[name].shape)
+        tied = set(self.unwrapped_model._tied_weights_keys or ()) if self.unwrapped_model.config.tie_word_embeddings else set()
+        missing = [name for name in missing if name not in tied]
+        if missing or unexpected or wrong:
+            raise ValueError(f"load_parameters: missing {missing}, unexpected {unexpected}, of another shape {wrong}.")
+        with torch.no_grad():
+            for name, tensor in tensors.items():
+                own[name].copy_(tensor)
+
+    def train_step(
+        self, windows: list[tuple[torch.Tensor, torch.Tensor]], drawn_lengths: list[int] | None = None
+    ) -> StepResult:
+        """One optimizer step over ``windows`` (AWD-LSTM's ``train()`` body), from :attr:`carried_state`
+        (which it advances).
+
+        Args:
+            windows: ``(inputs, targets)`` pairs of ``(B / P, L)`` token ids (:meth:`next_windows`, or one's own).
+            drawn_lengths: the lengths drawn for them (default: their lengths); the reference's
+                loop scales the learning rate by these (``replay_reference_loop``).
+
+        Returns:
+            A :class:`StepResult` (losses with their parts, window lengths, learning rate, gradient
+            norm); ``progress.global_step`` and ``progress.tokens_seen`` count the step.
+
+        Raises:
+            NonFiniteLossError: a non-finite loss or gradient norm (the parameters were not changed).
+        """
         accelerator, config = self.accelerator, self.config
-        losses, lm_losses = [], []
+        lengths = [inputs.shape[1] for inputs, _ in windows]
+        drawn = list(lengths if drawn_lengths is None else drawn_lengths)
+        parts = []  # per window: loss, cross-entropy, AR, TAR
         for index, (inputs, targets) in enumerate(windows):
             # Gradients are all-reduced only on the last window of the step.
             all_reduce = index == len(windows) - 1
@@ -196,32 +236,53 @@ class LanguageModelTrainer:
                 with record_function("backward"):
                     accelerator.backward(output.loss / len(windows))
             self.carried_state = output.cache.detach()  # truncated BPTT: keep the state, drop the graph
-            losses.append(output.loss.detach())
-            lm_losses.append(output.lm_loss.detach())
+            zero = output.lm_loss.new_zeros(())
+            parts.append(torch.stack([output.loss, output.lm_loss, output.ar_loss if output.ar_loss is not None else zero,
+                                      output.tar_loss if output.tar_loss is not None else zero]).detach())  # fmt: skip
 
         with record_function("optimizer"):
             max_norm = config.clip_grad_norm if config.clip_grad_norm is not None else math.inf
             grad_norm = accelerator.clip_grad_norm_(self.model.parameters(), max_norm)
             # The step's one host read: what decides whether the step is taken, and what is logged.
-            loss, lm_loss, norm = torch.stack(
-                [torch.stack(losses).double().mean(), torch.stack(lm_losses).double().mean(), grad_norm.double()]
+            loss, lm_loss, ar_loss, tar_loss, norm = torch.cat(
+                [torch.stack(parts).double().mean(0), grad_norm.double().reshape(1)]
             ).tolist()
             self._require_finite(loss, norm)
-            # AWD: the learning rate follows the window length (seq_len / bptt).
-            lengths = [inputs.shape[1] for inputs, _ in windows]
-            scale = sum(lengths) / (len(windows) * config.bptt) if config.scale_lr_by_seq_len else 1.0
+            scale = self._learning_rate_scale(lengths, drawn)
             with scaled_learning_rate(self.optimizer, scale):
+                learning_rate = self.optimizer.param_groups[0]["lr"]
                 self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-            if accelerator.scaler is not None and accelerator.optimizer_step_was_skipped:
+            skipped = accelerator.scaler is not None and accelerator.optimizer_step_was_skipped
+            if skipped:
                 self._skipped_by_scaler(norm)  # nothing changed: no schedule step, nothing averaged
             else:
                 if self.scheduler is not None:
                     self.scheduler.step()
-                if self.progress.asgd_active:
+                # The reference's ASGD leaves the first iterate after the switch out of its average.
+                first_after_switch = self.progress.global_step == self.progress.asgd_start_step
+                if self.progress.asgd_active and not (config.replay_reference_loop and first_after_switch):
                     self.averaged_model.update_parameters(self.unwrapped_model)
         self.last_grad_norm = norm
-        return lm_loss
+        self.progress.global_step += 1
+        self.progress.tokens_seen += sum(lengths) * config.batch_size  # all rows, all processes
+        return StepResult(loss, lm_loss, ar_loss, tar_loss, lengths, drawn, learning_rate, norm, skipped)
+
+    def _learning_rate_scale(self, lengths: list[int], drawn: list[int]) -> float:
+        """The factor of the step's learning rate: AWD's ``seq_len / bptt`` (the mean over the
+        windows). The reference's loop scales by the drawn lengths, and under its ASGD a step uses
+        the factor of the step before (``torch.optim.ASGD``'s ``eta``, which it sets after each step;
+        the first step after the switch, which creates it, its own)."""
+        config = self.config
+        if not config.scale_lr_by_seq_len:
+            scale = 1.0
+        else:
+            used = drawn if config.replay_reference_loop else lengths
+            scale = sum(used) / (len(used) * config.bptt)
+        if config.replay_reference_loop and self.progress.asgd_active:
+            late, self.progress.replay_previous_lr_scale = self.progress.replay_previous_lr_scale, scale
+            return scale if late is None else late
+        return scale
 
     def _require_finite(self, local_loss: float, grad_norm: float) -> None:
         # The gradient norm comes from all-reduced gradients, so every process decides alike (a
@@ -262,6 +323,7 @@ class LanguageModelTrainer:
             return
         self.progress.asgd_active = True
         self.progress.asgd_start_step = self.progress.global_step
+        self.progress.replay_previous_lr_scale = None  # the reference's new ASGD: no previous rate yet
         self.accelerator.print(f"Switching to averaged SGD at step {self.progress.global_step} (epoch {self.progress.epoch}).")
 
     # --- evaluation ---------------------------------------------------------------------------------
@@ -406,10 +468,8 @@ class LanguageModelTrainer:
                 windows, epoch_done = self.next_windows()
                 if not windows:
                     break
-                loss = self.train_step(windows)
+                loss = self.train_step(windows, self.drawn_lengths).lm_loss
                 tokens = sum(inputs.shape[1] for inputs, _ in windows) * config.batch_size  # all rows, all processes
-                progress.global_step += 1
-                progress.tokens_seen += tokens
                 self._steps_since_eval += 1
                 self._dirty = True
                 callback_stop = any([bool(callback(self)) for callback in self.callbacks])

@@ -247,7 +247,10 @@ def prepare_data(config: TrainingConfig, accelerator: Accelerator, resume_dir: P
             f"{max(row_length - 1, 0)} (input, target) steps; lower --bptt or --batch-size."
         )
     # The same seed on every process: the same window lengths.
-    iterator = BPTTIterator(rows, config.bptt, variable_length=config.variable_bptt, generator=random.Random(config.seed))
+    iterator = BPTTIterator(
+        rows, config.bptt, variable_length=config.variable_bptt, generator=random.Random(config.seed),
+        drop_single_target=config.replay_reference_loop,
+    )  # fmt: skip
     splits = {"validation": split_to_stream(corpus, "validation", tokenizer)}
     if config.evaluate_test and "test" in corpus:
         splits["test"] = split_to_stream(corpus, "test", tokenizer)

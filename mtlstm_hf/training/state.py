@@ -29,6 +29,8 @@ class TrainingProgress:
         train_seconds: wall time spent training, summed over resumed sessions.
         scaler_skipped_steps: steps the fp16 gradient scaler skipped (their gradients overflowed
             float16; the parameters did not change); 0 without fp16.
+        replay_previous_lr_scale: with ``replay_reference_loop`` under averaged SGD, the learning
+            rate scale of the last step, which the next one uses (``torch.optim.ASGD``'s ``eta``).
     """
 
     epoch: int = 0
@@ -43,6 +45,37 @@ class TrainingProgress:
     asgd_start_step: int | None = None
     train_seconds: float = 0.0
     scaler_skipped_steps: int = 0
+    replay_previous_lr_scale: float | None = None
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step did (:meth:`~mtlstm_hf.training.LanguageModelTrainer.train_step`),
+    read from the device once, after the step.
+
+    Attributes:
+        loss: the training objective, mean over the step's windows (nats/token, this process):
+            ``lm_loss + ar_loss + tar_loss``.
+        lm_loss: its cross-entropy part (what the training perplexity is computed from).
+        ar_loss, tar_loss: its activation and temporal activation regularisation parts (0.0 when off).
+        window_lengths: tokens in each window.
+        drawn_lengths: the lengths drawn for the windows; they differ from ``window_lengths`` only
+            for the last window of an epoch, cut at the end of the data.
+        learning_rate: the learning rate the step used (the first parameter group's, after the
+            ``seq_len / bptt`` scaling).
+        grad_norm: the global gradient norm before clipping.
+        skipped: the fp16 gradient scaler skipped the step (its gradients overflowed; nothing changed).
+    """
+
+    loss: float
+    lm_loss: float
+    ar_loss: float
+    tar_loss: float
+    window_lengths: list[int]
+    drawn_lengths: list[int]
+    learning_rate: float
+    grad_norm: float
+    skipped: bool = False
 
 
 @dataclass

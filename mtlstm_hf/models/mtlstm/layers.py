@@ -146,13 +146,26 @@ def tar_penalty(raw_output: torch.Tensor, beta: float, valid: torch.Tensor | Non
     return beta * (squares * pairs).sum() / count.clamp(min=1)
 
 
+RECURRENT_SIDE = "_hh"
+"""Suffix of a trained gate's second bias vector: ``<gate>`` is the input side (PyTorch's
+``bias_ih`` block), ``<gate>_hh`` the recurrent side (``bias_hh``)."""
+
+
 class GateBiases(nn.Module):
     """The per-gate bias vectors of one LSTM layer, each ``(H,)``.
 
-    A gate whose bias is frozen (e.g. the forget and input gates of a layer with imposed
-    timescales) is stored as a buffer, so it is not in ``model.parameters()``, no
-    optimiser sees it and weight decay cannot move it; the others are parameters. State
-    dict keys are ``<gate name>`` either way, so checkpoints do not depend on freezing.
+    A gate that trains has two vectors, as PyTorch's ``nn.LSTM`` has ``bias_ih`` and ``bias_hh``:
+    ``<gate>`` (the input side) and ``<gate>_hh`` (the recurrent side), both parameters. Their
+    sum is the gate's bias; each receives the same gradient, so an optimiser step moves the sum
+    twice as far as it would move one vector, and gradient clipping and weight decay count both,
+    exactly as for ``nn.LSTM`` (and AWD-LSTM, the reference code, fastai). A gate whose bias is
+    frozen (e.g. the forget and input gates of a layer with imposed timescales) has one buffer
+    ``<gate>``, so it is not in ``model.parameters()``, no optimiser sees it and weight decay
+    cannot move it (its recurrent side is zero).
+
+    A model saved before the two vectors has one vector ``<gate>`` per trained gate: it loads as
+    the input side with a zero recurrent side, the same function (:meth:`_add_missing_recurrent_sides`
+    for ``load_state_dict``; ``from_pretrained`` through the model's ``_init_weights``).
     The model keeps this module in float32 (``_keep_in_fp32_modules_strict``) so a bf16
     load does not round the timescales away.
     """
@@ -165,15 +178,57 @@ class GateBiases(nn.Module):
         self.frozen_gates = frozen_gates
         self.layer_index = layer_index  # which layer's timescale schedule sets the frozen biases
         for gate in gate_names:
-            tensor = torch.zeros(hidden_size, dtype=torch.float32)
             if gate in frozen_gates:
-                self.register_buffer(gate, tensor, persistent=True)
+                self.register_buffer(gate, torch.zeros(hidden_size, dtype=torch.float32), persistent=True)
             else:
-                self.register_parameter(gate, nn.Parameter(tensor))
+                self.register_parameter(gate, nn.Parameter(torch.zeros(hidden_size, dtype=torch.float32)))
+                self.register_parameter(gate + RECURRENT_SIDE, nn.Parameter(torch.zeros(hidden_size, dtype=torch.float32)))
+        self._register_load_state_dict_pre_hook(self._add_missing_recurrent_sides)
+
+    @property
+    def trained_gates(self) -> tuple[str, ...]:
+        return tuple(gate for gate in self.gate_names if gate not in self.frozen_gates)
+
+    def input_side(self, dtype: torch.dtype) -> torch.Tensor:
+        """``<gate>`` of every gate, stacked in gate order, ``(len(gate_names) * H,)``: the fused
+        kernel's first bias (frozen gates: their whole bias)."""
+        return torch.cat([getattr(self, gate) for gate in self.gate_names]).to(dtype)
+
+    def recurrent_side(self, dtype: torch.dtype) -> torch.Tensor:
+        """``<gate>_hh`` of every gate (zeros for frozen gates), stacked: the fused kernel's second bias.
+
+        Multiplied by 1 so that its gradient is a tensor of its own: oneDNN's LSTM backward hands
+        one tensor to both biases, and the views that ``cat``'s backward makes of it would then be
+        the ``.grad`` of both ``<gate>`` and ``<gate>_hh`` at once (the same memory), so that an
+        in-place gradient clip or a second accumulated window would count it twice.
+        """
+        return torch.cat([self._recurrent(gate) for gate in self.gate_names]).to(dtype) * 1.0
+
+    def _recurrent(self, gate: str) -> torch.Tensor:
+        if gate in self.frozen_gates:
+            return torch.zeros_like(getattr(self, gate))
+        return getattr(self, gate + RECURRENT_SIDE)
+
+    def effective(self, gate: str) -> torch.Tensor:
+        """The bias ``gate`` adds to its pre-activation, ``(H,)``: ``<gate> + <gate>_hh`` for a
+        trained gate, ``<gate>`` for a frozen one."""
+        if gate in self.frozen_gates:
+            return getattr(self, gate)
+        return getattr(self, gate) + getattr(self, gate + RECURRENT_SIDE)
 
     def concatenated(self, dtype: torch.dtype) -> torch.Tensor:
-        """All gate biases stacked in gate order, ``(len(gate_names) * H,)``, cast to ``dtype``."""
-        return torch.cat([getattr(self, gate) for gate in self.gate_names]).to(dtype)
+        """Every gate's effective bias (:meth:`effective`) stacked in gate order,
+        ``(len(gate_names) * H,)``, cast to ``dtype``: what a kernel with one bias vector takes."""
+        return (self.input_side(torch.float32) + self.recurrent_side(torch.float32)).to(dtype)
+
+    def _add_missing_recurrent_sides(self, state_dict, prefix, *args) -> None:  # noqa: ANN001 (torch hook signature)
+        """A state dict of the one-vector layout (no ``<gate>_hh`` at all): zero recurrent sides."""
+        trained = self.trained_gates
+        if any(prefix + gate + RECURRENT_SIDE in state_dict for gate in trained):
+            return
+        for gate in trained:
+            if prefix + gate in state_dict:
+                state_dict[prefix + gate + RECURRENT_SIDE] = torch.zeros_like(state_dict[prefix + gate])
 
 
 @torch.compiler.disable
@@ -291,10 +346,11 @@ class MTLSTMLayer(nn.Module):
     def initial_values(self, forget_timescales: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Initial values for every tensor of the layer (used by the model's ``_init_weights``).
 
-        Weights and free biases follow ``nn.LSTM``'s default, ``U(-1/sqrt(H), 1/sqrt(H))``
-        (a free bias is the sum of two such draws, like PyTorch's two bias vectors).
-        With ``forget_timescales (H,)`` given, ``b_f = forget_bias_from_timescale(T)`` and
-        ``b_i = -b_f`` (Mahto et al. 2021, Sec. 3; chrono convention).
+        Weights and biases follow ``nn.LSTM``'s default, ``U(-1/sqrt(H), 1/sqrt(H))``: a trained
+        gate's two vectors one draw each, a frozen gate's one vector the sum of two draws (the
+        same random numbers in the same order either way). With ``forget_timescales (H,)`` given,
+        ``b_f = forget_bias_from_timescale(T)`` and ``b_i = -b_f`` (Mahto et al. 2021, Sec. 3;
+        chrono convention), on the input side of a trained gate (the recurrent side 0).
         """
         bound = 1.0 / math.sqrt(self.hidden_size)
 
@@ -304,10 +360,18 @@ class MTLSTMLayer(nn.Module):
         values = {"weight_ih": draw(*self.weight_ih.shape)}
         if self.weight_hh is not None:
             values["weight_hh"] = draw(*self.weight_hh.shape)
+        frozen = self.gate_biases.frozen_gates
         for gate in self.layout.bias_gates:
-            values[f"gate_biases.{gate}"] = draw(self.hidden_size) + draw(self.hidden_size)
+            first, second = draw(self.hidden_size), draw(self.hidden_size)
+            if gate in frozen:
+                values[f"gate_biases.{gate}"] = first + second
+            else:
+                values[f"gate_biases.{gate}"], values[f"gate_biases.{gate}{RECURRENT_SIDE}"] = first, second
         if forget_timescales is not None:
             forget_bias = forget_bias_from_timescale(forget_timescales).to(torch.float32)
             values["gate_biases.forget_gate"] = forget_bias
             values["gate_biases.input_gate"] = -forget_bias
+            for gate in ("forget_gate", "input_gate"):
+                if gate not in frozen:
+                    values[f"gate_biases.{gate}{RECURRENT_SIDE}"] = torch.zeros(self.hidden_size)
         return values

@@ -31,6 +31,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_mtlstm import MTLSTMConfig
 from .layers import (
+    RECURRENT_SIDE,
     GateBiases,
     MTLSTMLayer,
     ar_penalty,
@@ -148,6 +149,8 @@ class MTLSTMCausalLMOutput(_StateOutput):
         cache, hidden_states: as in :class:`MTLSTMModelOutput` (``cache`` also readable as
             ``past_key_values``).
         lm_loss: the cross-entropy alone (what perplexity is computed from).
+        ar_loss, tar_loss: the activation and temporal activation regularisation terms as added
+            to ``loss`` (``None`` when not computed: eval mode, or the coefficient 0).
     """
 
     loss: torch.FloatTensor | None = None
@@ -155,6 +158,19 @@ class MTLSTMCausalLMOutput(_StateOutput):
     cache: MTLSTMState | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     lm_loss: torch.FloatTensor | None = None
+    ar_loss: torch.FloatTensor | None = None
+    tar_loss: torch.FloatTensor | None = None
+
+
+def _left_out_by_an_older_checkpoint(tensors: dict[str, torch.Tensor], name: str) -> bool:
+    """Whether ``name`` is a trained gate's recurrent side (``<gate>_hh``) that a loaded checkpoint
+    left out while it held the input side: the checkpoint predates the two bias vectors, its one
+    vector (loaded as the input side) is the whole bias, so this side is zero: the same function,
+    bit for bit."""
+    if not name.endswith(RECURRENT_SIDE) or name.rsplit(".", 1)[-1] == "weight_hh":  # the recurrent weight is no bias
+        return False
+    input_side = tensors.get(name[: -len(RECURRENT_SIDE)])
+    return getattr(input_side, "_is_hf_initialized", False) and not getattr(tensors[name], "_is_hf_initialized", False)
 
 
 class MTLSTMPreTrainedModel(PreTrainedModel):
@@ -166,6 +182,9 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["MTLSTMLayer"]
     # Timescale biases must survive a bf16 load exactly (they are tiny; the weights go bf16).
     _keep_in_fp32_modules_strict = ["gate_biases"]
+    # A checkpoint saved before the two bias vectors has no recurrent sides: not reported as missing
+    # (they are zero, see _left_out_by_an_older_checkpoint); load_model_strictly checks the rest.
+    _keys_to_ignore_on_load_missing = [r"gate_biases\.\w+_hh$"]
     _is_stateful = True
     supports_gradient_checkpointing = False
 
@@ -177,16 +196,24 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
             timescales = realize_timescales(schedule, module.hidden_size)
             tensors = dict(module.named_parameters()) | dict(module.named_buffers())
             for name, value in module.initial_values(timescales).items():
-                init.copy_(tensors[name], value)
+                init.copy_(tensors[name], torch.zeros_like(value) if _left_out_by_an_older_checkpoint(tensors, name) else value)
         elif isinstance(module, GateBiases):
+            # transformers may skip the layer (its weights were loaded) and reach this module alone.
+            tensors = dict(module.named_parameters())
+            for name, tensor in tensors.items():
+                if _left_out_by_an_older_checkpoint(tensors, name):
+                    init.zeros_(tensor)
             # The frozen, timescale-defined biases are buffers: set here too, so that a model
-            # whose other tensors were loaded (transformers then skips the layer) still gets them.
+            # whose other tensors were loaded still gets them.
             schedule = self.config.timescale_schedules[module.layer_index]
             timescales = realize_timescales(schedule, module.forget_gate.shape[0]) if hasattr(module, "forget_gate") else None
             if timescales is not None:
                 forget_bias = forget_bias_from_timescale(timescales).to(torch.float32)
                 init.copy_(module.forget_gate, forget_bias)
                 init.copy_(module.input_gate, -forget_bias)
+                for gate in ("forget_gate", "input_gate"):
+                    if gate not in module.frozen_gates:
+                        init.zeros_(getattr(module, gate + RECURRENT_SIDE))
         elif isinstance(module, nn.Embedding):
             init.uniform_(module.weight, -init_range, init_range)
         elif isinstance(module, nn.Linear):
@@ -205,7 +232,7 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
         """
         # Found by type, not by attribute path: a layer may be wrapped (e.g. by PEFT's LoRA).
         forget_biases = {
-            module.layer_index: module.forget_gate
+            module.layer_index: module.effective("forget_gate")
             for module in self.base_model.modules()
             if isinstance(module, GateBiases) and hasattr(module, "forget_gate")
         }
@@ -583,7 +610,7 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
         kept = slice(-logits_to_keep, None) if logits_to_keep else slice(None)
         logits = self.lm_head(dropped_output[:, kept])
 
-        loss = lm_loss = None
+        loss = lm_loss = ar_loss = tar_loss = None
         if kwargs.get("shift_labels") is not None:
             kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()  # the loss views it flat
         if labels is not None or kwargs.get("shift_labels") is not None:
@@ -592,14 +619,15 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
             lm_loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
             loss = lm_loss
             valid = None if attention_mask is None else attention_mask.bool()  # padding is not regularised
-            penalty = None
+            share = None
             if self.training and self.config.activation_regularization > 0:
-                penalty = ar_penalty(dropped_output, self.config.activation_regularization, valid)
+                share = _share_of_accumulated_batch(labels, kwargs)
+                ar_loss = ar_penalty(dropped_output, self.config.activation_regularization, valid) * share
+                loss = loss + ar_loss
             if self.training and self.config.temporal_activation_regularization > 0:
-                tar = tar_penalty(raw_output, self.config.temporal_activation_regularization, valid)
-                penalty = tar if penalty is None else penalty + tar
-            if penalty is not None:
-                loss = loss + penalty * _share_of_accumulated_batch(labels, kwargs)
+                share = _share_of_accumulated_batch(labels, kwargs) if share is None else share
+                tar_loss = tar_penalty(raw_output, self.config.temporal_activation_regularization, valid) * share
+                loss = loss + tar_loss
 
         output = MTLSTMCausalLMOutput(
             loss=loss,
@@ -607,6 +635,8 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             lm_loss=lm_loss,
+            ar_loss=ar_loss,
+            tar_loss=tar_loss,
         )
         # The tuple form is the output's own to_tuple() (lm_loss included), as transformers'
         # models return it: the same fields in the same order, None fields left out.

@@ -32,6 +32,7 @@ def lstm_sequence(
     weight_hh: torch.Tensor,
     bias: torch.Tensor,
     lengths: torch.Tensor | None = None,
+    bias_hh: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the standard LSTM over a sequence on PyTorch's fused kernel.
 
@@ -53,9 +54,10 @@ def lstm_sequence(
         initial_hidden, initial_cell: ``(B, H)``.
         weight_ih: ``(4H, E)``, rows ``i, f, g, o``.
         weight_hh: ``(4H, H)``, rows ``i, f, g, o``.
-        bias: ``(4H,)`` the single bias vector (PyTorch's two bias vectors summed).
+        bias: ``(4H,)`` PyTorch's ``bias_ih`` (with ``bias_hh=None``: the whole bias).
         lengths: optional ``(B,)`` number of valid leading steps per row (right-aligned
             padding). ``None`` means every step is valid (the fast, unpacked path).
+        bias_hh: ``(4H,)`` PyTorch's ``bias_hh``, the second bias the kernel adds (default: zeros).
 
     Returns:
         ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, H))``; with ``lengths``
@@ -64,8 +66,8 @@ def lstm_sequence(
     """
     if inputs.device.type == "cpu" and inputs.dtype == torch.float32 and torch.is_autocast_enabled("cpu"):
         require_cpu_autocast_lstm()  # a clear error instead of oneDNN's, on CPUs without native bf16
-    # The fused op wants PyTorch's two bias vectors; the second one is zero.
-    weights = [weight_ih, weight_hh, bias, torch.zeros_like(bias)]
+    # The fused op takes PyTorch's two bias vectors.
+    weights = [weight_ih, weight_hh, bias, torch.zeros_like(bias) if bias_hh is None else bias_hh]
     train = training_kernel()
     if lengths is None:
         hx = (initial_hidden.unsqueeze(0), initial_cell.unsqueeze(0))

@@ -48,6 +48,7 @@ def variant_sequence(
     weight_hh: torch.Tensor | None,
     bias: torch.Tensor,
     lengths: torch.Tensor | None = None,
+    bias_hh: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Run one layer of ``cell_type`` over a sequence, fast (see :mod:`cells` for equations).
 
@@ -59,18 +60,22 @@ def variant_sequence(
         weight_ih, weight_hh, bias: per-type layout of ``cells`` (``weight_hh`` None for
             ``lstm-srnn-hidden``).
         lengths: optional ``(B,)`` number of valid leading steps per row.
+        bias_hh: an optional second bias of ``bias``'s layout, added to it (PyTorch's ``bias_hh``;
+            the fused kernels take it as their second bias, the others add the two).
 
     Returns:
         ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, H) or None)``, equal to
         ``mtlstm_hf.ops.naive.reference_sequence`` (the per-step oracle) up to rounding.
     """
     check_parameters(cell_layout(cell_type), inputs, weight_ih, weight_hh, bias)
-    return sequence_function(cell_type)(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths)
+    return sequence_function(cell_type)(
+        inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths, bias_hh=bias_hh
+    )
 
 
 SequenceFunction = Callable[..., tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]]
-"""``f(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths) -> (outputs,
-final_hidden, final_cell or None)``: one cell type's whole-sequence kernel."""
+"""``f(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths, bias_hh=None) ->
+(outputs, final_hidden, final_cell or None)``: one cell type's whole-sequence kernel."""
 
 
 def sequence_function(cell_type: str) -> SequenceFunction:
@@ -86,12 +91,24 @@ def sequence_function(cell_type: str) -> SequenceFunction:
     if cell_type == "lstm-gates":
         return _tanh_rnn_without_cell
     if not layout.recurrent_gate_rows:
-        return functools.partial(_input_gated_sequence, layout)
-    return functools.partial(_recurrent_gated_sequence, layout)
+        return _summing_biases(functools.partial(_input_gated_sequence, layout))
+    return _summing_biases(functools.partial(_recurrent_gated_sequence, layout))
 
 
-def _tanh_rnn_without_cell(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths=None):
-    outputs, final_hidden = tanh_rnn_sequence(inputs, initial_hidden, weight_ih, weight_hh, bias, lengths)
+def _summing_biases(kernel: Callable) -> SequenceFunction:
+    """A kernel with one bias vector as a :data:`SequenceFunction`: ``bias + bias_hh`` is its bias
+    (each of the two receives the same gradient, as in PyTorch's fused kernels). A partial of a
+    module-level function, so that a layer holding it can be pickled."""
+    return functools.partial(_with_summed_biases, kernel)
+
+
+def _with_summed_biases(kernel, inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths=None, bias_hh=None):  # noqa: ANN001, ANN202
+    total = bias if bias_hh is None else bias + bias_hh
+    return kernel(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, total, lengths)
+
+
+def _tanh_rnn_without_cell(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths=None, bias_hh=None):  # noqa: ANN001, ANN202
+    outputs, final_hidden = tanh_rnn_sequence(inputs, initial_hidden, weight_ih, weight_hh, bias, lengths, bias_hh)
     return outputs, final_hidden, None
 
 
@@ -102,19 +119,21 @@ def tanh_rnn_sequence(
     weight_hh: torch.Tensor,
     bias: torch.Tensor,
     lengths: torch.Tensor | None = None,
+    bias_hh: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``h_t = tanh(W_x x_t + W_h h_{t-1} + b)`` on PyTorch's fused kernel (``lstm-gates``).
 
     Args:
         inputs: ``(B, T, E)``; initial_hidden: ``(B, H)``; weight_ih: ``(H, E)``;
-        weight_hh: ``(H, H)``; bias: ``(H,)``; lengths: optional ``(B,)``.
+        weight_hh: ``(H, H)``; bias: ``(H,)`` (``bias_ih``); lengths: optional ``(B,)``;
+        bias_hh: optional ``(H,)``, the second bias (default zeros): ``b = bias + bias_hh``.
 
     Returns:
         ``(outputs (B, T, H), final_hidden (B, H))`` with the padding contract of
         ``recurrences.lstm_sequence``.
     """
-    # Same calling convention as torch.lstm in recurrences.lstm_sequence (second bias zero).
-    weights = [weight_ih, weight_hh, bias, torch.zeros_like(bias)]
+    # Same calling convention as torch.lstm in recurrences.lstm_sequence.
+    weights = [weight_ih, weight_hh, bias, torch.zeros_like(bias) if bias_hh is None else bias_hh]
     train = training_kernel()  # cuDNN's backward needs the training kernel whenever autograd records
     if lengths is None:
         outputs, final_hidden = torch.rnn_tanh(
