@@ -138,12 +138,13 @@ def test_prompt_as_inputs_embeds_generates_what_its_ids_generate(mode, batch):
 
 
 def test_inputs_embeds_continue_a_returned_cache():
-    """A state from a prefix, then the rest of the prompt as embeddings: the same as the whole
+    """A state from a prefix, then the embeddings of the whole prompt (transformers' convention:
+    the embeddings of every position, those the state has read included): the same as the whole
     prompt as ids."""
     model = _varied_model()
     ids = torch.tensor([[5, 9, 3, 22, 7, 11, 4]])
     state = model(ids[:, :3]).cache
-    embeds = model.get_input_embeddings()(ids[:, 3:]).detach()
+    embeds = model.get_input_embeddings()(ids).detach()
     kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0, eos_token_id=None)
     continued = model.generate(inputs_embeds=embeds, cache=state, **kwargs)
     whole = model.generate(ids, **kwargs)

@@ -9,7 +9,8 @@ and 5.24 moved to Hub ``custom_generate`` repositories, which need the network a
 generation (the state is not a key-value cache: ``cache_implementation`` is ignored with
 transformers' warning); key-value cache format and cropping tests (a recurrent state cannot
 be cropped). Assisted and prompt-lookup decoding need that cropping: transformers refuses them
-for stateful models (``_is_stateful``), which is tested below.
+for stateful models (``_is_stateful``), the model refuses to be another model's assistant, and
+the state refuses ``crop``, which is tested below.
 """
 
 import pytest
@@ -239,6 +240,37 @@ def test_generate_from_random_inputs_embeds_follows_the_embeddings():
     assert not torch.equal(out, from_ids)
 
 
+@pytest.mark.parametrize("left_padded", [False, True])
+def test_generate_continues_from_inputs_embeds_and_the_returned_cache(left_padded):
+    """transformers' ``test_generate_continue_from_inputs_embeds``: generating 3 tokens from
+    embeddings, then 1 more from the embeddings of the whole sequence with the returned cache, gives
+    the scores and the state of generating 4 at once (oracle: the uninterrupted run; its state has
+    read prompt + 3 positions)."""
+    model = _model()
+    ids, mask = _prompt(seed=10, left_padded=left_padded)
+    embeds = model.get_input_embeddings()(ids).detach()
+    fields = dict(do_sample=False, eos_token_id=None, pad_token_id=TESTER_SPECIAL_ID, return_dict_in_generate=True,
+                  output_scores=True)
+    whole = model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=4, **fields)
+    first = model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=3, **fields)
+    assert _state_of(first).get_seq_length() == PROMPT_LENGTH + 2  # the last token is not read yet
+    continued = torch.cat([embeds, model.get_input_embeddings()(first.sequences).detach()], dim=1)
+    longer_mask = torch.cat([mask, torch.ones(PROMPT_BATCH, 3, dtype=mask.dtype)], dim=1)
+    second = model.generate(inputs_embeds=continued, attention_mask=longer_mask, max_new_tokens=1,
+                            **{GENERATE_CACHE_KWARG: _state_of(first)}, **fields)
+    assert _state_of(second).get_seq_length() == _state_of(whole).get_seq_length() == PROMPT_LENGTH + 3
+    torch.testing.assert_close(second.scores[-1], whole.scores[-1], atol=1e-6, rtol=1e-6)
+    assert torch.equal(second.sequences, whole.sequences[:, -1:])
+    for index in range(NUM_LAYERS):
+        torch.testing.assert_close(_state_of(second).hidden[index], _state_of(whole).hidden[index], atol=1e-6, rtol=1e-6)
+    # A cache that has read every position given leaves nothing to feed: refused, not run empty.
+    with pytest.raises(ValueError, match="nothing is left to feed"):
+        model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=1,
+                       **{GENERATE_CACHE_KWARG: _state_of(whole)}, **fields)
+    with pytest.raises(ValueError, match="nothing is left to feed"):
+        model.generate(ids, attention_mask=mask, max_new_tokens=1, **{GENERATE_CACHE_KWARG: _state_of(whole)}, **fields)
+
+
 def test_logits_to_keep_changes_nothing_in_generation():
     model = _model()
     ids, mask = _prompt(seed=6)
@@ -312,16 +344,35 @@ def test_a_finished_row_is_padded_while_the_others_go_on():
 # --- refused modes ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["prompt_lookup", "assistant_model"])
+@pytest.mark.parametrize("mode", ["prompt_lookup", "assistant_model", "as_the_assistant", "crop"])
 def test_assisted_and_prompt_lookup_decoding_are_refused_clearly(mode):
-    """Both verify drafted tokens and take back rejected ones, which a recurrent state cannot
-    (transformers refuses stateful models, as for Mamba and xLSTM)."""
+    """Both verify drafted tokens and take back rejected ones, which a recurrent state cannot:
+    refused with a ValueError that says so, whether the model is the main model (transformers
+    refuses stateful models, as for Mamba and xLSTM), the assistant of another model (a GPT-2 built
+    from a config: transformers would crop the draft state, an AttributeError before), or the state
+    is cropped directly."""
+    from test_transformers_common import _small_gpt2
+
     model = _model()
     assert MTLSTMForCausalLM._is_stateful and not MTLSTMState.is_croppable
     ids, mask = _prompt()
+    if mode == "crop":
+        state = model(ids, attention_mask=mask).cache
+        with pytest.raises(ValueError, match="cannot be rolled back"):
+            state.crop(2)
+        return
+    if mode == "as_the_assistant":
+        main = _small_gpt2()
+        with pytest.raises(ValueError, match="cannot be rolled back"):
+            main.generate(ids[:1], attention_mask=mask[:1], max_new_tokens=5, do_sample=False,
+                          pad_token_id=TESTER_SPECIAL_ID, assistant_model=model)
+        return
     kwargs = {"prompt_lookup_num_tokens": 2} if mode == "prompt_lookup" else {"assistant_model": _model(seed=1)}
     with pytest.raises(ValueError, match="stateful|cropped"):
         model.generate(ids, attention_mask=mask, max_new_tokens=3, do_sample=False, **kwargs)
+    # The model still generates normally afterwards (the refusal left nothing behind).
+    assert model.generate(ids, attention_mask=mask, max_new_tokens=2, do_sample=False,
+                          pad_token_id=TESTER_SPECIAL_ID).shape == (PROMPT_BATCH, PROMPT_LENGTH + 2)
 
 
 # --- generation config --------------------------------------------------------------------

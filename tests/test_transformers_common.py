@@ -37,7 +37,7 @@ from conftest import (
 )
 from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM, MTLSTMModel
 from mtlstm_hf.models.mtlstm.state import MTLSTMState
-from mtlstm_hf.models.mtlstm.timescales import forget_bias_from_timescale, realize_timescales
+from mtlstm_hf.models.mtlstm.timescales import forget_bias_from_timescale, realize_timescales, timescale_from_forget_bias
 
 MODEL_CLASSES = [MTLSTMModel, MTLSTMForCausalLM]
 NUM_LAYERS = 2
@@ -244,6 +244,56 @@ def test_init_weights_sets_every_parameter_and_buffer_of_a_meta_model(model_clas
     if model_class is MTLSTMForCausalLM:
         assert torch.equal(state["lm_head.bias"], torch.zeros(TESTER_VOCAB))
         assert model.lm_head.weight is model.model.embeddings.weight
+
+
+@pytest.mark.parametrize("model_class", MODEL_CLASSES)
+@pytest.mark.parametrize("frozen_biases", ["forget_input", "all"])
+def test_init_weights_can_init_buffers_as_construction_sets_them(model_class, frozen_biases):
+    """transformers' ``test_init_weights_can_init_buffers``: a model built with the initialisation
+    skipped (``no_init_weights``, as ``from_pretrained`` builds it) has the same buffers as one
+    built on the meta device and initialised by ``init_weights()``. The frozen timescale biases are
+    a function of the configuration (oracle: the schedules' values), so they are right after
+    construction alone; the other frozen biases (``frozen_biases="all"``) are drawn with the
+    weights, so only the timescale ones are compared there."""
+    from transformers.initialization import no_init_weights
+
+    config = common_config(frozen_biases=frozen_biases)
+    with no_init_weights():
+        skipped = model_class(copy.deepcopy(config))
+    with torch.device("meta"):
+        on_meta = model_class(copy.deepcopy(config))
+    on_meta.to_empty(device="cpu")
+    on_meta.init_weights()
+    buffers, meta_buffers = dict(skipped.named_buffers()), dict(on_meta.named_buffers())
+    assert sorted(buffers) == sorted(meta_buffers)
+    prefix = "" if model_class is MTLSTMModel else "model."
+    timescale_buffers = set()
+    for index in range(NUM_LAYERS):
+        forget = forget_bias_from_timescale(realize_timescales(config.timescale_schedules[index], 32)).float()
+        for gate, value in (("forget_gate", forget), ("input_gate", -forget)):
+            name = f"{prefix}layers.{index}.gate_biases.{gate}"
+            assert torch.equal(buffers[name], value), name
+            timescale_buffers.add(name)
+    compared = buffers if frozen_biases == "forget_input" else timescale_buffers
+    assert timescale_buffers <= set(compared)
+    for name in compared:
+        assert torch.equal(buffers[name], meta_buffers[name]), name
+
+
+def test_a_drawn_schedule_is_set_by_the_initialisation_alone():
+    """chrono draws its timescales (an initialisation, like the weights): construction leaves them
+    to ``_init_weights``, whose draw lies in chrono's range ``b_f = log u, u in [1, max - 1]``
+    (the timescale ``-1/ln sigmoid(log u)`` from 1.44 to under ``max``), and two builds with one
+    seed agree."""
+    config = common_config(timescale_schedules=[{"type": "chrono", "max_timescale": 50}, "none"])
+    torch.manual_seed(11)
+    model = MTLSTMModel(copy.deepcopy(config))
+    forget = model.layers[0].gate_biases.forget_gate
+    assert forget.abs().sum() > 0 and torch.equal(model.layers[0].gate_biases.input_gate, -forget)
+    timescales = timescale_from_forget_bias(forget.double())
+    assert float(timescales.min()) >= 1.44 and float(timescales.max()) <= 50.0
+    torch.manual_seed(11)
+    assert torch.equal(MTLSTMModel(copy.deepcopy(config)).layers[0].gate_biases.forget_gate, forget)
 
 
 def test_every_tensor_is_a_parameter_or_a_buffer():

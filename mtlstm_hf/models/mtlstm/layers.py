@@ -146,6 +146,14 @@ def tar_penalty(raw_output: torch.Tensor, beta: float, valid: torch.Tensor | Non
     return beta * (squares * pairs).sum() / count.clamp(min=1)
 
 
+def timescale_gate_biases(forget_timescales: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The forget- and input-gate biases that impose per-unit timescales ``T (H,)`` (tokens):
+    ``b_f = forget_bias_from_timescale(T)`` and ``b_i = -b_f`` (Mahto et al. 2021, Sec. 3; chrono
+    convention), each ``(H,)`` float32, keyed by gate name."""
+    forget_bias = forget_bias_from_timescale(forget_timescales).to(torch.float32)
+    return {"forget_gate": forget_bias, "input_gate": -forget_bias}
+
+
 RECURRENT_SIDE = "_hh"
 """Suffix of a trained gate's second bias vector: ``<gate>`` is the input side (PyTorch's
 ``bias_ih`` block), ``<gate>_hh`` the recurrent side (``bias_hh``)."""
@@ -171,7 +179,12 @@ class GateBiases(nn.Module):
     """
 
     def __init__(
-        self, hidden_size: int, gate_names: tuple[str, ...], frozen_gates: tuple[str, ...], layer_index: int = 0
+        self,
+        hidden_size: int,
+        gate_names: tuple[str, ...],
+        frozen_gates: tuple[str, ...],
+        layer_index: int = 0,
+        forget_timescales: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.gate_names = gate_names
@@ -183,6 +196,15 @@ class GateBiases(nn.Module):
             else:
                 self.register_parameter(gate, nn.Parameter(torch.zeros(hidden_size, dtype=torch.float32)))
                 self.register_parameter(gate + RECURRENT_SIDE, nn.Parameter(torch.zeros(hidden_size, dtype=torch.float32)))
+        if forget_timescales is not None:
+            # Frozen timescale biases are a function of the configuration, not an initialisation:
+            # set in construction, so that a model built with transformers' initialisation skipped
+            # (no_init_weights, as in from_pretrained) has them too. The model's _init_weights sets
+            # them again (a model built on the meta device gets them there).
+            for gate, value in timescale_gate_biases(forget_timescales).items():
+                if gate in frozen_gates and getattr(self, gate).device.type != "meta":
+                    with torch.no_grad():
+                        getattr(self, gate).copy_(value)
         self._register_load_state_dict_pre_hook(self._add_missing_recurrent_sides)
 
     @property
@@ -277,6 +299,9 @@ class MTLSTMLayer(nn.Module):
         weight_drop: DropConnect probability on ``weight_hh`` in training.
         frozen_gates: names of bias blocks that are fixed buffers.
         layer_index: position in the stack (used by the model's weight initialisation).
+        forget_timescales: ``(H,)`` timescales (tokens) that set the frozen forget/input biases in
+            construction (:func:`timescale_gate_biases`); ``None`` leaves them to the model's
+            weight initialisation (a schedule that draws its timescales, e.g. chrono).
     """
 
     def __init__(
@@ -287,6 +312,7 @@ class MTLSTMLayer(nn.Module):
         weight_drop: float = 0.0,
         frozen_gates: tuple[str, ...] = (),
         layer_index: int = 0,
+        forget_timescales: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.layout = cell_layout(cell_type)
@@ -304,7 +330,7 @@ class MTLSTMLayer(nn.Module):
             self.weight_hh = nn.Parameter(torch.empty(rows_h * hidden_size, hidden_size))
         else:
             self.register_parameter("weight_hh", None)
-        self.gate_biases = GateBiases(hidden_size, self.layout.bias_gates, frozen_gates, layer_index)
+        self.gate_biases = GateBiases(hidden_size, self.layout.bias_gates, frozen_gates, layer_index, forget_timescales)
 
     @property
     def cell_size(self) -> int:
@@ -368,10 +394,8 @@ class MTLSTMLayer(nn.Module):
             else:
                 values[f"gate_biases.{gate}"], values[f"gate_biases.{gate}{RECURRENT_SIDE}"] = first, second
         if forget_timescales is not None:
-            forget_bias = forget_bias_from_timescale(forget_timescales).to(torch.float32)
-            values["gate_biases.forget_gate"] = forget_bias
-            values["gate_biases.input_gate"] = -forget_bias
-            for gate in ("forget_gate", "input_gate"):
+            for gate, value in timescale_gate_biases(forget_timescales).items():
+                values[f"gate_biases.{gate}"] = value
                 if gate not in frozen:
                     values[f"gate_biases.{gate}{RECURRENT_SIDE}"] = torch.zeros(self.hidden_size)
         return values

@@ -33,6 +33,7 @@ from .configuration_mtlstm import MTLSTMConfig
 from .layers import (
     RECURRENT_SIDE,
     GateBiases,
+    timescale_gate_biases,
     MTLSTMLayer,
     ar_penalty,
     embedding_dropout,
@@ -40,9 +41,9 @@ from .layers import (
     tar_penalty,
 )
 from .recurrences import compact_kept_steps, restore_alignment
-from .state import MTLSTMState
+from .state import NO_ROLLBACK, MTLSTMState
 from .stop_strings import WordStopStringsMixin
-from .timescales import forget_bias_from_timescale, realize_timescales, timescale_from_forget_bias
+from .timescales import DRAWN_SCHEDULES, realize_timescales, timescale_from_forget_bias
 
 logger = logging.get_logger(__name__)
 
@@ -173,6 +174,16 @@ def _left_out_by_an_older_checkpoint(tensors: dict[str, torch.Tensor], name: str
     return getattr(input_side, "_is_hf_initialized", False) and not getattr(tensors[name], "_is_hf_initialized", False)
 
 
+def _timescales_set_by_the_config(schedule: dict[str, Any], hidden_size: int) -> torch.Tensor | None:
+    """A layer's imposed timescales ``(H,)`` where the configuration alone fixes them, computed on the
+    CPU; ``None`` for no schedule, for one that draws them (chrono: drawn with the weights, in
+    ``_init_weights``) and on the meta device (no storage to fill)."""
+    if schedule["type"] == "none" or schedule["type"] in DRAWN_SCHEDULES or torch.get_default_device().type == "meta":
+        return None
+    with torch.device("cpu"):
+        return realize_timescales(schedule, hidden_size)
+
+
 class MTLSTMPreTrainedModel(PreTrainedModel):
     """Weight initialisation and shared class attributes of the MTLSTM models."""
 
@@ -208,10 +219,8 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
             schedule = self.config.timescale_schedules[module.layer_index]
             timescales = realize_timescales(schedule, module.forget_gate.shape[0]) if hasattr(module, "forget_gate") else None
             if timescales is not None:
-                forget_bias = forget_bias_from_timescale(timescales).to(torch.float32)
-                init.copy_(module.forget_gate, forget_bias)
-                init.copy_(module.input_gate, -forget_bias)
-                for gate in ("forget_gate", "input_gate"):
+                for gate, value in timescale_gate_biases(timescales).items():
+                    init.copy_(getattr(module, gate), value)
                     if gate not in module.frozen_gates:
                         init.zeros_(getattr(module, gate + RECURRENT_SIDE))
         elif isinstance(module, nn.Embedding):
@@ -260,6 +269,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                 weight_drop=config.weight_drop,
                 frozen_gates=config.frozen_gates(index),
                 layer_index=index,
+                forget_timescales=_timescales_set_by_the_config(config.timescale_schedules[index], hidden_size),
             )
             for index, (input_size, hidden_size) in enumerate(zip(input_sizes, config.hidden_sizes))
         )
@@ -492,6 +502,17 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head = new_embeddings
 
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`GenerationMixin.generate`, refusing at once to serve as the draft model of another
+        model's assisted decoding (``ValueError``: the draft state would have to be rolled back,
+        see :data:`state.NO_ROLLBACK`). As the main model, transformers refuses assisted decoding
+        and prompt lookup itself (the model is stateful)."""
+        given = kwargs.get("generation_config", args[1] if len(args) > 1 else None)
+        generation_config = given if given is not None else self.generation_config
+        if getattr(generation_config, "is_assistant", False):
+            raise ValueError(NO_ROLLBACK)
+        return super().generate(*args, **kwargs)
+
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         # The state is our own object; generate() must not create a key/value cache.
@@ -509,34 +530,59 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
     ) -> dict[str, Any]:
         """Feed only what the state has not consumed yet (everything without a state).
 
-        * A prompt given as ``input_ids``: the state's ``seen_tokens`` is a position in
-          ``input_ids``; the tokens after it are fed (a prefilled ``cache`` of a prefix works).
-        * A prompt given as ``inputs_embeds`` alone (``input_ids`` then holds only the generated
-          tokens), with or without a ``cache`` to continue: the embeddings are fed first, then
-          each step the newest token (one token is generated per step).
+        The state's ``seen_tokens`` is a position in the sequence generated so far:
+
+        * a prompt given as ``input_ids`` (alone or with its ``inputs_embeds``): the sequence is
+          ``input_ids``; the tokens after the state's position are fed (a prefilled ``cache`` of a
+          prefix works);
+        * a prompt given as ``inputs_embeds`` alone (``input_ids`` then holds only the tokens this
+          call generated): the sequence is the embeddings followed by those tokens, and the
+          positions after the state's are fed: the whole prompt without a state, only the new
+          embeddings when continuing from a returned ``cache`` with the embeddings of the whole
+          sequence (as transformers' models take them), then each step the newest token.
 
         Every other keyword (``output_hidden_states``, ``logits_to_keep``, custom ones) is passed
         on to ``forward``, as transformers' own implementation does.
+
+        Raises:
+            ValueError: if the state has consumed every position given (nothing left to feed).
         """
         cache = resolve_cache_argument(cache, past_key_values)
         has_state = isinstance(cache, MTLSTMState)
         model_inputs: dict[str, Any] = {"use_cache": use_cache, "cache": cache if has_state else None}
         consumed = cache.get_seq_length() if has_state else 0
-        prompt_is_embeds = inputs_embeds is not None and (
-            input_ids.shape[1] == 0 or (has_state and consumed >= input_ids.shape[1])
-        )
-        if prompt_is_embeds and input_ids.shape[1] == 0:
-            model_inputs["inputs_embeds"] = inputs_embeds  # the prompt itself
-            fed = inputs_embeds.shape[1]
-        elif prompt_is_embeds:
-            model_inputs["input_ids"] = input_ids[:, -1:]  # the prompt was consumed: the newest token
-            fed = 1
-        elif not has_state and inputs_embeds is not None and inputs_embeds.shape[1] == input_ids.shape[1]:
+        generated = input_ids.shape[1]
+        # An ids prompt leaves the state one token short of input_ids; after an embeddings prompt
+        # it has read every embedding besides the tokens in input_ids.
+        prompt_is_embeds = inputs_embeds is not None and (generated == 0 or (has_state and consumed >= generated))
+        if prompt_is_embeds:
+            prompt = inputs_embeds.shape[1]
+            fed = prompt + generated - consumed
+            if fed <= 0:
+                raise ValueError(
+                    f"The cache has read {consumed} positions but inputs_embeds ({prompt}) and the generated tokens "
+                    f"({generated}) hold {prompt + generated}: nothing is left to feed. To continue from a cache, pass "
+                    f"the embeddings of the whole sequence (those the cache has read, then the new ones)."
+                )
+            if consumed >= prompt:
+                model_inputs["input_ids"] = input_ids[:, consumed - prompt :]
+            elif generated == 0:
+                model_inputs["inputs_embeds"] = inputs_embeds[:, consumed:]
+            else:  # part of the prompt and the generated tokens (not a path generate() takes)
+                model_inputs["inputs_embeds"] = torch.cat(
+                    [inputs_embeds[:, consumed:], self.get_input_embeddings()(input_ids).to(inputs_embeds.dtype)], dim=1
+                )
+        elif not has_state and inputs_embeds is not None and inputs_embeds.shape[1] == generated:
             model_inputs["inputs_embeds"] = inputs_embeds  # ids and their embeddings: the embeddings
-            fed = input_ids.shape[1]
+            fed = generated
         else:
+            fed = generated - consumed
+            if fed <= 0:
+                raise ValueError(
+                    f"The cache has read {consumed} tokens but input_ids holds {generated}: nothing is left to feed. "
+                    f"To continue from a cache, pass the whole sequence (the tokens the cache has read, then the new ones)."
+                )
             model_inputs["input_ids"] = input_ids[:, consumed:]
-            fed = input_ids.shape[1] - consumed
         if attention_mask is not None:
             model_inputs["attention_mask"] = attention_mask[:, attention_mask.shape[1] - fed :]
         for key, value in kwargs.items():

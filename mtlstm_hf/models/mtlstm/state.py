@@ -13,6 +13,15 @@ import torch
 import torch.utils._pytree
 
 
+NO_ROLLBACK = (
+    "A recurrent state cannot be rolled back: (h, c) summarises every token read, with no entry per "
+    "token to drop. Assisted (speculative) decoding and prompt lookup take back rejected draft tokens, "
+    "so they cannot use an MTLSTM model, neither as the main model nor as the assistant; generate "
+    "without assistant_model / prompt_lookup_num_tokens (or keep a copy of the state to branch from)."
+)
+"""The error given wherever a caller would crop (roll back) the state."""
+
+
 class MTLSTMState:
     """Per-layer ``(hidden, cell)`` states, each ``(B, H_l)``, plus the number of tokens seen.
 
@@ -85,6 +94,11 @@ class MTLSTMState:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         """Number of tokens consumed so far (the same for every layer)."""
         return self.seen_tokens
+
+    def crop(self, max_length: int) -> None:
+        """Refused (``ValueError``, :data:`NO_ROLLBACK`): a key/value cache's crop, which generate()'s
+        assisted decoding calls to take back draft tokens; an LSTM state cannot take back a step."""
+        raise ValueError(NO_ROLLBACK)
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Select batch rows in place (beam search keeps the surviving beams)."""

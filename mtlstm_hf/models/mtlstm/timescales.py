@@ -299,6 +299,10 @@ def _linspace_like_numpy(num: int) -> torch.Tensor:
     return grid
 
 
+DRAWN_SCHEDULES = ("chrono",)
+"""Schedule types whose timescales are random draws (an initialisation), not a function of the schedule."""
+
+
 def realize_timescales(
     schedule: Mapping[str, Any] | str | None,
     hidden_size: int,
