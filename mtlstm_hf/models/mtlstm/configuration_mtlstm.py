@@ -128,6 +128,11 @@ class MTLSTMConfig(PretrainedConfig):
             output, added to the training loss.
         temporal_activation_regularization: TAR coefficient (beta, >= 0) on the raw
             last-layer output, added to the training loss.
+        label_smoothing: the share ``epsilon`` in ``[0, 1)`` of each target's probability spread
+            over the whole vocabulary in the training cross-entropy (Szegedy et al. 2016; torch's
+            ``F.cross_entropy(label_smoothing=)``); 0 (default) is the plain cross-entropy. Use
+            this rather than ``TrainingArguments.label_smoothing_factor``: the Trainer then calls
+            the model without labels, so AR/TAR would be left out of the loss.
         cell_types: the recurrent cell, one name for every layer or a list with one per
             layer: ``lstm`` (standard), ``lstm-srnn``, ``lstm-srnn-out``, ``lstm-srnn-hidden``,
             ``lstm-gates`` (Levy et al. 2018; see ``cells.py``). Stored as a list.
@@ -164,6 +169,7 @@ class MTLSTMConfig(PretrainedConfig):
         weight_drop: float = 0.5,
         activation_regularization: float = 2.0,
         temporal_activation_regularization: float = 1.0,
+        label_smoothing: float = 0.0,
         cell_types: str | list[str] = "lstm",
         timescale_schedules: list[Any] | None = None,
         frozen_biases: str = "forget_input",
@@ -185,6 +191,7 @@ class MTLSTMConfig(PretrainedConfig):
         self.weight_drop = weight_drop
         self.activation_regularization = activation_regularization
         self.temporal_activation_regularization = temporal_activation_regularization
+        self.label_smoothing = label_smoothing
         self.cell_types = cell_types
         self.timescale_schedules = timescale_schedules
         self.frozen_biases = frozen_biases
@@ -309,6 +316,8 @@ class MTLSTMConfig(PretrainedConfig):
             value = getattr(self, field)
             if not _is_number(value) or not value >= 0.0 or math.isinf(value):
                 raise ValueError(f"{field} must be a finite number >= 0, got {value!r}.")
+        if not _is_number(self.label_smoothing) or not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be a number in [0, 1) (0 = none), got {self.label_smoothing!r}.")
         if not _is_number(self.embedding_init_range) or not 0 < self.embedding_init_range < math.inf:
             raise ValueError(f"embedding_init_range must be a finite number > 0, got {self.embedding_init_range!r}.")
         if self.vocab_fingerprint is not None and not (

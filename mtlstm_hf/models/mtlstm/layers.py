@@ -119,11 +119,25 @@ def drop_connect(weight: torch.Tensor, probability: float, training: bool, level
     return weight * mask.mul_(scale)
 
 
-def ar_penalty(dropped_output: torch.Tensor, alpha: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+def ar_penalty(
+    dropped_output: torch.Tensor, alpha: float, valid: torch.Tensor | None = None, denominator: torch.Tensor | None = None
+) -> torch.Tensor:
     """Activation regularisation (AR, Merity et al. 2017): ``alpha * mean(h^2)`` of the dropped-out
-    last-layer output ``(B, T, H)``; ``alpha`` is ``config.activation_regularization``. With
-    ``valid (B, T)`` (the attention mask) the mean is over the real steps only: padded steps
-    are not part of the sequence. Returns a 0-d tensor."""
+    last-layer output ``(B, T, H)``; ``alpha`` is ``config.activation_regularization``.
+
+    * Without ``denominator``: the mean over every step, or with ``valid (B, T)`` (the attention
+      mask) over the kept steps only (padded steps are not part of the sequence), as AWD-LSTM.
+    * With ``denominator`` (the number of targets of a whole accumulated batch, transformers'
+      ``num_items_in_batch``): per target, like the cross-entropy: the sum over the steps in
+      ``valid`` (then the steps that predict a target) of each step's mean over units, divided by
+      ``denominator``. Micro-batches' terms add up to the whole batch's, whatever the split.
+
+    Returns a 0-d tensor."""
+    if denominator is not None:
+        per_step = dropped_output.pow(2).mean(-1)
+        if valid is not None:
+            per_step = per_step * valid.to(per_step.dtype)
+        return alpha * per_step.sum() / denominator
     if valid is None:
         return alpha * dropped_output.pow(2).mean()
     weights = valid.to(dropped_output.dtype)[:, :, None]
@@ -131,14 +145,34 @@ def ar_penalty(dropped_output: torch.Tensor, alpha: float, valid: torch.Tensor |
     return alpha * (dropped_output.pow(2) * weights).sum() / count.clamp(min=1)
 
 
-def tar_penalty(raw_output: torch.Tensor, beta: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+def tar_penalty(
+    raw_output: torch.Tensor,
+    beta: float,
+    valid: torch.Tensor | None = None,
+    counted: torch.Tensor | None = None,
+    denominator: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Temporal activation regularisation (TAR, Merity et al. 2017): ``beta * mean((h_t -
     h_{t-1})^2)`` of the raw last-layer output ``(B, T, H)``; ``beta`` is
-    ``config.temporal_activation_regularization``. With ``valid (B, T)`` the mean is over the
-    pairs of consecutive real steps only. Returns a 0-d tensor (0 for a single step)."""
+    ``config.temporal_activation_regularization``.
+
+    * Without ``denominator``: the mean over every pair of consecutive steps, or with ``valid
+      (B, T)`` (the attention mask) over the pairs of kept steps only, as AWD-LSTM.
+    * With ``denominator`` (see :func:`ar_penalty`): the pairs whose later step is in ``counted``
+      (the steps that predict a target) and earlier step in ``valid``, the sum of each pair's mean
+      over units divided by ``denominator``; micro-batches add up to the whole batch.
+
+    Returns a 0-d tensor (0 for a single step)."""
     if raw_output.shape[1] < 2:
         return raw_output.new_zeros(())
     squares = (raw_output[:, 1:] - raw_output[:, :-1]).pow(2)
+    if denominator is not None:
+        per_pair = squares.mean(-1)
+        if counted is not None:
+            per_pair = per_pair * counted[:, 1:].to(per_pair.dtype)
+        if valid is not None:
+            per_pair = per_pair * valid[:, :-1].to(per_pair.dtype)
+        return beta * per_pair.sum() / denominator
     if valid is None:
         return beta * squares.mean()
     pairs = (valid[:, 1:] & valid[:, :-1]).to(raw_output.dtype)[:, :, None]

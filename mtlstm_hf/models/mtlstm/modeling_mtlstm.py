@@ -27,6 +27,7 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.generation import utils as generation_utils
 from transformers.modeling_outputs import TokenClassifierOutput
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from transformers.utils import ModelOutput, logging
 
 from .configuration_mtlstm import MTLSTMConfig
@@ -73,23 +74,37 @@ def _require_tensors(**values: Any) -> None:
             )
 
 
-def _share_of_accumulated_batch(labels: torch.Tensor | None, loss_kwargs: dict[str, Any]) -> Any:
-    """The weight of this micro-batch's AR/TAR penalties under gradient accumulation.
+def _steps_with_a_target(labels: torch.Tensor | None, shift_labels: torch.Tensor | None) -> torch.Tensor:
+    """``(B, T)`` bool: the steps whose output predicts a target (``shift_labels[t]``, or
+    ``labels[t + 1]``, not ``-100``; the last step of ``labels`` predicts nothing)."""
+    if shift_labels is not None:
+        return shift_labels != -100
+    return nn.functional.pad(labels[:, 1:] != -100, (0, 1), value=False)
 
-    With ``num_items_in_batch`` (the Trainer's count of targets over all micro-batches of one
-    optimizer step) the cross-entropy is a sum over this micro-batch divided by that count, and
-    the Trainer adds the micro-batches' losses without averaging. The penalties, means over
-    this micro-batch, are weighted by its share of the targets so that they too add up to one
-    mean over the whole batch: any split of the same rows into micro-batches gives the same
-    update (exactly for rows with equally many targets, as in fixed-length LM blocks). ``1``
-    without ``num_items_in_batch``.
-    """
-    total = loss_kwargs.get("num_items_in_batch")
-    if total is None:
-        return 1.0
-    shift_labels = loss_kwargs.get("shift_labels")
-    targets = shift_labels if shift_labels is not None else labels[:, 1:]
-    return (targets != -100).sum() / total
+
+def next_token_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor | None,
+    shift_labels: torch.Tensor | None = None,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """The next-token cross-entropy with label smoothing (``F.cross_entropy(label_smoothing=)``):
+    the target of step ``t`` is ``shift_labels[t]`` or else ``labels[t + 1]``; ``-100`` is
+    ignored. A mean over the targets, or with ``num_items_in_batch`` (the Trainer's count of
+    targets over an accumulated batch) their sum divided by it, as transformers' ``ForCausalLMLoss``
+    (which this equals for ``label_smoothing=0``). ``logits (B, T, V)``; returns a 0-d float32 tensor."""
+    if shift_labels is None:
+        shift_labels = nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
+    loss = nn.functional.cross_entropy(
+        logits.float().flatten(0, 1), shift_labels.flatten().to(logits.device), ignore_index=-100,
+        reduction="mean" if num_items_in_batch is None else "sum", label_smoothing=label_smoothing,
+    )  # fmt: skip
+    if num_items_in_batch is None:
+        return loss
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(loss.device)
+    return loss / num_items_in_batch
 
 
 def _warn_if_no_targets(labels: torch.Tensor | None, shift_labels: torch.Tensor | None) -> None:
@@ -624,8 +639,14 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
         loss (token ``t`` predicts ``labels[t + 1]``), ``-100`` is ignored. Training code
         whose targets are already aligned (AWD-style windows) passes ``shift_labels`` instead.
         ``logits_to_keep=k`` computes logits for the last ``k`` steps only (0 = all).
+        The cross-entropy is smoothed by ``config.label_smoothing`` (0: none).
         In training mode the loss adds ``activation_regularization * mean(dropped^2)`` and
-        ``temporal_activation_regularization * mean((h_t - h_{t-1})^2)`` (Merity et al. 2018).
+        ``temporal_activation_regularization * mean((h_t - h_{t-1})^2)`` (Merity et al. 2018): means
+        over the kept steps (AWD-LSTM), or, given transformers' ``num_items_in_batch`` (the Trainer's
+        count of targets over an accumulated batch), sums over the steps that predict a target divided
+        by it, as the cross-entropy, so that any split into micro-batches gives the whole batch's
+        update (:func:`layers.ar_penalty`). Called in training mode without labels, the model warns
+        once that AR/TAR are in no loss.
         ``check_values=False`` skips the checks that read tensors back from the device (token ids
         in the vocabulary, a 0/1 mask, the warning when no position has a target): see
         :meth:`MTLSTMModel.forward`.
@@ -657,23 +678,43 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
         logits = self.lm_head(dropped_output[:, kept])
 
         loss = lm_loss = ar_loss = tar_loss = None
-        if kwargs.get("shift_labels") is not None:
-            kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()  # the loss views it flat
-        if labels is not None or kwargs.get("shift_labels") is not None:
+        shift_labels = kwargs.get("shift_labels")
+        if shift_labels is not None:
+            shift_labels = kwargs["shift_labels"] = shift_labels.contiguous()  # the loss views it flat
+        if labels is not None or shift_labels is not None:
             if check_values:
-                _warn_if_no_targets(labels, kwargs.get("shift_labels"))
-            lm_loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
+                _warn_if_no_targets(labels, shift_labels)
+            total = kwargs.get("num_items_in_batch")  # the Trainer's count of targets over all micro-batches
+            if self.config.label_smoothing:
+                lm_loss = next_token_loss(logits, labels, shift_labels, total, self.config.label_smoothing)
+            else:  # transformers' loss (a model's loss_type chooses it)
+                lm_loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
             loss = lm_loss
+            # AR/TAR: as AWD-LSTM, means over the (kept) steps; under the Trainer (num_items_in_batch)
+            # per target like the cross-entropy, so that any split into micro-batches adds up to the
+            # whole batch's penalties (see ar_penalty).
             valid = None if attention_mask is None else attention_mask.bool()  # padding is not regularised
-            share = None
+            counted = None
+            if total is not None and self.training:
+                counted = _steps_with_a_target(labels, shift_labels)
+                counted = counted if valid is None else counted & valid
+                total = total.to(logits.device) if torch.is_tensor(total) else total
             if self.training and self.config.activation_regularization > 0:
-                share = _share_of_accumulated_batch(labels, kwargs)
-                ar_loss = ar_penalty(dropped_output, self.config.activation_regularization, valid) * share
+                ar_loss = ar_penalty(
+                    dropped_output, self.config.activation_regularization, valid if total is None else counted, total
+                )
                 loss = loss + ar_loss
             if self.training and self.config.temporal_activation_regularization > 0:
-                share = _share_of_accumulated_batch(labels, kwargs) if share is None else share
-                tar_loss = tar_penalty(raw_output, self.config.temporal_activation_regularization, valid) * share
+                tar_loss = tar_penalty(raw_output, self.config.temporal_activation_regularization, valid, counted, total)
                 loss = loss + tar_loss
+        elif self.training and (self.config.activation_regularization > 0 or self.config.temporal_activation_regularization > 0):
+            logger.warning_once(
+                "MTLSTMForCausalLM was called in training mode without labels: the activation regularisation "
+                "(AR/TAR, config.activation_regularization / temporal_activation_regularization), which only the model "
+                "can compute, is in no loss. transformers' Trainer calls the model without labels when "
+                "TrainingArguments.label_smoothing_factor > 0; set config.label_smoothing instead (the model's loss then "
+                "smooths the cross-entropy and adds AR/TAR)."
+            )
 
         output = MTLSTMCausalLMOutput(
             loss=loss,
@@ -801,6 +842,11 @@ MTLSTMConfig.register_for_auto_class()
 MTLSTMModel.register_for_auto_class("AutoModel")
 MTLSTMForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 MTLSTMForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
+
+# transformers' Trainer shifts the labels for its label smoother only for the causal LMs named in
+# this table (a registered model is not): listed, TrainingArguments(label_smoothing_factor=...)
+# compares step t's logits with token t + 1, as for GPT-2, and not with token t.
+MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.setdefault(MTLSTMConfig.model_type, MTLSTMForCausalLM.__name__)
 
 if __name__.startswith("mtlstm_hf."):
     # Imported from the installed package (not as remote code): AutoConfig / AutoModel /
