@@ -52,8 +52,8 @@ def test_compile_keeps_each_recurrence_eager_and_matches_eager():
     torch.testing.assert_close(got.logits, expected.logits)
     assert backend.graphs >= 1 and any("linear" in op for op in backend.ops)  # the output layer is compiled
     assert not any("lstm" in op or "rnn" in op for op in backend.ops), backend.ops
-    with pytest.raises(torch._dynamo.exc.Unsupported, match="torch.compiler.disable"):
-        torch.compile(model, fullgraph=True, backend="eager")(ids)  # documented: no single graph
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="compile policy.*compile without fullgraph"):
+        torch.compile(model, fullgraph=True, backend="eager")(ids, attention_mask=mask)  # documented: no single graph
     with pytest.raises(ValueError, match=r"input_ids must lie in \[0, 37\)"):
         model(torch.tensor([[3, 40]]))  # eager keeps the clear error
 
@@ -85,6 +85,62 @@ def test_inductor_compiles_a_training_step_once_for_every_window_length():
             torch.testing.assert_close(grad, parameter.grad, rtol=1e-4, atol=1e-6)
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs[1] == graphs[2] == graphs[3]  # static for the first length, dynamic from the second on
+
+
+def test_compiled_forward_generates_from_a_padded_prompt_as_the_eager_model():
+    """generate() always passes a mask; with the forward compiled (what transformers' docs do for a
+    model whose state is not a static cache: ``model.forward = torch.compile(model.forward)``) a
+    left-padded prompt gives the eager model's tokens and scores (oracle: the eager generate)."""
+    torch._dynamo.reset()
+    from conftest import tiny_model as build
+
+    eager, compiled = build(), build()
+    compiled.forward = torch.compile(compiled.forward, backend="aot_eager")
+    ids = torch.randint(2, 37, (3, 6))
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    mask[2, :1] = 0
+    fields = dict(max_new_tokens=4, do_sample=False, pad_token_id=0, eos_token_id=None, attention_mask=mask,
+                  return_dict_in_generate=True, output_scores=True)
+    got, expected = compiled.generate(ids, **fields), eager.generate(ids, **fields)
+    assert torch.equal(got.sequences, expected.sequences)
+    for a, b in zip(got.scores, expected.scores):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_trainer_with_torch_compile_trains_on_padded_batches_as_the_eager_trainer(tmp_path):
+    """Trainer(torch_compile=True) with DataCollatorForLanguageModeling padding rows of different
+    lengths: the step's update equals the eager Trainer's (oracle), AR/TAR and padding included."""
+    from accelerate.state import AcceleratorState, GradientState
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+    from conftest import corpus_and_saved_model
+
+    _, model_dir = corpus_and_saved_model(tmp_path, activation_regularization=2.0, temporal_activation_regularization=1.0)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows = [tokenizer(" ".join(f"w{(7 * i + j) % 30}" for j in range(3 + 2 * i)))["input_ids"] for i in range(4)]
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+
+    def step(compile_it):
+        torch._dynamo.reset()
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+        args = TrainingArguments(
+            output_dir=str(tmp_path / f"compiled-{compile_it}"), per_device_train_batch_size=4, max_steps=1,
+            learning_rate=0.5, optim="sgd", lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=0.0,
+            report_to=[], use_cpu=True, disable_tqdm=True, seed=0, torch_compile=compile_it,
+            torch_compile_backend="aot_eager" if compile_it else None,
+        )  # fmt: skip
+        Trainer(model=model, args=args, train_dataset=[{"input_ids": row} for row in rows], data_collator=collator).train()
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    assert len({len(row) for row in rows}) == 4  # the batch is padded
+    eager, compiled = step(False), step(True)
+    start = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
+    assert max((eager[name] - start[name]).abs().max().item() for name in eager) > 1e-3
+    for name in eager:
+        torch.testing.assert_close(compiled[name], eager[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_export_with_a_state_and_a_dynamic_batch_size():

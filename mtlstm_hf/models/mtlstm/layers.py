@@ -287,7 +287,22 @@ class GateBiases(nn.Module):
                 state_dict[prefix + gate + RECURRENT_SIDE] = torch.zeros_like(state_dict[prefix + gate])
 
 
-@torch.compiler.disable
+EAGER_RECURRENCE = (
+    "mtlstm_hf's compile policy: each layer's recurrence runs eagerly on PyTorch's fused LSTM kernel (one graph "
+    "break per layer), so torch.compile(model, fullgraph=True) cannot make one graph; compile without fullgraph"
+)
+"""Why a compiled model breaks its graph at each recurrence (shown by ``fullgraph=True``'s error)."""
+
+
+def _run_eagerly(function):  # noqa: ANN001, ANN202
+    """``torch.compiler.disable`` with the reason shown in compile errors (torch >= 2.7 takes one)."""
+    try:
+        return torch.compiler.disable(function, reason=EAGER_RECURRENCE)
+    except TypeError:
+        return torch.compiler.disable(function)
+
+
+@_run_eagerly
 def _recurrence(
     layer: "MTLSTMLayer",
     inputs: torch.Tensor,
