@@ -28,10 +28,12 @@ from mtlstm_hf.convert import (
     FAMILIES,
     SOURCES,
     FullPickleError,
+    Vocabulary,
     convert_checkpoint,
     convert_model,
     corpus_vocabulary,
     read_word_list,
+    tokenizer_for_vocabulary,
 )
 from mtlstm_hf.convert.cli import main as convert_main
 from mtlstm_hf.models.mtlstm.timescales import realize_timescales
@@ -165,7 +167,10 @@ def assert_same_as_reference(model, reference_outputs, reference_states, windows
     outputs, cache = converted_log_probs(model, windows)
     for ours, theirs in zip(outputs, reference_outputs):
         assert bool(torch.isfinite(ours).all())
-        assert (ours - theirs).abs().max().item() <= TOLERANCE
+        words = theirs.shape[-1]
+        assert (ours[..., :words] - theirs).abs().max().item() <= TOLERANCE
+        # A pad row the converter added (the source has no pad token) has probability exactly 0.
+        assert ours.shape[-1] in (words, words + 1) and bool((ours[..., words:].exp() == 0).all())
     for index, (hidden, cell) in enumerate(reference_states):
         assert (cache.hidden[index] - hidden.reshape(cache.hidden[index].shape)).abs().max().item() <= TOLERANCE
         assert (cache.cell[index] - cell.reshape(cache.cell[index].shape)).abs().max().item() <= TOLERANCE
@@ -374,6 +379,52 @@ def test_mtlstm_eval_runs_on_a_converted_folder(tmp_path, corpus, source_name, c
     expected = math.exp(-log_probs[0].gather(-1, stream[0, 1:, None]).mean().item())
     assert result["n_tokens"] == stream.shape[1] - 1
     assert result["perplexity"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_converted_tokenizer_pads_with_its_own_token_and_the_collator_keeps_every_eos(tmp_path, corpus, tie):
+    """Issue 23 item 5: a converted folder pads with ``<pad>``, added after the last word (every word
+    keeps its id), so DataCollatorForLanguageModeling(mlm=False) keeps every ``<eos>`` label (oracle:
+    the labels are the ids but at padding); the model's pad row has probability 0, and a padded
+    batch scores each row as the row alone does (oracle: the source)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling
+
+    folder, words = corpus
+    source = AWDLike(len(words), 6, 10, 2, tie=tie, seed=4).eval()
+    torch.save(source.awd_state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "converted"
+    convert_checkpoint(tmp_path / "w.pt", folder, out, "awd-lstm")
+    tokenizer, model = AutoTokenizer.from_pretrained(out), AutoModelForCausalLM.from_pretrained(out).eval()
+    assert [tokenizer.convert_tokens_to_ids(word) for word in words] == list(range(len(words)))
+    assert (tokenizer.pad_token, tokenizer.pad_token_id) == ("<pad>", len(words)) and len(tokenizer) == len(words) + 1
+    assert model.config.vocab_size == len(words) + 1 and model.config.pad_token_id == len(words)
+    record = json.loads((out / "conversion.json").read_text())["vocabulary"]
+    assert record["pad_token_added"] is True and record["size"] == len(words)
+
+    texts = ["w1 w2 <eos> w3 <eos>", "w4 <eos>", "w5 w6 w7 <eos> w8 w9 <eos>"]
+    rows = [tokenizer(text)["input_ids"] for text in texts]
+    batch = DataCollatorForLanguageModeling(tokenizer, mlm=False)([{"input_ids": row} for row in rows])
+    eos = tokenizer.eos_token_id
+    kept = int(((batch["labels"] == eos) & (batch["input_ids"] == eos)).sum())
+    assert kept == sum(row.count(eos) for row in rows) == 5
+    assert torch.equal(batch["labels"], batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100))
+    with torch.no_grad():
+        padded = torch.log_softmax(model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits, -1)
+    for index, row in enumerate(rows):
+        expected, _ = source.log_probs(torch.tensor([row]))
+        got = padded[index, batch["input_ids"].shape[1] - len(row) :]  # left padding
+        assert (got[:, : len(words)] - expected[0]).abs().max().item() <= TOLERANCE
+        assert bool((got[:, len(words)].exp() == 0).all())
+
+
+def test_a_vocabulary_with_a_pad_word_pads_with_it():
+    """fastai's ``xxpad`` (or a ``<pad>`` word) is the pad token: no row is added."""
+    vocabulary = Vocabulary(["xxunk", "xxpad", "xxbos", "xxeos", "the", "cat"], "itos", [])
+    tokenizer = tokenizer_for_vocabulary(vocabulary)
+    assert (tokenizer.pad_token, tokenizer.pad_token_id, len(tokenizer)) == ("xxpad", 1, 6)
+    assert (tokenizer.eos_token, tokenizer.unk_token) == ("xxeos", "xxunk")
+    standard = tokenizer_for_vocabulary(Vocabulary(["<unk>", "<eos>", "<pad>", "the"], "list", []))
+    assert (standard.pad_token_id, len(standard)) == (2, 4)
 
 
 def test_output_dir_that_holds_files_is_refused_unless_overwrite(tmp_path, corpus):

@@ -28,6 +28,9 @@ layer k ``bias_hh (4H,)``              ``model.layers.k.gate_biases.{gate}_hh`` 
                                         that train (none for a frozen gate)
 decoder ``(V, H_L)``, bias ``(V,)``     ``lm_head.weight`` (tied: the embedding), ``lm_head.bias``
                                         (zeros when the source has none)
+(no source row)                         the pad token's row ``V`` when the tokenizer adds
+                                        ``<pad>``: zero embedding and output weight, output
+                                        bias :data:`PAD_LOGIT` (probability 0)
 ======================================  ===============================================
 
 Timescales (:mod:`.assigned`): ``huthlab-mts`` requires the reference code's bias layout in every
@@ -131,18 +134,40 @@ class Conversion:
         vocab = record["vocabulary"]
         lines.append(
             f"vocabulary: {vocab['source']}; unknown word {vocab['unk_token']!r} = id {vocab['unk_token_id']}, "
-            f"end of line {vocab['eos_token']!r} = id {vocab['eos_token_id']}"
+            f"end of line {vocab['eos_token']!r} = id {vocab['eos_token_id']}, "
+            f"padding {vocab['pad_token']!r} = id {vocab['pad_token_id']}"
         )
         lines += [f"note: {note}" for note in record["notes"]]
         return "\n".join(lines)
+
+
+PAD_LOGIT = -1.0e4
+"""The output bias of a pad row the converter adds: ``exp(-1e4)`` is below the smallest float64, so
+the pad token's probability is exactly 0 and the source's words keep their distribution, while the
+logit stays finite (a label-smoothed loss, which reads every class, stays finite)."""
 
 
 def state_dict_for_model(weights: LSTMLanguageModelWeights, config: MTLSTMConfig) -> dict[str, torch.Tensor]:
     """The ``MTLSTMForCausalLM`` state dict of converted ``weights`` (see the module docstring): a
     gate that trains gets the source's two bias vectors one to one (``<gate>`` = ``bias_ih``,
     ``<gate>_hh`` = ``bias_hh``, so that training goes on as in the source); a frozen gate
-    (``config.frozen_gates``) their sum, its one fixed vector."""
-    state = {"model.embeddings.weight": weights.embedding}
+    (``config.frozen_gates``) their sum, its one fixed vector. ``config.vocab_size`` may exceed
+    the source's rows by one, the pad row the tokenizer added (zeros; output bias :data:`PAD_LOGIT`).
+
+    Raises:
+        ValueError: ``config.vocab_size`` is neither the source's rows nor one more.
+    """
+    added = config.vocab_size - weights.vocab_size
+    if added not in (0, 1):
+        raise ValueError(
+            f"config.vocab_size {config.vocab_size} must be the source's {weights.vocab_size} rows or one more (a pad row)"
+        )
+
+    def with_pad_row(tensor: torch.Tensor, value: float = 0.0) -> torch.Tensor:
+        return torch.cat([tensor, tensor.new_full((added, *tensor.shape[1:]), value)]) if added else tensor
+
+    embedding = with_pad_row(weights.embedding)
+    state = {"model.embeddings.weight": embedding}
     for index, layer in enumerate(weights.layers):
         prefix = f"model.layers.{index}."
         state[prefix + "weight_ih"] = layer.weight_ih
@@ -161,10 +186,9 @@ def state_dict_for_model(weights: LSTMLanguageModelWeights, config: MTLSTMConfig
             else:
                 state[f"{prefix}gate_biases.{gate}"] = input_side.clone()
                 state[f"{prefix}gate_biases.{gate}_hh"] = recurrent_side.clone()
-    state["lm_head.weight"] = weights.embedding if weights.tied else weights.decoder_weight
-    state["lm_head.bias"] = (
-        weights.decoder_bias if weights.decoder_bias is not None else torch.zeros(weights.vocab_size, dtype=torch.float32)
-    )
+    state["lm_head.weight"] = embedding if weights.tied else with_pad_row(weights.decoder_weight)
+    bias = weights.decoder_bias if weights.decoder_bias is not None else torch.zeros(weights.vocab_size, dtype=torch.float32)
+    state["lm_head.bias"] = with_pad_row(bias, PAD_LOGIT)
     return state
 
 
@@ -249,8 +273,9 @@ def convert_model(
             f"{parsed.vocab_size:,} rows; expected the word list the model was trained with ({parsed.vocab_size:,} words)"
         )
     tokenizer = tokenizer_for_vocabulary(vocabulary, unk_token, eos_token, tokenizer_convention)
-    if len(tokenizer) != parsed.vocab_size:  # cannot happen: one id per word
+    if len(tokenizer) not in (parsed.vocab_size, parsed.vocab_size + 1):  # cannot happen: one id per word (+ <pad>)
         raise ValueError(f"the tokenizer has {len(tokenizer)} entries, the embedding {parsed.vocab_size} rows")
+    pad_added = len(tokenizer) == parsed.vocab_size + 1
     layer_timescales, frozen = _timescales(parsed)
 
     overrides = dict(config_overrides or {})
@@ -264,7 +289,7 @@ def convert_model(
         **overrides,
     }
     config = MTLSTMConfig(
-        vocab_size=parsed.vocab_size,
+        vocab_size=len(tokenizer),
         embedding_size=parsed.embedding_size,
         hidden_sizes=parsed.hidden_sizes,
         tie_word_embeddings=parsed.tied,
@@ -320,9 +345,20 @@ def convert_model(
             "unk_token_id": tokenizer.unk_token_id,
             "eos_token": tokenizer.eos_token,
             "eos_token_id": tokenizer.eos_token_id,
+            "pad_token": tokenizer.pad_token,
+            "pad_token_id": tokenizer.pad_token_id,
+            "pad_token_added": pad_added,
             "fingerprint": config.vocab_fingerprint,
         },
-        "notes": [*parsed.notes, *vocabulary.notes],
+        "notes": [*parsed.notes, *vocabulary.notes]
+        + (
+            [
+                f"the tokenizer pads with {tokenizer.pad_token!r}, added as id {tokenizer.pad_token_id} (the source has no "
+                f"pad token): the model has one row more than the source, whose probability is 0"
+            ]
+            if pad_added
+            else []
+        ),
     }
     if source in ("awd-lstm", "huthlab-mts") and parsed.vocab_size > 75_000:
         record["notes"].append(

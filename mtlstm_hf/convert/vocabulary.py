@@ -22,8 +22,11 @@ with copies of ``xxfake``, which its numericaliser never emits either).
 The tokenizer (:func:`tokenizer_for_vocabulary`) maps each word to its original id. Special
 tokens: unknown words become ``<unk>`` (or fastai's ``xxunk``), and ``<eos>`` (or ``xxeos``, or
 for a fastai vocabulary without it ``xxbos``, which fastai puts between texts) ends every line
-in ``mtlstm-eval``'s streams; the pad token is the end-of-line token (the table gets no word
-of its own for padding, so that the model's vocabulary stays the original size).
+in ``mtlstm-eval``'s streams. The pad token is a token of its own, as in tokenizers that
+``mtlstm_hf`` builds: the vocabulary's own (``<pad>``, fastai's ``xxpad``) where it has one, else
+``<pad>`` added after the last word (id ``V``; the converter gives the model a row for it, whose
+probability is 0). Padding with a word would lose that word: ``DataCollatorForLanguageModeling``
+turns every label equal to the pad id into ``-100``.
 """
 
 from __future__ import annotations
@@ -40,10 +43,11 @@ from typing import Union
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from ..data import EOS_TOKEN, UNK_TOKEN, find_split_files, word_tokenizer_from_vocab
+from ..data import EOS_TOKEN, PAD_TOKEN, UNK_TOKEN, find_split_files, word_tokenizer_from_vocab
 
 __all__ = [
     "EOS_CANDIDATES",
+    "PAD_CANDIDATES",
     "UNK_CANDIDATES",
     "Vocabulary",
     "corpus_vocabulary",
@@ -58,6 +62,8 @@ UNK_CANDIDATES: tuple[str, ...] = (UNK_TOKEN, "xxunk")
 """Words taken as the unknown-word token, the first present (override: ``unk_token``)."""
 EOS_CANDIDATES: tuple[str, ...] = (EOS_TOKEN, "xxeos", "xxbos")
 """Words taken as the end-of-line token, the first present (override: ``eos_token``)."""
+PAD_CANDIDATES: tuple[str, ...] = (PAD_TOKEN, "xxpad")
+"""Words taken as the pad token, the first present; without one, ``<pad>`` is added as id ``V``."""
 
 CORPUS_SPLITS = ("train", "validation", "test")
 
@@ -224,8 +230,10 @@ def tokenizer_for_vocabulary(
             corpora's files are already split into words, which every convention keeps).
 
     Returns:
-        A ``PreTrainedTokenizerFast`` with ``len(tokenizer) == len(vocabulary)``, pad token = the
-        end-of-line token, ``word_convention`` recorded in ``tokenizer_config.json``.
+        A ``PreTrainedTokenizerFast`` whose first ``len(vocabulary)`` ids are the words', with a pad
+        token of its own: the vocabulary's (:data:`PAD_CANDIDATES`), else ``<pad>`` added as id
+        ``len(vocabulary)`` (then ``len(tokenizer) == len(vocabulary) + 1``); ``word_convention``
+        recorded in ``tokenizer_config.json``.
 
     Raises:
         ValueError: a special token is missing or not in the vocabulary; another convention
@@ -236,24 +244,30 @@ def tokenizer_for_vocabulary(
     eos = _special(words, eos_token, EOS_CANDIDATES, "end-of-line", "--eos-token")
     if unk == eos:
         raise ValueError(f"the unknown-word and end-of-line tokens must differ, both are {unk!r}")
-    if (unk, eos) == (UNK_TOKEN, EOS_TOKEN):
-        return word_tokenizer_from_vocab(words, convention)
+    present = set(words)
+    pad = next((candidate for candidate in PAD_CANDIDATES if candidate in present and candidate not in (unk, eos)), None)
+    table = list(words) if pad is not None else [*words, PAD_TOKEN]
+    pad = PAD_TOKEN if pad is None else pad
+    if (unk, eos, pad) == (UNK_TOKEN, EOS_TOKEN, PAD_TOKEN):
+        return word_tokenizer_from_vocab(table, convention)
     if convention != "whitespace":
         raise ValueError(
             f"--tokenizer-convention {convention!r} needs the special tokens {UNK_TOKEN!r} and {EOS_TOKEN!r}; "
             f"this vocabulary uses {unk!r} and {eos!r}: use 'whitespace'"
         )
     # The whitespace tokenizer of mtlstm_hf.data, with this vocabulary's own special words.
-    backend = Tokenizer(models.WordLevel({word: index for index, word in enumerate(words)}, unk_token=unk))
+    backend = Tokenizer(models.WordLevel({word: index for index, word in enumerate(table)}, unk_token=unk))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     backend.decoder = decoders.Replace(Regex("^"), " ")  # a space before every word (GPT-2's convention)
-    unk_added, eos_added = (AddedToken(token, single_word=True, normalized=False, special=True) for token in (unk, eos))
-    backend.add_special_tokens([unk_added, eos_added])
+    unk_added, eos_added, pad_added = (
+        AddedToken(token, single_word=True, normalized=False, special=True) for token in (unk, eos, pad)
+    )
+    backend.add_special_tokens([unk_added, eos_added, pad_added])
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token=unk_added,
         eos_token=eos_added,
-        pad_token=eos_added,
+        pad_token=pad_added,
         padding_side="left",
         clean_up_tokenization_spaces=False,
         model_input_names=["input_ids", "attention_mask"],
