@@ -36,6 +36,7 @@ from mtlstm_hf.convert import (
     tokenizer_for_vocabulary,
 )
 from mtlstm_hf.convert.cli import main as convert_main
+from mtlstm_hf.data import unknown_word_id
 from mtlstm_hf.models.mtlstm.timescales import realize_timescales
 
 TOLERANCE = 1e-6
@@ -325,7 +326,7 @@ def test_fastai_awd_lstm_matches_fastai_itself(tmp_path, tie, out_bias):
             outputs.append(torch.log_softmax(source(ids)[0], -1))
     assert_same_as_reference(conversion.model, outputs, source[0].hidden, windows)
     tokenizer = conversion.tokenizer
-    assert (tokenizer.unk_token, tokenizer.unk_token_id, tokenizer.eos_token, tokenizer.eos_token_id) == ("xxunk", 0, "xxeos", 3)
+    assert (conversion.record["vocabulary"]["unk_token"], unknown_word_id(tokenizer), tokenizer.eos_token, tokenizer.eos_token_id) == ("xxunk", 0, "xxeos", 3)
     assert tokenizer("w3 w0 never-seen")["input_ids"] == [itos.index("w3"), itos.index("w0"), 0]
     assert len(tokenizer) == len(itos) and any("xxfake" in note for note in conversion.record["notes"])
     assert conversion.model.config.tie_word_embeddings is tie
@@ -422,7 +423,8 @@ def test_a_vocabulary_with_a_pad_word_pads_with_it():
     vocabulary = Vocabulary(["xxunk", "xxpad", "xxbos", "xxeos", "the", "cat"], "itos", [])
     tokenizer = tokenizer_for_vocabulary(vocabulary)
     assert (tokenizer.pad_token, tokenizer.pad_token_id, len(tokenizer)) == ("xxpad", 1, 6)
-    assert (tokenizer.eos_token, tokenizer.unk_token) == ("xxeos", "xxunk")
+    assert (tokenizer.eos_token, tokenizer.convert_ids_to_tokens(unknown_word_id(tokenizer))) == ("xxeos", "xxunk")
+    assert tokenizer.decode(tokenizer("the zebra")["input_ids"], skip_special_tokens=True).split() == ["the", "xxunk"]
     standard = tokenizer_for_vocabulary(Vocabulary(["<unk>", "<eos>", "<pad>", "the"], "list", []))
     assert (standard.pad_token_id, len(standard)) == (2, 4)
 

@@ -33,6 +33,7 @@ from mtlstm_hf.data import (
     sample_corpus_dir,
     split_to_stream,
     split_words,
+    unknown_word_id,
     word_tokenizer_from_vocab,
 )
 from mtlstm_hf.data import make_sample as make_sample_module
@@ -76,7 +77,10 @@ def test_vocab_order_specials_then_count_then_first_occurrence():
     vocab = tokenizer.get_vocab()
     # counts: c 2, b 2, a 2, d 1 -> ties (b, a, c) in first-occurrence order
     assert sorted(vocab, key=vocab.get) == [UNK_TOKEN, EOS_TOKEN, "b", "a", "c", "d", "<pad>"]
-    assert (tokenizer.unk_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (0, 1, 6)
+    assert (unknown_word_id(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id) == (0, 1, 6)
+    # <unk> is a word, not a named special token: decoding keeps it, also skipping special tokens.
+    assert tokenizer.unk_token is None and tokenizer("b zebra <eos>")["input_ids"] == [2, 0, 1]
+    assert tokenizer.decode([2, 0, 1], skip_special_tokens=True).split() == ["b", "<unk>"]
     assert tokenizer.bos_token is None
     assert tokenizer.padding_side == "left"
 
@@ -175,7 +179,7 @@ def check_real_corpus(directory: Path, expected_counts: dict, expected_vocab: in
         num_tokens, num_unk = expected_counts[split]
         stream = split_to_stream(corpus, split, tokenizer)
         assert stream.numel() == num_tokens, split
-        assert int((stream == tokenizer.unk_token_id).sum()) == num_unk, split
+        assert int((stream == unknown_word_id(tokenizer)).sum()) == num_unk, split
         assert int((stream == tokenizer.eos_token_id).sum()) == corpus[split].num_rows, split
 
 

@@ -76,6 +76,26 @@ def test_pipeline_output_is_prompt_plus_space_plus_new_words(sample_train, conve
     assert old_text.startswith(PROMPT + words[0])
 
 
+def test_pipeline_keeps_unknown_words_visible(sample_train):
+    """Issue 23 item 8: a model that writes ``<unk>`` shows it in the text-generation pipeline's
+    text (transformers skips named special tokens; ``<unk>`` is a word here). Oracle: the words
+    read off the vocabulary, ``<unk>`` among them."""
+    from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
+    from mtlstm_hf.data import UNK_TOKEN, unknown_word_id
+
+    tokenizer = build_word_tokenizer(sample_train)
+    unk = unknown_word_id(tokenizer)
+    torch.manual_seed(0)
+    model = MTLSTMForCausalLM(MTLSTMConfig(vocab_size=len(tokenizer), embedding_size=8, hidden_sizes=[8])).eval()
+    with torch.no_grad():
+        model.lm_head.bias[unk] = 30.0  # every new word is <unk>
+    text = pipeline("text-generation", model=model, tokenizer=tokenizer)(
+        "the city", max_new_tokens=3, do_sample=False
+    )[0]["generated_text"]
+    assert text.split() == ["the", "city", UNK_TOKEN, UNK_TOKEN, UNK_TOKEN]
+    assert tokenizer.decode(tokenizer("the zebra")["input_ids"], skip_special_tokens=True).split() == ["the", UNK_TOKEN]
+
+
 def oracle_stop(prompt_words: list[str], words: list[str], stop: str) -> int:
     """How many new words generation keeps: up to the first word in whose text ``stop`` ends,
     the text being the words joined by spaces (the stop string ends after the prompt)."""

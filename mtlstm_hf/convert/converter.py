@@ -56,7 +56,7 @@ from typing import Any, Union
 
 import torch
 
-from ..data import vocabulary_fingerprint
+from ..data import unknown_word_id, vocabulary_fingerprint
 from ..models.mtlstm import MTLSTMConfig, MTLSTMForCausalLM
 from ..progress import no_transformers_progress_bar
 from .assigned import LayerTimescales, describe_assigned, detect_layer_timescales, exact_explicit_timescales, reference_layout_problem
@@ -341,8 +341,8 @@ def convert_model(
         "vocabulary": {
             "source": vocabulary.source,
             "size": len(vocabulary),
-            "unk_token": tokenizer.unk_token,
-            "unk_token_id": tokenizer.unk_token_id,
+            "unk_token": tokenizer.convert_ids_to_tokens(unknown_word_id(tokenizer)),
+            "unk_token_id": unknown_word_id(tokenizer),
             "eos_token": tokenizer.eos_token,
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token": tokenizer.pad_token,

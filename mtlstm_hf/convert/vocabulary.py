@@ -259,13 +259,11 @@ def tokenizer_for_vocabulary(
     backend = Tokenizer(models.WordLevel({word: index for index, word in enumerate(table)}, unk_token=unk))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     backend.decoder = decoders.Replace(Regex("^"), " ")  # a space before every word (GPT-2's convention)
-    unk_added, eos_added, pad_added = (
-        AddedToken(token, single_word=True, normalized=False, special=True) for token in (unk, eos, pad)
-    )
-    backend.add_special_tokens([unk_added, eos_added, pad_added])
+    # The unknown-word token is a word, not a named special token (see word_tokenizer_from_vocab).
+    eos_added, pad_added = (AddedToken(token, single_word=True, normalized=False, special=True) for token in (eos, pad))
+    backend.add_special_tokens([eos_added, pad_added])
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        unk_token=unk_added,
         eos_token=eos_added,
         pad_token=pad_added,
         padding_side="left",

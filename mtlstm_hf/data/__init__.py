@@ -42,6 +42,7 @@ from .tokenizer import (
     detect_word_convention,
     get_word_convention,
     split_words,
+    unknown_word_id,
     vocabulary_fingerprint,
     word_tokenizer_from_vocab,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "sample_corpus_dir",
     "split_to_stream",
     "split_words",
+    "unknown_word_id",
     "vocabulary_fingerprint",
     "word_tokenizer_from_vocab",
 ]

@@ -507,14 +507,17 @@ def word_tokenizer_from_vocab(
     backend.pre_tokenizer = _pre_tokenizer(convention)
     if decoder is not None:
         backend.decoder = decoder
-    # single_word=True: "<unk>" glued inside a word ("foo<unk>") stays part of
+    # single_word=True: "<eos>" glued inside a word ("foo<eos>") stays part of
     # that word, as with str.split(), instead of being cut out of it.
-    specials = SPECIAL_TOKENS + ((PAD_TOKEN,) if PAD_TOKEN in vocab else ())
-    unk, eos, *pad = (AddedToken(token, single_word=True, normalized=False, special=True) for token in specials)
-    backend.add_special_tokens([unk, eos, *pad])
+    # <unk> is a word of the vocabulary (PTB's and WikiText's texts have it), not a control token:
+    # not named unk_token, so that decode(skip_special_tokens=True) and the text-generation
+    # pipeline keep it visible (transformers skips every named special token); the WordLevel
+    # model still maps every unknown word to it.
+    specials = (EOS_TOKEN,) + ((PAD_TOKEN,) if PAD_TOKEN in vocab else ())
+    eos, *pad = (AddedToken(token, single_word=True, normalized=False, special=True) for token in specials)
+    backend.add_special_tokens([eos, *pad])
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        unk_token=unk,
         eos_token=eos,
         pad_token=pad[0] if pad else eos,
         padding_side="left",
@@ -638,6 +641,22 @@ def build_word_tokenizer(
             )
         vocab[PAD_TOKEN] = len(vocab)  # last: every word keeps its id
     return word_tokenizer_from_vocab(vocab, convention, add_eos=add_eos, space_prefix=space_prefix)
+
+
+def unknown_word_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The id that the tokenizer gives every word outside its vocabulary (``<unk>``; fastai's
+    ``xxunk`` in a converted folder), or ``None`` for a tokenizer that has none.
+
+    Read from the backend's word-level model: word tokenizers of this package do not name
+    ``<unk>`` as ``tokenizer.unk_token`` (it is a word of the corpora, kept visible by
+    ``decode(skip_special_tokens=True)`` and the text-generation pipeline), so
+    ``tokenizer.unk_token_id`` is ``None`` for them; tokenizers saved before name it.
+    """
+    if getattr(tokenizer, "unk_token_id", None) is not None:
+        return tokenizer.unk_token_id
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    word = getattr(getattr(backend, "model", None), "unk_token", None)
+    return None if word is None else backend.token_to_id(word)
 
 
 def vocabulary_fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
