@@ -54,7 +54,8 @@ def checkpoint(corpus_dir, tmp_path_factory):
 def _stream_ids(path, tokenizer) -> torch.Tensor:
     """The split as ids, built independently of the data layer: words of each line + <eos>."""
     words = [word for line in path.read_text(encoding="utf-8").splitlines() for word in [*line.split(), "<eos>"]]
-    return torch.tensor(tokenizer.convert_tokens_to_ids(words))
+    vocab = tokenizer.get_vocab()
+    return torch.tensor([vocab.get(word, vocab["<unk>"]) for word in words])
 
 
 def _oracle_nll(model, pieces: torch.Tensor) -> torch.Tensor:
@@ -226,6 +227,72 @@ def test_data_defaults_to_the_corpus_the_checkpoint_was_trained_on(checkpoint, c
 
     TrainingConfig().to_json_file(folder / "training_config.json")  # trained on the embedded sample
     assert training_corpus(folder) == (None, None)
+
+
+@pytest.mark.parametrize("layout", ["file", "test_only_folder"])
+def test_own_text_is_scored_with_the_training_corpus_word_counts(checkpoint, corpus_dir, tmp_path, capsys, layout):
+    """Issue 23 item 11: a single text file, or a folder with only test.txt, is scored; the
+    frequency bins count words in the training corpus recorded with the model (oracle: the same
+    text as the test split of a full corpus folder); without such a record the error says what
+    to pass, and --count-splits test counts in the text itself."""
+    from mtlstm_hf.training import TrainingConfig
+
+    text = corpus_dir / "test.txt"
+    if layout == "file":
+        data = tmp_path / "my story.txt"
+        shutil.copyfile(text, data)
+    else:
+        data = tmp_path / "only_test"
+        data.mkdir()
+        shutil.copyfile(text, data / "test.txt")
+    expected = evaluate_checkpoint(checkpoint, corpus_dir, window=WINDOW, edges=EDGES)
+
+    # No record of the training corpus: refused, saying what to pass (exit 2, nothing written).
+    output = tmp_path / "own.json"
+    argv = [str(checkpoint), "--data", str(data), "--window", str(WINDOW), "--bin-edges", *map(str, EDGES)]
+    assert main([*argv, "--output", str(output)]) == 2
+    error = capsys.readouterr().err
+    assert "no ['train'] split to count word frequencies in" in error and "--count-splits test" in error
+    assert not output.exists()
+    counted_in_text = evaluate_checkpoint(checkpoint, data, window=WINDOW, edges=EDGES, count_splits=["test"])
+    assert counted_in_text["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-12)
+    assert counted_in_text["count_splits"] == ["test"] and "count_data" not in counted_in_text
+
+    folder = tmp_path / "trained"
+    shutil.copytree(checkpoint, folder)
+    TrainingConfig(data=str(corpus_dir)).to_json_file(folder / "training_config.json")
+    assert main([str(folder), *argv[1:], "--output", str(output)]) == 0
+    written = json.loads(output.read_text())
+    assert written["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-12)
+    assert written["count_data"] == str(corpus_dir) and written["count_splits"] == ["train"]
+    assert {label: b["n_tokens"] for label, b in written["bins"].items()} == {
+        label: b["n_tokens"] for label, b in expected["bins"].items()
+    }
+    assert f"train of {corpus_dir}" in capsys.readouterr().out
+
+
+def test_the_share_of_unknown_words_is_reported_and_warned_about(checkpoint, corpus_dir, tmp_path, capsys):
+    """Every result gives the share of scored targets that are <unk> (oracle: counted by hand); above
+    10% mtlstm-eval warns that the perplexity mostly measures predicting <unk>."""
+    result = evaluate_checkpoint(checkpoint, corpus_dir, window=WINDOW, edges=EDGES)
+    model, tokenizer = load_checkpoint(checkpoint)
+    stream = _stream_ids(corpus_dir / "test.txt", tokenizer)
+    unk = tokenizer.get_vocab()["<unk>"]
+    assert result["n_unk"] == int((stream[1:] == unk).sum()) > 0
+    assert result["unk_rate"] == pytest.approx(result["n_unk"] / result["n_tokens"]) and result["unk_rate"] < 0.1
+    assert result["warnings"] == []
+
+    prose = tmp_path / "prose.txt"
+    prose.write_text("w0 the quick brown fox w1\nw2 jumps over w3 the lazy dog\n", encoding="utf-8")
+    argv = [str(checkpoint), "--data", str(prose), "--count-splits", "test", "--window", str(WINDOW)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    # 14 targets (13 words and 2 <eos>, less the first word), 9 of them unknown.
+    words = [word for line in prose.read_text().splitlines() for word in [*line.split(), "<eos>"]][1:]
+    unknown = sum(word not in tokenizer.get_vocab() for word in words)
+    assert (len(words), unknown) == (14, 9)
+    assert f"({100 * 9 / 14:.2f}% unknown words)" in captured.out
+    assert f"warning: {100 * 9 / 14:.1f}% of the scored words are unknown to the model (<unk>, above 10%)" in captured.err
 
 
 def test_console_script_loads_the_model_through_the_auto_classes(checkpoint, corpus_dir):

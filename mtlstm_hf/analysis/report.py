@@ -889,8 +889,13 @@ def analyze_checkpoint(
         ValueError: a bad setting, checkpoint or corpus; no ``data`` and no record of the training
             corpus; a report of other settings in ``output_dir``.
     """
-    from mtlstm_hf.data import load_corpus
-    from mtlstm_hf.evaluation.checkpoint import describe_data, resolve_checkpoint, split_streams
+    from mtlstm_hf.evaluation.checkpoint import (
+        counting_corpus,
+        describe_data,
+        evaluation_corpus,
+        resolve_checkpoint,
+        split_streams,
+    )
     from mtlstm_hf.training.checkpoint import recorded_corpus
 
     settings = settings or AnalysisSettings()
@@ -902,8 +907,9 @@ def analyze_checkpoint(
         data, recorded_config = recorded_corpus(checkpoint)
         data_config = data_config if data_config is not None else recorded_config
     model, tokenizer, checkpoint_path = resolve_checkpoint(checkpoint, device)
-    corpus = load_corpus(data, data_config)
-    split, count_names, streams = split_streams(corpus, tokenizer, split, settings.count_splits)
+    corpus = evaluation_corpus(data, split, data_config)
+    count_corpus, count_data = counting_corpus(corpus, settings.count_splits, checkpoint_path)
+    split, count_names, streams = split_streams(corpus, tokenizer, split, settings.count_splits, count_corpus)
     description = describe_data(data)
     metadata = {
         "checkpoint": checkpoint_path,
@@ -911,11 +917,12 @@ def analyze_checkpoint(
         "data_config": data_config,
         "split": split,
         "count_splits": count_names,
+        **({"count_data": count_data} if count_data is not None else {}),
     }
     return run_analyses(
         model,
         tokenizer,
-        streams[split],
+        streams["scored"],
         [streams[name] for name in count_names],
         names,
         settings,

@@ -26,7 +26,13 @@ Batching (``batch_size``):
 
 Word counts for the frequency bins come from ``count_splits`` (default: the training split
 only, which the bins then cannot leak test information from; the paper's reference code
-counts train + valid + test). The splits used are recorded in every result.
+counts train + valid + test). The splits used are recorded in every result. Scored text without
+those splits (a single text file, a folder with only ``test.txt``) is counted in the training
+corpus recorded with the model (:func:`counting_corpus`).
+
+Every result reports the share of scored targets that are the unknown word (``unk_rate``): a
+perplexity over text whose words are mostly out of the vocabulary measures how well the model
+predicts ``<unk>``; above :data:`UNK_RATE_WARNING` the result carries a warning.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ from transformers.utils import (
 from .. import register_auto_classes
 from ..devices import UnavailableDeviceError, float32_precision, resolve_device  # noqa: F401 (UnavailableDeviceError: public here too)
 from ..progress import no_transformers_progress_bar
-from ..data import canonical_split, check_vocabulary_fingerprint, load_corpus, split_to_stream
+from ..data import canonical_split, check_vocabulary_fingerprint, load_corpus, split_to_stream, unknown_word_id
 from .bootstrap import paired_block_bootstrap
 from .json_values import to_json_compatible  # noqa: F401 (public here: evaluation results as strict JSON)
 from .frequency import DEFAULT_BIN_EDGES, binned_perplexity, frequency_bin_of_token, token_counts
@@ -67,8 +73,11 @@ __all__ = [
     "UnavailableDeviceError",
     "Checkpoint",
     "CorpusSource",
+    "UNK_RATE_WARNING",
     "compare_checkpoints",
+    "counting_corpus",
     "describe_data",
+    "evaluation_corpus",
     "evaluate_checkpoint",
     "load_checkpoint",
     "resolve_checkpoint",
@@ -86,6 +95,9 @@ CorpusSource = Union[PathOrStr, dict[str, PathOrStr], datasets.DatasetDict]
 # package (a test checks it); the model class is reached through AutoModelForCausalLM, for which
 # load_checkpoint makes sure this model_type is registered (mtlstm_hf.register_auto_classes).
 MODEL_TYPE = "mtlstm"
+
+UNK_RATE_WARNING = 0.10
+"""Share of scored targets that are the unknown word above which a result carries a warning."""
 
 _WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
 _TOKENIZER_FILES = (FULL_TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)
@@ -317,8 +329,73 @@ def describe_data(data: CorpusSource) -> str:
     return str(data)
 
 
+def evaluation_corpus(data: CorpusSource, split: str, data_config: str | None = None) -> datasets.DatasetDict:
+    """The corpus to score: :func:`mtlstm_hf.data.load_corpus` of ``data``, or a single text file as
+    the split ``split`` (one row per line).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`mtlstm_hf.data.load_corpus`; ``data_config`` with a file.
+    """
+    if isinstance(data, (str, os.PathLike)) and Path(data).expanduser().is_file():
+        if data_config is not None:
+            raise ValueError(f"data_config={data_config!r} applies to Hub datasets, not to the text file {str(data)!r}")
+        return load_corpus({canonical_split(split): Path(data).expanduser()})
+    return load_corpus(data, data_config)
+
+
+def counting_corpus(
+    corpus: datasets.DatasetDict, count_splits: Sequence[str] | str, checkpoint: str | None
+) -> tuple[datasets.DatasetDict, str | None]:
+    """Where the words of the frequency bins are counted: ``corpus`` when it has every split of
+    ``count_splits``; when it has none of them (a single text file, a folder with only
+    ``test.txt``), the training corpus recorded with the checkpoint
+    (:func:`mtlstm_hf.training.checkpoint.recorded_corpus`), whose description is returned too.
+
+    Returns:
+        ``(corpus to count in, description of it or None for corpus itself)``.
+
+    Raises:
+        ValueError: some of the splits are there and some not; or none, and the checkpoint records
+            no training corpus (the message says what to pass).
+    """
+    names = [count_splits] if isinstance(count_splits, str) else list(count_splits)
+    names = list(dict.fromkeys(canonical_split(name) for name in names))
+    missing = [name for name in names if name not in corpus]
+    if not missing:
+        return corpus, None
+    if len(missing) < len(names):
+        raise ValueError(
+            f"the corpus has the split(s) {sorted(set(names) - set(missing))} but not {missing} to count word frequencies in; "
+            f"pass count_splits (--count-splits) among {sorted(corpus)}"
+        )
+    from ..training.checkpoint import recorded_corpus
+
+    advice = (
+        f"pass count_splits={sorted(corpus)} (--count-splits {' '.join(sorted(corpus))}) to count in the scored "
+        f"text itself, or a corpus with the split(s) {names}"
+    )
+    if checkpoint is None:
+        raise ValueError(f"the corpus has no {names} split to count word frequencies in; {advice}")
+    try:
+        data, data_config = recorded_corpus(checkpoint)
+    except ValueError:
+        raise ValueError(
+            f"the corpus has no {names} split to count word frequencies in, and {checkpoint!r} records no training "
+            f"corpus (no training_config.json); {advice}"
+        ) from None
+    recorded = load_corpus(data, data_config)
+    absent = [name for name in names if name not in recorded]
+    if absent:
+        raise ValueError(f"the training corpus recorded with {checkpoint!r}, {data}, has no {absent} split; {advice}")
+    return recorded, describe_data(data)
+
+
 def split_streams(
-    corpus: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, split: str, count_splits: Sequence[str] | str
+    corpus: datasets.DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    split: str,
+    count_splits: Sequence[str] | str,
+    count_corpus: datasets.DatasetDict | None = None,
 ) -> tuple[str, list[str], dict[str, torch.Tensor]]:
     """The token streams of the evaluated split and of the splits whose word counts define the bins.
 
@@ -326,10 +403,12 @@ def split_streams(
         corpus: from :func:`mtlstm_hf.data.load_corpus`.
         split: the evaluated (or analysed) split, any spelling :func:`mtlstm_hf.data.canonical_split` takes.
         count_splits: one split name or several (duplicates and spellings merged).
+        count_corpus: where the counting splits are (default ``corpus``; see :func:`counting_corpus`).
 
     Returns:
-        ``(split, count_names, {name: (N,) int64 stream})`` with canonical names; every split
-        is tokenized once (one ``<eos>`` per line, :func:`mtlstm_hf.data.split_to_stream`).
+        ``(split, count_names, {"scored": (N,) int64 stream of the split, name: counting stream})``
+        with canonical names; every split is tokenized once (one ``<eos>`` per line,
+        :func:`mtlstm_hf.data.split_to_stream`).
 
     Raises:
         ValueError: an unknown split name, or no counting split.
@@ -340,7 +419,11 @@ def split_streams(
     count_names = list(dict.fromkeys(canonical_split(name) for name in count_names))
     if not count_names:
         raise ValueError("count_splits must name at least one split to count words in")
-    streams = {name: split_to_stream(corpus, name, tokenizer) for name in dict.fromkeys([split, *count_names])}
+    count_corpus = corpus if count_corpus is None else count_corpus
+    streams = {"scored": split_to_stream(corpus, split, tokenizer)}
+    for name in count_names:
+        same = count_corpus is corpus and name == split
+        streams[name] = streams["scored"] if same else split_to_stream(count_corpus, name, tokenizer)
     return split, count_names, streams
 
 
@@ -363,22 +446,38 @@ def _score_split(
     edges: Sequence[int],
     batch_size: int,
     window: int,
+    checkpoint_path: str | None = None,
 ) -> _ScoredSplit:
     """Tokenize, count, score: the shared core of evaluation and comparison."""
-    split, count_names, streams = split_streams(corpus, tokenizer, split, count_splits)
+    count_corpus, count_data = counting_corpus(corpus, count_splits, checkpoint_path)
+    split, count_names, streams = split_streams(corpus, tokenizer, split, count_splits, count_corpus)
     vocab_size = int(model.config.vocab_size)
     bin_of_token = frequency_bin_of_token(token_counts([streams[name] for name in count_names], vocab_size), edges)
-    stream = streams[split]
+    stream = streams["scored"]
     with float32_precision("highest"):  # reported numbers never use TensorFloat-32, whatever a caller set
         log_probs = token_log_probs(model, stream, batch_size=batch_size, window=window)
     targets = stream[target_positions(stream.numel(), batch_size)]
+    unk = unknown_word_id(tokenizer)
+    n_unk = 0 if unk is None else int((targets == unk).sum())
+    unk_rate = n_unk / max(targets.numel(), 1)
     info = {
         "split": split,
         "count_splits": count_names,
+        **({"count_data": count_data} if count_data is not None else {}),
         "batch_size": int(batch_size),
         "window": int(window),
         "bin_edges": sorted(int(edge) for edge in edges),
         "n_stream_tokens": int(stream.numel()),
+        "n_unk": n_unk,
+        "unk_rate": unk_rate,
+        "warnings": (
+            [
+                f"{100 * unk_rate:.1f}% of the scored words are unknown to the model ({tokenizer.convert_ids_to_tokens(unk)}, "
+                f"above {100 * UNK_RATE_WARNING:g}%): the perplexity largely measures how well it predicts the unknown word"
+            ]
+            if unk_rate > UNK_RATE_WARNING
+            else []
+        ),
     }
     return _ScoredSplit(log_probs, targets, bin_of_token, info)
 
@@ -409,27 +508,34 @@ def evaluate_checkpoint(
             ``(model, tokenizer)`` pair.
         data: the corpus, anything :func:`mtlstm_hf.data.load_corpus` accepts (a local folder
             with ``train.txt``/``valid.txt``/``test.txt``, a Hub dataset id, a loaded
-            ``DatasetDict``, ...).
+            ``DatasetDict``, ...), or a single text file, scored as ``split``.
         split: the split to score (``"test"``, ``"valid"``/``"validation"``, ``"train"``).
         batch_size: ``1`` carries the state across the whole split (the paper's setting);
             ``B > 1`` scores ``B`` contiguous pieces in parallel, each from the zero state
             (faster, slightly different numbers; see the module docstring).
         window: tokens per forward call; speed/memory only.
         count_splits: splits whose word counts define the frequency bins (default train only;
-            ``("train", "valid", "test")`` reproduces the reference code).
+            ``("train", "valid", "test")`` reproduces the reference code); counted in the
+            training corpus recorded with the checkpoint when ``data`` has none of them
+            (:func:`counting_corpus`).
         edges: bin thresholds, default the paper's ``(100, 1000, 10000)``.
         data_config: Hub dataset configuration (e.g. ``"wikitext-2-v1"``), Hub ids only.
         device: device for a model loaded from a folder (a loaded model is used where it is).
 
     Returns:
-        ``{"checkpoint": path or None, "data", "split", "count_splits": [...], "batch_size",
-        "window", "bin_edges", "n_stream_tokens", "perplexity", "n_tokens" (scored targets),
-        "nll_sum", "bins": {label: {"perplexity", "n_tokens", "nll_sum"}}}``, bins most
-        frequent first; an empty bin has perplexity NaN.
+        ``{"checkpoint": path or None, "data", "split", "count_splits": [...], ("count_data": where
+        they were counted, when not in data), "batch_size", "window", "bin_edges",
+        "n_stream_tokens", "n_unk" and "unk_rate" (scored targets that are the unknown word),
+        "warnings": [...], "perplexity", "n_tokens" (scored targets), "nll_sum", "bins": {label:
+        {"perplexity", "n_tokens", "nll_sum"}}}``, bins most frequent first; an empty bin has
+        perplexity NaN.
+
+    Raises:
+        ValueError: see :func:`counting_corpus`, :func:`evaluation_corpus`, :func:`load_checkpoint`.
     """
     model, tokenizer, checkpoint_path = resolve_checkpoint(path_or_model, device)
-    corpus = load_corpus(data, data_config)
-    scored = _score_split(model, tokenizer, corpus, split, count_splits, edges, batch_size, window)
+    corpus = evaluation_corpus(data, split, data_config)
+    scored = _score_split(model, tokenizer, corpus, split, count_splits, edges, batch_size, window, checkpoint_path)
     return _evaluation_result(scored, checkpoint_path, data)
 
 
@@ -473,9 +579,9 @@ def compare_checkpoints(
             "the two checkpoints have different vocabularies (tokenizers); a paired comparison needs "
             "both models to score the same token stream"
         )
-    corpus = load_corpus(data, data_config)
-    scored_a = _score_split(model_a, tokenizer_a, corpus, split, count_splits, edges, batch_size, window)
-    scored_b = _score_split(model_b, tokenizer_b, corpus, split, count_splits, edges, batch_size, window)
+    corpus = evaluation_corpus(data, split, data_config)
+    scored_a = _score_split(model_a, tokenizer_a, corpus, split, count_splits, edges, batch_size, window, path_a)
+    scored_b = _score_split(model_b, tokenizer_b, corpus, split, count_splits, edges, batch_size, window, path_a or path_b)
     comparison = paired_block_bootstrap(
         scored_a.log_probs,
         scored_b.log_probs,

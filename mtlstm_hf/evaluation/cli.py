@@ -6,6 +6,7 @@ Examples::
     mtlstm-eval runs/mts --data data/penn --count-splits train valid test --output mts.json
     mtlstm-eval runs/baseline --data data/penn --compare runs/mts --output comparison.json
     mtlstm-eval runs/mts --data wikitext --data-config wikitext-2-v1 --split valid
+    mtlstm-eval runs/mts --data my_text.txt    # one file; word counts from the training corpus
 
 With ``--compare OTHER`` the table shows both checkpoints and the paired block bootstrap of
 the difference ``OTHER - CHECKPOINT`` (negative when OTHER is better). The library functions
@@ -74,9 +75,11 @@ def _rows(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _header(result: dict[str, Any]) -> str:
+    counted = ", ".join(result["count_splits"]) + (f" of {result['count_data']}" if result.get("count_data") else "")
     return (
-        f"split {result['split']} of {result['data']}: {result['n_tokens']} scored targets, "
-        f"batch size {result['batch_size']}; frequency bins from word counts over: {', '.join(result['count_splits'])}"
+        f"split {result['split']} of {result['data']}: {result['n_tokens']} scored targets "
+        f"({100 * result['unk_rate']:.2f}% unknown words), batch size {result['batch_size']}; "
+        f"frequency bins from word counts over: {counted}"
     )
 
 
@@ -188,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Expected failures (wrong folder, missing split, bad option value, no device, I/O): one line.
         return exit_codes.report_failure(PROG, err, args.data)
     print(table)
+    results = [result] if args.compare is None else [result["a"], result["b"]]
+    for warning in dict.fromkeys(warning for evaluated in results for warning in evaluated["warnings"]):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     if args.output is not None:
         from mtlstm_hf.training.checkpoint import write_text_atomic
 
