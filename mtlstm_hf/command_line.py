@@ -29,6 +29,61 @@ def setting(default: Any = _NO_DEFAULT, *, help: str, default_factory: Any = _NO
     return dataclasses.field(default=default, metadata=metadata)
 
 
+THREADS_HELP = (
+    "torch intra-op threads (default: torch's, one per core). On a machine whose cores are busy with other work, "
+    "torch's default can stall: --threads 1 is then many times faster (BENCHMARKS.md); the numbers do not change"
+)
+"""The help of every command's ``--threads``."""
+
+
+def threads_setting() -> Any:
+    """The ``threads`` field of a command's settings dataclass (``--threads N``; see :func:`apply_threads`)."""
+    return setting(None, help=THREADS_HELP, metavar="N")
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` for a command whose options are not a settings dataclass (a bad value is a
+    usage error, exit status 2)."""
+
+    def threads(text: str) -> int:
+        try:
+            return check_threads(int(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+
+    parser.add_argument("--threads", type=threads, default=None, metavar="N", help=THREADS_HELP)
+
+
+def check_threads(threads: Any) -> int | None:
+    """``threads`` if it is ``None`` or an integer >= 1.
+
+    Raises:
+        ValueError: naming ``--threads``, the value and what is allowed.
+    """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"--threads must be an integer >= 1, got {threads!r}.")
+    return threads
+
+
+def apply_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads to ``threads`` (``None``: leave torch's default). Imports torch.
+
+    Raises:
+        ValueError: see :func:`check_threads`.
+    """
+    if check_threads(threads) is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@dataclasses.dataclass
+class ProcessOptions:
+    """How a command's process runs, not what it computes (kept out of saved training settings)."""
+
+    threads: int | None = threads_setting()
+
+
 def dataclass_parser(
     config_classes: type | Sequence[type], *, prog: str, description: str, epilog: str | None = None
 ) -> argparse.ArgumentParser:

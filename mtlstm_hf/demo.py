@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .command_line import add_threads_option, apply_threads
 from .models.mtlstm.presets import PRESETS
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=None, help="where to save (default: outputs/mtlstm-PRESET-demo)")
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="architecture (default: paper)")
+    add_threads_option(parser)
     args = parser.parse_args(argv)
     if args.output_dir is None:
         args.output_dir = Path(f"outputs/mtlstm-{args.preset}-demo")
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoModelForCausalLM
 
     from . import MTLSTMConfig, MTLSTMForCausalLM
+
+    apply_threads(args.threads)
 
     torch.manual_seed(0)
     model = MTLSTMForCausalLM(MTLSTMConfig.from_preset(args.preset)).eval()

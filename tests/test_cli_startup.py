@@ -44,6 +44,7 @@ def test_help_imports_no_torch(command):
     usage = done.stdout.split("\n\n")[0]
     assert re.findall(r"--\w+_[\w_]*", usage) == [], usage
     assert "(default: None)" not in done.stdout
+    assert "--threads N" in done.stdout  # issue 23 item 12: every command takes --threads
 
 
 def test_import_mtlstm_hf_registers_the_auto_classes_in_a_fresh_process():
@@ -65,3 +66,40 @@ def test_demo_saves_under_the_preset_name(tmp_path, monkeypatch, capsys):
     main(["--preset", "tiny"])
     assert (tmp_path / "outputs" / "mtlstm-tiny-demo" / "config.json").is_file()
     assert "identical logits = True" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_refuses_a_bad_thread_count_before_any_work(command, tmp_path, capsys):
+    """``--threads 0`` is refused with exit status 2 and a message naming the option and the
+    allowed values, before a file is written."""
+    import importlib
+
+    main = importlib.import_module(COMMANDS[command]).main
+    arguments = {
+        "mtlstm-train": ["--output-dir", str(tmp_path / "run")],
+        "mtlstm-eval": [str(tmp_path)],
+        "mtlstm-push": [str(tmp_path), "user/repo", "--dry-run", str(tmp_path / "dry")],
+        "mtlstm-demo": ["--output-dir", str(tmp_path / "demo")],
+        "mtlstm-analyze": [str(tmp_path)],
+        "mtlstm-convert": ["--from", "awd-lstm", str(tmp_path / "w.pt"), "--vocab", str(tmp_path), str(tmp_path / "out")],
+        "mtlstm-reproduce": ["dyck2", "--scale", "smoke", "--output-dir", str(tmp_path / "repro")],
+    }[command]
+    try:
+        code = main([*arguments, "--threads", "0"])
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 2
+    assert re.search(r"threads.*(must be an integer >= 1|integer >= 1), got '?0'?", capsys.readouterr().err)
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_threads_are_applied_before_the_work(tmp_path, monkeypatch):
+    """``--threads N`` reaches torch.set_num_threads (spied: this process keeps its threads)."""
+    import torch
+
+    from mtlstm_hf.demo import main as demo
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    demo(["--preset", "small", "--output-dir", str(tmp_path / "demo"), "--threads", "1"])
+    assert calls == [1]

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import exit_codes
-from ..command_line import dataclass_parser, settings_from_command_line
+from ..command_line import apply_threads, check_threads, dataclass_parser, settings_from_command_line
 from .settings import ANALYSES, AnalysisRun, AnalysisSettings
 
 __all__ = ["build_parser", "main"]
@@ -84,8 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.report_failure(PROG, error)
     except ValueError as error:
         parser.error(str(error))
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be a positive integer, got {args.threads}")
+    try:
+        check_threads(args.threads)
+    except ValueError as error:
+        parser.error(str(error))
     entries = [args.analyses] if isinstance(args.analyses, str) else args.analyses  # a config file may give one string
     analyses = list(dict.fromkeys(name.strip() for entry in entries for name in entry.split(",") if name.strip()))
     unknown = [name for name in analyses if name not in ANALYSES]
@@ -117,10 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             data, recorded_config = recorded_corpus(checkpoint)
             data_config = data_config if data_config is not None else recorded_config
             print(f"{PROG}: --data not given: using the corpus the checkpoint was trained on, {data}", file=sys.stderr)
-        if args.threads is not None:
-            import torch
-
-            torch.set_num_threads(args.threads)
+        apply_threads(args.threads)
         report = analyze_checkpoint(
             checkpoint,
             data,

@@ -17,7 +17,7 @@ from typing import Any
 
 from mtlstm_hf.evaluation.bins import DEFAULT_BIN_EDGES, bin_labels
 
-from ..command_line import setting
+from ..command_line import setting, threads_setting
 
 __all__ = [
     "ANALYSES",
@@ -74,7 +74,7 @@ class AnalysisRun:
     restart: bool = setting(False, help="discard the report already in the output folder and redo everything")
     figures: bool = setting(True, help="write PNG figures next to report.json")
     device: str | None = setting(None, help="torch device for the model (default: cuda when available, else cpu)")
-    threads: int | None = setting(None, help="torch intra-op threads (default: torch's choice, all cores)")
+    threads: int | None = threads_setting()
     progress: bool = setting(True, help="show the progress display")
 
 

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import exit_codes
+from ..command_line import add_threads_option, apply_threads
 from .sources import EXPORT_HINTS, SOURCES
 
 __all__ = ["build_parser", "main"]
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT_DIR if it holds files")
     parser.add_argument("--unk-token", default=None, help="word for unknown words (default: <unk> or xxunk)")
     parser.add_argument("--eos-token", default=None, help="word that ends each line (default: <eos>, xxeos or xxbos)")
+    add_threads_option(parser)
     parser.add_argument(
         "--tokenizer-convention",
         default="whitespace",
@@ -84,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.report_failure(PROG, err)
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
     from .converter import convert_checkpoint
+
+    apply_threads(args.threads)
 
     try:
         conversion = convert_checkpoint(

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import exit_codes
-from ..command_line import dataclass_parser, settings_from_command_line
+from ..command_line import apply_threads, dataclass_parser, settings_from_command_line
 from .settings import EvaluationConfig
 
 __all__ = ["build_parser", "format_comparison", "format_evaluation", "main"]
@@ -149,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .checkpoint import compare_checkpoints, evaluate_checkpoint, to_json_compatible
 
+    try:
+        apply_threads(args.threads)
+    except ValueError as err:
+        return exit_codes.report_failure(PROG, err)
     try:
         for folder in (checkpoint, args.compare):
             if folder is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..command_line import setting
+from ..command_line import setting, threads_setting
 from .bins import DEFAULT_BIN_EDGES
 
 
@@ -28,4 +28,5 @@ class EvaluationConfig:
     seed: int = setting(0, help="bootstrap seed")
     confidence_level: float = setting(0.95, help="confidence level of the interval")
     device: str | None = setting(None, help="torch device for the models (default: cuda when available, else cpu)")
+    threads: int | None = threads_setting()
     output: str | None = setting(None, help="also write the results as JSON to this file (checked before the evaluation, replaced atomically)")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import exit_codes
+from ..command_line import add_threads_option, apply_threads
 
 if TYPE_CHECKING:
     from .publish import PushResult
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-results", metavar="FILE", type=Path, default=None, help="JSON of `mtlstm-eval --output` (default: CHECKPOINT/eval_results.json if present)")
     parser.add_argument("--dataset", default=None, help="Hub dataset id to name in the model card")
     parser.add_argument("--license", default=None, help="license id for the model card (default: mtlstm_hf.hub.DEFAULT_LICENSE, the library's)")
+    add_threads_option(parser)
     return parser
 
 
@@ -93,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
     from .model_card import DEFAULT_LICENSE
     from .publish import HubUploadError, push_checkpoint
+
+    apply_threads(args.threads)
 
     try:
         result = push_checkpoint(

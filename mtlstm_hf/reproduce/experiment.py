@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import exit_codes
+from ..command_line import apply_threads, check_threads
 from . import output
 from .corpora import SMOKE_CORPUS_DIRNAME, corpus_digests, locate_corpus, matches_reference, write_smoke_corpus
 from .scales import RECIPES, check_experiment, check_scale, dyck_scale, lm_scale
@@ -72,8 +73,7 @@ def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arg
     check_scale(settings.scale)
     if settings.recipe not in RECIPES:
         raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {settings.recipe!r}.")
-    if settings.threads is not None and (isinstance(settings.threads, bool) or settings.threads < 1):
-        raise ValueError(f"--threads must be an integer >= 1, got {settings.threads!r}.")
+    check_threads(settings.threads)
     if isinstance(settings.processes, bool) or not isinstance(settings.processes, int) or settings.processes < 1:
         raise ValueError(f"--processes must be an integer >= 1, got {settings.processes!r}.")
     if settings.processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -200,9 +200,7 @@ def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any
         log(f"note: {note}")
     threads = prepared.settings.threads if prepared.settings.threads is not None else prepared.scale.get("threads")
     if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+        apply_threads(threads)
         if not share.is_worker:
             log(f"torch threads: {threads}" + (" per process" if prepared.settings.processes > 1 else ""))
     main = is_main_process() and not share.is_worker

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..command_line import setting
+from ..command_line import THREADS_HELP, setting
 from .scales import RECIPES, SCALES
 
 
@@ -19,7 +19,7 @@ class ReproduceSettings:
     seeds: list[int] | None = setting(None, metavar="SEED", help="model seeds, each trains both arms (default: the scale's: smoke 1 2, cpu 1 2 3, paper 141 142 143 for PTB, 1882 1883 1884 for WikiText-2, 1..20 for dyck2); more seeds can be added to a folder later")
     recipe: str = setting("library", choices=RECIPES, help="language models: library (the paper* presets as this library trains them) or reference (the published training step for step: the reference code's exact model, paper-reference presets, its recurrent weights kept at their initial values in both arms, and its training loop, replay_reference_loop)")
     device: str | None = setting(None, help="torch device of the evaluations and analyses, and of Dyck-2 training (default: cuda when available, else cpu); language-model training uses accelerate's device (the same rule)")
-    threads: int | None = setting(None, help="torch intra-op threads of each process (default: the scale's: 1 for smoke and cpu, which were sized for it; torch's default for paper)")
+    threads: int | None = setting(None, metavar="N", help="torch intra-op threads of each process (default: the scale's: 1 for smoke and cpu, which were sized for it; torch's default for paper). " + THREADS_HELP.split(". ", 1)[1])
     processes: int = setting(1, help="independent runs at once: N worker processes train one (arm, seed) run each at a time, then analyse one seed each (one GPU each, round robin, when there are GPUs; on a CPU one core each with --threads 1); a rerun continues whatever they finished. For data parallelism within each run, launch with torchrun instead")
     progress_bar: bool = setting(True, help="show training progress (a bar on a terminal, plain lines in a log)")
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from .. import exit_codes
 from .checkpoint import CHECKPOINTS_DIRNAME, TRAINING_CONFIG_FILENAME, repair_interrupted_replacement, resolve_checkpoint
-from ..command_line import dataclass_parser, parse_given, read_config_file
+from ..command_line import ProcessOptions, apply_threads, dataclass_parser, parse_given, read_config_file
 from .config import TrainingConfig
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser: one option per :class:`TrainingConfig` field (its help text), and
     ``--config FILE.json``."""
     parser = dataclass_parser(
-        TrainingConfig,
+        [TrainingConfig, ProcessOptions],
         prog="mtlstm-train",
         description=(
             "Train a multi-timescale LSTM language model (AWD-LSTM recipe) with accelerate. Every option "
@@ -80,6 +80,7 @@ def config_from_argv(argv: Sequence[str] | None) -> TrainingConfig:
         ValueError: a bad value (naming the field); FileNotFoundError: a missing file or run.
     """
     given, config_file = parse_given(build_parser(), argv)
+    given.pop("threads", None)  # how this process runs (main applies it), not a training setting
     for name in ("clip_grad_norm", "max_minutes", "max_steps"):
         if given.get(name) == 0:
             given[name] = None
@@ -173,6 +174,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
     config = None
     try:
+        apply_threads(build_parser().parse_args(argv).threads)
         config = config_from_argv(argv)
         exit_codes.check_output_dir(config.output_dir, "--output-dir")
         for folder in (config.init_from, config.tokenizer):  # e.g. another run's best_model/
