@@ -30,11 +30,12 @@ setup(
         "accelerate>=1.0",
         "evaluate>=0.4.3",
         "scipy>=1.10",
+        "matplotlib>=3.7",  # the analyses' figures (mtlstm-analyze, mtlstm-reproduce)
     ],
     extras_require={
-        "plot": ["matplotlib>=3.7"],
+        "plot": [],  # kept so that `pip install mtlstm_hf[plot]` still works: matplotlib is a dependency now
         # peft: LoRA tests (target_parameters); onnx*: the ONNX export run in ONNX Runtime
-        "dev": ["pytest>=8", "matplotlib>=3.7", "peft>=0.17", "onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.3"],
+        "dev": ["pytest>=8", "peft>=0.17", "onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.3"],
     },
     entry_points={
         "console_scripts": [

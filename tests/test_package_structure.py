@@ -46,3 +46,13 @@ def test_the_model_imports_no_tool_package():
     for path in (PACKAGE / "models").rglob("*.py"):
         for module, _ in imported_names(path):
             assert package_of(module) not in TOOL_PACKAGES, f"{path.relative_to(PACKAGE)} imports {module}"
+
+
+def test_matplotlib_is_a_dependency_so_the_analyses_draw_their_figures():
+    """Issue 23 item 10: ``pip install -e .`` then ``mtlstm-analyze`` wrote no figures, because
+    matplotlib was only in an extra. The figures are part of the analysis: it is a dependency."""
+    setup = (PACKAGE.parent / "setup.py").read_text(encoding="utf-8")
+    call = next(node for node in ast.walk(ast.parse(setup)) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    keywords = {keyword.arg: keyword.value for keyword in call.keywords}
+    requires = [element.value for element in keywords["install_requires"].elts]
+    assert any(requirement.split(">")[0].split("=")[0] == "matplotlib" for requirement in requires), requires

@@ -15,7 +15,7 @@ Modules (this package depends on the model and evaluation packages, never the re
   :mod:`.state_gradient_steps` (each layer's step, ``cells.cell_step``, and its linearisation) and
   :mod:`.state_gradient_result` (the sums and the measures read from them);
 - :mod:`.mutual_information`: ``I(d)`` of a corpus and its power-law decay;
-- :mod:`.figures`: every matplotlib figure (``pip install mtlstm_hf[plot]``);
+- :mod:`.figures`: every matplotlib figure (``pip install matplotlib``, a dependency of mtlstm_hf);
 - :mod:`.report`, :mod:`.cli`: run everything on a checkpoint and write ``report.json`` + figures
   (command ``mtlstm-analyze``); ``load_report`` reads the folder back.
 

@@ -1,7 +1,7 @@
 """Every figure of the analyses (one module; matplotlib is imported only inside the functions).
 
 Each function returns a matplotlib ``Figure`` (drawn into ``ax`` when it takes one and one is
-given). Without matplotlib they raise ``ImportError`` naming ``pip install mtlstm_hf[plot]``.
+given). Without matplotlib they raise ``ImportError`` naming ``pip install matplotlib``, a dependency of mtlstm_hf.
 
 Conventions shared by all figures:
 
@@ -71,7 +71,7 @@ def pyplot(function_name: str = "this plot") -> Any:
     try:
         import matplotlib.pyplot as plt
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(f"{function_name} needs matplotlib: pip install mtlstm_hf[plot]") from error
+        raise ImportError(f"{function_name} needs matplotlib: pip install matplotlib (a dependency of mtlstm_hf)") from error
     return plt
 
 
@@ -360,7 +360,7 @@ def plot_weighted_sum_heatmap(
         ``(figure, axes)``. Cells with ``j > t`` (the future) are left blank (NaN).
 
     Raises:
-        ImportError: if matplotlib is missing (``pip install mtlstm_hf[plot]``).
+        ImportError: if matplotlib is missing (``pip install matplotlib``, a dependency of mtlstm_hf).
         ValueError: if shapes and tokens disagree.
     """
     if log_weights.dim() != 3 or log_weights.shape[0] != log_weights.shape[1]:

@@ -20,7 +20,7 @@ Report folder layout (``FORMAT_VERSION = 2``)::
             mutual_information.png          I(d) of the corpus, power-law fit, model decay
 
 ``<n>`` is the layer *number*, counted from 1 as in the paper. Figures exist only for the analyses
-that ran (and only with matplotlib installed).
+that ran.
 
 ``report.json``::
 

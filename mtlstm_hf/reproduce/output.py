@@ -6,7 +6,7 @@ Layout::
     reproduce_config.json      what defines the runs (experiment, scale, recipe, sizes, data digests)
     report.json                every number, stage by stage (a rerun continues from it)
     REPORT.md                  one table per claim of the paper
-    figures/                   PNG figures (when matplotlib is installed)
+    figures/                   PNG figures
     runs/<arm>-seed<seed>/     one training run each (language models: mtlstm-train's run folder;
                                Dyck-2: run.json + predictions.npz)
     runs/<...>/reproduce_run.json   written when the run finished: a rerun skips it

@@ -645,8 +645,8 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
         over the kept steps (AWD-LSTM), or, given transformers' ``num_items_in_batch`` (the Trainer's
         count of targets over an accumulated batch), sums over the steps that predict a target divided
         by it, as the cross-entropy, so that any split into micro-batches gives the whole batch's
-        update (:func:`layers.ar_penalty`). Called in training mode without labels, the model warns
-        once that AR/TAR are in no loss.
+        update (:func:`layers.ar_penalty`). Called for a Trainer step without labels (its label
+        smoother), the model warns once that AR/TAR are in no loss.
         ``check_values=False`` skips the checks that read tensors back from the device (token ids
         in the vocabulary, a 0/1 mask, the warning when no position has a target): see
         :meth:`MTLSTMModel.forward`.
@@ -707,13 +707,19 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
             if self.training and self.config.temporal_activation_regularization > 0:
                 tar_loss = tar_penalty(raw_output, self.config.temporal_activation_regularization, valid, counted, total)
                 loss = loss + tar_loss
-        elif self.training and (self.config.activation_regularization > 0 or self.config.temporal_activation_regularization > 0):
+        elif (
+            self.training
+            and kwargs.get("num_items_in_batch") is not None
+            and (self.config.activation_regularization > 0 or self.config.temporal_activation_regularization > 0)
+        ):
+            # A count of targets but no labels: the Trainer computes the loss itself (its label
+            # smoother, or a compute_loss_func) and AR/TAR, which only the model can compute, are lost.
             logger.warning_once(
-                "MTLSTMForCausalLM was called in training mode without labels: the activation regularisation "
+                "MTLSTMForCausalLM was called for a training step without labels (transformers' Trainer does so when "
+                "TrainingArguments.label_smoothing_factor > 0 or with a compute_loss_func): the activation regularisation "
                 "(AR/TAR, config.activation_regularization / temporal_activation_regularization), which only the model "
-                "can compute, is in no loss. transformers' Trainer calls the model without labels when "
-                "TrainingArguments.label_smoothing_factor > 0; set config.label_smoothing instead (the model's loss then "
-                "smooths the cross-entropy and adds AR/TAR)."
+                "can compute, is in no loss. For label smoothing set config.label_smoothing instead (the model's loss "
+                "then smooths the cross-entropy and adds AR/TAR)."
             )
 
         output = MTLSTMCausalLMOutput(
