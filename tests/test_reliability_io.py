@@ -208,3 +208,20 @@ def test_every_command_documents_the_exit_codes():
         for text in (help_text, docstring):
             assert "2 bad input" in text and "4 I/O failure" in text and "130 interrupted" in text, module_name
         assert ("1 non-finite loss" in help_text) == (module_name == "mtlstm_hf.training.cli")
+
+
+def test_a_symlinked_output_folder_is_refused_not_replaced(tmp_path):
+    """A folder replaced in one piece (mtlstm-convert's OUTPUT_DIR, best_model/) that is a symbolic
+    link: refused before anything is built; the link and its target stay as they were (before, the
+    link was replaced and left as .NAME.old)."""
+    from mtlstm_hf.training.checkpoint import replace_directory
+
+    target = tmp_path / "target"
+    target.mkdir()
+    link = tmp_path / "outlink"
+    link.symlink_to(target)
+    built = []
+    with pytest.raises(ValueError, match="is a symbolic link.*give the folder itself"):
+        replace_directory(lambda folder: built.append(folder), link)
+    assert built == [] and link.is_symlink() and os.readlink(link) == str(target)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["outlink", "target"] and not any(target.iterdir())

@@ -40,6 +40,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -130,8 +131,17 @@ def replace_directory(build: Callable[[Path], None], destination: str | Path) ->
     deleted; a folder left aside by a crash between those two renames is moved back first
     (:func:`repair_interrupted_replacement`). A reader that moves the old folder back while
     this call is between its two renames does not make it fail: it moves it aside again.
+
+    Raises:
+        ValueError: ``destination`` is a symbolic link (replacing it would replace the link, not
+            write into the folder it names); nothing is written.
     """
     destination = Path(destination)
+    if destination.is_symlink():
+        raise ValueError(
+            f"{str(destination)!r} is a symbolic link (to {os.readlink(destination)!r}); nothing was written: give the "
+            "folder itself."
+        )
     tmp = destination.with_name(f".{destination.name}{TMP_SUFFIX}")
     aside = _aside(destination)
     repair_interrupted_replacement(destination, clean_up=True)
@@ -268,11 +278,28 @@ def publish_checkpoint(tmp_dir: Path, final_name: str, keep: int) -> Path:
 
 
 def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """The checkpoint named in ``LATEST``, or ``None`` when there is no ``LATEST``."""
+    """The checkpoint named in ``LATEST``, or ``None`` when there is no ``LATEST``.
+
+    ``LATEST`` holds a checkpoint's *name* (``step-XXXXXXXX``), a folder beside it: never a path,
+    so that a resume cannot be led into another run's folder.
+
+    Raises:
+        ValueError: ``LATEST`` holds anything but a checkpoint name.
+    """
     pointer = checkpoints_dir / LATEST_FILENAME
     if not pointer.is_file():
         return None
-    return checkpoints_dir / pointer.read_text(encoding="utf-8").strip()
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        name = "<not text>"
+    if checkpoint_sort_key(name) is None:
+        raise ValueError(
+            f"resume_from: {str(pointer)!r} holds {name[:80]!r}, not the name of a checkpoint in that folder "
+            "(step-XXXXXXXX); it is damaged or was edited: resume from a checkpoint folder itself "
+            f"({str(checkpoints_dir)}/step-...)."
+        )
+    return checkpoints_dir / name
 
 
 def has_training_run(run_dir: str | Path) -> bool:
@@ -344,9 +371,112 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return candidate
 
 
+def _progress_problem(name: str, annotation: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the :class:`TrainingProgress` field ``name`` of type ``annotation``
+    (the dataclass's annotation text), or None."""
+    optional = annotation.endswith("| None")
+    kind = annotation.replace("| None", "").strip()
+    if value is None:
+        return None if optional else "null"
+
+    def number(item: Any) -> bool:
+        return isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item)
+
+    if kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return None if ok else "not an integer >= 0"
+    if kind == "float":
+        return None if number(value) else "not a finite number"
+    if kind == "bool":
+        return None if isinstance(value, bool) else "not true or false"
+    if kind == "list[float]":
+        return None if isinstance(value, list) and all(number(item) for item in value) else "not a list of finite numbers"
+    return f"of a type this reader does not know ({annotation})"
+
+
 def read_checkpoint_state(checkpoint_dir: Path) -> dict[str, Any]:
-    """The ``training_state.json`` of a checkpoint."""
-    return json.loads((checkpoint_dir / STATE_FILENAME).read_text(encoding="utf-8"))
+    """The ``training_state.json`` of a checkpoint, checked: the format, the process count and every
+    counter an exact resume needs (:class:`~mtlstm_hf.training.state.TrainingProgress`).
+
+    Raises:
+        ValueError: naming the file, the field and the value (not JSON, a field missing, of the
+            wrong type or negative, an unknown field).
+    """
+    from dataclasses import fields
+
+    from .state import TrainingProgress
+
+    path = checkpoint_dir / STATE_FILENAME
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"resume_from: {str(path)!r} is not valid JSON ({error}); the checkpoint is damaged.") from None
+    problems = []
+    if not isinstance(state, dict):
+        raise ValueError(f"resume_from: {str(path)!r} holds {type(state).__name__}, not a JSON object; the checkpoint is damaged.")
+    processes = state.get("num_processes")
+    if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
+        problems.append(f"num_processes is {processes!r} (an integer >= 1)")
+    progress = state.get("progress")
+    if not isinstance(progress, dict):
+        problems.append(f"progress is {progress!r} (an object of the run's counters)")
+    else:
+        known = {field.name: str(field.type) for field in fields(TrainingProgress)}
+        for name, annotation in known.items():
+            if name not in progress:
+                problems.append(f"progress.{name} is missing")
+            elif (why := _progress_problem(name, annotation, progress[name])) is not None:
+                problems.append(f"progress.{name} is {progress[name]!r}: {why}")
+        problems += [f"progress.{name} is not a field of this version" for name in sorted(set(progress) - set(known))]
+    if problems:
+        raise ValueError(
+            f"resume_from: {str(path)!r} cannot restore the run exactly ({'; '.join(problems[:6])}); the checkpoint is "
+            "damaged or was edited: resume from another checkpoint of the run."
+        )
+    return state
+
+
+def verify_resume_files(checkpoint_dir: Path, process_index: int, registered: int, scaler: bool) -> None:
+    """Read every file ``accelerator.load_state`` will read for this process, without running code
+    (``torch.load(weights_only=True)`` with accelerate's own allowances for NumPy's random state),
+    before it reads them: accelerate unpickles the registered objects' files with code execution
+    and silently skips a random-state file it cannot read (the resume would not be exact).
+
+    Args:
+        registered: the number of objects registered for checkpointing (``custom_checkpoint_<i>.pkl``).
+        scaler: whether a gradient scaler's ``scaler.pt`` is expected (fp16).
+
+    Raises:
+        ValueError: naming the file: missing, unreadable without running code, damaged, or not
+            holding what it should.
+    """
+    from accelerate.utils import load
+
+    expected = {
+        "optimizer.bin": ("state", "param_groups"),
+        f"random_states_{process_index}.pkl": ("random_state", "numpy_random_seed", "torch_manual_seed"),
+        **{f"custom_checkpoint_{index}.pkl": () for index in range(registered)},
+        **({"scaler.pt": ()} if scaler else {}),
+    }
+    for name, keys in expected.items():
+        path = checkpoint_dir / name
+        if not path.is_file():
+            raise ValueError(f"resume_from: {str(path)!r} is missing, and an exact resume needs it; resume from another checkpoint.")
+        try:
+            value = load(str(path), map_location="cpu", weights_only=True)
+        except Exception as error:  # pickle's, torch's and zipfile's errors share no base class
+            text = str(error).strip()
+            reason = text.splitlines()[0] if text else type(error).__name__
+            if "Unsupported global" in text or "weights_only" in text:
+                reason = "it holds Python objects that only running code could rebuild"
+            raise ValueError(
+                f"resume_from: {str(path)!r} cannot be read without running code or is damaged ({reason}); "
+                "nothing was run: resume from another checkpoint."
+            ) from None
+        if not isinstance(value, dict) or any(key not in value for key in keys):
+            raise ValueError(
+                f"resume_from: {str(path)!r} does not hold {', '.join(keys) or 'a state dict'}; the checkpoint is damaged."
+            )
 
 
 def training_corpus(model_dir: str | Path) -> tuple[str | None, str | None] | None:
@@ -448,7 +578,8 @@ def load_checkpoint(trainer: Any, checkpoint_dir: Path) -> None:
     parameters, optimizer, registered objects and every RNG.
 
     Raises:
-        ValueError: the checkpoint's files cannot be read or do not fit the model.
+        ValueError: the checkpoint's files cannot be read (without running code) or do not fit the
+            model (:func:`verify_checkpoint_weights`, :func:`verify_resume_files`).
     """
     import torch
 
@@ -457,6 +588,9 @@ def load_checkpoint(trainer: Any, checkpoint_dir: Path) -> None:
 
     accelerator = trainer.accelerator
     verify_checkpoint_weights(trainer.unwrapped_model, checkpoint_dir)
+    verify_resume_files(
+        checkpoint_dir, accelerator.process_index, len(trainer.checkpointed_objects), accelerator.scaler is not None
+    )
     try:
         carried = torch.load(
             checkpoint_dir / RANK_STATE_FILENAME.format(rank=accelerator.process_index), map_location="cpu", weights_only=True
@@ -630,6 +764,11 @@ def start_run_folder(trainer: Any) -> None:
                 shutil.rmtree(trainer.output_dir / name, ignore_errors=True)
         trainer.output_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(trainer.output_dir / TRAINING_CONFIG_FILENAME, config.to_dict())
+        if config.resume_from is not None:
+            from .tracking import METRICS_FILENAME, drop_records_after
+
+            # The steps after the resumed checkpoint are taken (and logged) again.
+            drop_records_after(trainer.output_dir / LOGS_DIRNAME / METRICS_FILENAME, trainer.progress.global_step)
     accelerator.wait_for_everyone()
     flat = {
         key: (value if isinstance(value, (bool, int, float, str)) or value is None else str(value))

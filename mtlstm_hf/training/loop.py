@@ -151,9 +151,9 @@ class LanguageModelTrainer:
         self.unwrapped_model: MTLSTMForCausalLM = accelerator.unwrap_model(self.model)
         self.averaged_model = ParameterAverage(self.unwrapped_model) if config.optimizer == "awd" else None
         # What accelerate can hold survives a resume through it (a fixed order: the files are numbered).
-        for state in (self.iterator, self.averaged_model, self.scheduler):
-            if state is not None:
-                accelerator.register_for_checkpointing(state)
+        self.checkpointed_objects = [state for state in (self.iterator, self.averaged_model, self.scheduler) if state is not None]
+        for state in self.checkpointed_objects:
+            accelerator.register_for_checkpointing(state)
         if resume_dir is not None:
             ckpt.load_checkpoint(self, resume_dir)
             self._dirty = False

@@ -144,6 +144,15 @@ def check_resume_and_output(config: TrainingConfig, num_processes: int) -> Path 
                 f"resume_from: the checkpoint was written by {state.get('num_processes')} process(es); "
                 f"resume with the same number (this run has {num_processes})."
             )
+        # A resume writes into the run folder its checkpoint belongs to, or into a folder that holds
+        # no run: never over another run (a copied checkpoint resumed into a folder reused since).
+        own_run = resume_dir.parent.parent if resume_dir.parent.name == ckpt.CHECKPOINTS_DIRNAME else None
+        if (own_run is None or own_run.resolve() != output_dir.resolve()) and ckpt.has_training_run(output_dir):
+            raise ValueError(
+                f"resume_from: the checkpoint {str(resume_dir)!r} is not one of the run in output_dir {str(output_dir)!r}, "
+                "which holds another run; resuming would write over it. Give a new output_dir (--output-dir) to "
+                "continue the checkpoint there, or resume that run's own checkpoints."
+            )
         return resume_dir
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"output_dir: {str(output_dir)!r} exists and is not a folder.")

@@ -42,6 +42,34 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def drop_records_after(path: Path, step: int) -> int:
+    """Remove the records of steps after ``step`` from a metrics file (a resume redoes those steps
+    and logs them again); lines without a step (the configuration) stay. Rewritten atomically.
+
+    Returns:
+        The number of records removed (0 when the file does not exist).
+    """
+    from .checkpoint import write_text_atomic
+
+    if not path.is_file():
+        return 0
+    kept, removed = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a crash: not a record of a finished step
+            removed += 1
+            continue
+        logged = record.get("step") if isinstance(record, dict) else None
+        if isinstance(logged, int) and logged > step:
+            removed += 1
+            continue
+        kept.append(line if line.endswith("\n") else line + "\n")
+    if removed:
+        write_text_atomic(path, "".join(kept))
+    return removed
+
+
 class JSONLinesTracker(GeneralTracker):
     """Append logged metrics to ``<logging_dir>/metrics.jsonl`` (main process only).
 
