@@ -161,6 +161,8 @@ def read_config_file(path: str, what: str = "--config") -> dict[str, Any]:
         FileNotFoundError: no such file. ValueError: not a JSON object (naming the file).
     """
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise ValueError(f"{what}: {str(path)!r} is a folder; give a JSON file of settings.")
     if not file.is_file():
         raise FileNotFoundError(f"{what}: {str(path)!r} does not exist.")
     try:

@@ -165,3 +165,21 @@ def test_a_resumed_run_logs_each_step_once(corpus_dir, tmp_path):  # noqa: F811
     assert steps(tmp_path / "run")[-1] == 4  # the crash came before step 5 was logged
     train(tiny_run(corpus_dir, tmp_path / "run", resume_from=str(tmp_path / "run"), **settings))
     assert steps(tmp_path / "run") == steps(tmp_path / "whole") == list(range(1, 9))
+
+
+def test_resume_with_a_config_file_applies_it_or_refuses_it_never_ignores_it(trained_run, tmp_path, capsys):
+    """``--resume RUN --config FILE``: a budget in the file extends the run; a setting that changes
+    the trajectory (the learning rate) is refused, named; a folder given as the file is named as one."""
+    run = _copy(trained_run, tmp_path)
+    changed = tmp_path / "lr.json"
+    changed.write_text(json.dumps({"learning_rate": 5.0}))
+    assert cli_main(["--resume", str(run), "--config", str(changed)]) == 2
+    error = capsys.readouterr().err
+    assert "learning_rate: None -> 5.0" in error and "refused" in error
+    budget = tmp_path / "budget.json"
+    budget.write_text(json.dumps({"max_steps": 7}))
+    assert cli_main(["--resume", str(run), "--config", str(budget)]) == 0
+    assert json.loads((_latest(run) / "training_state.json").read_text())["progress"]["global_step"] == 7
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert cli_main(["--resume", str(run), "--config", str(tmp_path)]) == 2
+    assert "is a folder; give a JSON file" in capsys.readouterr().err

@@ -232,3 +232,32 @@ def test_load_checkpoint_repairs_a_folder_a_crash_left_aside(good, tmp_path):
     assert folder.is_dir() and not (tmp_path / ".best_model.old").exists()
     reference, _ = load_checkpoint(good)
     assert torch.equal(model.lm_head.bias, reference.lm_head.bias)
+
+
+def test_a_config_whose_timescales_disagree_with_the_saved_biases_says_which_wins(good, tmp_path, caplog):
+    """config.json edited to T=30|40 while the saved frozen biases hold T=3|4: from_pretrained warns
+    that the saved biases are used (oracle: they are: the model's timescales are 3|4); the strict
+    loader of the commands refuses the folder naming both files."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    def edit_config(folder):
+        config = json.loads((folder / "config.json").read_text())
+        config["timescale_schedules"][0] = {"type": "fixed", "values": [30.0, 40.0]}
+        (folder / "config.json").write_text(json.dumps(config))
+
+    folder = damaged(good, tmp_path, edit_config)
+    hf_logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            model = AutoModelForCausalLM.from_pretrained(folder)
+    finally:
+        hf_logging.disable_propagation()
+    assert "Layer 1: config.timescale_schedules[0]" in caplog.text and "The saved biases are used" in caplog.text
+    assert sorted(set(model.assigned_timescales()[0].round(decimals=6).tolist())) == [3.0, 4.0]
+    with pytest.raises(ValueError, match=r"config\.json.*model\.safetensors.*disagree: Layer 1"):
+        load_checkpoint(folder)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        AutoModelForCausalLM.from_pretrained(good)
+    assert "Layer 1" not in caplog.text  # the good folder agrees with itself

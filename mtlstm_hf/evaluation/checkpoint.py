@@ -250,7 +250,8 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
     Raises:
         ValueError: naming the weights file and the tensors: missing, unexpected or of
             another shape than the config implies, non-finite (NaN/inf; an infinite forget and input
-            gate bias pair of a layer with a timescale schedule is an assigned T = 0 or inf), or the file is
+            gate bias pair of a layer with a timescale schedule is an assigned T = 0 or inf), frozen
+            timescale biases other than ``config.timescale_schedules`` gives, or the file is
             truncated / not a safetensors file / a pickle that cannot be read safely.
     """
     register_auto_classes()
@@ -298,6 +299,12 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
     ]
     if non_finite:
         raise ValueError(f"{str(weights)!r} holds non-finite values (NaN or inf) in {', '.join(non_finite[:8])}.")
+    mismatches = model.timescale_mismatches() if hasattr(model, "timescale_mismatches") else []
+    if mismatches:
+        raise ValueError(
+            f"{str(folder / CONFIG_NAME)!r} and {str(weights)!r} disagree: {' '.join(mismatches)} Correct config.json "
+            "or save the model again."
+        )
     return model
 
 

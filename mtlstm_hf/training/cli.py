@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_argv(argv: Sequence[str] | None) -> TrainingConfig:
-    """The run's :class:`TrainingConfig`: the defaults (``--epochs`` 18), ``--config``'s file or
-    the resumed run's settings, then the options given. ``--clip 0``, ``--max-minutes 0`` and
+    """The run's :class:`TrainingConfig`: the defaults (``--epochs`` 18) or the resumed run's
+    settings, then ``--config``'s file, then the options given. ``--clip 0``, ``--max-minutes 0`` and
     ``--max-steps 0`` mean none.
 
     Raises:
@@ -91,8 +91,10 @@ def config_from_argv(argv: Sequence[str] | None) -> TrainingConfig:
             base["output_dir"] = str(checkpoint.parent.parent)  # the run folder, wherever it is now
     else:
         base = {"epochs": CLI_DEFAULT_EPOCHS}
-        if config_file is not None:
-            base.update(read_config_file(config_file))
+    if config_file is not None:
+        # On a resume too: the file's settings apply (a budget extends the run) or, where they would
+        # change the trajectory, the resume is refused naming them; they are never ignored.
+        base.update(read_config_file(config_file))
     base.update(given)
     return TrainingConfig.from_dict(base)
 

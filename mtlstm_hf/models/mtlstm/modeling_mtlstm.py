@@ -247,6 +247,43 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
 
 
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """``PreTrainedModel.from_pretrained``, then a warning naming every layer whose saved frozen
+        timescale biases disagree with ``config.timescale_schedules`` (:meth:`timescale_mismatches`):
+        the saved biases are the ones the model computes with; the config is not changed."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        for mismatch in model.timescale_mismatches():
+            logger.warning(mismatch + " The saved biases are used; correct config.json or save the model again.")
+        return loaded
+
+    def timescale_mismatches(self) -> list[str]:
+        """One sentence per layer whose frozen forget/input biases are not the ones its schedule in
+        ``config.timescale_schedules`` gives (a folder whose ``config.json`` was edited after saving,
+        or whose weights belong to another configuration); empty when they agree. Layers whose
+        schedule draws its timescales (chrono) or whose biases train are not checked."""
+        found = []
+        for module in self.base_model.modules():
+            if not isinstance(module, GateBiases) or "forget_gate" not in module.frozen_gates:
+                continue
+            schedule = self.config.timescale_schedules[module.layer_index]
+            expected = _timescales_set_by_the_config(schedule, module.forget_gate.shape[0])
+            if expected is None or module.forget_gate.is_meta:
+                continue
+            for gate, value in timescale_gate_biases(expected).items():
+                saved = getattr(module, gate).detach().cpu()
+                if not torch.equal(saved, value):
+                    held = timescale_from_forget_bias(module.forget_gate.detach().double().cpu())
+                    found.append(
+                        f"Layer {module.layer_index + 1}: config.timescale_schedules[{module.layer_index}] = {schedule} gives "
+                        f"timescales from {float(expected.min()):.4g} to {float(expected.max()):.4g} tokens, but the saved "
+                        f"frozen {gate} biases are others (their timescales from {float(held.min()):.4g} to "
+                        f"{float(held.max()):.4g})."
+                    )
+                    break
+        return found
+
     def assigned_timescales(self) -> list[torch.Tensor | None]:
         """Per layer, the timescales ``T = -1 / ln sigmoid(b_f)`` (in tokens) implied by the current
         forget biases, ``(H_l,)`` float64; ``None`` for layers with no timescale schedule.
