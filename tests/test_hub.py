@@ -58,35 +58,44 @@ EVAL_RESULTS = {
 }
 
 
+FIXED_LAYER_NOTE = "the schedule fixes the timescales (T = 3|4); they follow no distribution"
+
+
 def analysis_report(seed: int) -> dict:
-    """A small report in the format of ``mtlstm-analyze`` (figures drawn separately as fake PNGs)."""
-    timescale_layer = {
-        "layer": 1,
-        "cell_type": "lstm",
-        "summary": {"n_units": 6, "quantiles": {"0.5": 2.5, "1": 40.0}},
-        "fits": {"inverse_gamma": {"family": "inverse_gamma", "parameters": {"alpha": 1.6, "beta": 2.0}}},
-        "best_family": "inverse_gamma",
-    }
+    """A small report in the format of ``mtlstm-analyze`` (figures drawn separately as fake PNGs):
+    layer 1 has a fixed schedule, so the report says no fit applies (``fit_note``) although it
+    computed one; layer 2 has a fit."""
+    fits = lambda alpha, beta: {"inverse_gamma": {"family": "inverse_gamma", "parameters": {"alpha": alpha, "beta": beta}}}  # noqa: E731
+    layers = [
+        {"layer": 1, "cell_type": "lstm", "summary": {"n_units": 10, "quantiles": {"0.5": 3.0, "1": 4.0}},
+         "fits": fits(25.0, 80.0), "best_family": "gamma", "fit_note": FIXED_LAYER_NOTE},
+        {"layer": 2, "cell_type": "lstm", "summary": {"n_units": 6, "quantiles": {"0.5": 2.5, "1": 40.0}},
+         "fits": fits(1.6, 2.0), "best_family": "inverse_gamma", "fit_note": None},
+    ]  # fmt: skip
     return {
-        "format_version": 1,
+        "format_version": 2,
         "library": "mtlstm_hf",
         "checkpoint": "/home/alice/runs/mts/best_model",
         "split": "validation",
         "n_stream_tokens": 500,
         "seed": seed,
-        "analyses": {"timescales": {"layers": [timescale_layer]}},
+        "analyses": {"timescales": {"layers": layers}},
         "skipped": {"state_gradients": "not requested"},
         "figures": {"timescales_layer1": "figures/timescales_layer1.png", "mutual_information": "figures/mutual_information.png"},
     }
 
 
-def make_checkpoint(folder: Path, seed: int = 0, *, extras: bool = True) -> MTLSTMForCausalLM:
-    """A tiny checkpoint as training + evaluation + analysis leave it; returns the model."""
+def make_checkpoint(folder: Path, seed: int = 0, *, extras: bool = True, training: dict | None = None) -> MTLSTMForCausalLM:
+    """A tiny checkpoint as training + evaluation + analysis leave it; returns the model.
+    ``training``: fields replacing those of the recorded training config (trained on the embedded sample)."""
     model = tiny_model(seed)
     model.save_pretrained(folder)
     word_tokenizer_from_vocab(VOCAB).save_pretrained(folder)
     if extras:
-        training = {"data": None, "preset": "tiny", "optimizer": "awd", "bptt": 70, "seed": seed, "output_dir": "/home/alice/runs/mts"}
+        training = {
+            "data": None, "preset": "tiny", "optimizer": "awd", "bptt": 70, "eval_batch_size": 10, "seed": seed,
+            "output_dir": "/home/alice/runs/mts", **(training or {}),
+        }  # fmt: skip
         (folder / "training_config.json").write_text(json.dumps(training))
         (folder / "training_metrics.json").write_text(json.dumps({"val_perplexity": 123.5, "global_step": 40}))
         (folder / "eval_results.json").write_text(json.dumps(EVAL_RESULTS))
@@ -174,7 +183,8 @@ def test_push_then_pull_gives_identical_logits_with_pinned_revisions(hub: LocalH
 
 
 def test_model_card_metadata_parses_and_holds_the_metrics(hub: LocalHub, tmp_path: Path) -> None:
-    make_checkpoint(tmp_path / "ckpt")
+    # Trained and evaluated on a local copy of PTB, named as the Hub dataset it is a copy of.
+    make_checkpoint(tmp_path / "ckpt", training={"data": "/home/alice/data/penn"})
     push_checkpoint(tmp_path / "ckpt", REPO, dataset="ptb_text_only")
     card = ModelCard.load(REPO)  # downloaded README.md, parsed by huggingface_hub
     data = card.data
@@ -182,12 +192,15 @@ def test_model_card_metadata_parses_and_holds_the_metrics(hub: LocalHub, tmp_pat
     assert data.pipeline_tag == "text-generation"
     assert data.license == "bsd-3-clause"
     assert {"lstm", "multi-timescale", "custom_code"} <= set(data.tags)
-    assert data.datasets == ["ptb_text_only"]
+    assert data.datasets == ["ptb_text_only"] and data.language == "en"
     metrics = {result.metric_name: result for result in data.eval_results}
-    assert metrics["Test perplexity"].metric_value == 88.5
-    assert metrics["Test perplexity, word frequency >=10K"].metric_value == 6.5
-    assert metrics["Test perplexity, word frequency 100-1K"].metric_value == 170.25
-    assert metrics["Validation perplexity"].metric_value == 123.5
+    assert metrics["Test perplexity (eval batch size 1)"].metric_value == 88.5
+    assert metrics["Test perplexity, word frequency >=10K (eval batch size 1)"].metric_value == 6.5
+    assert metrics["Test perplexity, word frequency 100-1K (eval batch size 1)"].metric_value == 170.25
+    assert metrics["Validation perplexity (eval batch size 10)"].metric_value == 123.5
+    assert metrics["Validation perplexity (eval batch size 10)"].dataset_split == "validation"
+    assert metrics["Test perplexity (eval batch size 1)"].dataset_split == "test"
+    assert metrics["Test perplexity (eval batch size 1)"].metric_args["eval_batch_size"] == 1
     assert not any("<100" in name for name in metrics)  # the empty bin has no number to publish
     for result in data.eval_results:  # entries lacking one of these are dropped by the Hub tools
         assert result.task_type and result.dataset_type == "ptb_text_only" and result.metric_type == "perplexity"
@@ -200,10 +213,13 @@ def test_model_card_metadata_parses_and_holds_the_metrics(hub: LocalHub, tmp_pat
     assert "| 1 | 10 | lstm | fixed (values=3, 4) | min 3, median 3, max 4 | forget_input |" in readme
     assert "![Timescales: timescales_layer1](analysis/figures/timescales_layer1.png)" in readme
     assert "![mutual_information](analysis/figures/mutual_information.png)" in readme
-    assert "| 2 | 2.5 | 40 | inverse_gamma | 1.6 |" in readme  # estimated timescales of the report
-    assert "| test | 100-1K | 170.2 | 1000 |" in readme and "| test | <100 | - | 0 |" in readme
+    # Estimated timescales of the report; a fit only where the report says one applies.
+    assert f"| 1 | 3 | 4 | - | no fit: {FIXED_LAYER_NOTE.replace('|', chr(92) + '|')} |" in readme
+    assert "| 2 | 2.5 | 40 | inverse_gamma | alpha 1.6, beta 2 |" in readme
+    assert "| test | 100-1K | 170.2 | 1000 | 1 |" in readme and "| test | <100 | - | 0 | 1 |" in readme
+    assert "| validation | all words | 123.5 | - | 10 |" in readme
     assert "| `bptt` | `70` |" in readme and "output_dir" not in readme
-    assert "trust_remote_code=True" in readme and 'revision = "<commit id>"' in readme
+    assert "trust_remote_code=True" in readme
     for citation in ("2009.12727", "State gradients for analyzing memory", "1805.03716"):
         assert citation in readme
     assert "/home/alice" not in readme and b"/home/alice" not in hub.files(REPO)["eval_results.json"]

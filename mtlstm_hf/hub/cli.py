@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", metavar="DIR", type=Path, default=None, help="write the folder that would be uploaded to DIR; upload nothing")
     parser.add_argument("--analysis", metavar="DIR", type=Path, default=None, help="analysis report folder (default: CHECKPOINT/analysis if present)")
     parser.add_argument("--eval-results", metavar="FILE", type=Path, default=None, help="JSON of `mtlstm-eval --output` (default: CHECKPOINT/eval_results.json if present)")
-    parser.add_argument("--dataset", default=None, help="Hub dataset id to name in the model card")
+    parser.add_argument("--dataset", default=None, help="the Hub dataset the local training corpus is a copy of (e.g. ptb_text_only), named in the card's metadata; a Hub dataset the run read is named by itself, the embedded WikiText-2 sample by nothing")
+    parser.add_argument("--dataset-config", default=None, help="that Hub dataset's configuration (e.g. wikitext-2-raw-v1)")
+    parser.add_argument("--language", default=None, help="ISO 639-1 language code for the card (default: the corpus's, when it is a known one)")
     parser.add_argument("--license", default=None, help="license id for the model card (default: mtlstm_hf.hub.DEFAULT_LICENSE, the library's)")
     add_threads_option(parser)
     return parser
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             analysis_dir=args.analysis,
             eval_results=args.eval_results,
             dataset=args.dataset,
+            dataset_config=args.dataset_config,
+            language=args.language,
             license=args.license or DEFAULT_LICENSE,
         )
     except HubUploadError as error:

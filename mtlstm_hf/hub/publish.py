@@ -8,7 +8,8 @@ failure never leaves half-written local state:
    vocabulary mismatch), the optional evaluation results and analysis report.
 2. **Stage** the exact repository content in a temporary folder: ``model.save_pretrained``
    (``model.safetensors``, ``config.json``, ``generation_config.json`` and the remote-code
-   ``.py`` files, which ``register_for_auto_class`` makes it copy), ``tokenizer.save_pretrained``,
+   ``.py`` files, which ``register_for_auto_class`` makes it copy), the tokenizer (without the
+   keys of this session's loading: :func:`mtlstm_hf.data.tokenizer_files.save_tokenizer`),
    ``training_config.json`` / ``training_metrics.json`` / ``eval_results.json`` when known (local
    paths cut to folder names), the analysis report under ``analysis/`` and the generated model
    card as ``README.md``. Weights are always re-serialised as safetensors from the validated
@@ -23,6 +24,10 @@ was found: passed in, ``HF_TOKEN``, or the stored login (``hf auth login``, the 
 ``HF_TOKEN_PATH``, by default under ``HF_HOME``), resolved by ``huggingface_hub`` itself
 (:func:`huggingface_hub.utils.get_token_to_send`). An error whose text shows the token is not
 chained to the new one, so no traceback shows it either.
+
+Symbolic links in the checkpoint and analysis folders are never followed (what one points to
+may be anywhere, a token file included): they are listed as skipped, and an analysis folder or
+``report.json`` that is one is refused.
 
 A folder given as ``checkpoint_dir`` that a crashed training run left hidden (``.NAME.old``
 beside a missing ``NAME``, see :mod:`mtlstm_hf.training.checkpoint`) is moved back first.
@@ -47,8 +52,10 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import get_token_to_send, validate_repo_id
 from transformers import GenerationConfig
 
+from ..data.tokenizer_files import save_tokenizer
 from ..evaluation.checkpoint import load_checkpoint, to_json_compatible
 from ..training.checkpoint import repair_interrupted_replacement
+from ..training.tracking import logged_test_perplexity
 from .model_card import DEFAULT_LICENSE, build_model_card, public_value
 
 __all__ = [
@@ -183,13 +190,22 @@ def _analysis_report(analysis_dir: PathOrStr | None, checkpoint: Path) -> tuple[
 
     Checked with the analysis package's own loader (a folder of ``mtlstm-analyze``, with a
     ``report.json`` of a known ``format_version``), so that what is published can be read back.
+    Symbolic links are not followed: ``checkpoint/analysis`` or ``report.json`` being one is
+    refused (``ValueError``); other links in the folder are left out (listed as skipped).
     """
     if analysis_dir is None:
         folder = checkpoint / ANALYSIS_DIRNAME
+        if folder.is_symlink():
+            raise ValueError(
+                f"{str(folder)!r} is a symbolic link; publishing follows no links (what one points to may be "
+                "anywhere): give the folder it points to with --analysis / analysis_dir"
+            )
         if not folder.exists():
             return None
     else:
         folder = Path(analysis_dir).expanduser()
+    if folder.is_dir() and REPORT_FILENAME in _walk(folder)[1]:
+        raise ValueError(f"{str(folder / REPORT_FILENAME)!r} is a symbolic link; publishing follows no links: copy the report there")
     from ..analysis.report import load_report  # the analysis package is heavy: imported only when needed
 
     return folder, load_report(folder)
@@ -213,9 +229,26 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(to_json_compatible(value), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
+def _walk(folder: Path) -> tuple[list[str], list[str]]:
+    """``(files, links)`` under ``folder``: its regular files and its symbolic links (to files or
+    folders), as sorted POSIX paths relative to it (= repository paths). Links are not followed:
+    what one points to may be anywhere (a token file, another run)."""
+    files, links = [], []
+    for root, dirs, names in os.walk(folder):  # followlinks=False: a linked folder is not entered
+        base = Path(root)
+        for name in dirs + names:
+            path = base / name
+            relative = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                links.append(relative)
+            elif name in names and path.is_file():
+                files.append(relative)
+    return sorted(files), sorted(links)
+
+
 def _relative_files(folder: Path) -> list[str]:
-    """Every file under ``folder``, as sorted POSIX paths relative to it (= repository paths)."""
-    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    """Every regular file under ``folder`` (symbolic links left out), as sorted repository paths."""
+    return _walk(folder)[0]
 
 
 def _check_remote_code(staging: Path) -> None:
@@ -242,6 +275,8 @@ def _stage(
     eval_results: dict[str, Any] | None,
     license: str,  # noqa: A002
     dataset: str | None,
+    dataset_config: str | None,
+    language: str | None,
 ) -> list[str]:
     """Write the repository content into ``staging``; returns the skipped checkpoint files."""
     model, tokenizer = load_checkpoint(checkpoint)  # the validation: clear errors on bad folders
@@ -249,10 +284,11 @@ def _stage(
     if not (staging / "generation_config.json").is_file():
         GenerationConfig.from_model_config(model.config).save_pretrained(staging)
     _check_remote_code(staging)
-    tokenizer.save_pretrained(staging)
+    save_tokenizer(tokenizer, staging)  # without the keys of this session's loading (is_local...)
 
     training_config = _optional_json(checkpoint, TRAINING_CONFIG_FILENAME)
     training_metrics = _optional_json(checkpoint, TRAINING_METRICS_FILENAME)
+    run_test = logged_test_perplexity(checkpoint) if training_metrics is not None else None
     for name, value in (
         (TRAINING_CONFIG_FILENAME, training_config),
         (TRAINING_METRICS_FILENAME, training_metrics),
@@ -261,10 +297,12 @@ def _stage(
         if value is not None:
             _write_json(staging / name, public_value(value))
 
-    report, figures = None, []
+    report, figures, links = None, [], []
     if analysis is not None:
         folder, report = analysis
-        for relative in _relative_files(folder):
+        files, links = _walk(folder)
+        links = [f"{ANALYSIS_DIRNAME}/{relative}" for relative in links]
+        for relative in files:
             if Path(relative).suffix.lower() in REPORT_SUFFIXES:
                 target = staging / ANALYSIS_DIRNAME / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -280,15 +318,19 @@ def _stage(
         training_config=training_config,
         training_metrics=training_metrics,
         eval_results=eval_results,
+        logged_test_perplexity=run_test,
         report=report,
         figures=figures,
         dataset=dataset,
+        dataset_config=dataset_config,
+        language=language,
     )
     card.save(staging / CARD_FILENAME)
 
     # Same relative names in both folders (the checkpoint's analysis/ is published as analysis/).
     published = set(_relative_files(staging))
-    return [name for name in _relative_files(checkpoint) if name not in published]
+    files, checkpoint_links = _walk(checkpoint)
+    return sorted({name for name in files + checkpoint_links if name not in published} | set(links))
 
 
 @contextmanager
@@ -388,6 +430,8 @@ def push_checkpoint(
     analysis_dir: PathOrStr | None = None,
     eval_results: PathOrStr | Mapping[str, Any] | None = None,
     dataset: str | None = None,
+    dataset_config: str | None = None,
+    language: str | None = None,
     license: str = DEFAULT_LICENSE,  # noqa: A002 - the metadata field's name
 ) -> PushResult:
     """Publish a checkpoint folder to the Hub in one commit (or write that commit's folder: dry run).
@@ -408,8 +452,11 @@ def push_checkpoint(
         eval_results: evaluation result (dict or JSON file from ``mtlstm-eval --output``); default
             ``checkpoint_dir/eval_results.json`` when it exists. Fills the card's evaluation table
             and ``model-index``.
-        dataset: Hub dataset id to name in the card, overriding what the training config and the
-            evaluation say.
+        dataset: the Hub dataset that the local training / evaluation corpus is a copy of (the
+            card names it in ``datasets:`` and the ``model-index``); a Hub dataset the run read
+            keeps its own id, and a run on the embedded WikiText-2 sample cannot be renamed.
+        dataset_config: that Hub dataset's configuration (e.g. ``wikitext-2-raw-v1``).
+        language: ISO 639-1 code for the metadata (default: the corpus's when it is a known one).
         license: license id for the card metadata.
 
     Returns:
@@ -442,7 +489,10 @@ def push_checkpoint(
     # A dry run stages next to its destination, so that the final step is one rename.
     staging_parent = None if dry_run_folder is None else dry_run_folder.parent
     with _staging_folder(staging_parent) as staging:
-        skipped = _stage(staging, checkpoint, repo_id, branch, analysis=analysis, eval_results=evaluation, license=license, dataset=dataset)
+        skipped = _stage(
+            staging, checkpoint, repo_id, branch, analysis=analysis, eval_results=evaluation, license=license,
+            dataset=dataset, dataset_config=dataset_config, language=language,
+        )  # fmt: skip
         files = _relative_files(staging)
         if dry_run_folder is not None:
             if dry_run_folder.exists():

@@ -25,7 +25,10 @@ _EXPORTS = {
     "repair_interrupted_replacement": ".checkpoint",
     "resolve_checkpoint": ".checkpoint",
     "training_corpus": ".checkpoint",
+    "BOOKKEEPING_FIELDS": ".config",
+    "DEFAULT_LEARNING_RATES": ".config",
     "MODEL_PRESETS": ".config",
+    "OPTIMIZER_ONLY_FIELDS": ".config",
     "OPTIMIZERS": ".config",
     "TrainingConfig": ".config",
     "LanguageModelTrainer": ".loop",
@@ -42,6 +45,7 @@ _EXPORTS = {
     "nonmonotone_trigger": ".state",
     "perplexity": ".state",
     "JSONLinesTracker": ".tracking",
+    "logged_test_perplexity": ".tracking",
     "read_metrics": ".tracking",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

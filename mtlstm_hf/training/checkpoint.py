@@ -48,6 +48,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..data.tokenizer_files import save_tokenizer
+
 CHECKPOINT_FORMAT = "mtlstm_hf.training.checkpoint/3"
 """Value of ``format`` in ``training_state.json``: how we recognise our own checkpoints."""
 
@@ -677,7 +679,7 @@ def _write_checkpoint(trainer: Any, checkpoints_dir: Path, being_written: list[P
         model = trainer.unwrapped_model
         custom_object_save(model, str(tmp_dir), config=model.config)
         model.config.save_pretrained(str(tmp_dir))
-        trainer.tokenizer.save_pretrained(str(tmp_dir))
+        save_tokenizer(trainer.tokenizer, tmp_dir)
         trainer.config.to_json_file(tmp_dir / TRAINING_CONFIG_FILENAME)
         from dataclasses import asdict
 
@@ -707,7 +709,7 @@ def save_best_model(trainer: Any, model: Any, metrics: dict[str, Any]) -> None:
         def build(folder: Path) -> None:
             with no_transformers_progress_bar():
                 model.save_pretrained(str(folder))
-            trainer.tokenizer.save_pretrained(str(folder))
+            save_tokenizer(trainer.tokenizer, folder)
             trainer.config.to_json_file(folder / TRAINING_CONFIG_FILENAME)
             write_json_atomic(folder / "training_metrics.json", metrics)
 

@@ -47,6 +47,20 @@ tracker (through ``accelerate``; the package must be installed) plus the JSON-li
 ``none``."""
 
 DEFAULT_LEARNING_RATES: dict[str, float] = {"awd": 30.0, "adamw": 1e-3}
+"""The learning rate of each optimizer when ``learning_rate`` is ``None``."""
+
+OPTIMIZER_ONLY_FIELDS: dict[str, frozenset[str]] = {
+    "awd": frozenset({"nonmono", "use_asgd", "replay_reference_loop"}),
+    "adamw": frozenset({"lr_scheduler", "warmup_steps", "adam_beta1", "adam_beta2", "adam_epsilon"}),
+}
+"""Fields that only one optimizer reads (``build_optimizer``): a run with the other one ignores them."""
+
+BOOKKEEPING_FIELDS: frozenset[str] = frozenset(
+    {"output_dir", "overwrite_output_dir", "resume_from", "save_every_steps", "save_every_epochs",
+     "keep_checkpoints", "log_every_steps", "tracker", "progress_bar", "cpu", "evaluate_test"}
+)  # fmt: skip
+"""Fields about where a run writes and how it logs, not about the model it trains (published
+model cards leave them out)."""
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = MODEL_CONFIG_PRESETS
 """Model architectures by name, for :attr:`TrainingConfig.preset`. Each is a dict of

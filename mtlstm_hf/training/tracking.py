@@ -150,3 +150,44 @@ class TrainingMeter:
         }
         self._reset()
         return metrics
+
+
+def logged_test_perplexity(best_model_dir: str | Path) -> float | None:
+    """The test perplexity that the end of a training run measured for the weights in ``best_model_dir``.
+
+    ``best_model/`` records its validation (``training_metrics.json``) but not the test score the
+    run took of it at the end (``evaluate_test``); that is in the run's log,
+    ``<run>/logs/metrics.jsonl`` (``test/perplexity``). The logged test belongs to these weights
+    when the log also holds their validation (an ``eval/loss`` record at their ``global_step`` with
+    their ``val_loss``) at or before the test's step: a later best model (a resumed run that saved
+    one and stopped before its test) or a folder copied elsewhere gets ``None``.
+
+    Args:
+        best_model_dir: a ``best_model/`` folder inside a run folder.
+
+    Returns:
+        The perplexity, or ``None`` when it cannot be attributed to these weights (no run log
+        beside the folder, no test in it, another best model's test, an unreadable file).
+    """
+    from .checkpoint import BEST_MODEL_DIRNAME, LOGS_DIRNAME
+
+    folder = Path(best_model_dir)
+    log = folder.parent / LOGS_DIRNAME / METRICS_FILENAME
+    if folder.name != BEST_MODEL_DIRNAME or not log.is_file():
+        return None
+    try:
+        saved = json.loads((folder / "training_metrics.json").read_text(encoding="utf-8"))
+        records = read_metrics(log)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(saved, dict) or not all(isinstance(record, dict) for record in records):
+        return None
+    step, val_loss = saved.get("global_step"), saved.get("val_loss")
+    tests = [record for record in records if isinstance(record.get("test/perplexity"), (int, float))]
+    if not tests or not isinstance(step, int) or not isinstance(val_loss, (int, float)):
+        return None
+    test = tests[-1]
+    validated = any(record.get("step") == step and record.get("eval/loss") == val_loss for record in records)
+    if not validated or not isinstance(test.get("step"), int) or test["step"] < step:
+        return None
+    return float(test["test/perplexity"])
