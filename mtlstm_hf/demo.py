@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .command_line import add_threads_option, apply_threads
+from .weight_digests import record_weight_digests
 from .models.mtlstm.presets import PRESETS
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     print(timescale_summary(model))
 
     model.save_pretrained(args.output_dir)
+    record_weight_digests(args.output_dir)  # checked when the library's commands read the folder
     reloaded = AutoModelForCausalLM.from_pretrained(args.output_dir).eval()
     tokens = torch.randint(0, model.config.vocab_size, (2, 16))
     with torch.inference_mode():

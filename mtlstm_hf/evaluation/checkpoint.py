@@ -63,6 +63,7 @@ from transformers.utils import (
 from .. import register_auto_classes
 from ..devices import UnavailableDeviceError, float32_precision, resolve_device  # noqa: F401 (UnavailableDeviceError: public here too)
 from ..progress import no_transformers_progress_bar
+from ..weight_digests import verify_weight_digests
 from ..data import canonical_split, check_vocabulary_fingerprint, load_corpus, split_to_stream, unknown_word_id
 from .bootstrap import paired_block_bootstrap
 from .json_values import to_json_compatible  # noqa: F401 (public here: evaluation results as strict JSON)
@@ -248,6 +249,8 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
     classes (``trust_remote_code=False``): loading runs no code from the folder.
 
     Raises:
+        WeightDigestError: (a ``ValueError``) a file recorded in the folder's ``weights_sha256.json``
+            is missing or is not the file that was written (:mod:`mtlstm_hf.weight_digests`).
         ValueError: naming the weights file and the tensors: missing, unexpected or of
             another shape than the config implies, non-finite (NaN/inf; an infinite forget and input
             gate bias pair of a layer with a timescale schedule is an assigned T = 0 or inf), frozen
@@ -256,6 +259,7 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
     """
     register_auto_classes()
     folder = Path(folder)
+    verify_weight_digests(folder)  # a damaged file can stay finite: checked against its record first
     weights = next((folder / name for name in _WEIGHT_FILES if (folder / name).is_file()), folder)
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=False)

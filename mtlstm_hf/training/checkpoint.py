@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.tokenizer_files import save_tokenizer
+from ..weight_digests import WeightDigestError, record_weight_digests, verify_weight_digests
 
 CHECKPOINT_FORMAT = "mtlstm_hf.training.checkpoint/3"
 """Value of ``format`` in ``training_state.json``: how we recognise our own checkpoints."""
@@ -580,8 +581,9 @@ def load_checkpoint(trainer: Any, checkpoint_dir: Path) -> None:
     parameters, optimizer, registered objects and every RNG.
 
     Raises:
-        ValueError: the checkpoint's files cannot be read (without running code) or do not fit the
-            model (:func:`verify_checkpoint_weights`, :func:`verify_resume_files`).
+        ValueError: the checkpoint's files cannot be read (without running code), are not the files
+            that were written (``weights_sha256.json``: :mod:`mtlstm_hf.weight_digests`) or do
+            not fit the model (:func:`verify_checkpoint_weights`, :func:`verify_resume_files`).
     """
     import torch
 
@@ -589,6 +591,10 @@ def load_checkpoint(trainer: Any, checkpoint_dir: Path) -> None:
     from .state import TrainingProgress
 
     accelerator = trainer.accelerator
+    try:
+        verify_weight_digests(checkpoint_dir)  # a damaged file can stay readable: checked against its record
+    except WeightDigestError as error:
+        raise ValueError(f"resume_from: {error}; or resume from another checkpoint.") from None
     verify_checkpoint_weights(trainer.unwrapped_model, checkpoint_dir)
     verify_resume_files(
         checkpoint_dir, accelerator.process_index, len(trainer.checkpointed_objects), accelerator.scaler is not None
@@ -673,6 +679,7 @@ def _write_checkpoint(trainer: Any, checkpoints_dir: Path, being_written: list[P
     accelerator.wait_for_everyone()
     final = checkpoints_dir / name
     if accelerator.is_main_process:
+        record_weight_digests(tmp_dir)  # every process's files are written: the weights, optimizer, RNG states
         # The modelling files too, as save_pretrained copies them (this also writes the model
         # class into the config's auto_map): every folder a run writes loads with
         # AutoModelForCausalLM, with the package or with trust_remote_code=True.
@@ -709,6 +716,7 @@ def save_best_model(trainer: Any, model: Any, metrics: dict[str, Any]) -> None:
         def build(folder: Path) -> None:
             with no_transformers_progress_bar():
                 model.save_pretrained(str(folder))
+            record_weight_digests(folder)
             save_tokenizer(trainer.tokenizer, folder)
             trainer.config.to_json_file(folder / TRAINING_CONFIG_FILENAME)
             write_json_atomic(folder / "training_metrics.json", metrics)
