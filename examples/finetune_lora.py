@@ -4,8 +4,10 @@ Adapters go on every weight: the embedding and the output layer (as modules) and
 and recurrent weights of every LSTM layer (``weight_ih``, ``weight_hh``: parameters of one
 module, which PEFT reaches through ``target_parameters``; ``target_modules="all-linear"``
 finds only the output layer). The base weights and the frozen timescale biases do not
-move. The adapter is saved in ``--output-dir``; with ``--merge`` the merged model (a plain
-``MTLSTMForCausalLM`` + tokenizer) is saved in ``--output-dir/merged``.
+move. The adapter is saved in ``--output-dir`` with :func:`mtlstm_hf.adapters.save_adapter` (it
+reloads as trained, tied pair included, and :func:`mtlstm_hf.adapters.load_adapter` refuses a
+base of another vocabulary); with ``--merge`` the merged model (a plain ``MTLSTMForCausalLM`` +
+tokenizer) is saved in ``--output-dir/merged``.
 
 A model with tied input/output embeddings is untied first when ``--merge`` is given: PEFT
 (0.21) adds the delta of a tied adapter pair to the shared matrix twice when merging
@@ -26,6 +28,8 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model
+
+from mtlstm_hf.adapters import save_adapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from finetune_trainer import argument_parser, finetune_from_arguments  # noqa: E402
@@ -73,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         adapted.print_trainable_parameters()
         return adapted
 
-    trainer = finetune_from_arguments(args, prepare_model=with_adapters)  # saves the adapter
+    trainer = finetune_from_arguments(args, prepare_model=with_adapters)
+    save_adapter(trainer.model, args.output_dir)  # over the Trainer's save: reloads as trained, onto its vocabulary only
     if args.merge:
         merged_dir = Path(args.output_dir) / "merged"
         trainer.model.merge_and_unload().save_pretrained(merged_dir)

@@ -9,6 +9,7 @@ so no adapter and no optimiser can reach them.
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -216,3 +217,81 @@ def test_lora_example_trains_saves_and_merges(tmp_path, _fresh_accelerate_state)
     for name in ("model.layers.0.gate_biases.forget_gate", "model.layers.0.gate_biases.input_gate", "lm_head.bias"):
         assert torch.equal(base_state[name], merged_state[name]), name
     assert (out / "merged" / "tokenizer.json").is_file()
+    assert json.loads((out / "mtlstm_adapter.json").read_text())["vocab_size"] == base.config.vocab_size  # saved by save_adapter
+
+
+# --- saving and reloading (issue 24, item 10) ----------------------------------------------------
+
+
+WORDS = "sha256:" + "0" * 64  # the vocabulary fingerprint of the base the adapters train on
+
+
+def _trained_tied_adapter(steps: int = 5):
+    """The README's recipe on a tied base: one adapter for the shared matrix, the recurrent
+    weights by target_parameters; trained a few Adam steps on random text."""
+    plain = base_model(vocab_fingerprint=WORDS)
+    adapted = peft.get_peft_model(
+        copy.deepcopy(plain),
+        peft.LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=["embeddings", "lm_head"], target_parameters=["weight_ih", "weight_hh"],
+                        task_type="CAUSAL_LM", ensure_weight_tying=True),
+    )  # fmt: skip
+    optimizer = torch.optim.Adam([p for p in adapted.parameters() if p.requires_grad], lr=5e-2)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        ids = torch.randint(0, 37, (4, 8), generator=generator)
+        adapted(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return plain, adapted.eval()
+
+
+def test_a_tied_adapter_saved_with_save_adapter_reloads_as_trained(tmp_path):
+    """PEFT 0.21 saves a tied adapter without lm_head in target_modules and its reload drops the
+    output layer's adapter (GPT-2 the same); save_adapter's folder reloads bit for bit, through
+    PEFT itself and through load_adapter, and the pair is tied again."""
+    from mtlstm_hf.adapters import load_adapter, save_adapter
+
+    plain, adapted = _trained_tied_adapter()
+    ids = torch.randint(0, 37, (2, 9))
+    with torch.no_grad():
+        trained, before = adapted(input_ids=ids).logits, plain(ids).logits
+    assert (trained - before).abs().max() > 1e-2  # the adapter changed the function
+    save_adapter(adapted, tmp_path / "adapter")
+    assert "lm_head" in json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["target_modules"]
+    for reloaded in (
+        peft.PeftModel.from_pretrained(base_model(vocab_fingerprint=WORDS), tmp_path / "adapter").eval(),
+        load_adapter(base_model(vocab_fingerprint=WORDS), tmp_path / "adapter").eval(),
+    ):
+        with torch.no_grad():
+            assert torch.equal(reloaded(input_ids=ids).logits, trained)
+        head, embeddings = reloaded.base_model.model.lm_head, reloaded.base_model.model.model.embeddings
+        assert head.lora_A["default"].weight.data_ptr() == embeddings.lora_embedding_B["default"].data_ptr()
+
+
+def test_an_adapter_is_refused_on_a_base_of_another_vocabulary(tmp_path):
+    from mtlstm_hf.adapters import load_adapter, save_adapter
+
+    _, adapted = _trained_tied_adapter(steps=1)
+    save_adapter(adapted, tmp_path / "adapter")
+    other_words = base_model(vocab_fingerprint="sha256:" + "1" * 64)
+    with pytest.raises(ValueError, match="vocab_fingerprint .*this base has vocab_size 37 and vocab_fingerprint 'sha256:1111"):
+        load_adapter(other_words, tmp_path / "adapter")
+    with pytest.raises(ValueError, match="vocab_size 37 .*this base has vocab_size 40"):
+        load_adapter(base_model(vocab_size=40, vocab_fingerprint=WORDS), tmp_path / "adapter")
+    (tmp_path / "adapter" / "mtlstm_adapter.json").unlink()  # saved by PEFT alone: loads, with a warning
+    with pytest.warns(UserWarning, match="cannot be checked"):
+        load_adapter(base_model(vocab_fingerprint=WORDS), tmp_path / "adapter")
+
+
+def test_a_truncated_adapter_file_is_named(tmp_path):
+    from mtlstm_hf.adapters import load_adapter, save_adapter
+
+    _, adapted = _trained_tied_adapter(steps=1)
+    save_adapter(adapted, tmp_path / "adapter")
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"adapter_model\.safetensors' is not the file that was written"):
+        load_adapter(base_model(vocab_fingerprint=WORDS), tmp_path / "adapter")
+    (tmp_path / "adapter" / "weights_sha256.json").unlink()
+    with pytest.raises(ValueError, match=r"adapter_model\.safetensors' is not a readable safetensors file"):
+        load_adapter(base_model(vocab_fingerprint=WORDS), tmp_path / "adapter")
