@@ -19,7 +19,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["mtlstm_hf", "mtlstm_hf.*"]),
     include_package_data=True,
-    package_data={"mtlstm_hf": ["data/wikitext2_sample/*", "evaluation/metrics/*/*", "analysis/README.md"]},
+    package_data={"mtlstm_hf": ["py.typed", "data/wikitext2_sample/*", "evaluation/metrics/*/*", "analysis/README.md"]},
     install_requires=[
         "torch>=2.2",
         "transformers>=5.10,<6",  # 5.10: remote code with nested relative imports

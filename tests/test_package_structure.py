@@ -56,3 +56,23 @@ def test_matplotlib_is_a_dependency_so_the_analyses_draw_their_figures():
     keywords = {keyword.arg: keyword.value for keyword in call.keywords}
     requires = [element.value for element in keywords["install_requires"].elts]
     assert any(requirement.split(">")[0].split("=")[0] == "matplotlib" for requirement in requires), requires
+
+
+def test_license_citation_and_typing_marker_ship_with_the_package():
+    """LICENSE holds the license setup.py declares; CITATION.cff names the software and the three
+    papers of the model card's BibTeX (the oracle: their titles); py.typed is package data."""
+    import re
+
+    import yaml
+
+    from mtlstm_hf.hub.model_card import CITATIONS
+
+    root = PACKAGE.parent
+    declared = re.search(r'license="([^"]+)"', (root / "setup.py").read_text(encoding="utf-8")).group(1)
+    assert declared == "BSD-3-Clause" and (root / "LICENSE").read_text(encoding="utf-8").startswith("BSD 3-Clause License")
+    citation = yaml.safe_load((root / "CITATION.cff").read_text(encoding="utf-8"))
+    assert citation["cff-version"] == "1.2.0" and citation["license"] == declared
+    titles = {reference["title"] for reference in citation["references"]}
+    bibtex_titles = {re.search(r"title\s*=\s*\{(.*)\},", entry).group(1).replace("{", "").replace("}", "") for entry in CITATIONS.values()}
+    assert titles == bibtex_titles
+    assert (PACKAGE / "py.typed").is_file() and '"py.typed"' in (root / "setup.py").read_text(encoding="utf-8")
