@@ -65,6 +65,21 @@ def check_threads(threads: Any) -> int | None:
     return threads
 
 
+SEED_LIMIT = 2**32
+"""Seeds are integers in ``[0, 2**32)``: what numpy's global seed (``transformers.set_seed``) takes."""
+
+
+def check_seed(seed: Any, field: str = "seed") -> int:
+    """``seed`` if it is an integer in ``[0, 2**32)`` (:data:`SEED_LIMIT`).
+
+    Raises:
+        ValueError: naming ``field``, the value and what is allowed.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"{field} must be an integer from 0 to 2**32 - 1 = {SEED_LIMIT - 1}, got {seed!r}.")
+    return seed
+
+
 def apply_threads(threads: int | None) -> None:
     """Set torch's intra-op threads to ``threads`` (``None``: leave torch's default). Imports torch.
 

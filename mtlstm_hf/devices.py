@@ -42,11 +42,13 @@ def default_device_name() -> str:
 
 def resolve_device(device: Any = None) -> Any:
     """``device`` as a ``torch.device`` that exists on this machine; ``None`` gives
-    :func:`default_device_name`.
+    :func:`default_device_name`. Every accelerator type is probed, not only CUDA: ``mps``,
+    ``xpu`` and the others must be available here (``torch.<type>.is_available()``), and an index
+    must be below their device count.
 
     Raises:
         ValueError: ``device`` is not a torch device name.
-        UnavailableDeviceError: a CUDA device this machine does not have.
+        UnavailableDeviceError: a device this machine does not have.
     """
     import torch
 
@@ -56,11 +58,26 @@ def resolve_device(device: Any = None) -> Any:
         device = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1'): {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UnavailableDeviceError(f"device {str(device)!r}: CUDA is not available on this machine; use 'cpu'.")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UnavailableDeviceError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    if device.type not in ("cpu", "meta"):  # meta: no data, on every machine (tests emulate a GPU with it)
+        _check_available(device)
     return device
+
+
+def _check_available(device: Any) -> None:
+    """Raise :class:`UnavailableDeviceError` unless the accelerator ``device`` (not the CPU) exists here."""
+    import torch
+
+    backend = getattr(torch, device.type, None)  # torch.cuda, torch.mps, torch.xpu, ...
+    is_available = getattr(backend, "is_available", None)
+    name = "CUDA" if device.type == "cuda" else device.type
+    here = f"use {' or '.join(repr(choice) for choice in dict.fromkeys([default_device_name(), 'cpu']))}"
+    if not callable(is_available) or not is_available():
+        raise UnavailableDeviceError(f"device {str(device)!r}: {name} is not available on this machine; {here}.")
+    count = getattr(backend, "device_count", None)
+    if device.index is not None and callable(count) and device.index >= count():
+        raise UnavailableDeviceError(
+            f"device {str(device)!r}: this machine has {count()} {name} device(s) (from index 0); {here}."
+        )
 
 
 def check_float32_precision(value: Any, field: str = "matmul_precision") -> str:

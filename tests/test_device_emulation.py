@@ -64,7 +64,7 @@ def checkpoint(tmp_path_factory):
     corpus, model_dir = corpus_and_saved_model(tmp_path_factory.mktemp("emulated"))
     model, tokenizer = load_checkpoint(model_dir, device="cpu")
     split, names, streams = split_streams(load_corpus(str(corpus)), tokenizer, "valid", ["train"])
-    return model, tokenizer, streams[split], [streams[name] for name in names]
+    return model, tokenizer, streams["scored"], [streams[name] for name in names]
 
 
 @pytest.mark.parametrize("analysis", ANALYSES)

@@ -1,4 +1,4 @@
-"""The package's structure rules (DEVELOPERS.md, issue 14): no module imports a private name
+"""The package's structure rules: no module imports a private name
 (leading underscore) from another package of mtlstm_hf, and the model does not depend on the
 tool packages. Oracle: the import statements (ast)."""
 
@@ -76,3 +76,42 @@ def test_license_citation_and_typing_marker_ship_with_the_package():
     bibtex_titles = {re.search(r"title\s*=\s*\{(.*)\},", entry).group(1).replace("{", "").replace("}", "") for entry in CITATIONS.values()}
     assert titles == bibtex_titles
     assert (PACKAGE / "py.typed").is_file() and '"py.typed"' in (root / "setup.py").read_text(encoding="utf-8")
+
+
+def test_every_test_named_in_reliability_md_exists():
+    """RELIABILITY.md names the test of each kind (``file.py::test_name``, ``::test_name`` for the
+    same file): each must be a test function of that file (oracle: the test files' ast)."""
+    import re
+
+    root = PACKAGE.parent
+    named = []
+    for line in (root / "RELIABILITY.md").read_text(encoding="utf-8").splitlines():
+        if not re.match(r"^\| \d+\. ", line):
+            continue
+        current = None
+        for file, test in re.findall(r"`(test_\w+\.py)?::(\w+)", line.rsplit(" | ", 1)[-1]):
+            current = file or current
+            named.append((current, test))
+    assert len(named) > 30
+    missing = []
+    for file, test in named:
+        path = root / "tests" / (file or "")
+        defined = {node.name for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.FunctionDef)} if file and path.is_file() else set()
+        if test not in defined:
+            missing.append(f"{file}::{test}")
+    assert not missing, missing
+
+
+def test_every_document_the_package_cites_exists():
+    """A Markdown file named in the package's code or docstrings is in the repository (or is
+    REPORT.md, which mtlstm-reproduce writes); docs/PAPERS.md and DEVELOPERS.md were cited and
+    never shipped."""
+    import re
+
+    root = PACKAGE.parent
+    shipped = {path.relative_to(root).as_posix() for path in root.rglob("*.md") if ".git" not in path.parts}
+    cited = set()
+    for path in PACKAGE.rglob("*.py"):
+        cited |= set(re.findall(r"[A-Za-z_./-]*[A-Za-z_]+\.md\b", path.read_text(encoding="utf-8")))
+    missing = sorted(name for name in cited - {"REPORT.md"} if not any(doc == name or doc.endswith("/" + name) for doc in shipped))
+    assert not missing, missing

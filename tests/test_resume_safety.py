@@ -85,6 +85,13 @@ def test_resume_reads_no_file_with_code_and_names_a_damaged_one(trained_run, tmp
     else:
         path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    # The checkpoint's weights_sha256.json answers first (weight_digests): the file is not the one written.
+    assert _resume(run) == 2
+    error = capsys.readouterr().err
+    assert str(path) in error and error.count("\n") == 1, error
+    assert ("is not the file that was written" in error) if damage != "missing" else ("but missing" in error)
+    # Without the record (a checkpoint of an earlier version) every file is still read without code first.
+    (path.parent / "weights_sha256.json").unlink()
     assert _resume(run) == 2
     error = capsys.readouterr().err
     assert str(path) in error and error.count("\n") == 1, error

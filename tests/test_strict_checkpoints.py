@@ -208,6 +208,10 @@ def test_resume_from_a_damaged_checkpoint_is_refused(tmp_path, corpus_dir, _fres
     AcceleratorState._reset_state(reset_partial_state=True)
     weights = resolve_checkpoint(tmp_path / "run") / WEIGHTS
     weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"resume_from: .*model\.safetensors' is not the file that was written"):
+        train(_run(corpus_dir, tmp_path / "run", max_steps=4, resume_from=str(tmp_path / "run")))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    (weights.parent / "weights_sha256.json").unlink()  # a checkpoint without the record: the file itself is read
     with pytest.raises(ValueError, match=r"resume_from: .*model\.safetensors.* cannot be read"):
         train(_run(corpus_dir, tmp_path / "run", max_steps=4, resume_from=str(tmp_path / "run")))
 

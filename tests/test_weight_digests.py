@@ -143,3 +143,16 @@ def test_the_demo_records_its_weights(tmp_path: Path) -> None:
     assert _recorded_files(tmp_path / "demo") == {
         "model.safetensors": hashlib.sha256((tmp_path / "demo" / "model.safetensors").read_bytes()).hexdigest()
     }
+
+
+def test_a_converted_folder_records_its_weights(tmp_path: Path) -> None:
+    """mtlstm-convert writes the record too (the tokenizer without loading keys)."""
+    from mtlstm_hf.convert import convert_checkpoint
+    from test_convert import AWDLike, write_corpus
+
+    folder, words = write_corpus(tmp_path / "corpus")
+    torch.save(AWDLike(len(words), 6, 10, 3, seed=2).eval().awd_state_dict(), tmp_path / "w.pt")
+    convert_checkpoint(tmp_path / "w.pt", folder, tmp_path / "converted", "awd-lstm")
+    recorded = _recorded_files(tmp_path / "converted")
+    assert recorded == {"model.safetensors": hashlib.sha256((tmp_path / "converted" / "model.safetensors").read_bytes()).hexdigest()}
+    assert verify_weight_digests(tmp_path / "converted") is True

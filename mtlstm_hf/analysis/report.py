@@ -128,13 +128,20 @@ def default_ablation_layer(model: torch.nn.Module) -> int:
 def load_word_classes(path: PathOrStr) -> dict[str, str]:
     """Read a ``{word: class}`` map: a JSON object, or text lines ``word<whitespace>class``.
 
+    UTF-8; a byte order mark at the start is not part of the first word.
+
     Raises:
-        FileNotFoundError: no such file. ValueError: malformed content.
+        FileNotFoundError: no such file. ValueError: malformed content, not UTF-8, or a JSON key
+        that is no word (empty, or holding whitespace: no text gives such a word, so it would be
+        ignored silently as a word outside the vocabulary).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"word-class file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"word-class file {str(path)!r} is not UTF-8 text: {error}") from None
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         try:
             mapping = json.loads(text)
@@ -142,6 +149,12 @@ def load_word_classes(path: PathOrStr) -> dict[str, str]:
             raise ValueError(f"{str(path)!r} is not valid JSON: {error}") from error
         if not isinstance(mapping, dict):
             raise ValueError(f"{str(path)!r} must hold a JSON object {{word: class}}.")
+        odd = next((word for word in mapping if word.split() != [word]), None)
+        if odd is not None:
+            raise ValueError(
+                f"{str(path)!r}: the key {odd!r} is no word (a word is a non-empty string without whitespace; "
+                "text never gives it, so it could never be classed)"
+            )
         return {str(word): str(name) for word, name in mapping.items()}
     mapping = {}
     for number, line in enumerate(text.splitlines(), 1):

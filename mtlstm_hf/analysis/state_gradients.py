@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from mtlstm_hf.evaluation import DEFAULT_BIN_EDGES, bin_labels, frequency_bin_of_token, token_counts
+from mtlstm_hf.evaluation.binned import as_integers
 from mtlstm_hf.progress import open_progress
 
 from .adapter import base_model, resolve_layers, token_rows
@@ -392,19 +393,22 @@ def _class_table(
     if token_classes is None:
         return torch.zeros(vocab_size, dtype=torch.int64)
     if isinstance(token_classes, Mapping):
+        # int(2.7) would be 2 and int(True) 1: the ids and classes must be integers as given.
+        items = list(token_classes.items())
+        pairs = as_integers(items, "token_classes", "integer token ids and classes").reshape(-1, 2).tolist() if items else []
         table = torch.full((vocab_size,), -1, dtype=torch.int64)
-        for token, token_class in token_classes.items():
-            if not 0 <= int(token) < vocab_size:
+        for token, token_class in pairs:
+            if not 0 <= token < vocab_size:
                 raise ValueError(f"token_classes maps token id {token}, outside [0, {vocab_size}).")
-            table[int(token)] = int(token_class)
+            table[token] = token_class
         return table
-    table = torch.as_tensor(token_classes)
-    if table.dim() != 1 or table.shape[0] != vocab_size or table.is_floating_point():
+    table = as_integers(token_classes, "token_classes", f"integer classes, a tensor (V,) = ({vocab_size},)")
+    if table.dim() != 1 or table.shape[0] != vocab_size:
         raise ValueError(
             f"token_classes must be an integer tensor (V,) = ({vocab_size},) or a {{token id: class}} map, "
             f"got {table.dtype} of shape {tuple(table.shape)}."
         )
-    return table.long().cpu()
+    return table.cpu()
 
 
 def state_gradients(

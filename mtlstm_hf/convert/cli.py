@@ -16,9 +16,11 @@ file in id order (fastai's ``itos``: JSON, a pickled list, or one word per line)
 function behind the command is :func:`mtlstm_hf.convert.convert_checkpoint`.
 
 Exit codes (:mod:`mtlstm_hf.exit_codes`, the same for every command): 0 done, 2 bad input
-(a full pickle, another architecture, a missing tensor, sizes that do not fit, a vocabulary of
-another size, OUTPUT_DIR not empty; nothing is written), 4 I/O failure (disk full, permission
-denied, read-only file system), 130 interrupted. Errors are one line on stderr naming what was
+(a full pickle, a truncated or damaged file, another architecture, another family's layout (the
+message names the ``--from`` that fits), a missing tensor, sizes that do not fit, a vocabulary
+of another size, a word-list entry no text can produce, OUTPUT_DIR not empty; nothing is
+written), 4 I/O failure (disk full, permission denied, read-only file system, a failing disk),
+130 interrupted. Errors are one line on stderr naming what was
 found and what was expected.
 """
 

@@ -394,7 +394,9 @@ def convert_checkpoint(
         FileNotFoundError, ValueError: as :func:`convert_model`; nothing is written then.
         OSError: writing failed (disk full, permissions); the temporary folder is removed.
     """
+    from ..data.tokenizer_files import save_tokenizer
     from ..training.checkpoint import replace_directory, write_failure_cause
+    from ..weight_digests import record_weight_digests
 
     output = Path(output_dir).expanduser()
     if output.exists() and not output.is_dir():
@@ -406,7 +408,8 @@ def convert_checkpoint(
     def build(folder: Path) -> None:
         with no_transformers_progress_bar():
             conversion.model.save_pretrained(str(folder))
-        conversion.tokenizer.save_pretrained(str(folder))
+        record_weight_digests(folder)  # checked when the library's commands read the folder
+        save_tokenizer(conversion.tokenizer, folder)
         (folder / CONVERSION_FILE).write_text(json.dumps(conversion.record, indent=2) + "\n", encoding="utf-8")
 
     existing = next(parent for parent in (output, *output.parents) if parent.exists())

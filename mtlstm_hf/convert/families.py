@@ -25,6 +25,13 @@ family                   keys (layer ``k`` counted from 0)
                          ``decoder.weight``, ``decoder.bias`` (pytorch/examples ``model.py``)
 =======================  ==========================================================================
 
+Where each layer's tensors sit tells the families apart when the shapes fit several: the raw
+recurrent matrix is ``rnns.k.module.weight_hh_l0_raw`` for ``awd-lstm`` / ``huthlab-mts`` (or a bare
+``rnns.k.weight_hh_l0`` without weight drop) but ``rnns.k.weight_hh_l0_raw`` for fastai. Every layer
+must be laid out as the chosen family's code saves it (:attr:`SourceFamily.layer_layouts`); a file
+of another family is refused naming the ``--from`` that fits, instead of being converted with the
+wrong family's training defaults.
+
 PyTorch stacks the LSTM's row blocks as ``i, f, g, o`` (input gate, forget gate, cell
 candidate, output gate) in ``weight_ih (4H, In)``, ``weight_hh (4H, H)`` and both bias
 vectors ``(4H,)``; the gates add ``b_ih + b_hh``.
@@ -39,12 +46,32 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["FAMILIES", "LSTMLayerWeights", "LSTMLanguageModelWeights", "SourceFamily", "parse_state_dict"]
+__all__ = ["FAMILIES", "LSTMLayerWeights", "LSTMLanguageModelWeights", "LayerLayout", "SourceFamily", "parse_state_dict"]
+
+
+@dataclass(frozen=True)
+class LayerLayout:
+    """The tensors of one LSTM layer as one family's code saves them, named after the layer's
+    prefix (``module.weight_hh_l0_raw`` for the key ``rnns.0.module.weight_hh_l0_raw``).
+
+    Attributes:
+        description: which code (and setting) gives this layout, for messages.
+        required: the names every such layer has.
+        optional: names it may have besides (a dropped copy of the recurrent matrix).
+    """
+
+    description: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+    def fits(self, names: Collection[str]) -> bool:
+        """Whether a layer holding exactly ``names`` is laid out this way."""
+        return set(self.required) <= set(names) <= set(self.required) | set(self.optional)
 
 
 @dataclass(frozen=True)
@@ -55,10 +82,13 @@ class SourceFamily:
         name: the ``--from`` value.
         description: one line naming the original code.
         embedding_keys: candidate keys of the embedding matrix ``(V, E)``.
-        layer_pattern: regular expression with groups ``layer`` (index from 0) and ``kind``
+        layer_pattern: regular expression with groups ``layer`` (index from 0), ``kind``
             (``weight_ih``, ``weight_hh``, ``weight_hh_raw``, ``bias_ih``, ``bias_hh``, with or
-            without the ``_l0`` suffix of a one-layer ``nn.LSTM``) matching a full key.
+            without the ``_l0`` suffix of a one-layer ``nn.LSTM``) and ``name`` (the tensor's
+            name within its layer, as :class:`LayerLayout` lists it) matching a full key.
         decoder_weight_keys, decoder_bias_keys: candidate keys of the decoder.
+        layer_layouts: how this family's code lays out one layer; every layer must fit one
+            (the layouts tell the families apart where the shapes cannot).
         duplicate_embedding_keys: keys that must hold the embedding again (fastai's dropout wrapper).
         example_keys: what to show when a file has other keys.
     """
@@ -69,11 +99,32 @@ class SourceFamily:
     layer_pattern: str
     decoder_weight_keys: tuple[str, ...]
     decoder_bias_keys: tuple[str, ...]
+    layer_layouts: tuple[LayerLayout, ...] = ()
     duplicate_embedding_keys: tuple[str, ...] = ()
     example_keys: tuple[str, ...] = ()
 
 
-_AWD_LAYER = r"rnns\.(?P<layer>\d+)\.(?:module\.)?(?P<kind>weight_ih_l0|weight_hh_l0_raw|weight_hh_l0|bias_ih_l0|bias_hh_l0)"
+_L0_KINDS = r"(?P<kind>weight_ih_l0|weight_hh_l0_raw|weight_hh_l0|bias_ih_l0|bias_hh_l0)"
+_AWD_LAYER = rf"rnns\.(?P<layer>\d+)\.(?P<name>(?:module\.)?{_L0_KINDS})"
+_AWD_LAYOUTS = (
+    # salesforce's WeightDrop moves weight_hh_l0 to weight_hh_l0_raw on the wrapped nn.LSTM (module.)
+    # and, after a forward pass, registers the dropped matrix there again as weight_hh_l0.
+    LayerLayout(
+        "salesforce WeightDrop (wdrop > 0): every tensor under module., the recurrent matrix as module.weight_hh_l0_raw",
+        ("module.weight_ih_l0", "module.weight_hh_l0_raw", "module.bias_ih_l0", "module.bias_hh_l0"),
+        ("module.weight_hh_l0",),
+    ),
+    LayerLayout("no weight drop (wdrop = 0): a bare nn.LSTM", ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")),
+)
+_FASTAI_LAYOUTS = (
+    # fastai's WeightDropout keeps the raw matrix on itself (weight_hh_l0_raw beside module.);
+    # fastai v1 also kept the dropped copy as module.weight_hh_l0.
+    LayerLayout(
+        "fastai WeightDropout: weight_hh_l0_raw on the wrapper, the other tensors under module.",
+        ("weight_hh_l0_raw", "module.weight_ih_l0", "module.bias_ih_l0", "module.bias_hh_l0"),
+        ("module.weight_hh_l0",),
+    ),
+)
 _AWD_EXAMPLES = ("encoder.weight", "rnns.0.module.weight_ih_l0", "rnns.0.module.weight_hh_l0_raw", "decoder.weight")
 
 FAMILIES: dict[str, SourceFamily] = {
@@ -84,6 +135,7 @@ FAMILIES: dict[str, SourceFamily] = {
         _AWD_LAYER,
         ("decoder.weight",),
         ("decoder.bias",),
+        layer_layouts=_AWD_LAYOUTS,
         example_keys=_AWD_EXAMPLES,
     ),
     "huthlab-mts": SourceFamily(
@@ -93,15 +145,17 @@ FAMILIES: dict[str, SourceFamily] = {
         _AWD_LAYER,
         ("decoder.weight",),
         ("decoder.bias",),
+        layer_layouts=_AWD_LAYOUTS,
         example_keys=_AWD_EXAMPLES,
     ),
     "fastai-awd-lstm": SourceFamily(
         "fastai-awd-lstm",
         "fastai get_language_model(AWD_LSTM, ...) (SequentialRNN of AWD_LSTM and LinearDecoder)",
         ("0.encoder.weight", "encoder.weight"),
-        r"(?:0\.)?rnns\.(?P<layer>\d+)\.(?:module\.)?(?P<kind>weight_ih_l0|weight_hh_l0_raw|weight_hh_l0|bias_ih_l0|bias_hh_l0)",
+        rf"(?:0\.)?{_AWD_LAYER}",
         ("1.decoder.weight", "decoder.weight"),
         ("1.decoder.bias", "decoder.bias"),
+        layer_layouts=_FASTAI_LAYOUTS,
         duplicate_embedding_keys=("0.encoder_dp.emb.weight", "encoder_dp.emb.weight"),
         example_keys=("0.encoder.weight", "0.rnns.0.weight_hh_l0_raw", "0.rnns.0.module.weight_ih_l0", "1.decoder.weight"),
     ),
@@ -109,9 +163,10 @@ FAMILIES: dict[str, SourceFamily] = {
         "word-language-model",
         "pytorch/examples word_language_model RNNModel with rnn_type LSTM (one multi-layer nn.LSTM)",
         ("encoder.weight",),
-        r"rnn\.(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)_l(?P<layer>\d+)",
+        r"rnn\.(?P<name>(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh))_l(?P<layer>\d+)",
         ("decoder.weight",),
         ("decoder.bias",),
+        layer_layouts=(LayerLayout("one multi-layer nn.LSTM", ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),),
         example_keys=("encoder.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "decoder.weight"),
     ),
 }
@@ -189,7 +244,39 @@ class LSTMLanguageModelWeights:
         return sum(t.numel() for t in tensors if t is not None)
 
 
-def _looks_like(keys: list[str]) -> str:
+def _layer_names(family: SourceFamily, keys: Iterable[str]) -> dict[int, dict[str, str]]:
+    """``{layer index: {name within the layer: key}}`` for the keys ``family.layer_pattern`` matches."""
+    layers: dict[int, dict[str, str]] = {}
+    for key in keys:
+        match = re.fullmatch(family.layer_pattern, key)
+        if match:
+            layers.setdefault(int(match.group("layer")), {})[match.group("name")] = key
+    return layers
+
+
+def _fitting_families(keys: Collection[str]) -> list[str]:
+    """The families whose embedding key the keys hold and whose layer layouts every layer fits."""
+    fitting = []
+    for name, family in FAMILIES.items():
+        layers = _layer_names(family, keys)
+        if (
+            layers
+            and any(key in keys for key in family.embedding_keys)
+            and all(any(layout.fits(names) for layout in family.layer_layouts) for names in layers.values())
+        ):
+            fitting.append(name)
+    return fitting
+
+
+def _use_instead(keys: Collection[str], family: str) -> str:
+    """``"; it looks like a NAME state dict (use --from NAME)"`` for the other families the keys fit."""
+    others = [name for name in _fitting_families(keys) if name != family]
+    if not others:
+        return ""
+    return f"; it looks like a {' or '.join(others)} state dict (use {' or '.join(f'--from {name}' for name in others)})"
+
+
+def _looks_like(keys: list[str], family: str) -> str:
     """A short guess of what a foreign state dict is, from its key names."""
     text = " ".join(keys).lower()
     if any(word in text for word in ("self_attn", "attention", "attn.", "transformer", "pos_encoder", "in_proj")):
@@ -198,10 +285,16 @@ def _looks_like(keys: list[str]) -> str:
         return "; it looks like a GRU"
     if "linear.module.weight_raw" in text or "qrnn" in text:
         return "; it looks like a QRNN, which has no LSTM gates"
-    for name, family in FAMILIES.items():
-        if any(key in keys for key in family.embedding_keys) and any(re.fullmatch(family.layer_pattern, k) for k in keys):
-            return f"; it looks like a {name} state dict (use --from {name})"
-    return ""
+    return _use_instead(keys, family)
+
+
+def _layout_error(spec: SourceFamily, index: int, keys: Collection[str], tensors: Mapping[str, torch.Tensor]) -> ValueError:
+    """A layer whose tensor names are not one of ``spec``'s layouts (another family's, as a rule)."""
+    layouts = " or ".join(f"{layout.description} ({', '.join(layout.required)})" for layout in spec.layer_layouts)
+    return ValueError(
+        f"layer {index + 1} is not laid out as {spec.name} saves a layer: found {', '.join(map(repr, sorted(keys)))}; "
+        f"{spec.name} has {layouts}{_use_instead(list(tensors), spec.name)}"
+    )
 
 
 def _foreign(family: SourceFamily, tensors: Mapping[str, torch.Tensor], missing: str) -> ValueError:
@@ -209,7 +302,7 @@ def _foreign(family: SourceFamily, tensors: Mapping[str, torch.Tensor], missing:
     shown = ", ".join(repr(k) for k in keys[:6]) + (" ..." if len(keys) > 6 else "")
     return ValueError(
         f"not a {family.name} LSTM language model: {missing}; expected keys like "
-        f"{', '.join(repr(k) for k in family.example_keys)}, found {len(keys)} keys: {shown}{_looks_like(keys)}"
+        f"{', '.join(repr(k) for k in family.example_keys)}, found {len(keys)} keys: {shown}{_looks_like(keys, family.name)}"
     )
 
 
@@ -236,7 +329,10 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
     Raises:
         ValueError: unknown family; the keys are not this family's (another architecture,
             e.g. a GRU or a transformer, or another family: the message says which when it can
-            tell); a tensor is missing (e.g. the decoder); an LSTM layer has another number of
+            tell); a layer's tensors are not laid out as this family's code saves them (every
+            layer must fit one of ``layer_layouts``: an awd-lstm file is refused as
+            fastai-awd-lstm and the reverse, though the shapes fit both); a tensor is missing
+            (e.g. the decoder); an LSTM layer has another number of
             gate blocks than 4; the sizes of consecutive layers, the embedding or the decoder
             do not fit together; a key is left over (e.g. a bidirectional or projected LSTM);
             a tensor holds NaN, or +-inf outside the bias vectors.
@@ -249,11 +345,13 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
 
     embedding_key = next((key for key in spec.embedding_keys if key in tensors), None)
     parts: dict[int, dict[str, tuple[str, torch.Tensor]]] = {}
+    layer_keys: dict[int, dict[str, str]] = {}  # name within the layer -> key, for the layout check
     for key, value in tensors.items():
         match = re.fullmatch(spec.layer_pattern, key)
         if match:
             kind = match.group("kind").replace("_l0", "")  # weight_hh_l0_raw -> weight_hh_raw
             parts.setdefault(int(match.group("layer")), {})[kind] = (key, value)
+            layer_keys.setdefault(int(match.group("layer")), {})[match.group("name")] = key
     if embedding_key is None or not parts:
         missing = "no embedding matrix" if embedding_key is None else "no LSTM layer"
         raise _foreign(spec, tensors, missing)
@@ -287,6 +385,8 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
                     f"layer {index + 1} lacks its {kind} tensor (found {sorted(key for key, _ in found.values())}); "
                     "an LSTM layer needs weight_ih, weight_hh (or weight_hh_l0_raw), bias_ih and bias_hh"
                 )
+        if not any(layout.fits(layer_keys[index]) for layout in spec.layer_layouts):
+            raise _layout_error(spec, index, layer_keys[index].values(), tensors)
         names = {kind: key for kind, (key, _) in found.items()}
         used.update(names.values())
         weight_ih, weight_hh, bias_ih, bias_hh = (found[kind][1] for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))

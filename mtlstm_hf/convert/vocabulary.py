@@ -11,9 +11,9 @@ Where the word list comes from (:func:`read_vocabulary`):
   So ``<eos>`` gets its id after the first line's words (WikiText-2 starts with an empty
   line: ``<eos>`` is id 0).
 * **A word-list file** (fastai's ``itos``, or any list in id order): a JSON list of words (or a
-  JSON object ``word -> id``), a pickle of a list of words (``itos_wt103.pkl``; read with an
-  unpickler that refuses every Python object other than lists and strings), or a text file
-  with one word per line.
+  JSON object ``word -> id``), a pickle of a list of words (``itos_wt103.pkl``, any protocol,
+  recognised by its content; read with an unpickler that refuses every Python object other than
+  lists and strings), or a text file with one word per line.
 
 A word listed twice keeps its first id; each later copy gets the placeholder name
 ``<duplicate:ID>``, which text never produces (fastai pads its vocabulary to a multiple of 8
@@ -23,10 +23,20 @@ The tokenizer (:func:`tokenizer_for_vocabulary`) maps each word to its original 
 tokens: unknown words become ``<unk>`` (or fastai's ``xxunk``), and ``<eos>`` (or ``xxeos``, or
 for a fastai vocabulary without it ``xxbos``, which fastai puts between texts) ends every line
 in ``mtlstm-eval``'s streams. The pad token is a token of its own, as in tokenizers that
-``mtlstm_hf`` builds: the vocabulary's own (``<pad>``, fastai's ``xxpad``) where it has one, else
-``<pad>`` added after the last word (id ``V``; the converter gives the model a row for it, whose
-probability is 0). Padding with a word would lose that word: ``DataCollatorForLanguageModeling``
-turns every label equal to the pad id into ``-100``.
+``mtlstm_hf`` builds: the vocabulary's own (``<pad>``, fastai's ``xxpad``) where it has one (a word
+of the original's table: text gives its id, as the original did), else ``<pad>`` added after the
+last word (id ``V``; the converter gives the model a row for it, whose probability is 0). The
+added ``<pad>`` is never read from text: ``<pad>`` in text is the unknown word, since its row
+would score the target with probability 0. Padding with a word would lose that word:
+``DataCollatorForLanguageModeling`` turns every label equal to the pad id into ``-100``.
+
+Every entry must be a word the tokenizer can produce: a non-empty string without whitespace
+(the tokenizer splits text on whitespace). An entry that is empty or holds whitespace (a line
+of a corpus file given as a word list, spaCy's whitespace tokens in a fastai vocabulary) is
+refused, naming it; renaming such an entry to a word of its own keeps every id. A UTF-8 byte
+order mark at the start of a word-list file is not part of its first word. Corpus files are read
+as the originals read them (Python's ``open``, UTF-8): a byte order mark there stays part of the
+first word, as in the original ``Dictionary``, so that every id is the original's.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +54,7 @@ from typing import Union
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from ..data import EOS_TOKEN, PAD_TOKEN, UNK_TOKEN, find_split_files, word_tokenizer_from_vocab
+from ..data import EOS_TOKEN, PAD_TOKEN, UNK_TOKEN, find_split_files, split_words, word_tokenizer_from_vocab
 
 __all__ = [
     "EOS_CANDIDATES",
@@ -86,12 +97,36 @@ class Vocabulary:
         return len(self.words)
 
 
-def _unique(words: Sequence[str], source: str) -> Vocabulary:
+def _check_word(word: object, index: int, source: str, entry: str = "entry") -> str:
+    """``word`` when it is a word the tokenizer can produce: a non-empty string holding no
+    whitespace (text is split on whitespace, so no text gives an entry holding some).
+
+    Raises:
+        ValueError: naming the source, the entry and its value.
+    """
+    if not isinstance(word, str):
+        raise ValueError(f"{source}: {entry} {index} is {type(word).__name__} {word!r}, not a word (str)")
+    if split_words(word) != [word]:
+        what = "is empty" if word == "" else "holds whitespace"
+        hint = (
+            "; is this a corpus file? give the corpus as its folder"
+            if len(word.split()) > 1
+            else "; rename it to a word of its own (one no other entry has) to keep every id"
+        )
+        raise ValueError(
+            f"{source}: {entry} {index} is {word!r}, which {what}: a word is a non-empty string without whitespace "
+            f"(the tokenizer splits text on whitespace, so no text can produce it){hint}"
+        )
+    return word
+
+
+def _unique(words: Sequence[str], source: str, entry: str = "entry", first: int = 0) -> Vocabulary:
+    """The words in id order, each checked (:func:`_check_word`; ``entry`` and ``first`` say how to
+    number them in messages: ``"line"`` from 1 for a text file); repeated words renamed."""
     seen: set[str] = set()
     unique, renamed = [], []
     for index, word in enumerate(words):
-        if not isinstance(word, str):
-            raise ValueError(f"{source}: entry {index} is {type(word).__name__} {word!r}, not a word (str)")
+        word = _check_word(word, index + first, source, entry)
         if word in seen:
             renamed.append(word)
             word = f"<duplicate:{index}>"
@@ -145,49 +180,81 @@ class _ListsAndStringsOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(f"the pickle names the Python object {module}.{name}; only a list of words is read")
 
 
+def _is_pickle(data: bytes, source: str) -> bool:
+    """Whether ``data`` is a pickle: its opcodes (any protocol, the text protocol 0 included)
+    parse up to a ``STOP`` that is the last byte. Nothing is built or run.
+
+    Raises:
+        ValueError: a protocol 0/1 list or tuple pickle that ends before its ``STOP`` (truncated).
+    """
+    if data[:1] == b"\x80":  # protocol 2+: the PROTO opcode (a damaged one is named when read)
+        return True
+    end = None
+    try:
+        for opcode, _, position in pickletools.genops(data):
+            end = position if opcode.name == "STOP" else None
+    except ValueError as error:
+        if data[:1] in (b"(", b"]") and "unknown" not in str(error):  # valid opcodes, then the data ran out
+            raise ValueError(f"{source} is a pickle that ends before its STOP opcode: it is truncated") from None
+        return False
+    return end == len(data) - 1
+
+
+def _words_of_json(text: str, source: str) -> list[object]:
+    """The word list a JSON text holds: a list in id order, or an object ``word -> id``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{source} starts like JSON but is not valid JSON: {error}") from None
+    if isinstance(value, dict):
+        ids = list(value.values())
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) or sorted(ids) != list(range(len(ids))):
+            raise ValueError(
+                f"{source}: a JSON object must map each word to its id, the ids being the integers 0..{len(ids) - 1}"
+            )
+        value = sorted(value, key=value.__getitem__)
+    if not isinstance(value, list):
+        raise ValueError(f"{source} holds JSON {type(value).__name__}, expected a list of words")
+    return value
+
+
 def read_word_list(path: PathOrStr) -> Vocabulary:
     """A word list in id order from a JSON, pickle or text file (see the module docstring).
+
+    A UTF-8 byte order mark at the start of a JSON or text file is not part of the first word.
+    A pickle is recognised by its content (any protocol), whatever the file's name.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: it holds something else than a list of words (or a ``word -> id`` object
-            with ids ``0..V-1``), or a pickle that names Python objects.
+            with ids ``0..V-1``), a pickle that names Python objects, or an entry that is no
+            word (not a string, empty, or holding whitespace, which no text can produce; the
+            message names the entry, or the line of a text file).
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"--vocab {str(path)!r} does not exist")
     data = path.read_bytes()
     source = f"word list {str(path)!r}"
-    if data[:1] == b"\x80":  # pickle protocol 2+
+    if _is_pickle(data, source):
         try:
             words = _ListsAndStringsOnly(io.BytesIO(data)).load()
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as error:
             raise ValueError(f"{source} is a pickle that is not a plain list of words: {error}") from None
         if not isinstance(words, (list, tuple)):
             raise ValueError(f"{source} holds a pickled {type(words).__name__}, expected a list of words")
         return _unique(list(words), source)
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8").removeprefix("\ufeff")  # a byte order mark is no part of a word
     except UnicodeDecodeError as error:
-        raise ValueError(f"{source} is neither UTF-8 text nor a pickle: {error}") from None
-    stripped = text.lstrip()
-    if stripped[:1] in ("[", "{"):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{source} starts like JSON but is not valid JSON: {error}") from None
-        if isinstance(value, dict):
-            ids = sorted(value.values()) if all(isinstance(v, int) for v in value.values()) else None
-            if ids != list(range(len(value))):
-                raise ValueError(f"{source}: a JSON object must map each word to its id, the ids being 0..{len(value) - 1}")
-            value = sorted(value, key=value.__getitem__)
-        if not isinstance(value, list):
-            raise ValueError(f"{source} holds JSON {type(value).__name__}, expected a list of words")
-        return _unique(value, source)
+        found = "UTF-16 text (its byte order mark); save it as UTF-8" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else str(error)
+        raise ValueError(f"{source} is neither UTF-8 text nor a pickle: {found}") from None
+    if text.lstrip()[:1] in ("[", "{"):
+        return _unique(_words_of_json(text, source), source)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line
-    return _unique([line.removesuffix("\r") for line in lines], source)
+    return _unique([line.removesuffix("\r") for line in lines], source, entry="line", first=1)
 
 
 def read_vocabulary(path: PathOrStr) -> Vocabulary:
@@ -231,32 +298,37 @@ def tokenizer_for_vocabulary(
 
     Returns:
         A ``PreTrainedTokenizerFast`` whose first ``len(vocabulary)`` ids are the words', with a pad
-        token of its own: the vocabulary's (:data:`PAD_CANDIDATES`), else ``<pad>`` added as id
-        ``len(vocabulary)`` (then ``len(tokenizer) == len(vocabulary) + 1``); ``word_convention``
-        recorded in ``tokenizer_config.json``.
+        token of its own: the vocabulary's (:data:`PAD_CANDIDATES`; text gives its id, as the
+        original read it), else ``<pad>`` added as id ``len(vocabulary)`` (then ``len(tokenizer) ==
+        len(vocabulary) + 1``; text never gives it: ``<pad>`` in text is the unknown word);
+        ``word_convention`` recorded in ``tokenizer_config.json``.
 
     Raises:
         ValueError: a special token is missing or not in the vocabulary; another convention
-            than ``"whitespace"`` with other special tokens.
+            than ``"whitespace"`` with other special tokens; a word that is not a non-empty
+            string without whitespace.
     """
     words = vocabulary.words
+    for index, word in enumerate(words):
+        _check_word(word, index, vocabulary.source)
     unk = _special(words, unk_token, UNK_CANDIDATES, "unknown-word", "--unk-token")
     eos = _special(words, eos_token, EOS_CANDIDATES, "end-of-line", "--eos-token")
     if unk == eos:
         raise ValueError(f"the unknown-word and end-of-line tokens must differ, both are {unk!r}")
     present = set(words)
-    pad = next((candidate for candidate in PAD_CANDIDATES if candidate in present and candidate not in (unk, eos)), None)
-    table = list(words) if pad is not None else [*words, PAD_TOKEN]
-    pad = PAD_TOKEN if pad is None else pad
+    own_pad = next((candidate for candidate in PAD_CANDIDATES if candidate in present and candidate not in (unk, eos)), None)
+    table = list(words) if own_pad is not None else [*words, PAD_TOKEN]
+    pad = PAD_TOKEN if own_pad is None else own_pad
     if (unk, eos, pad) == (UNK_TOKEN, EOS_TOKEN, PAD_TOKEN):
-        return word_tokenizer_from_vocab(table, convention)
+        return word_tokenizer_from_vocab(table, convention, pad_is_word=own_pad is not None)
     if convention != "whitespace":
         raise ValueError(
             f"--tokenizer-convention {convention!r} needs the special tokens {UNK_TOKEN!r} and {EOS_TOKEN!r}; "
             f"this vocabulary uses {unk!r} and {eos!r}: use 'whitespace'"
         )
-    # The whitespace tokenizer of mtlstm_hf.data, with this vocabulary's own special words.
-    backend = Tokenizer(models.WordLevel({word: index for index, word in enumerate(table)}, unk_token=unk))
+    # The whitespace tokenizer of mtlstm_hf.data, with this vocabulary's own special words. An added
+    # <pad> is no word of the table (text gives the unknown word for it); add_special_tokens gives it id V.
+    backend = Tokenizer(models.WordLevel({word: index for index, word in enumerate(words)}, unk_token=unk))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     backend.decoder = decoders.Replace(Regex("^"), " ")  # a space before every word (GPT-2's convention)
     # The unknown-word token is a word, not a named special token (see word_tokenizer_from_vocab).
@@ -270,4 +342,5 @@ def tokenizer_for_vocabulary(
         clean_up_tokenization_spaces=False,
         model_input_names=["input_ids", "attention_mask"],
         word_convention="whitespace",
+        **({"split_special_tokens": True} if own_pad is None else {}),  # text never gives the added <pad>
     )

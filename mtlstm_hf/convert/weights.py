@@ -65,6 +65,18 @@ def _full_pickle_message(path: Path, error: BaseException, family: str | None) -
     )
 
 
+def _raise_if_unreadable(path: Path) -> None:
+    """Read ``path`` to its end, raising the ``OSError`` of a disk or permission failure.
+
+    torch's zip reader seeks past the end of a truncated file and reports ``OSError(EINVAL,
+    "Invalid argument")``: a damaged file, not a failing disk. A file that reads to its end
+    is therefore taken as damaged (the caller says so naming it) whatever ``OSError`` torch gave.
+    """
+    with open(path, "rb") as handle:
+        while handle.read(1 << 24):
+            pass
+
+
 def _unwrap(loaded: object, path: Path) -> dict[str, torch.Tensor]:
     """The ``name -> tensor`` mapping inside what ``torch.load`` returned."""
     if isinstance(loaded, Mapping):
@@ -103,8 +115,10 @@ def read_state_dict(path: PathOrStr, family: str | None = None) -> dict[str, tor
         FileNotFoundError: ``path`` does not exist or is a folder.
         FullPickleError: the file is a pickle of whole objects (e.g. ``torch.save([model,
             criterion, optimizer])``); the message gives the one-line export to a ``state_dict``.
-        ValueError: the file is neither format, is damaged, or holds something other than a
-            mapping from names to tensors.
+        ValueError: the file is neither format, is damaged (truncated: torch's own ``OSError``
+            "Invalid argument" included), or holds something other than a mapping from names to
+            tensors; the message names the file.
+        OSError: the file cannot be read (permission denied, a failing disk).
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -117,6 +131,8 @@ def read_state_dict(path: PathOrStr, family: str | None = None) -> dict[str, tor
         try:
             tensors = load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as error:
+            if isinstance(error, OSError) and error.errno is not None:
+                _raise_if_unreadable(path)
             raise ValueError(f"{str(path)!r} looks like a safetensors file but cannot be read: {error}") from None
     else:
         try:
@@ -126,9 +142,11 @@ def read_state_dict(path: PathOrStr, family: str | None = None) -> dict[str, tor
                 raise FullPickleError(_full_pickle_message(path, error, family)) from None
             raise ValueError(f"{str(path)!r} is not a readable torch or safetensors file: {error}") from None
         except (RuntimeError, EOFError, ValueError, OSError, struct.error) as error:
-            if isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.errno is not None:
-                raise
+            if isinstance(error, OSError) and error.errno is not None:
+                _raise_if_unreadable(path)  # the disk's own failure stays an I/O error (exit 4)
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if isinstance(error, (OSError, EOFError)):
+                first = f"truncated or damaged: {first}"
             raise ValueError(
                 f"{str(path)!r} is not a readable torch or safetensors file ({first}); expected a state_dict "
                 "written by torch.save(model.state_dict(), f), or safetensors"

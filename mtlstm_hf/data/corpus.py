@@ -70,6 +70,22 @@ def canonical_split(name: str) -> str:
         ) from None
 
 
+def not_utf8_message(path: str | os.PathLike, what: str = "corpus file") -> str | None:
+    """One line saying where ``path`` stops being UTF-8 text (byte, offset, line) and what to
+    do, or ``None`` when it is UTF-8. Reads the whole file."""
+    raw = Path(path).read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        return (
+            f"{what} {str(path)!r} is not UTF-8 text: byte 0x{raw[error.start]:02x} at offset {error.start} "
+            f"(line {line}): {error.reason}; convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8) or give "
+            "the text file meant"
+        )
+    return None
+
+
 def read_lines(path: PathOrStr) -> list[str]:
     """Read a text file as a list of lines (UTF-8, line breaks removed).
 
@@ -78,15 +94,19 @@ def read_lines(path: PathOrStr) -> list[str]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist or is not a file.
-        ValueError: the file is empty (0 bytes).
+        ValueError: the file is empty (0 bytes), or is not UTF-8 text (naming the file, the line
+            and the byte offset of the first byte that is not).
     """
     path = Path(path)
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
         raise FileNotFoundError(f"corpus file {str(path)!r} {what}")
     # newline=None: \r\n and \r become \n, so CRLF files split the same way.
-    with open(path, encoding="utf-8", newline=None) as handle:
-        text = handle.read()
+    try:
+        with open(path, encoding="utf-8", newline=None) as handle:
+            text = handle.read()
+    except UnicodeDecodeError as error:
+        raise ValueError(not_utf8_message(path) or f"corpus file {str(path)!r}: {error}") from None
     if not text:
         raise ValueError(f"corpus file {str(path)!r} is empty")
     lines = text.split("\n")  # not splitlines(): it also breaks on \x1c, \u2028, ...

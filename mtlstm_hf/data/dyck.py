@@ -68,7 +68,7 @@ PAPER_BRACKET_PROBABILITIES: tuple[float, float] = (0.25, 0.25)
 PAPER_CONCATENATION_PROBABILITY: float = 0.25
 PAPER_MAX_LENGTH: int = 200
 PAPER_SPLIT_SIZES: dict[str, int] = {"train": 10_000, "validation": 2_000, "test": 5_000}
-"""The paper's grammar and sizes (Mahto et al. 2021, section 5; ``docs/PAPERS.md``)."""
+"""The paper's grammar and sizes (Mahto et al., ICLR 2021, arXiv 2009.12727, section 5)."""
 
 _OPENING = {opening: kind for kind, (opening, _) in enumerate(BRACKETS)}
 _CLOSING = {closing: kind for kind, (_, closing) in enumerate(BRACKETS)}
@@ -308,6 +308,21 @@ def _check_word(word: object) -> str:
     return word
 
 
+def word_list(words: Iterable[str], name: str = "words") -> list[str]:
+    """``words`` as a list, refusing one string (or bytes) given where a list of words is expected:
+    iterated, ``'(())'`` would be four one-symbol words (each reported unbalanced).
+
+    Raises:
+        ValueError: naming ``name``, when ``words`` is a string or bytes, or not iterable.
+    """
+    if isinstance(words, (str, bytes)):
+        raise ValueError(f"{name} must be a list of words, got the single string {words!r}; write [{words!r}].")
+    try:
+        return list(words)
+    except TypeError:
+        raise ValueError(f"{name} must be a list of words (strings of ( ) [ ]), got {type(words).__name__}.") from None
+
+
 def stack_top_targets(word: str) -> np.ndarray:
     """Per symbol, the bracket type on top of the stack after it, as a 2-bit one-hot.
 
@@ -376,9 +391,10 @@ def collate_dyck(words: Iterable[str]) -> dict[str, torch.Tensor]:
         :data:`IGNORE_INDEX`), where ``T`` is the longest word's length.
 
     Raises:
-        ValueError: no words, or a word that is not a balanced Dyck-2 word.
+        ValueError: a single string instead of a list of words (:func:`word_list`), no words, or a
+            word that is not a balanced Dyck-2 word.
     """
-    words = list(words)
+    words = word_list(words)
     if not words:
         raise ValueError("words must hold at least one word.")
     steps = max(len(_check_word(word)) for word in words)
@@ -412,4 +428,5 @@ __all__ = [
     "longest_span",
     "sample_dyck_words",
     "stack_top_targets",
+    "word_list",
 ]

@@ -130,6 +130,16 @@ Design decisions
   ``<pad>``) keep ``pad_token`` = ``<eos>``; padded positions are masked by
   ``attention_mask`` either way. ``padding_side`` is ``"left"``, what batched
   generation with a recurrent (decoder-only) model needs.
+  **``<pad>`` is never read from text**: ``tokenizer("the <pad> game")`` gives
+  ``<unk>`` for it, as for any word outside the table (it is no word of the
+  corpus: :func:`build_word_tokenizer` refuses training text that has it). A
+  pad id in the middle of an input would be a row the model never learnt, and
+  the collator would drop its label. transformers matches special tokens in
+  text by default (BERT's ``[PAD]``); these tokenizers are saved with
+  ``split_special_tokens=True`` instead, so text is split by the convention
+  alone: ``<eos>`` in text still gives its id (it is a word of the table, the
+  corpora's line end), ``"(<eos>)"`` is one word as ``str.split`` counts it.
+  Tokenizers saved before this rule read ``<pad>`` in text as padding.
 * **Decoding.** New tokenizers decode every word with a space before it, the
   first one too (``decode(ids) == " the game was"``), GPT-2's convention: a
   decoded continuation can then be appended to its prompt, which is what
@@ -461,6 +471,7 @@ def word_tokenizer_from_vocab(
     *,
     add_eos: bool = False,
     space_prefix: bool = True,
+    pad_is_word: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Wrap a word table as a ``PreTrainedTokenizerFast``.
 
@@ -471,6 +482,16 @@ def word_tokenizer_from_vocab(
             Must contain ``<unk>`` and ``<eos>``; ids must be ``0..V-1``. When it
             contains ``<pad>``, that entry is the pad token; otherwise the pad
             token is ``<eos>`` (the tokenizers saved before ``<pad>`` existed).
+        pad_is_word: whether ``<pad>`` is also a word of the vocabulary (a converted
+            vocabulary whose corpus had it), which text then gives as its id. ``False``
+            (default): ``<pad>`` exists for padding only and must have the last id; text
+            never produces it: the word ``<pad>`` in text is an unknown word (``<unk>``), as
+            any word outside the table, so that no input position silently becomes padding
+            (``DataCollatorForLanguageModeling`` would drop its label and the model has never
+            learnt that row). Such a tokenizer is saved with ``split_special_tokens=True``
+            (``tokenizer_config.json``): text is split by the convention alone and every word
+            looked up in the table, where ``<eos>`` is a word (text ``<eos>`` gives its id) and
+            ``<pad>`` is not.
         convention: how text becomes words, one of :data:`CONVENTIONS` (see
             the module docstring); default ``"whitespace"``, the behaviour of
             tokenizers saved before conventions existed. Saved in
@@ -489,7 +510,8 @@ def word_tokenizer_from_vocab(
             space), which glues the first generated word to the prompt.
 
     Raises:
-        ValueError: unknown convention, special tokens missing, ids not ``0..V-1``.
+        ValueError: unknown convention, special tokens missing, ids not ``0..V-1``, a
+            padding-only ``<pad>`` (``pad_is_word=False``) without the last id.
     """
     _check_convention(convention)
     if not isinstance(vocab, Mapping):
@@ -499,8 +521,16 @@ def word_tokenizer_from_vocab(
         raise ValueError(f"vocabulary lacks the special token(s) {missing}")
     if sorted(vocab.values()) != list(range(len(vocab))):
         raise ValueError("vocabulary ids must be exactly 0..len(vocab)-1, each once")
-
-    backend = Tokenizer(models.WordLevel(dict(vocab), unk_token=UNK_TOKEN))
+    pad_only = PAD_TOKEN in vocab and not pad_is_word
+    if pad_only and vocab[PAD_TOKEN] != len(vocab) - 1:
+        raise ValueError(
+            f"{PAD_TOKEN!r} has id {vocab[PAD_TOKEN]}; a pad token that is no word of the vocabulary must have the "
+            f"last id, {len(vocab) - 1} (pass pad_is_word=True when the vocabulary has {PAD_TOKEN!r} as a word)"
+        )
+    # A padding-only <pad> is no word of the table: text gives <unk> for it (see pad_is_word);
+    # add_special_tokens below gives it the next id, the last.
+    table = {word: index for word, index in vocab.items() if not (pad_only and word == PAD_TOKEN)}
+    backend = Tokenizer(models.WordLevel(table, unk_token=UNK_TOKEN))
     normalizer, decoder = _normalizer(convention), _decoder(convention, space_prefix)
     if normalizer is not None:
         backend.normalizer = normalizer
@@ -524,6 +554,7 @@ def word_tokenizer_from_vocab(
         clean_up_tokenization_spaces=False,  # decode = words joined by spaces (+ the decoder's joins)
         model_input_names=["input_ids", "attention_mask"],  # no token_type_ids
         **({"add_eos_token": True} if add_eos else {}),
+        **({"split_special_tokens": True} if pad_only else {}),  # text never gives the padding-only <pad>
         **{CONVENTION_CONFIG_KEY: convention},
     )
 
@@ -585,6 +616,11 @@ def _iter_training_lines(files_or_lines: TrainingText) -> Iterator[str]:
             yield line
 
 
+def _describe_training_text(files_or_lines: TrainingText) -> str:
+    """`` 'PATH'`` for a file given by its path, else nothing (for messages)."""
+    return f" {str(files_or_lines)!r}" if isinstance(files_or_lines, (str, os.PathLike)) else ""
+
+
 def build_word_tokenizer(
     files_or_lines: TrainingText,
     max_vocab_size: int | None = None,
@@ -620,8 +656,12 @@ def build_word_tokenizer(
 
     Raises:
         FileNotFoundError: a file is missing. ValueError: a file is empty,
-        there are no lines at all, the convention is unknown, or ``"auto"``
-        finds both WikiText's and PTB's marks.
+        there are no lines at all, every line is blank (no words: the
+        tokenizer would know only its special tokens), the convention is
+        unknown, ``"auto"`` finds both WikiText's and PTB's marks, or the
+        text has the word ``<pad>`` with ``add_pad_token`` (the text ``<pad>``
+        is an unknown word for such a tokenizer, see
+        :func:`word_tokenizer_from_vocab`).
     """
     _check_convention(convention, (AUTO_CONVENTION, *CONVENTIONS))
     lines: Iterable[str] = _iter_training_lines(files_or_lines)
@@ -632,6 +672,11 @@ def build_word_tokenizer(
     counts = count_words(lines, convention)
     if counts[EOS_TOKEN] == 0:
         raise ValueError("build_word_tokenizer got no lines of text to count")
+    if len(counts) == 1:  # only the <eos> of each line
+        raise ValueError(
+            f"build_word_tokenizer: the training text{_describe_training_text(files_or_lines)} has no words "
+            f"({counts[EOS_TOKEN]} line(s), all blank); a vocabulary needs at least one word"
+        )
     vocab = build_vocab(counts, max_vocab_size, min_count)
     if add_pad_token:
         if PAD_TOKEN in vocab:

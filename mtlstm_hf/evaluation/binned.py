@@ -13,9 +13,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
+    "as_integers",
     "as_token_ids",
     "check_log_probs",
     "check_same_length",
@@ -29,18 +31,61 @@ __all__ = [
 _LOG_PROB_TOLERANCE = 1e-6
 
 
+_NONE_FOUND = object()
+
+
+def _first_element(values: Any, odd: Any) -> Any:
+    """The first leaf of a (nested) list or tuple for which ``odd(leaf)`` holds, else ``_NONE_FOUND``."""
+    for value in values:
+        found = _first_element(value, odd) if isinstance(value, (list, tuple)) else (value if odd(value) else _NONE_FOUND)
+        if found is not _NONE_FOUND:
+            return found
+    return _NONE_FOUND
+
+
+def _is_boolean(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool)
+
+
+def _is_not_integer(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.dtype == torch.bool or value.is_floating_point() or value.is_complex()
+    return _is_boolean(value) or not isinstance(value, (int, np.integer))
+
+
+def as_integers(values: Any, name: str, what: str) -> torch.Tensor:
+    """``values`` (a tensor, numpy array or nested list of any shape) as an int64 tensor.
+
+    Booleans are refused, also inside a list of integers (``torch.as_tensor([True, 5])`` would
+    silently be ``[1, 5]``), and so are floating-point values (``100.7`` is no count).
+
+    Args:
+        name: the argument's name, what: what it must hold (``"integer counts"``), for messages.
+
+    Raises:
+        ValueError: naming ``name``, the dtype or value found and what is allowed.
+    """
+    if isinstance(values, (list, tuple)):
+        found = _first_element(values, _is_not_integer)
+        if found is not _NONE_FOUND:
+            raise ValueError(f"{name} must hold {what}, got {type(found).__name__} {found!r}")
+    tensor = torch.as_tensor(values)
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise ValueError(f"{name} must hold {what}, got dtype {tensor.dtype}")
+    return tensor.long()
+
+
 def as_token_ids(stream: Any, name: str) -> torch.Tensor:
     """``stream`` as a 1-D int64 tensor (lists and numpy arrays accepted).
 
     Raises:
-        ValueError: not 1-D, or not integer.
+        ValueError: not 1-D, or not integer (floating-point or boolean values, also a boolean
+            inside a list of integers).
     """
-    tensor = torch.as_tensor(stream)
+    tensor = as_integers(stream, name, "integer token ids")
     if tensor.dim() != 1:
         raise ValueError(f"{name} must be 1-D, got shape {tuple(tensor.shape)}")
-    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer token ids, got dtype {tensor.dtype}")
-    return tensor.long()
+    return tensor
 
 
 def check_log_probs(log_probs: Any, name: str, rows: bool = False) -> torch.Tensor:
@@ -52,12 +97,17 @@ def check_log_probs(log_probs: Any, name: str, rows: bool = False) -> torch.Tens
         name: the argument's name in error messages.
 
     Raises:
-        ValueError: wrong number of dimensions, empty, non-finite, or a value above 0 beyond
-            rounding (1e-6: NLLs or logits were passed).
+        ValueError: booleans, wrong number of dimensions, empty, non-finite, or a value above 0
+            beyond rounding (1e-6: NLLs or logits were passed).
     """
     if isinstance(log_probs, torch.Tensor):
+        if log_probs.dtype == torch.bool or log_probs.is_complex():
+            raise ValueError(f"{name} must hold real log-probabilities, got dtype {log_probs.dtype}")
         values = log_probs.detach().cpu().double()
     else:  # lists/arrays straight to float64 (torch.as_tensor would round Python floats to float32)
+        found = _first_element(log_probs, _is_boolean) if isinstance(log_probs, (list, tuple)) else _NONE_FOUND
+        if found is not _NONE_FOUND or getattr(log_probs, "dtype", None) == np.bool_:
+            raise ValueError(f"{name} must hold real log-probabilities, got booleans")
         values = torch.as_tensor(log_probs, dtype=torch.float64)
     if values.dim() != (2 if rows else 1):
         what = "2-D (one row of log-probabilities per model)" if rows else "1-D (one log-probability per token)"
@@ -91,15 +141,13 @@ def target_bins(
             ``allow_excluded`` (-1: a target that is not scored).
 
     Raises:
-        ValueError: a malformed table, a value out of range, an id outside ``[0, V)``.
+        ValueError: a malformed table (not 1-D, empty, floating-point or boolean), a value out of
+            range, an id outside ``[0, V)``.
     """
     ids = as_token_ids(token_ids, name_ids).cpu()
-    table = torch.as_tensor(bin_of_token).cpu()
+    table = as_integers(bin_of_token, "bin_of_token", "integer bin indices").cpu()
     if table.dim() != 1 or table.numel() == 0:
         raise ValueError(f"bin_of_token must be a non-empty 1-D tensor (V,), got shape {tuple(table.shape)}")
-    if table.is_floating_point():
-        raise ValueError(f"bin_of_token must hold integer bin indices, got dtype {table.dtype}")
-    table = table.long()
     lowest = -1 if allow_excluded else 0
     if table.min() < lowest or table.max() >= n_bins:
         groups = f"{n_bins} classes" if allow_excluded else f"{n_bins - 1} edges"

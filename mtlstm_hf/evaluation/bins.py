@@ -17,9 +17,11 @@ def check_edges(edges: Sequence[int]) -> tuple[int, ...]:
     """Validate bin edges (positive, distinct integers, any order); return them sorted ascending.
 
     Raises:
-        ValueError: not integers, empty, not positive, or repeated.
+        ValueError: not integers (floats and booleans refused), empty, not positive, or repeated.
     """
     try:
+        if any(isinstance(e, bool) or str(getattr(e, "dtype", "")) in ("bool", "torch.bool") for e in edges):
+            raise TypeError("a boolean is no count")  # operator.index(True) would be 1
         values = tuple(operator.index(e) for e in edges)  # rejects floats such as 100.5
     except TypeError as err:
         raise ValueError(f"edges must be a sequence of positive integers, got {edges!r}") from err

@@ -62,12 +62,14 @@ from transformers.utils import (
 
 from .. import register_auto_classes
 from ..devices import UnavailableDeviceError, float32_precision, resolve_device  # noqa: F401 (UnavailableDeviceError: public here too)
+from ..input_files import read_model_config
 from ..progress import no_transformers_progress_bar
 from ..weight_digests import verify_weight_digests
 from ..data import canonical_split, check_vocabulary_fingerprint, load_corpus, split_to_stream, unknown_word_id
 from .bootstrap import paired_block_bootstrap
 from .json_values import to_json_compatible  # noqa: F401 (public here: evaluation results as strict JSON)
 from .frequency import DEFAULT_BIN_EDGES, binned_perplexity, frequency_bin_of_token, token_counts
+from .pairing import check_same_token_streams
 from .perplexity import target_positions, token_log_probs
 
 __all__ = [
@@ -105,24 +107,9 @@ _TOKENIZER_FILES = (FULL_TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)
 
 
 def _read_model_config(folder: Path) -> dict[str, Any]:
-    """``config.json`` of ``folder`` as a dict, after checking it describes an MTLSTM model."""
-    config_file = folder / CONFIG_NAME
-    if not config_file.is_file():
-        raise ValueError(
-            f"{str(folder)!r} is not an mtlstm checkpoint: it has no {CONFIG_NAME} "
-            "(expected a folder written by model.save_pretrained)"
-        )
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{str(config_file)!r} is not valid JSON: {err}") from err
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type != MODEL_TYPE:
-        raise ValueError(
-            f"{str(folder)!r} is not an mtlstm checkpoint: {CONFIG_NAME} has model_type={model_type!r}, "
-            f"expected {MODEL_TYPE!r}"
-        )
-    return config
+    """``config.json`` of ``folder`` as a dict, after checking it describes an MTLSTM model
+    (:func:`mtlstm_hf.input_files.read_model_config`, before transformers reads the folder)."""
+    return read_model_config(folder, "checkpoint")
 
 
 def load_checkpoint(
@@ -165,7 +152,7 @@ def load_checkpoint(
             f"checkpoint {str(folder)!r} has no tokenizer (looked for {', '.join(_TOKENIZER_FILES)}); "
             "save it beside the model with tokenizer.save_pretrained(folder)"
         )
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)  # never asks to run the folder's code
     # Checked before loading the weights: a mismatched pair would index the embedding out of
     # range (or silently score with the wrong words), and the check is cheap.
     if len(tokenizer) != config.get("vocab_size"):
@@ -240,6 +227,15 @@ def _missing_recurrent_sides(model: PreTrainedModel, folder: Path) -> list[str]:
     return sorted(recurrent - present) if present else []
 
 
+def _loading_entry(entry: Any) -> str:
+    """A tensor of transformers' loading info in words: a name, or for a tensor of another shape
+    (``(name, saved shape, expected shape)``) ``name saved (44, 10), expected (40, 10)``."""
+    if isinstance(entry, tuple) and len(entry) == 3:
+        name, saved, expected = entry
+        return f"{name} saved {tuple(saved)}, expected {tuple(expected)}"
+    return str(entry)
+
+
 def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausalLM) -> PreTrainedModel:
     """``model_class.from_pretrained(folder)`` that refuses anything but a complete, finite set of weights.
 
@@ -261,6 +257,7 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
     folder = Path(folder)
     verify_weight_digests(folder)  # a damaged file can stay finite: checked against its record first
     weights = next((folder / name for name in _WEIGHT_FILES if (folder / name).is_file()), folder)
+    _read_model_config(folder)  # a config.json that is not an mtlstm one is named before transformers reads it
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     except ValueError as err:  # the configuration's own checks (model type, missing fields, values)
@@ -269,8 +266,10 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
         # transformers' own "LOAD REPORT" would say that missing tensors were "newly initialized":
         # silenced, the error below names them instead.
         with no_transformers_progress_bar(), _transformers_logging(hf_logging.ERROR):
+            # ignore_mismatched_sizes: a tensor of another shape is reported in the loading info
+            # (name, saved and expected shape), and refused below, instead of an error naming nothing.
             model, info = model_class.from_pretrained(
-                folder, config=config, trust_remote_code=False, output_loading_info=True
+                folder, config=config, trust_remote_code=False, output_loading_info=True, ignore_mismatched_sizes=True
             )
     except Exception as err:  # safetensors, pickle and size errors share no base class
         text = str(err).strip()
@@ -286,8 +285,8 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
     problems = []
     missing_recurrent = _missing_recurrent_sides(model, folder)
     info = {**info, "missing_keys": set(info.get("missing_keys", ())) | set(missing_recurrent)}
-    for key, label in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"), ("mismatched_keys", "of the wrong shape")):
-        names = sorted(str(name) for name in info.get(key, ()))
+    for key, label in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"), ("mismatched_keys", "of another shape than the configuration implies")):
+        names = sorted(_loading_entry(entry) for entry in info.get(key, ()))
         if names:
             problems.append(f"{label}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
     if problems:
@@ -439,6 +438,29 @@ def split_streams(
 
 
 @dataclass
+class _TokenizedSplit:
+    """The token streams one tokenizer gives: the scored split and the counting splits."""
+
+    split: str  # canonical name of the scored split
+    count_names: list[str]  # canonical names of the counting splits
+    streams: dict[str, torch.Tensor]  # "scored" and each counting split: (N,) int64
+    count_data: str | None  # where the counting splits were found, when not in the scored corpus
+
+
+def _tokenize_split(
+    tokenizer: PreTrainedTokenizerBase,
+    corpus: datasets.DatasetDict,
+    split: str,
+    count_splits: Sequence[str],
+    checkpoint_path: str | None = None,
+) -> _TokenizedSplit:
+    """The streams :func:`_score_split` scores and counts (see :func:`split_streams`, :func:`counting_corpus`)."""
+    count_corpus, count_data = counting_corpus(corpus, count_splits, checkpoint_path)
+    split, count_names, streams = split_streams(corpus, tokenizer, split, count_splits, count_corpus)
+    return _TokenizedSplit(split, count_names, streams, count_data)
+
+
+@dataclass
 class _ScoredSplit:
     """One model's scores on one split, with everything needed to bin and bootstrap them."""
 
@@ -451,17 +473,13 @@ class _ScoredSplit:
 def _score_split(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    corpus: datasets.DatasetDict,
-    split: str,
-    count_splits: Sequence[str],
+    tokenized: _TokenizedSplit,
     edges: Sequence[int],
     batch_size: int,
     window: int,
-    checkpoint_path: str | None = None,
 ) -> _ScoredSplit:
-    """Tokenize, count, score: the shared core of evaluation and comparison."""
-    count_corpus, count_data = counting_corpus(corpus, count_splits, checkpoint_path)
-    split, count_names, streams = split_streams(corpus, tokenizer, split, count_splits, count_corpus)
+    """Count, score: the shared core of evaluation and comparison (streams from :func:`_tokenize_split`)."""
+    split, count_names, streams, count_data = tokenized.split, tokenized.count_names, tokenized.streams, tokenized.count_data
     vocab_size = int(model.config.vocab_size)
     bin_of_token = frequency_bin_of_token(token_counts([streams[name] for name in count_names], vocab_size), edges)
     stream = streams["scored"]
@@ -546,12 +564,21 @@ def evaluate_checkpoint(
     """
     model, tokenizer, checkpoint_path = resolve_checkpoint(path_or_model, device)
     corpus = evaluation_corpus(data, split, data_config)
-    scored = _score_split(model, tokenizer, corpus, split, count_splits, edges, batch_size, window, checkpoint_path)
+    tokenized = _tokenize_split(tokenizer, corpus, split, count_splits, checkpoint_path)
+    scored = _score_split(model, tokenizer, tokenized, edges, batch_size, window)
     return _evaluation_result(scored, checkpoint_path, data)
 
 
 def _same_vocabulary(tokenizer_a: PreTrainedTokenizerBase, tokenizer_b: PreTrainedTokenizerBase) -> bool:
     return tokenizer_a.get_vocab() == tokenizer_b.get_vocab()
+
+
+def _described_streams(tokenized: _TokenizedSplit) -> dict[str, torch.Tensor]:
+    """The streams by what they are, for :func:`check_same_token_streams`'s message."""
+    described = {f"the {tokenized.split} split": tokenized.streams["scored"]}
+    for name in tokenized.count_names:
+        described.setdefault(f"the {name} split (the word counts of the frequency bins)", tokenized.streams[name])
+    return described
 
 
 def compare_checkpoints(
@@ -573,8 +600,10 @@ def compare_checkpoints(
 ) -> dict[str, Any]:
     """Evaluate two checkpoints on the same split and test their difference (paired block bootstrap).
 
-    Both checkpoints must share one vocabulary (same word -> id table), so that they score
-    the same token stream and the same frequency bins. Arguments as in
+    Both checkpoints must share one vocabulary (same word -> id table) and their tokenizers must
+    give the same token streams for the scored split and the counting splits (the same targets
+    and the same frequency bins; checked before any scoring,
+    :func:`~mtlstm_hf.evaluation.pairing.check_same_token_streams`). Arguments as in
     :func:`evaluate_checkpoint`; ``block_size``, ``n_resamples``, ``confidence_level`` as in
     :func:`~mtlstm_hf.evaluation.paired_block_bootstrap`, with ``seed`` seeding its generator.
 
@@ -582,6 +611,11 @@ def compare_checkpoints(
         ``{"a": evaluation of a, "b": evaluation of b, "comparison": paired bootstrap result}``;
         the comparison's ``diff`` is ``ppl_b - ppl_a`` (negative when ``b`` is better), with a
         percentile confidence interval and a two-sided p-value, overall and per bin.
+
+    Raises:
+        ValueError: as :func:`evaluate_checkpoint`; the vocabularies differ; the tokenizers give
+            different token streams (the message names both checkpoints, the text and the first
+            position where the streams differ).
     """
     model_a, tokenizer_a, path_a = resolve_checkpoint(a, device)
     model_b, tokenizer_b, path_b = resolve_checkpoint(b, device)
@@ -591,8 +625,16 @@ def compare_checkpoints(
             "both models to score the same token stream"
         )
     corpus = evaluation_corpus(data, split, data_config)
-    scored_a = _score_split(model_a, tokenizer_a, corpus, split, count_splits, edges, batch_size, window, path_a)
-    scored_b = _score_split(model_b, tokenizer_b, corpus, split, count_splits, edges, batch_size, window, path_a or path_b)
+    tokenized_a = _tokenize_split(tokenizer_a, corpus, split, count_splits, path_a)
+    tokenized_b = _tokenize_split(tokenizer_b, corpus, split, count_splits, path_a or path_b)
+    check_same_token_streams(
+        [_described_streams(tokenized_a), _described_streams(tokenized_b)],
+        [path_a or "checkpoint a (a loaded model)", path_b or "checkpoint b (a loaded model)"],
+        [tokenizer_a, tokenizer_b],
+        tokenizer_a.eos_token_id,
+    )
+    scored_a = _score_split(model_a, tokenizer_a, tokenized_a, edges, batch_size, window)
+    scored_b = _score_split(model_b, tokenizer_b, tokenized_b, edges, batch_size, window)
     comparison = paired_block_bootstrap(
         scored_a.log_probs,
         scored_b.log_probs,

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .binned import as_token_ids, check_log_probs, check_same_length, perplexity_by_bin, target_bins
+from .binned import as_integers, as_token_ids, check_log_probs, check_same_length, perplexity_by_bin, target_bins
 from .bins import DEFAULT_BIN_EDGES, bin_labels, check_edges
 
 __all__ = [
@@ -52,8 +52,12 @@ def token_counts(streams: torch.Tensor | Sequence[torch.Tensor], vocab_size: int
 
     Returns:
         LongTensor ``(V,)``: occurrences of each id (0 for ids never seen).
+
+    Raises:
+        ValueError: ``vocab_size`` not a positive integer; a stream that is not 1-D integer ids
+            (booleans refused) or holds an id outside ``[0, V)``.
     """
-    if int(vocab_size) != vocab_size or vocab_size <= 0:
+    if isinstance(vocab_size, bool) or int(vocab_size) != vocab_size or vocab_size <= 0:
         raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
     if isinstance(streams, torch.Tensor):
         stream_list = [streams]
@@ -85,10 +89,13 @@ def frequency_bin_of_token(counts: torch.Tensor, edges: Sequence[int] = DEFAULT_
 
     Returns:
         LongTensor of the same shape as ``counts``; see the module docstring for the edge rule.
+
+    Raises:
+        ValueError: counts that are not integers (floating-point or boolean values, also a
+            boolean inside a list of integers) or are negative; bad ``edges``
+            (:func:`~mtlstm_hf.evaluation.bins.check_edges`).
     """
-    counts = torch.as_tensor(counts)
-    if counts.is_floating_point() or counts.is_complex() or counts.dtype == torch.bool:
-        raise ValueError(f"counts must be an integer tensor, got dtype {counts.dtype}")
+    counts = as_integers(counts, "counts", "integer counts (occurrences of each word)")
     if counts.numel() and counts.min() < 0:
         raise ValueError(f"counts must be non-negative, got minimum {int(counts.min())}")
     asc = torch.tensor(check_edges(edges), dtype=torch.long, device=counts.device)
@@ -138,9 +145,16 @@ def binned_perplexity_by_frequency(
     ``token_frequencies[t]`` is the count of target word ``y_t`` in the counting streams
     (``token_counts(...)[token_ids]``). Same definition and return value as
     :func:`binned_perplexity`; this is the form the ``evaluate`` metric uses.
+
+    Raises:
+        ValueError: as :func:`binned_perplexity`; ``token_frequencies`` not 1-D integer counts
+            (floating-point or boolean values refused, also a boolean among integers), negative,
+            or of another length than ``token_log_probs``.
     """
     nll = -check_log_probs(token_log_probs, "token_log_probs")
-    freqs = as_token_ids(token_frequencies, "token_frequencies").cpu()
+    freqs = as_integers(token_frequencies, "token_frequencies", "integer counts (each target's corpus count)").cpu()
+    if freqs.dim() != 1:
+        raise ValueError(f"token_frequencies must be 1-D, got shape {tuple(freqs.shape)}")
     check_same_length(nll, "token_log_probs", freqs, "token_frequencies")
     if freqs.min() < 0:
         raise ValueError(f"token_frequencies must be non-negative, got minimum {int(freqs.min())}")

@@ -95,7 +95,8 @@ CITATIONS: dict[str, str] = {
   url       = {https://arxiv.org/abs/1805.03716}
 }""",
 }
-"""BibTeX of the three methods the library implements (see ``docs/PAPERS.md``)."""
+"""BibTeX of the three methods the library implements (Mahto et al. 2021, Verwimp et al. 2020,
+Levy et al. 2018)."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 _SAMPLE_NAME = "the WikiText-2 sample embedded in `mtlstm_hf`"

@@ -13,8 +13,9 @@ Verdicts: ``holds``, ``does not hold``, ``inconclusive at this scale``. The rule
   lies in our 95% interval over seeds widened by :data:`VALUE_TOLERANCE` of the paper's value on
   each side (with one seed: within that tolerance of our value), and does not hold otherwise.
 
-The reported values are those in ``docs/PAPERS.md`` (from the reference code's asserts and logs);
-the Dyck-2 accuracies are unverified there and are marked so.
+The reported values are Mahto et al.'s (ICLR 2021, arXiv 2009.12727: its tables, and the asserts
+and logs of the reference code, github.com/HuthLab/multi-timescale-LSTM-LMs); the Dyck-2
+accuracies could not be checked against the code and are marked unverified.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ PAPER_LM: dict[str, Any] = {
     "lm-wikitext2": {"test_perplexity": {"multi_timescale": 66.06}},
     "max_rare_ablation_ratio": 1.058,
 }
-"""Reported numbers (``docs/PAPERS.md``): PTB test perplexity (the reference's released training
+"""Reported numbers (Mahto et al. 2021 and its reference code): PTB test perplexity (the reference's released training
 log ends at 59.69 before its evaluation script) and the multi-timescale model's per-bin PTB
 perplexities (counts over train + valid + test), WikiText-2 multi-timescale test perplexity, and
 the largest perplexity ratio of rare words (< 100) when a long-timescale chunk is ablated."""

@@ -10,6 +10,7 @@ inside (this project's shared copy is ``../shared/data`` beside the repository).
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import random
 from pathlib import Path
@@ -81,17 +82,31 @@ def locate_corpus(data: str | Path | None, corpus: str) -> Path:
 
 
 def corpus_digests(folder: str | Path) -> dict[str, dict[str, Any]]:
-    """Per split, the file name, size and SHA-256 of the corpus in ``folder``."""
+    """Per split, the file name, size and SHA-256 of the corpus in ``folder``, after checking that
+    each file is UTF-8 text (read once for both).
+
+    Raises:
+        FileNotFoundError: a split has no file.
+        ValueError: a file is not UTF-8 text (:func:`mtlstm_hf.data.corpus.not_utf8_message`: the
+            file, the line and the byte).
+    """
     folder = Path(folder)
     result = {}
     for split in SPLITS:
         path = _split_file(folder, split)
         if path is None:
             raise FileNotFoundError(f"no {split} file in {str(folder)!r}.")
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        digest, decoder = hashlib.sha256(), codecs.getincrementaldecoder("utf-8")()
+        try:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+                    decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as error:
+            from ..data.corpus import not_utf8_message  # the corpus reader's message (imports torch: only now)
+
+            raise ValueError(f"--data: {not_utf8_message(path) or error}.") from None
         result[split] = {"file": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
     return result
 

@@ -34,7 +34,7 @@ Differences from the reference code (github HuthLab/multi-timescale-LSTM-LMs, ``
   ``linspace(2, max_length, 10)`` (:func:`span_bin_edges`), fixed by the settings so that seeds and
   arms share bins; with the paper's 5,000 test words the longest is at or near 200 and the two agree.
 
-The reported accuracies (:data:`PAPER_ACCURACY`) are the values in ``docs/PAPERS.md``, not
+The reported accuracies (:data:`PAPER_ACCURACY`) are Mahto et al.'s (ICLR 2021, section 5), not
 checked against the paper or its data; nothing here claims they hold.
 """
 
@@ -51,6 +51,7 @@ import torch
 from scipy import stats
 from torch.nn.utils.rnn import pad_sequence
 
+from ..command_line import check_seed
 from ..data.dyck import (
     IGNORE_INDEX,
     NUM_LABELS,
@@ -63,6 +64,7 @@ from ..data.dyck import (
     generate_dyck2,
     longest_span,
     stack_top_targets,
+    word_list,
 )
 from ..models.mtlstm import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForTokenClassification
 
@@ -71,7 +73,7 @@ ARMS: tuple[str, ...] = ("baseline", "multi_timescale")
 
 PAPER_ACCURACY: dict[str, float] = {"multi_timescale": 0.9382, "baseline": 0.9166}
 """Test sequence accuracy reported for the Dyck-2 task, mean over :data:`PAPER_NUM_SEEDS` seeds.
-Source: Mahto et al., ICLR 2021, section 5, as recorded in ``docs/PAPERS.md``; unverified."""
+Source: Mahto et al., ICLR 2021 (arXiv 2009.12727), section 5; unverified."""
 
 PAPER_NUM_SEEDS: int = 20
 """Seeds per arm in the paper (and ``plot_dyckn_results.py``: seeds 1 to 20)."""
@@ -288,11 +290,12 @@ class EncodedWords:
     a list of words, computed once; :meth:`batch` pads a selection of them.
 
     Raises:
-        ValueError: a word that is not a balanced Dyck-2 word.
+        ValueError: a single string instead of a list of words, or a word that is not a balanced
+            Dyck-2 word.
     """
 
     def __init__(self, words: Sequence[str]) -> None:
-        self.words = list(words)
+        self.words = word_list(words)
         self.ids = [torch.tensor(encode_word(word), dtype=torch.int64) for word in self.words]
         self.targets = [torch.from_numpy(stack_top_targets(word)) for word in self.words]
         self.spans = np.array([longest_span(word) for word in self.words], dtype=np.int64)
@@ -321,7 +324,7 @@ def batch_loss(model: MTLSTMForTokenClassification, batch: dict[str, torch.Tenso
     """The training loss of one batch (:meth:`EncodedWords.batch`), a 0-d tensor: ``bce``, the
     model's own loss (mean binary cross-entropy over the entries whose label is not ``-100``), or
     ``mse``, the mean squared error of the sigmoid outputs over those entries (the reference's)."""
-    output = model(**batch)
+    output = model(**batch, check_values=False)  # our own encoded words: no read from the device per step
     if kind == "bce":
         return output.loss
     kept = batch["labels"] != IGNORE_INDEX
@@ -348,7 +351,8 @@ def predict(
     for start in range(0, len(encoded), settings.eval_batch_size):
         rows = list(range(start, min(start + settings.eval_batch_size, len(encoded))))
         batch = encoded.batch(rows, device=device)
-        logits = model(input_ids=batch["input_ids"]).logits  # right padding: see EncodedWords.batch
+        # Right padding: see EncodedWords.batch; the encoded words need no check of their values.
+        logits = model(input_ids=batch["input_ids"], check_values=False).logits
         kept = batch["labels"] != IGNORE_INDEX
         target = batch["labels"][kept]
         if settings.loss == "bce":
@@ -370,8 +374,10 @@ def sequence_correct(predictions: Sequence[np.ndarray], words: Sequence[str]) ->
     ``predictions[n]`` equals :func:`~mtlstm_hf.data.dyck.stack_top_targets` of ``words[n]``.
 
     Raises:
-        ValueError: different counts, or a prediction whose shape is not ``(len(word), 2)``.
+        ValueError: a single string instead of a list of words, different counts, or a prediction
+            whose shape is not ``(len(word), 2)``.
     """
+    words = word_list(words)
     if len(predictions) != len(words):
         raise ValueError(f"predictions and words must have the same length, got {len(predictions)} and {len(words)}.")
     correct = np.zeros(len(words), dtype=bool)
@@ -455,16 +461,15 @@ def run_dyck_seed(
     in the last bits between thread counts, and between devices).
 
     Raises:
-        ValueError: an unknown ``arm``, or ``data`` made with another ``max_length`` than
-            ``settings.max_length``.
+        ValueError: an unknown ``arm``, a ``seed`` that is not an integer in ``[0, 2**32)``, or
+            ``data`` made with another ``max_length`` than ``settings.max_length``.
         UnavailableDeviceError: ``device`` does not exist here.
     """
     from ..devices import resolve_device
 
     settings = settings or DyckSettings()
     _check_arm(arm)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
+    check_seed(seed)
     if data.max_length != settings.max_length:
         raise ValueError(
             f"data has max_length={data.max_length} but settings.max_length={settings.max_length}; they must match "
@@ -574,7 +579,7 @@ class DyckExperiment:
         default_factory=lambda: {
             "accuracy": dict(PAPER_ACCURACY),
             "num_seeds": PAPER_NUM_SEEDS,
-            "source": "Mahto et al., ICLR 2021, section 5 (docs/PAPERS.md); unverified",
+            "source": "Mahto et al., ICLR 2021 (arXiv 2009.12727), section 5; unverified",
         }
     )
 
@@ -622,7 +627,7 @@ def run_dyck_experiment(
 
     Args:
         settings: sizes and training (:class:`DyckSettings`; default: the paper's sizes, 50 epochs).
-        seeds: model seeds, distinct integers >= 0 (the paper used 1 to 20).
+        seeds: model seeds, distinct integers in ``[0, 2**32)`` (the paper used 1 to 20).
         arms: a subset of :data:`ARMS`.
         data: the splits; default :func:`~mtlstm_hf.data.dyck.generate_dyck2` with the settings'
             sizes, ``max_length`` and ``data_seed``.
@@ -630,13 +635,18 @@ def run_dyck_experiment(
         device: where to train and evaluate (default: CUDA when available, else the CPU).
 
     Raises:
-        ValueError: no seeds, repeated seeds, an unknown or repeated arm, or ``data`` whose split
-            sizes or ``max_length`` differ from ``settings``.
+        ValueError: no seeds, repeated seeds, a seed outside ``[0, 2**32)``, an unknown or repeated
+            arm (or one string instead of a list of arms), or ``data`` whose split sizes or
+            ``max_length`` differ from ``settings``.
     """
     settings = settings or DyckSettings()
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct integers >= 0 (at least one), got {seeds!r}.")
+        raise ValueError(f"seeds must be distinct integers from 0 to 2**32 - 1 (at least one), got {seeds!r}.")
+    for seed in seeds:
+        check_seed(seed, "each of seeds")
+    if isinstance(arms, str):
+        raise ValueError(f"arms must be a list of names from {list(ARMS)}, got the single string {arms!r}; write [{arms!r}].")
     arms = [_check_arm(arm) for arm in arms]
     if not arms or len(set(arms)) != len(arms):
         raise ValueError(f"arms must be distinct names from {list(ARMS)} (at least one), got {arms!r}.")

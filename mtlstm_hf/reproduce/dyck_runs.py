@@ -33,8 +33,19 @@ def dyck_settings(values: dict[str, Any]) -> Any:
 
 
 def load_run(folder: str | Path) -> dict[str, Any]:
-    """The summary of a finished run (``run.json``)."""
-    return output.read_json(Path(folder) / RUN_FILENAME)
+    """The summary of a finished run (``run.json``).
+
+    Raises:
+        ValueError: it is missing although the run is recorded finished, or is not valid JSON
+            (naming it; the remedy: train the run again).
+    """
+    summary = output.read_json(Path(folder) / RUN_FILENAME, output.redo_run_remedy(folder))
+    if not isinstance(summary, dict):
+        raise ValueError(
+            f"{str(Path(folder) / RUN_FILENAME)!r} is missing or not a JSON object although the run is recorded "
+            f"finished; {output.redo_run_remedy(folder)}."
+        )
+    return summary
 
 
 def load_predictions(folder: str | Path) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -2,15 +2,17 @@
 written (:func:`prepare`), then train, analyse and write ``report.json``, ``REPORT.md`` and the
 figures (:func:`run`).
 
-Checks, each a one-line error: the experiment and scale exist; the language-model corpus is in
-``--data`` (where it comes from is said otherwise); the seeds are distinct integers >= 0; the
-output folder is a writable folder and holds no runs of another configuration (what defines the
-runs is recorded in ``reproduce_config.json``: the experiment, scale, recipe, sizes and the data's
-SHA-256; seeds are not part of it, so seeds can be added).
+Checks, each a one-line error: the experiment and scale exist; ``--recipe`` is given for language
+models only; ``--device`` exists on this machine; the language-model corpus is in ``--data``
+(where it comes from is said otherwise) and is UTF-8 text; the seeds are distinct integers in
+``[0, 2**32)``; the output folder is a writable folder and holds no runs of another configuration
+(what defines the runs is recorded in ``reproduce_config.json``: the experiment, scale, recipe,
+sizes and the data's SHA-256; seeds are not part of it, so seeds can be added).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -20,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import exit_codes
-from ..command_line import apply_threads, check_threads
+from ..command_line import apply_threads, check_seed, check_threads
 from . import output
 from .corpora import SMOKE_CORPUS_DIRNAME, corpus_digests, locate_corpus, matches_reference, write_smoke_corpus
-from .scales import RECIPES, check_experiment, check_scale, dyck_scale, lm_scale
+from .scales import DEFAULT_RECIPE, RECIPES, check_experiment, check_scale, dyck_scale, lm_scale
 from .settings import ReproduceSettings
 
 LM_CONFIG_KEYS: tuple[str, ...] = (
@@ -53,26 +55,55 @@ class Prepared:
 
 
 def check_seeds(seeds: Sequence[Any]) -> list[int]:
-    """``seeds`` as a list of distinct integers >= 0, else ``ValueError``."""
+    """``seeds`` as a list of distinct seeds (:func:`~mtlstm_hf.command_line.check_seed`: integers
+    in ``[0, 2**32)``).
+
+    Raises:
+        ValueError: naming ``--seeds``: no seed, a repeated one, or one that is not such an integer.
+    """
     values = list(seeds)
-    if not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values) or len(set(values)) != len(values):
-        raise ValueError(f"--seeds must be distinct integers >= 0 (at least one), got {values!r}.")
+    if not values or len(set(values)) != len(values):
+        raise ValueError(f"--seeds must be distinct integers from 0 to 2**32 - 1 (at least one), got {values!r}.")
+    for seed in values:
+        check_seed(seed, "each of --seeds")
     return values
+
+
+def _with_recipe(experiment: str, settings: ReproduceSettings) -> ReproduceSettings:
+    """``settings`` with the recipe of a language-model experiment filled in (``library`` when not
+    given); dyck2 has one setup, so a recipe given for it is refused rather than ignored.
+
+    Raises:
+        ValueError: naming ``--recipe``: an unknown recipe, or any recipe for dyck2.
+    """
+    if experiment == "dyck2":
+        if settings.recipe is not None:
+            raise ValueError(
+                f"--recipe {settings.recipe} applies to the language-model experiments (lm-ptb, lm-wikitext2); "
+                "dyck2 has one setup (the paper's section 5): leave --recipe out."
+            )
+        return settings
+    if settings.recipe is None:
+        return dataclasses.replace(settings, recipe=DEFAULT_RECIPE)
+    if settings.recipe not in RECIPES:
+        raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {settings.recipe!r}.")
+    return settings
 
 
 def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arguments: Sequence[str] = ()) -> Prepared:
     """Check the inputs and work out the configuration; reads only.
 
     Raises:
-        ValueError: unknown experiment, scale or recipe; bad seeds; an output folder of another
-            configuration (:class:`~.output.ConfigurationMismatch`).
+        ValueError: unknown experiment, scale or recipe (or a recipe for dyck2); bad seeds; a
+            device name torch does not know; a corpus file that is not UTF-8 text; an output folder
+            of another configuration (:class:`~.output.ConfigurationMismatch`).
+        UnavailableDeviceError: ``--device`` names a device this machine lacks (exit code 3).
         FileNotFoundError: the corpus is not in ``--data``.
         OSError: the output folder cannot be written.
     """
     check_experiment(experiment)
     check_scale(settings.scale)
-    if settings.recipe not in RECIPES:
-        raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {settings.recipe!r}.")
+    settings = _with_recipe(experiment, settings)
     check_threads(settings.threads)
     if isinstance(settings.processes, bool) or not isinstance(settings.processes, int) or settings.processes < 1:
         raise ValueError(f"--processes must be an integer >= 1, got {settings.processes!r}.")

@@ -48,11 +48,19 @@ def write_json(path: str | Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(jsonable(value), indent=2, allow_nan=False) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
+MOVE_AWAY = "move it away to start that part again"
+"""What to do about a damaged file whose absence makes the command redo its part (a stage)."""
+
+
+def read_json(path: str | Path, remedy: str = MOVE_AWAY) -> Any:
     """The JSON in ``path``, or ``None`` when there is no such file.
 
+    Args:
+        remedy: what to do about a damaged file, said in the error: what, followed, lets the
+            same command run (each file's caller knows what its absence means).
+
     Raises:
-        ValueError: the file is not valid JSON (naming it).
+        ValueError: the file is not valid JSON (naming it, with ``remedy``).
     """
     path = Path(path)
     if not path.is_file():
@@ -60,7 +68,21 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({error}); move it away to start that part again.") from None
+        raise ValueError(f"{str(path)!r} is not valid JSON ({error}); {remedy}.") from None
+
+
+def _configuration_remedy(output_dir: Path) -> str:
+    """What to do when ``reproduce_config.json`` cannot be used: without it the runs in
+    ``output_dir`` cannot be matched to a configuration, so moving it away does not help."""
+    return (
+        f"it records what defines the runs in {str(output_dir)!r}, so they cannot be continued without it: "
+        "restore it from a copy, or choose another --output-dir (or delete the folder to start again)"
+    )
+
+
+def redo_run_remedy(folder: str | Path) -> str:
+    """What to do about a damaged record of a finished run: train that run again."""
+    return f"delete the run's folder {str(folder)!r} to train that run again"
 
 
 def _differences(recorded: Any, wanted: Any, prefix: str = "") -> list[str]:
@@ -88,7 +110,12 @@ def check_configuration(output_dir: str | Path, configuration: dict[str, Any]) -
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"--output-dir: {str(output_dir)!r} is a file; a folder is needed.")
-    recorded = read_json(output_dir / CONFIG_FILENAME)
+    recorded = read_json(output_dir / CONFIG_FILENAME, _configuration_remedy(output_dir))
+    if recorded is not None and not isinstance(recorded, dict):
+        raise ConfigurationMismatch(
+            f"{str(output_dir / CONFIG_FILENAME)!r} does not hold a JSON object of settings; "
+            f"{_configuration_remedy(output_dir)}."
+        )
     if recorded is None:
         if (output_dir / RUNS_DIRNAME).exists() or (output_dir / REPORT_FILENAME).exists():
             raise ConfigurationMismatch(
@@ -119,8 +146,12 @@ def run_dir(output_dir: str | Path, arm: str, seed: int) -> Path:
 
 
 def finished_run(folder: str | Path) -> dict[str, Any] | None:
-    """The completion record of a finished run, or ``None`` while it is not finished."""
-    record = read_json(Path(folder) / RUN_RECORD_FILENAME)
+    """The completion record of a finished run, or ``None`` while it is not finished.
+
+    Raises:
+        ValueError: the record is not valid JSON (naming it; the remedy: train the run again).
+    """
+    record = read_json(Path(folder) / RUN_RECORD_FILENAME, redo_run_remedy(folder))
     return record if isinstance(record, dict) and record.get("status") == "completed" else None
 
 
@@ -146,10 +177,16 @@ def write_stage(output_dir: str | Path, seed: int, stage: str, result: Any, seco
 
 
 def load_report(output_dir: str | Path) -> dict[str, Any]:
-    """``report.json`` of ``output_dir`` (an empty dict when there is none)."""
-    report = read_json(Path(output_dir) / REPORT_FILENAME)
+    """``report.json`` of ``output_dir`` (an empty dict when there is none).
+
+    Raises:
+        ValueError: it is not valid JSON or not an object (naming it; the remedy: move it away,
+            it is made again from the runs and stages).
+    """
+    remedy = f"{MOVE_AWAY} (it is made again from {RUNS_DIRNAME}/ and {STAGES_DIRNAME}/)"
+    report = read_json(Path(output_dir) / REPORT_FILENAME, remedy)
     if report is not None and not isinstance(report, dict):
-        raise ValueError(f"{str(Path(output_dir) / REPORT_FILENAME)!r} does not hold a JSON object.")
+        raise ValueError(f"{str(Path(output_dir) / REPORT_FILENAME)!r} does not hold a JSON object; {remedy}.")
     return report or {}
 
 
@@ -165,6 +202,7 @@ __all__ = [
     "ConfigurationMismatch",
     "FIGURES_DIRNAME",
     "MARKDOWN_FILENAME",
+    "MOVE_AWAY",
     "REPORT_FILENAME",
     "REPORT_FORMAT",
     "RUNS_DIRNAME",
@@ -178,6 +216,7 @@ __all__ = [
     "mark_finished",
     "read_json",
     "record_configuration",
+    "redo_run_remedy",
     "run_dir",
     "save_report",
     "stage_file",

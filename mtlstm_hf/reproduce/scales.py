@@ -39,6 +39,8 @@ library's loop); ``reference``: the published training, step for step: the refer
 exact model (``paper-reference`` presets: its layer-2 grid with the T = 0 unit, every gate bias
 of layers 1-2 frozen), its recurrent weights kept at their initial values in both arms (its
 weight-drop wrapper never trains them) and its training loop (``replay_reference_loop``)."""
+DEFAULT_RECIPE = "library"
+"""The recipe of a language-model experiment when ``--recipe`` is not given."""
 
 LM_EXPERIMENTS: dict[str, dict[str, Any]] = {
     "lm-ptb": {
@@ -222,6 +224,7 @@ def check_scale(scale: str) -> str:
 
 
 __all__ = [
+    "DEFAULT_RECIPE",
     "EXPERIMENTS",
     "LM_EXPERIMENTS",
     "PAPER_LM",

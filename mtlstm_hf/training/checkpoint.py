@@ -48,7 +48,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..data.tokenizer_files import save_tokenizer
 from ..weight_digests import WeightDigestError, record_weight_digests, verify_weight_digests
 
 CHECKPOINT_FORMAT = "mtlstm_hf.training.checkpoint/3"
@@ -686,6 +685,8 @@ def _write_checkpoint(trainer: Any, checkpoints_dir: Path, being_written: list[P
         model = trainer.unwrapped_model
         custom_object_save(model, str(tmp_dir), config=model.config)
         model.config.save_pretrained(str(tmp_dir))
+        from ..data.tokenizer_files import save_tokenizer  # the data package imports torch: not at start-up
+
         save_tokenizer(trainer.tokenizer, tmp_dir)
         trainer.config.to_json_file(tmp_dir / TRAINING_CONFIG_FILENAME)
         from dataclasses import asdict
@@ -708,6 +709,7 @@ def save_best_model(trainer: Any, model: Any, metrics: dict[str, Any]) -> None:
     Raises:
         OutputWriteError: writing failed; ``best_model/`` keeps the previous best model.
     """
+    from ..data.tokenizer_files import save_tokenizer
     from ..progress import no_transformers_progress_bar
 
     destination = trainer.output_dir / BEST_MODEL_DIRNAME

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..command_line import setting
+from ..command_line import check_seed, setting
 from ..devices import FLOAT32_PRECISIONS
 from ..models.mtlstm.presets import PRESETS as MODEL_CONFIG_PRESETS
 
@@ -156,7 +156,7 @@ class TrainingConfig:
     tracker: str = setting("auto", choices=TRACKERS, help="metrics: auto (TensorBoard if installed + JSON lines), jsonl, tensorboard, trackio (each with the JSON lines), none")
     progress_bar: bool = setting(True, help="show progress (main process only): a bar on a terminal, plain lines in a log")
     evaluate_test: bool = setting(True, help="score the best model on the test split at the end (when there is one)")
-    seed: int = setting(1882, help="seeds model initialisation, dropout and the window lengths")
+    seed: int = setting(1882, help="seeds model initialisation, dropout and the window lengths (an integer from 0 to 2**32 - 1)")
     cpu: bool = setting(False, help="run on CPU even when an accelerator is available (needed for several CPU processes: gloo)")
 
     def __post_init__(self) -> None:
@@ -269,8 +269,7 @@ class TrainingConfig:
                 "replay_reference_loop replays AWD-LSTM's loop: it needs optimizer='awd' and gradient_accumulation_steps=1, "
                 f"got optimizer={self.optimizer!r} and gradient_accumulation_steps={self.gradient_accumulation_steps!r}."
             )
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}.")
+        check_seed(self.seed)
 
     # --- serialisation -------------------------------------------------------------------------
 

@@ -70,6 +70,7 @@ from .config import TrainingConfig
 from .preparation import (
     build_model,
     build_optimizer,
+    check_init_from,
     check_resume_and_output,
     check_token_streams,
     finish_accelerator,
@@ -135,6 +136,7 @@ class LanguageModelTrainer:
         self._dirty = True  # progress not yet in a checkpoint
 
         resume_dir = check_resume_and_output(config, accelerator.num_processes)
+        check_init_from(config)  # before its tokenizer is read with the data
         data = prepare_data(config, accelerator, resume_dir)
         self.tokenizer, self.rows, self.iterator = data.tokenizer, data.rows, data.iterator
         self.valid_part, self.test_part = data.valid_part, data.test_part

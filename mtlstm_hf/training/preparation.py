@@ -33,6 +33,7 @@ from ..data import (
     vocabulary_fingerprint,
 )
 from ..evaluation.checkpoint import load_model_strictly
+from ..input_files import read_model_config
 from ..models.mtlstm import MTLSTMConfig, MTLSTMForCausalLM
 from . import checkpoint as ckpt
 from .config import MODEL_PRESETS, TrainingConfig
@@ -107,20 +108,35 @@ def rows_of_process(total_rows: int, num_processes: int, process_index: int, fie
 
 
 def load_tokenizer(path: str | Path, what: str) -> Any:
-    """``AutoTokenizer.from_pretrained(path)``, refusing a missing folder or a tokenizer without
-    ``<eos>`` (it ends every corpus line); errors name the setting ``what``."""
+    """``AutoTokenizer.from_pretrained(path)`` without running code from the folder
+    (``trust_remote_code=False``: a ``config.json`` there that points to code is refused, never
+    asked about), refusing a missing folder or a tokenizer without ``<eos>`` (it ends every corpus
+    line); errors name the setting ``what``."""
     from transformers import AutoTokenizer
 
     path = Path(path).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"{what}: tokenizer folder {str(path)!r} does not exist.")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise ValueError(f"{what}: no loadable tokenizer in {str(path)!r} ({error}).") from None
     if tokenizer.eos_token_id is None:
         raise ValueError(f"{what}: the tokenizer in {str(path)!r} has no eos_token; it ends every corpus line.")
     return tokenizer
+
+
+def check_init_from(config: TrainingConfig) -> None:
+    """Refuse an ``init_from`` that is not an mtlstm model folder before anything reads it
+    (:func:`~mtlstm_hf.input_files.read_model_config`: its ``config.json`` is a JSON object with
+    ``model_type`` ``"mtlstm"``; another model type is named), so that neither its tokenizer nor
+    its weights are loaded, and no code of the folder runs.
+
+    Raises:
+        FileNotFoundError: no such folder. ValueError: naming ``init_from`` and the file.
+    """
+    if config.init_from is not None:
+        read_model_config(config.init_from, "init_from")
 
 
 def check_resume_and_output(config: TrainingConfig, num_processes: int) -> Path | None:
@@ -130,6 +146,7 @@ def check_resume_and_output(config: TrainingConfig, num_processes: int) -> Path 
     output_dir = Path(config.output_dir).expanduser()
     if config.resume_from is not None:
         resume_dir = ckpt.resolve_checkpoint(config.resume_from)
+        read_model_config(resume_dir, "resume_from")  # before its tokenizer and model are read
         saved = TrainingConfig.from_json_file(resume_dir / ckpt.TRAINING_CONFIG_FILENAME)
         mismatches = config.resume_mismatches(saved)
         if mismatches:
@@ -275,10 +292,8 @@ def build_model(config: TrainingConfig, tokenizer: Any, resume_dir: Path | None)
     if resume_dir is not None:
         model = MTLSTMForCausalLM(MTLSTMConfig.from_pretrained(str(resume_dir)))
     elif config.init_from is not None:
-        init_dir = Path(config.init_from).expanduser()
-        if not (init_dir / "config.json").is_file():
-            raise FileNotFoundError(f"init_from: {str(init_dir)!r} is not a saved model folder (no config.json).")
-        model = load_model_strictly(init_dir, MTLSTMForCausalLM)
+        check_init_from(config)
+        model = load_model_strictly(Path(config.init_from).expanduser(), MTLSTMForCausalLM)
     else:
         model = MTLSTMForCausalLM(build_model_config(config, tokenizer))
     if config.freeze_recurrent_weights:  # the reference's published condition (see TrainingConfig)

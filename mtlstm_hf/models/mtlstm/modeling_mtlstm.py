@@ -107,21 +107,30 @@ def next_token_loss(
     return loss / num_items_in_batch
 
 
+def warn_if_no_target(kept: torch.Tensor, why: str) -> None:
+    """Warn when ``kept`` (bool: which entries have a target) holds no True: a mean loss over no
+    entries is NaN (0 / 0). ``why`` says how that comes about for the caller's labels. The one
+    home of this check, for every head of the model (a read-back from the device; skipped while
+    compiling)."""
+    if torch.compiler.is_compiling():
+        return
+    if not bool(kept.any()):
+        logger.warning(
+            f"No position has a target ({why}): the loss is NaN. Skip such a batch rather than step an optimiser on it."
+        )
+
+
 def _warn_if_no_targets(labels: torch.Tensor | None, shift_labels: torch.Tensor | None) -> None:
-    """Warn when no position has a target: the mean cross-entropy is then NaN (0 / 0)."""
+    """The causal LM's :func:`warn_if_no_target`: token ``t`` predicts ``shift_labels[t]`` or ``labels[t + 1]``."""
     if shift_labels is not None:
         targets = shift_labels
     elif labels is not None:
         targets = labels[:, 1:]  # token t predicts labels[t + 1]
     else:
         return
-    if torch.compiler.is_compiling():
-        return
-    if not bool((targets != -100).any()):
-        logger.warning(
-            "No position has a target (every label is -100, or each sequence has a single token, which "
-            "predicts nothing): the loss is NaN. Skip such a batch rather than step an optimiser on it."
-        )
+    warn_if_no_target(
+        targets != -100, "every label is -100, or each sequence has a single token, which predicts nothing"
+    )
 
 
 # Keywords generate() hands to prepare_inputs_for_generation that forward has no use for.
@@ -812,6 +821,7 @@ class MTLSTMForTokenClassification(MTLSTMPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        check_values: bool = True,
         **kwargs: Any,
     ) -> TokenClassifierOutput | tuple:
         """Per-position scores, and the loss when ``labels`` are given.
@@ -820,14 +830,19 @@ class MTLSTMForTokenClassification(MTLSTMPreTrainedModel):
             input_ids, attention_mask, inputs_embeds, output_hidden_states: as :class:`MTLSTMModel`
                 (each row starts from the zero state).
             labels: see the class docstring; ``(B, T)`` or ``(B, T, num_labels)``.
+            check_values: check the values of ``input_ids``, ``attention_mask`` and ``labels``
+                and warn when no entry has a target (the loss is then NaN); ``False`` skips these
+                reads from the device (see :meth:`MTLSTMModel.forward`).
 
         Returns:
             ``TokenClassifierOutput`` with ``logits (B, T, num_labels)`` (before any sigmoid or
             softmax), ``loss`` (0-d, or ``None`` without labels) and ``hidden_states``.
 
         Raises:
-            ValueError: labels of the wrong shape for the problem type, or a ``problem_type``
-                other than ``None``, ``single_label_classification``, ``multi_label_classification``.
+            ValueError: labels of the wrong shape or values for the problem type (class ids outside
+                ``[0, num_labels)``, multi-label targets outside ``[0, 1]``; ``-100`` is always
+                allowed), or a ``problem_type`` other than ``None``, ``single_label_classification``,
+                ``multi_label_classification``.
         """
         return_dict = self.config.return_dict if return_dict is None else return_dict
         _require_tensors(labels=labels)
@@ -838,6 +853,7 @@ class MTLSTMForTokenClassification(MTLSTMPreTrainedModel):
             use_cache=False,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            check_values=check_values,
         )
         dropped_output = locked_dropout(outputs.last_hidden_state, self.config.output_dropout, self.training)
         logits = self.classifier(dropped_output)
@@ -849,26 +865,9 @@ class MTLSTMForTokenClassification(MTLSTMPreTrainedModel):
                 floating = labels.is_floating_point()
                 problem_type = "multi_label_classification" if floating else "single_label_classification"
             if problem_type == "multi_label_classification":
-                if labels.shape != logits.shape:
-                    raise ValueError(
-                        f"labels must have shape (batch, sequence, num_labels) = {tuple(logits.shape)} for "
-                        f"multi_label_classification, got {tuple(labels.shape)}."
-                    )
-                kept = labels != -100
-                if attention_mask is not None:
-                    kept = kept & attention_mask.bool()[:, :, None]
-                loss = nn.functional.binary_cross_entropy_with_logits(logits[kept], labels[kept].to(logits.dtype))
+                loss = _multi_label_loss(logits, labels, attention_mask, check_values)
             elif problem_type == "single_label_classification":
-                if labels.shape != logits.shape[:2] or labels.is_floating_point():
-                    raise ValueError(
-                        f"labels must be integer class ids of shape (batch, sequence) = {tuple(logits.shape[:2])} "
-                        f"for single_label_classification, got {labels.dtype} {tuple(labels.shape)}."
-                    )
-                if attention_mask is not None:
-                    labels = labels.masked_fill(~attention_mask.bool(), -100)
-                loss = nn.functional.cross_entropy(
-                    logits.reshape(-1, self.num_labels), labels.reshape(-1), ignore_index=-100
-                )
+                loss = _single_label_loss(logits, labels, attention_mask, check_values)
             else:
                 raise ValueError(
                     f"config.problem_type must be None, 'single_label_classification' or "
@@ -877,6 +876,73 @@ class MTLSTMForTokenClassification(MTLSTMPreTrainedModel):
 
         output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
         return output if return_dict else output.to_tuple()
+
+
+_NO_TARGET_FOR_A_TOKEN = "every label is -100, or attention_mask is 0 at every labelled position"
+
+
+def _values_outside(values: torch.Tensor, allowed: torch.Tensor) -> list[Any]:
+    """Up to five distinct entries of ``values`` where ``allowed`` is False, smallest first (one
+    read of the device)."""
+    return values[~allowed].unique()[:5].tolist()
+
+
+def _multi_label_loss(
+    logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None, check_values: bool
+) -> torch.Tensor:
+    """Mean binary cross-entropy with logits over the entries whose label is not ``-100`` and whose
+    position ``attention_mask`` keeps.
+
+    Raises:
+        ValueError: ``labels`` not of ``logits``' shape, or (``check_values``) a label outside ``[0, 1]``.
+    """
+    if labels.shape != logits.shape:
+        raise ValueError(
+            f"labels must have shape (batch, sequence, num_labels) = {tuple(logits.shape)} for "
+            f"multi_label_classification, got {tuple(labels.shape)}."
+        )
+    kept = labels != -100
+    if check_values and not torch.compiler.is_compiling():
+        in_range = (labels >= 0) & (labels <= 1)  # NaN is in no range
+        if not bool((in_range | ~kept).all()):
+            raise ValueError(
+                f"labels for multi_label_classification must lie in [0, 1] (-100 leaves an entry out), got values "
+                f"{_values_outside(labels, in_range | ~kept)}."
+            )
+    if attention_mask is not None:
+        kept = kept & attention_mask.bool()[:, :, None]
+    if check_values:
+        warn_if_no_target(kept, _NO_TARGET_FOR_A_TOKEN)
+    return nn.functional.binary_cross_entropy_with_logits(logits[kept], labels[kept].to(logits.dtype))
+
+
+def _single_label_loss(
+    logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None, check_values: bool
+) -> torch.Tensor:
+    """Mean cross-entropy over the positions whose label is not ``-100`` and that ``attention_mask`` keeps.
+
+    Raises:
+        ValueError: ``labels`` not integer class ids of ``logits``' first two dimensions, or
+            (``check_values``) a class id outside ``[0, num_labels)``.
+    """
+    num_labels = logits.shape[-1]
+    if labels.shape != logits.shape[:2] or labels.is_floating_point():
+        raise ValueError(
+            f"labels must be integer class ids of shape (batch, sequence) = {tuple(logits.shape[:2])} "
+            f"for single_label_classification, got {labels.dtype} {tuple(labels.shape)}."
+        )
+    if check_values and not torch.compiler.is_compiling():
+        allowed = ((labels >= 0) & (labels < num_labels)) | (labels == -100)
+        if not bool(allowed.all()):
+            raise ValueError(
+                f"labels for single_label_classification must be class ids in [0, {num_labels}) (config.num_labels) "
+                f"or -100 (no target), got values {_values_outside(labels, allowed)}."
+            )
+    if attention_mask is not None:
+        labels = labels.masked_fill(~attention_mask.bool(), -100)
+    if check_values:
+        warn_if_no_target(labels != -100, _NO_TARGET_FOR_A_TOKEN)
+    return nn.functional.cross_entropy(logits.reshape(-1, num_labels), labels.reshape(-1), ignore_index=-100)
 
 
 # save_pretrained / push_to_hub copy these files so that checkpoints load with

@@ -41,6 +41,7 @@ Args:
     token_frequencies (list of int): corpus count of each target word (same length), e.g.
         token_counts(train_ids, V)[targets]. Which corpus is counted is the caller's choice
         (the paper's code counts train+valid+test; train only is the cleaner default).
+        Floating-point or boolean counts are refused (ValueError), not rounded.
     bin_edges (list of int, optional): bin thresholds, default [100, 1000, 10000].
 Returns:
     {"perplexity": float, "n_tokens": int, "nll_sum": float (nats),
@@ -69,13 +70,41 @@ class FrequencyBinnedPerplexity(evaluate.Metric):
             reference_urls=["https://arxiv.org/abs/2009.12727"],
         )
 
+    # datasets casts every input to the declared features before _compute sees it (int(20000.7) is
+    # 20000, int(True) is 1): the inputs are checked as given, before that cast.
+    def add_batch(self, *, log_probs=None, token_frequencies=None, **kwargs):
+        """Check a batch as given (:func:`_check_inputs`), then add it."""
+        _check_inputs(log_probs, token_frequencies)
+        super().add_batch(log_probs=log_probs, token_frequencies=token_frequencies, **kwargs)
+
+    def add(self, *, log_probs=None, token_frequencies=None, **kwargs):
+        """Check one token's inputs as given (:func:`_check_inputs`), then add them."""
+        _check_inputs(None if log_probs is None else [log_probs], None if token_frequencies is None else [token_frequencies])
+        super().add(log_probs=log_probs, token_frequencies=token_frequencies, **kwargs)
+
     def _compute(self, log_probs, token_frequencies, bin_edges=None):
-        try:
-            from mtlstm_hf.evaluation.frequency import DEFAULT_BIN_EDGES, binned_perplexity_by_frequency
-        except ImportError as err:  # the copy in evaluate's cache has no other source of the logic
-            raise ImportError(
-                "The frequency_binned_perplexity metric computes with the mtlstm_hf package; install it "
-                "(pip install -e <repo>) or put it on PYTHONPATH."
-            ) from err
-        edges = DEFAULT_BIN_EDGES if bin_edges is None else tuple(bin_edges)
-        return binned_perplexity_by_frequency(log_probs, token_frequencies, edges)
+        frequency = _frequency_module()
+        edges = frequency.DEFAULT_BIN_EDGES if bin_edges is None else tuple(bin_edges)
+        return frequency.binned_perplexity_by_frequency(log_probs, token_frequencies, edges)
+
+
+def _frequency_module():
+    """:mod:`mtlstm_hf.evaluation.frequency`, imported here (see the module docstring)."""
+    try:
+        from mtlstm_hf.evaluation import frequency
+    except ImportError as err:  # the copy in evaluate's cache has no other source of the logic
+        raise ImportError(
+            "The frequency_binned_perplexity metric computes with the mtlstm_hf package; install it "
+            "(pip install -e <repo>) or put it on PYTHONPATH."
+        ) from err
+    return frequency
+
+
+def _check_inputs(log_probs, token_frequencies):
+    """Refuse what the features' cast would silently change: counts that are not integers
+    (``20000.7``, ``True``) and booleans as log-probabilities (``ValueError`` naming the input)."""
+    frequency = _frequency_module()
+    if token_frequencies is not None:
+        frequency.as_integers(token_frequencies, "token_frequencies", "integer counts (each target's corpus count)")
+    if log_probs is not None:
+        frequency.check_log_probs(log_probs, "log_probs")
