@@ -50,8 +50,8 @@ def finetune(
     LoRA: see ``finetune_lora.py``). ``training_arguments`` are passed on to
     ``TrainingArguments`` (e.g. ``logging_steps``).
     """
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)  # with mtlstm_hf imported no code of the folder is needed
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), trust_remote_code=False)
     if len(tokenizer) != model.config.vocab_size:
         raise ValueError(
             f"the tokenizer in {model_dir} has {len(tokenizer)} entries, the model {model.config.vocab_size}."

@@ -345,3 +345,35 @@ def test_resume_from_a_checkpoint_whose_config_is_damaged_is_refused_naming_it(t
     capsys.readouterr()
     assert main(["--resume", str(out), "--max-steps", "2", "--cpu", "--threads", "1"]) == 2
     assert f"resume_from: {str(config)!r} must hold a JSON object" in capsys.readouterr().err
+
+
+def test_mtlstm_eval_refuses_a_bootstrap_seed_numpy_and_torch_cannot_take_before_scoring(tmp_path, capsys):
+    """--seed 2**70 reached torch.Generator().manual_seed after both models were scored."""
+    from mtlstm_hf.evaluation.bootstrap import paired_block_bootstrap
+    from mtlstm_hf.evaluation.cli import main as evaluate
+
+    missing = tmp_path / "no-such-checkpoint"  # the seed is refused before the folder is even looked at
+    assert evaluate([str(missing), "--seed", str(2**70)]) == 2
+    error = capsys.readouterr().err
+    assert "--seed must be an integer from 0 to 2**32 - 1" in error and str(2**70) in error
+    with pytest.raises(ValueError, match="bootstrap seed"):
+        paired_block_bootstrap(torch.zeros(10), torch.zeros(10), block_size=2, n_resamples=5, generator=-1)
+
+
+@pytest.mark.parametrize("name", ["labels", "shift_labels"])
+def test_the_causal_lm_refuses_labels_outside_the_vocabulary(name):
+    """A label id >= vocab_size (or negative, other than -100) was cross_entropy's IndexError (a
+    device-side assert on CUDA); check_values=False skips the read, as for the inputs."""
+    from conftest import tiny_config
+    from mtlstm_hf import MTLSTMForCausalLM
+
+    model = MTLSTMForCausalLM(tiny_config()).eval()
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (2, 5))
+    labels = ids.clone()
+    labels[0, 2], labels[1, 3] = vocab + 3, -7
+    with pytest.raises(ValueError, match=rf"{name} must be token ids in \[0, {vocab}\) or -100 \(ignored\), got \[-7, {vocab + 3}\]"):
+        model(ids, **{name: labels})
+    labels[labels == vocab + 3] = -100
+    labels[labels == -7] = 1
+    assert torch.isfinite(model(ids, **{name: labels}).loss)

@@ -45,10 +45,13 @@ Statistics reported (per bin and overall):
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
+
+from ..command_line import check_seed
 
 from .binned import check_log_probs, check_same_length, target_bins
 from .bins import DEFAULT_BIN_EDGES, bin_labels
@@ -64,9 +67,13 @@ def _make_generator(generator: torch.Generator | int | None) -> torch.Generator 
     """An int seeds a fresh CPU generator; None means torch's global RNG."""
     if generator is None or isinstance(generator, torch.Generator):
         return generator
-    if isinstance(generator, bool) or int(generator) != generator:
+    try:
+        seed = None if isinstance(generator, bool) else operator.index(generator)  # numpy integers too
+    except TypeError:
+        seed = None
+    if seed is None:
         raise ValueError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
-    return torch.Generator().manual_seed(int(generator))
+    return torch.Generator().manual_seed(check_seed(seed, "the bootstrap seed (generator)"))
 
 
 def _check_options(block_size: int, n_resamples: int, confidence_level: float, tail: str) -> None:

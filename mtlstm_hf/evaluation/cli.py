@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import exit_codes
-from ..command_line import apply_threads, dataclass_parser, settings_from_command_line
+from ..command_line import apply_threads, check_seed, dataclass_parser, settings_from_command_line
 from .settings import EvaluationConfig
 
 __all__ = ["build_parser", "format_comparison", "format_evaluation", "main"]
@@ -142,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.parse_args(argv)  # usage errors and --help exit here, before any import
     try:
         checkpoint, args = settings_from_argv(argv)
+        check_seed(args.seed, "--seed")  # before the models are scored, not after
     except (OSError, ValueError) as err:
         return exit_codes.report_failure(PROG, err)
     # Imported only now: torch takes seconds, --help must not wait for it.

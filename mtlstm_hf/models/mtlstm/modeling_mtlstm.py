@@ -133,6 +133,26 @@ def _warn_if_no_targets(labels: torch.Tensor | None, shift_labels: torch.Tensor 
     )
 
 
+def _check_label_ids(labels: torch.Tensor | None, shift_labels: torch.Tensor | None, vocab_size: int) -> None:
+    """Refuse a label that is neither ``-100`` nor a token id in ``[0, vocab_size)`` (cross-entropy
+    would fail with an IndexError on the CPU and a device-side assert on CUDA). One read of the
+    device per tensor; skipped while compiling.
+
+    Raises:
+        ValueError: naming the tensor and up to five of the values outside the range.
+    """
+    if torch.compiler.is_compiling():
+        return
+    for name, values in (("labels", labels), ("shift_labels", shift_labels)):
+        if values is None:
+            continue
+        outside = (values != -100) & ((values < 0) | (values >= vocab_size))
+        if bool(outside.any()):
+            raise ValueError(
+                f"{name} must be token ids in [0, {vocab_size}) or -100 (ignored), got {values[outside].unique()[:5].tolist()}."
+            )
+
+
 # Keywords generate() hands to prepare_inputs_for_generation that forward has no use for.
 _GENERATION_ONLY_KWARGS = frozenset({"cache_position", "position_ids", "next_sequence_length", "is_first_iteration"})
 
@@ -729,6 +749,7 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
             shift_labels = kwargs["shift_labels"] = shift_labels.contiguous()  # the loss views it flat
         if labels is not None or shift_labels is not None:
             if check_values:
+                _check_label_ids(labels, shift_labels, logits.shape[-1])
                 _warn_if_no_targets(labels, shift_labels)
             total = kwargs.get("num_items_in_batch")  # the Trainer's count of targets over all micro-batches
             if self.config.label_smoothing:
