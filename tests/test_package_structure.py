@@ -115,3 +115,40 @@ def test_every_document_the_package_cites_exists():
         cited |= set(re.findall(r"[A-Za-z_./-]*[A-Za-z_]+\.md\b", path.read_text(encoding="utf-8")))
     missing = sorted(name for name in cited - {"REPORT.md"} if not any(doc == name or doc.endswith("/" + name) for doc in shipped))
     assert not missing, missing
+
+
+def test_evaluation_and_analysis_do_not_depend_on_training_and_no_module_imports_in_a_circle():
+    """Evaluation and analysis read model folders through mtlstm_hf.files (the run folder's names,
+    atomic writes, the recorded corpus), not through the training package; and no two modules of
+    the package import each other, directly or around a loop (deferred imports included)."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = {module for module, _ in imported_names(path)}
+    for name, imports in modules.items():
+        if package_of(name + ".x") in {"evaluation", "analysis"} or name.split(".")[1:2] in (["evaluation"], ["analysis"]):
+            assert not any(module.startswith("mtlstm_hf.training") for module in imports), (name, imports)
+
+    def resolve(module: str) -> str | None:  # "from .x import name" may name a module or a name in it
+        return module if module in modules else None
+
+    graph = {name: {resolve(module) for module in imports} - {None, name} for name, imports in modules.items()}
+    seen, on_path, circles = set(), [], []
+
+    def visit(node: str) -> None:
+        if node in on_path:
+            circles.append(on_path[on_path.index(node):] + [node])
+            return
+        if node in seen:
+            return
+        seen.add(node)
+        on_path.append(node)
+        for successor in sorted(graph[node]):
+            visit(successor)
+        on_path.pop()
+
+    for node in sorted(graph):
+        visit(node)
+    # Package faces (__init__) hand names on lazily or re-export: a loop through one is not a module circle.
+    circles = [circle for circle in circles if not any(name.count(".") <= 1 and name in modules and (PACKAGE.parent / (name.replace(".", "/") + "/__init__.py")).is_file() for name in circle)]
+    assert not circles, circles[:5]

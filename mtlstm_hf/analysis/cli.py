@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output_dir = Path(args.output_dir) if args.output_dir is not None else Path(checkpoint) / "analysis"
 
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
-    from mtlstm_hf.training.checkpoint import recorded_corpus, repair_interrupted_replacement
+    from mtlstm_hf.files import recorded_corpus, repair_interrupted_replacement
 
     from .report import analyze_checkpoint, load_word_classes
 

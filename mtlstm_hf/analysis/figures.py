@@ -19,9 +19,7 @@ Conventions shared by all figures:
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -97,15 +95,14 @@ def save_figure(figure: Any, path: str | Path, dpi: int = 120) -> Path:
     The image is written to a temporary file next to ``path`` and renamed over it, so an
     interrupted run never leaves a half-written figure.
     """
+    from mtlstm_hf.files import atomic_path
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
     try:
-        figure.savefig(temporary, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
         pyplot("save_figure").close(figure)
     return path
 

@@ -816,25 +816,16 @@ def _library_version() -> str | None:
 def write_report(report: Mapping[str, Any], folder: PathOrStr) -> Path:
     """Write ``report`` as ``<folder>/report.json`` (NaN/inf as null) atomically; return the file path.
 
-    The text goes to a temporary file in the same folder, which is then renamed over
-    ``report.json`` (``os.replace``): a reader, or a run interrupted at any moment, sees the
-    previous complete report or the new one, never a mix.
+    Through :func:`mtlstm_hf.files.write_text_atomic`: a reader, or a run interrupted at any
+    moment, sees the previous complete report or the new one, never a mix.
     """
     from mtlstm_hf.evaluation.checkpoint import to_json_compatible
 
+    from mtlstm_hf.files import write_text_atomic
+
     path = Path(folder) / REPORT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_json_compatible(dict(report)), indent=1, allow_nan=False)
-    temporary = path.with_name(f".{REPORT_FILE}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+    write_text_atomic(path, json.dumps(to_json_compatible(dict(report)), indent=1, allow_nan=False) + "\n")
     return path
 
 
@@ -909,7 +900,7 @@ def analyze_checkpoint(
         resolve_checkpoint,
         split_streams,
     )
-    from mtlstm_hf.training.checkpoint import recorded_corpus
+    from mtlstm_hf.files import recorded_corpus
 
     settings = settings or AnalysisSettings()
     settings.validate()

@@ -395,7 +395,7 @@ def convert_checkpoint(
         OSError: writing failed (disk full, permissions); the temporary folder is removed.
     """
     from ..data.tokenizer_files import save_tokenizer
-    from ..training.checkpoint import replace_directory, write_failure_cause
+    from ..files import replace_directory, write_failure_cause
     from ..weight_digests import record_weight_digests
 
     output = Path(output_dir).expanduser()

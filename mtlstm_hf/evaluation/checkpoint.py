@@ -134,7 +134,7 @@ def load_checkpoint(
             ``device`` is not a device name.
         UnavailableDeviceError: ``device`` does not exist on this machine.
     """
-    from ..training.checkpoint import repair_interrupted_replacement
+    from ..files import repair_interrupted_replacement
 
     register_auto_classes()  # before the tokenizer, which reads config.json too
     folder = Path(path).expanduser()
@@ -378,7 +378,7 @@ def counting_corpus(
             f"the corpus has the split(s) {sorted(set(names) - set(missing))} but not {missing} to count word frequencies in; "
             f"pass count_splits (--count-splits) among {sorted(corpus)}"
         )
-    from ..training.checkpoint import recorded_corpus
+    from ..files import recorded_corpus
 
     advice = (
         f"pass count_splits={sorted(corpus)} (--count-splits {' '.join(sorted(corpus))}) to count in the scored "

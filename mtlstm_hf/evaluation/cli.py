@@ -126,7 +126,7 @@ def default_data(checkpoint: str, parser: argparse.ArgumentParser) -> tuple[str,
     """``--data`` when it is not given: the corpus ``mtlstm-train`` recorded for the checkpoint
     (:func:`mtlstm_hf.training.checkpoint.recorded_corpus`); otherwise the parser exits
     (status 2) saying what to pass."""
-    from mtlstm_hf.training.checkpoint import recorded_corpus
+    from mtlstm_hf.files import recorded_corpus
 
     try:
         data, data_config = recorded_corpus(checkpoint)
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as err:
         return exit_codes.report_failure(PROG, err)
     # Imported only now: torch takes seconds, --help must not wait for it.
-    from mtlstm_hf.training.checkpoint import repair_interrupted_replacement
+    from mtlstm_hf.files import repair_interrupted_replacement
 
     from .checkpoint import compare_checkpoints, evaluate_checkpoint, to_json_compatible
 
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in dict.fromkeys(warning for evaluated in results for warning in evaluated["warnings"]):
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     if args.output is not None:
-        from mtlstm_hf.training.checkpoint import write_text_atomic
+        from mtlstm_hf.files import write_text_atomic
 
         output = Path(args.output)
         try:

@@ -54,7 +54,7 @@ from transformers import GenerationConfig
 
 from ..data.tokenizer_files import save_tokenizer
 from ..evaluation.checkpoint import load_checkpoint, to_json_compatible
-from ..training.checkpoint import repair_interrupted_replacement
+from ..files import TRAINING_CONFIG_FILENAME, TRAINING_METRICS_FILENAME, repair_interrupted_replacement
 from ..training.tracking import logged_test_perplexity
 from .model_card import DEFAULT_LICENSE, build_model_card, public_value
 
@@ -78,8 +78,6 @@ ANALYSIS_DIRNAME = "analysis"
 REPORT_FILENAME = "report.json"
 EVAL_RESULTS_FILENAME = "eval_results.json"
 """Evaluation result (``mtlstm-eval --output``) looked for in the checkpoint folder."""
-TRAINING_CONFIG_FILENAME = "training_config.json"  # written by mtlstm_hf.training beside the model
-TRAINING_METRICS_FILENAME = "training_metrics.json"
 CARD_FILENAME = "README.md"
 REPORT_SUFFIXES = frozenset({".json", ".png", ".svg", ".jpg", ".jpeg"})
 """Files of the analysis folder that are published: the report's JSON and its figures."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import atomic_path
 from . import output
 from .workers import EVERYTHING, Share
 
@@ -72,9 +73,8 @@ def train_dyck_run(
     folder.mkdir(parents=True, exist_ok=True)
     lengths = np.array([len(bits) for bits in run.predictions], dtype=np.int64)
     bits = np.concatenate(run.predictions).astype(bool) if run.predictions else np.zeros((0, 2), dtype=bool)
-    temporary = folder / f".{PREDICTIONS_FILENAME}.tmp.npz"
-    np.savez_compressed(temporary, correct=run.correct, bits=bits, lengths=lengths)
-    temporary.replace(folder / PREDICTIONS_FILENAME)
+    with atomic_path(folder / PREDICTIONS_FILENAME) as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, correct=run.correct, bits=bits, lengths=lengths)
     summary = run.summary()
     output.write_json(folder / RUN_FILENAME, summary)
     output.mark_finished(folder, {"arm": arm, "seed": seed, "accuracy": run.accuracy, "seconds": run.seconds})

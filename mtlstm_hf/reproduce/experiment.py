@@ -203,7 +203,7 @@ def _finish(prepared: Prepared, report: dict[str, Any], log: Callable[[str], Non
         drawn, skipped = draw_lm_figures(report, prepared.output_dir / output.FIGURES_DIRNAME)
     report["figures"], report["figures_skipped"] = drawn, skipped
     output.save_report(prepared.output_dir, report)
-    from ..training.checkpoint import write_text_atomic
+    from ..files import write_text_atomic
 
     write_text_atomic(prepared.output_dir / output.MARKDOWN_FILENAME, render_report(output.jsonable(report)))
     if skipped:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation.json_values import to_json_compatible as jsonable  # strict JSON for report.json
-from ..training.checkpoint import write_text_atomic
+from ..files import write_text_atomic
 
 CONFIG_FILENAME = "reproduce_config.json"
 REPORT_FILENAME = "report.json"

@@ -278,7 +278,10 @@ class TrainingConfig:
         return copy.deepcopy(dataclasses.asdict(self))
 
     def to_json_file(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        """Write :meth:`to_dict` as JSON, atomically (:func:`mtlstm_hf.files.write_json_atomic`)."""
+        from ..files import write_json_atomic
+
+        write_json_atomic(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainingConfig":

@@ -16,6 +16,7 @@ from typing import Any
 
 from accelerate.tracking import GeneralTracker
 
+from ..files import BEST_MODEL_DIRNAME, LOGS_DIRNAME, TRAINING_METRICS_FILENAME, write_text_atomic
 from .state import perplexity
 
 METRICS_FILENAME = "metrics.jsonl"
@@ -49,8 +50,6 @@ def drop_records_after(path: Path, step: int) -> int:
     Returns:
         The number of records removed (0 when the file does not exist).
     """
-    from .checkpoint import write_text_atomic
-
     if not path.is_file():
         return 0
     kept, removed = [], 0
@@ -169,14 +168,12 @@ def logged_test_perplexity(best_model_dir: str | Path) -> float | None:
         The perplexity, or ``None`` when it cannot be attributed to these weights (no run log
         beside the folder, no test in it, another best model's test, an unreadable file).
     """
-    from .checkpoint import BEST_MODEL_DIRNAME, LOGS_DIRNAME
-
     folder = Path(best_model_dir)
     log = folder.parent / LOGS_DIRNAME / METRICS_FILENAME
     if folder.name != BEST_MODEL_DIRNAME or not log.is_file():
         return None
     try:
-        saved = json.loads((folder / "training_metrics.json").read_text(encoding="utf-8"))
+        saved = json.loads((folder / TRAINING_METRICS_FILENAME).read_text(encoding="utf-8"))
         records = read_metrics(log)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
