@@ -195,3 +195,19 @@ def common_inputs(seed: int = 0, batch: int = TESTER_BATCH, length: int = TESTER
     mask = (torch.rand(batch, length, generator=generator) > 0.3).long()
     mask[torch.arange(batch), torch.randint(0, length, (batch,), generator=generator)] = 1
     return ids, mask
+
+
+def reset_accelerate_state() -> None:
+    """Forget accelerate's process-wide singletons (``AcceleratorState``, ``GradientState``): each
+    training run makes its own ``Accelerator``."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """:func:`reset_accelerate_state` after the test (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    yield
+    reset_accelerate_state()

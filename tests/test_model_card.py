@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from accelerate.state import AcceleratorState, GradientState
 from huggingface_hub import ModelCard, metadata_load
 from transformers import AutoTokenizer
 
@@ -47,15 +46,7 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 """  # the way conftest.load_in_fresh_process_without_package hides the package
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """Each run makes its own Accelerator; accelerate keeps process-wide singletons."""
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 
 
 # --- helpers -------------------------------------------------------------------------------------

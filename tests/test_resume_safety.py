@@ -12,18 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
+from accelerate.state import AcceleratorState
 
 from mtlstm_hf.training import train
 from mtlstm_hf.training.cli import main as cli_main
 from test_training import corpus_dir, tiny_run  # noqa: F401 (the corpus fixture)
+from conftest import reset_accelerate_state
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +28,7 @@ def trained_run(corpus_dir, tmp_path_factory):  # noqa: F811
     """A run of 6 steps, checkpointed at 3 and 6 (both kept)."""
     run = tmp_path_factory.mktemp("trained") / "run"
     train(tiny_run(corpus_dir, run, max_steps=6, save_every_steps=3, keep_checkpoints=2, epochs=1))
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     return run
 
 

@@ -83,6 +83,7 @@ from mtlstm_hf.training.cli import CLI_DEFAULT_EPOCHS, config_from_argv, format_
 from mtlstm_hf.training.cli import main as cli_main  # noqa: E402
 
 from conftest import load_in_fresh_process_without_package, tiny_config  # noqa: E402
+from conftest import reset_accelerate_state
 
 
 # --- fixtures and helpers --------------------------------------------------------------------
@@ -105,15 +106,7 @@ def corpus_dir(tmp_path_factory) -> Path:
 
 # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine threads
 # competing with other processes slow every step down several times (conftest.one_thread).
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """Each run makes its own Accelerator; accelerate keeps process-wide singletons."""
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 
 
 def tiny_run(corpus_dir: Path, output_dir: Path, **overrides) -> TrainingConfig:
@@ -279,8 +272,7 @@ def _switch_to_asgd_at(step):
 def test_interrupted_and_resumed_run_is_bit_identical(corpus_dir, tmp_path, overrides, switch_at, stop_at, how):
     switch = [_switch_to_asgd_at(switch_at)] if switch_at else []
     reference = train(tiny_run(corpus_dir, tmp_path / "reference", **overrides), callbacks=switch)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     assert reference.progress.asgd_active == bool(switch_at)
 
     def stop(trainer):
@@ -301,8 +293,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(corpus_dir, tmp_path, over
         assert first.progress.last_val_step == stop_at and first.progress.last_val_loss < first.progress.best_val_loss
         assert first.progress.best_val_step < stop_at
     assert first.last_checkpoint.name == f"step-{stop_at:08d}"
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
 
     resumed = train(tiny_run(corpus_dir, tmp_path / "run", resume_from=str(tmp_path / "run"), **overrides))
     assert resumed.status == "completed"
@@ -917,8 +908,7 @@ def test_resuming_a_checkpoint_of_the_older_format_is_refused_clearly(corpus_dir
     state in other files: resuming one says so and how to go on, before anything is written."""
     run_dir = tmp_path / "run"
     train(tiny_run(corpus_dir, run_dir, max_steps=2, epochs=1))
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     state_file = resolve_checkpoint(run_dir) / ckpt.STATE_FILENAME
     state = json.loads(state_file.read_text())
     state["format"] = "mtlstm_hf.training.checkpoint/1"

@@ -20,7 +20,6 @@ import random
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from torch import nn
 from torch.nn import functional as F
 
@@ -28,18 +27,12 @@ from mtlstm_hf import MTLSTMForCausalLM
 from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig
 
 from conftest import tiny_config
+from conftest import reset_accelerate_state
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 
 NO_DROPOUT = {"embedding_dropout": 0.0, "input_dropout": 0.0, "hidden_dropout": 0.0, "output_dropout": 0.0, "weight_drop": 0.0}
 GATES = ("input_gate", "forget_gate", "cell_candidate", "output_gate")  # PyTorch's row blocks i, f, g, o
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 @pytest.fixture(scope="module")
@@ -382,8 +375,7 @@ def test_load_parameters_and_the_carried_state_drive_a_step_from_outside(corpus_
     weights = {name: tensor.detach().clone() for name, tensor in first.unwrapped_model.state_dict().items()}
     state = first.carried_state
     windows, drawn = _windows(first)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     second = trainer_for(corpus_dir, tmp_path / "b", SCHEDULES["multi_timescale"])
     second.load_parameters(weights)
     second.carried_state = state

@@ -10,7 +10,6 @@ import math
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from torch.optim.swa_utils import AveragedModel
 
 from mtlstm_hf.models.mtlstm import UnsupportedPrecisionError
@@ -21,14 +20,7 @@ from mtlstm_hf.training.averaging import ParameterAverage
 from conftest import tiny_model
 from host_reads import count_host_reads
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 
 
 @pytest.fixture(scope="module")

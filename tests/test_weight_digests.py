@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
 from mtlstm_hf.evaluation import load_checkpoint
@@ -26,13 +25,10 @@ from mtlstm_hf.training import TrainingConfig, train
 from mtlstm_hf.training.cli import main as train_main
 from mtlstm_hf.weight_digests import DIGESTS_FILENAME, RECORDED_SUFFIXES, WeightDigestError, verify_weight_digests
 from test_training import corpus_dir, tiny_run  # noqa: F401 (the corpus fixture)
+from conftest import reset_accelerate_state
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +36,7 @@ def run(corpus_dir, tmp_path_factory):  # noqa: F811
     """A run of 4 steps, checkpointed at 2 and 4."""
     folder = tmp_path_factory.mktemp("digests") / "run"
     train(tiny_run(corpus_dir, folder, max_steps=4, save_every_steps=2, keep_checkpoints=2, epochs=1))
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     return folder
 
 
