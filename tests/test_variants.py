@@ -361,5 +361,5 @@ def test_heatmap_without_matplotlib_says_how_to_install(monkeypatch: pytest.Monk
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    with pytest.raises(ImportError, match=r"pip install mtlstm_hf\[plot\]"):
+    with pytest.raises(ImportError, match=r"needs matplotlib: pip install matplotlib \(a dependency of mtlstm_hf\)"):
         plot_weighted_sum_heatmap(torch.zeros(2, 2, 3), ["a", "b"])
