@@ -30,6 +30,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from mtlstm_hf.adapters import save_adapter
+from mtlstm_hf.data.tokenizer_files import save_tokenizer
+from mtlstm_hf.weight_digests import record_weight_digests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from finetune_trainer import argument_parser, finetune_from_arguments  # noqa: E402
@@ -82,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.merge:
         merged_dir = Path(args.output_dir) / "merged"
         trainer.model.merge_and_unload().save_pretrained(merged_dir)
-        trainer.processing_class.save_pretrained(merged_dir)
+        record_weight_digests(merged_dir)  # checked when the library's commands read the folder
+        save_tokenizer(trainer.processing_class, merged_dir)  # without the keys of its loading
         print(f"merged model: {merged_dir}")
     return 0
 

@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .files import write_json_atomic
 from .weight_digests import record_weight_digests, verify_weight_digests
 
 __all__ = ["ADAPTER_RECORD", "load_adapter", "save_adapter"]
@@ -85,10 +86,10 @@ def save_adapter(peft_model: Any, folder: str | Path) -> None:
         wrapped = _wrapped_modules(peft_model, name)
         if wrapped and isinstance(config.get("target_modules"), (list, str)):
             config["target_modules"] = wrapped
-            path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            write_json_atomic(path, config)
         base = peft_model.get_base_model().config
         record = {"vocab_size": base.vocab_size, "vocab_fingerprint": getattr(base, "vocab_fingerprint", None)}
-        (_adapter_folder(folder, name) / ADAPTER_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(_adapter_folder(folder, name) / ADAPTER_RECORD, record)
         record_weight_digests(_adapter_folder(folder, name))
 
 

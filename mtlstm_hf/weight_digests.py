@@ -19,6 +19,8 @@ import json
 import re
 from pathlib import Path
 
+from .files import write_text_atomic
+
 __all__ = ["DIGESTS_FILENAME", "RECORDED_SUFFIXES", "WeightDigestError", "file_sha256", "record_weight_digests", "verify_weight_digests"]
 
 DIGESTS_FILENAME = "weights_sha256.json"
@@ -56,7 +58,7 @@ def record_weight_digests(folder: str | Path) -> dict[str, str]:
     files = sorted(path for path in folder.iterdir() if path.suffix in RECORDED_SUFFIXES and path.is_file() and not path.is_symlink())
     digests = {path.name: file_sha256(path) for path in files}
     text = json.dumps({"format": FORMAT, "sha256": digests}, indent=2, sort_keys=True) + "\n"
-    (folder / DIGESTS_FILENAME).write_text(text, encoding="utf-8")
+    write_text_atomic(folder / DIGESTS_FILENAME, text)  # a cut write never leaves a half record
     return digests
 
 

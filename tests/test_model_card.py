@@ -364,3 +364,21 @@ def test_a_run_given_a_loaded_tokenizer_saves_it_without_loading_keys(tmp_path: 
     assert len(written) >= 2
     for folder in written:
         assert (folder / "tokenizer_config.json").read_bytes() == original, folder
+
+
+def test_a_corpus_given_by_a_relative_path_is_a_local_corpus_wherever_the_card_is_made(tmp_path: Path, monkeypatch) -> None:
+    """`--data data/penn` (the README's form) is recorded by its absolute path, so a card made from
+    another folder, where `data/penn` does not exist, does not take it for a Hub dataset id."""
+    (tmp_path / "work" / "data" / "penn").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work")
+    config = TrainingConfig(data="data/penn", optimizer="awd")
+    assert config.data == str((tmp_path / "work" / "data" / "penn").resolve())
+    make_checkpoint(tmp_path / "ckpt", training={"data": config.data})
+    (tmp_path / "ckpt" / "eval_results.json").write_text(json.dumps({**EVAL_RESULTS, "data": config.data}))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    readme, meta = dry_run(tmp_path / "ckpt", tmp_path / "dry")
+    assert "datasets" not in meta and "model-index" not in meta
+    assert "Trained on a local corpus `penn` (a folder or file on the training machine, not a Hub dataset)" in readme
+    _, meta = dry_run(tmp_path / "ckpt", tmp_path / "named", dataset="ptb_text_only")
+    assert meta["datasets"] == ["ptb_text_only"]

@@ -61,6 +61,7 @@ from transformers.utils import (
 )
 
 from .. import register_auto_classes
+from ..command_line import check_seed
 from ..devices import UnavailableDeviceError, float32_precision, resolve_device  # noqa: F401 (UnavailableDeviceError: public here too)
 from ..input_files import read_model_config
 from ..progress import no_transformers_progress_bar
@@ -336,6 +337,8 @@ def describe_data(data: CorpusSource) -> str:
         return "<DatasetDict>"
     if isinstance(data, dict):
         return json.dumps({split: str(path) for split, path in data.items()})
+    if isinstance(data, (str, os.PathLike)) and str(data) and Path(data).expanduser().exists():
+        return str(Path(data).expanduser().resolve())  # a local corpus by its absolute path: never taken for a Hub id
     return str(data)
 
 
@@ -617,6 +620,7 @@ def compare_checkpoints(
             different token streams (the message names both checkpoints, the text and the first
             position where the streams differ).
     """
+    check_seed(seed, "seed")  # before anything is loaded or scored
     model_a, tokenizer_a, path_a = resolve_checkpoint(a, device)
     model_b, tokenizer_b, path_b = resolve_checkpoint(b, device)
     if not _same_vocabulary(tokenizer_a, tokenizer_b):

@@ -160,6 +160,11 @@ class TrainingConfig:
     cpu: bool = setting(False, help="run on CPU even when an accelerator is available (needed for several CPU processes: gloo)")
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, str) and self.data and Path(self.data).expanduser().exists():
+            # A local corpus is recorded by its absolute path: a relative one ("data/penn") read from
+            # another folder (mtlstm-eval's default corpus, mtlstm-push's card) would name nothing,
+            # or pass for a Hub dataset id.
+            self.data = str(Path(self.data).expanduser().resolve())
         if self.model_overrides is None:
             self.model_overrides = {}
         elif isinstance(self.model_overrides, str):  # from a command line

@@ -61,6 +61,7 @@ from torch.profiler import record_function
 
 from ..devices import float32_precision
 from ..evaluation import token_log_probs
+from ..evaluation.checkpoint import load_model_strictly
 from ..models.mtlstm import MTLSTMForCausalLM, MTLSTMState
 from ..progress import no_transformers_progress_bar
 from ..progress import progress as progress_bar
@@ -437,7 +438,7 @@ class LanguageModelTrainer:
                 self.save_checkpoint()
             if finished and self.test_part is not None and self.best_model_dir.is_dir():
                 with no_transformers_progress_bar():  # scored as a user of best_model/ gets it
-                    best = MTLSTMForCausalLM.from_pretrained(str(self.best_model_dir)).to(self.accelerator.device)
+                    best = load_model_strictly(self.best_model_dir, MTLSTMForCausalLM).to(self.accelerator.device)
                 self.test_loss = self.evaluate(self.test_part, model=best)
                 self.accelerator.log(
                     {"test/loss": self.test_loss, "test/perplexity": perplexity(self.test_loss)}, step=progress.global_step
