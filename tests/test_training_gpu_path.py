@@ -80,6 +80,22 @@ def test_generation_reads_the_device_twice_per_token():
     assert model_reads == 2, dict(reads)
 
 
+def test_the_label_checks_of_a_forward_read_the_device_once():
+    """Labels in the vocabulary and at least one target: both told by one read (a synchronisation
+    per forward with labels on a GPU), not one per check; check_values=False reads nothing for them."""
+    model = tiny_model()
+    ids = torch.randint(2, 37, (2, 5))
+    shifted = torch.cat([ids[:, 1:], torch.full((2, 1), -100)], dim=1)  # transformers' shift_labels: (B, T)
+    for kwargs in ({"labels": ids}, {"shift_labels": shifted}):
+        with torch.no_grad(), count_host_reads() as reads:
+            model(ids, **kwargs)
+        label_reads = sum(count for place, count in reads.items() if "modeling_mtlstm" in place)
+        with torch.no_grad(), count_host_reads() as unchecked:
+            model(ids, check_values=False, **kwargs)
+        assert label_reads - sum(count for place, count in unchecked.items() if "modeling_mtlstm" in place) == 1 + 1, dict(reads)
+        # the 1 + 1: the input ids' check (also off with check_values=False) and the labels' one
+
+
 def test_token_streams_are_checked_once_before_training(corpus_dir, tmp_path, monkeypatch):
     """The per-window check is off in training, so an id outside the vocabulary must be caught when
     the streams are prepared, naming the stream, before anything is written."""

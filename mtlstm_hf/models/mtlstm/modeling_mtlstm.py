@@ -107,50 +107,42 @@ def next_token_loss(
     return loss / num_items_in_batch
 
 
-def warn_if_no_target(kept: torch.Tensor, why: str) -> None:
-    """Warn when ``kept`` (bool: which entries have a target) holds no True: a mean loss over no
-    entries is NaN (0 / 0). ``why`` says how that comes about for the caller's labels. The one
+def warn_if_no_target(kept: torch.Tensor | bool, why: str) -> None:
+    """Warn when ``kept`` (a bool tensor of which entries have a target, or whether any has: a
+    caller that read it already) holds no True: a mean loss over no entries is NaN (0 / 0). ``why`` says how that comes about for the caller's labels. The one
     home of this check, for every head of the model (a read-back from the device; skipped while
     compiling)."""
     if torch.compiler.is_compiling():
         return
-    if not bool(kept.any()):
+    if not (kept if isinstance(kept, bool) else bool(kept.any())):
         logger.warning(
             f"No position has a target ({why}): the loss is NaN. Skip such a batch rather than step an optimiser on it."
         )
 
 
-def _warn_if_no_targets(labels: torch.Tensor | None, shift_labels: torch.Tensor | None) -> None:
-    """The causal LM's :func:`warn_if_no_target`: token ``t`` predicts ``shift_labels[t]`` or ``labels[t + 1]``."""
-    if shift_labels is not None:
-        targets = shift_labels
-    elif labels is not None:
-        targets = labels[:, 1:]  # token t predicts labels[t + 1]
-    else:
-        return
-    warn_if_no_target(
-        targets != -100, "every label is -100, or each sequence has a single token, which predicts nothing"
-    )
+def _check_labels(labels: torch.Tensor | None, shift_labels: torch.Tensor | None, vocab_size: int) -> None:
+    """The causal LM's label checks, in one read of the device (skipped while compiling):
 
-
-def _check_label_ids(labels: torch.Tensor | None, shift_labels: torch.Tensor | None, vocab_size: int) -> None:
-    """Refuse a label that is neither ``-100`` nor a token id in ``[0, vocab_size)`` (cross-entropy
-    would fail with an IndexError on the CPU and a device-side assert on CUDA). One read of the
-    device per tensor; skipped while compiling.
+    * a label that is neither ``-100`` nor a token id in ``[0, vocab_size)`` is refused
+      (cross-entropy would fail with an IndexError on the CPU and a device-side assert on CUDA);
+    * no position with a target warns (:func:`warn_if_no_target`): token ``t`` predicts
+      ``shift_labels[t]`` or ``labels[t + 1]``.
 
     Raises:
         ValueError: naming the tensor and up to five of the values outside the range.
     """
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or (labels is None and shift_labels is None):
         return
-    for name, values in (("labels", labels), ("shift_labels", shift_labels)):
-        if values is None:
-            continue
-        outside = (values != -100) & ((values < 0) | (values >= vocab_size))
-        if bool(outside.any()):
+    given = [(name, values) for name, values in (("labels", labels), ("shift_labels", shift_labels)) if values is not None]
+    outside = [(values != -100) & ((values < 0) | (values >= vocab_size)) for _, values in given]
+    targets = shift_labels if shift_labels is not None else labels[:, 1:]
+    *any_outside, has_target = torch.stack([mask.any() for mask in outside] + [(targets != -100).any()]).tolist()
+    for (name, values), mask, bad in zip(given, outside, any_outside):
+        if bad:
             raise ValueError(
-                f"{name} must be token ids in [0, {vocab_size}) or -100 (ignored), got {values[outside].unique()[:5].tolist()}."
+                f"{name} must be token ids in [0, {vocab_size}) or -100 (ignored), got {values[mask].unique()[:5].tolist()}."
             )
+    warn_if_no_target(has_target, "every label is -100, or each sequence has a single token, which predicts nothing")
 
 
 # Keywords generate() hands to prepare_inputs_for_generation that forward has no use for.
@@ -749,8 +741,7 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
             shift_labels = kwargs["shift_labels"] = shift_labels.contiguous()  # the loss views it flat
         if labels is not None or shift_labels is not None:
             if check_values:
-                _check_label_ids(labels, shift_labels, logits.shape[-1])
-                _warn_if_no_targets(labels, shift_labels)
+                _check_labels(labels, shift_labels, logits.shape[-1])
             total = kwargs.get("num_items_in_batch")  # the Trainer's count of targets over all micro-batches
             if self.config.label_smoothing:
                 lm_loss = next_token_loss(logits, labels, shift_labels, total, self.config.label_smoothing)
