@@ -16,8 +16,7 @@ from accelerate.state import AcceleratorState
 
 from mtlstm_hf.training import train
 from mtlstm_hf.training.cli import main as cli_main
-from test_training import corpus_dir, tiny_run  # noqa: F401 (the corpus fixture)
-from conftest import reset_accelerate_state
+from test_training import checkpointed_run, corpus_dir, tiny_run  # noqa: F401 (the corpus fixture)
 
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
@@ -26,10 +25,7 @@ pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 @pytest.fixture(scope="module")
 def trained_run(corpus_dir, tmp_path_factory):  # noqa: F811
     """A run of 6 steps, checkpointed at 3 and 6 (both kept)."""
-    run = tmp_path_factory.mktemp("trained") / "run"
-    train(tiny_run(corpus_dir, run, max_steps=6, save_every_steps=3, keep_checkpoints=2, epochs=1))
-    reset_accelerate_state()
-    return run
+    return checkpointed_run(corpus_dir, tmp_path_factory.mktemp("trained") / "run", max_steps=6, save_every_steps=3)
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:

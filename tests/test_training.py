@@ -109,6 +109,14 @@ def corpus_dir(tmp_path_factory) -> Path:
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 
 
+def checkpointed_run(corpus_dir: Path, output_dir: Path, max_steps: int, save_every_steps: int) -> Path:
+    """A finished :func:`tiny_run` of ``max_steps`` steps in one epoch, checkpointed every
+    ``save_every_steps`` (two checkpoints kept); accelerate's state reset after it. Returns the run folder."""
+    train(tiny_run(corpus_dir, output_dir, max_steps=max_steps, save_every_steps=save_every_steps, keep_checkpoints=2, epochs=1))
+    reset_accelerate_state()
+    return output_dir
+
+
 def tiny_run(corpus_dir: Path, output_dir: Path, **overrides) -> TrainingConfig:
     """A tiny run on the CPU: accelerate would otherwise pick a GPU where there is one, silently
     (the CUDA runs are tests/test_cuda.py's)."""

@@ -24,8 +24,7 @@ from mtlstm_hf.hub import push_checkpoint
 from mtlstm_hf.training import TrainingConfig, train
 from mtlstm_hf.training.cli import main as train_main
 from mtlstm_hf.weight_digests import DIGESTS_FILENAME, RECORDED_SUFFIXES, WeightDigestError, verify_weight_digests
-from test_training import corpus_dir, tiny_run  # noqa: F401 (the corpus fixture)
-from conftest import reset_accelerate_state
+from test_training import checkpointed_run, corpus_dir, tiny_run  # noqa: F401 (the corpus fixture)
 
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
@@ -34,10 +33,7 @@ pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 @pytest.fixture(scope="module")
 def run(corpus_dir, tmp_path_factory):  # noqa: F811
     """A run of 4 steps, checkpointed at 2 and 4."""
-    folder = tmp_path_factory.mktemp("digests") / "run"
-    train(tiny_run(corpus_dir, folder, max_steps=4, save_every_steps=2, keep_checkpoints=2, epochs=1))
-    reset_accelerate_state()
-    return folder
+    return checkpointed_run(corpus_dir, tmp_path_factory.mktemp("digests") / "run", max_steps=4, save_every_steps=2)
 
 
 def _recorded_files(folder: Path) -> dict[str, str]:
