@@ -42,7 +42,6 @@ import tempfile
 import time
 
 import torch
-
 from machine import cpu_name, load_averages  # benchmarks/machine.py
 
 
@@ -65,7 +64,9 @@ def _model_and_tokenizer(checkpoint: str | None, preset: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=None, help="model folder (default: a fresh model of --preset)")
-    parser.add_argument("--preset", default="small", choices=("small", "paper"), help="fresh model without --checkpoint")
+    parser.add_argument(
+        "--preset", default="small", choices=("small", "paper"), help="fresh model without --checkpoint"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--repetitions", type=int, default=3, help="interleaved rounds of loop and batched ablation")
     parser.add_argument("--chunks", type=int, default=8, help="ablated chunks of 50 units (layer 2 has 400 units: 8)")
@@ -80,15 +81,19 @@ def main() -> None:
     from mtlstm_hf.evaluation import token_log_probs
 
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
+    )
     print(f"load average at start: {load_averages()}")
     model, tokenizer = _model_and_tokenizer(args.checkpoint, args.preset)
     corpus = load_corpus(sample_corpus_dir())
     valid = split_to_stream(corpus, "validation", tokenizer)
     train = split_to_stream(corpus, "train", tokenizer)
-    print(f"model: hidden sizes {list(model.config.hidden_sizes)}, vocabulary {model.config.vocab_size}; "
-          f"validation split {valid.numel()} tokens")
+    print(
+        f"model: hidden sizes {list(model.config.hidden_sizes)}, vocabulary {model.config.vocab_size}; "
+        f"validation split {valid.numel()} tokens"
+    )
 
     if not args.skip_analyses:
         with tempfile.TemporaryDirectory() as folder:
@@ -103,9 +108,11 @@ def main() -> None:
 
     layer = default_ablation_layer(model)
     assigned = model.assigned_timescales()[layer]
-    chunks = timescale_chunks(assigned, 50)[: args.chunks] if assigned is not None else list(
-        torch.arange(model.config.hidden_sizes[layer]).split(50)
-    )[: args.chunks]
+    chunks = (
+        timescale_chunks(assigned, 50)[: args.chunks]
+        if assigned is not None
+        else list(torch.arange(model.config.hidden_sizes[layer]).split(50))[: args.chunks]
+    )
     loop_times, batched_times = [], []
     largest = 0.0
     for _ in range(args.repetitions):
@@ -120,12 +127,16 @@ def main() -> None:
         batched_times.append(time.perf_counter() - start)
         largest = max(largest, float((batched - torch.stack(reference)).abs().max()))
     loop_median, batched_median = statistics.median(loop_times), statistics.median(batched_times)
-    print(f"\nPart 2: ablation of {len(chunks)} chunks of layer {layer + 1} + intact, {valid.numel()} tokens, "
-          f"batch 1, window 70, {args.repetitions} interleaved rounds")
+    print(
+        f"\nPart 2: ablation of {len(chunks)} chunks of layer {layer + 1} + intact, {valid.numel()} tokens, "
+        f"batch 1, window 70, {args.repetitions} interleaved rounds"
+    )
     print(f"  loop (one evaluation per chunk): median {loop_median:.2f} s, min {min(loop_times):.2f} s")
     print(f"  batched (one pass):              median {batched_median:.2f} s, min {min(batched_times):.2f} s")
-    print(f"  ratio loop / batched: median {loop_median / batched_median:.2f}x, "
-          f"min {min(loop_times) / min(batched_times):.2f}x (target >= 4)")
+    print(
+        f"  ratio loop / batched: median {loop_median / batched_median:.2f}x, "
+        f"min {min(loop_times) / min(batched_times):.2f}x (target >= 4)"
+    )
     print(f"  largest |log p batched - log p loop|: {largest:.2e}")
     print(f"load average at the end: {load_averages()}")
 

@@ -37,9 +37,8 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 import torch
-from torch import nn
-
 from machine import cpu_name, load_averages  # benchmarks/machine.py
+from torch import nn
 
 PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
 
@@ -77,7 +76,9 @@ def paper_sized_state_dict(vocab: int) -> dict[str, torch.Tensor]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--vocab", default=None, help="corpus folder or word list of 10,000 words (default: PTB if present)")
+    parser.add_argument(
+        "--vocab", default=None, help="corpus folder or word list of 10,000 words (default: PTB if present)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -100,10 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         parameters = sum(t.numel() for k, t in state.items() if k != "decoder.weight")
         del state
 
-        print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-              f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
-        print(f"checkpoint: huthlab-mts layout, {parameters:,} parameters, {weights.stat().st_size / 2**20:.1f} MiB; "
-              f"vocabulary: {vocab} ({vocabulary_size:,} words, read in {vocab_seconds:.2f} s)")
+        print(
+            f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
+        )
+        print(
+            f"checkpoint: huthlab-mts layout, {parameters:,} parameters, {weights.stat().st_size / 2**20:.1f} MiB; "
+            f"vocabulary: {vocab} ({vocabulary_size:,} words, read in {vocab_seconds:.2f} s)"
+        )
         print(f"load average at start: {load_averages()}")
 
         warm = convert_checkpoint(weights, vocab, work / "warm", "huthlab-mts")  # first call: lazy imports, caches
@@ -135,10 +140,14 @@ def main(argv: list[str] | None = None) -> int:
                 baseline_times.append(run_baseline(index))
                 convert_times.append(run_convert(index))
         for name, times in (("convert", convert_times), ("baseline (torch.load + save_pretrained)", baseline_times)):
-            print(f"{name}: median {statistics.median(times):.2f} s, min {min(times):.2f} s "
-                  f"({', '.join(f'{t:.2f}' for t in times)})")
-        print(f"ratio convert / baseline: median {statistics.median(convert_times) / statistics.median(baseline_times):.2f}, "
-              f"min {min(convert_times) / min(baseline_times):.2f}")
+            print(
+                f"{name}: median {statistics.median(times):.2f} s, min {min(times):.2f} s "
+                f"({', '.join(f'{t:.2f}' for t in times)})"
+            )
+        print(
+            f"ratio convert / baseline: median {statistics.median(convert_times) / statistics.median(baseline_times):.2f}, "
+            f"min {min(convert_times) / min(baseline_times):.2f}"
+        )
         print(f"load average at end: {load_averages()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -35,7 +35,8 @@ from mtlstm_hf.reproduce.dyck import ARMS, DyckSettings, EncodedWords, batch_los
 def padded_cells(encoded: EncodedWords, order: list[int], batch_size: int) -> list[int]:
     """Per batch of ``order``, batch size x longest word."""
     return [
-        len(order[start : start + batch_size]) * max(len(encoded.words[row]) for row in order[start : start + batch_size])
+        len(order[start : start + batch_size])
+        * max(len(encoded.words[row]) for row in order[start : start + batch_size])
         for start in range(0, len(order), batch_size)
     ]
 
@@ -45,7 +46,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_training_epoch(arm: str, train: EncodedWords, settings: DyckSettings, max_seconds: float, device: torch.device) -> dict:
+def time_training_epoch(
+    arm: str, train: EncodedWords, settings: DyckSettings, max_seconds: float, device: torch.device
+) -> dict:
     model = build_dyck_model(arm, 1, settings, device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate)
@@ -99,12 +102,18 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="training time budget per arm")
     parser.add_argument("--eval-max-seconds", type=float, default=10.0, help="budget per evaluation pass")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--num-train", type=int, default=None, help="training words (default: the paper's 10,000; fewer for a dry run)")
+    parser.add_argument(
+        "--num-train", type=int, default=None, help="training words (default: the paper's 10,000; fewer for a dry run)"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    sizes = {} if args.num_train is None else {"num_train": args.num_train, "num_validation": args.num_train // 5, "num_test": args.num_train // 2}
+    sizes = (
+        {}
+        if args.num_train is None
+        else {"num_train": args.num_train, "num_validation": args.num_train // 5, "num_test": args.num_train // 2}
+    )
     settings = DyckSettings(hidden_size=args.hidden_size, **sizes)
     results: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
@@ -112,16 +121,27 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "load_average_before": os.getloadavg(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
-        "settings": {"num_train": settings.num_train, "hidden_size": settings.hidden_size, "batch_size": settings.batch_size},
+        "settings": {
+            "num_train": settings.num_train,
+            "hidden_size": settings.hidden_size,
+            "batch_size": settings.batch_size,
+        },
     }
     started = time.perf_counter()
-    data = generate_dyck2(settings.data_seed, num_train=settings.num_train, num_validation=settings.num_validation,
-                          num_test=settings.num_test)
+    data = generate_dyck2(
+        settings.data_seed,
+        num_train=settings.num_train,
+        num_validation=settings.num_validation,
+        num_test=settings.num_test,
+    )
     results["data_seconds"] = time.perf_counter() - started
     train, validation, test = (EncodedWords(data[name]) for name in ("train", "validation", "test"))
     results["train_symbols"] = sum(len(word) for word in train.words)
-    print(f"data: {results['data_seconds']:.1f} s ({results['train_symbols']:,} training symbols); "
-          f"threads {results['threads']}; load average {results['load_average_before']}", flush=True)
+    print(
+        f"data: {results['data_seconds']:.1f} s ({results['train_symbols']:,} training symbols); "
+        f"threads {results['threads']}; load average {results['load_average_before']}",
+        flush=True,
+    )
     for arm in args.arms:
         timing = time_training_epoch(arm, train, settings, args.max_seconds, device)
         model = timing.pop("model")

@@ -38,13 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import cpu_name, load_averages  # benchmarks/machine.py
 from torch import nn
 from torch.nn import functional as F
 
 from mtlstm_hf import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForCausalLM
 from mtlstm_hf.devices import float32_precision
-
-from machine import cpu_name, load_averages  # benchmarks/machine.py
 
 VARIANTS = ("nn.LSTM", "plain", "dropconnect", "awd", "awd-bf16", "awd-fp16")
 
@@ -83,7 +82,9 @@ def build(variant: str, sizes: dict[str, Any], device: torch.device) -> nn.Modul
     return MTLSTMForCausalLM(MTLSTMConfig.from_preset("paper", **sizes, **overrides)).to(device)
 
 
-def step_function(variant: str, model: nn.Module, device: torch.device, evaluate: bool) -> Callable[[torch.Tensor, torch.Tensor], None]:
+def step_function(
+    variant: str, model: nn.Module, device: torch.device, evaluate: bool
+) -> Callable[[torch.Tensor, torch.Tensor], None]:
     """One training step (forward, backward, clip, SGD) or one evaluation forward."""
     optimizer = torch.optim.SGD(model.parameters(), lr=30.0, weight_decay=1.2e-6)
     autocast = {"awd-bf16": torch.bfloat16, "awd-fp16": torch.float16}.get(variant)
@@ -122,7 +123,7 @@ def measure(args: argparse.Namespace, device: torch.device, batch_size: int, eva
     for round_index in range(args.warmup + args.steps):
         ids = torch.randint(0, args.vocab_size, (batch_size, args.bptt + 1), generator=generator).to(device)
         inputs, targets = ids[:, :-1], ids[:, 1:]
-        order = variants[round_index % len(variants):] + variants[: round_index % len(variants)]
+        order = variants[round_index % len(variants) :] + variants[: round_index % len(variants)]
         for variant in order:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -166,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bptt", type=int, default=70)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--variants", default="nn.LSTM,awd,plain", help=f"comma-separated, the baseline first; from {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants",
+        default="nn.LSTM,awd,plain",
+        help=f"comma-separated, the baseline first; from {', '.join(VARIANTS)}",
+    )
     parser.add_argument("--eval", action="store_true", help="also measure evaluation (inference-mode forward)")
     parser.add_argument("--tf32", action="store_true", help="allow TensorFloat-32 (CUDA) for every variant")
     parser.add_argument("--vocab-size", type=int, default=10_000)
@@ -190,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     with float32_precision("high" if args.tf32 else "highest"):
         for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-            for evaluate in ([False, True] if args.eval else [False]):
+            for evaluate in [False, True] if args.eval else [False]:
                 results["measurements"].append(measure(args, device, batch_size, evaluate))
-    print(f"device {results['device']}, threads {results['threads']}, bptt {args.bptt}, {args.steps} steps, tf32 {args.tf32}")
+    print(
+        f"device {results['device']}, threads {results['threads']}, bptt {args.bptt}, {args.steps} steps, tf32 {args.tf32}"
+    )
     print("ratio = baseline time / our time (> 1: ours is faster); 'paired' compares steps of the same round")
     for measurement in results["measurements"]:
         print(f"-- {measurement['mode']}, batch {measurement['batch_size']}")

@@ -35,7 +35,6 @@ from mtlstm_hf.analysis.state_gradient_steps import model_layer_steps
 from mtlstm_hf.analysis.state_gradients import accumulate_state_gradients, state_gradients
 
 
-
 def naive_state_gradients(
     model: MTLSTMForCausalLM, stream: torch.Tensor, max_delay: int, steps_to_time: list[int]
 ) -> tuple[dict[int, torch.Tensor], float]:
@@ -67,7 +66,9 @@ def main() -> None:
     parser.add_argument("--segment", type=int, default=200)
     parser.add_argument("--naive-steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--write", type=Path, help="also write the result block (markdown) to this file, to paste into BENCHMARKS.md")
+    parser.add_argument(
+        "--write", type=Path, help="also write the result block (markdown) to this file, to paste into BENCHMARKS.md"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -105,8 +106,15 @@ def main() -> None:
     steps, output_sizes, _ = model_layer_steps(model)
     embeddings = model.model.embeddings.weight.detach()[stream][None]
     (marked,) = accumulate_state_gradients(
-        steps, [torch.zeros(1, 2 * args.hidden)], embeddings, classes, len(taus), args.delays, args.segment,
-        readouts=[(0, slice(args.hidden, 2 * args.hidden))], output_sizes=output_sizes,
+        steps,
+        [torch.zeros(1, 2 * args.hidden)],
+        embeddings,
+        classes,
+        len(taus),
+        args.delays,
+        args.segment,
+        readouts=[(0, slice(args.hidden, 2 * args.hidden))],
+        output_sizes=output_sizes,
     )
     error = max(float((marked.sums[tau, index] - naive[t][tau].double()).abs().max()) for index, tau in enumerate(taus))
 

@@ -43,11 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import cpu_name, load_averages  # benchmarks/machine.py
 
 from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig, finish_accelerator
 from mtlstm_hf.training import checkpoint as ckpt
-
-from machine import cpu_name, load_averages  # benchmarks/machine.py
 
 PTB_TRAIN_TOKENS = 929_589
 PTB_VALID_TOKENS = 73_760
@@ -128,9 +127,18 @@ class StepClock:
         return totals
 
 
-def bench_model(name: str, data: str | None, preset: str, steps: int, warmup: int, workdir: Path,
-                mixed_precision: str = "no", device: str = "cpu", time_checkpoint: bool = False,
-                model_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def bench_model(
+    name: str,
+    data: str | None,
+    preset: str,
+    steps: int,
+    warmup: int,
+    workdir: Path,
+    mixed_precision: str = "no",
+    device: str = "cpu",
+    time_checkpoint: bool = False,
+    model_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     if warmup < 1:
         raise ValueError("--warmup must be at least 1 (the clock starts after a step)")
     config = TrainingConfig(
@@ -167,7 +175,9 @@ def bench_model(name: str, data: str | None, preset: str, steps: int, warmup: in
         start = time.perf_counter()
         ckpt.save_best_model(trainer, trainer.evaluation_model(), {"benchmark": True})
         checkpoint["best_model_seconds"] = time.perf_counter() - start
-        checkpoint["checkpoint_bytes"] = sum(f.stat().st_size for f in trainer.last_checkpoint.rglob("*") if f.is_file())
+        checkpoint["checkpoint_bytes"] = sum(
+            f.stat().st_size for f in trainer.last_checkpoint.rglob("*") if f.is_file()
+        )
     device_name = str(trainer.accelerator.device)
     finish_accelerator(trainer.accelerator)
     from accelerate.state import AcceleratorState, GradientState
@@ -182,11 +192,16 @@ def bench_model(name: str, data: str | None, preset: str, steps: int, warmup: in
         train_minutes = PTB_TRAIN_TOKENS / train_tps / 60
         validation_minutes = eval_seconds * PTB_VALID_TOKENS / eval_tokens / 60
         # best_model/ is written at every improving epoch end (most of a run), whatever the checkpoint interval.
-        checkpoint_minutes, best_model_minutes = checkpoint["checkpoint_seconds"] / 60, checkpoint["best_model_seconds"] / 60
+        checkpoint_minutes, best_model_minutes = (
+            checkpoint["checkpoint_seconds"] / 60,
+            checkpoint["best_model_seconds"] / 60,
+        )
         for every in (1, 10):
             minutes = train_minutes + validation_minutes + best_model_minutes + checkpoint_minutes / every
             epoch[f"ptb_epoch_minutes_checkpoint_every_{every}"] = minutes
-            epoch[f"lm_ptb_paper_hours_one_at_a_time_checkpoint_every_{every}"] = PAPER_RUNS * PAPER_EPOCHS * minutes / 60
+            epoch[f"lm_ptb_paper_hours_one_at_a_time_checkpoint_every_{every}"] = (
+                PAPER_RUNS * PAPER_EPOCHS * minutes / 60
+            )
             epoch[f"lm_ptb_paper_hours_processes_6_checkpoint_every_{every}"] = PAPER_EPOCHS * minutes / 60
     return {
         **checkpoint,
@@ -227,12 +242,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--bf16", action="store_true", help="also measure the small model with bf16 autocast")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--time-checkpoint", action="store_true", help="also time a checkpoint and a best_model/ write; project a PTB epoch and lm-ptb --scale paper")
+    parser.add_argument(
+        "--time-checkpoint",
+        action="store_true",
+        help="also time a checkpoint and a best_model/ write; project a PTB epoch and lm-ptb --scale paper",
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny layers and corpus (a dry run of the script, seconds)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
-    results: dict[str, Any] = {"machine": machine(), "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "models": []}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "models": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
@@ -247,10 +270,23 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 parser.error(f"unknown model {name!r}; choose from paper, small")
             for label, data, preset, steps, precision in runs:
-                print(f"benchmarking {label} ({steps} steps after {args.warmup} warm-up)...", file=sys.stderr, flush=True)
+                print(
+                    f"benchmarking {label} ({steps} steps after {args.warmup} warm-up)...", file=sys.stderr, flush=True
+                )
                 overrides = {"embedding_size": 16, "hidden_sizes": [32, 32, 16]} if args.tiny else None
                 results["models"].append(
-                    bench_model(label, data, preset, steps, args.warmup, workdir, precision, args.device, args.time_checkpoint, overrides)
+                    bench_model(
+                        label,
+                        data,
+                        preset,
+                        steps,
+                        args.warmup,
+                        workdir,
+                        precision,
+                        args.device,
+                        args.time_checkpoint,
+                        overrides,
+                    )
                 )
 
     print("| model | params | s/step | train tok/s | min per PTB epoch | eval tok/s | loop overhead |")

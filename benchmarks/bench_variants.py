@@ -28,10 +28,10 @@ from collections.abc import Callable
 import torch
 
 from mtlstm_hf.models.mtlstm.cells import CELL_TYPES, cell_layout
-from mtlstm_hf.ops.gates import gates_and_cells
-from mtlstm_hf.ops.naive import reference_sequence
 from mtlstm_hf.models.mtlstm.recurrences import lstm_sequence
 from mtlstm_hf.models.mtlstm.variants import _gated_input_projection, variant_sequence
+from mtlstm_hf.ops.gates import gates_and_cells
+from mtlstm_hf.ops.naive import reference_sequence
 
 BATCH, INPUT, HIDDEN = 20, 400, 1150
 TARGETS = {  # minimum tokens/s ratio against nn.LSTM
@@ -101,7 +101,9 @@ def print_table(
             met = [ratio >= bound if sense == ">=" else ratio <= bound for ratio in ratios]
             verdict = f"{sense} {bound}: " + ("met" if all(met) else "met on min only" if met[1] else "NOT MET")
         token_cell = f" {tokens / median:.0f} |" if tokens else ""
-        print(f"| {name} | {median:.3f} | {minimum:.3f} |{token_cell} {ratios[0]:.2f}x | {ratios[1]:.2f}x | {verdict} |")
+        print(
+            f"| {name} | {median:.3f} | {minimum:.3f} |{token_cell} {ratios[0]:.2f}x | {ratios[1]:.2f}x | {verdict} |"
+        )
 
 
 def training_step(function: Callable[[], torch.Tensor]) -> Callable[[], None]:
@@ -150,8 +152,10 @@ def main() -> None:
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f}"
+    )
     reference_lstm = torch.nn.LSTM(INPUT, HIDDEN, batch_first=True)
     params = {cell_type: parameters(cell_type) for cell_type in CELL_TYPES}
 

@@ -33,7 +33,13 @@ def main() -> None:
     output_dir = args.output_dir or args.checkpoint / "analysis"
     settings = AnalysisSettings(max_tokens=args.max_tokens)
     report = analyze_checkpoint(
-        args.checkpoint, args.data, output_dir, split=args.split, analyses=args.analyses, settings=settings, progress=True
+        args.checkpoint,
+        args.data,
+        output_dir,
+        split=args.split,
+        analyses=args.analyses,
+        settings=settings,
+        progress=True,
     )
 
     timescales = report["analyses"].get("timescales")

@@ -80,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return adapted
 
     trainer = finetune_from_arguments(args, prepare_model=with_adapters)
-    save_adapter(trainer.model, args.output_dir)  # over the Trainer's save: reloads as trained, onto its vocabulary only
+    save_adapter(
+        trainer.model, args.output_dir
+    )  # over the Trainer's save: reloads as trained, onto its vocabulary only
     if args.merge:
         merged_dir = Path(args.output_dir) / "merged"
         trainer.model.merge_and_unload().save_pretrained(merged_dir)

@@ -50,7 +50,9 @@ def finetune(
     LoRA: see ``finetune_lora.py``). ``training_arguments`` are passed on to
     ``TrainingArguments`` (e.g. ``logging_steps``).
     """
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)  # with mtlstm_hf imported no code of the folder is needed
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(model_dir), trust_remote_code=False
+    )  # with mtlstm_hf imported no code of the folder is needed
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), trust_remote_code=False)
     if len(tokenizer) != model.config.vocab_size:
         raise ValueError(
@@ -61,7 +63,9 @@ def finetune(
     corpus = load_corpus(data if data is not None else str(sample_corpus_dir()))
     if "train" not in corpus or "validation" not in corpus:
         raise ValueError(f"the corpus needs train and validation splits, it has {list(corpus)}.")
-    blocks = causal_lm_blocks(datasets.DatasetDict(train=corpus["train"], validation=corpus["validation"]), tokenizer, block_size)
+    blocks = causal_lm_blocks(
+        datasets.DatasetDict(train=corpus["train"], validation=corpus["validation"]), tokenizer, block_size
+    )
 
     arguments = TrainingArguments(
         output_dir=str(output_dir),

@@ -17,7 +17,15 @@ import sys
 
 from .lazy import lazy_exports
 
-COMMANDS: tuple[str, ...] = ("mtlstm-train", "mtlstm-eval", "mtlstm-analyze", "mtlstm-push", "mtlstm-demo", "mtlstm-convert", "mtlstm-reproduce")
+COMMANDS: tuple[str, ...] = (
+    "mtlstm-train",
+    "mtlstm-eval",
+    "mtlstm-analyze",
+    "mtlstm-push",
+    "mtlstm-demo",
+    "mtlstm-convert",
+    "mtlstm-reproduce",
+)
 """The console scripts of this package (``setup.py``)."""
 
 _EXPORTS = {

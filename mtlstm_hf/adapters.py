@@ -113,7 +113,9 @@ def load_adapter(base_model: Any, folder: str | Path, **kwargs: Any) -> Any:
     peft = _peft()
     folder = Path(folder)
     if not (folder / _CONFIG).is_file():
-        raise FileNotFoundError(f"adapter {str(folder)!r} has no {_CONFIG} (save it with save_adapter or PEFT's save_pretrained)")
+        raise FileNotFoundError(
+            f"adapter {str(folder)!r} has no {_CONFIG} (save it with save_adapter or PEFT's save_pretrained)"
+        )
     verify_weight_digests(folder)
     weights = folder / "adapter_model.safetensors"
     if weights.is_file():
@@ -123,14 +125,18 @@ def load_adapter(base_model: Any, folder: str | Path, **kwargs: Any) -> Any:
             with safe_open(str(weights), framework="pt") as handle:
                 list(handle.keys())
         except Exception as error:  # safetensors' errors share no base class
-            raise ValueError(f"{str(weights)!r} is not a readable safetensors file ({str(error).strip() or type(error).__name__}): it is truncated or damaged") from None
+            raise ValueError(
+                f"{str(weights)!r} is not a readable safetensors file ({str(error).strip() or type(error).__name__}): it is truncated or damaged"
+            ) from None
     record_path = folder / ADAPTER_RECORD
     if record_path.is_file():
         try:
             record = json.loads(record_path.read_text(encoding="utf-8"))
             saved = (record["vocab_size"], record["vocab_fingerprint"])
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{str(record_path)!r} is damaged ({error}); delete it to load the adapter unchecked") from None
+            raise ValueError(
+                f"{str(record_path)!r} is damaged ({error}); delete it to load the adapter unchecked"
+            ) from None
         base = base_model.config
         current = (base.vocab_size, getattr(base, "vocab_fingerprint", None))
         same_fingerprint = None in (saved[1], current[1]) or saved[1] == current[1]

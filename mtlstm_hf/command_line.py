@@ -137,7 +137,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return super()._get_help_string(action)
 
 
-def split_settings(values: dict[str, Any], config_classes: Sequence[type], what: str = "--config") -> list[dict[str, Any]]:
+def split_settings(
+    values: dict[str, Any], config_classes: Sequence[type], what: str = "--config"
+) -> list[dict[str, Any]]:
     """``values`` (field name -> value) divided among ``config_classes`` by their field names.
 
     Raises:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .command_line import add_threads_option, apply_threads
-from .weight_digests import record_weight_digests
 from .models.mtlstm.presets import PRESETS
+from .weight_digests import record_weight_digests
 
 if TYPE_CHECKING:
     from . import MTLSTMForCausalLM
@@ -43,7 +43,9 @@ def timescale_summary(model: MTLSTMForCausalLM) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output-dir", type=Path, default=None, help="where to save (default: outputs/mtlstm-PRESET-demo)")
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help="where to save (default: outputs/mtlstm-PRESET-demo)"
+    )
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="architecture (default: paper)")
     add_threads_option(parser)
     args = parser.parse_args(argv)
@@ -60,7 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     model = MTLSTMForCausalLM(MTLSTMConfig.from_preset(args.preset)).eval()
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"preset {args.preset!r}: {parameters / 1e6:.1f}M trainable parameters, hidden sizes {model.config.hidden_sizes}")
+    print(
+        f"preset {args.preset!r}: {parameters / 1e6:.1f}M trainable parameters, hidden sizes {model.config.hidden_sizes}"
+    )
     print(timescale_summary(model))
 
     model.save_pretrained(args.output_dir)

@@ -141,11 +141,15 @@ def _check_creatable(folder: Path, option: str) -> None:
     existing = _first_existing(folder)
     if not existing.is_dir():
         raise NotADirectoryError(
-            errno.ENOTDIR, f"{option}: this is a file, so the folder {str(folder)!r} cannot be created there", str(existing)
+            errno.ENOTDIR,
+            f"{option}: this is a file, so the folder {str(folder)!r} cannot be created there",
+            str(existing),
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         what = "the folder" if existing == folder else f"cannot create {str(folder)!r} there: the folder"
-        raise PermissionError(errno.EACCES, f"{option}: {what} is not writable (read-only or no permission)", str(existing))
+        raise PermissionError(
+            errno.EACCES, f"{option}: {what} is not writable (read-only or no permission)", str(existing)
+        )
 
 
 def check_output_file(path: str | os.PathLike, option: str) -> Path:

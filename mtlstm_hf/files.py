@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+PathOrStr = str | os.PathLike
+"""A file or folder path as the library's functions accept it."""
+
 __all__ = [
     "BEST_MODEL_DIRNAME",
     "CHECKPOINTS_DIRNAME",
@@ -218,8 +221,6 @@ def write_failure_cause(error: BaseException, path: str | os.PathLike) -> tuple[
             return os.strerror(number), number
         return text.strip().splitlines()[0], None
     return None
-
-
 
 
 def training_corpus(model_dir: str | Path) -> tuple[str | None, str | None] | None:

@@ -100,4 +100,3 @@ def read_model_config(folder: str | os.PathLike, what: str = "checkpoint") -> di
             f"model_type={config['model_type']!r}, expected {MODEL_TYPE!r}."
         )
     return config
-

@@ -274,7 +274,7 @@ class Share:
         """Advance the bar to the end of this share."""
         self._advance_to(self.budget)
 
-    def part(self, fraction: float) -> "Share":
+    def part(self, fraction: float) -> Share:
         """A share of ``fraction`` of what is left of this one (for a computation with several phases)."""
         budget = fraction * (self.budget - self._given)
         self._given += budget  # reserved: the part advances the bar itself

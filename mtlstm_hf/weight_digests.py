@@ -21,7 +21,14 @@ from pathlib import Path
 
 from .files import write_text_atomic
 
-__all__ = ["DIGESTS_FILENAME", "RECORDED_SUFFIXES", "WeightDigestError", "file_sha256", "record_weight_digests", "verify_weight_digests"]
+__all__ = [
+    "DIGESTS_FILENAME",
+    "RECORDED_SUFFIXES",
+    "WeightDigestError",
+    "file_sha256",
+    "record_weight_digests",
+    "verify_weight_digests",
+]
 
 DIGESTS_FILENAME = "weights_sha256.json"
 """The record, beside the files it covers."""
@@ -55,7 +62,11 @@ def record_weight_digests(folder: str | Path) -> dict[str, str]:
         OSError: a file cannot be read, or the record cannot be written.
     """
     folder = Path(folder)
-    files = sorted(path for path in folder.iterdir() if path.suffix in RECORDED_SUFFIXES and path.is_file() and not path.is_symlink())
+    files = sorted(
+        path
+        for path in folder.iterdir()
+        if path.suffix in RECORDED_SUFFIXES and path.is_file() and not path.is_symlink()
+    )
     digests = {path.name: file_sha256(path) for path in files}
     text = json.dumps({"format": FORMAT, "sha256": digests}, indent=2, sort_keys=True) + "\n"
     write_text_atomic(folder / DIGESTS_FILENAME, text)  # a cut write never leaves a half record
@@ -100,7 +111,9 @@ def verify_weight_digests(folder: str | Path) -> bool:
     for name, expected in _recorded(path).items():
         file = folder / name
         if not file.is_file():
-            raise WeightDigestError(f"{str(file)!r} is recorded in {DIGESTS_FILENAME} but missing; restore it from a copy")
+            raise WeightDigestError(
+                f"{str(file)!r} is recorded in {DIGESTS_FILENAME} but missing; restore it from a copy"
+            )
         actual = file_sha256(file)
         if actual != expected:
             raise WeightDigestError(

@@ -16,7 +16,6 @@ import torch  # noqa: E402
 
 from mtlstm_hf import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForCausalLM  # noqa: E402
 
-
 # The shared corpora (../shared/data beside the repository, see its README; PTB is never bundled).
 DATA_ROOT = Path(os.environ.get("MTLSTM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PTB_DIR = DATA_ROOT / "ptb"
@@ -60,7 +59,12 @@ def corpus_and_saved_model(tmp_path, **config):
     tokenizer = build_word_tokenizer(corpus / "train.txt")
     torch.manual_seed(0)
     model = MTLSTMForCausalLM(
-        tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **config)
+        tiny_config(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **config,
+        )
     )
     model_dir = tmp_path / "model"
     model.save_pretrained(model_dir)
@@ -129,7 +133,9 @@ torch.save({"logits": out.logits, "class": type(model).__module__}, out_path)
 """
 
 
-def load_in_fresh_process_without_package(folder, ids: torch.Tensor, work_dir, auto_class: str = "AutoModelForCausalLM") -> dict:
+def load_in_fresh_process_without_package(
+    folder, ids: torch.Tensor, work_dir, auto_class: str = "AutoModelForCausalLM"
+) -> dict:
     """Load ``folder`` with ``transformers.<auto_class>`` and ``trust_remote_code=True`` in a fresh
     Python process in which ``mtlstm_hf`` cannot be imported, run ``ids`` under ``no_grad`` and
     return ``{"logits", "class"}`` (``class`` is the module of the loaded class)."""

@@ -40,7 +40,16 @@ _FACTORIES = {
 }  # fmt: skip
 _INHERITING = {"zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like",
                "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor"}  # fmt: skip
-_INDEXING = {"__getitem__", "__setitem__", "index_select", "index", "index_put", "index_put_", "gather", "take_along_dim"}
+_INDEXING = {
+    "__getitem__",
+    "__setitem__",
+    "index_select",
+    "index",
+    "index_put",
+    "index_put_",
+    "gather",
+    "take_along_dim",
+}
 _PACKED = {"_pack_padded_sequence", "_pad_packed_sequence", "lstm", "rnn_tanh", "rnn_relu", "gru"}
 _HOST_RESULTS = {"_has_compatible_shallow_copy_type", "is_floating_point", "is_complex", "is_nonzero", "tolist", "item", "__bool__", "__int__", "__float__", "__index__", "__len__", "__repr__", "__format__",
                  "data_ptr", "dim", "size", "numel", "stride", "is_contiguous", "element_size", "nelement"}  # fmt: skip
@@ -52,7 +61,9 @@ class DeviceMismatch(AssertionError):
 
 def _caller() -> str:
     for frame in reversed(traceback.extract_stack()[:-2]):
-        if not frame.filename.endswith(("device_emulation.py", "overrides.py", "_tensor.py", "functional.py", "module.py")):
+        if not frame.filename.endswith(
+            ("device_emulation.py", "overrides.py", "_tensor.py", "functional.py", "module.py")
+        ):
             return f"{frame.filename}:{frame.lineno} ({frame.line})"
     return "?"
 
@@ -176,7 +187,9 @@ class EmulatedDevice(TorchFunctionMode):
         if to_device is None:  # dtype only: stays where it is
             result = func(*args, **kwargs)
             return self._mark(result) if self.on_device(source) else result
-        args = [torch.device("cpu") if isinstance(a, (str, torch.device)) and self._targets_device(a) else a for a in args]
+        args = [
+            torch.device("cpu") if isinstance(a, (str, torch.device)) and self._targets_device(a) else a for a in args
+        ]
         args = [a.device if isinstance(a, torch.Tensor) and i > 0 else a for i, a in enumerate(args)]
         if "device" in kwargs:
             kwargs["device"] = torch.device("cpu")

@@ -52,9 +52,13 @@ class _ValueOps(TorchDispatchMode):
         name = func._schema.name
         if args and isinstance(args[0], torch.Tensor) and id(args[0]) in self.host:
             pass  # lives on the host by design: reading it costs no synchronisation
-        elif name in _VALUE_OPS or (name == "aten::index" and any(
-            isinstance(index, torch.Tensor) and index.dtype == torch.bool for index in (args[1] if len(args) > 1 else ())
-        )):
+        elif name in _VALUE_OPS or (
+            name == "aten::index"
+            and any(
+                isinstance(index, torch.Tensor) and index.dtype == torch.bool
+                for index in (args[1] if len(args) > 1 else ())
+            )
+        ):
             self.reads[f"{name.split('::')[1]} at {_caller()}"] += 1
         return func(*args, **(kwargs or {}))
 

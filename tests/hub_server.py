@@ -139,7 +139,7 @@ class LocalHub:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> "LocalHub":
+    def start(self) -> LocalHub:
         hub = self
 
         class Handler(_HubRequestHandler):
@@ -147,7 +147,9 @@ class LocalHub:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-hub", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-hub", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -157,7 +159,7 @@ class LocalHub:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "LocalHub":
+    def __enter__(self) -> LocalHub:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -218,7 +220,9 @@ class LocalHub:
             raise _HubError(409, "You already created this model repo", url=f"{self.endpoint}/{repo_id}")
         repo = StoredRepo(repo_id, private=body.get("visibility") == "private" or bool(body.get("private")))
         # Like the Hub: a new repo has an initial commit holding .gitattributes.
-        initial = repo.add_commit(None, "initial commit", {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"})
+        initial = repo.add_commit(
+            None, "initial commit", {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}
+        )
         repo.branches["main"] = initial.oid
         self.repos[repo_id] = repo
         return 200, {"url": f"{self.endpoint}/{repo_id}", "name": repo_id, "id": repo_id}
@@ -295,7 +299,10 @@ class LocalHub:
             # Folders above the file (all of them when recursive, the first one otherwise).
             for depth in range(1, len(parts) if recursive else min(2, len(parts))):
                 folder = base + "/".join(parts[:depth])
-                entries.setdefault(folder, {"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0, "path": folder})
+                entries.setdefault(
+                    folder,
+                    {"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0, "path": folder},
+                )
             if recursive or len(parts) == 1:
                 entries[path] = {"type": "file", "oid": git_blob_oid(content), "size": len(content), "path": path}
         return list(entries.values())
@@ -315,7 +322,9 @@ class LocalHub:
 
     def refs(self, repo_id: str) -> tuple[int, Any]:
         repo = self._repo(repo_id)
-        branches = [{"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid} for name, oid in repo.branches.items()]
+        branches = [
+            {"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid} for name, oid in repo.branches.items()
+        ]
         return 200, {"branches": branches, "tags": [], "converts": []}
 
     def resolve_file(self, repo_id: str, revision: str, path: str) -> tuple[StoredCommit, bytes]:
@@ -374,8 +383,12 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         if not head_only:
             self.wfile.write(body)
 
-    def _send_json(self, status: int, value: Any, headers: dict[str, str] | None = None, head_only: bool = False) -> None:
-        self._send(status, json.dumps(value).encode(), {"Content-Type": "application/json", **(headers or {})}, head_only)
+    def _send_json(
+        self, status: int, value: Any, headers: dict[str, str] | None = None, head_only: bool = False
+    ) -> None:
+        self._send(
+            status, json.dumps(value).encode(), {"Content-Type": "application/json", **(headers or {})}, head_only
+        )
 
     def _dispatch(self, method: str) -> None:
         hub = self.local_hub
@@ -401,7 +414,9 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
                 headers["X-Error-Message"] = message
                 self._send_json(error.status, {"error": message, **error.extra}, headers, head_only=method == "HEAD")
 
-    def _api(self, method: str, parts: list[str], body: bytes, query: dict[str, list[str]], record: RecordedRequest) -> None:
+    def _api(
+        self, method: str, parts: list[str], body: bytes, query: dict[str, list[str]], record: RecordedRequest
+    ) -> None:
         hub = self.local_hub
         payload = self._form_or_json(body) if len(parts) < 2 or parts[-2] != "commit" else {}
         if method == "POST" and parts == ["repos", "create"]:
@@ -461,7 +476,9 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactor
     hf_home = tmp_path_factory.mktemp("hf_home")
     env = server.client_env(hf_home)
     monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", env["HF_HUB_CACHE"])
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)  # never pick up a stored token

@@ -14,7 +14,9 @@ def reference_lstm_lm(model, input_ids, hidden=None, cell=None):
     x = base.embeddings.weight[input_ids].double()
     batch = input_ids.shape[0]
     sizes = model.config.hidden_sizes
-    hidden = [torch.zeros(batch, h, dtype=torch.float64) for h in sizes] if hidden is None else [h.double() for h in hidden]
+    hidden = (
+        [torch.zeros(batch, h, dtype=torch.float64) for h in sizes] if hidden is None else [h.double() for h in hidden]
+    )
     cell = [torch.zeros(batch, h, dtype=torch.float64) for h in sizes] if cell is None else [c.double() for c in cell]
     for index, layer in enumerate(base.layers):
         size = sizes[index]

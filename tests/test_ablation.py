@@ -36,7 +36,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 EDGES = (2, 4, 6)  # small thresholds: the short random stream fills every bin
 
 
-
 def _stream(length: int, vocab_size: int = 37, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, vocab_size, (length,), generator=torch.Generator().manual_seed(seed))
 
@@ -154,7 +153,9 @@ def _bins(stream: torch.Tensor) -> torch.Tensor:
 
 
 def test_routing_report_shape_and_no_ablation_ratio_one():
-    model = tiny_model(hidden_sizes=[10, 6], timescale_schedules=[{"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0}, None])
+    model = tiny_model(
+        hidden_sizes=[10, 6], timescale_schedules=[{"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0}, None]
+    )
     stream = _stream(120)
     report = routing_report(model, stream, 0, _bins(stream), edges=EDGES, chunk_size=4, window=11)
     assert report["order"] == "assigned" and report["columns"] == [*bin_labels(EDGES), "overall"]
@@ -221,13 +222,17 @@ def test_batched_routing_equals_one_evaluation_per_chunk(dtype, batch_size, wind
     report = routing_report(
         model, stream, layer, _bins(stream), edges=EDGES, chunks=chunks, batch_size=batch_size, window=window
     )
-    (intact_log_probs, intact), ablated = _loop_reference(model, stream, layer, chunks, _bins(stream), batch_size, window)
+    (intact_log_probs, intact), ablated = _loop_reference(
+        model, stream, layer, chunks, _bins(stream), batch_size, window
+    )
     assert report["layer"] == layer + 1  # report entries number layers from 1
     assert report["intact"]["n_tokens"] == intact["n_tokens"]
     assert report["intact"]["perplexity"] == pytest.approx(intact["perplexity"], rel=tolerance)
     for label in bin_labels(EDGES):
         assert report["intact"]["bins"][label]["n_tokens"] == intact["bins"][label]["n_tokens"]
-        assert report["intact"]["bins"][label]["perplexity"] == pytest.approx(intact["bins"][label]["perplexity"], rel=tolerance)
+        assert report["intact"]["bins"][label]["perplexity"] == pytest.approx(
+            intact["bins"][label]["perplexity"], rel=tolerance
+        )
     for entry, (_, expected) in zip(report["chunks"], ablated, strict=True):
         assert entry["perplexity"] == pytest.approx(expected["perplexity"], rel=tolerance)
         for label in bin_labels(EDGES):
@@ -376,7 +381,11 @@ def test_routing_heatmap_draws_the_ratios_and_leaves_empty_bins_out():
     expected = np.array([[row[index] for index in range(1, 5)] for row in report["ratio_matrix"]], dtype=float)
     np.testing.assert_allclose(image, expected)
     assert [label.get_text() for label in ax.get_xticklabels()] == report["columns"][1:]
-    assert [label.get_text() for label in ax.get_yticklabels()] == ["chunk 1: T 3-3", "chunk 2: T 3-3", "chunk 3: T 4-4"]
+    assert [label.get_text() for label in ax.get_yticklabels()] == [
+        "chunk 1: T 3-3",
+        "chunk 2: T 3-3",
+        "chunk 3: T 4-4",
+    ]
     assert "no tokens, not shown: >=1K" in ax.get_xlabel()
     assert "layer 1" in ax.get_ylabel()
     plt.close(figure)

@@ -34,7 +34,6 @@ from mtlstm_hf.ops.naive import reference_trace
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
 def _stream(length: int, vocab_size: int = 37, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, vocab_size, (length,), generator=torch.Generator().manual_seed(seed))
 
@@ -44,7 +43,10 @@ def _freeze_gate_rows(model, gates=("forget_gate",)) -> None:
     with torch.no_grad():
         for layer in model.model.layers:
             size = layer.hidden_size
-            for matrix, rows in ((layer.weight_ih, layer.layout.input_gate_rows), (layer.weight_hh, layer.layout.recurrent_gate_rows)):
+            for matrix, rows in (
+                (layer.weight_ih, layer.layout.input_gate_rows),
+                (layer.weight_hh, layer.layout.recurrent_gate_rows),
+            ):
                 for gate in gates:
                     if gate in rows:
                         block = rows.index(gate)
@@ -68,8 +70,13 @@ def test_layer_traces_match_the_reference_loop_from_a_carried_state(cell_types):
         torch.testing.assert_close(trace["inputs"], hidden_states[index])
         torch.testing.assert_close(trace["outputs"], hidden_states[index + 1])
         reference = reference_trace(
-            layer.cell_type, hidden_states[index], state.hidden[index], state.cell[index],
-            layer.weight_ih, layer.weight_hh, layer.gate_biases.concatenated(torch.float32),
+            layer.cell_type,
+            hidden_states[index],
+            state.hidden[index],
+            state.cell[index],
+            layer.weight_ih,
+            layer.weight_hh,
+            layer.gate_biases.concatenated(torch.float32),
         )
         for key in TRACE_KEYS:
             if reference[key] is None:
@@ -99,7 +106,9 @@ def test_trace_moments_are_the_mean_and_std_over_all_tokens():
     for position, trace in enumerate(whole):
         values = trace["forget_gate"].double().reshape(-1, trace["forget_gate"].shape[-1])
         torch.testing.assert_close(moments.mean("forget_gate")[position], values.mean(0))
-        torch.testing.assert_close(moments.std("forget_gate")[position], values.std(0, unbiased=False), atol=1e-7, rtol=1e-6)
+        torch.testing.assert_close(
+            moments.std("forget_gate")[position], values.std(0, unbiased=False), atol=1e-7, rtol=1e-6
+        )
 
 
 def test_traces_leave_the_training_flag_as_it_was():
@@ -134,7 +143,9 @@ def test_constant_forget_gate_gives_the_assigned_timescale_exactly():
     estimate = estimate_timescales(model, _stream(60), batch_size=2, window=7)
     (layer,) = estimate.layers
     assert estimate.num_tokens == 60 and layer.num_tokens == 60
-    torch.testing.assert_close(layer.timescales, torch.tensor([3.0, 3, 3, 4, 4, 4], dtype=torch.float64), rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        layer.timescales, torch.tensor([3.0, 3, 3, 4, 4, 4], dtype=torch.float64), rtol=1e-6, atol=0
+    )
     torch.testing.assert_close(layer.timescales, layer.assigned, rtol=1e-12, atol=0)
     torch.testing.assert_close(layer.forget_gate_std, torch.zeros(6, dtype=torch.float64), atol=1e-12, rtol=0)
 
@@ -228,7 +239,9 @@ def test_comparison_of_scaled_timescales():
     assigned = torch.tensor([1.0, 3.0, 10.0, 30.0, 100.0])
     comparison = compare_with_assigned(3.0 * assigned, assigned)
     assert comparison["log_pearson"] == pytest.approx(1.0)
-    assert comparison["ratio"]["median"] == pytest.approx(3.0) and comparison["ratio"]["geometric_mean"] == pytest.approx(3.0)
+    assert comparison["ratio"]["median"] == pytest.approx(3.0) and comparison["ratio"][
+        "geometric_mean"
+    ] == pytest.approx(3.0)
     assert comparison["fraction_within_2x"] == 0.0 and comparison["n_excluded"] == 0
 
 
@@ -284,12 +297,17 @@ def test_passage_log_weights_and_layer_checks():
         estimate_memory_span(model, _stream(30), 5, layers=[1])
 
 
-def _hand_layer(timescales, schedule=None, assigned=None, layer=1) -> "LayerTimescales":
+def _hand_layer(timescales, schedule=None, assigned=None, layer=1) -> LayerTimescales:
     values = torch.tensor(timescales, dtype=torch.float64)
     return LayerTimescales(
-        layer=layer, cell_type="lstm", mean_forget_gate=torch.exp(-1 / values), forget_gate_std=torch.zeros_like(values),
-        timescales=values, assigned=None if assigned is None else torch.tensor(assigned, dtype=torch.float64),
-        num_tokens=100, schedule=schedule,
+        layer=layer,
+        cell_type="lstm",
+        mean_forget_gate=torch.exp(-1 / values),
+        forget_gate_std=torch.zeros_like(values),
+        timescales=values,
+        assigned=None if assigned is None else torch.tensor(assigned, dtype=torch.float64),
+        num_tokens=100,
+        schedule=schedule,
     )
 
 
@@ -315,8 +333,11 @@ def test_timescale_figure_draws_the_data_and_the_fit_quantiles():
     from mtlstm_hf.analysis import plot_timescales
 
     values = stats.invgamma.rvs(a=1.7, scale=6.0, size=40, random_state=np.random.default_rng(0))
-    layer = _hand_layer([*values, math.inf, 0.0], {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0},
-                        assigned=np.linspace(1.0, 80.0, 42))
+    layer = _hand_layer(
+        [*values, math.inf, 0.0],
+        {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0},
+        assigned=np.linspace(1.0, 80.0, 42),
+    )
     fit = fit_inverse_gamma(layer.timescales)
     alpha, beta = fit.parameters["alpha"], fit.parameters["beta"]
     assert abs(alpha - beta) > 1.0  # otherwise a swap would go unnoticed
@@ -325,7 +346,9 @@ def test_timescale_figure_draws_the_data_and_the_fit_quantiles():
     np.testing.assert_allclose(estimated.get_ydata(), np.sort(values)[::-1], rtol=1e-12)
     np.testing.assert_allclose(estimated.get_xdata(), np.arange(40))
     np.testing.assert_allclose(assigned.get_ydata(), np.linspace(1.0, 80.0, 42)[::-1], rtol=1e-12)
-    np.testing.assert_allclose(fitted.get_ydata(), stats.invgamma.isf((np.arange(40) + 0.5) / 40, a=alpha, scale=beta), rtol=1e-6)
+    np.testing.assert_allclose(
+        fitted.get_ydata(), stats.invgamma.isf((np.arange(40) + 0.5) / 40, a=alpha, scale=beta), rtol=1e-6
+    )
     assert "2 units at 0 or infinity not shown" in estimated.get_label()
     assert fitted.get_label() == f"inverse-gamma fit, shape alpha {alpha:.3g}, scale beta {beta:.3g}"
     assert figure.axes[0].get_title() == "Layer 2: timescales of its units"  # index 1 is layer 2
@@ -347,7 +370,9 @@ def test_no_fit_is_drawn_where_it_means_nothing():
         assert any(line.get_label().startswith("no inverse-gamma fit: ") for line in lines)
         plt.close(figure)
     estimate = TimescaleEstimate([fixed, flat], 100, 1, 70)
-    figure = plot_timescale_histograms(estimate, {0: fit_inverse_gamma(fixed.timescales), 2: fit_inverse_gamma(flat.timescales)})
+    figure = plot_timescale_histograms(
+        estimate, {0: fit_inverse_gamma(fixed.timescales), 2: fit_inverse_gamma(flat.timescales)}
+    )
     for ax in figure.axes:
         assert [line for line in ax.lines if len(line.get_xdata())] == []  # no density anywhere
     assert [ax.get_title() for ax in figure.axes] == ["layer 1 (lstm)", "layer 3 (lstm)"]
@@ -371,7 +396,13 @@ def test_timescale_histogram_bars_and_density():
     (density,) = ax.lines
     grid = density.get_xdata()
     width = edges[1] - edges[0]
-    expected = stats.invgamma.pdf(10**grid, a=fit.parameters["alpha"], scale=fit.parameters["beta"]) * 10**grid * np.log(10) * 60 * width
+    expected = (
+        stats.invgamma.pdf(10**grid, a=fit.parameters["alpha"], scale=fit.parameters["beta"])
+        * 10**grid
+        * np.log(10)
+        * 60
+        * width
+    )
     np.testing.assert_allclose(density.get_ydata(), expected, rtol=1e-6)
     plt.close(figure)
 
@@ -391,11 +422,18 @@ def test_memory_span_figure_has_one_distinct_curve_per_layer():
         np.testing.assert_allclose(line.get_xdata(), np.arange(1, 5))
         np.testing.assert_allclose(line.get_ydata(), span.mean_norm[position, 1:].numpy())
     styles = {(line.get_color(), line.get_linestyle(), line.get_marker()) for line in lines}
-    assert len({style[0] for style in styles}) == len({style[1] for style in styles}) == len({style[2] for style in styles}) == 2
+    assert (
+        len({style[0] for style in styles})
+        == len({style[1] for style in styles})
+        == len({style[2] for style in styles})
+        == 2
+    )
     heat = plot_passage_weighted_sum(model, _stream(6), 1, tokens=list("abcdef"))
     assert heat.axes[0].get_title() == "Layer 2: weighted-sum weights of the memory cell"
     norms = weighted_sum_norms(passage_log_weights(model, _stream(6), 1).double()).T.numpy()
     image = heat.axes[0].images[0].get_array()
-    np.testing.assert_allclose(np.asarray(image.filled(np.nan)), np.where(np.tril(np.ones((6, 6)), -1) > 0, np.nan, norms))
+    np.testing.assert_allclose(
+        np.asarray(image.filled(np.nan)), np.where(np.tril(np.ones((6, 6)), -1) > 0, np.nan, norms)
+    )
     plt.close(figure)
     plt.close(heat)

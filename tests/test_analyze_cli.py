@@ -19,19 +19,29 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Tiny settings: every analysis runs in well under a second on the tiny model.
 FAST = [
-    "--bin-edges", "4", "15", "60",
-    "--chunk-size", "4",
-    "--window", "17",
-    "--max-delay", "4",
-    "--segment-length", "16",
-    "--state-gradient-positions", "20",
-    "--max-distance", "8",
-    "--passage-length", "6",
-    "--mi-max-distance", "40",
+    "--bin-edges",
+    "4",
+    "15",
+    "60",
+    "--chunk-size",
+    "4",
+    "--window",
+    "17",
+    "--max-delay",
+    "4",
+    "--segment-length",
+    "16",
+    "--state-gradient-positions",
+    "20",
+    "--max-distance",
+    "8",
+    "--passage-length",
+    "6",
+    "--mi-max-distance",
+    "40",
     "--no-progress",
 ]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +79,13 @@ def checkpoint(corpus_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def report_dir(checkpoint, corpus_dir, tmp_path_factory):
     classes = tmp_path_factory.mktemp("classes") / "pos.tsv"
-    classes.write_text("# word class\n" + "".join(f"w{i} {'A' if i < 5 else 'B'}\n" for i in range(12)), encoding="utf-8")
+    classes.write_text(
+        "# word class\n" + "".join(f"w{i} {'A' if i < 5 else 'B'}\n" for i in range(12)), encoding="utf-8"
+    )
     output = tmp_path_factory.mktemp("report") / "analysis"
-    status = main([str(checkpoint), "--data", str(corpus_dir), "--output-dir", str(output), "--word-classes", str(classes), *FAST])
+    status = main(
+        [str(checkpoint), "--data", str(corpus_dir), "--output-dir", str(output), "--word-classes", str(classes), *FAST]
+    )
     assert status == 0
     return output
 
@@ -83,8 +97,16 @@ def test_cli_writes_report_json_and_figures(report_dir):
     assert report["format_version"] == 2 and report["split"] == "validation"
     assert list(report["analyses"]) == list(ANALYSES) and report["skipped"] == {} and report["pending"] == []
     expected_figures = {
-        "timescales_layer1", "timescales_layer2", "timescale_histograms", "routing_frequency", "routing_classes",
-        "memory_span", "weighted_sum_layer1", "weighted_sum_layer2", "state_gradients", "mutual_information",
+        "timescales_layer1",
+        "timescales_layer2",
+        "timescale_histograms",
+        "routing_frequency",
+        "routing_classes",
+        "memory_span",
+        "weighted_sum_layer1",
+        "weighted_sum_layer2",
+        "state_gradients",
+        "mutual_information",
     }
     assert set(report["figures"]) == expected_figures
     for name, relative in report["figures"].items():
@@ -118,7 +140,11 @@ def test_report_contents(report_dir):
     assert gradients["n_sources"] == 20 == len(gradients["source_positions"])
     assert len(gradients["layers"][0]["pooled_memory"]) == 4
     weighted = analyses["weighted_sum"]
-    assert len(weighted["tokens"]) == 6 and len(weighted["layers"][0]["norms"]) == 6 and weighted["layers"][1]["layer"] == 2
+    assert (
+        len(weighted["tokens"]) == 6
+        and len(weighted["layers"][0]["norms"]) == 6
+        and weighted["layers"][1]["layer"] == 2
+    )
     assert weighted["layers"][0]["norms"][5][0] is None  # j > t: the future
     assert analyses["mutual_information"]["model_timescales"] == "estimated"
     assert report["settings"]["chunk_size"] == 4 and report["model"]["hidden_sizes"] == [10, 6]
@@ -133,22 +159,45 @@ def test_default_output_dir_is_inside_the_checkpoint(checkpoint, corpus_dir, tmp
 
 
 def test_inapplicable_analyses_are_skipped_with_the_reason(corpus_dir, tmp_path, capsys):
-    checkpoint = _save_checkpoint(tmp_path / "gates", corpus_dir, cell_types="lstm-gates", timescale_schedules=[None, None])
+    checkpoint = _save_checkpoint(
+        tmp_path / "gates", corpus_dir, cell_types="lstm-gates", timescale_schedules=[None, None]
+    )
     output = tmp_path / "out"
-    status = main([str(checkpoint), "--data", str(corpus_dir), "--output-dir", str(output), "--analyses", "timescales,mutual_information", *FAST])
+    status = main(
+        [
+            str(checkpoint),
+            "--data",
+            str(corpus_dir),
+            "--output-dir",
+            str(output),
+            "--analyses",
+            "timescales,mutual_information",
+            *FAST,
+        ]
+    )
     assert status == 0
     report = load_report(output)
     assert "forget gate" in report["skipped"]["timescales"]
     assert list(report["analyses"]) == ["mutual_information"]
     assert "skipped timescales" in capsys.readouterr().err
     # Only inapplicable analyses selected: nothing ran, exit status 1.
-    assert main([str(checkpoint), "--data", str(corpus_dir), "--output-dir", str(output), "--analyses", "timescales", *FAST]) == 2
+    assert (
+        main(
+            [str(checkpoint), "--data", str(corpus_dir), "--output-dir", str(output), "--analyses", "timescales", *FAST]
+        )
+        == 2
+    )
 
 
 def test_data_shorter_than_the_requested_delays(checkpoint, corpus_dir, tmp_path):
     settings = AnalysisSettings(max_tokens=50, max_distance=100, max_delay=60, segment_length=60)
     report = analyze_checkpoint(
-        checkpoint, corpus_dir, tmp_path / "short", analyses="memory_span,state_gradients", settings=settings, figures=False
+        checkpoint,
+        corpus_dir,
+        tmp_path / "short",
+        analyses="memory_span,state_gradients",
+        settings=settings,
+        figures=False,
     )
     assert report["analyses"] == {}
     assert "too short" in report["skipped"]["memory_span"]
@@ -177,7 +226,9 @@ QUICK = ["--analyses", "mutual_information", "--no-figures", "--max-tokens", "30
 
 
 def _training_record(folder, data):
-    (folder / "training_config.json").write_text(json.dumps({"data": data, "dataset_config_name": None}), encoding="utf-8")
+    (folder / "training_config.json").write_text(
+        json.dumps({"data": data, "dataset_config_name": None}), encoding="utf-8"
+    )
 
 
 @pytest.mark.parametrize("layout", ["checkpoint folder", "run folder of best_model", "run folder of a checkpoint"])
@@ -193,7 +244,9 @@ def test_data_defaults_to_the_shipped_sample_when_the_run_used_it(checkpoint, tm
     assert str(sample_corpus_dir()) in capsys.readouterr().err  # says which corpus it took
 
 
-def test_data_defaults_to_the_recorded_corpus_and_is_required_without_a_record(checkpoint, corpus_dir, tmp_path, capsys):
+def test_data_defaults_to_the_recorded_corpus_and_is_required_without_a_record(
+    checkpoint, corpus_dir, tmp_path, capsys
+):
     recorded = shutil.copytree(checkpoint, tmp_path / "recorded")
     _training_record(recorded, str(corpus_dir))
     assert main([str(recorded), "--output-dir", str(tmp_path / "out"), *QUICK]) == 0
@@ -228,7 +281,12 @@ def test_an_interrupted_run_keeps_what_it_finished_and_a_rerun_continues(checkpo
     first = _report_json(output)
     assert list(first["analyses"]) == ["timescales", "ablation"]
     assert first["pending"] == ["state_gradients", "weighted_sum", "memory_span", "mutual_information"]
-    assert set(first["figures"]) == {"timescales_layer1", "timescales_layer2", "timescale_histograms", "routing_frequency"}
+    assert set(first["figures"]) == {
+        "timescales_layer1",
+        "timescales_layer2",
+        "timescale_histograms",
+        "routing_frequency",
+    }
     assert all((output / relative).is_file() for relative in first["figures"].values())
     assert [path.name for path in output.rglob("*tmp*")] == []  # only complete files, no temporaries
 
@@ -306,8 +364,15 @@ def test_ablation_layer_is_a_number_from_1(checkpoint, corpus_dir, tmp_path, cap
 
 def test_max_tokens_bounds_every_analysis(checkpoint, corpus_dir, tmp_path):
     settings = AnalysisSettings(
-        max_tokens=40, max_delay=4, segment_length=16, state_gradient_positions=None, max_distance=8,
-        passage_length=6, mi_max_distance=30, chunk_size=4, window=17,
+        max_tokens=40,
+        max_delay=4,
+        segment_length=16,
+        state_gradient_positions=None,
+        max_distance=8,
+        passage_length=6,
+        mi_max_distance=30,
+        chunk_size=4,
+        window=17,
     )
     report = analyze_checkpoint(checkpoint, corpus_dir, None, settings=settings, figures=False)
     analyses = report["analyses"]
@@ -399,7 +464,9 @@ def test_every_analysis_setting_is_an_option_and_config_files_work(tmp_path):
     from mtlstm_hf.analysis.cli import build_parser, settings_from_argv
     from mtlstm_hf.analysis.settings import AnalysisRun, AnalysisSettings
 
-    by_dest = {action.dest: action for action in build_parser()._actions if f"--{action.dest}" in action.option_strings}  # not the --no-<field> one
+    by_dest = {
+        action.dest: action for action in build_parser()._actions if f"--{action.dest}" in action.option_strings
+    }  # not the --no-<field> one
     for cls in (AnalysisRun, AnalysisSettings):
         for field in dataclasses.fields(cls):
             assert by_dest[field.name].help == field.metadata["help"], field.name

@@ -8,18 +8,22 @@ import logging
 
 import pytest
 import torch
-
 from conftest import tiny_config, tiny_model
+
 from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
 from mtlstm_hf.models.mtlstm.configuration_mtlstm import ARCHITECTURE_FIELDS
-
 
 # --- kind 3: typos and gaps in a configuration ----------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "typo, field", [("hiden_sizes", "hidden_sizes"), ("timescale_scheduels", "timescale_schedules"),
-                    ("embeding_size", "embedding_size"), ("frozen_bias", "frozen_biases")]
+    "typo, field",
+    [
+        ("hiden_sizes", "hidden_sizes"),
+        ("timescale_scheduels", "timescale_schedules"),
+        ("embeding_size", "embedding_size"),
+        ("frozen_bias", "frozen_biases"),
+    ],
 )
 def test_a_keyword_close_to_a_field_is_an_error_that_suggests_it(typo, field):
     with pytest.raises(ValueError, match=rf"unknown field '{typo}'; did you mean '{field}'"):
@@ -27,8 +31,13 @@ def test_a_keyword_close_to_a_field_is_an_error_that_suggests_it(typo, field):
 
 
 def test_keys_transformers_writes_stay_accepted():
-    config = MTLSTMConfig(architectures=["MTLSTMForCausalLM"], transformers_version="5.24.0", num_labels=3,
-                          output_hidden_states=True, problem_type="single_label_classification")
+    config = MTLSTMConfig(
+        architectures=["MTLSTMForCausalLM"],
+        transformers_version="5.24.0",
+        num_labels=3,
+        output_hidden_states=True,
+        problem_type="single_label_classification",
+    )
     assert config.architectures == ["MTLSTMForCausalLM"]
 
 
@@ -134,7 +143,9 @@ def test_a_list_instead_of_a_tensor_names_the_argument(name):
 def test_labels_of_another_shape_than_the_input():
     model = tiny_model()
     ids = torch.randint(0, 37, (2, 7))
-    with pytest.raises(ValueError, match=r"labels must have the input's shape \(batch, sequence\) = \(2, 7\), got \(2, 6\)"):
+    with pytest.raises(
+        ValueError, match=r"labels must have the input's shape \(batch, sequence\) = \(2, 7\), got \(2, 6\)"
+    ):
         model(ids, labels=ids[:, :6])
 
 

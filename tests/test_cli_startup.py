@@ -81,7 +81,14 @@ def test_every_command_refuses_a_bad_thread_count_before_any_work(command, tmp_p
         "mtlstm-push": [str(tmp_path), "user/repo", "--dry-run", str(tmp_path / "dry")],
         "mtlstm-demo": ["--output-dir", str(tmp_path / "demo")],
         "mtlstm-analyze": [str(tmp_path)],
-        "mtlstm-convert": ["--from", "awd-lstm", str(tmp_path / "w.pt"), "--vocab", str(tmp_path), str(tmp_path / "out")],
+        "mtlstm-convert": [
+            "--from",
+            "awd-lstm",
+            str(tmp_path / "w.pt"),
+            "--vocab",
+            str(tmp_path),
+            str(tmp_path / "out"),
+        ],
         "mtlstm-reproduce": ["dyck2", "--scale", "smoke", "--output-dir", str(tmp_path / "repro")],
     }[command]
     try:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-
 from conftest import tiny_config
+
 from mtlstm_hf import PRESETS, MTLSTMConfig, MTLSTMForCausalLM
 
 
@@ -41,10 +41,19 @@ from mtlstm_hf import PRESETS, MTLSTMConfig, MTLSTMForCausalLM
         ({"timescale_schedules": "none"}, "timescale_schedules"),
         ({"timescale_schedules": [{"type": "gamma"}, None]}, r"timescale_schedules\[0\]"),
         ({"timescale_schedules": [{"type": "explicit", "timescales": [3.0] * 9}, None]}, r"timescale_schedules\[0\]"),
-        ({"timescale_schedules": [{"type": "explicit", "timescales": [3.0] * 9 + [-1.0]}, None]}, r"timescale_schedules\[0\]"),
+        (
+            {"timescale_schedules": [{"type": "explicit", "timescales": [3.0] * 9 + [-1.0]}, None]},
+            r"timescale_schedules\[0\]",
+        ),
         ({"timescale_schedules": [{"type": "fixed", "values": [0.0]}, None]}, r"timescale_schedules\[0\]"),
-        ({"timescale_schedules": [{"type": "inverse_gamma", "alpha": -1, "beta": 1}, None]}, r"timescale_schedules\[0\]"),
-        ({"timescale_schedules": [{"type": "inverse_gamma", "alpha": 1, "beta": 1, "grid": "x"}, None]}, r"timescale_schedules\[0\]"),
+        (
+            {"timescale_schedules": [{"type": "inverse_gamma", "alpha": -1, "beta": 1}, None]},
+            r"timescale_schedules\[0\]",
+        ),
+        (
+            {"timescale_schedules": [{"type": "inverse_gamma", "alpha": 1, "beta": 1, "grid": "x"}, None]},
+            r"timescale_schedules\[0\]",
+        ),
         ({"timescale_schedules": [{"type": "chrono", "max_timescale": 1.0}, None]}, r"timescale_schedules\[0\]"),
     ],
 )
@@ -73,7 +82,14 @@ def test_json_round_trip(tmp_path):
     assert stored["model_type"] == "mtlstm"
     assert stored["timescale_schedules"] == [{"type": "chrono", "max_timescale": 30.0}, {"type": "none"}]
     loaded = MTLSTMConfig.from_pretrained(tmp_path)
-    for field in ("vocab_size", "embedding_size", "hidden_sizes", "timescale_schedules", "frozen_biases", "weight_drop"):
+    for field in (
+        "vocab_size",
+        "embedding_size",
+        "hidden_sizes",
+        "timescale_schedules",
+        "frozen_biases",
+        "weight_drop",
+    ):
         assert getattr(loaded, field) == getattr(config, field)
     assert MTLSTMConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
 
@@ -117,7 +133,9 @@ def test_paper_model_realises_each_layer_schedule():
     expected_bias = -np.log(np.expm1(1.0 / expected))
     np.testing.assert_allclose(layer2.gate_biases.forget_gate.numpy(), expected_bias, rtol=1e-6, atol=1e-6)
     assigned = model.assigned_timescales()
-    np.testing.assert_allclose(assigned[1].numpy(), _timescale_from_bias(layer2.gate_biases.forget_gate.numpy()), rtol=1e-9)
+    np.testing.assert_allclose(
+        assigned[1].numpy(), _timescale_from_bias(layer2.gate_biases.forget_gate.numpy()), rtol=1e-9
+    )
     assert assigned[2] is None
     # Layer 3 is free: every bias is a trainable parameter, not a buffer.
     assert all(isinstance(getattr(layer3.gate_biases, g), torch.nn.Parameter) for g in layer3.gate_biases.gate_names)
@@ -125,7 +143,9 @@ def test_paper_model_realises_each_layer_schedule():
 
 def test_reference_grid_has_a_zero_timescale_last_unit():
     torch.manual_seed(0)
-    config = tiny_config(timescale_schedules=[{"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "reference"}, None])
+    config = tiny_config(
+        timescale_schedules=[{"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "reference"}, None]
+    )
     forget = MTLSTMForCausalLM(config).model.layers[0].gate_biases.forget_gate
     assert forget[-1].item() == -math.inf
     expected = _scipy_quantile_timescales(0.56, 10, "reference")[:-1]
@@ -136,7 +156,9 @@ def test_explicit_and_chrono_schedules():
     explicit = [float(t) for t in range(1, 11)]
     torch.manual_seed(0)
     model = MTLSTMForCausalLM(tiny_config(timescale_schedules=[{"type": "explicit", "timescales": explicit}, None]))
-    np.testing.assert_allclose(_timescale_from_bias(model.model.layers[0].gate_biases.forget_gate.numpy()), explicit, rtol=1e-5)
+    np.testing.assert_allclose(
+        _timescale_from_bias(model.model.layers[0].gate_biases.forget_gate.numpy()), explicit, rtol=1e-5
+    )
     chrono = MTLSTMForCausalLM(tiny_config(timescale_schedules=[{"type": "chrono", "max_timescale": 50.0}, None]))
     forget = chrono.model.layers[0].gate_biases.forget_gate
     # Chrono: b_f = log U(1, T_max - 1).
@@ -148,7 +170,6 @@ def test_hidden_size_and_num_hidden_layers_are_read_only_views_of_hidden_sizes()
     """transformers' standard names, derived (oracle: the model's own output shapes)."""
     import pytest
     import torch
-
     from conftest import tiny_model
 
     model = tiny_model(hidden_sizes=[10, 7, 6], timescale_schedules=None)
@@ -164,9 +185,8 @@ def test_resize_below_a_special_token_id_completes_and_the_id_is_named_when_fed(
     """Issue 12 item 7, as transformers' own models behave (oracle: GPT-2 under the same call)."""
     import pytest
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     from conftest import tiny_model
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=6, vocab_size=37, bos_token_id=30))
     gpt2.resize_token_embeddings(24)
@@ -174,7 +194,9 @@ def test_resize_below_a_special_token_id_completes_and_the_id_is_named_when_fed(
     old = model.get_input_embeddings().weight[:24].detach().clone()
     model.resize_token_embeddings(24)
     assert model.config.vocab_size == gpt2.config.vocab_size == 24
-    assert torch.equal(model.get_input_embeddings().weight, old) and model.lm_head.weight is model.model.embeddings.weight
+    assert (
+        torch.equal(model.get_input_embeddings().weight, old) and model.lm_head.weight is model.model.embeddings.weight
+    )
     assert model(torch.tensor([[1, 23]])).logits.shape == (1, 2, 24)
     with pytest.raises(ValueError, match=r"\[0, 24\).*outside the vocabulary: config.bos_token_id=30"):
         model(torch.tensor([[30, 2]]))

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from conftest import load_in_fresh_process_without_package
 from torch import nn
 
-from conftest import load_in_fresh_process_without_package
 from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
 from mtlstm_hf.convert import (
     EXPORT_HINTS,
@@ -57,7 +57,11 @@ def write_corpus(folder, seed: int = 0):
     for split, count in (("train", 30), ("valid", 8), ("test", 8)):
         lines = []
         for index in range(count):
-            words = [] if (split, index) == ("train", 0) else [rng.choice(WORDS + ["<unk>"]) for _ in range(rng.randint(1, 7))]
+            words = (
+                []
+                if (split, index) == ("train", 0)
+                else [rng.choice(WORDS + ["<unk>"]) for _ in range(rng.randint(1, 7))]
+            )
             lines.append(" " + " ".join(words) + " \n")
             for word in words + ["<eos>"]:
                 order.setdefault(word, len(order))
@@ -85,7 +89,9 @@ class AWDLike(nn.Module):
         torch.manual_seed(seed)
         self.encoder = nn.Embedding(vocab, emb)
         sizes = [hidden if index != layers - 1 else (emb if tie else hidden) for index in range(layers)]
-        self.rnns = nn.ModuleList(nn.LSTM(emb if index == 0 else sizes[index - 1], size, 1) for index, size in enumerate(sizes))
+        self.rnns = nn.ModuleList(
+            nn.LSTM(emb if index == 0 else sizes[index - 1], size, 1) for index, size in enumerate(sizes)
+        )
         self.decoder = nn.Linear(sizes[-1], vocab)
         nn.init.normal_(self.decoder.bias, std=0.5)
         if tie:
@@ -104,7 +110,9 @@ class AWDLike(nn.Module):
             for index in range(len(self.rnns) - 1):
                 size = hidden[index]
                 self.rnns[index].bias_ih_l0[: 2 * size] = 0.0
-                self.rnns[index].bias_hh_l0[: 2 * size] = torch.from_numpy(np.hstack((-chrono[index], chrono[index])).astype(np.float32))
+                self.rnns[index].bias_hh_l0[: 2 * size] = torch.from_numpy(
+                    np.hstack((-chrono[index], chrono[index])).astype(np.float32)
+                )
 
     def awd_state_dict(self, dropped_copy: bool = False) -> dict[str, torch.Tensor]:
         """Keys as the original's WeightDrop wrapper leaves them: rnns.k.module.weight_hh_l0_raw;
@@ -242,7 +250,9 @@ def test_huthlab_mts_matches_the_original_forward_and_keeps_its_timescales(tmp_p
         biases = model.model.layers[index].gate_biases
         assert not any(True for _ in biases.parameters())
         summed = source.rnns[index].bias_ih_l0 + source.rnns[index].bias_hh_l0
-        assert torch.equal(torch.cat([biases.input_gate, biases.forget_gate, biases.cell_candidate, biases.output_gate]), summed)
+        assert torch.equal(
+            torch.cat([biases.input_gate, biases.forget_gate, biases.cell_candidate, biases.output_gate]), summed
+        )
     windows = two_windows(len(words))
     assert_same_as_reference(model, *reference_run(source, windows), windows)
     # The T=0 unit forgets at once: f = 0 exactly, no NaN anywhere.
@@ -317,7 +327,9 @@ def test_fastai_awd_lstm_matches_fastai_itself(tmp_path, tie, out_bias):
             source[1].decoder.bias.normal_(std=0.5)
     source.eval()
     source.reset()
-    torch.save({"model": source.state_dict(), "opt": {"hypers": [{"lr": 0.01}]}}, tmp_path / "lm.pth")  # learn.save's layout
+    torch.save(
+        {"model": source.state_dict(), "opt": {"hypers": [{"lr": 0.01}]}}, tmp_path / "lm.pth"
+    )  # learn.save's layout
     conversion = convert_model(tmp_path / "lm.pth", tmp_path / "itos.json", "fastai-awd-lstm")
     windows = two_windows(len(itos))
     outputs = []
@@ -326,7 +338,12 @@ def test_fastai_awd_lstm_matches_fastai_itself(tmp_path, tie, out_bias):
             outputs.append(torch.log_softmax(source(ids)[0], -1))
     assert_same_as_reference(conversion.model, outputs, source[0].hidden, windows)
     tokenizer = conversion.tokenizer
-    assert (conversion.record["vocabulary"]["unk_token"], unknown_word_id(tokenizer), tokenizer.eos_token, tokenizer.eos_token_id) == ("xxunk", 0, "xxeos", 3)
+    assert (
+        conversion.record["vocabulary"]["unk_token"],
+        unknown_word_id(tokenizer),
+        tokenizer.eos_token,
+        tokenizer.eos_token_id,
+    ) == ("xxunk", 0, "xxeos", 3)
     assert tokenizer("w3 w0 never-seen")["input_ids"] == [itos.index("w3"), itos.index("w0"), 0]
     assert len(tokenizer) == len(itos) and any("xxfake" in note for note in conversion.record["notes"])
     assert conversion.model.config.tie_word_embeddings is tie
@@ -485,7 +502,10 @@ def gru_state_dict(path):
 
 def transformer_state_dict(path):
     layer = nn.TransformerEncoderLayer(8, 2, 16)
-    state = {"input_emb.weight": torch.randn(20, 8), **{f"encoder.layers.0.{k}": v for k, v in layer.state_dict().items()}}
+    state = {
+        "input_emb.weight": torch.randn(20, 8),
+        **{f"encoder.layers.0.{k}": v for k, v in layer.state_dict().items()},
+    }
     state.update({"decoder.weight": torch.randn(20, 8), "decoder.bias": torch.zeros(20)})
     torch.save(state, path)
 
@@ -507,11 +527,31 @@ def another_vocabulary_size(path):
 
 BAD_INPUTS = {
     "full pickle": (full_pickle, "awd-lstm", r"full pickle, not a state_dict .*torch\.nn\.modules.*state_dict\(\)"),
-    "GRU": (gru_state_dict, "word-language-model", r"layer 1: rnn\.weight_hh_l0 has 24 rows = 3 x H=8, a GRU's 3 gate blocks.*4 x H = 32"),
-    "transformer": (transformer_state_dict, "awd-lstm", r"not a awd-lstm LSTM language model: no embedding matrix.*looks like a transformer"),
-    "missing decoder": (without_decoder, "awd-lstm", r"missing decoder: found neither decoder\.weight nor decoder\.bias"),
-    "inconsistent layers": (inconsistent_layers, "awd-lstm", r"inconsistent layer sizes: layer 2 reads inputs of width 9 but layer 1 \(hidden size 10\)"),
-    "vocabulary size": (another_vocabulary_size, "awd-lstm", r"vocabulary size mismatch: .* has 17 words but the embedding .* has 20 rows"),
+    "GRU": (
+        gru_state_dict,
+        "word-language-model",
+        r"layer 1: rnn\.weight_hh_l0 has 24 rows = 3 x H=8, a GRU's 3 gate blocks.*4 x H = 32",
+    ),
+    "transformer": (
+        transformer_state_dict,
+        "awd-lstm",
+        r"not a awd-lstm LSTM language model: no embedding matrix.*looks like a transformer",
+    ),
+    "missing decoder": (
+        without_decoder,
+        "awd-lstm",
+        r"missing decoder: found neither decoder\.weight nor decoder\.bias",
+    ),
+    "inconsistent layers": (
+        inconsistent_layers,
+        "awd-lstm",
+        r"inconsistent layer sizes: layer 2 reads inputs of width 9 but layer 1 \(hidden size 10\)",
+    ),
+    "vocabulary size": (
+        another_vocabulary_size,
+        "awd-lstm",
+        r"vocabulary size mismatch: .* has 17 words but the embedding .* has 20 rows",
+    ),
 }
 
 
@@ -594,7 +634,9 @@ def test_safetensors_and_data_parallel_files_convert_to_the_same_model(tmp_path,
         with torch.no_grad():
             logits.append(conversion.model(ids).logits)
     assert torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
-    assert any("taken as tied" in note for note in convert_model(tmp_path / "w.bin", folder, "awd-lstm").record["notes"])
+    assert any(
+        "taken as tied" in note for note in convert_model(tmp_path / "w.bin", folder, "awd-lstm").record["notes"]
+    )
 
 
 def test_mtlstm_analyze_runs_on_a_converted_multi_timescale_folder(tmp_path, corpus):
@@ -606,7 +648,17 @@ def test_mtlstm_analyze_runs_on_a_converted_multi_timescale_folder(tmp_path, cor
     torch.save(source.awd_state_dict(), tmp_path / "w.pt")
     out = tmp_path / "converted"
     convert_checkpoint(tmp_path / "w.pt", folder, out, "huthlab-mts")
-    arguments = [str(out), "--data", str(folder), "--analyses", "timescales,ablation", "--no-figures", "--no-progress", "--threads", "1"]
+    arguments = [
+        str(out),
+        "--data",
+        str(folder),
+        "--analyses",
+        "timescales,ablation",
+        "--no-figures",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     assert analyze_main(arguments) == 0
     report = json.loads((out / "analysis" / "report.json").read_text())
     assert {"timescales", "ablation"} <= set(report["analyses"]) and not report["skipped"]
@@ -625,5 +677,8 @@ def test_assigned_biases_are_recognised_in_other_families_and_required_for_huthl
     windows = two_windows(len(words))
     assert_same_as_reference(model, *reference_run(source, windows), windows)
     torch.save(AWDLike(len(words), 6, 10, 3).awd_state_dict(), tmp_path / "plain.pt")
-    with pytest.raises(ValueError, match=r"layer 1's biases are not assigned timescales as the reference code sets them \(bias_ih_l0 has 20 non-zero"):
+    with pytest.raises(
+        ValueError,
+        match=r"layer 1's biases are not assigned timescales as the reference code sets them \(bias_ih_l0 has 20 non-zero",
+    ):
         convert_model(tmp_path / "plain.pt", folder, "huthlab-mts")

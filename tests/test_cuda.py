@@ -96,7 +96,12 @@ def test_fused_kernels_forward_and_backward_equal_the_cpu(kernel, padded, mode):
                 total = outputs.sum() + final_hidden.sum() + final_cell.pow(2).sum()
             else:
                 outputs, final_hidden = tanh_rnn_sequence(
-                    values["inputs"], values["hidden"], values["weight_ih"], values["weight_hh"], values["bias"], lengths
+                    values["inputs"],
+                    values["hidden"],
+                    values["weight_ih"],
+                    values["weight_hh"],
+                    values["bias"],
+                    lengths,
                 )
                 total = outputs.sum() + final_hidden.pow(2).sum()
         grads = {}
@@ -175,7 +180,9 @@ def test_three_training_steps_equal_the_cpu_with_the_same_dropconnect_masks(monk
     for step, (cpu, device) in enumerate(zip(models["cpu"], models["device"])):
         tolerance = 1e-5 if step == 0 else 1e-4
         for name in cpu:
-            torch.testing.assert_close(device[name], cpu[name], rtol=tolerance, atol=tolerance, msg=f"step {step + 1} {name}")
+            torch.testing.assert_close(
+                device[name], cpu[name], rtol=tolerance, atol=tolerance, msg=f"step {step + 1} {name}"
+            )
 
 
 def test_dropconnect_on_the_device_statistics_gradient_and_no_synchronisation():
@@ -318,7 +325,9 @@ def test_analyses_on_the_device_equal_the_cpu():
         (lambda m: state_gradients(m, stream, max_delay=5, segment_length=50, layer=1).sums, 1e-5),
     ):
         expected, got = function(model), function(gpu)
-        torch.testing.assert_close(torch.as_tensor(got).cpu().double(), torch.as_tensor(expected).double(), rtol=tolerance, atol=tolerance)
+        torch.testing.assert_close(
+            torch.as_tensor(got).cpu().double(), torch.as_tensor(expected).double(), rtol=tolerance, atol=tolerance
+        )
 
 
 def test_a_dyck_run_on_the_device_equals_the_cpu_run():
@@ -406,8 +415,10 @@ def test_long_timescale_cells_follow_a_float64_reference_over_2000_steps():
         assert torch.equal(cells(layer, torch.float32, DEVICE, autocast=True), fp32)
         try:  # reported, not asserted: the bfloat16 path (the kernel depends on the cuDNN version)
             bf16 = cells(layer, torch.bfloat16, DEVICE)
-            print(f"long-timescale cells, model in bfloat16: max relative error "
-                  f"{((bf16 - reference).abs() / reference.abs().clamp(min=1e-3)).max().item():.2e}")
+            print(
+                f"long-timescale cells, model in bfloat16: max relative error "
+                f"{((bf16 - reference).abs() / reference.abs().clamp(min=1e-3)).max().item():.2e}"
+            )
         except RuntimeError as error:
             print(f"long-timescale cells, model in bfloat16: not run ({error})")
 

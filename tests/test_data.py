@@ -16,6 +16,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from conftest import PTB_DIR, WIKITEXT2_DIR  # noqa: E402
 from transformers import AutoTokenizer
 
 from mtlstm_hf.data import (
@@ -38,11 +39,8 @@ from mtlstm_hf.data import (
 )
 from mtlstm_hf.data import make_sample as make_sample_module
 
-from conftest import PTB_DIR, WIKITEXT2_DIR  # noqa: E402
 needs_ptb = pytest.mark.skipif(not (PTB_DIR / "train.txt").is_file(), reason="PTB not available")
-needs_wikitext2 = pytest.mark.skipif(
-    not (WIKITEXT2_DIR / "train.txt").is_file(), reason="WikiText-2 not available"
-)
+needs_wikitext2 = pytest.mark.skipif(not (WIKITEXT2_DIR / "train.txt").is_file(), reason="WikiText-2 not available")
 
 # Published numbers (see the data README): tokens with <eos>, <unk> count, vocabulary.
 PTB_COUNTS = {"train": (929_589, 45_020), "validation": (73_760, 3_485), "test": (82_430, 4_794)}
@@ -140,7 +138,10 @@ def test_save_pretrained_autotokenizer_roundtrip(tmp_path, sample_corpus, sample
         split_to_stream(sample_corpus, "valid", sample_tokenizer),
     )
     batch = reloaded(["a b", "the"], padding=True)
-    assert batch["input_ids"][1][0] == reloaded.pad_token_id != reloaded.eos_token_id and batch["attention_mask"][1][0] == 0
+    assert (
+        batch["input_ids"][1][0] == reloaded.pad_token_id != reloaded.eos_token_id
+        and batch["attention_mask"][1][0] == 0
+    )
 
 
 def test_build_word_tokenizer_inputs(tmp_path):
@@ -188,7 +189,9 @@ def check_real_corpus(directory: Path, expected_counts: dict, expected_vocab: in
 # 2-core machine, much more on a busy one: opt in with MTLSTM_SLOW_TESTS=1.
 # The encoding path itself is the same for every split and is checked id by id
 # in test_stream_equals_python_reference.
-STREAM_SPLITS = ("train", "validation", "test") if os.environ.get("MTLSTM_SLOW_TESTS") == "1" else ("validation", "test")
+STREAM_SPLITS = (
+    ("train", "validation", "test") if os.environ.get("MTLSTM_SLOW_TESTS") == "1" else ("validation", "test")
+)
 
 
 @needs_ptb
@@ -339,8 +342,10 @@ def test_hub_text_column_errors(fake_hub):
 
 def test_already_loaded_dataset_dict_is_normalized():
     loaded = datasets.DatasetDict(
-        {"train": datasets.Dataset.from_dict({"sentence": ["a b"], "idx": [0]}),
-         "valid": datasets.Dataset.from_dict({"sentence": ["a"], "idx": [0]})}
+        {
+            "train": datasets.Dataset.from_dict({"sentence": ["a b"], "idx": [0]}),
+            "valid": datasets.Dataset.from_dict({"sentence": ["a"], "idx": [0]}),
+        }
     )
     corpus = load_corpus(loaded)
     assert list(corpus) == ["train", "validation"] and corpus["validation"].column_names == ["text"]
@@ -398,7 +403,9 @@ def test_fixed_bptt_windows_cover_the_data_once():
     assert all(torch.equal(a[0], b[0]) for a, b in zip(windows, iterator))
 
 
-@pytest.mark.parametrize("make_generator", [lambda: random.Random(3), lambda: torch.Generator().manual_seed(3), lambda: 3])
+@pytest.mark.parametrize(
+    "make_generator", [lambda: random.Random(3), lambda: torch.Generator().manual_seed(3), lambda: 3]
+)
 def test_variable_bptt_is_reproducible_and_bounded(make_generator):
     data = batchify(torch.arange(40_000), 4)  # (4, 10000)
     lengths = []
@@ -418,7 +425,9 @@ def test_variable_bptt_is_reproducible_and_bounded(make_generator):
     assert [inputs.shape[1] for inputs, _ in other] != lengths
 
 
-@pytest.mark.parametrize("make_generator", [lambda seed: random.Random(seed), lambda seed: torch.Generator().manual_seed(seed)])
+@pytest.mark.parametrize(
+    "make_generator", [lambda seed: random.Random(seed), lambda seed: torch.Generator().manual_seed(seed)]
+)
 def test_resume_mid_epoch_is_exact(tmp_path, make_generator):
     data = batchify(torch.arange(5_000), 5)  # (5, 1000)
 
@@ -441,7 +450,7 @@ def test_resume_mid_epoch_is_exact(tmp_path, make_generator):
     resumed = make(12345)  # a different seed: the loaded state must win
     resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     rest = []
-    for epoch in range(2):  # finish epoch 1, then all of epoch 2
+    for _epoch in range(2):  # finish epoch 1, then all of epoch 2
         rest.extend(inputs for inputs, _ in resumed)
     assert len(first_part) + len(rest) == len(uninterrupted)
     assert all(torch.equal(a, b) for a, b in zip(first_part + rest, uninterrupted))
@@ -494,7 +503,7 @@ def test_sample_is_whole_article_prefix_and_regenerates_identically(tmp_path):
         sample = (sample_corpus_dir() / name).read_bytes()
         source = (WIKITEXT2_DIR / name).read_bytes()
         assert source.startswith(sample), split
-        following = source[len(sample):].decode("utf-8").split("\n")
+        following = source[len(sample) :].decode("utf-8").split("\n")
         assert following[0] == " " and make_sample_module.is_article_title(following, 1), split
     written = make_sample_module.make_sample(WIKITEXT2_DIR, tmp_path)
     for split, path in written.items():

@@ -10,14 +10,13 @@ import math
 
 import pytest
 import torch
+from conftest import corpus_and_saved_model, tiny_model
+from device_emulation import DEVICE, DeviceMismatch, EmulatedDevice
 
 from mtlstm_hf.analysis.report import run_analyses
 from mtlstm_hf.analysis.settings import ANALYSES, AnalysisSettings
 from mtlstm_hf.data import load_corpus
 from mtlstm_hf.evaluation.checkpoint import load_checkpoint, split_streams
-
-from conftest import corpus_and_saved_model, tiny_model
-from device_emulation import DEVICE, DeviceMismatch, EmulatedDevice
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

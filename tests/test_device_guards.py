@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -36,11 +35,15 @@ def _spy_on_fused_kernels(monkeypatch) -> list[tuple[str, bool]]:
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("grad", [True, False])
 @pytest.mark.parametrize("padded", [False, True])
-def test_fused_kernels_get_the_training_kernel_exactly_when_autograd_records(monkeypatch, cell_type, mode, grad, padded):
+def test_fused_kernels_get_the_training_kernel_exactly_when_autograd_records(
+    monkeypatch, cell_type, mode, grad, padded
+):
     """cuDNN's backward refuses the inference kernel ("cudnn RNN backward can only be called in
     training mode"), so the flag must follow grad mode, not the module's mode: eval + grad
     (Jacobians) needs True, train + no_grad needs False. Before the fix every flag was False."""
-    model = tiny_model(cell_types=[cell_type, "lstm"], timescale_schedules=[None, {"type": "fixed", "values": [3.0, 4.0]}])
+    model = tiny_model(
+        cell_types=[cell_type, "lstm"], timescale_schedules=[None, {"type": "fixed", "values": [3.0, 4.0]}]
+    )
     model.train(mode == "train")
     ids = torch.randint(0, 37, (3, 6))
     mask = None
@@ -92,7 +95,9 @@ def test_the_recurrence_runs_outside_autocast_in_the_weights_dtype(monkeypatch, 
     stayed float32. The policy: every recurrence runs with autocast off, in float32, so no call
     sees autocast and every call's tensors share one dtype."""
     calls = _emulate_cudnn_autocast(monkeypatch)
-    model = tiny_model(hidden_sizes=[12, 10, 6], timescale_schedules=[{"type": "fixed", "values": [3.0, 4.0]}, None, None])
+    model = tiny_model(
+        hidden_sizes=[12, 10, 6], timescale_schedules=[{"type": "fixed", "values": [3.0, 4.0]}, None, None]
+    )
     model.train()
     ids = torch.randint(0, 37, (2, 5))
     with torch.autocast("cpu", dtype=dtype):

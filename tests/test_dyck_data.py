@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -61,7 +61,7 @@ def balanced(word: str) -> bool:
 P_EMPTY_WORD = (1 - math.sqrt(1 - 4 * Q * EMPTY)) / (2 * Q)
 
 
-@lru_cache(maxsize=None)
+@cache
 def inside(word: str) -> float:
     """P(S =>* word) under the grammar (any length), by the inside recursion; S -> S S with one
     empty side gives word again, so P(word) = (rest) / (1 - 2 Q E)."""
@@ -137,9 +137,7 @@ def test_bad_words_are_refused(bad):
 
 def test_count_matches_brute_force():
     for max_length in range(0, 9):
-        brute = sum(
-            balanced("".join(w)) for n in range(1, max_length + 1) for w in itertools.product("()[]", repeat=n)
-        )
+        brute = sum(balanced("".join(w)) for n in range(1, max_length + 1) for w in itertools.product("()[]", repeat=n))
         assert count_dyck2_words(max_length) == brute, max_length
 
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from mtlstm_hf import MTLSTMForCausalLM
 from mtlstm_hf.data import build_word_tokenizer
 from mtlstm_hf.evaluation import bin_labels, compare_checkpoints, evaluate_checkpoint, load_checkpoint
@@ -44,7 +44,9 @@ def checkpoint(corpus_dir, tmp_path_factory):
     """A tiny model and its word tokenizer saved together with save_pretrained."""
     tokenizer = build_word_tokenizer(corpus_dir / "train.txt")
     torch.manual_seed(0)
-    config = tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = tiny_config(
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
     folder = tmp_path_factory.mktemp("checkpoint")
     MTLSTMForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -186,7 +188,9 @@ def test_load_checkpoint_errors_name_the_problem(checkpoint, corpus_dir, tmp_pat
     mismatch = _broken_copy(checkpoint, tmp_path, "mismatch")
     small_tokenizer = build_word_tokenizer(["w0 w1 w2"])
     small_tokenizer.save_pretrained(mismatch)
-    with pytest.raises(ValueError, match=r"tokenizer has 6 tokens but the model.s config.vocab_size is \d+"):  # 3 words, <unk>, <eos>, <pad>
+    with pytest.raises(
+        ValueError, match=r"tokenizer has 6 tokens but the model.s config.vocab_size is \d+"
+    ):  # 3 words, <unk>, <eos>, <pad>
         load_checkpoint(mismatch)
     # Two checkpoints with different vocabularies cannot be compared token by token.
     model, _ = load_checkpoint(checkpoint)
@@ -292,7 +296,9 @@ def test_the_share_of_unknown_words_is_reported_and_warned_about(checkpoint, cor
     unknown = sum(word not in tokenizer.get_vocab() for word in words)
     assert (len(words), unknown) == (14, 9)
     assert f"({100 * 9 / 14:.2f}% unknown words)" in captured.out
-    assert f"warning: {100 * 9 / 14:.1f}% of the scored words are unknown to the model (<unk>, above 10%)" in captured.err
+    assert (
+        f"warning: {100 * 9 / 14:.1f}% of the scored words are unknown to the model (<unk>, above 10%)" in captured.err
+    )
 
 
 def test_console_script_loads_the_model_through_the_auto_classes(checkpoint, corpus_dir):
@@ -308,7 +314,10 @@ def test_console_script_loads_the_model_through_the_auto_classes(checkpoint, cor
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(checkpoint), "--data", str(corpus_dir), "--window", str(WINDOW)],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     # Unregistered, transformers would ask whether to run the folder's code (and wait for an answer).
@@ -326,7 +335,9 @@ def test_options_are_the_evaluation_settings_and_config_files_work(tmp_path):
     from mtlstm_hf.evaluation.cli import build_parser, settings_from_argv
     from mtlstm_hf.evaluation.settings import EvaluationConfig
 
-    by_dest = {action.dest: action for action in build_parser()._actions if f"--{action.dest}" in action.option_strings}  # not the --no-<field> one
+    by_dest = {
+        action.dest: action for action in build_parser()._actions if f"--{action.dest}" in action.option_strings
+    }  # not the --no-<field> one
     for field in dataclasses.fields(EvaluationConfig):
         assert by_dest[field.name].help == field.metadata["help"], field.name
     (tmp_path / "eval.json").write_text(json.dumps({"split": "valid", "bin_edges": [10, 100], "batch_size": 4}))

@@ -71,8 +71,12 @@ def test_binned_perplexity_hand_oracle():
     # Hand computation: per-bin mean NLL 4/2, 6/2, 0.5/1, 6/1; overall 16.5/6.
     assert out["n_tokens"] == 6 and out["nll_sum"] == pytest.approx(16.5)
     assert out["perplexity"] == pytest.approx(math.exp(16.5 / 6))
-    expected = {">=10K": (math.exp(2.0), 2, 4.0), "1K-10K": (math.exp(3.0), 2, 6.0),
-                "100-1K": (math.exp(0.5), 1, 0.5), "<100": (math.exp(6.0), 1, 6.0)}
+    expected = {
+        ">=10K": (math.exp(2.0), 2, 4.0),
+        "1K-10K": (math.exp(3.0), 2, 6.0),
+        "100-1K": (math.exp(0.5), 1, 0.5),
+        "<100": (math.exp(6.0), 1, 6.0),
+    }
     assert list(out["bins"]) == list(expected)  # most frequent first
     for label, (ppl, n, nll) in expected.items():
         assert out["bins"][label]["perplexity"] == pytest.approx(ppl)
@@ -94,10 +98,22 @@ def test_binned_perplexity_empty_bin_is_nan():
     "call, match",
     [
         (lambda: binned_perplexity(torch.tensor([-1.0, -2.0]), torch.tensor([0]), torch.tensor([0, 0])), "token_ids"),
-        (lambda: binned_perplexity(torch.tensor([]), torch.tensor([], dtype=torch.long), torch.tensor([0])), "token_log_probs is empty"),
-        (lambda: binned_perplexity(torch.tensor([0.5]), torch.tensor([0]), torch.tensor([0])), "token_log_probs must be log-probabilities"),
-        (lambda: binned_perplexity(torch.tensor([float("nan")]), torch.tensor([0]), torch.tensor([0])), "token_log_probs must be finite"),
-        (lambda: binned_perplexity(torch.tensor([-1.0]), torch.tensor([5]), torch.tensor([0, 1])), "token_ids must lie"),
+        (
+            lambda: binned_perplexity(torch.tensor([]), torch.tensor([], dtype=torch.long), torch.tensor([0])),
+            "token_log_probs is empty",
+        ),
+        (
+            lambda: binned_perplexity(torch.tensor([0.5]), torch.tensor([0]), torch.tensor([0])),
+            "token_log_probs must be log-probabilities",
+        ),
+        (
+            lambda: binned_perplexity(torch.tensor([float("nan")]), torch.tensor([0]), torch.tensor([0])),
+            "token_log_probs must be finite",
+        ),
+        (
+            lambda: binned_perplexity(torch.tensor([-1.0]), torch.tensor([5]), torch.tensor([0, 1])),
+            "token_ids must lie",
+        ),
         (lambda: binned_perplexity(torch.tensor([-1.0]), torch.tensor([0]), torch.tensor([4])), "bin_of_token values"),
         (lambda: binned_perplexity_by_frequency(torch.tensor([-1.0]), torch.tensor([1, 2])), "token_frequencies"),
         (lambda: frequency_bin_of_token(torch.tensor([5]), (100, 100)), "edges must be distinct"),
@@ -223,7 +239,9 @@ def test_chunked_resampling_path(monkeypatch):
     monkeypatch.setattr(bs, "_MAX_CHUNK_ELEMENTS", 10)  # 1 resample per chunk for 10+ blocks
     lp = torch.full((1000,), -2.0, dtype=torch.float64)
     out = block_bootstrap(lp, n_resamples=37, generator=0)
-    assert out["overall"]["mean"] == pytest.approx(math.exp(2.0)) and out["overall"]["std"] == pytest.approx(0, abs=1e-12)
+    assert out["overall"]["mean"] == pytest.approx(math.exp(2.0)) and out["overall"]["std"] == pytest.approx(
+        0, abs=1e-12
+    )
     assert out["overall"]["n_valid_resamples"] == 37
 
 
@@ -253,7 +271,11 @@ def test_bootstrap_empty_bins_are_nan_safe():
     assert all(math.isfinite(rare["diff"][k]) for k in ("mean", "std", "ci_low", "ci_high", "p_value"))
     never = out["bins"]["100-1K"]  # no token at all
     assert never["n_valid_resamples"] == 0 and never["n_tokens"] == 0
-    assert math.isnan(never["diff"]["mean"]) and math.isnan(never["diff"]["p_value"]) and math.isnan(never["a"]["observed"])
+    assert (
+        math.isnan(never["diff"]["mean"])
+        and math.isnan(never["diff"]["p_value"])
+        and math.isnan(never["a"]["observed"])
+    )
     assert math.isfinite(out["overall"]["diff"]["p_value"])
 
 
@@ -271,7 +293,10 @@ def test_bootstrap_empty_bins_are_nan_safe():
         ({"confidence_level": 1.0}, "confidence_level"),
         ({"tail": "pad"}, "tail"),
         ({"token_ids": torch.zeros(300, dtype=torch.long)}, "bin_of_token"),
-        ({"token_ids": torch.zeros(10, dtype=torch.long), "bin_of_token": torch.zeros(3, dtype=torch.long)}, "token_ids"),
+        (
+            {"token_ids": torch.zeros(10, dtype=torch.long), "bin_of_token": torch.zeros(3, dtype=torch.long)},
+            "token_ids",
+        ),
         ({"generator": 1.5}, "generator"),
     ],
 )
@@ -313,8 +338,17 @@ def test_evaluate_metric_loads_offline_and_matches(tmp_path):
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
     )
     proc = subprocess.run(
-        [sys.executable, str(tmp_path / "script.py"), str(tmp_path / "data.json"), frequency_binned_perplexity_metric_path()],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(tmp_path / "script.py"),
+            str(tmp_path / "data.json"),
+            frequency_binned_perplexity_metric_path(),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -322,7 +356,9 @@ def test_evaluate_metric_loads_offline_and_matches(tmp_path):
     assert Path(payload["module_file"]).resolve().is_relative_to((tmp_path / "hf_modules").resolve())
     got = payload["result"]
     expected = binned_perplexity(lp, ids, bot, edges)
-    assert got["n_tokens"] == expected["n_tokens"] and got["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-12)
+    assert got["n_tokens"] == expected["n_tokens"] and got["perplexity"] == pytest.approx(
+        expected["perplexity"], rel=1e-12
+    )
     assert list(got["bins"]) == list(expected["bins"])
     for label, stats in expected["bins"].items():
         assert got["bins"][label]["n_tokens"] == stats["n_tokens"] > 0
@@ -344,7 +380,7 @@ class _TinyState:
     def __init__(self, h: torch.Tensor, c: torch.Tensor) -> None:
         self.h, self.c = h, c
 
-    def detach(self) -> "_TinyState":
+    def detach(self) -> _TinyState:
         return _TinyState(self.h.detach(), self.c.detach())
 
 

@@ -13,9 +13,8 @@ import shutil
 import pytest
 import torch
 import torch._dynamo
-from torch.export import Dim
-
 from conftest import tiny_model
+from torch.export import Dim
 
 
 class RecordingBackend:
@@ -58,7 +57,9 @@ def test_compile_keeps_each_recurrence_eager_and_matches_eager():
         model(torch.tensor([[3, 40]]))  # eager keeps the clear error
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler on the CPU")
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a C++ compiler on the CPU"
+)
 def test_inductor_compiles_a_training_step_once_for_every_window_length():
     """With inductor (the default backend): a padded training step with AR/TAR and every dropout
     equals the eager step's loss and gradients with dropout off, and windows of new lengths (the
@@ -100,8 +101,15 @@ def test_compiled_forward_generates_from_a_padded_prompt_as_the_eager_model():
     mask = torch.ones_like(ids)
     mask[0, :2] = 0
     mask[2, :1] = 0
-    fields = dict(max_new_tokens=4, do_sample=False, pad_token_id=0, eos_token_id=None, attention_mask=mask,
-                  return_dict_in_generate=True, output_scores=True)
+    fields = dict(
+        max_new_tokens=4,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
+        attention_mask=mask,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
     got, expected = compiled.generate(ids, **fields), eager.generate(ids, **fields)
     assert torch.equal(got.sequences, expected.sequences)
     for a, b in zip(got.scores, expected.scores):
@@ -112,11 +120,18 @@ def test_trainer_with_torch_compile_trains_on_padded_batches_as_the_eager_traine
     """Trainer(torch_compile=True) with DataCollatorForLanguageModeling padding rows of different
     lengths: the step's update equals the eager Trainer's (oracle), AR/TAR and padding included."""
     from accelerate.state import AcceleratorState, GradientState
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments
-
     from conftest import corpus_and_saved_model
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
 
-    _, model_dir = corpus_and_saved_model(tmp_path, activation_regularization=2.0, temporal_activation_regularization=1.0)
+    _, model_dir = corpus_and_saved_model(
+        tmp_path, activation_regularization=2.0, temporal_activation_regularization=1.0
+    )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     rows = [tokenizer(" ".join(f"w{(7 * i + j) % 30}" for j in range(3 + 2 * i)))["input_ids"] for i in range(4)]
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
@@ -130,7 +145,9 @@ def test_trainer_with_torch_compile_trains_on_padded_batches_as_the_eager_traine
             report_to=[], use_cpu=True, disable_tqdm=True, seed=0, torch_compile=compile_it,
             torch_compile_backend="aot_eager" if compile_it else None,
         )  # fmt: skip
-        Trainer(model=model, args=args, train_dataset=[{"input_ids": row} for row in rows], data_collator=collator).train()
+        Trainer(
+            model=model, args=args, train_dataset=[{"input_ids": row} for row in rows], data_collator=collator
+        ).train()
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
         return {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -149,8 +166,11 @@ def test_export_with_a_state_and_a_dynamic_batch_size():
     state = model(ids).cache
     batch = Dim("batch", min=1, max=64)
     program = torch.export.export(
-        model, (), kwargs={"input_ids": ids, "cache": state},
-        dynamic_shapes={"input_ids": {0: batch}, "cache": [{0: batch}] * 4}, strict=False,
+        model,
+        (),
+        kwargs={"input_ids": ids, "cache": state},
+        dynamic_shapes={"input_ids": {0: batch}, "cache": [{0: batch}] * 4},
+        strict=False,
     )
     for rows in (1, 3, 7):
         other = torch.randint(0, 37, (rows, 5))

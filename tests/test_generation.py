@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from conftest import tiny_model
 
 
@@ -92,8 +91,13 @@ def test_generate_continues_from_a_prefilled_state(state_keyword):
 
     def run(prompt, **kwargs):
         return model.generate(
-            prompt, max_new_tokens=5, do_sample=False, pad_token_id=0, output_scores=True,
-            return_dict_in_generate=True, **kwargs,
+            prompt,
+            max_new_tokens=5,
+            do_sample=False,
+            pad_token_id=0,
+            output_scores=True,
+            return_dict_in_generate=True,
+            **kwargs,
         )
 
     continued = run(ids, **{state_keyword: state})
@@ -125,14 +129,20 @@ def test_prompt_as_inputs_embeds_generates_what_its_ids_generate(mode, batch):
     model = _varied_model()
     ids = torch.tensor([[5, 9, 3, 22, 7], [14, 2, 30, 8, 1]])[:batch]
     embeds = model.get_input_embeddings()(ids).detach()
-    kwargs = dict(max_new_tokens=6, output_scores=True, return_dict_in_generate=True, pad_token_id=0,
-                  eos_token_id=None, **_MODES[mode])
+    kwargs = dict(
+        max_new_tokens=6,
+        output_scores=True,
+        return_dict_in_generate=True,
+        pad_token_id=0,
+        eos_token_id=None,
+        **_MODES[mode],
+    )
     torch.manual_seed(11)
     from_ids = model.generate(ids, **kwargs)
     torch.manual_seed(11)
     from_embeds = model.generate(inputs_embeds=embeds, **kwargs)
-    assert torch.equal(from_embeds.sequences, from_ids.sequences[:, ids.shape[1]:])
-    assert len(set(from_ids.sequences[0, ids.shape[1]:].tolist())) > 1  # the tokens really vary
+    assert torch.equal(from_embeds.sequences, from_ids.sequences[:, ids.shape[1] :])
+    assert len(set(from_ids.sequences[0, ids.shape[1] :].tolist())) > 1  # the tokens really vary
     for a, b in zip(from_embeds.scores, from_ids.scores):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
@@ -148,12 +158,13 @@ def test_inputs_embeds_continue_a_returned_cache():
     kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0, eos_token_id=None)
     continued = model.generate(inputs_embeds=embeds, cache=state, **kwargs)
     whole = model.generate(ids, **kwargs)
-    assert torch.equal(continued, whole[:, ids.shape[1]:])
+    assert torch.equal(continued, whole[:, ids.shape[1] :])
     assert state.seen_tokens == 3  # the caller's state is not consumed in place
 
 
 def test_generation_keywords_reach_forward_and_prefill_scores_the_last_position_only():
     from conftest import tiny_config
+
     from mtlstm_hf import MTLSTMForCausalLM
 
     flags = []
@@ -165,15 +176,23 @@ def test_generation_keywords_reach_forward_and_prefill_scores_the_last_position_
 
     ids = torch.randint(1, 37, (2, 9))  # no pad id 0: generate() would mask it
     torch.manual_seed(0)
-    WithFlag(tiny_config()).eval().generate(ids, max_new_tokens=3, do_sample=False, my_custom_flag=7,
-                                            pad_token_id=0, eos_token_id=None)
+    WithFlag(tiny_config()).eval().generate(
+        ids, max_new_tokens=3, do_sample=False, my_custom_flag=7, pad_token_id=0, eos_token_id=None
+    )
     assert flags == [7, 7, 7]
 
     model = tiny_model()
     head_inputs = []
     hook = model.lm_head.register_forward_pre_hook(lambda module, args: head_inputs.append(tuple(args[0].shape)))
-    out = model.generate(ids, max_new_tokens=3, do_sample=False, output_hidden_states=True,
-                         return_dict_in_generate=True, pad_token_id=0, eos_token_id=None)
+    out = model.generate(
+        ids,
+        max_new_tokens=3,
+        do_sample=False,
+        output_hidden_states=True,
+        return_dict_in_generate=True,
+        pad_token_id=0,
+        eos_token_id=None,
+    )
     hook.remove()
     assert head_inputs[0] == (2, 1, 6)  # prefill: logits of the last position only, not (2, 9, V)
     # One tuple of per-layer tensors per step (embedding + 2 layers), like GPT-2's.

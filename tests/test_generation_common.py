@@ -15,8 +15,8 @@ the state refuses ``crop``, which is tested below.
 
 import pytest
 import torch
-
 from conftest import TESTER_SPECIAL_ID, TESTER_VOCAB, common_inputs, common_model
+
 from mtlstm_hf import MTLSTMForCausalLM
 from mtlstm_hf.models.mtlstm.modeling_mtlstm import GENERATE_CACHE_KWARG
 from mtlstm_hf.models.mtlstm.state import MTLSTMState
@@ -32,7 +32,7 @@ def _model(seed: int = 0) -> MTLSTMForCausalLM:
     right from wrong; scaled, the tokens depend on the prompt and on every step."""
     model = common_model(seed=seed, embedding_init_range=1.0)
     with torch.no_grad():
-        for name, parameter in model.model.layers.named_parameters():
+        for _name, parameter in model.model.layers.named_parameters():
             parameter.mul_(6.0)
     return model
 
@@ -48,8 +48,9 @@ def _prompt(seed: int = 0, left_padded: bool = False):
 
 
 def _generate(model, ids, mask, **kwargs):
-    fields = dict(max_new_tokens=NEW_TOKENS, eos_token_id=None, pad_token_id=TESTER_SPECIAL_ID,
-                  return_dict_in_generate=True)
+    fields = dict(
+        max_new_tokens=NEW_TOKENS, eos_token_id=None, pad_token_id=TESTER_SPECIAL_ID, return_dict_in_generate=True
+    )
     fields.update(kwargs)
     return model.generate(ids, attention_mask=mask, **fields)
 
@@ -87,8 +88,16 @@ def _sequence_log_prob(model, sequences, mask, prompt_length):
 def test_greedy_generate_and_its_dict_outputs(use_cache, left_padded):
     model = _model()
     ids, mask = _prompt(left_padded=left_padded)
-    out = _generate(model, ids, mask, do_sample=False, use_cache=use_cache, output_scores=True,
-                    output_logits=True, output_hidden_states=True)
+    out = _generate(
+        model,
+        ids,
+        mask,
+        do_sample=False,
+        use_cache=use_cache,
+        output_scores=True,
+        output_logits=True,
+        output_hidden_states=True,
+    )
     expected, oracle_logits = _greedy_oracle(model, ids, mask)
     assert torch.equal(out.sequences, expected)
     assert len(out.scores) == len(out.logits) == len(out.hidden_states) == NEW_TOKENS
@@ -99,8 +108,11 @@ def test_greedy_generate_and_its_dict_outputs(use_cache, left_padded):
     # Hidden states: one tuple of L + 1 tensors per step; the prompt at step 0, then one token
     # per step with the state (the whole sequence again without it).
     with torch.no_grad():
-        full = model(expected[:, :-1], attention_mask=torch.cat([mask, torch.ones(PROMPT_BATCH, NEW_TOKENS - 1, dtype=mask.dtype)], 1),
-                     output_hidden_states=True).hidden_states
+        full = model(
+            expected[:, :-1],
+            attention_mask=torch.cat([mask, torch.ones(PROMPT_BATCH, NEW_TOKENS - 1, dtype=mask.dtype)], 1),
+            output_hidden_states=True,
+        ).hidden_states
     for step, per_layer in enumerate(out.hidden_states):
         assert len(per_layer) == NUM_LAYERS + 1
         length = PROMPT_LENGTH + step if (step == 0 or not use_cache) else 1
@@ -148,8 +160,17 @@ def test_sample_generate_draws_from_the_softmax_of_its_scores(use_cache):
     model = _model()
     ids, mask = _prompt(seed=1)
     torch.manual_seed(11)
-    out = _generate(model, ids, mask, do_sample=True, top_k=0, temperature=1.3, use_cache=use_cache,
-                    output_scores=True, num_return_sequences=2)
+    out = _generate(
+        model,
+        ids,
+        mask,
+        do_sample=True,
+        top_k=0,
+        temperature=1.3,
+        use_cache=use_cache,
+        output_scores=True,
+        num_return_sequences=2,
+    )
     assert out.sequences.shape == (2 * PROMPT_BATCH, PROMPT_LENGTH + NEW_TOKENS)
     torch.manual_seed(11)
     for step, scores in enumerate(out.scores):
@@ -160,7 +181,9 @@ def test_sample_generate_draws_from_the_softmax_of_its_scores(use_cache):
         with torch.no_grad():
             logits = model(prefix).logits[:, -1]
         torch.testing.assert_close(scores, logits / 1.3, atol=1e-5, rtol=1e-5)
-    assert torch.equal(out.sequences[0::2, :PROMPT_LENGTH], ids) and torch.equal(out.sequences[1::2, :PROMPT_LENGTH], ids)
+    assert torch.equal(out.sequences[0::2, :PROMPT_LENGTH], ids) and torch.equal(
+        out.sequences[1::2, :PROMPT_LENGTH], ids
+    )
 
 
 # --- beam search --------------------------------------------------------------------------
@@ -174,8 +197,14 @@ def test_beam_search_and_beam_sample_scores_are_the_sequences_log_probabilities(
     the same seed); the dict outputs have transformers' shapes."""
     model = _model()
     ids, mask = _prompt(seed=2, left_padded=left_padded)
-    kwargs = dict(do_sample=do_sample, num_beams=3, num_return_sequences=2, length_penalty=0.0,
-                  output_scores=True, output_logits=True)
+    kwargs = dict(
+        do_sample=do_sample,
+        num_beams=3,
+        num_return_sequences=2,
+        length_penalty=0.0,
+        output_scores=True,
+        output_logits=True,
+    )
     if do_sample:
         kwargs["top_k"] = 0
     torch.manual_seed(5)
@@ -213,8 +242,14 @@ def test_generate_continues_from_the_returned_cache(left_padded):
     whole = _generate(model, ids, mask, do_sample=False, max_new_tokens=5)
     first = _generate(model, ids, mask, do_sample=False, max_new_tokens=2)
     longer_mask = torch.cat([mask, torch.ones(PROMPT_BATCH, 2, dtype=mask.dtype)], dim=1)
-    second = _generate(model, first.sequences, longer_mask, do_sample=False, max_new_tokens=3,
-                       **{GENERATE_CACHE_KWARG: _state_of(first)})
+    second = _generate(
+        model,
+        first.sequences,
+        longer_mask,
+        do_sample=False,
+        max_new_tokens=3,
+        **{GENERATE_CACHE_KWARG: _state_of(first)},
+    )
     assert torch.equal(second.sequences, whole.sequences)
 
 
@@ -225,8 +260,14 @@ def test_generate_from_random_inputs_embeds_follows_the_embeddings():
     ids, mask = _prompt(seed=5)
     torch.manual_seed(0)
     embeds = torch.randn(PROMPT_BATCH, PROMPT_LENGTH, 32)
-    out = model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=3, do_sample=False,
-                         eos_token_id=None, pad_token_id=TESTER_SPECIAL_ID)
+    out = model.generate(
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        max_new_tokens=3,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=TESTER_SPECIAL_ID,
+    )
     assert out.shape == (PROMPT_BATCH, 3)  # only the new tokens, as for transformers' models
     with torch.no_grad():
         first = model(inputs_embeds=embeds, attention_mask=mask).logits[:, -1].argmax(-1)
@@ -249,24 +290,41 @@ def test_generate_continues_from_inputs_embeds_and_the_returned_cache(left_padde
     model = _model()
     ids, mask = _prompt(seed=10, left_padded=left_padded)
     embeds = model.get_input_embeddings()(ids).detach()
-    fields = dict(do_sample=False, eos_token_id=None, pad_token_id=TESTER_SPECIAL_ID, return_dict_in_generate=True,
-                  output_scores=True)
+    fields = dict(
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=TESTER_SPECIAL_ID,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
     whole = model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=4, **fields)
     first = model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=3, **fields)
     assert _state_of(first).get_seq_length() == PROMPT_LENGTH + 2  # the last token is not read yet
     continued = torch.cat([embeds, model.get_input_embeddings()(first.sequences).detach()], dim=1)
     longer_mask = torch.cat([mask, torch.ones(PROMPT_BATCH, 3, dtype=mask.dtype)], dim=1)
-    second = model.generate(inputs_embeds=continued, attention_mask=longer_mask, max_new_tokens=1,
-                            **{GENERATE_CACHE_KWARG: _state_of(first)}, **fields)
+    second = model.generate(
+        inputs_embeds=continued,
+        attention_mask=longer_mask,
+        max_new_tokens=1,
+        **{GENERATE_CACHE_KWARG: _state_of(first)},
+        **fields,
+    )
     assert _state_of(second).get_seq_length() == _state_of(whole).get_seq_length() == PROMPT_LENGTH + 3
     torch.testing.assert_close(second.scores[-1], whole.scores[-1], atol=1e-6, rtol=1e-6)
     assert torch.equal(second.sequences, whole.sequences[:, -1:])
     for index in range(NUM_LAYERS):
-        torch.testing.assert_close(_state_of(second).hidden[index], _state_of(whole).hidden[index], atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(
+            _state_of(second).hidden[index], _state_of(whole).hidden[index], atol=1e-6, rtol=1e-6
+        )
     # A cache that has read every position given leaves nothing to feed: refused, not run empty.
     with pytest.raises(ValueError, match="nothing is left to feed"):
-        model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=1,
-                       **{GENERATE_CACHE_KWARG: _state_of(whole)}, **fields)
+        model.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=1,
+            **{GENERATE_CACHE_KWARG: _state_of(whole)},
+            **fields,
+        )
     with pytest.raises(ValueError, match="nothing is left to feed"):
         model.generate(ids, attention_mask=mask, max_new_tokens=1, **{GENERATE_CACHE_KWARG: _state_of(whole)}, **fields)
 
@@ -284,8 +342,9 @@ def test_logits_to_keep_changes_nothing_in_generation():
 def test_prepare_inputs_for_generation_feeds_what_the_state_has_not_consumed():
     model = _model()
     ids, mask = _prompt(seed=7, left_padded=True)
-    fresh = model.prepare_inputs_for_generation(ids, attention_mask=mask, use_cache=True, custom_flag=7,
-                                                cache_position=torch.arange(PROMPT_LENGTH))
+    fresh = model.prepare_inputs_for_generation(
+        ids, attention_mask=mask, use_cache=True, custom_flag=7, cache_position=torch.arange(PROMPT_LENGTH)
+    )
     assert torch.equal(fresh["input_ids"], ids) and torch.equal(fresh["attention_mask"], mask)
     assert fresh["custom_flag"] == 7 and "cache_position" not in fresh and fresh["cache"] is None
     state = model(ids[:, :3], attention_mask=mask[:, :3]).cache
@@ -294,8 +353,9 @@ def test_prepare_inputs_for_generation_feeds_what_the_state_has_not_consumed():
     assert later["cache"] is state
     # What it prepares continues the state to the whole prompt's output (oracle: one pass).
     with torch.no_grad():
-        torch.testing.assert_close(model(**later).logits[:, -1], model(ids, attention_mask=mask).logits[:, -1],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            model(**later).logits[:, -1], model(ids, attention_mask=mask).logits[:, -1], atol=1e-5, rtol=1e-5
+        )
 
 
 # --- stopping -----------------------------------------------------------------------------
@@ -307,14 +367,17 @@ def test_min_new_tokens_holds_back_eos_then_it_stops_generation():
     with torch.no_grad():
         model.lm_head.bias[eos] = 50.0  # the model wants to end at once
     ids, mask = _prompt(seed=8)
-    stopped = model.generate(ids, attention_mask=mask, max_new_tokens=6, eos_token_id=eos, pad_token_id=TESTER_SPECIAL_ID)
+    stopped = model.generate(
+        ids, attention_mask=mask, max_new_tokens=6, eos_token_id=eos, pad_token_id=TESTER_SPECIAL_ID
+    )
     assert torch.equal(stopped, torch.cat([ids, torch.full((PROMPT_BATCH, 1), eos)], dim=1))
-    held = model.generate(ids, attention_mask=mask, max_new_tokens=6, min_new_tokens=3, eos_token_id=eos,
-                          pad_token_id=TESTER_SPECIAL_ID)
+    held = model.generate(
+        ids, attention_mask=mask, max_new_tokens=6, min_new_tokens=3, eos_token_id=eos, pad_token_id=TESTER_SPECIAL_ID
+    )
     assert held.shape == (PROMPT_BATCH, PROMPT_LENGTH + 4) and bool((held[:, -1] == eos).all())
     # The held-back steps take the best other token (oracle: the plain forward without eos).
     sequence = ids
-    for step in range(3):
+    for _step in range(3):
         with torch.no_grad():
             logits = model(sequence).logits[:, -1]
         logits[:, eos] = -float("inf")
@@ -327,10 +390,15 @@ def test_a_finished_row_is_padded_while_the_others_go_on():
     ids, mask = _prompt(seed=9)
     free = _generate(model, ids, mask, do_sample=False, max_new_tokens=5).sequences
     eos = int(free[0, PROMPT_LENGTH + 1])  # row 0 ends at its second new token
-    ends = [(row, int((free[row, PROMPT_LENGTH:] == eos).nonzero()[0])) if bool((free[row, PROMPT_LENGTH:] == eos).any())
-            else (row, None) for row in range(PROMPT_BATCH)]
-    out = model.generate(ids, attention_mask=mask, max_new_tokens=5, do_sample=False, eos_token_id=eos,
-                         pad_token_id=TESTER_SPECIAL_ID)
+    ends = [
+        (row, int((free[row, PROMPT_LENGTH:] == eos).nonzero()[0]))
+        if bool((free[row, PROMPT_LENGTH:] == eos).any())
+        else (row, None)
+        for row in range(PROMPT_BATCH)
+    ]
+    out = model.generate(
+        ids, attention_mask=mask, max_new_tokens=5, do_sample=False, eos_token_id=eos, pad_token_id=TESTER_SPECIAL_ID
+    )
     for row, end in ends:
         generated = out[row, PROMPT_LENGTH:]
         if end is None:
@@ -364,15 +432,22 @@ def test_assisted_and_prompt_lookup_decoding_are_refused_clearly(mode):
     if mode == "as_the_assistant":
         main = _small_gpt2()
         with pytest.raises(ValueError, match="cannot be rolled back"):
-            main.generate(ids[:1], attention_mask=mask[:1], max_new_tokens=5, do_sample=False,
-                          pad_token_id=TESTER_SPECIAL_ID, assistant_model=model)
+            main.generate(
+                ids[:1],
+                attention_mask=mask[:1],
+                max_new_tokens=5,
+                do_sample=False,
+                pad_token_id=TESTER_SPECIAL_ID,
+                assistant_model=model,
+            )
         return
     kwargs = {"prompt_lookup_num_tokens": 2} if mode == "prompt_lookup" else {"assistant_model": _model(seed=1)}
     with pytest.raises(ValueError, match="stateful|cropped"):
         model.generate(ids, attention_mask=mask, max_new_tokens=3, do_sample=False, **kwargs)
     # The model still generates normally afterwards (the refusal left nothing behind).
-    assert model.generate(ids, attention_mask=mask, max_new_tokens=2, do_sample=False,
-                          pad_token_id=TESTER_SPECIAL_ID).shape == (PROMPT_BATCH, PROMPT_LENGTH + 2)
+    assert model.generate(
+        ids, attention_mask=mask, max_new_tokens=2, do_sample=False, pad_token_id=TESTER_SPECIAL_ID
+    ).shape == (PROMPT_BATCH, PROMPT_LENGTH + 2)
 
 
 # --- generation config --------------------------------------------------------------------

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_model
+from hub_server import LocalHub, hub  # noqa: F401 - `hub` is the fixture
 from huggingface_hub import ModelCard, metadata_load
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import tiny_model
-from hub_server import LocalHub, hub  # noqa: F401 - `hub` is the fixture
 from mtlstm_hf import MTLSTMForCausalLM
 from mtlstm_hf.analysis.report import write_report
 from mtlstm_hf.data.tokenizer import word_tokenizer_from_vocab
@@ -65,7 +65,10 @@ def analysis_report(seed: int) -> dict:
     """A small report in the format of ``mtlstm-analyze`` (figures drawn separately as fake PNGs):
     layer 1 has a fixed schedule, so the report says no fit applies (``fit_note``) although it
     computed one; layer 2 has a fit."""
-    fits = lambda alpha, beta: {"inverse_gamma": {"family": "inverse_gamma", "parameters": {"alpha": alpha, "beta": beta}}}  # noqa: E731
+
+    def fits(alpha: float, beta: float) -> dict:
+        return {"inverse_gamma": {"family": "inverse_gamma", "parameters": {"alpha": alpha, "beta": beta}}}
+
     layers = [
         {"layer": 1, "cell_type": "lstm", "summary": {"n_units": 10, "quantiles": {"0.5": 3.0, "1": 4.0}},
          "fits": fits(25.0, 80.0), "best_family": "gamma", "fit_note": FIXED_LAYER_NOTE},
@@ -81,11 +84,16 @@ def analysis_report(seed: int) -> dict:
         "seed": seed,
         "analyses": {"timescales": {"layers": layers}},
         "skipped": {"state_gradients": "not requested"},
-        "figures": {"timescales_layer1": "figures/timescales_layer1.png", "mutual_information": "figures/mutual_information.png"},
+        "figures": {
+            "timescales_layer1": "figures/timescales_layer1.png",
+            "mutual_information": "figures/mutual_information.png",
+        },
     }
 
 
-def make_checkpoint(folder: Path, seed: int = 0, *, extras: bool = True, training: dict | None = None) -> MTLSTMForCausalLM:
+def make_checkpoint(
+    folder: Path, seed: int = 0, *, extras: bool = True, training: dict | None = None
+) -> MTLSTMForCausalLM:
     """A tiny checkpoint as training + evaluation + analysis leave it; returns the model.
     ``training``: fields replacing those of the recorded training config (trained on the embedded sample)."""
     model = tiny_model(seed)
@@ -172,7 +180,11 @@ def test_push_then_pull_gives_identical_logits_with_pinned_revisions(hub: LocalH
     env = {**os.environ, **hub.client_env(tmp_path / "fresh_hf_home"), "PYTHONPATH": ""}
     result = subprocess.run(
         [sys.executable, "pull.py", REPO, "ids.pt", "out.pt", pushed_first.commit_oid, "main"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     remote = torch.load(tmp_path / "out.pt")
@@ -309,7 +321,9 @@ def _break(folder: Path, case: str) -> None:
         (None, REPO, "0" * 40, ValueError, "invalid target revision"),
     ],
 )
-def test_bad_input_is_refused_before_anything_is_sent(hub: LocalHub, tmp_path: Path, case, repo_id, revision, error, match) -> None:
+def test_bad_input_is_refused_before_anything_is_sent(
+    hub: LocalHub, tmp_path: Path, case, repo_id, revision, error, match
+) -> None:
     make_checkpoint(tmp_path / "ckpt")
     if case is not None:
         _break(tmp_path / "ckpt", case)
@@ -330,7 +344,9 @@ def test_offline_mode_is_refused_before_loading_anything(
     assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
 
 
-def test_failed_commit_is_a_clear_error_and_leaves_no_local_state(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_commit_is_a_clear_error_and_leaves_no_local_state(
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_checkpoint(tmp_path / "ckpt")
     before = {path: path.read_bytes() for path in (tmp_path / "ckpt").rglob("*") if path.is_file()}
     temp_root = tmp_path / "tmp"
@@ -398,7 +414,19 @@ def test_token_never_appears_in_logs_errors_files_or_card(
 
         (tmp_path / "token").write_text(FAKE_TOKEN + "\n")
         assert push_main([str(tmp_path / "ckpt"), REPO, "--token-file", str(tmp_path / "token")]) == 0
-        assert push_main([str(tmp_path / "ckpt"), REPO, "--token-file", str(tmp_path / "token"), "--dry-run", str(tmp_path / "dry")]) == 0
+        assert (
+            push_main(
+                [
+                    str(tmp_path / "ckpt"),
+                    REPO,
+                    "--token-file",
+                    str(tmp_path / "token"),
+                    "--dry-run",
+                    str(tmp_path / "dry"),
+                ]
+            )
+            == 0
+        )
     finally:
         for logger, level in zip(loggers, levels):
             logger.removeHandler(handler)

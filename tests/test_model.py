@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from conftest import tiny_config, tiny_model
+from reference_lm import reference_lstm_lm
 from torch.nn import functional as F
 
-from conftest import tiny_config, tiny_model
 from mtlstm_hf import MTLSTMForCausalLM, MTLSTMModel, MTLSTMState
-from reference_lm import reference_lstm_lm
 
 
 def _ids(batch=3, steps=9, vocab=37, seed=0):
@@ -147,7 +147,9 @@ def test_ar_and_tar_penalties_only_in_training():
 
 
 def test_dropouts_act_in_training_and_vanish_in_eval():
-    model = tiny_model(embedding_dropout=0.3, input_dropout=0.3, hidden_dropout=0.3, output_dropout=0.3, weight_drop=0.5)
+    model = tiny_model(
+        embedding_dropout=0.3, input_dropout=0.3, hidden_dropout=0.3, output_dropout=0.3, weight_drop=0.5
+    )
     ids = _ids()
     model.train()
     assert not torch.equal(model(ids).logits, model(ids).logits)
@@ -271,7 +273,9 @@ def test_inputs_embeds_of_another_dtype_than_the_model_are_refused():
     dtypes ("could not create a primitive descriptor"); the model names both dtypes."""
     model = tiny_model()
     embeds = model.get_input_embeddings()(_ids())
-    with pytest.raises(ValueError, match=r"inputs_embeds has dtype torch.float64 but the model's weights are torch.float32"):
+    with pytest.raises(
+        ValueError, match=r"inputs_embeds has dtype torch.float64 but the model's weights are torch.float32"
+    ):
         model(inputs_embeds=embeds.double())
     model = model.to(torch.bfloat16)
     with pytest.raises(ValueError, match=r"dtype torch.float32 but the model's weights are torch.bfloat16"):
@@ -370,8 +374,11 @@ def test_ar_and_tar_ignore_padded_steps(side):
     model = tiny_model(activation_regularization=2.0, temporal_activation_regularization=1.0).train()
     row = torch.tensor([[5, 9, 2, 7]])
     alone = model(row, labels=row)
-    padded = torch.cat([row, torch.zeros(1, 3, dtype=torch.long)], 1) if side == "right" else torch.cat(
-        [torch.zeros(1, 3, dtype=torch.long), row], 1)
+    padded = (
+        torch.cat([row, torch.zeros(1, 3, dtype=torch.long)], 1)
+        if side == "right"
+        else torch.cat([torch.zeros(1, 3, dtype=torch.long), row], 1)
+    )
     mask = (torch.arange(7) < 4) if side == "right" else (torch.arange(7) >= 3)
     labels = padded.masked_fill(~mask[None], -100)
     out = model(padded, attention_mask=mask[None].long(), labels=labels)
@@ -380,8 +387,10 @@ def test_ar_and_tar_ignore_padded_steps(side):
     batch = torch.tensor([[5, 9, 2, 7, 1], [3, 4, 8, 0, 0]])
     batch_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     out = model(batch, attention_mask=batch_mask, labels=batch.masked_fill(batch_mask == 0, -100))
-    rows = [model.model(batch[:1], output_hidden_states=True).last_hidden_state[0],
-            model.model(batch[1:, :3], output_hidden_states=True).last_hidden_state[0]]
+    rows = [
+        model.model(batch[:1], output_hidden_states=True).last_hidden_state[0],
+        model.model(batch[1:, :3], output_hidden_states=True).last_hidden_state[0],
+    ]
     squares = sum(h.pow(2).sum() for h in rows)
     pairs = sum((h[1:] - h[:-1]).pow(2).sum() for h in rows)
     hidden = rows[0].shape[-1]

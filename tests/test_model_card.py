@@ -19,16 +19,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from hub_server import LocalHub, hub  # noqa: F401 - `hub` is the fixture
 from huggingface_hub import ModelCard, metadata_load
+from test_hub import EVAL_RESULTS, REPO, make_checkpoint
 from transformers import AutoTokenizer
 
-from hub_server import LocalHub, hub  # noqa: F401 - `hub` is the fixture
 from mtlstm_hf.analysis.report import analyze_checkpoint
 from mtlstm_hf.data import sample_corpus_dir
 from mtlstm_hf.evaluation import evaluate_checkpoint
 from mtlstm_hf.hub import push_checkpoint
 from mtlstm_hf.training import TrainingConfig, train
-from test_hub import EVAL_RESULTS, REPO, make_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Do you wish to run the custom code"
@@ -124,15 +124,27 @@ def test_the_card_of_a_real_run_reports_what_it_measured(trained_run, tmp_path: 
     assert meta["language"] == "en"  # a Penn Treebank folder
     assert "Trained on a local corpus `penn` (a folder or file on the training machine, not a Hub dataset)" in readme
     rows = {(row[0], row[1], row[5]): row for row in table_after(readme, "| Split | Words |")}
-    assert rows[("test", "all words", "`mtlstm-eval`")][2:5] == [f"{evaluation['perplexity']:.4g}", str(evaluation["n_tokens"]), "1"]
-    assert rows[("test", "all words", "end of training (run log)")][2:5] == [f"{result.test_perplexity:.4g}", "-", str(config.eval_batch_size)]
+    assert rows[("test", "all words", "`mtlstm-eval`")][2:5] == [
+        f"{evaluation['perplexity']:.4g}",
+        str(evaluation["n_tokens"]),
+        "1",
+    ]
+    assert rows[("test", "all words", "end of training (run log)")][2:5] == [
+        f"{result.test_perplexity:.4g}",
+        "-",
+        str(config.eval_batch_size),
+    ]
     metrics = json.loads((trained_run["best"] / "training_metrics.json").read_text())
     validation = rows[("validation", "all words", f"training: the saved weights (step {metrics['global_step']})")]
     assert validation[2:5] == [f"{metrics['val_perplexity']:.4g}", "-", str(config.eval_batch_size)]
 
     # The hyperparameters are the run's: the awd default learning rate (30) it used, no AdamW constants.
     shown = hyperparameters(readme)
-    expected = {name: value for name, value in json.loads(json.dumps(config.to_dict())).items() if name not in BOOKKEEPING | ADAMW_ONLY}
+    expected = {
+        name: value
+        for name, value in json.loads(json.dumps(config.to_dict())).items()
+        if name not in BOOKKEEPING | ADAMW_ONLY
+    }
     expected["learning_rate"] = config.effective_learning_rate
     expected["data"] = "penn"  # local paths cut to their last part
     assert shown == expected and shown["learning_rate"] == 30.0
@@ -218,15 +230,22 @@ def test_a_run_on_a_hub_dataset_names_it_with_each_split_and_batch_size(tmp_path
     assert meta["datasets"] == ["wikitext"] and meta["language"] == "en"
     results = model_index(tmp_path / "dry" / "README.md")
     assert {(r.dataset_type, r.dataset_config) for r in results} == {("wikitext", "wikitext-2-v1")}
-    found = {(r.dataset_split, (r.metric_args or {}).get("eval_batch_size"), r.metric_value) for r in results if "frequency" not in r.metric_name}
+    found = {
+        (r.dataset_split, (r.metric_args or {}).get("eval_batch_size"), r.metric_value)
+        for r in results
+        if "frequency" not in r.metric_name
+    }
     assert found == {("test", 1, 88.5), ("validation", 10, 123.5)}  # mtlstm-eval's test, the run's validation
     assert "Trained on the Hub dataset `wikitext` (configuration `wikitext-2-v1`)" in readme
 
 
 @pytest.mark.parametrize(
-    ("data", "language"), [("/home/alice/data/penn", "en"), ("/home/alice/corpora/poems", None), ("./wikitext-103", "en")]
+    ("data", "language"),
+    [("/home/alice/data/penn", "en"), ("/home/alice/corpora/poems", None), ("./wikitext-103", "en")],
 )
-def test_a_local_folder_is_named_as_such_and_renamed_only_on_request(tmp_path: Path, data: str, language: str | None) -> None:
+def test_a_local_folder_is_named_as_such_and_renamed_only_on_request(
+    tmp_path: Path, data: str, language: str | None
+) -> None:
     make_checkpoint(tmp_path / "ckpt", training={"data": data})
     (tmp_path / "ckpt" / "eval_results.json").unlink()
     readme, meta = dry_run(tmp_path / "ckpt", tmp_path / "dry")
@@ -237,7 +256,11 @@ def test_a_local_folder_is_named_as_such_and_renamed_only_on_request(tmp_path: P
     readme, meta = dry_run(tmp_path / "ckpt", tmp_path / "named", dataset="alice/my-corpus", dataset_config="v1")
     assert meta["datasets"] == ["alice/my-corpus"]
     [validation] = model_index(tmp_path / "named" / "README.md")
-    assert (validation.dataset_type, validation.dataset_config, validation.dataset_split) == ("alice/my-corpus", "v1", "validation")
+    assert (validation.dataset_type, validation.dataset_config, validation.dataset_split) == (
+        "alice/my-corpus",
+        "v1",
+        "validation",
+    )
 
 
 @pytest.mark.parametrize("optimizer", ["awd", "adamw"])
@@ -247,7 +270,9 @@ def test_the_hyperparameter_table_holds_the_values_the_run_used(tmp_path: Path, 
         "adamw": dict(learning_rate=2e-3, clip_grad_norm=None, adam_beta1=0.8, adam_beta2=0.95, adam_epsilon=1e-6,
                       lr_scheduler="cosine", warmup_steps=7, weight_decay=0.01),
     }[optimizer]  # fmt: skip
-    config = TrainingConfig(optimizer=optimizer, batch_size=8, bptt=35, epochs=3, seed=7, model_overrides={"weight_drop": 0.3}, **fields)
+    config = TrainingConfig(
+        optimizer=optimizer, batch_size=8, bptt=35, epochs=3, seed=7, model_overrides={"weight_drop": 0.3}, **fields
+    )
     make_checkpoint(tmp_path / "ckpt", extras=False)
     config.to_json_file(tmp_path / "ckpt" / "training_config.json")
     readme, _ = dry_run(tmp_path / "ckpt", tmp_path / "dry")
@@ -282,7 +307,11 @@ def test_every_code_block_of_the_card_runs_as_pasted(hub: LocalHub, tmp_path: Pa
     for index, block in enumerate(blocks):
         with_package = "import mtlstm_hf" in block
         code = block if with_package else BLOCK_PACKAGE + block + "\nassert 'mtlstm_hf' not in sys.modules\n"
-        env = {**os.environ, **hub.client_env(tmp_path / f"hf_home{index}"), "PYTHONPATH": str(REPO_ROOT) if with_package else ""}
+        env = {
+            **os.environ,
+            **hub.client_env(tmp_path / f"hf_home{index}"),
+            "PYTHONPATH": str(REPO_ROOT) if with_package else "",
+        }
         done = subprocess.run(
             [sys.executable, "-c", code], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=240,
@@ -304,7 +333,9 @@ def test_the_staged_tokenizer_config_is_the_checkpoints_without_runtime_keys(tmp
     assert b"is_local" not in staged and b"local_files_only" not in staged
     assert staged == (tmp_path / "ckpt" / "tokenizer_config.json").read_bytes()
     for name in ("tokenizer.json", "config.json", "generation_config.json"):
-        assert json.loads((tmp_path / "dry" / name).read_text()) == json.loads((tmp_path / "ckpt" / name).read_text()), name
+        assert json.loads((tmp_path / "dry" / name).read_text()) == json.loads(
+            (tmp_path / "ckpt" / name).read_text()
+        ), name
 
     # A checkpoint whose tokenizer was saved after loading it (a run given --tokenizer or
     # init_from does that) has the loading keys in its file already: published without them.
@@ -314,7 +345,9 @@ def test_the_staged_tokenizer_config_is_the_checkpoints_without_runtime_keys(tmp
     leaked = json.loads((tmp_path / "resaved" / "tokenizer_config.json").read_text())
     assert leaked["is_local"] is True  # what transformers writes (the defect's cause)
     push_checkpoint(tmp_path / "resaved", REPO, dry_run_dir=tmp_path / "dry2")
-    assert (tmp_path / "dry2" / "tokenizer_config.json").read_bytes() == (tmp_path / "ckpt" / "tokenizer_config.json").read_bytes()
+    assert (tmp_path / "dry2" / "tokenizer_config.json").read_bytes() == (
+        tmp_path / "ckpt" / "tokenizer_config.json"
+    ).read_bytes()
 
 
 def test_staging_follows_no_symbolic_link(tmp_path: Path) -> None:
@@ -366,7 +399,9 @@ def test_a_run_given_a_loaded_tokenizer_saves_it_without_loading_keys(tmp_path: 
         assert (folder / "tokenizer_config.json").read_bytes() == original, folder
 
 
-def test_a_corpus_given_by_a_relative_path_is_a_local_corpus_wherever_the_card_is_made(tmp_path: Path, monkeypatch) -> None:
+def test_a_corpus_given_by_a_relative_path_is_a_local_corpus_wherever_the_card_is_made(
+    tmp_path: Path, monkeypatch
+) -> None:
     """`--data data/penn` (the README's form) is recorded by its absolute path, so a card made from
     another folder, where `data/penn` does not exist, does not take it for a Hub dataset id."""
     (tmp_path / "work" / "data" / "penn").mkdir(parents=True)

@@ -6,8 +6,8 @@ import os
 
 import pytest
 import torch
-
 from conftest import load_in_fresh_process_without_package, tiny_config
+
 from mtlstm_hf import MTLSTMForCausalLM
 from mtlstm_hf.models.mtlstm.cells import CELL_TYPES
 from mtlstm_hf.ops.naive import reference_sequence
@@ -58,8 +58,15 @@ def test_variant_left_padding_and_generation_with_cache(cell_type):
     for mode in (dict(do_sample=False), dict(do_sample=False, num_beams=3)):
         runs = [
             model.generate(
-                ids, attention_mask=mask, max_new_tokens=6, use_cache=use_cache, pad_token_id=0, eos_token_id=None,
-                output_scores=True, return_dict_in_generate=True, **mode,
+                ids,
+                attention_mask=mask,
+                max_new_tokens=6,
+                use_cache=use_cache,
+                pad_token_id=0,
+                eos_token_id=None,
+                output_scores=True,
+                return_dict_in_generate=True,
+                **mode,
             )
             for use_cache in (True, False)
         ]

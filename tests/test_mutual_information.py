@@ -173,9 +173,8 @@ def test_clear_errors():
 def test_default_grid_reaches_distance_1000_and_plot_renders():
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from mtlstm_hf.analysis.figures import plot_mutual_information
 

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_in_fresh_process_without_package
 from transformers import AutoModelForCausalLM
 
 from mtlstm_hf import MTLSTMForCausalLM
 from mtlstm_hf.evaluation.checkpoint import load_model_strictly
-
-from conftest import load_in_fresh_process_without_package
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saved_by_f0cac04"
 CASES = sorted(path.name for path in FIXTURES.iterdir() if path.is_dir())

@@ -52,7 +52,11 @@ def test_matplotlib_is_a_dependency_so_the_analyses_draw_their_figures():
     """Issue 23 item 10: ``pip install -e .`` then ``mtlstm-analyze`` wrote no figures, because
     matplotlib was only in an extra. The figures are part of the analysis: it is a dependency."""
     setup = (PACKAGE.parent / "setup.py").read_text(encoding="utf-8")
-    call = next(node for node in ast.walk(ast.parse(setup)) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    call = next(
+        node
+        for node in ast.walk(ast.parse(setup))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup"
+    )
     keywords = {keyword.arg: keyword.value for keyword in call.keywords}
     requires = [element.value for element in keywords["install_requires"].elts]
     assert any(requirement.split(">")[0].split("=")[0] == "matplotlib" for requirement in requires), requires
@@ -69,11 +73,16 @@ def test_license_citation_and_typing_marker_ship_with_the_package():
 
     root = PACKAGE.parent
     declared = re.search(r'license="([^"]+)"', (root / "setup.py").read_text(encoding="utf-8")).group(1)
-    assert declared == "BSD-3-Clause" and (root / "LICENSE").read_text(encoding="utf-8").startswith("BSD 3-Clause License")
+    assert declared == "BSD-3-Clause" and (root / "LICENSE").read_text(encoding="utf-8").startswith(
+        "BSD 3-Clause License"
+    )
     citation = yaml.safe_load((root / "CITATION.cff").read_text(encoding="utf-8"))
     assert citation["cff-version"] == "1.2.0" and citation["license"] == declared
     titles = {reference["title"] for reference in citation["references"]}
-    bibtex_titles = {re.search(r"title\s*=\s*\{(.*)\},", entry).group(1).replace("{", "").replace("}", "") for entry in CITATIONS.values()}
+    bibtex_titles = {
+        re.search(r"title\s*=\s*\{(.*)\},", entry).group(1).replace("{", "").replace("}", "")
+        for entry in CITATIONS.values()
+    }
     assert titles == bibtex_titles
     assert (PACKAGE / "py.typed").is_file() and '"py.typed"' in (root / "setup.py").read_text(encoding="utf-8")
 
@@ -96,7 +105,15 @@ def test_every_test_named_in_reliability_md_exists():
     missing = []
     for file, test in named:
         path = root / "tests" / (file or "")
-        defined = {node.name for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.FunctionDef)} if file and path.is_file() else set()
+        defined = (
+            {
+                node.name
+                for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                if isinstance(node, ast.FunctionDef)
+            }
+            if file and path.is_file()
+            else set()
+        )
         if test not in defined:
             missing.append(f"{file}::{test}")
     assert not missing, missing
@@ -113,7 +130,9 @@ def test_every_document_the_package_cites_exists():
     cited = set()
     for path in PACKAGE.rglob("*.py"):
         cited |= set(re.findall(r"[A-Za-z_./-]*[A-Za-z_]+\.md\b", path.read_text(encoding="utf-8")))
-    missing = sorted(name for name in cited - {"REPORT.md"} if not any(doc == name or doc.endswith("/" + name) for doc in shipped))
+    missing = sorted(
+        name for name in cited - {"REPORT.md"} if not any(doc == name or doc.endswith("/" + name) for doc in shipped)
+    )
     assert not missing, missing
 
 
@@ -126,7 +145,10 @@ def test_evaluation_and_analysis_do_not_depend_on_training_and_no_module_imports
         name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
         modules[name] = {module for module, _ in imported_names(path)}
     for name, imports in modules.items():
-        if package_of(name + ".x") in {"evaluation", "analysis"} or name.split(".")[1:2] in (["evaluation"], ["analysis"]):
+        if package_of(name + ".x") in {"evaluation", "analysis"} or name.split(".")[1:2] in (
+            ["evaluation"],
+            ["analysis"],
+        ):
             assert not any(module.startswith("mtlstm_hf.training") for module in imports), (name, imports)
 
     def resolve(module: str) -> str | None:  # "from .x import name" may name a module or a name in it
@@ -137,7 +159,7 @@ def test_evaluation_and_analysis_do_not_depend_on_training_and_no_module_imports
 
     def visit(node: str) -> None:
         if node in on_path:
-            circles.append(on_path[on_path.index(node):] + [node])
+            circles.append(on_path[on_path.index(node) :] + [node])
             return
         if node in seen:
             return
@@ -150,5 +172,14 @@ def test_evaluation_and_analysis_do_not_depend_on_training_and_no_module_imports
     for node in sorted(graph):
         visit(node)
     # Package faces (__init__) hand names on lazily or re-export: a loop through one is not a module circle.
-    circles = [circle for circle in circles if not any(name.count(".") <= 1 and name in modules and (PACKAGE.parent / (name.replace(".", "/") + "/__init__.py")).is_file() for name in circle)]
+    circles = [
+        circle
+        for circle in circles
+        if not any(
+            name.count(".") <= 1
+            and name in modules
+            and (PACKAGE.parent / (name.replace(".", "/") + "/__init__.py")).is_file()
+            for name in circle
+        )
+    ]
     assert not circles, circles[:5]

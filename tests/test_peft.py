@@ -13,9 +13,8 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
-
 from conftest import tiny_config
+from transformers import AutoModelForCausalLM
 
 peft = pytest.importorskip("peft")
 
@@ -54,7 +53,9 @@ def merged_by_hand(plain: MTLSTMForCausalLM, peft_model) -> MTLSTMForCausalLM:
     merged = copy.deepcopy(plain)
     prefix = "base_model.model.model."
     with torch.no_grad():
-        embedding_delta = lora[prefix + "embeddings.lora_embedding_B.default"] @ lora[prefix + "embeddings.lora_embedding_A.default"]
+        embedding_delta = (
+            lora[prefix + "embeddings.lora_embedding_B.default"] @ lora[prefix + "embeddings.lora_embedding_A.default"]
+        )
         merged.model.embeddings.weight += SCALING * embedding_delta.T
         head = "base_model.model.lm_head."
         merged.lm_head.weight += SCALING * lora[head + "lora_B.default.weight"] @ lora[head + "lora_A.default.weight"]
@@ -104,9 +105,7 @@ def test_only_adapters_train_and_the_timescales_stay_fixed():
         stored = [value for key, value in base_state.items() if key.replace("base_layer.", "") == name]
         assert len(stored) == 1, name
         assert torch.equal(stored[0], tensor), name  # base weights, free and frozen biases untouched
-    assert torch.equal(
-        adapted.get_base_model().assigned_timescales()[1], base_model().assigned_timescales()[1]
-    )
+    assert torch.equal(adapted.get_base_model().assigned_timescales()[1], base_model().assigned_timescales()[1])
 
 
 def test_adapter_save_reload_and_merge(tmp_path):
@@ -161,9 +160,9 @@ def test_lora_on_a_tied_output_layer_reaches_both_uses_of_the_matrix():
     with torch.no_grad():
         adapter_logits = adapted(input_ids=ids).logits
         oracle = copy.deepcopy(plain)  # the delta enters the shared matrix once
-        oracle.model.embeddings.weight += SCALING * (
-            lora[prefix + "lora_embedding_B.default"] @ lora[prefix + "lora_embedding_A.default"]
-        ).T
+        oracle.model.embeddings.weight += (
+            SCALING * (lora[prefix + "lora_embedding_B.default"] @ lora[prefix + "lora_embedding_A.default"]).T
+        )
         expected = oracle(ids).logits
     torch.testing.assert_close(adapter_logits, expected, rtol=0, atol=1e-5)
     # Not tested: merge_and_unload of a tied pair. PEFT 0.21 then adds the delta to the shared
@@ -199,8 +198,27 @@ def test_lora_example_trains_saves_and_merges(tmp_path, _fresh_accelerate_state)
     corpus, model_dir = corpus_and_saved_model(tmp_path)
     out = tmp_path / "lora"
     example = load_example("finetune_lora")
-    argv = ["--model", str(model_dir), "--data", str(corpus), "--output-dir", str(out), "--block-size", "6",
-            "--batch-size", "4", "--max-steps", "4", "--eval-steps", "4", "--save-steps", "4", "--lora-rank", "2", "--merge"]
+    argv = [
+        "--model",
+        str(model_dir),
+        "--data",
+        str(corpus),
+        "--output-dir",
+        str(out),
+        "--block-size",
+        "6",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "4",
+        "--eval-steps",
+        "4",
+        "--save-steps",
+        "4",
+        "--lora-rank",
+        "2",
+        "--merge",
+    ]
     assert example.main(argv) == 0
 
     base = AutoModelForCausalLM.from_pretrained(model_dir).eval()
@@ -217,7 +235,9 @@ def test_lora_example_trains_saves_and_merges(tmp_path, _fresh_accelerate_state)
     for name in ("model.layers.0.gate_biases.forget_gate", "model.layers.0.gate_biases.input_gate", "lm_head.bias"):
         assert torch.equal(base_state[name], merged_state[name]), name
     assert (out / "merged" / "tokenizer.json").is_file()
-    assert json.loads((out / "mtlstm_adapter.json").read_text())["vocab_size"] == base.config.vocab_size  # saved by save_adapter
+    assert (
+        json.loads((out / "mtlstm_adapter.json").read_text())["vocab_size"] == base.config.vocab_size
+    )  # saved by save_adapter
 
 
 # --- saving and reloading (issue 24, item 10) ----------------------------------------------------
@@ -274,7 +294,9 @@ def test_an_adapter_is_refused_on_a_base_of_another_vocabulary(tmp_path):
     _, adapted = _trained_tied_adapter(steps=1)
     save_adapter(adapted, tmp_path / "adapter")
     other_words = base_model(vocab_fingerprint="sha256:" + "1" * 64)
-    with pytest.raises(ValueError, match="vocab_fingerprint .*this base has vocab_size 37 and vocab_fingerprint 'sha256:1111"):
+    with pytest.raises(
+        ValueError, match="vocab_fingerprint .*this base has vocab_size 37 and vocab_fingerprint 'sha256:1111"
+    ):
         load_adapter(other_words, tmp_path / "adapter")
     with pytest.raises(ValueError, match="vocab_size 37 .*this base has vocab_size 40"):
         load_adapter(base_model(vocab_size=40, vocab_fingerprint=WORDS), tmp_path / "adapter")

@@ -37,15 +37,16 @@ def test_the_readme_python_runs_as_pasted_in_a_fresh_process(tmp_path):
     pytest.importorskip("onnx")
     blocks = python_blocks()
     assert len(blocks) >= 4
+    import torch
+
     from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
     from mtlstm_hf.data import build_word_tokenizer, load_corpus, sample_corpus_dir
 
-    import torch
-
     tokenizer = build_word_tokenizer(load_corpus(sample_corpus_dir())["train"])
     torch.manual_seed(0)
-    config = MTLSTMConfig.from_preset("small", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                      eos_token_id=tokenizer.eos_token_id)
+    config = MTLSTMConfig.from_preset(
+        "small", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
     best_model = tmp_path / "outputs" / "mtlstm-small" / "best_model"
     MTLSTMForCausalLM(config).save_pretrained(best_model)
     tokenizer.save_pretrained(best_model)

@@ -49,7 +49,9 @@ def test_drop_connect_follows_the_torch_seed_and_handles_any_shape_and_dtype():
     kept = first != 0
     assert torch.equal(first[kept], weight[kept] * 2)
     torch.manual_seed(4)
-    assert not torch.equal(drop_connect(torch.ones(64, 64), 0.5, training=True), drop_connect(torch.ones(64, 64), 0.5, training=True))
+    assert not torch.equal(
+        drop_connect(torch.ones(64, 64), 0.5, training=True), drop_connect(torch.ones(64, 64), 0.5, training=True)
+    )
 
 
 def test_drop_connect_is_identity_in_eval_and_at_zero():
@@ -96,4 +98,6 @@ def test_embedding_dropout_equals_masking_the_whole_matrix():
 def test_embedding_dropout_is_a_plain_lookup_in_eval():
     weight = torch.randn(20, 4)
     ids = torch.randint(0, 20, (2, 5))
-    assert torch.equal(embedding_dropout(ids, F.embedding(ids, weight), 20, 0.5, training=False), F.embedding(ids, weight))
+    assert torch.equal(
+        embedding_dropout(ids, F.embedding(ids, weight), 20, 0.5, training=False), F.embedding(ids, weight)
+    )

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from mtlstm_hf import MTLSTMForCausalLM, exit_codes
 from mtlstm_hf.data import build_word_tokenizer
 from mtlstm_hf.evaluation import evaluate_checkpoint
@@ -42,7 +42,9 @@ def corpus_dir(tmp_path_factory) -> Path:
 def model_dir(corpus_dir, tmp_path_factory) -> Path:
     tokenizer = build_word_tokenizer(corpus_dir / "train.txt")
     torch.manual_seed(0)
-    config = tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = tiny_config(
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
     folder = tmp_path_factory.mktemp("model") / "best_model"
     MTLSTMForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -195,7 +197,10 @@ def test_output_checks_name_the_path_and_the_cause(tmp_path):
     assert not exit_codes.is_io_failure(FileNotFoundError("corpus path 'x' does not exist"))
     assert not exit_codes.is_io_failure(ValueError("bad"))
     message = exit_codes.describe_io_failure(OSError(errno.EROFS, os.strerror(errno.EROFS), "/mnt/ro/run"))
-    assert message == f"/mnt/ro/run: {os.strerror(errno.EROFS)}; that file system is mounted read-only: choose a writable location"
+    assert (
+        message
+        == f"/mnt/ro/run: {os.strerror(errno.EROFS)}; that file system is mounted read-only: choose a writable location"
+    )
 
 
 def test_every_command_documents_the_exit_codes():

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_config
+from test_convert import AWDLike, assert_same_as_reference, reference_run, two_windows, write_corpus
 from torch import nn
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 
-from conftest import tiny_config
 from mtlstm_hf import MTLSTMForCausalLM
 from mtlstm_hf.convert import Vocabulary, convert_model, read_word_list, tokenizer_for_vocabulary
 from mtlstm_hf.convert.cli import main as convert_main
@@ -47,7 +48,6 @@ from mtlstm_hf.evaluation import (
     frequency_binned_perplexity_metric_path,
     token_counts,
 )
-from test_convert import AWDLike, assert_same_as_reference, reference_run, two_windows, write_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ class FastaiWeightDropout(nn.Module):
         weight = module.weight_hh_l0
         delattr(module, "weight_hh_l0")
         self.register_parameter("weight_hh_l0_raw", nn.Parameter(weight.data))
-        setattr(module, "weight_hh_l0", weight.data.clone())
+        module.weight_hh_l0 = weight.data.clone()
 
 
 class FastaiEncoder(nn.Module):
@@ -124,7 +124,9 @@ def test_each_family_refuses_another_familys_layout_and_names_the_one_that_fits(
     torch.save(source.state_dict(), tmp_path / "plain.pt")  # no weight drop: rnns.k.weight_hh_l0
     for name in ("awd.pt", "plain.pt"):
         code, error, out = convert_command(tmp_path, capsys, tmp_path / name, itos, "fastai-awd-lstm")
-        assert_refused(code, error, out, r"layer 1 is not laid out as fastai-awd-lstm .*use --from awd-lstm or --from huthlab-mts")
+        assert_refused(
+            code, error, out, r"layer 1 is not laid out as fastai-awd-lstm .*use --from awd-lstm or --from huthlab-mts"
+        )
     fastai_keys = sorted(fastai_state_dict(source))
     assert "0.rnns.0.weight_hh_l0_raw" in fastai_keys and "0.rnns.0.module.weight_ih_l0" in fastai_keys
     assert "0.encoder_dp.emb.weight" in fastai_keys and "0.rnns.0.module.weight_hh_l0" not in fastai_keys
@@ -136,7 +138,12 @@ def test_each_family_refuses_another_familys_layout_and_names_the_one_that_fits(
     assert_refused(code, error, out, r"no embedding matrix.*use --from fastai-awd-lstm\)")
     # Each file converts with its own family, to the source's own forward.
     windows = two_windows(len(words))
-    families = {"awd.pt": "awd-lstm", "plain.pt": "awd-lstm", "fastai.pt": "fastai-awd-lstm", "fastai_prefixed.pt": "fastai-awd-lstm"}
+    families = {
+        "awd.pt": "awd-lstm",
+        "plain.pt": "awd-lstm",
+        "fastai.pt": "fastai-awd-lstm",
+        "fastai_prefixed.pt": "fastai-awd-lstm",
+    }
     for name, family in families.items():
         model = convert_model(tmp_path / name, itos, family).model
         assert_same_as_reference(model, *reference_run(source, windows), windows)
@@ -201,10 +208,18 @@ def test_word_list_files_are_read_as_what_they_hold(tmp_path, capsys):
 @pytest.mark.parametrize(
     "name, data, message",
     [
-        ("corpus.txt", b"the cat sat\non the mat\n", r"line 1 is 'the cat sat', which holds whitespace.*give the corpus as its folder"),
+        (
+            "corpus.txt",
+            b"the cat sat\non the mat\n",
+            r"line 1 is 'the cat sat', which holds whitespace.*give the corpus as its folder",
+        ),
         ("blank.txt", b"xxunk\nxxeos\n\nthe\n", r"line 3 is '', which is empty"),
         ("trailing.txt", b"xxunk\nxxeos \nthe\n", r"line 2 is 'xxeos ', which holds whitespace"),
-        ("spacy.json", json.dumps(["xxunk", "xxeos", "\n \n ", "the"]).encode(), r"entry 2 is '\\n \\n ', which holds whitespace.*rename it"),
+        (
+            "spacy.json",
+            json.dumps(["xxunk", "xxeos", "\n \n ", "the"]).encode(),
+            r"entry 2 is '\\n \\n ', which holds whitespace.*rename it",
+        ),
         ("bool_ids.json", json.dumps({"xxunk": 0, "xxeos": True, "the": 2}).encode(), r"ids being the integers 0\.\.2"),
     ],
 )
@@ -251,11 +266,18 @@ def test_the_word_pad_in_text_is_an_unknown_word_not_padding(tmp_path, conventio
     pad = tokenizer.pad_token_id
     assert (tokenizer.pad_token, pad) == (PAD_TOKEN, len(tokenizer) - 1)
     text = "the <pad> cat"
-    expected = [vocab.get(word, vocab[UNK_TOKEN]) if word != PAD_TOKEN else vocab[UNK_TOKEN] for word in split_words(text, convention)]
+    expected = [
+        vocab.get(word, vocab[UNK_TOKEN]) if word != PAD_TOKEN else vocab[UNK_TOKEN]
+        for word in split_words(text, convention)
+    ]
     tokenizer.save_pretrained(tmp_path / "saved")
     for loaded in (tokenizer, AutoTokenizer.from_pretrained(tmp_path / "saved")):
         assert loaded(text)["input_ids"] == expected == [vocab["the"], vocab[UNK_TOKEN], vocab["cat"]]
-        assert loaded(f"a {EOS_TOKEN} dog")["input_ids"] == [vocab["a"], vocab[EOS_TOKEN], vocab["dog"]]  # <eos> is still read
+        assert loaded(f"a {EOS_TOKEN} dog")["input_ids"] == [
+            vocab["a"],
+            vocab[EOS_TOKEN],
+            vocab["dog"],
+        ]  # <eos> is still read
         assert loaded.pad_token_id == pad and loaded.convert_tokens_to_ids(PAD_TOKEN) == pad
         batch = DataCollatorForLanguageModeling(loaded, mlm=False)([loaded(text), loaded("a")])
         assert batch["input_ids"].tolist() == [expected, [pad, pad, vocab["a"]]]
@@ -281,7 +303,9 @@ def test_a_converted_model_reads_pad_in_text_as_its_source_did(tmp_path):
     ids = tokenizer("w1 <pad> w2 w3")["input_ids"]
     assert ids == [words.index("w1"), words.index("<unk>"), words.index("w2"), words.index("w3")]
     with torch.no_grad():
-        log_probs = torch.log_softmax(model(torch.tensor([ids])).logits, -1)[0, :-1].gather(-1, torch.tensor(ids[1:])[:, None])
+        log_probs = torch.log_softmax(model(torch.tensor([ids])).logits, -1)[0, :-1].gather(
+            -1, torch.tensor(ids[1:])[:, None]
+        )
     expected, _ = source.log_probs(torch.tensor([ids]))
     assert torch.allclose(log_probs[:, 0], expected[0, :-1].gather(-1, torch.tensor(ids[1:])[:, None])[:, 0], atol=1e-6)
     fastai = tokenizer_for_vocabulary(Vocabulary(["xxunk", "xxpad", "xxbos", "xxeos", "the"], "itos", []))
@@ -317,10 +341,19 @@ def test_counts_that_are_not_integers_are_refused_wherever_they_enter():
         (lambda: frequency_bin_of_token([20000, True]), r"counts must hold integer counts .*got bool True"),
         (lambda: frequency_bin_of_token([20000.0, 5]), r"counts must hold integer counts .*got float 20000\.0"),
         (lambda: frequency_bin_of_token([[5], [7.5]]), r"got float 7\.5"),
-        (lambda: binned_perplexity_by_frequency([-1.0, -2.0], [20000, True]), r"token_frequencies must hold integer counts"),
+        (
+            lambda: binned_perplexity_by_frequency([-1.0, -2.0], [20000, True]),
+            r"token_frequencies must hold integer counts",
+        ),
         (lambda: binned_perplexity_by_frequency([-1.0, -2.0], [20000.7, 5]), r"token_frequencies .*got float 20000\.7"),
-        (lambda: binned_perplexity_by_frequency([-1.0, False], [20000, 5]), r"log_probs must hold real log-probabilities"),
-        (lambda: binned_perplexity([-1.0], [0], torch.tensor([True, False])), r"bin_of_token must hold integer bin indices"),
+        (
+            lambda: binned_perplexity_by_frequency([-1.0, False], [20000, 5]),
+            r"log_probs must hold real log-probabilities",
+        ),
+        (
+            lambda: binned_perplexity([-1.0], [0], torch.tensor([True, False])),
+            r"bin_of_token must hold integer bin indices",
+        ),
         (lambda: binned_perplexity([-1.0], [True], [0, 1]), r"token_ids must hold integer token ids"),
         (lambda: bin_labels([True, 100]), r"edges must be a sequence of positive integers"),
         (lambda: bin_labels([torch.tensor(True), 100]), r"edges must be a sequence of positive integers"),
@@ -378,7 +411,10 @@ def test_the_evaluate_metric_refuses_float_and_boolean_counts(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     assert results["ints"] == 1  # 5 < 100: one target in the rarest bin
-    assert results["floats"].startswith("ValueError: token_frequencies must hold integer counts") and "20000.7" in results["floats"]
+    assert (
+        results["floats"].startswith("ValueError: token_frequencies must hold integer counts")
+        and "20000.7" in results["floats"]
+    )
     assert results["booleans"].startswith("ValueError: token_frequencies") and "bool True" in results["booleans"]
     assert results["mixed"].startswith("ValueError: token_frequencies") and "bool True" in results["mixed"]
 
@@ -406,7 +442,9 @@ def test_compare_refuses_two_models_whose_tokenizers_split_the_text_differently(
     folders = []
     for name, tokenizer in (("a", whitespace), ("b", ptb)):
         torch.manual_seed(0)
-        config = tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        config = tiny_config(
+            vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+        )
         MTLSTMForCausalLM(config).save_pretrained(tmp_path / name)
         tokenizer.save_pretrained(tmp_path / name)
         folders.append(str(tmp_path / name))
@@ -419,12 +457,25 @@ def test_compare_refuses_two_models_whose_tokenizers_split_the_text_differently(
     assert len(stream_a) == len(stream_b)
     position = next(index for index, (x, y) in enumerate(zip(stream_a, stream_b)) if x != y)
     assert position == 5 and (stream_a[position], stream_b[position]) == (vocab[UNK_TOKEN], vocab["w1"])
-    with pytest.raises(ValueError, match=rf"{re.escape(folders[0])} and {re.escape(folders[1])} give different token streams for the test split"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(folders[0])} and {re.escape(folders[1])} give different token streams for the test split",
+    ):
         compare_checkpoints(folders[0], folders[1], corpus, block_size=2, n_resamples=10)
-    code = eval_main([folders[0], "--data", str(corpus), "--compare", folders[1], "--n-resamples", "10", "--block-size", "2"])
+    code = eval_main(
+        [folders[0], "--data", str(corpus), "--compare", folders[1], "--n-resamples", "10", "--block-size", "2"]
+    )
     error = capsys.readouterr().err
     assert code == 2 and len(error.strip().splitlines()) == 1, error
-    assert f"at position {position}, line 2, where {folders[0]} has '<unk>' (id {vocab[UNK_TOKEN]}) and {folders[1]} has 'w1'" in error
+    assert (
+        f"at position {position}, line 2, where {folders[0]} has '<unk>' (id {vocab[UNK_TOKEN]}) and {folders[1]} has 'w1'"
+        in error
+    )
     assert "word conventions 'whitespace' and 'ptb'" in error
     # the same tokenizer on both sides still compares
-    assert eval_main([folders[0], "--data", str(corpus), "--compare", folders[0], "--n-resamples", "10", "--block-size", "2"]) == 0
+    assert (
+        eval_main(
+            [folders[0], "--data", str(corpus), "--compare", folders[0], "--n-resamples", "10", "--block-size", "2"]
+        )
+        == 0
+    )

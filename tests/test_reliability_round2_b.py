@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import corpus_and_saved_model, tiny_model
+
 from mtlstm_hf import MTLSTMConfig, MTLSTMForTokenClassification
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,7 +33,9 @@ NO_TARGET = "No position has a target"
 
 def token_classifier(**overrides) -> MTLSTMForTokenClassification:
     torch.manual_seed(0)
-    fields = dict(vocab_size=7, embedding_size=4, hidden_sizes=[6], num_labels=2, pad_token_id=0, tie_word_embeddings=False)
+    fields = dict(
+        vocab_size=7, embedding_size=4, hidden_sizes=[6], num_labels=2, pad_token_id=0, tie_word_embeddings=False
+    )
     fields.update(overrides)
     return MTLSTMForTokenClassification(MTLSTMConfig(**fields)).eval()
 
@@ -80,7 +82,9 @@ def test_multi_label_targets_outside_zero_one_are_refused(bad):
     )  # the oracle for labels that are fine: BCE written out over the kept entries
     assert torch.allclose(model(ids, labels=labels).loss, expected)
     labels[0, 2, 1] = bad
-    with pytest.raises(ValueError, match=r"labels for multi_label_classification must lie in \[0, 1\].*got values \[(nan|-?\d)"):
+    with pytest.raises(
+        ValueError, match=r"labels for multi_label_classification must lie in \[0, 1\].*got values \[(nan|-?\d)"
+    ):
         model(ids, labels=labels)
 
 
@@ -92,7 +96,9 @@ def test_single_label_class_ids_outside_the_labels_are_refused(bad):
     expected = torch.nn.functional.cross_entropy(model(ids).logits[0, :2], torch.tensor([0, 1]))
     assert torch.allclose(model(ids, labels=labels).loss, expected)
     labels[0, 1] = bad
-    with pytest.raises(ValueError, match=rf"class ids in \[0, 2\) \(config.num_labels\) or -100 .*got values \[{bad}\]"):
+    with pytest.raises(
+        ValueError, match=rf"class ids in \[0, 2\) \(config.num_labels\) or -100 .*got values \[{bad}\]"
+    ):
         model(ids, labels=labels)
 
 
@@ -104,7 +110,9 @@ def test_a_single_string_is_not_taken_for_a_list_of_dyck_words():
     assert torch.equal(batch["labels"][0], torch.from_numpy(stack_top_targets("(())")))
     for call in (lambda: collate_dyck("(())"), lambda: EncodedWords("(())"),
                  lambda: sequence_correct([np.zeros((4, 2), bool)], "(())")):  # fmt: skip
-        with pytest.raises(ValueError, match=r"words must be a list of words, got the single string '\(\(\)\)'; write \['\(\(\)\)'\]"):
+        with pytest.raises(
+            ValueError, match=r"words must be a list of words, got the single string '\(\(\)\)'; write \['\(\(\)\)'\]"
+        ):
             call()
     with pytest.raises(ValueError, match="arms must be a list of names .* got the single string 'baseline'"):
         run_dyck_experiment(DyckSettings(), seeds=[1], arms=ARMS[0])
@@ -150,7 +158,11 @@ def test_language_models_still_default_to_the_library_recipe(tmp_path):
 
 def _absent_devices() -> list[str]:
     candidates = ["mps", "xpu", "xpu:1", "hpu"] + ([] if torch.cuda.is_available() else ["cuda", "cuda:1"])
-    return [name for name in candidates if not getattr(getattr(torch, name.split(":")[0], None), "is_available", lambda: False)()]
+    return [
+        name
+        for name in candidates
+        if not getattr(getattr(torch, name.split(":")[0], None), "is_available", lambda: False)()
+    ]
 
 
 @pytest.mark.parametrize("device", _absent_devices())
@@ -178,10 +190,14 @@ def test_the_seed_limit_is_numpys():
 
 
 @pytest.mark.parametrize("experiment", ["dyck2", "lm-ptb"])
-def test_a_seed_numpy_cannot_take_is_refused_naming_seeds_before_anything_is_written(tmp_path, capsys, nothing_trains, experiment):
+def test_a_seed_numpy_cannot_take_is_refused_naming_seeds_before_anything_is_written(
+    tmp_path, capsys, nothing_trains, experiment
+):
     out = tmp_path / "out"
     assert reproduce(experiment, "--scale", "smoke", "--seeds", "1", str(2**40), "--output-dir", str(out)) == 2
-    assert f"each of --seeds must be an integer from 0 to 2**32 - 1 = 4294967295, got {2**40}" in capsys.readouterr().err
+    assert (
+        f"each of --seeds must be an integer from 0 to 2**32 - 1 = 4294967295, got {2**40}" in capsys.readouterr().err
+    )
     assert not out.exists()
 
 
@@ -289,7 +305,10 @@ def damaged_folders(tmp_path: Path) -> tuple[Path, dict[str, tuple[Path, str]]]:
     (folder := copy("no-model-type")).joinpath("config.json").write_text(json.dumps(saved))
     folders["no model_type"] = folder, f"{str(folder / 'config.json')!r} has no model_type; expected 'mtlstm'"
     (folder := copy("array")).joinpath("config.json").write_text("[1, 2, 3]")
-    folders["array"] = folder, f"{str(folder / 'config.json')!r} must hold a JSON object (the model's configuration), got an array"
+    folders["array"] = (
+        folder,
+        f"{str(folder / 'config.json')!r} must hold a JSON object (the model's configuration), got an array",
+    )
     (folder := copy("not-json")).joinpath("config.json").write_bytes(b"\xff\xfe{")
     folders["not json"] = folder, f"{str(folder / 'config.json')!r} is not valid JSON"
     folder = copy("gpt2")
@@ -365,6 +384,7 @@ def test_the_causal_lm_refuses_labels_outside_the_vocabulary(name):
     """A label id >= vocab_size (or negative, other than -100) was cross_entropy's IndexError (a
     device-side assert on CUDA); check_values=False skips the read, as for the inputs."""
     from conftest import tiny_config
+
     from mtlstm_hf import MTLSTMForCausalLM
 
     model = MTLSTMForCausalLM(tiny_config()).eval()
@@ -372,7 +392,9 @@ def test_the_causal_lm_refuses_labels_outside_the_vocabulary(name):
     ids = torch.randint(0, vocab, (2, 5))
     labels = ids.clone()
     labels[0, 2], labels[1, 3] = vocab + 3, -7
-    with pytest.raises(ValueError, match=rf"{name} must be token ids in \[0, {vocab}\) or -100 \(ignored\), got \[-7, {vocab + 3}\]"):
+    with pytest.raises(
+        ValueError, match=rf"{name} must be token ids in \[0, {vocab}\) or -100 \(ignored\), got \[-7, {vocab + 3}\]"
+    ):
         model(ids, **{name: labels})
     labels[labels == vocab + 3] = -100
     labels[labels == -7] = 1

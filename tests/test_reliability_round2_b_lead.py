@@ -9,10 +9,9 @@ import builtins
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
-from test_reliability_round2_b import damaged_folders
 from conftest import corpus_and_saved_model
+from safetensors.torch import load_file, save_file
+from test_reliability_round2_b import damaged_folders
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,8 +30,12 @@ def commands(folder, corpus, out):
     from mtlstm_hf.hub.cli import main as push
 
     return {
-        "mtlstm-eval": lambda: evaluate([str(folder), "--data", str(corpus), "--split", "validation", "--threads", "1"]),
-        "mtlstm-analyze": lambda: analyze([str(folder), "--data", str(corpus), "--output-dir", str(out), "--threads", "1"]),
+        "mtlstm-eval": lambda: evaluate(
+            [str(folder), "--data", str(corpus), "--split", "validation", "--threads", "1"]
+        ),
+        "mtlstm-analyze": lambda: analyze(
+            [str(folder), "--data", str(corpus), "--output-dir", str(out), "--threads", "1"]
+        ),
         "mtlstm-push": lambda: push([str(folder), "user/model", "--dry-run", str(out), "--threads", "1"]),
     }
 

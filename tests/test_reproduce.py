@@ -81,7 +81,16 @@ def test_lm_test_perplexity_is_that_of_the_saved_models(lm_folder):
             for split in ("train", "valid", "test"):
                 counts.update(words_of(lm_folder / "smoke-corpus" / f"{split}.txt"))
             targets = test_words[1:]
-            label = [">=10K" if counts[w] >= 10_000 else "1K-10K" if counts[w] >= 1000 else "100-1K" if counts[w] >= 100 else "<100" for w in targets]
+            label = [
+                ">=10K"
+                if counts[w] >= 10_000
+                else "1K-10K"
+                if counts[w] >= 1000
+                else "100-1K"
+                if counts[w] >= 100
+                else "<100"
+                for w in targets
+            ]
             binned = report["per_seed"][seed]["evaluation"]["train_valid_test"][key]["bins"]
             for name in BINS:
                 chosen = torch.tensor([value == name for value in label])
@@ -100,14 +109,20 @@ def test_lm_summary_claims_and_markdown_come_from_the_per_seed_numbers(lm_folder
     assert difference["values"] == pytest.approx(list(np.subtract(b, a)))
     assert difference["mean"] == pytest.approx(mean) and difference["ci95"] == pytest.approx([low, high])
     rare = summary["bins"]["train_valid_test"]["<100"]
-    base = [report["per_seed"][s]["evaluation"]["train_valid_test"]["a"]["bins"]["<100"]["perplexity"] for s in ("1", "2")]
-    mts = [report["per_seed"][s]["evaluation"]["train_valid_test"]["b"]["bins"]["<100"]["perplexity"] for s in ("1", "2")]
+    base = [
+        report["per_seed"][s]["evaluation"]["train_valid_test"]["a"]["bins"]["<100"]["perplexity"] for s in ("1", "2")
+    ]
+    mts = [
+        report["per_seed"][s]["evaluation"]["train_valid_test"]["b"]["bins"]["<100"]["perplexity"] for s in ("1", "2")
+    ]
     assert rare["relative_gain"]["mean"] == pytest.approx(np.mean([1 - y / x for x, y in zip(base, mts)]))
     # an arm's perplexity: geometric mean and the t interval of the logs, exponentiated (stays positive)
     log_mean, log_low, log_high = t_interval(np.log(mts))
     assert rare["multi_timescale"]["mean"] == pytest.approx(math.exp(log_mean))
     assert rare["multi_timescale"]["ci95"] == pytest.approx([math.exp(log_low), math.exp(log_high)])
-    assert rare["multi_timescale"]["ci95"][0] > 0 and claims.show(rare["multi_timescale"]).endswith("(2 seeds, geometric)")
+    assert rare["multi_timescale"]["ci95"][0] > 0 and claims.show(rare["multi_timescale"]).endswith(
+        "(2 seeds, geometric)"
+    )
     overall_mean, _, _ = t_interval(np.log(a))
     assert summary["test_perplexity"]["baseline"]["mean"] == pytest.approx(math.exp(overall_mean))
     boot = report["per_seed"]["2"]["evaluation"]["train"]["comparison"]["bins"]["<100"]["diff"]
@@ -148,7 +163,9 @@ def test_lm_timescale_fits_and_routing_are_recomputable(lm_folder):
         assert routing["layer"] == 2 and routing["order"] == "assigned" and routing["chunk_size"] == 8
         assert routing["intact"]["perplexity"] == pytest.approx(intact["perplexity"], rel=1e-5)
         for chunk in routing["chunks"]:
-            assert chunk["ratio"]["<100"] == pytest.approx(chunk["bins"]["<100"] / routing["intact"]["bins"]["<100"]["perplexity"])
+            assert chunk["ratio"]["<100"] == pytest.approx(
+                chunk["bins"]["<100"] / routing["intact"]["bins"]["<100"]["perplexity"]
+            )
     delta = report["summary"]["timescales"]["inverse_gamma_aic_minus_best_alternative"]
     expected = []
     for seed in ("1", "2"):
@@ -202,9 +219,14 @@ def test_dyck_numbers_come_from_the_saved_predictions(dyck_folder):
     va, vb = ours.var(ddof=1) / 2, theirs.var(ddof=1) / 2
     if va + vb > 0:  # Welch's interval by hand
         half = stats.t.ppf(0.975, (va + vb) ** 2 / (va**2 + vb**2)) * math.sqrt(va + vb)
-        assert summary["difference"]["ci95"] == pytest.approx([ours.mean() - theirs.mean() - half, ours.mean() - theirs.mean() + half])
+        assert summary["difference"]["ci95"] == pytest.approx(
+            [ours.mean() - theirs.mean() - half, ours.mean() - theirs.mean() + half]
+        )
     assert {claim["id"] for claim in report["claims"]} == {
-        "dyck_accuracy_higher", "dyck_accuracy_multi_timescale", "dyck_accuracy_baseline", "dyck_gain_grows_with_span"
+        "dyck_accuracy_higher",
+        "dyck_accuracy_multi_timescale",
+        "dyck_accuracy_baseline",
+        "dyck_gain_grows_with_span",
     }
     assert (dyck_folder / "figures" / "accuracy_by_span.png").is_file()
     markdown = (dyck_folder / "REPORT.md").read_text()
@@ -248,7 +270,11 @@ def test_ablation_claim_needs_rare_words_hurt_most_and_frequent_least():
 
     # the chunk of T 1,000 (outside 46-320) hurts rare words more than anything and is not chosen
     seeds = {
-        str(seed): [(1000.0, ratios(1.5, 1.0, 1.0)), (150.0, ratios(1.04 + step, 1.01, 1.0)), (30.0, ratios(1.0, 1.0, 1.0))]
+        str(seed): [
+            (1000.0, ratios(1.5, 1.0, 1.0)),
+            (150.0, ratios(1.04 + step, 1.01, 1.0)),
+            (30.0, ratios(1.0, 1.0, 1.0)),
+        ]
         for seed, step in ((1, 0.0), (2, 0.01), (3, 0.02))
     }
     found, entry = verdict(seeds)
@@ -345,8 +371,13 @@ def test_config_file_can_give_the_required_settings(tmp_path):
 
 def lm_report_with_perplexities(by_seed):
     """A report.json holding only evaluations: per seed, ({bin: baseline ppl}, {bin: multi-timescale ppl})."""
+
     def side(perplexities):
-        return {"perplexity": perplexities["all"], "n_tokens": 100, "bins": {b: {"perplexity": perplexities[b], "n_tokens": 25} for b in BINS}}
+        return {
+            "perplexity": perplexities["all"],
+            "n_tokens": 100,
+            "bins": {b: {"perplexity": perplexities[b], "n_tokens": 25} for b in BINS},
+        }
 
     diff = {"n_valid_resamples": 10, "diff": {"observed": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}}
     comparison = {"bins": {b: diff for b in BINS}, "overall": diff}
@@ -361,13 +392,21 @@ def test_largest_gain_claim_needs_the_rare_bin_to_gain_most():
     from mtlstm_hf.reproduce.summary import lm_summary
 
     def gain_verdict(by_seed):
-        found = claims.lm_claims("lm-ptb", "cpu", lm_summary(lm_report_with_perplexities(by_seed)), standard_corpus=True)
+        found = claims.lm_claims(
+            "lm-ptb", "cpu", lm_summary(lm_report_with_perplexities(by_seed)), standard_corpus=True
+        )
         return {claim["id"]: claim["verdict"] for claim in found}
 
     base = {">=10K": 10.0, "1K-10K": 30.0, "100-1K": 200.0, "<100": 2000.0, "all": 60.0}
+
     def multi(rare_gain, mid_gain, frequent_gain):
-        return {">=10K": 10.0 * (1 - frequent_gain), "1K-10K": 30.0 * (1 - mid_gain), "100-1K": 200.0 * (1 - mid_gain),
-                "<100": 2000.0 * (1 - rare_gain), "all": 59.0 - frequent_gain}
+        return {
+            ">=10K": 10.0 * (1 - frequent_gain),
+            "1K-10K": 30.0 * (1 - mid_gain),
+            "100-1K": 200.0 * (1 - mid_gain),
+            "<100": 2000.0 * (1 - rare_gain),
+            "all": 59.0 - frequent_gain,
+        }
 
     verdicts = gain_verdict({str(s): (base, multi(0.05 + 0.01 * s, 0.02, 0.001 * s)) for s in (1, 2, 3)})
     assert verdicts["largest_gain_rare"] == claims.HOLDS

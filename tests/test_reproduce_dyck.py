@@ -29,7 +29,9 @@ from mtlstm_hf.reproduce.dyck import (
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SMOKE = dict(num_train=200, num_validation=50, num_test=100, max_length=40, hidden_size=16, epochs=4, learning_rate=3e-2)
+SMOKE = dict(
+    num_train=200, num_validation=50, num_test=100, max_length=40, hidden_size=16, epochs=4, learning_rate=3e-2
+)
 
 
 def walk(word: str) -> tuple[np.ndarray, int]:
@@ -73,7 +75,9 @@ def test_smoke_experiment_numbers_come_from_the_runs(experiment):
     accuracies = {arm: [] for arm in ARMS}
     for run in experiment.runs:
         assert len(run.predictions) == 100
-        correct = np.array([np.array_equal(np.asarray(p, dtype=bool), walk(w)[0]) for p, w in zip(run.predictions, test_words)])
+        correct = np.array(
+            [np.array_equal(np.asarray(p, dtype=bool), walk(w)[0]) for p, w in zip(run.predictions, test_words)]
+        )
         np.testing.assert_array_equal(run.correct, correct)
         assert run.accuracy == correct.mean()
         accuracies[run.arm].append(correct.mean())
@@ -221,10 +225,21 @@ def test_paper_values_are_recorded():
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("num_train", 0), ("hidden_size", 0), ("epochs", -1), ("batch_size", 2.0), ("max_steps", 0),
-        ("learning_rate", 0.0), ("alpha", -1.0), ("scale", float("inf")), ("clip_grad_norm", 0.0),
-        ("loss", "l1"), ("threshold", 1.0), ("one_hot_inputs", 1), ("num_span_bins", 0),
-        ("stop_below_validation_loss", -1.0), ("max_length", 1),
+        ("num_train", 0),
+        ("hidden_size", 0),
+        ("epochs", -1),
+        ("batch_size", 2.0),
+        ("max_steps", 0),
+        ("learning_rate", 0.0),
+        ("alpha", -1.0),
+        ("scale", float("inf")),
+        ("clip_grad_norm", 0.0),
+        ("loss", "l1"),
+        ("threshold", 1.0),
+        ("one_hot_inputs", 1),
+        ("num_span_bins", 0),
+        ("stop_below_validation_loss", -1.0),
+        ("max_length", 1),
     ],
 )
 def test_bad_settings_name_the_field(field, value):
@@ -244,6 +259,8 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="arms"):
         run_dyck_experiment(settings, seeds=[1], arms=["baseline", "baseline"], data=data)
     with pytest.raises(ValueError, match="split sizes"):
-        run_dyck_experiment(DyckSettings(num_train=21, num_validation=5, num_test=10, max_length=20), seeds=[1], data=data)
+        run_dyck_experiment(
+            DyckSettings(num_train=21, num_validation=5, num_test=10, max_length=20), seeds=[1], data=data
+        )
     with pytest.raises(ValueError, match="stop_below_validation_loss"):
         DyckSettings(stop_below_validation_loss=0.1, validate_every_epoch=False)

@@ -40,7 +40,9 @@ def without_timing(value, folder: Path):
 def test_two_worker_processes_give_the_report_of_one_process(tmp_path, capsys, experiment, seeds):
     one, two = tmp_path / "one", tmp_path / "two"
     assert reproduce(experiment, "--scale", "smoke", "--seeds", *seeds, "--output-dir", str(one)) == 0
-    assert reproduce(experiment, "--scale", "smoke", "--seeds", *seeds, "--output-dir", str(two), "--processes", "2") == 0
+    assert (
+        reproduce(experiment, "--scale", "smoke", "--seeds", *seeds, "--output-dir", str(two), "--processes", "2") == 0
+    )
     err = capsys.readouterr().err
     assert "train: 2 worker processes" in err and "[0] " in err and "[1] " in err
     if experiment == "lm-ptb":
@@ -51,7 +53,9 @@ def test_two_worker_processes_give_the_report_of_one_process(tmp_path, capsys, e
     if experiment == "lm-ptb":
         return
     # A rerun of the same command finds everything finished: nothing is trained again.
-    assert reproduce(experiment, "--scale", "smoke", "--seeds", *seeds, "--output-dir", str(two), "--processes", "2") == 0
+    assert (
+        reproduce(experiment, "--scale", "smoke", "--seeds", *seeds, "--output-dir", str(two), "--processes", "2") == 0
+    )
     err = capsys.readouterr().err
     assert err.count("finished before, skipped") == 2 * len(seeds) and "training (" not in err
 
@@ -63,7 +67,9 @@ def test_a_failed_worker_fails_the_command_with_its_exit_code(tmp_path, capsys, 
     assert reproduce("dyck2", "--scale", "smoke", "--output-dir", str(out), "--seeds", "1") == 0
     (out / "runs" / "baseline-seed1" / "reproduce_run.json").write_text("{not json")
     capsys.readouterr()
-    assert reproduce("dyck2", "--scale", "smoke", "--output-dir", str(out), "--seeds", "1", "2", "--processes", "2") == 2
+    assert (
+        reproduce("dyck2", "--scale", "smoke", "--output-dir", str(out), "--seeds", "1", "2", "--processes", "2") == 2
+    )
     err = capsys.readouterr().err
     assert "is not valid JSON" in err  # the worker's own message, passed on
     assert "a worker process of the train phase failed (exit code 2" in err.strip().splitlines()[-1]
@@ -82,7 +88,9 @@ def test_processes_under_torchrun_and_dyck_under_torchrun_are_refused(tmp_path, 
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert reproduce("lm-ptb", "--scale", "smoke", "--output-dir", str(tmp_path / "c")) == 2
     message = capsys.readouterr().err
-    assert "must divide the batch (10) and the evaluation batch (10)" in message and "use 1, 2, 5, 10 processes" in message
+    assert (
+        "must divide the batch (10) and the evaluation batch (10)" in message and "use 1, 2, 5, 10 processes" in message
+    )
     assert not any((tmp_path / name).exists() for name in "abc")
 
 
@@ -92,7 +100,9 @@ def test_the_paper_scale_names_the_process_counts_that_work_with_torchrun(tmp_pa
     for split in ("train", "valid", "test"):
         (data / f"ptb.{split}.txt").write_text("a b c\n")
     monkeypatch.setenv("WORLD_SIZE", "4")
-    code = reproduce("lm-ptb", "--scale", "paper", "--data", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"))
+    code = reproduce(
+        "lm-ptb", "--scale", "paper", "--data", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")
+    )
     assert code == 2
     assert "use 1, 2, 5, 10 processes" in capsys.readouterr().err
 
@@ -139,7 +149,9 @@ def test_torchrun_with_two_gloo_processes_trains_every_run_in_one_process_group(
     assert sorted(report["per_seed"]) == ["1"]
     for arm in ("baseline", "multi_timescale"):
         assert report["runs"][arm]["1"]["status"] == "completed"
-        state = json.loads(next((out / "runs" / f"{arm}-seed1" / "checkpoints").glob("step-*/training_state.json")).read_text())
+        state = json.loads(
+            next((out / "runs" / f"{arm}-seed1" / "checkpoints").glob("step-*/training_state.json")).read_text()
+        )
         assert state["num_processes"] == 2
     for key in ("a", "b"):  # dropout masks differ per process, so the numbers are not one process's
         assert 1 < report["per_seed"]["1"]["evaluation"]["train"][key]["perplexity"] < 1000
@@ -169,7 +181,9 @@ def test_a_signal_to_the_command_reaches_every_worker_and_nothing_is_left_runnin
     time.sleep(0.5)
     survivors = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
     assert survivors == [], log
-    assert reproduce("dyck2", "--scale", "smoke", "--seeds", "1", "2", "--output-dir", str(out), "--processes", "2") == 0
+    assert (
+        reproduce("dyck2", "--scale", "smoke", "--seeds", "1", "2", "--output-dir", str(out), "--processes", "2") == 0
+    )
 
 
 def test_the_device_option_chooses_where_language_models_train_too(tmp_path):

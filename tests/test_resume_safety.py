@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from accelerate.state import AcceleratorState
+from test_training import checkpointed_run, corpus_dir, tiny_run  # noqa: F401 (the corpus fixture)
 
 from mtlstm_hf.training import train
 from mtlstm_hf.training.cli import main as cli_main
-from test_training import checkpointed_run, corpus_dir, tiny_run  # noqa: F401 (the corpus fixture)
-
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 

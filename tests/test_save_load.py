@@ -2,15 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
+from conftest import load_in_fresh_process_without_package, tiny_model
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-from conftest import load_in_fresh_process_without_package, tiny_model
 from mtlstm_hf import MTLSTMForCausalLM, MTLSTMModel
 from mtlstm_hf.models.mtlstm.timescales import forget_bias_from_timescale
 
@@ -18,11 +15,7 @@ FROZEN = ("input_gate", "forget_gate")
 
 
 def _frozen_biases(model):
-    return {
-        name: tensor.detach().clone()
-        for name, tensor in model.named_buffers()
-        if name.endswith(FROZEN)
-    }
+    return {name: tensor.detach().clone() for name, tensor in model.named_buffers() if name.endswith(FROZEN)}
 
 
 def _train_steps(model, optimizer, steps=60):
@@ -65,7 +58,9 @@ def test_frozen_timescale_biases_are_bit_identical_after_training(make_optimizer
 def test_frozen_all_reproduces_reference_code():
     model = tiny_model(frozen_biases="all")
     names = {name for name, _ in model.named_buffers()}
-    assert {f"model.layers.0.gate_biases.{g}" for g in ("input_gate", "forget_gate", "cell_candidate", "output_gate")} == names
+    assert {
+        f"model.layers.0.gate_biases.{g}" for g in ("input_gate", "forget_gate", "cell_candidate", "output_gate")
+    } == names
     assert not any("layers.1.gate_biases" in n for n in names)  # the free layer stays trainable
     trainable_only = tiny_model(frozen_biases="none")
     assert not list(trainable_only.named_buffers())
@@ -93,9 +88,7 @@ def test_save_and_load_through_auto_classes(tmp_path):
 
 
 def test_bfloat16_load_keeps_timescale_biases_exact(tmp_path):
-    model = tiny_model(
-        timescale_schedules=[{"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0}, None]
-    )
+    model = tiny_model(timescale_schedules=[{"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0}, None])
     model.save_pretrained(tmp_path)
     loaded = MTLSTMForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16)
     assert loaded.model.layers[0].weight_ih.dtype == torch.bfloat16

@@ -90,13 +90,22 @@ def test_linear_recurrence_with_sampled_source_positions():
 
     chosen = [0, 1, 8, 9, 13, 24]  # neighbours (two live tangents), segment ends, the last token
     (result,) = accumulate_state_gradients(
-        [linear_step], [torch.zeros(1, hidden, dtype=torch.float64)], inputs, torch.arange(length)[None],
-        max_delay=delays, segment_length=segment, positions=chosen,
+        [linear_step],
+        [torch.zeros(1, hidden, dtype=torch.float64)],
+        inputs,
+        torch.arange(length)[None],
+        max_delay=delays,
+        segment_length=segment,
+        positions=chosen,
     )
     for source in range(length):
         for tau in range(delays):
             counted = source in chosen and source + tau < length and (source % segment) + tau < segment
-            expected = torch.linalg.matrix_power(recurrent, tau) @ input_weight if counted else torch.zeros(hidden, features, dtype=torch.float64)
+            expected = (
+                torch.linalg.matrix_power(recurrent, tau) @ input_weight
+                if counted
+                else torch.zeros(hidden, features, dtype=torch.float64)
+            )
             torch.testing.assert_close(result.sums[tau, source], expected, rtol=0, atol=1e-12)
             assert result.counts[tau, source] == int(counted)
 
@@ -113,13 +122,19 @@ def test_lstm_closed_form_linearization_matches_jacfwd_of_cell_step():
     step = CellStep(layout, rand(4 * hidden, inputs_size), rand(4 * hidden, hidden), rand(4 * hidden))
     state, inputs = rand(batch, 2 * hidden), rand(batch, inputs_size)
     state_jacobian, input_jacobian = torch.func.vmap(torch.func.jacfwd(step, argnums=(0, 1)))(state, inputs)
-    assert state_jacobian.shape == (batch, 2 * hidden, 2 * hidden) and input_jacobian.shape == (batch, 2 * hidden, inputs_size)
+    assert state_jacobian.shape == (batch, 2 * hidden, 2 * hidden) and input_jacobian.shape == (
+        batch,
+        2 * hidden,
+        inputs_size,
+    )
     gates = cell_step(layout, inputs, state[:, :hidden], state[:, hidden:], step.weight_ih, step.weight_hh, step.bias)
     linear = LSTMLinearization(step.weight_ih, step.weight_hh, gates, state[:, hidden:])
     torch.testing.assert_close(step(state, inputs), torch.cat([gates["hidden"], gates["cell"]], -1))
     torch.testing.assert_close(linear.input_jacobian(), input_jacobian, rtol=0, atol=1e-12)
     state_tangents, input_tangents = rand(batch, 2 * hidden, 6), rand(batch, inputs_size, 9)
-    torch.testing.assert_close(linear.tangent(state_tangents, None), state_jacobian @ state_tangents, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        linear.tangent(state_tangents, None), state_jacobian @ state_tangents, rtol=0, atol=1e-12
+    )
     # Input tangents with 3 more columns (new sources): the state part only reaches the first 6.
     expected = input_jacobian @ input_tangents
     expected[..., :6] += state_jacobian @ state_tangents
@@ -127,7 +142,9 @@ def test_lstm_closed_form_linearization_matches_jacfwd_of_cell_step():
     torch.testing.assert_close(
         linear.tangent(state_tangents, input_tangents[..., :6]), expected[..., :6], rtol=0, atol=1e-12
     )
-    torch.testing.assert_close(linear.tangent(None, input_tangents), input_jacobian @ input_tangents, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        linear.tangent(None, input_tangents), input_jacobian @ input_tangents, rtol=0, atol=1e-12
+    )
 
 
 def _reference_states(model, embeddings, initial):
@@ -136,7 +153,12 @@ def _reference_states(model, embeddings, initial):
     layer_input, states = embeddings[None], []
     for layer, (hidden, cell) in zip(model.model.layers, initial):
         trace = reference_trace(
-            layer.cell_type, layer_input, hidden, cell, layer.weight_ih, layer.weight_hh,
+            layer.cell_type,
+            layer_input,
+            hidden,
+            cell,
+            layer.weight_ih,
+            layer.weight_hh,
             layer.gate_biases.concatenated(layer_input.dtype),
         )
         states.append((trace["hidden"][0], None if trace["cell"] is None else trace["cell"][0]))
@@ -160,7 +182,12 @@ def test_every_cell_type_matches_autograd_through_the_reference_loop(cell_type, 
             with pytest.raises(ValueError, match="no memory cell"):
                 state_gradients(model, stream, max_delay=delays, segment_length=segment, layer=[0, 1], state=state)
         results = state_gradients(
-            model, stream, max_delay=delays, segment_length=segment, layer=layers, state=state,
+            model,
+            stream,
+            max_delay=delays,
+            segment_length=segment,
+            layer=layers,
+            state=state,
             token_classes=torch.arange(VOCAB),
         )
         embeddings = model.model.embeddings.weight.detach()[stream]
@@ -206,7 +233,9 @@ def test_sampled_positions_are_the_full_sums_restricted_to_those_sources():
     stream = _distinct_stream(37, seed=3)
     classes = torch.arange(VOCAB)
     full = state_gradients(model, stream, max_delay=6, segment_length=15, layer=[0, 1], token_classes=classes)
-    sampled = state_gradients(model, stream, max_delay=6, segment_length=15, layer=[0, 1], token_classes=classes, positions=5)
+    sampled = state_gradients(
+        model, stream, max_delay=6, segment_length=15, layer=[0, 1], token_classes=classes, positions=5
+    )
     chosen = source_positions(37, 5).tolist()
     assert chosen == [0, 7, 14, 22, 29]
     chosen_classes = stream[chosen]
@@ -265,7 +294,12 @@ def test_model_state_gradients_match_autograd_jacobian(state, device):
     delays, segment = 5, 12
     stream = _distinct_stream(30)
     results = state_gradients(
-        model, stream, max_delay=delays, segment_length=segment, layer=[0, 1], state=state,
+        model,
+        stream,
+        max_delay=delays,
+        segment_length=segment,
+        layer=[0, 1],
+        state=state,
         token_classes=torch.arange(VOCAB),
     )
     embeddings = model.model.embeddings.weight.detach()[stream][None]
@@ -283,7 +317,10 @@ def test_model_state_gradients_match_autograd_jacobian(state, device):
             for tau in range(min(delays, t - segment + 1)):
                 source = t - tau
                 torch.testing.assert_close(
-                    result.sums[tau, stream[source]].float().cpu(), jacobian[:, source - segment].cpu(), rtol=0, atol=1e-5
+                    result.sums[tau, stream[source]].float().cpu(),
+                    jacobian[:, source - segment].cpu(),
+                    rtol=0,
+                    atol=1e-5,
                 )
 
 
@@ -340,7 +377,9 @@ def test_counts_per_delay_and_class_skip_segment_starts():
     assert pooled.class_labels == ["all"]
     torch.testing.assert_close(pooled.counts[:, 0], result.counts.sum(1))
     # A class nobody belongs to has no average: NaN, also in the SVD summaries.
-    with_empty_class = state_gradients(model, stream, max_delay=7, segment_length=20, token_classes=classes, num_classes=4)
+    with_empty_class = state_gradients(
+        model, stream, max_delay=7, segment_length=20, token_classes=classes, num_classes=4
+    )
     assert bool(torch.isnan(with_empty_class.mean()[:, 3]).all())
     assert bool(torch.isnan(with_empty_class.singular_values(2)[:, 3]).all())
     torch.testing.assert_close(with_empty_class.sums[:, :3], result.sums)
@@ -454,7 +493,9 @@ def test_state_gradient_figures_draw_the_memory_per_layer_and_class():
     assert "layer 2" in single.axes[0].get_title() and "no source words in: >=1K" in single.axes[0].get_title()
     plt.close(single)
     linear = plot_state_gradient_memory(results[0].pooled(), k=3, measure=0, log_delay=False)
-    np.testing.assert_allclose(linear.axes[0].lines[0].get_ydata(), results[0].pooled().singular_values(3)[:, 0, 0].numpy())
+    np.testing.assert_allclose(
+        linear.axes[0].lines[0].get_ydata(), results[0].pooled().singular_values(3)[:, 0, 0].numpy()
+    )
     plt.close(linear)
     with pytest.raises(ValueError, match="measure"):
         plot_state_gradient_memory(results[0], k=3, measure=5)

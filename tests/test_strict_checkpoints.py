@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 import torch
+from conftest import tiny_config
 from safetensors.torch import load_file, save_file
 
-from conftest import tiny_config
 from mtlstm_hf import MTLSTMForCausalLM
 from mtlstm_hf.data import build_word_tokenizer, vocabulary_fingerprint
 from mtlstm_hf.evaluation import evaluate_checkpoint, load_checkpoint
@@ -33,8 +33,12 @@ def corpus_dir(tmp_path_factory):
 def good(corpus_dir, tmp_path_factory):
     tokenizer = build_word_tokenizer(corpus_dir / "train.txt")
     torch.manual_seed(0)
-    config = tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, vocab_fingerprint=vocabulary_fingerprint(tokenizer))
+    config = tiny_config(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        vocab_fingerprint=vocabulary_fingerprint(tokenizer),
+    )
     folder = tmp_path_factory.mktemp("good")
     MTLSTMForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -53,6 +57,7 @@ def edit_weights(edit):
         tensors = load_file(str(folder / WEIGHTS))
         edit(tensors)
         save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt"})
+
     return change
 
 
@@ -68,7 +73,10 @@ def test_the_good_checkpoint_loads(good, corpus_dir):
         (lambda t: t.pop("model.layers.0.weight_hh"), r"missing: model\.layers\.0\.weight_hh"),
         (lambda t: t.update(extra=torch.zeros(2)), r"unexpected: extra"),
         (lambda t: t.update({"model.layers.0.weight_hh": torch.zeros(3, 3)}), "another shape than the configuration"),
-        (lambda t: t["model.layers.1.weight_ih"].__setitem__((0, 0), float("nan")), r"non-finite .* model\.layers\.1\.weight_ih"),
+        (
+            lambda t: t["model.layers.1.weight_ih"].__setitem__((0, 0), float("nan")),
+            r"non-finite .* model\.layers\.1\.weight_ih",
+        ),
         (lambda t: t["lm_head.bias"].__setitem__(0, float("inf")), r"non-finite .* lm_head\.bias"),
     ],
 )
@@ -168,8 +176,19 @@ def test_eval_command_with_cuda_on_a_machine_without_it_exits_3(good, corpus_dir
 def _run(corpus_dir, output_dir, **overrides):
     from mtlstm_hf.training import TrainingConfig
 
-    fields = dict(data=str(corpus_dir), preset="tiny", output_dir=str(output_dir), batch_size=2, eval_batch_size=2,
-                  bptt=5, epochs=1, max_steps=2, progress_bar=False, tracker="none", evaluate_test=False)
+    fields = dict(
+        data=str(corpus_dir),
+        preset="tiny",
+        output_dir=str(output_dir),
+        batch_size=2,
+        eval_batch_size=2,
+        bptt=5,
+        epochs=1,
+        max_steps=2,
+        progress_bar=False,
+        tracker="none",
+        evaluate_test=False,
+    )
     fields.update(overrides)
     return TrainingConfig(**fields)
 

@@ -92,7 +92,9 @@ def test_round_trips_over_many_magnitudes() -> None:
     torch.testing.assert_close(torch.sigmoid(biases), gates, rtol=1e-14, atol=1e-300)
 
     biases = torch.linspace(-30.0, 30.0, 301, dtype=torch.float64)
-    torch.testing.assert_close(ts.forget_bias_from_timescale(ts.timescale_from_forget_bias(biases)), biases, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        ts.forget_bias_from_timescale(ts.timescale_from_forget_bias(biases)), biases, rtol=1e-12, atol=1e-12
+    )
 
 
 def test_bias_formula_matches_naive_expression_where_that_is_safe() -> None:
@@ -163,7 +165,9 @@ def test_isf_scales_with_beta(beta: float) -> None:
 
 def test_isf_is_the_inverse_of_sf() -> None:
     q = torch.linspace(0.001, 0.999, 999, dtype=torch.float64)
-    torch.testing.assert_close(ts.inverse_gamma_sf(ts.inverse_gamma_isf(q, 1.4, 2.0), 1.4, 2.0), q, rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(
+        ts.inverse_gamma_sf(ts.inverse_gamma_isf(q, 1.4, 2.0), 1.4, 2.0), q, rtol=1e-10, atol=1e-13
+    )
 
 
 def test_isf_edges() -> None:
@@ -174,7 +178,9 @@ def test_isf_edges() -> None:
 
 
 @pytest.mark.parametrize("function", ["inverse_gamma_pdf", "inverse_gamma_sf", "inverse_gamma_isf", "power_law_decay"])
-@pytest.mark.parametrize(("alpha", "beta", "name"), [(0.0, 1.0, "alpha"), (1.0, -1.0, "beta"), (True, 1.0, "alpha"), (1.0, INF, "beta")])
+@pytest.mark.parametrize(
+    ("alpha", "beta", "name"), [(0.0, 1.0, "alpha"), (1.0, -1.0, "beta"), (True, 1.0, "alpha"), (1.0, INF, "beta")]
+)
 def test_distribution_parameters_are_validated(function: str, alpha: float, beta: float, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         getattr(ts, function)(0.5, alpha, beta)
@@ -232,7 +238,9 @@ def test_fixed_schedule_even_split_paper_layer_one() -> None:
 
 def test_fixed_schedule_uneven_split_matches_numpy_array_split() -> None:
     timescales = ts.realize_timescales({"type": "fixed", "values": [1, 2, 3]}, 10)
-    expected = np.concatenate([np.full(len(part), value) for part, value in zip(np.array_split(np.arange(10), 3), [1, 2, 3])])
+    expected = np.concatenate(
+        [np.full(len(part), value) for part, value in zip(np.array_split(np.arange(10), 3), [1, 2, 3])]
+    )
     assert timescales.tolist() == expected.tolist()  # group sizes 4, 3, 3
     assert ts.realize_timescales({"type": "fixed", "values": [5]}, 3).tolist() == [5.0, 5.0, 5.0]
     assert ts.realize_timescales({"type": "fixed", "values": [1, INF]}, 2).tolist() == [1.0, INF]
@@ -292,8 +300,15 @@ def test_explicit_schedule_accepts_a_zero_timescale_and_the_model_forgets_at_onc
 
     torch.manual_seed(0)
     config = MTLSTMConfig(
-        vocab_size=7, embedding_size=4, hidden_sizes=[4, 4], timescale_schedules=[schedule, None],
-        frozen_biases="all", **{name: 0.0 for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "output_dropout", "weight_drop")},
+        vocab_size=7,
+        embedding_size=4,
+        hidden_sizes=[4, 4],
+        timescale_schedules=[schedule, None],
+        frozen_biases="all",
+        **{
+            name: 0.0
+            for name in ("embedding_dropout", "input_dropout", "hidden_dropout", "output_dropout", "weight_drop")
+        },
     )
     model = MTLSTMForCausalLM(config).eval()
     biases = model.model.layers[0].gate_biases
@@ -338,7 +353,9 @@ def test_normalize_schedule_canonical_forms_are_json_and_idempotent() -> None:
         assert spec == original  # input not mutated
         assert ts.normalize_schedule(normalized, 4) == normalized
         assert json.loads(json.dumps(normalized)) == normalized
-        assert all(type(v) is float for key, v in normalized.items() if key not in ("type", "grid") and not isinstance(v, list))
+        assert all(
+            type(v) is float for key, v in normalized.items() if key not in ("type", "grid") and not isinstance(v, list)
+        )
 
 
 def test_normalize_returns_new_lists() -> None:
@@ -355,7 +372,11 @@ BAD_SCHEDULES = [
     ("fixed", 4, r"timescale_schedules\[1\].*'none'"),
     (42, 4, r"timescale_schedules\[1\]"),
     ({"values": [3]}, 4, r"timescale_schedules\[1\]\.type is missing.*inverse_gamma"),
-    ({"type": "gamma"}, 4, r"timescale_schedules\[1\]\.type must be one of.*'none', 'fixed', 'inverse_gamma', 'chrono', 'explicit'"),
+    (
+        {"type": "gamma"},
+        4,
+        r"timescale_schedules\[1\]\.type must be one of.*'none', 'fixed', 'inverse_gamma', 'chrono', 'explicit'",
+    ),
     ({"type": None}, 4, r"timescale_schedules\[1\]\.type must be one of"),
     ({"type": "none", "alpha": 1.0}, 4, r"timescale_schedules\[1\] has unknown key.*'alpha'"),
     ({"type": "fixed", "values": [3], "beta": 1}, 4, r"timescale_schedules\[1\] has unknown key.*'beta'"),
@@ -371,25 +392,73 @@ BAD_SCHEDULES = [
     ({"type": "fixed", "values": [1, 2, 3]}, 2, r"timescale_schedules\[1\]\.values has 3 entries but hidden_size is 2"),
     ({"type": "inverse_gamma", "beta": 1.0}, 4, r"timescale_schedules\[1\]\.alpha is missing"),
     ({"type": "inverse_gamma", "alpha": 1.0}, 4, r"timescale_schedules\[1\]\.beta is missing"),
-    ({"type": "inverse_gamma", "alpha": 0.0, "beta": 1.0}, 4, r"timescale_schedules\[1\]\.alpha must be a positive finite"),
-    ({"type": "inverse_gamma", "alpha": -0.5, "beta": 1.0}, 4, r"timescale_schedules\[1\]\.alpha must be a positive finite"),
-    ({"type": "inverse_gamma", "alpha": INF, "beta": 1.0}, 4, r"timescale_schedules\[1\]\.alpha must be a positive finite"),
-    ({"type": "inverse_gamma", "alpha": True, "beta": 1.0}, 4, r"timescale_schedules\[1\]\.alpha must be a positive finite"),
-    ({"type": "inverse_gamma", "alpha": 0.5, "beta": 0}, 4, r"timescale_schedules\[1\]\.beta must be a positive finite"),
-    ({"type": "inverse_gamma", "alpha": 0.5, "beta": False}, 4, r"timescale_schedules\[1\]\.beta must be a positive finite"),
+    (
+        {"type": "inverse_gamma", "alpha": 0.0, "beta": 1.0},
+        4,
+        r"timescale_schedules\[1\]\.alpha must be a positive finite",
+    ),
+    (
+        {"type": "inverse_gamma", "alpha": -0.5, "beta": 1.0},
+        4,
+        r"timescale_schedules\[1\]\.alpha must be a positive finite",
+    ),
+    (
+        {"type": "inverse_gamma", "alpha": INF, "beta": 1.0},
+        4,
+        r"timescale_schedules\[1\]\.alpha must be a positive finite",
+    ),
+    (
+        {"type": "inverse_gamma", "alpha": True, "beta": 1.0},
+        4,
+        r"timescale_schedules\[1\]\.alpha must be a positive finite",
+    ),
+    (
+        {"type": "inverse_gamma", "alpha": 0.5, "beta": 0},
+        4,
+        r"timescale_schedules\[1\]\.beta must be a positive finite",
+    ),
+    (
+        {"type": "inverse_gamma", "alpha": 0.5, "beta": False},
+        4,
+        r"timescale_schedules\[1\]\.beta must be a positive finite",
+    ),
     (
         {"type": "inverse_gamma", "alpha": 0.5, "beta": 1.0, "grid": "linspace"},
         4,
         r"timescale_schedules\[1\]\.grid must be one of \['endpoint_free', 'reference'\]",
     ),
-    ({"type": "inverse_gamma", "alpha": 0.5, "beta": 1.0, "scale": 1.0}, 4, r"timescale_schedules\[1\] has unknown key.*'scale'"),
+    (
+        {"type": "inverse_gamma", "alpha": 0.5, "beta": 1.0, "scale": 1.0},
+        4,
+        r"timescale_schedules\[1\] has unknown key.*'scale'",
+    ),
     ({"type": "chrono"}, 4, r"timescale_schedules\[1\]\.max_timescale is missing"),
-    ({"type": "chrono", "max_timescale": 2.0}, 4, r"timescale_schedules\[1\]\.max_timescale must be a finite number > 2"),
-    ({"type": "chrono", "max_timescale": -5}, 4, r"timescale_schedules\[1\]\.max_timescale must be a finite number > 2"),
-    ({"type": "chrono", "max_timescale": INF}, 4, r"timescale_schedules\[1\]\.max_timescale must be a finite number > 2"),
-    ({"type": "chrono", "max_timescale": True}, 4, r"timescale_schedules\[1\]\.max_timescale must be a finite number > 2"),
+    (
+        {"type": "chrono", "max_timescale": 2.0},
+        4,
+        r"timescale_schedules\[1\]\.max_timescale must be a finite number > 2",
+    ),
+    (
+        {"type": "chrono", "max_timescale": -5},
+        4,
+        r"timescale_schedules\[1\]\.max_timescale must be a finite number > 2",
+    ),
+    (
+        {"type": "chrono", "max_timescale": INF},
+        4,
+        r"timescale_schedules\[1\]\.max_timescale must be a finite number > 2",
+    ),
+    (
+        {"type": "chrono", "max_timescale": True},
+        4,
+        r"timescale_schedules\[1\]\.max_timescale must be a finite number > 2",
+    ),
     ({"type": "explicit"}, 4, r"timescale_schedules\[1\]\.timescales is missing"),
-    ({"type": "explicit", "timescales": [1.0, 2.0]}, 4, r"timescale_schedules\[1\]\.timescales must have exactly hidden_size=4"),
+    (
+        {"type": "explicit", "timescales": [1.0, 2.0]},
+        4,
+        r"timescale_schedules\[1\]\.timescales must have exactly hidden_size=4",
+    ),
     ({"type": "explicit", "timescales": [1.0, -1.0]}, 2, r"timescale_schedules\[1\]\.timescales\[1\] must be >= 0"),
     ({"type": "explicit", "timescales": [1.0, math.nan]}, 2, r"timescale_schedules\[1\]\.timescales\[1\] must be >= 0"),
     ({"type": "fixed", "values": [3.0, 0.0]}, 4, r"timescale_schedules\[1\]\.values\[1\] must be > 0"),

@@ -7,12 +7,11 @@ import json
 
 import pytest
 import torch
+from conftest import load_in_fresh_process_without_package
 from transformers import AutoModelForTokenClassification
 
 import mtlstm_hf
 from mtlstm_hf import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForTokenClassification, MTLSTMModel
-
-from conftest import load_in_fresh_process_without_package
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,8 +51,13 @@ def test_structure_and_frozen_biases():
     m = model()
     assert isinstance(m.model, MTLSTMModel) and m.classifier.out_features == 3
     trainable = {name for name, p in m.named_parameters() if p.requires_grad}
-    assert trainable == {"model.embeddings.weight", "model.layers.0.weight_ih", "model.layers.0.weight_hh",
-                         "classifier.weight", "classifier.bias"}
+    assert trainable == {
+        "model.embeddings.weight",
+        "model.layers.0.weight_ih",
+        "model.layers.0.weight_hh",
+        "classifier.weight",
+        "classifier.bias",
+    }
     assert len(list(m.named_buffers())) == 4  # all four gate biases frozen
     assert m.assigned_timescales()[0].shape == (9,)
 
@@ -168,6 +172,8 @@ def test_loads_as_remote_code_without_the_package(tmp_path):
     with torch.no_grad():
         expected = m(ids).logits
     m.save_pretrained(tmp_path / "model")
-    loaded = load_in_fresh_process_without_package(tmp_path / "model", ids, tmp_path / "remote", "AutoModelForTokenClassification")
+    loaded = load_in_fresh_process_without_package(
+        tmp_path / "model", ids, tmp_path / "remote", "AutoModelForTokenClassification"
+    )
     assert loaded["class"].startswith("transformers_modules")
     torch.testing.assert_close(loaded["logits"], expected, rtol=0, atol=0)

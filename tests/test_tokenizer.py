@@ -14,10 +14,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import PTB_DIR, WIKITEXT2_DIR  # noqa: E402
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 
 from mtlstm_hf.data import (
@@ -29,8 +29,8 @@ from mtlstm_hf.data import (
     build_word_tokenizer,
     count_words,
     dataset_lines,
-    encode_lines,
     detect_word_convention,
+    encode_lines,
     get_word_convention,
     load_corpus,
     sample_corpus_dir,
@@ -39,10 +39,11 @@ from mtlstm_hf.data import (
     word_tokenizer_from_vocab,
 )
 
-from conftest import PTB_DIR, WIKITEXT2_DIR  # noqa: E402
 # Encoding the train splits as streams too takes seconds more: opt in, as in test_data.py.
 # The train splits are always checked by counting with each convention.
-STREAM_SPLITS = ("train", "validation", "test") if os.environ.get("MTLSTM_SLOW_TESTS") == "1" else ("validation", "test")
+STREAM_SPLITS = (
+    ("train", "validation", "test") if os.environ.get("MTLSTM_SLOW_TESTS") == "1" else ("validation", "test")
+)
 
 
 def whitespace_ids(line: str, vocab: dict[str, int]) -> list[int]:
@@ -160,7 +161,7 @@ PTB_RAW_AND_LINE = [
         "today's New England Journal of Medicine, a forum likely to bring new attention to the problem.",
         8,
     ),
-    ('"We\'re talking about years ago before anyone heard of asbestos having any questionable properties.', 10),
+    ("\"We're talking about years ago before anyone heard of asbestos having any questionable properties.", 10),
     (
         "The average seven-day compound yield of the 400 taxable funds tracked by IBC's Money Fund Report "
         "eased a fraction of a percentage point to 8.45% from 8.47% for the week ended Tuesday.",
@@ -271,7 +272,9 @@ def test_whitespace_convention_splits_on_spaces_only():
 def test_decode(sample_wikitext, sample_corpus):
     ids = sample_wikitext("The well-known game series: 1,000 kg, 3.5 kg.")["input_ids"]
     assert UNK_TOKEN not in sample_wikitext.convert_ids_to_tokens(ids)
-    assert sample_wikitext.decode(ids) == " The well-known game series : 1,000 kg , 3.5 kg ."  # a space before every word
+    assert (
+        sample_wikitext.decode(ids) == " The well-known game series : 1,000 kg , 3.5 kg ."
+    )  # a space before every word
     assert sample_wikitext.decode([]) == ""
     # decode then encode gives the ids back on corpus lines whose words are all known
     # (<unk> hides a word: "red @-@ <unk>" decodes to "red-<unk>", which is not a hyphenated word)

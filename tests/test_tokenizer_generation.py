@@ -89,9 +89,9 @@ def test_pipeline_keeps_unknown_words_visible(sample_train):
     model = MTLSTMForCausalLM(MTLSTMConfig(vocab_size=len(tokenizer), embedding_size=8, hidden_sizes=[8])).eval()
     with torch.no_grad():
         model.lm_head.bias[unk] = 30.0  # every new word is <unk>
-    text = pipeline("text-generation", model=model, tokenizer=tokenizer)(
-        "the city", max_new_tokens=3, do_sample=False
-    )[0]["generated_text"]
+    text = pipeline("text-generation", model=model, tokenizer=tokenizer)("the city", max_new_tokens=3, do_sample=False)[
+        0
+    ]["generated_text"]
     assert text.split() == ["the", "city", UNK_TOKEN, UNK_TOKEN, UNK_TOKEN]
     assert tokenizer.decode(tokenizer("the zebra")["input_ids"], skip_special_tokens=True).split() == ["the", UNK_TOKEN]
 
@@ -150,7 +150,9 @@ def test_batched_rows_stop_independently(sample_train):
 def mtlstm_lm(tokenizer, seed: int):
     from conftest import tiny_model
 
-    return tiny_model(seed, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    return tiny_model(
+        seed, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
 
 
 def sampled(model, tokenizer, prompt: str, /, **kwargs) -> list[int]:

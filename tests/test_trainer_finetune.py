@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
+from conftest import corpus_and_saved_model, tiny_config
 from transformers import AutoModelForCausalLM
 
 from mtlstm_hf import MTLSTMForCausalLM
-
-from conftest import corpus_and_saved_model, tiny_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finetune_trainer.py"
 
@@ -41,8 +40,17 @@ def test_trainer_finetune_keeps_frozen_biases_and_checkpoint_reloads(tmp_path):
     example = load_example()
     output_dir = tmp_path / "finetuned"
     trainer = example.finetune(
-        model_dir, output_dir, data=str(corpus), block_size=8, batch_size=4, gradient_accumulation_steps=2,
-        learning_rate=1e-2, max_steps=3, eval_steps=2, save_steps=3, disable_tqdm=True,
+        model_dir,
+        output_dir,
+        data=str(corpus),
+        block_size=8,
+        batch_size=4,
+        gradient_accumulation_steps=2,
+        learning_rate=1e-2,
+        max_steps=3,
+        eval_steps=2,
+        save_steps=3,
+        disable_tqdm=True,
     )
     assert trainer.state.global_step == 3
     assert any("eval_loss" in entry and math.isfinite(entry["eval_loss"]) for entry in trainer.state.log_history)
@@ -96,8 +104,9 @@ def test_trainer_predict_returns_logits_like_gpt2(tmp_path):
     }
     shapes = {}
     for name, model in models.items():
-        args = TrainingArguments(output_dir=str(tmp_path / name), per_device_eval_batch_size=2, report_to=[],
-                                 use_cpu=True, disable_tqdm=True)
+        args = TrainingArguments(
+            output_dir=str(tmp_path / name), per_device_eval_batch_size=2, report_to=[], use_cpu=True, disable_tqdm=True
+        )
         trainer = Trainer(model=model, args=args, compute_metrics=compute_metrics)
         predictions = trainer.predict(_Blocks(ids))
         metrics = trainer.evaluate(_Blocks(ids))
@@ -115,9 +124,19 @@ def _one_trainer_step(tmp_path, ids, batch_size, accumulation):
     torch.manual_seed(0)
     model = MTLSTMForCausalLM(tiny_config(activation_regularization=2.0, temporal_activation_regularization=1.0))
     args = TrainingArguments(
-        output_dir=str(tmp_path / f"b{batch_size}x{accumulation}"), per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1.0, optim="sgd", lr_scheduler_type="constant",
-        weight_decay=0.0, max_grad_norm=0.0, report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+        output_dir=str(tmp_path / f"b{batch_size}x{accumulation}"),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        max_steps=1,
+        learning_rate=1.0,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
         dataloader_drop_last=False,
     )
     trainer = Trainer(model=model, args=args, train_dataset=_Blocks(ids))
@@ -142,14 +161,26 @@ def test_example_with_accumulation_gives_the_update_without_it(tmp_path):
     """examples/finetune_trainer.py: 2 micro-batches of 4 blocks accumulated give the update of
     one batch of the same 8 blocks (the Trainer's seeded sampler draws the same blocks). Plain
     SGD, so a mis-scaled accumulated gradient would show (Adam's first step hides scale)."""
-    corpus, model_dir = corpus_and_saved_model(tmp_path, activation_regularization=2.0, temporal_activation_regularization=1.0)
+    corpus, model_dir = corpus_and_saved_model(
+        tmp_path, activation_regularization=2.0, temporal_activation_regularization=1.0
+    )
     example = load_example()
     weights = {}
     for batch_size, accumulation in ((8, 1), (4, 2)):
         trainer = example.finetune(
-            model_dir, tmp_path / f"b{batch_size}x{accumulation}", data=str(corpus), block_size=6,
-            batch_size=batch_size, gradient_accumulation_steps=accumulation, learning_rate=1.0, max_steps=1,
-            eval_steps=100, save_steps=100, optim="sgd", max_grad_norm=0.0, disable_tqdm=True,
+            model_dir,
+            tmp_path / f"b{batch_size}x{accumulation}",
+            data=str(corpus),
+            block_size=6,
+            batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            learning_rate=1.0,
+            max_steps=1,
+            eval_steps=100,
+            save_steps=100,
+            optim="sgd",
+            max_grad_norm=0.0,
+            disable_tqdm=True,
         )
         weights[accumulation] = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
         AcceleratorState._reset_state(reset_partial_state=True)
@@ -215,7 +246,10 @@ def _sgd_oracle(model, loss_of, learning_rate=0.5):
 
 def _smoothed_shifted_cross_entropy(logits, labels, epsilon=0.1, reduction="mean"):
     return torch.nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100, label_smoothing=epsilon,
+        logits[:, :-1].flatten(0, 1),
+        labels[:, 1:].flatten(),
+        ignore_index=-100,
+        label_smoothing=epsilon,
         reduction=reduction,
     )
 
@@ -240,14 +274,28 @@ def test_trainer_label_smoothing_compares_each_step_with_the_next_token_as_for_g
     def build(kind):
         torch.manual_seed(0)
         if kind == "gpt2":
-            return GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=6, vocab_size=37, n_positions=16,
-                                              resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+            return GPT2LMHeadModel(
+                GPT2Config(
+                    n_layer=1,
+                    n_head=2,
+                    n_embd=6,
+                    vocab_size=37,
+                    n_positions=16,
+                    resid_pdrop=0.0,
+                    embd_pdrop=0.0,
+                    attn_pdrop=0.0,
+                )
+            )
         model = MTLSTMForCausalLM(tiny_config())
         if wrapped == "lora":
             import peft
 
-            model = peft.get_peft_model(model, peft.LoraConfig(r=2, lora_alpha=4, target_modules=[],
-                                                                 target_parameters=["weight_hh"], init_lora_weights=False))
+            model = peft.get_peft_model(
+                model,
+                peft.LoraConfig(
+                    r=2, lora_alpha=4, target_modules=[], target_parameters=["weight_hh"], init_lora_weights=False
+                ),
+            )
         return model
 
     counted = {}
@@ -256,8 +304,12 @@ def test_trainer_label_smoothing_compares_each_step_with_the_next_token_as_for_g
         ours = _trainer_step(tmp_path / kind, build(kind), dataset, counts=counts, label_smoothing_factor=0.1)
         # The smoother divides the sum over the targets by the Trainer's count (transformers 5.24 counts
         # GPT-2's 28 labels, not its 24 targets: the count is the Trainer's, the targets are the oracle).
-        oracle = _sgd_oracle(build(kind), lambda model: _smoothed_shifted_cross_entropy(
-            model(input_ids=ids).logits, ids, reduction="sum") / counts[0])
+        oracle = _sgd_oracle(
+            build(kind),
+            lambda model: (
+                _smoothed_shifted_cross_entropy(model(input_ids=ids).logits, ids, reduction="sum") / counts[0]
+            ),
+        )
         _assert_same_update(ours, oracle)
     assert int(counted["mtlstm"][0]) == 24  # 4 rows of 6 targets
 
@@ -288,9 +340,13 @@ def test_config_label_smoothing_smooths_the_models_loss_and_keeps_ar_and_tar(tmp
     model = build(label_smoothing=0.1).train()
     output = model(input_ids=ids, labels=ids)
     torch.testing.assert_close(output.loss, full_loss(model), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(output.lm_loss, _smoothed_shifted_cross_entropy(output.logits, ids), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        output.lm_loss, _smoothed_shifted_cross_entropy(output.logits, ids), rtol=1e-6, atol=1e-6
+    )
     oracle = _sgd_oracle(build(label_smoothing=0.1), lambda model: full_loss(model, per_target=True))
-    _assert_same_update(_trainer_step(tmp_path / "config", build(label_smoothing=0.1), _LabelledRows(ids, ids.clone())), oracle)
+    _assert_same_update(
+        _trainer_step(tmp_path / "config", build(label_smoothing=0.1), _LabelledRows(ids, ids.clone())), oracle
+    )
     with pytest.raises(ValueError, match="label_smoothing"):
         tiny_config(label_smoothing=1.0)
 
@@ -335,8 +391,13 @@ def test_accumulation_with_uneven_targets_gives_the_whole_batchs_update(tmp_path
     targets = torch.nn.functional.pad(labels[:, 1:] != -100, (0, 1), value=False)
     if mask is not None:
         targets &= mask.bool()
-    output = model(input_ids=ids, attention_mask=mask, labels=labels, output_hidden_states=True,
-                   num_items_in_batch=torch.tensor(int(targets.sum())))
+    output = model(
+        input_ids=ids,
+        attention_mask=mask,
+        labels=labels,
+        output_hidden_states=True,
+        num_items_in_batch=torch.tensor(int(targets.sum())),
+    )
     hidden = output.hidden_states[-1]
     count = targets.sum()
     ar = 2.0 * (hidden.pow(2).mean(-1) * targets).sum() / count

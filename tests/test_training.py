@@ -60,15 +60,16 @@ if __name__ == "__main__" and "--worker" in sys.argv:
     sys.exit(0)
 
 import pytest  # noqa: E402
-from accelerate.state import AcceleratorState, GradientState  # noqa: E402
+from accelerate.state import AcceleratorState  # noqa: E402
+from conftest import load_in_fresh_process_without_package, reset_accelerate_state, tiny_config  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from mtlstm_hf import MTLSTMForCausalLM  # noqa: E402
-from mtlstm_hf.models.mtlstm import UnsupportedPrecisionError  # noqa: E402
-from mtlstm_hf.models.mtlstm.recurrences import cpu_autocast_lstm_supported  # noqa: E402
 from mtlstm_hf.data import build_word_tokenizer, load_corpus, split_to_stream  # noqa: E402
 from mtlstm_hf.evaluation import token_log_probs  # noqa: E402
+from mtlstm_hf.models.mtlstm import UnsupportedPrecisionError  # noqa: E402
+from mtlstm_hf.models.mtlstm.recurrences import cpu_autocast_lstm_supported  # noqa: E402
 from mtlstm_hf.training import (  # noqa: E402
     LanguageModelTrainer,
     NonFiniteLossError,
@@ -81,10 +82,6 @@ from mtlstm_hf.training import (  # noqa: E402
 from mtlstm_hf.training import checkpoint as ckpt  # noqa: E402
 from mtlstm_hf.training.cli import CLI_DEFAULT_EPOCHS, config_from_argv, format_summary  # noqa: E402
 from mtlstm_hf.training.cli import main as cli_main  # noqa: E402
-
-from conftest import load_in_fresh_process_without_package, tiny_config  # noqa: E402
-from conftest import reset_accelerate_state
-
 
 # --- fixtures and helpers --------------------------------------------------------------------
 
@@ -112,7 +109,11 @@ pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 def checkpointed_run(corpus_dir: Path, output_dir: Path, max_steps: int, save_every_steps: int) -> Path:
     """A finished :func:`tiny_run` of ``max_steps`` steps in one epoch, checkpointed every
     ``save_every_steps`` (two checkpoints kept); accelerate's state reset after it. Returns the run folder."""
-    train(tiny_run(corpus_dir, output_dir, max_steps=max_steps, save_every_steps=save_every_steps, keep_checkpoints=2, epochs=1))
+    train(
+        tiny_run(
+            corpus_dir, output_dir, max_steps=max_steps, save_every_steps=save_every_steps, keep_checkpoints=2, epochs=1
+        )
+    )
     reset_accelerate_state()
     return output_dir
 
@@ -160,8 +161,8 @@ def assert_same_tensors(first: dict[str, torch.Tensor], second: dict[str, torch.
         ("batch_size", 0),
         ("bptt", 2.5),
         ("mixed_precision", "fp8"),
-            ("matmul_precision", "medium"),
-            ("save_every_epochs", 0),
+        ("matmul_precision", "medium"),
+        ("save_every_epochs", 0),
         ("lr_scheduler", "exponential"),
         ("gradient_accumulation_steps", 0),
         ("max_minutes", float("inf")),
@@ -293,7 +294,9 @@ def test_interrupted_and_resumed_run_is_bit_identical(corpus_dir, tmp_path, over
 
     handler_before = signal.getsignal(signal.SIGINT)
     budget = {"max_steps": stop_at} if how == "budget" else {}
-    first = train(tiny_run(corpus_dir, tmp_path / "run", **overrides, **budget), callbacks=switch + [stop] * (not budget))
+    first = train(
+        tiny_run(corpus_dir, tmp_path / "run", **overrides, **budget), callbacks=switch + [stop] * (not budget)
+    )
     assert signal.getsignal(signal.SIGINT) is handler_before  # handlers restored
     assert first.status == {"sigint": "interrupted", "callback": "stopped", "budget": "max_steps"}[how]
     assert first.progress.global_step == stop_at
@@ -311,9 +314,20 @@ def test_interrupted_and_resumed_run_is_bit_identical(corpus_dir, tmp_path, over
         load_file(str(tmp_path / "reference" / "best_model" / "model.safetensors")),
         load_file(str(tmp_path / "run" / "best_model" / "model.safetensors")),
     )
-    for field in ("global_step", "epoch", "tokens_seen", "val_history", "best_val_loss", "best_val_step", "asgd_start_step"):
+    for field in (
+        "global_step",
+        "epoch",
+        "tokens_seen",
+        "val_history",
+        "best_val_loss",
+        "best_val_step",
+        "asgd_start_step",
+    ):
         assert getattr(resumed.progress, field) == getattr(reference.progress, field), field
-    best_metrics = [json.loads((tmp_path / run / "best_model" / "training_metrics.json").read_text()) for run in ("reference", "run")]
+    best_metrics = [
+        json.loads((tmp_path / run / "best_model" / "training_metrics.json").read_text())
+        for run in ("reference", "run")
+    ]
     assert best_metrics[0] == best_metrics[1]
 
 
@@ -407,8 +421,16 @@ def _mismatched_model(corpus_dir: Path, tmp_path: Path) -> dict:
         (_mismatched_model, ValueError, "vocabulary has .* entries but the model's vocab_size is 37"),
         (lambda c, t: {"model_overrides": {"hidden_size": 3}}, ValueError, "unknown MTLSTMConfig field"),
     ],
-    ids=["missing-data", "empty-file", "bptt-too-long", "batch-too-large", "eval-batch-too-large",
-         "resume-not-ours", "tokenizer-model-mismatch", "bad-model-field"],
+    ids=[
+        "missing-data",
+        "empty-file",
+        "bptt-too-long",
+        "batch-too-large",
+        "eval-batch-too-large",
+        "resume-not-ours",
+        "tokenizer-model-mismatch",
+        "bad-model-field",
+    ],
 )
 def test_bad_input_fails_clearly_and_writes_nothing(corpus_dir, tmp_path, make_overrides, error, message):
     output_dir = tmp_path / "run"
@@ -461,16 +483,40 @@ def test_bf16_on_a_cpu_without_native_bf16_exits_3_before_training(corpus_dir, t
     AVX-512/bf16 (it is read once per process, hence the subprocess)."""
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", OMP_NUM_THREADS="1")
     probe = subprocess.run(
-        [sys.executable, "-c", "import torch; from mtlstm_hf.models.mtlstm.recurrences import "
-         "cpu_autocast_lstm_supported as s; print(s(torch.bfloat16))"],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import torch; from mtlstm_hf.models.mtlstm.recurrences import "
+            "cpu_autocast_lstm_supported as s; print(s(torch.bfloat16))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert probe.stdout.strip() == "False", probe.stderr
     run_dir = tmp_path / "run"
     completed = subprocess.run(
-        [sys.executable, "-m", "mtlstm_hf.training.cli", "--data", str(corpus_dir), "--preset", "tiny",
-         "--mixed-precision", "bf16", "--max-steps", "2", "--output-dir", str(run_dir), "--no-progress-bar"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mtlstm_hf.training.cli",
+            "--data",
+            str(corpus_dir),
+            "--preset",
+            "tiny",
+            "--mixed-precision",
+            "bf16",
+            "--max-steps",
+            "2",
+            "--output-dir",
+            str(run_dir),
+            "--no-progress-bar",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 3, completed.stderr
     message = completed.stderr.strip().splitlines()
@@ -494,9 +540,7 @@ def test_two_cpu_processes_match_one_process(corpus_dir, tmp_path):
     So 8 steps and 1e-5, while a real mismatch (a wrong row split, unsynchronised gradients,
     other windows, AR/TAR scaled per process) shows up at 1e-2 or more.
     """
-    overrides = dict(
-        model_overrides=NO_DROPOUT, max_steps=8, epochs=1, gradient_accumulation_steps=2, cpu=True
-    )
+    overrides = dict(model_overrides=NO_DROPOUT, max_steps=8, epochs=1, gradient_accumulation_steps=2, cpu=True)
     config = tiny_run(corpus_dir, tmp_path / "multi", **overrides)
     config_path = tmp_path / "config.json"
     config.to_json_file(config_path)
@@ -504,9 +548,22 @@ def test_two_cpu_processes_match_one_process(corpus_dir, tmp_path):
     out_dir.mkdir()
     env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent))
     completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(Path(__file__).resolve()), "--worker", str(config_path), str(out_dir)],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(Path(__file__).resolve()),
+            "--worker",
+            str(config_path),
+            str(out_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     log = f"rc={completed.returncode}\nstdout:\n{completed.stdout[-3000:]}\nstderr:\n{completed.stderr[-3000:]}"
     # gloo may abort at interpreter exit after the work is done: judge by the markers and files,
@@ -522,7 +579,9 @@ def test_two_cpu_processes_match_one_process(corpus_dir, tmp_path):
     single = LanguageModelTrainer(tiny_run(corpus_dir, tmp_path / "single", **overrides))
     result = single.run()
     single.accelerator.end_training()
-    worst = max((ranks[0]["params"][n] - p.detach()).abs().max().item() for n, p in single.unwrapped_model.named_parameters())
+    worst = max(
+        (ranks[0]["params"][n] - p.detach()).abs().max().item() for n, p in single.unwrapped_model.named_parameters()
+    )
     print(f"largest parameter difference, 2 processes vs 1: {worst:.3g}")
     for name, param in single.unwrapped_model.named_parameters():
         torch.testing.assert_close(ranks[0]["params"][name], param.detach(), rtol=1e-5, atol=1e-5, msg=name)
@@ -534,8 +593,26 @@ def test_two_cpu_processes_match_one_process(corpus_dir, tmp_path):
 
 def test_cli_trains_resumes_and_reports_errors(corpus_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    args = ["--cpu", "--data", str(corpus_dir), "--preset", "tiny", "--batch-size", "4", "--eval-batch-size", "2",
-            "--bptt", "10", "--epochs", "1", "--no-progress-bar", "--output-dir", str(run_dir), "--tracker", "jsonl"]
+    args = [
+        "--cpu",
+        "--data",
+        str(corpus_dir),
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "4",
+        "--eval-batch-size",
+        "2",
+        "--bptt",
+        "10",
+        "--epochs",
+        "1",
+        "--no-progress-bar",
+        "--output-dir",
+        str(run_dir),
+        "--tracker",
+        "jsonl",
+    ]
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "validation perplexity:" in out and "best model:" in out
@@ -563,8 +640,14 @@ def test_tokenizer_convention_is_built_recorded_and_checked(corpus_dir, tmp_path
     assert get_word_convention(saved) == "whitespace"
     AcceleratorState._reset_state(reset_partial_state=True)
     with pytest.raises(ValueError, match=r"tokenizer_convention='ptb', but the loaded tokenizer uses 'whitespace'"):
-        LanguageModelTrainer(tiny_run(corpus_dir, tmp_path / "other", tokenizer_convention="ptb",
-                                      tokenizer=str(tmp_path / "ptb" / "best_model")))
+        LanguageModelTrainer(
+            tiny_run(
+                corpus_dir,
+                tmp_path / "other",
+                tokenizer_convention="ptb",
+                tokenizer=str(tmp_path / "ptb" / "best_model"),
+            )
+        )
 
 
 def test_cli_default_is_a_fixed_amount_of_work():
@@ -587,17 +670,19 @@ def test_a_run_is_deterministic(corpus_dir, tmp_path):
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
     assert results[0].test_perplexity == results[1].test_perplexity
     assert results[0].last_val_perplexity == results[1].last_val_perplexity
-    other = train(tiny_run(corpus_dir, tmp_path / "c", max_steps=12, seed=7))
-    assert not torch.equal(load_file(str(tmp_path / "c" / "best_model" / "model.safetensors"))["lm_head.bias"],
-                           weights[0]["lm_head.bias"])
+    train(tiny_run(corpus_dir, tmp_path / "c", max_steps=12, seed=7))
+    assert not torch.equal(
+        load_file(str(tmp_path / "c" / "best_model" / "model.safetensors"))["lm_head.bias"], weights[0]["lm_head.bias"]
+    )
 
 
 def test_end_of_run_test_perplexity_is_what_mtlstm_eval_gives_at_that_batch_size(corpus_dir, tmp_path):
     from mtlstm_hf.evaluation import evaluate_checkpoint
 
     result = train(tiny_run(corpus_dir, tmp_path / "run", max_steps=8, evaluate_test=True))
-    scored = evaluate_checkpoint(result.best_model_dir, data=str(corpus_dir), split="test",
-                                 batch_size=result.eval_batch_size)
+    scored = evaluate_checkpoint(
+        result.best_model_dir, data=str(corpus_dir), split="test", batch_size=result.eval_batch_size
+    )
     assert scored["perplexity"] == pytest.approx(result.test_perplexity, rel=1e-5)
     summary = format_summary(result, tiny_run(corpus_dir, tmp_path / "run", max_steps=8))
     assert f"at eval batch size {result.eval_batch_size}" in summary
@@ -631,7 +716,9 @@ def test_time_limit_and_finished_resume_stop_cleanly(corpus_dir, tmp_path):
     result = train(config)
     assert result.status == "time_limit" and result.progress.global_step == 1
     summary = format_summary(result, config)
-    assert summary.startswith(f"STOPPED BY THE TIME LIMIT (--max-minutes 1e-09) after 1 of {full.planned_steps} planned steps")
+    assert summary.startswith(
+        f"STOPPED BY THE TIME LIMIT (--max-minutes 1e-09) after 1 of {full.planned_steps} planned steps"
+    )
     assert "--resume" in summary
     # The last weights were scored, saved as best model, checkpointed, and tested.
     assert result.progress.last_val_step == 1 and result.best_model_dir is not None
@@ -639,8 +726,17 @@ def test_time_limit_and_finished_resume_stop_cleanly(corpus_dir, tmp_path):
     assert result.last_checkpoint == resolve_checkpoint(tmp_path / "run")
     AcceleratorState._reset_state(reset_partial_state=True)
     # A resumed run whose step budget is already spent takes no step.
-    again = train(tiny_run(corpus_dir, tmp_path / "run", max_minutes=1e-9, evaluate_test=True, max_steps=1, variable_bptt=False,
-                           resume_from=str(tmp_path / "run")))
+    again = train(
+        tiny_run(
+            corpus_dir,
+            tmp_path / "run",
+            max_minutes=1e-9,
+            evaluate_test=True,
+            max_steps=1,
+            variable_bptt=False,
+            resume_from=str(tmp_path / "run"),
+        )
+    )
     assert again.status == "max_steps" and again.progress.global_step == 1
 
 
@@ -648,8 +744,25 @@ def test_time_limit_and_finished_resume_stop_cleanly(corpus_dir, tmp_path):
 
 
 def _cli_args(corpus_dir: Path, run_dir: Path, *extra: str) -> list[str]:
-    return ["--data", str(corpus_dir), "--preset", "tiny", "--batch-size", "4", "--eval-batch-size", "2",
-            "--bptt", "10", "--no-progress-bar", "--output-dir", str(run_dir), "--tracker", "jsonl", "--cpu", *extra]
+    return [
+        "--data",
+        str(corpus_dir),
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "4",
+        "--eval-batch-size",
+        "2",
+        "--bptt",
+        "10",
+        "--no-progress-bar",
+        "--output-dir",
+        str(run_dir),
+        "--tracker",
+        "jsonl",
+        "--cpu",
+        *extra,
+    ]
 
 
 def _one_error_line(stderr: str) -> str:
@@ -682,7 +795,15 @@ def test_a_best_model_left_aside_by_a_crash_is_restored_when_the_run_resumes(cor
     # Another run starting from it (--init-from) moves it back too.
     os.replace(run_dir / "best_model", run_dir / ".best_model.old")
     AcceleratorState._reset_state(reset_partial_state=True)
-    other = _cli_args(corpus_dir, tmp_path / "other", "--max-steps", "1", "--no-evaluate-test", "--init-from", str(run_dir / "best_model"))
+    other = _cli_args(
+        corpus_dir,
+        tmp_path / "other",
+        "--max-steps",
+        "1",
+        "--no-evaluate-test",
+        "--init-from",
+        str(run_dir / "best_model"),
+    )
     assert cli_main(other) == 0
     assert (run_dir / "best_model" / "model.safetensors").read_bytes() == weights
     capsys.readouterr()
@@ -722,7 +843,9 @@ def _fail_second_rank_state_write(monkeypatch, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["ENOSPC", "torch writer"])
-def test_a_failed_checkpoint_write_exits_4_naming_it_and_the_run_resumes(corpus_dir, tmp_path, capsys, monkeypatch, how):
+def test_a_failed_checkpoint_write_exits_4_naming_it_and_the_run_resumes(
+    corpus_dir, tmp_path, capsys, monkeypatch, how
+):
     run_dir = tmp_path / "run"
     with monkeypatch.context() as patch:
         _fail_second_rank_state_write(patch, how)
@@ -861,7 +984,9 @@ def test_every_setting_is_an_option_with_its_field_help_and_config_files_work(tm
     from mtlstm_hf.training.cli import build_parser
 
     parser = build_parser()
-    by_dest = {action.dest: action for action in parser._actions if f"--{action.dest}" in action.option_strings}  # not the --no-<field> one
+    by_dest = {
+        action.dest: action for action in parser._actions if f"--{action.dest}" in action.option_strings
+    }  # not the --no-<field> one
     for field in dataclasses.fields(TrainingConfig):
         assert field.name in by_dest, field.name
         assert by_dest[field.name].help == field.metadata["help"], field.name
@@ -902,7 +1027,9 @@ def test_reference_presets_are_the_reference_model():
     model = MTLSTMForCausalLM(config)
     timescales = model.assigned_timescales()
     # (read back from the float32 biases: equal up to float32 rounding)
-    torch.testing.assert_close(timescales[0], torch.tensor([3.0] * 5 + [4.0] * 5, dtype=torch.float64), rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        timescales[0], torch.tensor([3.0] * 5 + [4.0] * 5, dtype=torch.float64), rtol=1e-6, atol=0
+    )
     expected = realize_timescales({"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "reference"}, 12)
     torch.testing.assert_close(timescales[1][:-1], expected[:-1], rtol=1e-5, atol=0)
     assert timescales[1][-1].item() == expected[-1].item() == 0.0 and timescales[2] is None
@@ -922,6 +1049,9 @@ def test_resuming_a_checkpoint_of_the_older_format_is_refused_clearly(corpus_dir
     state["format"] = "mtlstm_hf.training.checkpoint/1"
     state_file.write_text(json.dumps(state))
     before = sorted(str(p) for p in run_dir.rglob("*"))
-    with pytest.raises(ValueError, match=r"another version of mtlstm_hf \(checkpoint format 'mtlstm_hf.training.checkpoint/1'.*init_from"):
+    with pytest.raises(
+        ValueError,
+        match=r"another version of mtlstm_hf \(checkpoint format 'mtlstm_hf.training.checkpoint/1'.*init_from",
+    ):
         LanguageModelTrainer(tiny_run(corpus_dir, run_dir, resume_from=str(run_dir)))
     assert sorted(str(p) for p in run_dir.rglob("*")) == before

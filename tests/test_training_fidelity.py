@@ -20,18 +20,22 @@ import random
 
 import pytest
 import torch
+from conftest import reset_accelerate_state, tiny_config
 from torch import nn
 from torch.nn import functional as F
 
 from mtlstm_hf import MTLSTMForCausalLM
 from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig
 
-from conftest import tiny_config
-from conftest import reset_accelerate_state
-
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 
-NO_DROPOUT = {"embedding_dropout": 0.0, "input_dropout": 0.0, "hidden_dropout": 0.0, "output_dropout": 0.0, "weight_drop": 0.0}
+NO_DROPOUT = {
+    "embedding_dropout": 0.0,
+    "input_dropout": 0.0,
+    "hidden_dropout": 0.0,
+    "output_dropout": 0.0,
+    "weight_drop": 0.0,
+}
 GATES = ("input_gate", "forget_gate", "cell_candidate", "output_gate")  # PyTorch's row blocks i, f, g, o
 
 
@@ -84,7 +88,9 @@ class NNLSTMLanguageModel(nn.Module):
                         bias.requires_grad_(False)
                     elif bool(frozen.any()):
                         bias.register_hook(lambda grad, rows=frozen: grad.masked_fill(rows, 0.0))
-        self.saved_frozen = [(layer.bias_ih_l0.detach().clone(), layer.bias_hh_l0.detach().clone()) for layer in self.layers]
+        self.saved_frozen = [
+            (layer.bias_ih_l0.detach().clone(), layer.bias_hh_l0.detach().clone()) for layer in self.layers
+        ]
 
     @torch.no_grad()
     def copy_from(self, ours: MTLSTMForCausalLM) -> None:
@@ -142,7 +148,9 @@ def assert_same_parameters(trainer: LanguageModelTrainer, oracle: NNLSTMLanguage
     theirs = oracle.as_ours()
     assert set(theirs) <= set(ours)
     for name, tensor in theirs.items():
-        torch.testing.assert_close(ours[name].detach(), tensor, rtol=1e-5, atol=2e-6, msg=lambda message: f"step {step} {name}: {message}")
+        torch.testing.assert_close(
+            ours[name].detach(), tensor, rtol=1e-5, atol=2e-6, msg=lambda message: f"step {step} {name}: {message}"
+        )
 
 
 def synchronise(trainer: LanguageModelTrainer, oracle: NNLSTMLanguageModel) -> list | None:
@@ -177,7 +185,7 @@ def test_the_library_loop_follows_an_nn_lstm_stack_step_by_step(corpus_dir, tmp_
             trainer.start_averaging()
         windows, epoch_done = trainer.next_windows()
         result = trainer.train_step(windows, trainer.drawn_lengths)
-        (inputs, targets), = windows
+        ((inputs, targets),) = windows
         loss, state = oracle.loss(inputs, targets, state)
         optimizer.zero_grad()
         loss.backward()
@@ -200,7 +208,9 @@ def test_the_library_loop_follows_an_nn_lstm_stack_step_by_step(corpus_dir, tmp_
         state = synchronise(trainer, oracle)
     assert epoch_ends >= 1
     mean = {name: torch.stack([snapshot[name] for snapshot in averaged]).mean(0) for name in averaged[0]}
-    average = dict(trainer.averaged_model.module.named_parameters()) | dict(trainer.averaged_model.module.named_buffers())
+    average = dict(trainer.averaged_model.module.named_parameters()) | dict(
+        trainer.averaged_model.module.named_buffers()
+    )
     for name, tensor in mean.items():
         torch.testing.assert_close(average[name].detach(), tensor, rtol=1e-5, atol=2e-6, msg=name)
 
@@ -253,7 +263,9 @@ def test_the_replay_switch_follows_the_reference_loop_step_by_step(corpus_dir, t
     average at the end (ASGD's ``ax``)."""
     from mtlstm_hf.data import build_word_tokenizer, load_corpus, split_to_stream
 
-    tokens = split_to_stream(load_corpus(str(corpus_dir)), "train", build_word_tokenizer(corpus_dir / "train.txt")).numel()
+    tokens = split_to_stream(
+        load_corpus(str(corpus_dir)), "train", build_word_tokenizer(corpus_dir / "train.txt")
+    ).numel()
     if lengths == "fixed":  # batch and bptt that leave exactly one target at the end of every epoch
         batch, bptt = next((b, t) for b in range(2, 9) for t in range(6, 21) if (tokens // b - 1) % t == 1)
         options = dict(bptt=bptt, variable_bptt=False, batch_size=batch)
@@ -283,7 +295,9 @@ def test_the_replay_switch_follows_the_reference_loop_step_by_step(corpus_dir, t
         assert_same_parameters(trainer, oracle, step)
         reference.state = synchronise(trainer, oracle)
     assert (cut >= 1) if lengths == "variable" else (dropped >= 2)  # the quirks were exercised
-    average = dict(trainer.averaged_model.module.named_parameters()) | dict(trainer.averaged_model.module.named_buffers())
+    average = dict(trainer.averaged_model.module.named_parameters()) | dict(
+        trainer.averaged_model.module.named_buffers()
+    )
     with torch.no_grad():  # ASGD's averages under our names: swap them in, read, swap back
         saved = [p.detach().clone() for p in oracle.parameters()]
         for parameter in oracle.parameters():
@@ -323,7 +337,9 @@ def test_no_two_parameters_share_gradient_memory_and_accumulation_is_exact(cell_
     for name in whole:
         torch.testing.assert_close(split[name], whole[name], rtol=1e-5, atol=1e-7, msg=name)
     trained = [name for name in whole if ".gate_biases." in name and name.endswith("_hh")]
-    assert trained and all(torch.equal(whole[name], whole[name[:-3]]) for name in trained)  # each side: the same gradient
+    assert trained and all(
+        torch.equal(whole[name], whole[name[:-3]]) for name in trained
+    )  # each side: the same gradient
 
 
 def test_older_checkpoints_load_with_zero_recurrent_sides_and_say_nothing(tmp_path, caplog):
@@ -361,10 +377,16 @@ def test_older_checkpoints_load_with_zero_recurrent_sides_and_say_nothing(tmp_pa
 
 def test_a_torch_state_dict_of_the_older_layout_loads_too():
     model = MTLSTMForCausalLM(tiny_config()).eval()
-    state = {name: tensor for name, tensor in model.state_dict().items() if not (".gate_biases." in name and name.endswith("_hh"))}
+    state = {
+        name: tensor
+        for name, tensor in model.state_dict().items()
+        if not (".gate_biases." in name and name.endswith("_hh"))
+    }
     fresh = MTLSTMForCausalLM(tiny_config())
     fresh.load_state_dict(state, strict=True)  # the recurrent sides are added as zeros
-    assert all(not bool(p.any()) for name, p in fresh.named_parameters() if ".gate_biases." in name and name.endswith("_hh"))
+    assert all(
+        not bool(p.any()) for name, p in fresh.named_parameters() if ".gate_biases." in name and name.endswith("_hh")
+    )
 
 
 def test_load_parameters_and_the_carried_state_drive_a_step_from_outside(corpus_dir, tmp_path):
@@ -382,7 +404,9 @@ def test_load_parameters_and_the_carried_state_drive_a_step_from_outside(corpus_
     expected = first.train_step(windows, drawn)
     result = second.train_step(windows, drawn)
     assert result == expected
-    for (name, ours), theirs in zip(second.unwrapped_model.state_dict().items(), first.unwrapped_model.state_dict().values()):
+    for (name, ours), theirs in zip(
+        second.unwrapped_model.state_dict().items(), first.unwrapped_model.state_dict().values()
+    ):
         assert torch.equal(ours, theirs), name
     with pytest.raises(ValueError, match="load_parameters: missing"):
         second.load_parameters({"model.embeddings.weight": weights["model.embeddings.weight"]})

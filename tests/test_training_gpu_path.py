@@ -10,15 +10,14 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_model
+from host_reads import count_host_reads
 from torch.optim.swa_utils import AveragedModel
 
 from mtlstm_hf.models.mtlstm import UnsupportedPrecisionError
 from mtlstm_hf.training import LanguageModelTrainer, NonFiniteLossError, TrainingConfig, make_accelerator, train
 from mtlstm_hf.training import checkpoint as ckpt
 from mtlstm_hf.training.averaging import ParameterAverage
-
-from conftest import tiny_model
-from host_reads import count_host_reads
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 
@@ -92,7 +91,9 @@ def test_the_label_checks_of_a_forward_read_the_device_once():
         label_reads = sum(count for place, count in reads.items() if "modeling_mtlstm" in place)
         with torch.no_grad(), count_host_reads() as unchecked:
             model(ids, check_values=False, **kwargs)
-        assert label_reads - sum(count for place, count in unchecked.items() if "modeling_mtlstm" in place) == 1 + 1, dict(reads)
+        assert label_reads - sum(count for place, count in unchecked.items() if "modeling_mtlstm" in place) == 1 + 1, (
+            dict(reads)
+        )
         # the 1 + 1: the input ids' check (also off with check_values=False) and the labels' one
 
 

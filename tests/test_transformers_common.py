@@ -22,9 +22,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, GenerationMixin, GPT2Config, GPT2LMHeadModel, PretrainedConfig
-
 from conftest import (
     TESTER_BATCH,
     TESTER_EMBED,
@@ -35,9 +32,16 @@ from conftest import (
     common_inputs,
     common_model,
 )
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, GenerationMixin, GPT2Config, GPT2LMHeadModel, PretrainedConfig
+
 from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM, MTLSTMModel
 from mtlstm_hf.models.mtlstm.state import MTLSTMState
-from mtlstm_hf.models.mtlstm.timescales import forget_bias_from_timescale, realize_timescales, timescale_from_forget_bias
+from mtlstm_hf.models.mtlstm.timescales import (
+    forget_bias_from_timescale,
+    realize_timescales,
+    timescale_from_forget_bias,
+)
 
 MODEL_CLASSES = [MTLSTMModel, MTLSTMForCausalLM]
 NUM_LAYERS = 2
@@ -50,8 +54,16 @@ def _main_output(model, **inputs) -> torch.Tensor:
 
 def _small_gpt2(**overrides) -> GPT2LMHeadModel:
     """The GPT-2 oracle: same vocabulary and width as the tester, one tiny block."""
-    fields = dict(vocab_size=TESTER_VOCAB, n_embd=TESTER_EMBED, n_layer=1, n_head=2, n_positions=32,
-                  bos_token_id=TESTER_SPECIAL_ID, eos_token_id=TESTER_SPECIAL_ID, pad_token_id=TESTER_SPECIAL_ID)
+    fields = dict(
+        vocab_size=TESTER_VOCAB,
+        n_embd=TESTER_EMBED,
+        n_layer=1,
+        n_head=2,
+        n_positions=32,
+        bos_token_id=TESTER_SPECIAL_ID,
+        eos_token_id=TESTER_SPECIAL_ID,
+        pad_token_id=TESTER_SPECIAL_ID,
+    )
     fields.update(overrides)
     torch.manual_seed(0)
     return GPT2LMHeadModel(GPT2Config(**fields)).eval()
@@ -105,8 +117,10 @@ def test_torch_save_load_of_the_state_dict(model_class, tmp_path):
     other.load_state_dict(torch.load(tmp_path / "state.pt"))
     ids, mask = common_inputs()
     with torch.no_grad():
-        assert torch.equal(_main_output(model, input_ids=ids, attention_mask=mask),
-                           _main_output(other, input_ids=ids, attention_mask=mask))
+        assert torch.equal(
+            _main_output(model, input_ids=ids, attention_mask=mask),
+            _main_output(other, input_ids=ids, attention_mask=mask),
+        )
 
 
 @pytest.mark.parametrize("model_class", MODEL_CLASSES)
@@ -333,10 +347,16 @@ def test_batching_equivalence_each_row_alone_equals_its_row_in_the_batch(model_c
                 if name in batch:
                     torch.testing.assert_close(alone[name][0], batch[name][row], atol=1e-6, rtol=1e-5)
             for layer in range(NUM_LAYERS + 1):
-                torch.testing.assert_close(alone.hidden_states[layer][0], batch.hidden_states[layer][row], atol=1e-6, rtol=1e-5)
+                torch.testing.assert_close(
+                    alone.hidden_states[layer][0], batch.hidden_states[layer][row], atol=1e-6, rtol=1e-5
+                )
             for layer in range(NUM_LAYERS):
-                torch.testing.assert_close(alone.cache.hidden[layer][0], batch.cache.hidden[layer][row], atol=1e-6, rtol=1e-5)
-                torch.testing.assert_close(alone.cache.cell[layer][0], batch.cache.cell[layer][row], atol=1e-6, rtol=1e-5)
+                torch.testing.assert_close(
+                    alone.cache.hidden[layer][0], batch.cache.hidden[layer][row], atol=1e-6, rtol=1e-5
+                )
+                torch.testing.assert_close(
+                    alone.cache.cell[layer][0], batch.cache.cell[layer][row], atol=1e-6, rtol=1e-5
+                )
 
 
 def test_an_all_ones_mask_equals_no_mask():
@@ -350,8 +370,15 @@ def test_an_all_ones_mask_equals_no_mask():
 def test_forward_signature_and_main_input_name(model_class):
     parameters = list(inspect.signature(model_class.forward).parameters)
     assert parameters[1] == "input_ids" == model_class.main_input_name
-    expected = {"attention_mask", "inputs_embeds", "cache", "past_key_values", "use_cache",
-                "output_hidden_states", "return_dict"}
+    expected = {
+        "attention_mask",
+        "inputs_embeds",
+        "cache",
+        "past_key_values",
+        "use_cache",
+        "output_hidden_states",
+        "return_dict",
+    }
     if model_class is MTLSTMForCausalLM:
         expected |= {"labels", "logits_to_keep"}
     assert expected <= set(parameters)
@@ -445,8 +472,10 @@ def test_inputs_embeds_match_input_ids(model_class):
     ids, mask = common_inputs()
     with torch.no_grad():
         embeds = model.get_input_embeddings()(ids)
-        assert torch.equal(_main_output(model, input_ids=ids, attention_mask=mask),
-                           _main_output(model, inputs_embeds=embeds, attention_mask=mask))
+        assert torch.equal(
+            _main_output(model, input_ids=ids, attention_mask=mask),
+            _main_output(model, inputs_embeds=embeds, attention_mask=mask),
+        )
 
 
 def test_labels_loss_is_the_shifted_cross_entropy_as_for_gpt2():
@@ -459,7 +488,9 @@ def test_labels_loss_is_the_shifted_cross_entropy_as_for_gpt2():
     for model in (common_model(), _small_gpt2()):
         with torch.no_grad():
             out = model(ids, labels=labels)
-        manual = F.cross_entropy(out.logits[:, :-1].reshape(-1, TESTER_VOCAB), labels[:, 1:].reshape(-1), ignore_index=-100)
+        manual = F.cross_entropy(
+            out.logits[:, :-1].reshape(-1, TESTER_VOCAB), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
         torch.testing.assert_close(out.loss, manual)
 
 
@@ -595,7 +626,11 @@ def test_num_parameters_counts_each_tensor_once_and_no_buffers():
     assert model.num_parameters() == sum(p.numel() for p in unique)
     assert model.num_parameters() < 1_000_000  # transformers' test_model_is_small
     buffers = sum(b.numel() for b in model.buffers())
-    assert buffers > 0 and model.num_parameters() == sum(t.numel() for t in model.state_dict().values()) - buffers - TESTER_VOCAB * TESTER_EMBED
+    assert (
+        buffers > 0
+        and model.num_parameters()
+        == sum(t.numel() for t in model.state_dict().values()) - buffers - TESTER_VOCAB * TESTER_EMBED
+    )
     assert model.num_parameters(exclude_embeddings=True) == model.num_parameters() - TESTER_VOCAB * TESTER_EMBED
     model.lm_head.bias.requires_grad_(False)
     assert model.num_parameters(only_trainable=True) == model.num_parameters() - TESTER_VOCAB
@@ -660,12 +695,25 @@ def test_config_common_keywords_are_set_as_gpt2_sets_them():
     """transformers' ``check_config_arguments_init``: the keywords every ``PretrainedConfig`` takes
     land as they do in a ``GPT2Config`` given the same keywords (oracle)."""
     common = {
-        "return_dict": False, "output_hidden_states": True, "output_attentions": True, "dtype": "float16",
-        "tie_word_embeddings": False, "is_decoder": True, "add_cross_attention": True,
-        "architectures": ["BertModel"], "finetuning_task": "translation", "id2label": {0: "label"},
-        "label2id": {"label": "0"}, "tokenizer_class": "BertTokenizerFast", "prefix": "prefix",
-        "bos_token_id": 6, "pad_token_id": 7, "eos_token_id": 8, "sep_token_id": 9,
-        "decoder_start_token_id": 10, "task_specific_params": {"translation": "some_params"},
+        "return_dict": False,
+        "output_hidden_states": True,
+        "output_attentions": True,
+        "dtype": "float16",
+        "tie_word_embeddings": False,
+        "is_decoder": True,
+        "add_cross_attention": True,
+        "architectures": ["BertModel"],
+        "finetuning_task": "translation",
+        "id2label": {0: "label"},
+        "label2id": {"label": "0"},
+        "tokenizer_class": "BertTokenizerFast",
+        "prefix": "prefix",
+        "bos_token_id": 6,
+        "pad_token_id": 7,
+        "eos_token_id": 8,
+        "sep_token_id": 9,
+        "decoder_start_token_id": 10,
+        "task_specific_params": {"translation": "some_params"},
         "problem_type": "regression",
     }
     ours = MTLSTMConfig(**copy.deepcopy(common))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mtlstm_hf.models.mtlstm.cells import CELL_TYPES, cell_layout
-from mtlstm_hf.ops.naive import reference_sequence, reference_trace
+from mtlstm_hf.models.mtlstm.scan import linear_scan
+from mtlstm_hf.models.mtlstm.variants import variant_sequence
 from mtlstm_hf.ops.gates import (
     gates_and_cells,
     reconstruct_cells,
@@ -16,8 +17,7 @@ from mtlstm_hf.ops.gates import (
     weighted_sum_norms,
     weighted_sum_span,
 )
-from mtlstm_hf.models.mtlstm.scan import linear_scan
-from mtlstm_hf.models.mtlstm.variants import variant_sequence
+from mtlstm_hf.ops.naive import reference_sequence, reference_trace
 
 BATCH, STEPS, INPUT, HIDDEN = 4, 9, 6, 5
 LENGTHS = torch.tensor([9, 0, 4, 7])  # includes an empty row and a full row
@@ -43,10 +43,7 @@ def make_case(cell_type: str, seed: int = 0) -> dict[str, torch.Tensor | None]:
 
 
 def as_leaves(case: dict[str, torch.Tensor | None], dtype: torch.dtype) -> dict[str, torch.Tensor | None]:
-    return {
-        name: None if value is None else value.detach().to(dtype).requires_grad_()
-        for name, value in case.items()
-    }
+    return {name: None if value is None else value.detach().to(dtype).requires_grad_() for name, value in case.items()}
 
 
 def outputs_and_gradients(function, cell_type, case, lengths):  # noqa: ANN001, ANN201
@@ -146,8 +143,12 @@ def test_reference_follows_the_written_equations() -> None:
 def test_fast_sequence_matches_reference(cell_type: str, use_lengths: bool) -> None:
     case = make_case(cell_type)
     lengths = LENGTHS if use_lengths else None
-    fast_values, fast_grads = outputs_and_gradients(variant_sequence, cell_type, as_leaves(case, torch.float32), lengths)
-    ref_values, ref_grads = outputs_and_gradients(reference_sequence, cell_type, as_leaves(case, torch.float64), lengths)
+    fast_values, fast_grads = outputs_and_gradients(
+        variant_sequence, cell_type, as_leaves(case, torch.float32), lengths
+    )
+    ref_values, ref_grads = outputs_and_gradients(
+        reference_sequence, cell_type, as_leaves(case, torch.float64), lengths
+    )
     for fast, ref in zip(fast_values, ref_values):
         if ref is None:
             assert fast is None
@@ -238,12 +239,16 @@ def test_gates_and_cells_match_reference(cell_type: str, use_lengths: bool) -> N
     lengths = LENGTHS if use_lengths else None
     with torch.no_grad():
         trace = gates_and_cells(cell_type, **case, lengths=lengths)
-        expected = reference_trace(cell_type, **{k: None if v is None else v.double() for k, v in case.items()}, lengths=lengths)
+        expected = reference_trace(
+            cell_type, **{k: None if v is None else v.double() for k, v in case.items()}, lengths=lengths
+        )
         outputs = variant_sequence(cell_type, **case, lengths=lengths)[0]
         given = gates_and_cells(cell_type, **case, lengths=lengths, hidden_outputs=outputs)
-    assert trace.keys() == expected.keys() == {
-        "input_gate", "forget_gate", "output_gate", "cell_candidate", "cell", "hidden"
-    }
+    assert (
+        trace.keys()
+        == expected.keys()
+        == {"input_gate", "forget_gate", "output_gate", "cell_candidate", "cell", "hidden"}
+    )
     for key, value in expected.items():
         if value is None:
             assert trace[key] is None and given[key] is None, key

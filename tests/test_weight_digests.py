@@ -17,15 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_training import checkpointed_run, corpus_dir, tiny_run  # noqa: F401 (the corpus fixture)
 
 from mtlstm_hf.evaluation import load_checkpoint
 from mtlstm_hf.evaluation.cli import main as eval_main
 from mtlstm_hf.hub import push_checkpoint
-from mtlstm_hf.training import TrainingConfig, train
+from mtlstm_hf.training import train
 from mtlstm_hf.training.cli import main as train_main
 from mtlstm_hf.weight_digests import DIGESTS_FILENAME, RECORDED_SUFFIXES, WeightDigestError, verify_weight_digests
-from test_training import checkpointed_run, corpus_dir, tiny_run  # noqa: F401 (the corpus fixture)
-
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
@@ -68,7 +67,9 @@ def test_every_written_folder_records_the_sha256_of_its_binary_files(run: Path) 
     assert verify_weight_digests(run / "best_model") is True
 
 
-def test_a_damaged_weights_file_that_stays_finite_is_refused_by_every_reader(run: Path, tmp_path: Path, corpus_dir, capsys) -> None:  # noqa: F811
+def test_a_damaged_weights_file_that_stays_finite_is_refused_by_every_reader(
+    run: Path, tmp_path: Path, corpus_dir, capsys
+) -> None:  # noqa: F811
     model_dir = tmp_path / "best_model"
     shutil.copytree(run / "best_model", model_dir)
     before = {name: tensor.clone() for name, tensor in load_file(model_dir / "model.safetensors").items()}
@@ -110,7 +111,9 @@ def test_a_resume_refuses_a_damaged_checkpoint_file(run: Path, tmp_path: Path, c
     assert not any(path.name.endswith("06") for path in (copy / "checkpoints").iterdir())  # nothing trained on
 
 
-@pytest.mark.parametrize("record", ["not json", json.dumps({"format": "mtlstm_hf.weights_sha256/1", "sha256": {"../x": "0" * 64}}), "[]"])
+@pytest.mark.parametrize(
+    "record", ["not json", json.dumps({"format": "mtlstm_hf.weights_sha256/1", "sha256": {"../x": "0" * 64}}), "[]"]
+)
 def test_a_damaged_record_is_named(run: Path, tmp_path: Path, record: str) -> None:
     model_dir = tmp_path / "best_model"
     shutil.copytree(run / "best_model", model_dir)
@@ -138,12 +141,15 @@ def test_the_demo_records_its_weights(tmp_path: Path) -> None:
 
 def test_a_converted_folder_records_its_weights(tmp_path: Path) -> None:
     """mtlstm-convert writes the record too (the tokenizer without loading keys)."""
-    from mtlstm_hf.convert import convert_checkpoint
     from test_convert import AWDLike, write_corpus
+
+    from mtlstm_hf.convert import convert_checkpoint
 
     folder, words = write_corpus(tmp_path / "corpus")
     torch.save(AWDLike(len(words), 6, 10, 3, seed=2).eval().awd_state_dict(), tmp_path / "w.pt")
     convert_checkpoint(tmp_path / "w.pt", folder, tmp_path / "converted", "awd-lstm")
     recorded = _recorded_files(tmp_path / "converted")
-    assert recorded == {"model.safetensors": hashlib.sha256((tmp_path / "converted" / "model.safetensors").read_bytes()).hexdigest()}
+    assert recorded == {
+        "model.safetensors": hashlib.sha256((tmp_path / "converted" / "model.safetensors").read_bytes()).hexdigest()
+    }
     assert verify_weight_digests(tmp_path / "converted") is True

@@ -73,7 +73,10 @@ def main() -> int:
             for length in (70, 64, 75, 58):
                 state = compiled(ids[:, :length], cache=state).cache
                 graphs.append(counters["stats"]["unique_graphs"])
-        return {"unique_graphs_after_each_length": graphs, "stable_after_the_second": graphs[1] == graphs[2] == graphs[3]}
+        return {
+            "unique_graphs_after_each_length": graphs,
+            "stable_after_the_second": graphs[1] == graphs[2] == graphs[3],
+        }
 
     def training() -> dict[str, Any]:
         torch._dynamo.reset()
@@ -101,10 +104,16 @@ def main() -> int:
             parts[name] = {"status": "pass", **part()}
         except Exception as error:  # noqa: BLE001 (recorded)
             failed = True
-            parts[name] = {"status": "fail", "error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc(limit=5)}
+            parts[name] = {
+                "status": "fail",
+                "error": f"{type(error).__name__}: {error}",
+                "trace": traceback.format_exc(limit=5),
+            }
         print(name, json.dumps(parts[name])[:500], flush=True)
         results["parts"] = parts
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")  # after each part: a stopped stage keeps the rest
+        Path(args.json).write_text(
+            json.dumps(results, indent=2) + "\n"
+        )  # after each part: a stopped stage keeps the rest
     return 1 if failed else 0
 
 

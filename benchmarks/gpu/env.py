@@ -31,7 +31,19 @@ def main() -> int:
     info = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "packages": {name: version(name) for name in ("torch", "transformers", "accelerate", "datasets", "safetensors", "tokenizers", "numpy", "scipy")},
+        "packages": {
+            name: version(name)
+            for name in (
+                "torch",
+                "transformers",
+                "accelerate",
+                "datasets",
+                "safetensors",
+                "tokenizers",
+                "numpy",
+                "scipy",
+            )
+        },
         "cuda_available": torch.cuda.is_available(),
         "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
@@ -52,11 +64,19 @@ def main() -> int:
             "bf16": torch.cuda.is_bf16_supported(),
         }
         try:
-            info["nvidia_smi"] = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout.strip()
+            info["nvidia_smi"] = subprocess.run(
+                ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError) as error:
             info["nvidia_smi"] = f"failed: {error}"
     imports = {}
-    for module in ("mtlstm_hf", "mtlstm_hf.data.corpus", "mtlstm_hf.training", "mtlstm_hf.evaluation", "mtlstm_hf.analysis"):
+    for module in (
+        "mtlstm_hf",
+        "mtlstm_hf.data.corpus",
+        "mtlstm_hf.training",
+        "mtlstm_hf.evaluation",
+        "mtlstm_hf.analysis",
+    ):
         try:
             importlib.import_module(module)
             imports[module] = "ok"

@@ -35,7 +35,9 @@ def junit_summary(path: Path) -> dict[str, Any]:
         for case in suite.iter("testcase"):
             for problem in list(case.findall("failure")) + list(case.findall("error")):
                 message = (problem.get("message") or problem.text or "").strip().splitlines()
-                summary["failed"].append(f"{case.get('classname')}::{case.get('name')}: {message[0][:300] if message else ''}")
+                summary["failed"].append(
+                    f"{case.get('classname')}::{case.get('name')}: {message[0][:300] if message else ''}"
+                )
     return summary
 
 
@@ -45,7 +47,11 @@ def merge(work: Path) -> dict[str, Any]:
     if table.is_file():
         for line in table.read_text().splitlines():
             name, code, seconds, status = (line.split("\t") + ["", "", "", ""])[:4]
-            stages[name] = {"exit_code": int(code) if code.lstrip("-").isdigit() else code, "seconds": float(seconds or 0), "status": status}
+            stages[name] = {
+                "exit_code": int(code) if code.lstrip("-").isdigit() else code,
+                "seconds": float(seconds or 0),
+                "status": status,
+            }
     for name, filename in STAGE_FILES.items():
         path = work / filename
         entry = stages.setdefault(name, {"status": "not run"})

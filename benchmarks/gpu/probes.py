@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from mtlstm_hf import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForCausalLM
+from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
 from mtlstm_hf.devices import float32_precision
 
 PROBES: dict[str, Callable[[Any], dict[str, Any]]] = {}
@@ -98,8 +98,14 @@ def _autocast_probe(ctx: Context, dtype: torch.dtype) -> dict[str, Any]:
         "loss_dtype": str(output.lm_loss.dtype),
         "forget_bias_dtype": str(model.model.layers[1].gate_biases.forget_gate.dtype),
     }
-    expect(all(d == "torch.float32" for d in details["layer_output_dtypes"]), "a recurrence ran in half precision", details)
-    expect(details["loss_dtype"] == details["forget_bias_dtype"] == "torch.float32", "loss or timescale biases not float32", details)
+    expect(
+        all(d == "torch.float32" for d in details["layer_output_dtypes"]), "a recurrence ran in half precision", details
+    )
+    expect(
+        details["loss_dtype"] == details["forget_bias_dtype"] == "torch.float32",
+        "loss or timescale biases not float32",
+        details,
+    )
     return details
 
 
@@ -129,7 +135,11 @@ def dropconnect_without_sync(ctx: Context) -> dict[str, Any]:
             torch.cuda.set_sync_debug_mode("default")
     kept = (dropped != 0).float().mean().item()
     details = {"kept_fraction": kept, "scale_ok": bool(torch.equal(dropped[dropped != 0], 2 * weight[dropped != 0]))}
-    expect(abs(kept - 0.5) < (0.05 if ctx.dry_run else 0.005) and details["scale_ok"], "DropConnect's statistics are off", details)
+    expect(
+        abs(kept - 0.5) < (0.05 if ctx.dry_run else 0.005) and details["scale_ok"],
+        "DropConnect's statistics are off",
+        details,
+    )
     return details
 
 
@@ -230,7 +240,9 @@ def bfloat16_model(ctx: Context) -> dict[str, Any]:
             ctx.sync()
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
                 converted(ids)
-            kernels[name] = sorted({e.name for e in profile.events() if "rnn" in e.name.lower() or "lstm" in e.name.lower()})
+            kernels[name] = sorted(
+                {e.name for e in profile.events() if "rnn" in e.name.lower() or "lstm" in e.name.lower()}
+            )
             started = time.perf_counter()
             for _ in range(10):
                 converted(ids)
@@ -251,7 +263,10 @@ def logits_against_the_cpu(ctx: Context) -> dict[str, Any]:
             with float32_precision(precision):
                 got = gpu(ids.to(ctx.device)).logits.cpu()
             difference = (got - expected).abs()
-            results[precision] = {"max_abs": float(difference.max()), "max_rel": float((difference / expected.abs().clamp(min=1e-3)).max())}
+            results[precision] = {
+                "max_abs": float(difference.max()),
+                "max_rel": float((difference / expected.abs().clamp(min=1e-3)).max()),
+            }
     expect(results["highest"]["max_abs"] < 1e-3, "float32 logits differ from the CPU's by more than rounding", results)
     return results
 

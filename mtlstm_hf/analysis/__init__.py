@@ -31,7 +31,6 @@ numbers layers from 1, as the paper does (README.md in this folder).
 Attributes are imported on first use (PEP 562), so ``mtlstm-analyze --help`` imports no torch.
 """
 
-
 from __future__ import annotations
 
 from ..lazy import lazy_exports

@@ -44,7 +44,15 @@ from mtlstm_hf.evaluation import DEFAULT_BIN_EDGES, bin_labels, target_positions
 from mtlstm_hf.evaluation.binned import check_log_probs, perplexities_by_bin, target_bins
 from mtlstm_hf.progress import open_progress
 
-from .adapter import base_model, eval_mode, positive_int, register_ablation, resolve_layers, token_rows, unregister_ablation
+from .adapter import (
+    base_model,
+    eval_mode,
+    positive_int,
+    register_ablation,
+    resolve_layers,
+    token_rows,
+    unregister_ablation,
+)
 
 __all__ = [
     "UnitAblation",
@@ -112,7 +120,7 @@ class UnitAblation:
     def active(self) -> bool:
         return bool(self._handles)
 
-    def apply(self) -> "UnitAblation":
+    def apply(self) -> UnitAblation:
         """Register the hooks (idempotent)."""
         if self.active:
             return self
@@ -141,7 +149,7 @@ class UnitAblation:
             unregister_ablation(layer, indices)
         self._handles, self._registered = [], []
 
-    def __enter__(self) -> "UnitAblation":
+    def __enter__(self) -> UnitAblation:
         return self.apply()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -487,7 +495,8 @@ def routing_from_log_probs(
             "perplexity": intact["perplexity"],
             "n_tokens": intact["n_tokens"],
             "bins": {
-                label: {key: intact["bins"][label][key] for key in ("perplexity", "n_tokens")} for label in column_labels
+                label: {key: intact["bins"][label][key] for key in ("perplexity", "n_tokens")}
+                for label in column_labels
             },
         },
         "chunks": chunk_results,
@@ -556,8 +565,18 @@ def routing_report(
     )
     targets = stream[target_positions(stream.numel(), batch_size)]
     return routing_from_log_probs(
-        log_probs, targets, bin_of_token, column_labels, not frequency, layer, unit_chunks, ordering, order,
-        int(chunk_size) if chunks is None else None, batch_size, window,
+        log_probs,
+        targets,
+        bin_of_token,
+        column_labels,
+        not frequency,
+        layer,
+        unit_chunks,
+        ordering,
+        order,
+        int(chunk_size) if chunks is None else None,
+        batch_size,
+        window,
     )
 
 

@@ -207,7 +207,7 @@ def token_rows(
 
 # Layer module -> unit-index tensors currently zeroed by live ablations (weak: a deleted model
 # leaves nothing behind).
-_ACTIVE: "weakref.WeakKeyDictionary[torch.nn.Module, list[torch.Tensor]]" = weakref.WeakKeyDictionary()
+_ACTIVE: weakref.WeakKeyDictionary[torch.nn.Module, list[torch.Tensor]] = weakref.WeakKeyDictionary()
 
 
 def active_ablation(layer: torch.nn.Module) -> torch.Tensor | None:

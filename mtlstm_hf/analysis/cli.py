@@ -70,7 +70,9 @@ def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, AnalysisRun, An
     Raises:
         ValueError: an unknown setting in the file or a bad value; FileNotFoundError: no such file.
     """
-    checkpoint, (run, settings) = settings_from_command_line(build_parser(), argv, (AnalysisRun, AnalysisSettings), "checkpoint")
+    checkpoint, (run, settings) = settings_from_command_line(
+        build_parser(), argv, (AnalysisRun, AnalysisSettings), "checkpoint"
+    )
     return checkpoint, AnalysisRun(**run), AnalysisSettings(**settings)
 
 
@@ -110,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         repair_interrupted_replacement(checkpoint)  # a crash while a training run replaced best_model/
         if not Path(checkpoint).expanduser().is_dir():  # said before --data's default is looked up in it
-            return exit_codes.fail(PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT)
+            return exit_codes.fail(
+                PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT
+            )
         exit_codes.check_output_dir(output_dir, "--output-dir")  # before the work, not after it
         if word_classes_file is not None:
             settings.word_classes = load_word_classes(word_classes_file)

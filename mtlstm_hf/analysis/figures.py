@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from mtlstm_hf.ops.gates import weighted_sum_norms
 from mtlstm_hf.models.mtlstm.timescales import inverse_gamma_isf, inverse_gamma_pdf
+from mtlstm_hf.ops.gates import weighted_sum_norms
 
 from .memory_span import MemorySpan, passage_log_weights
 from .mutual_information import DecayComparison, MutualInformationResult, PowerLawFit
@@ -69,7 +69,9 @@ def pyplot(function_name: str = "this plot") -> Any:
     try:
         import matplotlib.pyplot as plt
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(f"{function_name} needs matplotlib: pip install matplotlib (a dependency of mtlstm_hf)") from error
+        raise ImportError(
+            f"{function_name} needs matplotlib: pip install matplotlib (a dependency of mtlstm_hf)"
+        ) from error
     return plt
 
 
@@ -123,9 +125,7 @@ def _sorted_positive(values: torch.Tensor) -> torch.Tensor:
 
 
 def _fit_label(fit: DistributionFit) -> str:
-    return (
-        f"inverse-gamma fit, shape alpha {fit.parameters['alpha']:.3g}, scale beta {fit.parameters['beta']:.3g}"
-    )
+    return f"inverse-gamma fit, shape alpha {fit.parameters['alpha']:.3g}, scale beta {fit.parameters['beta']:.3g}"
 
 
 def _usable_fit(layer: LayerTimescales, fit: DistributionFit | None) -> tuple[DistributionFit | None, str | None]:
@@ -171,7 +171,11 @@ def plot_timescales(
     if layer.assigned is not None:
         assigned = _sorted_positive(layer.assigned)
         ax.plot(
-            torch.arange(assigned.numel()).numpy(), assigned.numpy(), color="C3", linestyle="--", lw=1.5,
+            torch.arange(assigned.numel()).numpy(),
+            assigned.numpy(),
+            color="C3",
+            linestyle="--",
+            lw=1.5,
             label="assigned by the schedule",
         )
     if fit is not None:
@@ -229,7 +233,9 @@ def plot_timescale_histograms(
                 * math.log(10.0)
             )
             width = float(edges[1] - edges[0])
-            ax.plot(grid.numpy(), (density * values.numel() * width).numpy(), "k-", label=textwrap.fill(_fit_label(fit), 34))
+            ax.plot(
+                grid.numpy(), (density * values.numel() * width).numpy(), "k-", label=textwrap.fill(_fit_label(fit), 34)
+            )
         elif note is not None:
             ax.plot([], [], " ", label=textwrap.fill(f"no fit: {note}", 34))
         ax.legend(fontsize="x-small", loc="upper right")
@@ -281,7 +287,9 @@ def plot_routing_heatmap(
     norm = TwoSlopeNorm(vcenter=1.0, vmin=1.0 - spread, vmax=1.0 + spread)
     image = ax.imshow(matrix.numpy(), cmap="RdBu_r", norm=norm, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(width), labels=[columns[index] for index in shown])
-    ax.set_yticks(range(rows), labels=[_chunk_label(chunk, position) for position, chunk in enumerate(report["chunks"])])
+    ax.set_yticks(
+        range(rows), labels=[_chunk_label(chunk, position) for position, chunk in enumerate(report["chunks"])]
+    )
     xlabel = "target word bin"
     if empty:
         xlabel += f" (no tokens, not shown: {', '.join(empty)})"
@@ -317,7 +325,10 @@ def plot_memory_span(span: MemorySpan, ax: Any = None, log_distance: bool = Fals
         profile = span.mean_norm[position, first:]
         positive = profile > 0
         ax.plot(
-            distances[positive.numpy()], profile[positive].numpy(), markersize=3, label=_layer_label(layer),
+            distances[positive.numpy()],
+            profile[positive].numpy(),
+            markersize=3,
+            label=_layer_label(layer),
             **layer_style(position),
         )
     if log_distance:
@@ -465,7 +476,9 @@ def plot_state_gradient_memory(
     for index, label in enumerate(labels):
         if str(label) in empty:
             continue
-        ax.plot(delays[first:].numpy(), curves[first:, index].numpy(), markersize=3, label=str(label), **layer_style(drawn))
+        ax.plot(
+            delays[first:].numpy(), curves[first:, index].numpy(), markersize=3, label=str(label), **layer_style(drawn)
+        )
         drawn += 1
     if log_delay:
         ax.set_xscale("log")
@@ -522,15 +535,20 @@ def plot_state_gradient_layers(
     for ax, (panel_title, curves) in zip(axes[0], panels):
         for position, (result, curve) in enumerate(zip(results, curves)):
             ax.plot(
-                delays[start:].numpy(), curve[start:].numpy(), markersize=3,
-                label=f"{_layer_label(result.layer)}, {result.state} state", **layer_style(position),
+                delays[start:].numpy(),
+                curve[start:].numpy(),
+                markersize=3,
+                label=f"{_layer_label(result.layer)}, {result.state} state",
+                **layer_style(position),
             )
         if log_delay:
             ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(panel_title)
         ax.set_xlabel("delay tau (tokens)")
-    axes[0][0].set_ylabel(f"memory: sum of the top {k} singular values" + (" (whitened)" if whitening is not None else ""))
+    axes[0][0].set_ylabel(
+        f"memory: sum of the top {k} singular values" + (" (whitened)" if whitening is not None else "")
+    )
     axes[0][0].legend(fontsize="small")
     heading = title if title is not None else "State-gradient memory vs delay"
     if empty:

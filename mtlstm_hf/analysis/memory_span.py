@@ -46,9 +46,7 @@ _BLOCK_ELEMENTS = 4_000_000
 
 
 def _checked_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -> list[int]:
-    return forget_gate_layers(
-        model, layers, "no memory cell / gates", "the weighted-sum view does not apply"
-    )
+    return forget_gate_layers(model, layers, "no memory cell / gates", "the weighted-sum view does not apply")
 
 
 @dataclass
@@ -161,7 +159,9 @@ def estimate_memory_span(
             span_length, new_steps = input_gate.shape[1], trace["input_gate"].shape[1]
             norms = _span_norms(input_gate, forget_gate)  # (B, S, S), [t, j]
             # Positions on the device of the gates; the sums and counts stay on the host.
-            current = torch.arange(span_length - new_steps, span_length, device=norms.device)[:, None]  # new positions t
+            current = torch.arange(span_length - new_steps, span_length, device=norms.device)[
+                :, None
+            ]  # new positions t
             source = current - distances.to(norms.device)[None, :]  # j = t - d, (new_steps, D)
             valid = source >= 0
             picked = norms[:, current, source.clamp(min=0)]  # (B, new_steps, D)
@@ -174,9 +174,7 @@ def estimate_memory_span(
     return MemorySpan(layer_indices, distances, mean_norm, counts, sizes)
 
 
-def passage_log_weights(
-    model: torch.nn.Module, input_ids: torch.Tensor, layer: int, cache: Any = None
-) -> torch.Tensor:
+def passage_log_weights(model: torch.nn.Module, input_ids: torch.Tensor, layer: int, cache: Any = None) -> torch.Tensor:
     """Log weights ``log w_j^t`` ``(T, T, H)`` of one passage in one layer (``-inf`` for ``j > t``).
 
     Args:

@@ -373,9 +373,7 @@ def compare_decay(
     """
     model_curve = torch.as_tensor(model_decay, dtype=torch.float64).reshape(-1) ** power
     if model_curve.shape != result.distances.shape:
-        raise ValueError(
-            f"model_decay has {model_curve.numel()} values for {result.distances.numel()} distances."
-        )
+        raise ValueError(f"model_decay has {model_curve.numel()} values for {result.distances.numel()} distances.")
     data_fit = fit_power_law(result.distances, result.mutual_information, d_min, d_max)
     model_fit = fit_power_law(result.distances, model_curve, data_fit.d_min, data_fit.d_max)
     distances = result.distances.to(torch.float64)

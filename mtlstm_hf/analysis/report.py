@@ -72,17 +72,17 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 import torch
 
 from mtlstm_hf.devices import float32_precision
 from mtlstm_hf.evaluation import bin_labels, frequency_bin_of_token, target_positions, token_counts
+from mtlstm_hf.files import PathOrStr
 from mtlstm_hf.ops.gates import weighted_sum_norms
 from mtlstm_hf.progress import Meter, Share
 
@@ -110,8 +110,6 @@ __all__ = [
 REPORT_FILE = "report.json"
 FIGURES_DIR = "figures"
 FORMAT_VERSION = 2
-
-PathOrStr = Union[str, os.PathLike]
 
 
 def default_ablation_layer(model: torch.nn.Module) -> int:
@@ -270,13 +268,23 @@ def _ablation(context: _Context) -> tuple[dict[str, Any], Figures]:
     unit_chunks, ordering, _ = resolve_chunks(context.model, layer, explicit, settings.chunk_size, ordering)
     # One batched pass scores every chunk; both reports (frequency, word classes) bin the same numbers.
     log_probs = ablation_log_probs(
-        context.model, context.stream, layer, unit_chunks,
-        batch_size=settings.batch_size, window=settings.window, progress=context.progress,
+        context.model,
+        context.stream,
+        layer,
+        unit_chunks,
+        batch_size=settings.batch_size,
+        window=settings.window,
+        progress=context.progress,
     )
     targets = context.stream[target_positions(context.stream.numel(), settings.batch_size)]
     common = dict(
-        layer=layer, unit_chunks=unit_chunks, ordering=ordering, order=order, chunk_size=settings.chunk_size,
-        batch_size=settings.batch_size, window=settings.window,
+        layer=layer,
+        unit_chunks=unit_chunks,
+        ordering=ordering,
+        order=order,
+        chunk_size=settings.chunk_size,
+        batch_size=settings.batch_size,
+        window=settings.window,
     )
     frequency = routing_from_log_probs(
         log_probs, targets, context.bin_of_token(), bin_labels(settings.bin_edges), False, **common
@@ -313,7 +321,11 @@ def _state_gradients(context: _Context) -> tuple[dict[str, Any], Figures]:
     groups = [(layers, state) for layers, state in ((cell_layers, "cell"), (hidden_layers, "hidden")) if layers]
     results = []
     for position, (layers, state) in enumerate(groups):
-        share = context.progress.part(1.0 / (len(groups) - position)) if isinstance(context.progress, Share) else context.progress
+        share = (
+            context.progress.part(1.0 / (len(groups) - position))
+            if isinstance(context.progress, Share)
+            else context.progress
+        )
         results += state_gradients(
             context.model,
             stream,
@@ -532,7 +544,9 @@ def _estimated_seconds(context: _Context, name: str) -> float:
         row_length = max(tokens // settings.batch_size, 1)
         if row_length >= settings.max_delay:
             sources = source_positions(row_length, settings.state_gradient_positions)
-            matrices = settings.batch_size * matrix_count(sources, row_length, settings.max_delay, settings.segment_length)
+            matrices = settings.batch_size * matrix_count(
+                sources, row_length, settings.max_delay, settings.segment_length
+            )
             per_matrix = sum(2 * hidden * (hidden + size_in) for hidden, size_in in zip(sizes, inputs))
             seconds += matrices * per_matrix * base.embeddings.embedding_dim / _STEP_RATE
     elif name == "memory_span":
@@ -618,14 +632,18 @@ def _previous_report(folder: Path, report: dict[str, Any], restart: bool) -> dic
         path.unlink()
         return None
     if not isinstance(previous, dict):
-        raise ValueError(f"{str(path)!r} is not an mtlstm analysis report; pass restart=True (--restart) to replace it.")
+        raise ValueError(
+            f"{str(path)!r} is not an mtlstm analysis report; pass restart=True (--restart) to replace it."
+        )
     differences = []
     for key in _IDENTITY_KEYS:
         mine, theirs = report.get(key), previous.get(key)
         if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
             for field_name in sorted(set(mine) | set(theirs)):
                 if _jsonable(mine.get(field_name)) != _jsonable(theirs.get(field_name)):
-                    differences.append(f"{key}.{field_name}: {theirs.get(field_name)!r} there, {mine.get(field_name)!r} now")
+                    differences.append(
+                        f"{key}.{field_name}: {theirs.get(field_name)!r} there, {mine.get(field_name)!r} now"
+                    )
         elif _jsonable(mine) != _jsonable(theirs):
             differences.append(f"{key}: {theirs!r} there, {mine!r} now")
     if differences:
@@ -750,13 +768,18 @@ def run_analyses(
             return False
         wanted = _figures_of(report, name)
         return not draw or (
-            bool(wanted) and all(item in report["figures"] and (folder / report["figures"][item]).is_file() for item in wanted)
+            bool(wanted)
+            and all(item in report["figures"] and (folder / report["figures"][item]).is_file() for item in wanted)
         )
 
     todo = [name for name in names if not finished(name)]
     report["pending"] = list(todo)
     context = _Context(
-        model, tokenizer, stream, counting, settings,
+        model,
+        tokenizer,
+        stream,
+        counting,
+        settings,
         estimated_timescales_for_mi="timescales" in names or "timescales" in report["analyses"],
     )
     if folder is not None:
@@ -820,7 +843,6 @@ def write_report(report: Mapping[str, Any], folder: PathOrStr) -> Path:
     moment, sees the previous complete report or the new one, never a mix.
     """
     from mtlstm_hf.evaluation.checkpoint import to_json_compatible
-
     from mtlstm_hf.files import write_text_atomic
 
     path = Path(folder) / REPORT_FILE

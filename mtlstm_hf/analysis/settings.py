@@ -66,11 +66,21 @@ class AnalysisRun:
     """What ``mtlstm-analyze`` runs on and where it writes (the checkpoint is the positional
     argument); the analyses' own settings are :class:`AnalysisSettings`."""
 
-    data: str | None = setting(None, help="corpus: a folder with train/valid/test.txt or a Hub dataset id (default: the corpus mtlstm-train recorded in the checkpoint's training_config.json, e.g. the shipped WikiText-2 sample)")
+    data: str | None = setting(
+        None,
+        help="corpus: a folder with train/valid/test.txt or a Hub dataset id (default: the corpus mtlstm-train recorded in the checkpoint's training_config.json, e.g. the shipped WikiText-2 sample)",
+    )
     data_config: str | None = setting(None, help="Hub dataset configuration, e.g. wikitext-2-v1")
     split: str = setting("valid", help="split to analyse")
-    analyses: list[str] = setting(default_factory=lambda: list(ANALYSES), metavar="ANALYSIS", help=f"analyses to run, separated by spaces or commas (default: all of {' '.join(ANALYSES)})")
-    output_dir: str | None = setting(None, help="report folder (default: CHECKPOINT/analysis, the folder the Hub publishing step attaches); a report of the same checkpoint and settings there is continued")
+    analyses: list[str] = setting(
+        default_factory=lambda: list(ANALYSES),
+        metavar="ANALYSIS",
+        help=f"analyses to run, separated by spaces or commas (default: all of {' '.join(ANALYSES)})",
+    )
+    output_dir: str | None = setting(
+        None,
+        help="report folder (default: CHECKPOINT/analysis, the folder the Hub publishing step attaches); a report of the same checkpoint and settings there is continued",
+    )
     restart: bool = setting(False, help="discard the report already in the output folder and redo everything")
     figures: bool = setting(True, help="write PNG figures next to report.json")
     device: str | None = setting(None, help="torch device for the model (default: cuda when available, else cpu)")
@@ -90,25 +100,55 @@ class AnalysisSettings:
 
     batch_size: int = setting(1, help="rows in parallel (1 = state carried over the whole split, the paper's setting)")
     window: int = setting(70, help="tokens per forward call (memory only)")
-    max_tokens: int | None = setting(None, help="use only the first N tokens of the split, in every analysis (default: all)")
-    count_splits: list[str] = setting(default_factory=lambda: ["train"], metavar="SPLIT", help="splits whose word counts define the frequency bins")
-    bin_edges: list[int] = setting(default_factory=lambda: list(DEFAULT_BIN_EDGES), metavar="COUNT", help="frequency bin thresholds")
-    ablation_layer: int | None = setting(None, metavar="N", help="number (from 1, as in the paper) of the layer whose units are ablated (default: the inverse-gamma layer, else the middle one)")
+    max_tokens: int | None = setting(
+        None, help="use only the first N tokens of the split, in every analysis (default: all)"
+    )
+    count_splits: list[str] = setting(
+        default_factory=lambda: ["train"], metavar="SPLIT", help="splits whose word counts define the frequency bins"
+    )
+    bin_edges: list[int] = setting(
+        default_factory=lambda: list(DEFAULT_BIN_EDGES), metavar="COUNT", help="frequency bin thresholds"
+    )
+    ablation_layer: int | None = setting(
+        None,
+        metavar="N",
+        help="number (from 1, as in the paper) of the layer whose units are ablated (default: the inverse-gamma layer, else the middle one)",
+    )
     chunk_size: int = setting(50, help="units per ablated chunk")
-    ablation_order: str = setting("auto", choices=("auto", "assigned", "estimated", "index"), help="order of the units before chunking: auto = assigned timescales if the layer has a schedule, else estimated, else unit order")
-    word_classes: dict[str, str] | str | None = setting(None, help="{word: class} map for the routing report per class; on the command line a file (JSON object or 'word class' lines)")
-    other_label: str | None = setting("other", help="class of the words the word-class map leaves out (none: leave them out)")
-    families: list[str] = setting(default_factory=lambda: list(DISTRIBUTION_FAMILIES), choices=DISTRIBUTION_FAMILIES, metavar="FAMILY", help="distributions fitted to the estimated timescales (maximum likelihood, location 0)")
+    ablation_order: str = setting(
+        "auto",
+        choices=("auto", "assigned", "estimated", "index"),
+        help="order of the units before chunking: auto = assigned timescales if the layer has a schedule, else estimated, else unit order",
+    )
+    word_classes: dict[str, str] | str | None = setting(
+        None,
+        help="{word: class} map for the routing report per class; on the command line a file (JSON object or 'word class' lines)",
+    )
+    other_label: str | None = setting(
+        "other", help="class of the words the word-class map leaves out (none: leave them out)"
+    )
+    families: list[str] = setting(
+        default_factory=lambda: list(DISTRIBUTION_FAMILIES),
+        choices=DISTRIBUTION_FAMILIES,
+        metavar="FAMILY",
+        help="distributions fitted to the estimated timescales (maximum likelihood, location 0)",
+    )
     max_delay: int = setting(50, help="state-gradient delays (Verwimp et al. 2020)")
     segment_length: int = setting(200, help="state-gradient segment, >= max_delay")
-    state_gradient_positions: int | str | None = setting(DEFAULT_STATE_GRADIENT_POSITIONS, metavar="K|all", help="source positions of the state gradients, evenly spaced over the analysed text; 'all' (None) computes every position, the exact full average")
+    state_gradient_positions: int | str | None = setting(
+        DEFAULT_STATE_GRADIENT_POSITIONS,
+        metavar="K|all",
+        help="source positions of the state gradients, evenly spaced over the analysed text; 'all' (None) computes every position, the exact full average",
+    )
     k: int = setting(5, help="singular values of the state gradients reported")
     passage_start: int = setting(0, help="first token of the weighted-sum passage")
     passage_length: int = setting(30, help="weighted-sum passage tokens (>= 2)")
     max_distance: int = setting(100, help="memory-span distances")
     mi_max_distance: int = setting(1000, help="largest mutual-information distance")
     mi_num_distances: int = setting(30, help="distances (log-spaced) at which the mutual information is estimated")
-    mi_estimator: str = setting("grassberger", choices=MI_ESTIMATORS, help="entropy estimator of the mutual information")
+    mi_estimator: str = setting(
+        "grassberger", choices=MI_ESTIMATORS, help="entropy estimator of the mutual information"
+    )
     include_units: bool = setting(True, help="per-unit lists (forget gates, timescales) in report.json")
 
     def __post_init__(self) -> None:
@@ -128,8 +168,17 @@ class AnalysisSettings:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting, its value and what is allowed."""
-        positive = ("batch_size", "window", "chunk_size", "max_delay", "segment_length", "k", "max_distance",
-                    "mi_max_distance", "mi_num_distances")
+        positive = (
+            "batch_size",
+            "window",
+            "chunk_size",
+            "max_delay",
+            "segment_length",
+            "k",
+            "max_distance",
+            "mi_max_distance",
+            "mi_num_distances",
+        )
         for name in positive:
             value = getattr(self, name)
             if not _positive_int(value):
@@ -137,18 +186,29 @@ class AnalysisSettings:
         for name, lowest in (("max_tokens", 2), ("state_gradient_positions", 1), ("ablation_layer", 1)):
             value = getattr(self, name)
             if value is not None and not (_positive_int(value) and value >= lowest):
-                what = {"max_tokens": "all tokens", "state_gradient_positions": "every position",
-                        "ablation_layer": "the default layer"}[name]
+                what = {
+                    "max_tokens": "all tokens",
+                    "state_gradient_positions": "every position",
+                    "ablation_layer": "the default layer",
+                }[name]
                 if name == "state_gradient_positions":
-                    raise ValueError(f"{option_name(name)} must be a positive integer or 'all' (None: {what}), got {value!r}.")
+                    raise ValueError(
+                        f"{option_name(name)} must be a positive integer or 'all' (None: {what}), got {value!r}."
+                    )
                 extra = " (layers are numbered from 1)" if name == "ablation_layer" else ""
-                raise ValueError(f"{option_name(name)} must be an integer >= {lowest}{extra} or None ({what}), got {value!r}.")
+                raise ValueError(
+                    f"{option_name(name)} must be an integer >= {lowest}{extra} or None ({what}), got {value!r}."
+                )
         if self.segment_length < self.max_delay:
             raise ValueError(
                 f"{option_name('segment_length')} must be >= {option_name('max_delay')} = {self.max_delay}, got "
                 f"{self.segment_length}: delays reaching across a segment start are never counted."
             )
-        if not isinstance(self.passage_start, numbers.Integral) or isinstance(self.passage_start, bool) or self.passage_start < 0:
+        if (
+            not isinstance(self.passage_start, numbers.Integral)
+            or isinstance(self.passage_start, bool)
+            or self.passage_start < 0
+        ):
             raise ValueError(f"{option_name('passage_start')} must be an integer >= 0, got {self.passage_start!r}.")
         if not _positive_int(self.passage_length) or self.passage_length < 2:
             raise ValueError(f"{option_name('passage_length')} must be an integer >= 2, got {self.passage_length!r}.")
@@ -157,10 +217,14 @@ class AnalysisSettings:
                 f"{option_name('ablation_order')} must be 'auto', 'assigned', 'estimated' or 'index', got {self.ablation_order!r}."
             )
         if self.mi_estimator not in MI_ESTIMATORS:
-            raise ValueError(f"{option_name('mi_estimator')} must be one of {list(MI_ESTIMATORS)}, got {self.mi_estimator!r}.")
+            raise ValueError(
+                f"{option_name('mi_estimator')} must be one of {list(MI_ESTIMATORS)}, got {self.mi_estimator!r}."
+            )
         unknown = [family for family in self.families if family not in DISTRIBUTION_FAMILIES]
         if unknown or not self.families:
-            raise ValueError(f"families must be a non-empty subset of {list(DISTRIBUTION_FAMILIES)}, got {list(self.families)}.")
+            raise ValueError(
+                f"families must be a non-empty subset of {list(DISTRIBUTION_FAMILIES)}, got {list(self.families)}."
+            )
         if self.word_classes is not None and not isinstance(self.word_classes, dict):
             raise ValueError(
                 f"{option_name('word_classes')} must be a {{word: class}} dict, got {type(self.word_classes).__name__} "
@@ -180,5 +244,3 @@ class AnalysisSettings:
             digest = hashlib.sha256(json.dumps(sorted(self.word_classes.items())).encode()).hexdigest()[:16]
             values["word_classes"] = f"<{len(self.word_classes)} words, sha256 {digest}>"
         return values
-
-

@@ -51,7 +51,7 @@ class StateGradientResult:
         mean = self.sums / counts.clamp(min=1)
         return mean.masked_fill(counts == 0, float("nan"))
 
-    def pooled(self) -> "StateGradientResult":
+    def pooled(self) -> StateGradientResult:
         """All classes merged into one (``C = 1``), e.g. the curve for "all words"."""
         return StateGradientResult(
             self.sums.sum(1, keepdim=True), self.counts.sum(1, keepdim=True), self.layer, self.state, ["all"]
@@ -161,7 +161,6 @@ def embedding_whitening(embedding_matrix: torch.Tensor, ridge: float = 0.0) -> t
     lower, info = torch.linalg.cholesky_ex(covariance)
     if int(info) != 0:
         raise ValueError(
-            "the embedding covariance is not positive definite (the rows do not span all E dimensions); "
-            "pass ridge > 0."
+            "the embedding covariance is not positive definite (the rows do not span all E dimensions); pass ridge > 0."
         )
     return lower

@@ -116,7 +116,11 @@ class LSTMLinearization(Linearization):
     """
 
     def __init__(
-        self, weight_ih: torch.Tensor, weight_hh: torch.Tensor, gates: dict[str, torch.Tensor], previous_cell: torch.Tensor
+        self,
+        weight_ih: torch.Tensor,
+        weight_hh: torch.Tensor,
+        gates: dict[str, torch.Tensor],
+        previous_cell: torch.Tensor,
     ) -> None:
         input_gate, forget_gate = gates[INPUT_GATE], gates[FORGET_GATE]
         candidate, output_gate = gates[CELL_CANDIDATE], gates[OUTPUT_GATE]
@@ -199,7 +203,7 @@ class Segment:
 class _LSTMSegment(Segment):
     """A standard-LSTM segment: closed-form linearisation from the gates of the forward."""
 
-    def __init__(self, cell: "CellStep", initial_state: torch.Tensor, inputs: torch.Tensor, trace: dict) -> None:
+    def __init__(self, cell: CellStep, initial_state: torch.Tensor, inputs: torch.Tensor, trace: dict) -> None:
         super().__init__(cell, initial_state, inputs, cell.flat_state(trace[HIDDEN], trace["cell"]))
         self._cell = cell
         self._trace = trace
@@ -207,7 +211,9 @@ class _LSTMSegment(Segment):
         self._previous_cell = self.previous[..., size:]
 
     def linearize(self, step: int) -> Linearization:
-        gates = {key: self._trace[key][:, step] for key in (INPUT_GATE, FORGET_GATE, CELL_CANDIDATE, OUTPUT_GATE, "cell")}
+        gates = {
+            key: self._trace[key][:, step] for key in (INPUT_GATE, FORGET_GATE, CELL_CANDIDATE, OUTPUT_GATE, "cell")
+        }
         return LSTMLinearization(self._cell.weight_ih, self._cell.weight_hh, gates, self._previous_cell[:, step])
 
 
@@ -232,7 +238,9 @@ class StepFunction:
         for step in range(inputs.shape[1]):
             state = batched(state, inputs[:, step])
             states.append(state)
-        stacked = torch.stack(states, 1) if states else initial_state.new_zeros(inputs.shape[0], 0, initial_state.shape[-1])
+        stacked = (
+            torch.stack(states, 1) if states else initial_state.new_zeros(inputs.shape[0], 0, initial_state.shape[-1])
+        )
         return Segment(self._step, initial_state, inputs, stacked)
 
 
@@ -274,7 +282,9 @@ class CellStep(StepFunction):
     def __call__(self, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         size = self.hidden_size
         previous_cell = state[..., size:] if self.has_cell else None
-        step = cell_step(self.layout, inputs, state[..., :size], previous_cell, self.weight_ih, self.weight_hh, self.bias)
+        step = cell_step(
+            self.layout, inputs, state[..., :size], previous_cell, self.weight_ih, self.weight_hh, self.bias
+        )
         return self.flat_state(step[HIDDEN], step.get("cell"))
 
     def segment(self, initial_state: torch.Tensor, inputs: torch.Tensor) -> Segment:
@@ -282,7 +292,13 @@ class CellStep(StepFunction):
         size = self.hidden_size
         initial_cell = initial_state[..., size:] if self.has_cell else None
         trace = gates_and_cells(
-            self.layout.cell_type, inputs, initial_state[..., :size], initial_cell, self.weight_ih, self.weight_hh, self.bias
+            self.layout.cell_type,
+            inputs,
+            initial_state[..., :size],
+            initial_cell,
+            self.weight_ih,
+            self.weight_hh,
+            self.bias,
         )
         if self.layout.cell_type == "lstm":
             return _LSTMSegment(self, initial_state, inputs, trace)

@@ -272,7 +272,9 @@ def source_positions(row_length: int, positions: int | Sequence[int] | torch.Ten
         return torch.arange(row_length)
     if isinstance(positions, numbers.Integral) and not isinstance(positions, bool):
         if positions < 1:
-            raise ValueError(f"positions must be a positive number of source positions (or None = all), got {positions}.")
+            raise ValueError(
+                f"positions must be a positive number of source positions (or None = all), got {positions}."
+            )
         if positions >= row_length:
             return torch.arange(row_length)
         return torch.arange(int(positions)) * row_length // int(positions)
@@ -342,8 +344,15 @@ def accumulate_state_gradients(
     readouts = readouts if readouts is not None else [(len(layer_steps) - 1, slice(None))]
     output_sizes = output_sizes if output_sizes is not None else state_sizes
     accumulator = StateGradientAccumulator(
-        layer_steps, output_sizes, readouts, num_classes, max_delay, input_size, state_sizes,
-        dtype=inputs.dtype, device=inputs.device,
+        layer_steps,
+        output_sizes,
+        readouts,
+        num_classes,
+        max_delay,
+        input_size,
+        state_sizes,
+        dtype=inputs.dtype,
+        device=inputs.device,
     )
     states = list(initial_states)
     for start in range(0, num_steps, segment_length):
@@ -395,7 +404,11 @@ def _class_table(
     if isinstance(token_classes, Mapping):
         # int(2.7) would be 2 and int(True) 1: the ids and classes must be integers as given.
         items = list(token_classes.items())
-        pairs = as_integers(items, "token_classes", "integer token ids and classes").reshape(-1, 2).tolist() if items else []
+        pairs = (
+            as_integers(items, "token_classes", "integer token ids and classes").reshape(-1, 2).tolist()
+            if items
+            else []
+        )
         table = torch.full((vocab_size,), -1, dtype=torch.int64)
         for token, token_class in pairs:
             if not 0 <= token < vocab_size:
@@ -510,8 +523,15 @@ def state_gradients(
     device = weight.device
     state_sizes = [size * (2 if cell else 1) for size, cell in zip(output_sizes, has_cell)]
     accumulator = StateGradientAccumulator(
-        steps, output_sizes, readouts, num_classes, max_delay, weight.shape[1], state_sizes,
-        dtype=dtype, device=device,
+        steps,
+        output_sizes,
+        readouts,
+        num_classes,
+        max_delay,
+        weight.shape[1],
+        state_sizes,
+        dtype=dtype,
+        device=device,
     )
     states = [torch.zeros(batch_size, size, dtype=dtype, device=device) for size in state_sizes]
     total = matrix_count(is_source.nonzero().reshape(-1), rows.shape[1], max_delay, segment_length)

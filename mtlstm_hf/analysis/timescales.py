@@ -55,8 +55,8 @@ import torch
 
 from mtlstm_hf.models.mtlstm.timescales import timescale_from_forget_gate
 
-from .settings import DISTRIBUTION_FAMILIES
 from .adapter import base_model, forget_gate_layers, token_rows
+from .settings import DISTRIBUTION_FAMILIES
 from .traces import trace_moments
 
 __all__ = [
@@ -376,7 +376,9 @@ def inverse_gamma_fit_note(timescales: Any, schedule: Mapping[str, Any] | None =
     """
     if isinstance(schedule, Mapping) and schedule.get("type") == "fixed":
         values = schedule.get("values")
-        shown = "|".join(f"{float(value):g}" for value in values) if isinstance(values, (list, tuple)) else "fixed values"
+        shown = (
+            "|".join(f"{float(value):g}" for value in values) if isinstance(values, (list, tuple)) else "fixed values"
+        )
         return f"the schedule fixes the timescales (T = {shown}); they follow no distribution"
     values = torch.as_tensor(timescales, dtype=torch.float64).detach().cpu().reshape(-1)
     finite = values[torch.isfinite(values) & (values > 0)]

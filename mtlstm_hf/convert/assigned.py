@@ -42,10 +42,16 @@ __all__ = [
 
 KNOWN_SCHEDULES: dict[str, dict[str, Any]] = {
     "inverse gamma(alpha=0.56, beta=1), reference grid (with its T=0 unit)": {
-        "type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "reference"
+        "type": "inverse_gamma",
+        "alpha": 0.56,
+        "beta": 1.0,
+        "grid": "reference",
     },
     "inverse gamma(alpha=0.56, beta=1), endpoint-free grid": {
-        "type": "inverse_gamma", "alpha": 0.56, "beta": 1.0, "grid": "endpoint_free"
+        "type": "inverse_gamma",
+        "alpha": 0.56,
+        "beta": 1.0,
+        "grid": "endpoint_free",
     },
 }
 """Schedules a layer's assigned timescales are compared with, to name them in the summary
@@ -128,7 +134,9 @@ def describe_assigned(forget_bias: torch.Tensor) -> str:
         for value in distinct:
             timescale = float(timescale_from_forget_bias(torch.tensor(value, dtype=torch.float64)))
             nominal.append(float(f"{timescale:.6g}") if math.isfinite(timescale) else timescale)
-        fixed = realize_timescales({"type": "fixed", "values": nominal}, hidden) if all(t > 0 for t in nominal) else None
+        fixed = (
+            realize_timescales({"type": "fixed", "values": nominal}, hidden) if all(t > 0 for t in nominal) else None
+        )
         if fixed is not None and torch.equal(_float32_bias(fixed), forget_bias):
             return "fixed T=" + "|".join(f"{value:g}" for value in nominal)
     for name, schedule in KNOWN_SCHEDULES.items():

@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog(),
     )
     parser.add_argument("--from", dest="source", required=True, choices=SOURCES, help="the code that trained the model")
-    parser.add_argument("weights", metavar="WEIGHTS", help="state_dict file (torch.save(model.state_dict(), f)) or safetensors")
+    parser.add_argument(
+        "weights", metavar="WEIGHTS", help="state_dict file (torch.save(model.state_dict(), f)) or safetensors"
+    )
     parser.add_argument(
         "--vocab",
         required=True,

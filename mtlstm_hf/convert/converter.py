@@ -49,24 +49,37 @@ import contextlib
 import errno
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
+
+from mtlstm_hf.files import PathOrStr
 
 from ..data import unknown_word_id, vocabulary_fingerprint
 from ..models.mtlstm import MTLSTMConfig, MTLSTMForCausalLM
 from ..progress import no_transformers_progress_bar
-from .assigned import LayerTimescales, describe_assigned, detect_layer_timescales, exact_explicit_timescales, reference_layout_problem
+from .assigned import (
+    LayerTimescales,
+    describe_assigned,
+    detect_layer_timescales,
+    exact_explicit_timescales,
+    reference_layout_problem,
+)
 from .families import FAMILIES, LSTMLanguageModelWeights, parse_state_dict
 from .vocabulary import Vocabulary, read_vocabulary, tokenizer_for_vocabulary
 from .weights import read_state_dict
 
-__all__ = ["CONVERSION_FILE", "FAMILY_TRAINING_DEFAULTS", "Conversion", "convert_checkpoint", "convert_model", "state_dict_for_model"]
+__all__ = [
+    "CONVERSION_FILE",
+    "FAMILY_TRAINING_DEFAULTS",
+    "Conversion",
+    "convert_checkpoint",
+    "convert_model",
+    "state_dict_for_model",
+]
 
-PathOrStr = Union[str, os.PathLike]
 
 CONVERSION_FILE = "conversion.json"
 """Name of the record of the conversion in the output folder."""
@@ -179,7 +192,12 @@ def state_dict_for_model(weights: LSTMLanguageModelWeights, config: MTLSTMConfig
                 "(+inf and -inf added): the checkpoint is damaged"
             )
         frozen = config.frozen_gates(index)
-        blocks = zip(_GATES, bias.split(layer.hidden_size), layer.bias_ih.split(layer.hidden_size), layer.bias_hh.split(layer.hidden_size))
+        blocks = zip(
+            _GATES,
+            bias.split(layer.hidden_size),
+            layer.bias_ih.split(layer.hidden_size),
+            layer.bias_hh.split(layer.hidden_size),
+        )
         for gate, total, input_side, recurrent_side in blocks:
             if gate in frozen:
                 state[f"{prefix}gate_biases.{gate}"] = total.clone()
@@ -187,7 +205,11 @@ def state_dict_for_model(weights: LSTMLanguageModelWeights, config: MTLSTMConfig
                 state[f"{prefix}gate_biases.{gate}"] = input_side.clone()
                 state[f"{prefix}gate_biases.{gate}_hh"] = recurrent_side.clone()
     state["lm_head.weight"] = embedding if weights.tied else with_pad_row(weights.decoder_weight)
-    bias = weights.decoder_bias if weights.decoder_bias is not None else torch.zeros(weights.vocab_size, dtype=torch.float32)
+    bias = (
+        weights.decoder_bias
+        if weights.decoder_bias is not None
+        else torch.zeros(weights.vocab_size, dtype=torch.float32)
+    )
     state["lm_head.bias"] = with_pad_row(bias, PAD_LOGIT)
     return state
 
@@ -279,7 +301,14 @@ def convert_model(
     layer_timescales, frozen = _timescales(parsed)
 
     overrides = dict(config_overrides or {})
-    architecture = {"vocab_size", "embedding_size", "hidden_sizes", "tie_word_embeddings", "timescale_schedules", "cell_types"}
+    architecture = {
+        "vocab_size",
+        "embedding_size",
+        "hidden_sizes",
+        "tie_word_embeddings",
+        "timescale_schedules",
+        "cell_types",
+    }
     clash = sorted(architecture & set(overrides))
     if clash:
         raise ValueError(f"config overrides {clash} are read from the weights and cannot be set")
@@ -308,7 +337,9 @@ def convert_model(
     unset = [name for name, tensor in (*model.named_parameters(), *model.named_buffers()) if tensor.is_meta]
     untied = parsed.tied and model.get_output_embeddings().weight is not model.get_input_embeddings().weight
     if unset or untied:  # a bug, not bad input
-        raise RuntimeError(f"conversion left tensors {unset} unset" if unset else "the converted output weights are not tied")
+        raise RuntimeError(
+            f"conversion left tensors {unset} unset" if unset else "the converted output weights are not tied"
+        )
     model.eval()
 
     record = {
@@ -402,7 +433,9 @@ def convert_checkpoint(
     if output.exists() and not output.is_dir():
         raise NotADirectoryError(f"OUTPUT_DIR {str(output)!r} is a file; a folder is needed")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"OUTPUT_DIR {str(output)!r} exists and is not empty; choose another folder or pass --overwrite")
+        raise FileExistsError(
+            f"OUTPUT_DIR {str(output)!r} exists and is not empty; choose another folder or pass --overwrite"
+        )
     conversion = convert_model(weights, vocab, source, **options)
 
     def build(folder: Path) -> None:
@@ -420,7 +453,9 @@ def convert_checkpoint(
             cause = None if isinstance(error, OSError) else write_failure_cause(error, output)
             if cause is None:
                 raise
-            raise OSError(cause[1] or errno.EIO, f"writing the converted model failed: {cause[0]}", str(output)) from error
+            raise OSError(
+                cause[1] or errno.EIO, f"writing the converted model failed: {cause[0]}", str(output)
+            ) from error
     except BaseException:
         for parent in output.parents:  # folders created above OUTPUT_DIR for it: removed when empty
             if len(parent.parts) <= len(existing.parts):

@@ -51,7 +51,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["FAMILIES", "LSTMLayerWeights", "LSTMLanguageModelWeights", "LayerLayout", "SourceFamily", "parse_state_dict"]
+__all__ = [
+    "FAMILIES",
+    "LSTMLayerWeights",
+    "LSTMLanguageModelWeights",
+    "LayerLayout",
+    "SourceFamily",
+    "parse_state_dict",
+]
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,9 @@ _AWD_LAYOUTS = (
         ("module.weight_ih_l0", "module.weight_hh_l0_raw", "module.bias_ih_l0", "module.bias_hh_l0"),
         ("module.weight_hh_l0",),
     ),
-    LayerLayout("no weight drop (wdrop = 0): a bare nn.LSTM", ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")),
+    LayerLayout(
+        "no weight drop (wdrop = 0): a bare nn.LSTM", ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+    ),
 )
 _FASTAI_LAYOUTS = (
     # fastai's WeightDropout keeps the raw matrix on itself (weight_hh_l0_raw beside module.);
@@ -157,7 +166,12 @@ FAMILIES: dict[str, SourceFamily] = {
         ("1.decoder.bias", "decoder.bias"),
         layer_layouts=_FASTAI_LAYOUTS,
         duplicate_embedding_keys=("0.encoder_dp.emb.weight", "encoder_dp.emb.weight"),
-        example_keys=("0.encoder.weight", "0.rnns.0.weight_hh_l0_raw", "0.rnns.0.module.weight_ih_l0", "1.decoder.weight"),
+        example_keys=(
+            "0.encoder.weight",
+            "0.rnns.0.weight_hh_l0_raw",
+            "0.rnns.0.module.weight_ih_l0",
+            "1.decoder.weight",
+        ),
     ),
     "word-language-model": SourceFamily(
         "word-language-model",
@@ -273,7 +287,9 @@ def _use_instead(keys: Collection[str], family: str) -> str:
     others = [name for name in _fitting_families(keys) if name != family]
     if not others:
         return ""
-    return f"; it looks like a {' or '.join(others)} state dict (use {' or '.join(f'--from {name}' for name in others)})"
+    return (
+        f"; it looks like a {' or '.join(others)} state dict (use {' or '.join(f'--from {name}' for name in others)})"
+    )
 
 
 def _looks_like(keys: list[str], family: str) -> str:
@@ -288,7 +304,9 @@ def _looks_like(keys: list[str], family: str) -> str:
     return _use_instead(keys, family)
 
 
-def _layout_error(spec: SourceFamily, index: int, keys: Collection[str], tensors: Mapping[str, torch.Tensor]) -> ValueError:
+def _layout_error(
+    spec: SourceFamily, index: int, keys: Collection[str], tensors: Mapping[str, torch.Tensor]
+) -> ValueError:
     """A layer whose tensor names are not one of ``spec``'s layouts (another family's, as a rule)."""
     layouts = " or ".join(f"{layout.description} ({', '.join(layout.required)})" for layout in spec.layer_layouts)
     return ValueError(
@@ -308,7 +326,9 @@ def _foreign(family: SourceFamily, tensors: Mapping[str, torch.Tensor], missing:
 
 def _gate_blocks_error(index: int, name: str, rows: int, hidden: int) -> ValueError:
     blocks = rows / hidden if hidden else float("nan")
-    what = {3: "a GRU's 3 gate blocks (r, z, n)", 1: "a plain RNN's single block"}.get(int(blocks) if blocks == int(blocks) else -1)
+    what = {3: "a GRU's 3 gate blocks (r, z, n)", 1: "a plain RNN's single block"}.get(
+        int(blocks) if blocks == int(blocks) else -1
+    )
     found = f"{rows} rows = {blocks:g} x H={hidden}" + (f", {what}" if what else "")
     return ValueError(
         f"layer {index + 1}: {name} has {found}; an LSTM layer has 4 x H = {4 * hidden} rows (gates i, f, g, o), "
@@ -358,11 +378,15 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
     used.add(embedding_key)
     embedding = tensors[embedding_key]
     if embedding.dim() != 2:
-        raise ValueError(f"{embedding_key} must be a (vocabulary, embedding) matrix, found shape {tuple(embedding.shape)}")
+        raise ValueError(
+            f"{embedding_key} must be a (vocabulary, embedding) matrix, found shape {tuple(embedding.shape)}"
+        )
     for key in spec.duplicate_embedding_keys:
         if key in tensors:
             if not torch.equal(tensors[key], embedding):
-                raise ValueError(f"{key} should hold the embedding again (the same matrix as {embedding_key}) but differs")
+                raise ValueError(
+                    f"{key} should hold the embedding again (the same matrix as {embedding_key}) but differs"
+                )
             used.add(key)
 
     indices = sorted(parts)
@@ -389,7 +413,9 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
             raise _layout_error(spec, index, layer_keys[index].values(), tensors)
         names = {kind: key for kind, (key, _) in found.items()}
         used.update(names.values())
-        weight_ih, weight_hh, bias_ih, bias_hh = (found[kind][1] for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        weight_ih, weight_hh, bias_ih, bias_hh = (
+            found[kind][1] for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
         if weight_hh.dim() != 2 or weight_ih.dim() != 2:
             raise ValueError(
                 f"layer {index + 1}: {names['weight_ih']} and {names['weight_hh']} must be matrices, found shapes "

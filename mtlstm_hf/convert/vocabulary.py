@@ -43,16 +43,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 import pickletools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
+
+from mtlstm_hf.files import PathOrStr
 
 from ..data import EOS_TOKEN, PAD_TOKEN, UNK_TOKEN, find_split_files, split_words, word_tokenizer_from_vocab
 
@@ -67,7 +67,6 @@ __all__ = [
     "tokenizer_for_vocabulary",
 ]
 
-PathOrStr = Union[str, os.PathLike]
 
 UNK_CANDIDATES: tuple[str, ...] = (UNK_TOKEN, "xxunk")
 """Words taken as the unknown-word token, the first present (override: ``unk_token``)."""
@@ -177,7 +176,9 @@ class _ListsAndStringsOnly(pickle.Unpickler):
     any class or function a pickle names is refused, so no code runs."""
 
     def find_class(self, module: str, name: str) -> object:
-        raise pickle.UnpicklingError(f"the pickle names the Python object {module}.{name}; only a list of words is read")
+        raise pickle.UnpicklingError(
+            f"the pickle names the Python object {module}.{name}; only a list of words is read"
+        )
 
 
 def _is_pickle(data: bytes, source: str) -> bool:
@@ -247,7 +248,11 @@ def read_word_list(path: PathOrStr) -> Vocabulary:
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")  # a byte order mark is no part of a word
     except UnicodeDecodeError as error:
-        found = "UTF-16 text (its byte order mark); save it as UTF-8" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else str(error)
+        found = (
+            "UTF-16 text (its byte order mark); save it as UTF-8"
+            if data[:2] in (b"\xff\xfe", b"\xfe\xff")
+            else str(error)
+        )
         raise ValueError(f"{source} is neither UTF-8 text nor a pickle: {found}") from None
     if text.lstrip()[:1] in ("[", "{"):
         return _unique(_words_of_json(text, source), source)
@@ -316,7 +321,9 @@ def tokenizer_for_vocabulary(
     if unk == eos:
         raise ValueError(f"the unknown-word and end-of-line tokens must differ, both are {unk!r}")
     present = set(words)
-    own_pad = next((candidate for candidate in PAD_CANDIDATES if candidate in present and candidate not in (unk, eos)), None)
+    own_pad = next(
+        (candidate for candidate in PAD_CANDIDATES if candidate in present and candidate not in (unk, eos)), None
+    )
     table = list(words) if own_pad is not None else [*words, PAD_TOKEN]
     pad = PAD_TOKEN if own_pad is None else own_pad
     if (unk, eos, pad) == (UNK_TOKEN, EOS_TOKEN, PAD_TOKEN):

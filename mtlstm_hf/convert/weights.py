@@ -18,21 +18,20 @@ Accepted (:func:`read_state_dict`):
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Union
 
 import torch
+
+from mtlstm_hf.files import PathOrStr
 
 from .sources import EXPORT_HINTS
 
 __all__ = ["FullPickleError", "read_state_dict"]
 
-PathOrStr = Union[str, os.PathLike]
 
 _SAFETENSORS_MAX_HEADER = 100 * 2**20
 _GLOBAL_NAME = re.compile(r"GLOBAL ([\w.]+)")
@@ -154,5 +153,5 @@ def read_state_dict(path: PathOrStr, family: str | None = None) -> dict[str, tor
         tensors = _unwrap(loaded, path)
     prefix = "module."
     if tensors and all(key.startswith(prefix) for key in tensors):
-        tensors = {key[len(prefix):]: value for key, value in tensors.items()}
+        tensors = {key[len(prefix) :]: value for key, value in tensors.items()}
     return tensors

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Union
+from typing import Any
 
 import torch
 
-RandomSource = Union[torch.Generator, random.Random]
+RandomSource = torch.Generator | random.Random
 
 
 def num_dropped_tokens(num_tokens: int, batch_size: int) -> int:
@@ -114,8 +114,7 @@ class BPTTIterator:
         batch_size, row_length = data.shape
         if batch_size < 1 or row_length < 2:
             raise ValueError(
-                f"data of shape {tuple(data.shape)} has no (input, target) pair: "
-                "each row needs at least 2 tokens"
+                f"data of shape {tuple(data.shape)} has no (input, target) pair: each row needs at least 2 tokens"
             )
         if bptt < 1:
             raise ValueError(f"bptt must be >= 1, got {bptt}")
@@ -132,17 +131,14 @@ class BPTTIterator:
             if std < 0:
                 raise ValueError(f"std must be >= 0, got {std}")
             if not 1 <= min_seq_len <= max_seq_len:
-                raise ValueError(
-                    f"need 1 <= min_seq_len <= max_seq_len, got {min_seq_len} and {max_seq_len}"
-                )
+                raise ValueError(f"need 1 <= min_seq_len <= max_seq_len, got {min_seq_len} and {max_seq_len}")
         if isinstance(generator, int) and not isinstance(generator, bool):
             generator = random.Random(generator)
         elif generator is None:
             generator = random.Random()
         elif not isinstance(generator, (torch.Generator, random.Random)):
             raise TypeError(
-                f"generator must be a torch.Generator, random.Random, int or None, "
-                f"got {type(generator).__name__}"
+                f"generator must be a torch.Generator, random.Random, int or None, got {type(generator).__name__}"
             )
         self.data = data
         self.bptt = bptt

@@ -43,12 +43,18 @@ def causal_lm_blocks(corpus: datasets.DatasetDict, tokenizer: Any, block_size: i
         ids = list(chain.from_iterable(batch["input_ids"]))
         usable = (len(ids) // block_size) * block_size
         blocks = [ids[start : start + block_size] for start in range(0, usable, block_size)]
-        return {"input_ids": blocks, "attention_mask": [[1] * block_size for _ in blocks], "labels": [list(b) for b in blocks]}
+        return {
+            "input_ids": blocks,
+            "attention_mask": [[1] * block_size for _ in blocks],
+            "labels": [list(b) for b in blocks],
+        }
 
     tokenized = corpus.map(tokenize, batched=True, remove_columns=["text"])
     # One map batch per split, so no tokens are lost between batches (these corpora are small).
     grouped = tokenized.map(group, batched=True, batch_size=None)
     for split, dataset in grouped.items():
         if len(dataset) == 0:
-            raise ValueError(f"block_size={block_size} is longer than the {split!r} split ({len(tokenized[split])} lines).")
+            raise ValueError(
+                f"block_size={block_size} is longer than the {split!r} split ({len(tokenized[split])} lines)."
+            )
     return grouped

@@ -18,16 +18,17 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
 import torch
 
+from mtlstm_hf.files import PathOrStr
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-PathOrStr = Union[str, os.PathLike]
 
 TEXT_COLUMN = "text"  # the one column of every corpus load_corpus returns
 CANONICAL_SPLITS = ("train", "validation", "test")
@@ -301,10 +302,7 @@ def load_corpus(
                     f"corpus path {str(source)!r} does not exist (a local path, not a Hub dataset id)"
                 )
             if path.is_file():
-                raise ValueError(
-                    f"{str(path)!r} is a single file; pass a directory or a dict "
-                    "like {'train': path}"
-                )
+                raise ValueError(f"{str(path)!r} is a single file; pass a directory or a dict like {{'train': path}}")
             files = find_split_files(path, splits)
         corpus = _load_local(files)
     else:
@@ -370,8 +368,6 @@ def encode_lines(
     return torch.from_numpy(np.fromiter(chain.from_iterable(pieces), dtype=np.int64))
 
 
-def split_to_stream(
-    corpus: datasets.DatasetDict, split: str, tokenizer: PreTrainedTokenizerBase
-) -> torch.Tensor:
+def split_to_stream(corpus: datasets.DatasetDict, split: str, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
     """Token stream of one split: LongTensor ``(num_tokens,)``, see :func:`encode_lines`."""
     return encode_lines(dataset_lines(get_split(corpus, split)), tokenizer)

@@ -76,7 +76,9 @@ _S = -1  # the nonterminal on the derivation stack; closing brackets are stored 
 _BLOCK = 4096  # uniform doubles fetched at a time (the stream is the same whatever the block)
 
 
-def check_grammar(bracket_probabilities: Sequence[float], concatenation_probability: float) -> tuple[float, float, float]:
+def check_grammar(
+    bracket_probabilities: Sequence[float], concatenation_probability: float
+) -> tuple[float, float, float]:
     """Validate the grammar's probabilities; returns ``(p_0, p_1, q)`` as floats.
 
     Raises:
@@ -85,7 +87,9 @@ def check_grammar(bracket_probabilities: Sequence[float], concatenation_probabil
             (the empty rule needs a positive probability, else no derivation ends).
     """
     if isinstance(bracket_probabilities, (str, bytes)) or not isinstance(bracket_probabilities, Sequence):
-        raise ValueError(f"bracket_probabilities must be two numbers >= 0 (one per bracket type), got {bracket_probabilities!r}.")
+        raise ValueError(
+            f"bracket_probabilities must be two numbers >= 0 (one per bracket type), got {bracket_probabilities!r}."
+        )
     values = list(bracket_probabilities)
     if len(values) != 2 or not all(_is_number(p) and math.isfinite(p) and p >= 0 for p in values) or sum(values) <= 0:
         raise ValueError(
@@ -344,7 +348,9 @@ def stack_top_targets(word: str) -> np.ndarray:
             stack.append(_OPENING[symbol])
         elif symbol in _CLOSING:
             if not stack or stack[-1] != _CLOSING[symbol]:
-                raise ValueError(f"word is not a balanced Dyck-2 word: {symbol!r} at position {position} matches nothing.")
+                raise ValueError(
+                    f"word is not a balanced Dyck-2 word: {symbol!r} at position {position} matches nothing."
+                )
             stack.pop()
         else:
             raise ValueError(f"word must contain only ( ) [ ], got {symbol!r} at position {position}.")

@@ -172,13 +172,14 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from functools import lru_cache
+from functools import cache
 from itertools import chain
-from typing import Union
 
 import datasets
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from mtlstm_hf.files import PathOrStr
 
 from .corpus import dataset_lines, read_lines
 
@@ -193,8 +194,7 @@ CONVENTIONS = ("whitespace", "wikitext", "ptb")  # what a tokenizer can have
 AUTO_CONVENTION = "auto"  # build_word_tokenizer only: detect from the training text
 CONVENTION_CONFIG_KEY = "word_convention"  # the name's key in tokenizer_config.json
 
-PathOrStr = Union[str, os.PathLike]
-TrainingText = Union[PathOrStr, Iterable[PathOrStr], Iterable[str], datasets.Dataset]
+TrainingText = PathOrStr | Iterable[PathOrStr] | Iterable[str] | datasets.Dataset
 
 # Python's str.split() also splits on the ASCII separators \x1c-\x1f; the
 # tokenizers WhitespaceSplit pre-tokenizer (Rust char::is_whitespace) does not.
@@ -327,7 +327,7 @@ def _decoder(convention: str, space_prefix: bool = False) -> decoders.Decoder | 
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _splitter(convention: str) -> tuple[normalizers.Normalizer | None, pre_tokenizers.PreTokenizer]:
     return _normalizer(convention), _pre_tokenizer(convention)
 
@@ -431,9 +431,7 @@ def detect_word_convention(lines: Iterable[str]) -> str:
 # --------------------------------------------------------------------------- vocabulary and tokenizer
 
 
-def build_vocab(
-    counts: Counter[str], max_vocab_size: int | None = None, min_count: int = 1
-) -> dict[str, int]:
+def build_vocab(counts: Counter[str], max_vocab_size: int | None = None, min_count: int = 1) -> dict[str, int]:
     """Turn word counts into a ``word -> id`` table.
 
     Order: ``<unk>``, ``<eos>``, then descending count, ties by the insertion
@@ -575,9 +573,7 @@ def get_word_convention(tokenizer: PreTrainedTokenizerBase) -> str:
     recorded = tokenizer.init_kwargs.get(CONVENTION_CONFIG_KEY)
     if recorded is not None:
         if recorded not in CONVENTIONS:
-            raise ValueError(
-                f"the tokenizer records {CONVENTION_CONFIG_KEY}={recorded!r}, not one of {CONVENTIONS}"
-            )
+            raise ValueError(f"the tokenizer records {CONVENTION_CONFIG_KEY}={recorded!r}, not one of {CONVENTIONS}")
         return recorded
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if (

@@ -37,7 +37,9 @@ _NONE_FOUND = object()
 def _first_element(values: Any, odd: Any) -> Any:
     """The first leaf of a (nested) list or tuple for which ``odd(leaf)`` holds, else ``_NONE_FOUND``."""
     for value in values:
-        found = _first_element(value, odd) if isinstance(value, (list, tuple)) else (value if odd(value) else _NONE_FOUND)
+        found = (
+            _first_element(value, odd) if isinstance(value, (list, tuple)) else (value if odd(value) else _NONE_FOUND)
+        )
         if found is not _NONE_FOUND:
             return found
     return _NONE_FOUND
@@ -115,7 +117,9 @@ def check_log_probs(log_probs: Any, name: str, rows: bool = False) -> torch.Tens
     if values.numel() == 0:
         raise ValueError(f"{name} is empty")
     if not torch.isfinite(values).all():
-        raise ValueError(f"{name} must be finite (NaN or +-inf found; a -inf log-probability makes perplexity infinite)")
+        raise ValueError(
+            f"{name} must be finite (NaN or +-inf found; a -inf log-probability makes perplexity infinite)"
+        )
     if values.max() > _LOG_PROB_TOLERANCE:
         raise ValueError(
             f"{name} must be log-probabilities (<= 0, natural log), got maximum {float(values.max()):.6g}; "
@@ -127,7 +131,9 @@ def check_log_probs(log_probs: Any, name: str, rows: bool = False) -> torch.Tens
 def check_same_length(a: torch.Tensor, name_a: str, b: torch.Tensor, name_b: str) -> None:
     """Raise ``ValueError`` unless ``a`` and ``b`` have the same first dimension (token by token)."""
     if a.shape[0] != b.shape[0]:
-        raise ValueError(f"{name_a} has {a.shape[0]} entries but {name_b} has {b.shape[0]}; they must align token by token")
+        raise ValueError(
+            f"{name_a} has {a.shape[0]} entries but {name_b} has {b.shape[0]}; they must align token by token"
+        )
 
 
 def target_bins(

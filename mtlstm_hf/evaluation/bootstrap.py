@@ -52,7 +52,6 @@ from typing import Any, Literal
 import torch
 
 from ..command_line import check_seed
-
 from .binned import check_log_probs, check_same_length, target_bins
 from .bins import DEFAULT_BIN_EDGES, bin_labels
 
@@ -104,9 +103,7 @@ def _block_table(values: torch.Tensor, block_ids: torch.Tensor, n_blocks: int) -
     return torch.zeros(n_blocks, values.shape[1], dtype=torch.float64).index_add_(0, block_ids, values)
 
 
-def _resample_sums(
-    table: torch.Tensor, n_resamples: int, generator: torch.Generator | None
-) -> torch.Tensor:
+def _resample_sums(table: torch.Tensor, n_resamples: int, generator: torch.Generator | None) -> torch.Tensor:
     """Column sums of ``table (n_blocks, C)`` over ``n_resamples`` block resamples: ``(R, C)``.
 
     Each resample is encoded as how many times every block was drawn (a weight row), so a
@@ -184,7 +181,9 @@ def _bin_tables(
     return nll_tables, _block_table(onehot, block_ids, n_blocks)
 
 
-def _meta(block_size: int, n_blocks: int, n_used: int, n_tokens: int, n_resamples: int, level: float, tail: str) -> dict[str, Any]:
+def _meta(
+    block_size: int, n_blocks: int, n_used: int, n_tokens: int, n_resamples: int, level: float, tail: str
+) -> dict[str, Any]:
     return {
         "block_size": int(block_size),
         "n_blocks": n_blocks,
@@ -292,7 +291,13 @@ def paired_block_bootstrap(
     """
     nlls, bins, labels, block_ids, n_blocks, n_tokens = _prepare(
         [(log_probs_a, "log_probs_a"), (log_probs_b, "log_probs_b")],
-        token_ids, bin_of_token, edges, block_size, n_resamples, confidence_level, tail,
+        token_ids,
+        bin_of_token,
+        edges,
+        block_size,
+        n_resamples,
+        confidence_level,
+        tail,
     )
     n_cols = max(len(labels), 1)
     (table_a, table_b), count_table = _bin_tables(nlls, bins, n_cols, block_ids, n_blocks)

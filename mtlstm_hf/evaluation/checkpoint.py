@@ -45,13 +45,12 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import datasets
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.tokenization_utils_base import FULL_TOKENIZER_FILE, TOKENIZER_CONFIG_FILE
-from transformers.utils import logging as hf_logging
 from transformers.utils import (
     CONFIG_NAME,
     SAFE_WEIGHTS_INDEX_NAME,
@@ -59,17 +58,20 @@ from transformers.utils import (
     WEIGHTS_INDEX_NAME,
     WEIGHTS_NAME,
 )
+from transformers.utils import logging as hf_logging
+
+from mtlstm_hf.files import PathOrStr
 
 from .. import register_auto_classes
 from ..command_line import check_seed
+from ..data import canonical_split, check_vocabulary_fingerprint, load_corpus, split_to_stream, unknown_word_id
 from ..devices import UnavailableDeviceError, float32_precision, resolve_device  # noqa: F401 (UnavailableDeviceError: public here too)
 from ..input_files import read_model_config
 from ..progress import no_transformers_progress_bar
 from ..weight_digests import verify_weight_digests
-from ..data import canonical_split, check_vocabulary_fingerprint, load_corpus, split_to_stream, unknown_word_id
 from .bootstrap import paired_block_bootstrap
-from .json_values import to_json_compatible  # noqa: F401 (public here: evaluation results as strict JSON)
 from .frequency import DEFAULT_BIN_EDGES, binned_perplexity, frequency_bin_of_token, token_counts
+from .json_values import to_json_compatible  # noqa: F401 (public here: evaluation results as strict JSON)
 from .pairing import check_same_token_streams
 from .perplexity import target_positions, token_log_probs
 
@@ -89,11 +91,10 @@ __all__ = [
     "to_json_compatible",
 ]
 
-PathOrStr = Union[str, os.PathLike]
 #: A checkpoint folder, or an already loaded ``(model, tokenizer)`` pair (what :func:`load_checkpoint` returns).
-Checkpoint = Union[PathOrStr, tuple[PreTrainedModel, PreTrainedTokenizerBase]]
+Checkpoint = PathOrStr | tuple[PreTrainedModel, PreTrainedTokenizerBase]
 #: Anything :func:`mtlstm_hf.data.load_corpus` accepts: a folder, a Hub id, a ``{split: file}`` dict, a DatasetDict.
-CorpusSource = Union[PathOrStr, dict[str, PathOrStr], datasets.DatasetDict]
+CorpusSource = PathOrStr | dict[str, PathOrStr] | datasets.DatasetDict
 
 # model_type of our config. Spelled out rather than imported: evaluation/ never imports the models
 # package (a test checks it); the model class is reached through AutoModelForCausalLM, for which
@@ -286,7 +287,11 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
     problems = []
     missing_recurrent = _missing_recurrent_sides(model, folder)
     info = {**info, "missing_keys": set(info.get("missing_keys", ())) | set(missing_recurrent)}
-    for key, label in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"), ("mismatched_keys", "of another shape than the configuration implies")):
+    for key, label in (
+        ("missing_keys", "missing"),
+        ("unexpected_keys", "unexpected"),
+        ("mismatched_keys", "of another shape than the configuration implies"),
+    ):
         names = sorted(_loading_entry(entry) for entry in info.get(key, ()))
         if names:
             problems.append(f"{label}: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
@@ -299,7 +304,9 @@ def load_model_strictly(folder: PathOrStr, model_class: Any = AutoModelForCausal
     non_finite = [
         name
         for name, tensor in tensors.items()
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()) and not _assigned_infinity(model, tensors, name)
+        if tensor.is_floating_point()
+        and not bool(torch.isfinite(tensor).all())
+        and not _assigned_infinity(model, tensors, name)
     ]
     if non_finite:
         raise ValueError(f"{str(weights)!r} holds non-finite values (NaN or inf) in {', '.join(non_finite[:8])}.")
@@ -482,7 +489,12 @@ def _score_split(
     window: int,
 ) -> _ScoredSplit:
     """Count, score: the shared core of evaluation and comparison (streams from :func:`_tokenize_split`)."""
-    split, count_names, streams, count_data = tokenized.split, tokenized.count_names, tokenized.streams, tokenized.count_data
+    split, count_names, streams, count_data = (
+        tokenized.split,
+        tokenized.count_names,
+        tokenized.streams,
+        tokenized.count_data,
+    )
     vocab_size = int(model.config.vocab_size)
     bin_of_token = frequency_bin_of_token(token_counts([streams[name] for name in count_names], vocab_size), edges)
     stream = streams["scored"]

@@ -163,7 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         return exit_codes.report_failure(PROG, err)
     if not Path(checkpoint).expanduser().is_dir():  # said before --data's default is looked up in it
-        return exit_codes.fail(PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT)
+        return exit_codes.fail(
+            PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT
+        )
     if args.data is None:
         args.data, data_config = default_data(checkpoint, parser)
         args.data_config = args.data_config or data_config

@@ -41,6 +41,7 @@ __all__ = [
     "binned_perplexity_by_frequency",
 ]
 
+
 def token_counts(streams: torch.Tensor | Sequence[torch.Tensor], vocab_size: int) -> torch.LongTensor:
     """How often each vocabulary id occurs in one or several token streams.
 

@@ -15,18 +15,36 @@ class EvaluationConfig:
     :func:`~mtlstm_hf.evaluation.evaluate_checkpoint` / :func:`~mtlstm_hf.evaluation.compare_checkpoints`);
     the values are checked by those functions, which name the argument they refuse."""
 
-    data: str | None = setting(None, help="corpus: a folder with train/valid/test.txt (PTB/WikiText format), a Hub dataset id, or one text file to score (default: the corpus the checkpoint was trained on, when mtlstm-train saved it)")
+    data: str | None = setting(
+        None,
+        help="corpus: a folder with train/valid/test.txt (PTB/WikiText format), a Hub dataset id, or one text file to score (default: the corpus the checkpoint was trained on, when mtlstm-train saved it)",
+    )
     data_config: str | None = setting(None, help="Hub dataset configuration, e.g. wikitext-2-v1")
     split: str = setting("test", help="split to score")
-    batch_size: int = setting(1, help="1 (the paper's setting) carries the state across the whole split; B > 1 scores B contiguous pieces, each from a zero state")
+    batch_size: int = setting(
+        1,
+        help="1 (the paper's setting) carries the state across the whole split; B > 1 scores B contiguous pieces, each from a zero state",
+    )
     window: int = setting(70, help="tokens per forward call; speed only")
-    count_splits: list[str] = setting(default_factory=lambda: ["train"], metavar="SPLIT", help="splits whose word counts define the frequency bins ('train valid test' reproduces the reference code); counted in the training corpus recorded with the checkpoint when --data has none of them")
-    bin_edges: list[int] = setting(default_factory=lambda: list(DEFAULT_BIN_EDGES), metavar="COUNT", help="frequency bin thresholds")
-    compare: str | None = setting(None, metavar="OTHER_CHECKPOINT", help="second checkpoint to compare with (paired block bootstrap of OTHER - CHECKPOINT)")
+    count_splits: list[str] = setting(
+        default_factory=lambda: ["train"],
+        metavar="SPLIT",
+        help="splits whose word counts define the frequency bins ('train valid test' reproduces the reference code); counted in the training corpus recorded with the checkpoint when --data has none of them",
+    )
+    bin_edges: list[int] = setting(
+        default_factory=lambda: list(DEFAULT_BIN_EDGES), metavar="COUNT", help="frequency bin thresholds"
+    )
+    compare: str | None = setting(
+        None,
+        metavar="OTHER_CHECKPOINT",
+        help="second checkpoint to compare with (paired block bootstrap of OTHER - CHECKPOINT)",
+    )
     block_size: int = setting(100, help="bootstrap block length in tokens")
     n_resamples: int = setting(10_000, help="bootstrap resamples")
     seed: int = setting(0, help="bootstrap seed")
     confidence_level: float = setting(0.95, help="confidence level of the interval")
     device: str | None = setting(None, help="torch device for the models (default: cuda when available, else cpu)")
     threads: int | None = threads_setting()
-    output: str | None = setting(None, help="also write the results as JSON to this file (checked before the evaluation, replaced atomically)")
+    output: str | None = setting(
+        None, help="also write the results as JSON to this file (checked before the evaluation, replaced atomically)"
+    )

@@ -25,7 +25,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from .. import exit_codes
@@ -47,19 +46,55 @@ def build_parser() -> argparse.ArgumentParser:
         "generated model card) to the Hugging Face Hub in one commit.",
         epilog=exit_codes.epilog(),
     )
-    parser.add_argument("checkpoint", help="folder written by save_pretrained (model and tokenizer), e.g. a run's best_model/")
+    parser.add_argument(
+        "checkpoint", help="folder written by save_pretrained (model and tokenizer), e.g. a run's best_model/"
+    )
     parser.add_argument("repo_id", help="model repository, namespace/name (created if missing)")
     parser.add_argument("--revision", default=None, help="branch to commit to (default: main; created if missing)")
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--commit-message", default=None, help="commit message")
-    parser.add_argument("--token-file", type=Path, default=None, help="file holding the Hub token (default: HF_TOKEN / stored login)")
-    parser.add_argument("--dry-run", metavar="DIR", type=Path, default=None, help="write the folder that would be uploaded to DIR; upload nothing")
-    parser.add_argument("--analysis", metavar="DIR", type=Path, default=None, help="analysis report folder (default: CHECKPOINT/analysis if present)")
-    parser.add_argument("--eval-results", metavar="FILE", type=Path, default=None, help="JSON of `mtlstm-eval --output` (default: CHECKPOINT/eval_results.json if present)")
-    parser.add_argument("--dataset", default=None, help="the Hub dataset the local training corpus is a copy of (e.g. ptb_text_only), named in the card's metadata; a Hub dataset the run read is named by itself, the embedded WikiText-2 sample by nothing")
-    parser.add_argument("--dataset-config", default=None, help="that Hub dataset's configuration (e.g. wikitext-2-raw-v1)")
-    parser.add_argument("--language", default=None, help="ISO 639-1 language code for the card (default: the corpus's, when it is a known one)")
-    parser.add_argument("--license", default=None, help="license id for the model card (default: mtlstm_hf.hub.DEFAULT_LICENSE, the library's)")
+    parser.add_argument(
+        "--token-file", type=Path, default=None, help="file holding the Hub token (default: HF_TOKEN / stored login)"
+    )
+    parser.add_argument(
+        "--dry-run",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="write the folder that would be uploaded to DIR; upload nothing",
+    )
+    parser.add_argument(
+        "--analysis",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="analysis report folder (default: CHECKPOINT/analysis if present)",
+    )
+    parser.add_argument(
+        "--eval-results",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="JSON of `mtlstm-eval --output` (default: CHECKPOINT/eval_results.json if present)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="the Hub dataset the local training corpus is a copy of (e.g. ptb_text_only), named in the card's metadata; a Hub dataset the run read is named by itself, the embedded WikiText-2 sample by nothing",
+    )
+    parser.add_argument(
+        "--dataset-config", default=None, help="that Hub dataset's configuration (e.g. wikitext-2-raw-v1)"
+    )
+    parser.add_argument(
+        "--language",
+        default=None,
+        help="ISO 639-1 language code for the card (default: the corpus's, when it is a known one)",
+    )
+    parser.add_argument(
+        "--license",
+        default=None,
+        help="license id for the model card (default: mtlstm_hf.hub.DEFAULT_LICENSE, the library's)",
+    )
     add_threads_option(parser)
     return parser
 
@@ -81,9 +116,13 @@ def _read_token(path: Path | None) -> str | None:
 def _report(result: PushResult) -> str:
     lines = []
     if result.dry_run_dir is not None:
-        lines.append(f"Dry run: {len(result.files)} files for {result.repo_id} (branch {result.revision}) written to {result.dry_run_dir}")
+        lines.append(
+            f"Dry run: {len(result.files)} files for {result.repo_id} (branch {result.revision}) written to {result.dry_run_dir}"
+        )
     else:
-        lines.append(f"Pushed {len(result.files)} files to {result.repo_id} (branch {result.revision}) in commit {result.commit_oid}")
+        lines.append(
+            f"Pushed {len(result.files)} files to {result.repo_id} (branch {result.revision}) in commit {result.commit_oid}"
+        )
         lines.append(f"  {result.commit_url}")
         lines.append(f"  load this version with from_pretrained({result.repo_id!r}, revision={result.commit_oid!r})")
     lines += [f"  + {name}" for name in result.files]
@@ -129,7 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exit_codes.one_line(str(error))}", file=sys.stderr)
         return exit_codes.BAD_INPUT
     except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted (the local checkpoint is unchanged; a commit the Hub had already accepted stays)", file=sys.stderr)
+        print(
+            f"{PROG}: error: interrupted (the local checkpoint is unchanged; a commit the Hub had already accepted stays)",
+            file=sys.stderr,
+        )
         return exit_codes.INTERRUPTED
     print(_report(result))
     return exit_codes.OK

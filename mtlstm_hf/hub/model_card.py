@@ -196,7 +196,9 @@ def describe_corpus(source: Any, config: str | None = None) -> DatasetReference:
     return DatasetReference(name, "local", language=_language(name))
 
 
-def name_as_hub_dataset(reference: DatasetReference, dataset: str | None, config: str | None = None) -> DatasetReference:
+def name_as_hub_dataset(
+    reference: DatasetReference, dataset: str | None, config: str | None = None
+) -> DatasetReference:
     """``reference`` with the Hub dataset it is a local copy of (``--dataset``), when given.
 
     Raises:
@@ -210,7 +212,9 @@ def name_as_hub_dataset(reference: DatasetReference, dataset: str | None, config
             f"dataset={dataset!r} names the Hub dataset of a local corpus, but this checkpoint was trained or "
             f"evaluated on {_SAMPLE_NAME.replace('`', '')}, which is no copy of a Hub dataset; leave dataset out"
         )
-    return replace(reference, hub_id=dataset, config=config or reference.config, language=reference.language or _language(dataset))
+    return replace(
+        reference, hub_id=dataset, config=config or reference.config, language=reference.language or _language(dataset)
+    )
 
 
 def resolve_dataset(
@@ -241,7 +245,9 @@ def resolve_dataset(
             f"dataset={dataset!r} names the Hub dataset of a local corpus, but the training and evaluation data "
             f"are {training.name!r} and {evaluated.name!r}, not local corpora; leave dataset out"
         )
-    return name_as_hub_dataset(training, dataset, dataset_config), name_as_hub_dataset(evaluated, dataset, dataset_config)
+    return name_as_hub_dataset(training, dataset, dataset_config), name_as_hub_dataset(
+        evaluated, dataset, dataset_config
+    )
 
 
 # --- scores: one list for the table and the model-index -------------------------------------------
@@ -315,7 +321,10 @@ def card_scores(
     if eval_results:
         split = str(eval_results.get("split", "test"))
         batch = _positive_int(eval_results.get("batch_size"))
-        bin_args = {"count_splits": list(eval_results.get("count_splits") or []), "bin_edges": list(eval_results.get("bin_edges") or [])}
+        bin_args = {
+            "count_splits": list(eval_results.get("count_splits") or []),
+            "bin_edges": list(eval_results.get("bin_edges") or []),
+        }
         scores.append(Score(split, "all words", _finite(eval_results.get("perplexity")), _positive_int(eval_results.get("n_tokens"), 0),
                             batch, EVAL_SOURCE, evaluated_dataset, {}))  # fmt: skip
         for label, entry in (eval_results.get("bins") or {}).items():
@@ -349,9 +358,16 @@ def card_eval_results(scores: Sequence[Score]) -> list[EvalResult]:
         args = {**score.args, **({"eval_batch_size": score.batch_size} if score.batch_size is not None else {})}
         results.append(
             EvalResult(
-                task_type=TASK_TYPE, task_name=TASK_NAME, dataset_type=score.dataset.hub_id, dataset_name=score.dataset.hub_id,
-                dataset_config=score.dataset.config, dataset_split=score.split, metric_type="perplexity",
-                metric_value=score.perplexity, metric_name=score.metric_name, metric_args=args or None,
+                task_type=TASK_TYPE,
+                task_name=TASK_NAME,
+                dataset_type=score.dataset.hub_id,
+                dataset_name=score.dataset.hub_id,
+                dataset_config=score.dataset.config,
+                dataset_split=score.split,
+                metric_type="perplexity",
+                metric_value=score.perplexity,
+                metric_name=score.metric_name,
+                metric_args=args or None,
             )  # fmt: skip
         )
     return results
@@ -374,7 +390,9 @@ def _describe_schedule(schedule: Mapping[str, Any]) -> str:
     for key, value in schedule.items():
         if key == "type":
             continue
-        text = ", ".join(_format_number(v) for v in value) if isinstance(value, (list, tuple)) else _format_number(value)
+        text = (
+            ", ".join(_format_number(v) for v in value) if isinstance(value, (list, tuple)) else _format_number(value)
+        )
         params.append(f"{key}={text[:60] + '...' if len(text) > 60 else text}")
     return f"{kind.replace('_', ' ')} ({'; '.join(params)})" if params else kind
 
@@ -409,7 +427,16 @@ def _model_section(model: Any, figures: Sequence[str]) -> str:
     for index, size in enumerate(sizes):
         schedule = config.timescale_schedules[index]
         frozen = "-" if schedule.get("type") == "none" else config.frozen_biases
-        rows.append([index + 1, size, cells[index], _describe_schedule(schedule), _describe_timescales(timescales[index]), frozen])
+        rows.append(
+            [
+                index + 1,
+                size,
+                cells[index],
+                _describe_schedule(schedule),
+                _describe_timescales(timescales[index]),
+                frozen,
+            ]
+        )
     parts = [
         "A multi-timescale LSTM language model (Mahto et al., ICLR 2021): an AWD-LSTM-style stack of "
         f"{len(sizes)} LSTM layers over a {config.embedding_size}-dimensional word embedding "
@@ -515,8 +542,15 @@ def _training_section(
         _table(["Setting", "Value"], rows),
     ]
     if training_metrics:
-        metric_rows = [[f"`{key}`", _format_number(value)] for key, value in sorted(public_value(training_metrics).items())]
-        parts += ["", "State of the saved weights (`training_metrics.json`):", "", _table(["Metric", "Value"], metric_rows)]
+        metric_rows = [
+            [f"`{key}`", _format_number(value)] for key, value in sorted(public_value(training_metrics).items())
+        ]
+        parts += [
+            "",
+            "State of the saved weights (`training_metrics.json`):",
+            "",
+            _table(["Metric", "Value"], metric_rows),
+        ]
     return "\n".join(parts)
 
 
@@ -589,7 +623,9 @@ def _estimated_timescale_rows(report: Mapping[str, Any], schedules: Sequence[Map
     return rows
 
 
-def _analysis_section(report: Mapping[str, Any] | None, figures: Sequence[str], schedules: Sequence[Mapping[str, Any]]) -> str:
+def _analysis_section(
+    report: Mapping[str, Any] | None, figures: Sequence[str], schedules: Sequence[Mapping[str, Any]]
+) -> str:
     if report is None:
         return "No analysis report was published with this checkpoint."
     report = public_value(report)
@@ -746,7 +782,9 @@ def build_model_card(
             corpus to name (see :func:`resolve_dataset`).
     """
     trained_on, evaluated_on = resolve_dataset(dataset, eval_results, training_config, dataset_config)
-    scores = card_scores(eval_results, training_metrics, training_config, logged_test_perplexity, trained_on, evaluated_on)
+    scores = card_scores(
+        eval_results, training_metrics, training_config, logged_test_perplexity, trained_on, evaluated_on
+    )
     hub_datasets = list(dict.fromkeys(corpus.hub_id for corpus in (trained_on, evaluated_on) if corpus.hub_id))
     model_name = repo_id.split("/")[-1]
     card_data = ModelCardData(

@@ -45,12 +45,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_download
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import get_token_to_send, validate_repo_id
 from transformers import GenerationConfig
+
+from mtlstm_hf.files import PathOrStr
 
 from ..data.tokenizer_files import save_tokenizer
 from ..evaluation.checkpoint import load_checkpoint, to_json_compatible
@@ -71,7 +73,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PathOrStr = Union[str, os.PathLike]
 
 ANALYSIS_DIRNAME = "analysis"
 """Folder of the analysis report, in a checkpoint folder and in the repository."""
@@ -142,7 +143,12 @@ def _check_repo_id(repo_id: str) -> str:
 def _check_branch(revision: str | None) -> str:
     """The branch to commit to (``main`` by default); commit ids and refs are refused."""
     branch = constants.DEFAULT_REVISION if revision is None else revision
-    if not isinstance(branch, str) or not _BRANCH.match(branch) or _COMMIT_ID.match(branch) or branch.startswith("refs/"):
+    if (
+        not isinstance(branch, str)
+        or not _BRANCH.match(branch)
+        or _COMMIT_ID.match(branch)
+        or branch.startswith("refs/")
+    ):
         raise ValueError(
             f"invalid target revision {revision!r}: commits go to a branch; give a branch name "
             "(letters, digits, '.', '_', '-', '/'), not a commit id or a ref"
@@ -203,7 +209,9 @@ def _analysis_report(analysis_dir: PathOrStr | None, checkpoint: Path) -> tuple[
     else:
         folder = Path(analysis_dir).expanduser()
     if folder.is_dir() and REPORT_FILENAME in _walk(folder)[1]:
-        raise ValueError(f"{str(folder / REPORT_FILENAME)!r} is a symbolic link; publishing follows no links: copy the report there")
+        raise ValueError(
+            f"{str(folder / REPORT_FILENAME)!r} is a symbolic link; publishing follows no links: copy the report there"
+        )
     from ..analysis.report import load_report  # the analysis package is heavy: imported only when needed
 
     return folder, load_report(folder)
@@ -400,7 +408,10 @@ def _upload(
             step = f"creating the branch {branch!r}"
             api.create_branch(repo_id, branch=branch, exist_ok=True, token=token)
         step = "committing the files"
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(staging / name)) for name in _relative_files(staging)]
+        operations = [
+            CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(staging / name))
+            for name in _relative_files(staging)
+        ]
         info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=branch, token=token)
     except Exception as error:  # noqa: BLE001 - the boundary to a remote service: report it in our terms
         failure = HubUploadError(
@@ -482,7 +493,10 @@ def push_checkpoint(
         raise HubOfflineError("HF_HUB_OFFLINE is set: the Hub cannot be reached; unset it to push, or make a dry run")
     evaluation = _load_eval_results(eval_results, checkpoint)
     analysis = _analysis_report(analysis_dir, checkpoint)
-    message = commit_message or f"Upload multi-timescale LSTM checkpoint {checkpoint.resolve().name} (mtlstm_hf {__version__})"
+    message = (
+        commit_message
+        or f"Upload multi-timescale LSTM checkpoint {checkpoint.resolve().name} (mtlstm_hf {__version__})"
+    )
 
     # A dry run stages next to its destination, so that the final step is one rename.
     staging_parent = None if dry_run_folder is None else dry_run_folder.parent

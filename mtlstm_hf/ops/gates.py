@@ -82,18 +82,14 @@ def gates_and_cells(
     if layout.recurrent_gate_rows:
         # h_{t-1} at every step: the initial state, then the outputs shifted by one.
         previous_hidden = torch.cat([initial_hidden[:, None], hidden_outputs[:, :-1]], dim=1)
-    gates = activate_gates(
-        layout, gate_preactivations(layout, inputs, previous_hidden, weight_ih, weight_hh, bias)
-    )
+    gates = activate_gates(layout, gate_preactivations(layout, inputs, previous_hidden, weight_ih, weight_hh, bias))
     if lengths is not None:
         steps = torch.arange(inputs.shape[1], device=inputs.device)
         valid = (steps < lengths.to(inputs.device)[:, None])[..., None]
         padded_value = {INPUT_GATE: 0.0, FORGET_GATE: 1.0, OUTPUT_GATE: 0.0, CELL_CANDIDATE: 0.0}
         gates = {name: torch.where(valid, value, padded_value[name]) for name, value in gates.items()}
     result.update(gates)
-    result["cell"] = linear_scan(
-        gates[FORGET_GATE], gates[INPUT_GATE] * gates[CELL_CANDIDATE], initial_cell
-    )
+    result["cell"] = linear_scan(gates[FORGET_GATE], gates[INPUT_GATE] * gates[CELL_CANDIDATE], initial_cell)
     if hidden_outputs is None:  # lstm-srnn-hidden: h_t needs only o_t and c_t
         hidden_outputs = hidden_from_cell(layout, result["cell"], gates.get(OUTPUT_GATE))
         if lengths is not None:
@@ -120,9 +116,7 @@ def layer_gates_and_cells(
     )  # fmt: skip
 
 
-def weighted_sum_log_weights(
-    input_gate: torch.Tensor, forget_gate: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_sum_log_weights(input_gate: torch.Tensor, forget_gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Log weights of the LSTM-as-weighted-sum view (Levy et al. 2018, eq. 3).
 
     ``log w_j^t = log i_j + sum_{k=j+1..t} log f_k`` (mathematically ``log i_j + F_t - F_j``
@@ -198,9 +192,7 @@ def weighted_sum_span(
     if not 0 <= start < end <= total_steps:
         raise ValueError(f"span must satisfy 0 <= start < end <= T={total_steps}; got [{start}, {end}).")
     span = slice(start, end)
-    log_weights, log_initial_weight = weighted_sum_log_weights(
-        trace[INPUT_GATE][:, span], trace[FORGET_GATE][:, span]
-    )
+    log_weights, log_initial_weight = weighted_sum_log_weights(trace[INPUT_GATE][:, span], trace[FORGET_GATE][:, span])
     return {
         "log_weights": log_weights,
         "log_initial_weight": log_initial_weight,

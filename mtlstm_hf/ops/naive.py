@@ -76,8 +76,7 @@ def reference_trace(
     present = present_trace_keys(layout)
     empty = inputs.new_zeros(inputs.shape[0], 0, initial_hidden.shape[1])
     return {
-        key: (torch.stack(steps[key], 1) if total_steps else empty) if key in present else None
-        for key in TRACE_KEYS
+        key: (torch.stack(steps[key], 1) if total_steps else empty) if key in present else None for key in TRACE_KEYS
     }
 
 
@@ -99,9 +98,7 @@ def reference_sequence(
         initial state when 0) and its outputs at padded steps are 0, like
         ``recurrences.lstm_sequence``.
     """
-    trace = reference_trace(
-        cell_type, inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths
-    )
+    trace = reference_trace(cell_type, inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths)
     outputs = trace[HIDDEN]
     final_hidden = last_valid_step(outputs, initial_hidden, lengths)
     # The cell is carried through padded steps, so its last step is the final cell.
@@ -109,5 +106,3 @@ def reference_sequence(
     if trace["cell"] is not None:
         final_cell = trace["cell"][:, -1] if outputs.shape[1] else initial_cell
     return outputs, final_hidden, final_cell
-
-

@@ -119,7 +119,11 @@ def lm_claims(experiment: str, scale: str, summary: Mapping[str, Any], standard_
     if perplexity is not None:
         test = perplexity["test_perplexity"]
         reported = paper.get("test_perplexity", {})
-        paper_text = " vs ".join(f"{reported[arm]:.2f} ({arm.replace('_', '-')})" for arm in ("multi_timescale", "baseline") if arm in reported)
+        paper_text = " vs ".join(
+            f"{reported[arm]:.2f} ({arm.replace('_', '-')})"
+            for arm in ("multi_timescale", "baseline")
+            if arm in reported
+        )
         claims.append(
             _claim(
                 "test_perplexity_lower",

@@ -104,7 +104,9 @@ def _run(prepared: Any) -> int:
     try:
         run(prepared, log_to_stderr)
     except NonFiniteLossError as error:
-        return exit_codes.fail(PROG, f"{error} Rerun the same command to continue from the last checkpoint.", exit_codes.NON_FINITE_LOSS)
+        return exit_codes.fail(
+            PROG, f"{error} Rerun the same command to continue from the last checkpoint.", exit_codes.NON_FINITE_LOSS
+        )
     except RunInterrupted as error:
         return exit_codes.fail(PROG, str(error), exit_codes.INTERRUPTED)
     except WorkerFailed as error:

@@ -65,7 +65,9 @@ def locate_corpus(data: str | Path | None, corpus: str) -> Path:
     names = "/".join(pattern.format(split="{train,valid,test}") for pattern in FILE_PATTERNS)
     hint = f"{SOURCES[corpus]}. Put the three files ({names}) in a folder and pass it with --data"
     if data is None:
-        raise FileNotFoundError(f"--data is needed for this experiment: {hint} (this project's shared copy: ../shared/data).")
+        raise FileNotFoundError(
+            f"--data is needed for this experiment: {hint} (this project's shared copy: ../shared/data)."
+        )
     data = Path(data).expanduser()
     if not data.is_dir():
         raise FileNotFoundError(f"--data: {str(data)!r} is not a folder. {hint}.")

@@ -134,8 +134,16 @@ class DyckSettings:
     def validate(self) -> None:
         """Raises ``ValueError`` naming the field and what is allowed."""
         minimums = {
-            "num_train": 1, "num_validation": 0, "num_test": 1, "max_length": 2, "data_seed": 0,
-            "hidden_size": 1, "epochs": 0, "batch_size": 1, "num_span_bins": 1, "eval_batch_size": 1,
+            "num_train": 1,
+            "num_validation": 0,
+            "num_test": 1,
+            "max_length": 2,
+            "data_seed": 0,
+            "hidden_size": 1,
+            "epochs": 0,
+            "batch_size": 1,
+            "num_span_bins": 1,
+            "eval_batch_size": 1,
         }
         for name, minimum in minimums.items():
             value = getattr(self, name)
@@ -149,7 +157,9 @@ class DyckSettings:
         for name, value in positive.items():
             if not _is_number(value) or not 0 < value < math.inf:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-        if self.clip_grad_norm is not None and (not _is_number(self.clip_grad_norm) or not 0 < self.clip_grad_norm < math.inf):
+        if self.clip_grad_norm is not None and (
+            not _is_number(self.clip_grad_norm) or not 0 < self.clip_grad_norm < math.inf
+        ):
             raise ValueError(f"clip_grad_norm must be None or a finite number > 0, got {self.clip_grad_norm!r}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}.")
@@ -164,9 +174,7 @@ class DyckSettings:
                     f"stop_below_validation_loss must be None or a number > 0, got {self.stop_below_validation_loss!r}."
                 )
             if not self.validate_every_epoch or self.num_validation == 0:
-                raise ValueError(
-                    "stop_below_validation_loss needs validate_every_epoch=True and num_validation >= 1."
-                )
+                raise ValueError("stop_below_validation_loss needs validate_every_epoch=True and num_validation >= 1.")
 
 
 def _is_number(value: Any) -> bool:
@@ -246,7 +254,9 @@ def dyck_config(arm: str, settings: DyckSettings | None = None) -> MTLSTMConfig:
     settings = settings or DyckSettings()
     schedules = None
     if _check_arm(arm) == "multi_timescale":
-        schedules = [{"type": "inverse_gamma", "alpha": settings.alpha, "beta": settings.scale, "grid": "endpoint_free"}]
+        schedules = [
+            {"type": "inverse_gamma", "alpha": settings.alpha, "beta": settings.scale, "grid": "endpoint_free"}
+        ]
     return MTLSTMConfig(
         vocab_size=VOCAB_SIZE,
         embedding_size=VOCAB_SIZE,
@@ -303,7 +313,9 @@ class EncodedWords:
     def __len__(self) -> int:
         return len(self.words)
 
-    def batch(self, rows: Sequence[int], with_mask: bool = False, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    def batch(
+        self, rows: Sequence[int], with_mask: bool = False, device: torch.device | str = "cpu"
+    ) -> dict[str, torch.Tensor]:
         """The tensors of :func:`mtlstm_hf.data.dyck.collate_dyck` for these words on ``device``,
         without ``attention_mask`` unless ``with_mask``.
 
@@ -532,7 +544,9 @@ def run_dyck_seed(
             break
     predictions, _ = predict(model, test, settings)
     correct = sequence_correct(predictions, test.words)
-    span_accuracy, span_counts = accuracy_by_span(correct, test.spans, span_bin_edges(settings.max_length, settings.num_span_bins))
+    span_accuracy, span_counts = accuracy_by_span(
+        correct, test.spans, span_bin_edges(settings.max_length, settings.num_span_bins)
+    )
     return DyckRun(
         arm=arm,
         seed=seed,
@@ -646,7 +660,9 @@ def run_dyck_experiment(
     for seed in seeds:
         check_seed(seed, "each of seeds")
     if isinstance(arms, str):
-        raise ValueError(f"arms must be a list of names from {list(ARMS)}, got the single string {arms!r}; write [{arms!r}].")
+        raise ValueError(
+            f"arms must be a list of names from {list(ARMS)}, got the single string {arms!r}; write [{arms!r}]."
+        )
     arms = [_check_arm(arm) for arm in arms]
     if not arms or len(set(arms)) != len(arms):
         raise ValueError(f"arms must be distinct names from {list(ARMS)} (at least one), got {arms!r}.")

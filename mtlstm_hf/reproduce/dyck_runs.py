@@ -57,7 +57,12 @@ def load_predictions(folder: str | Path) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def train_dyck_run(
-    output_dir: str | Path, arm: str, seed: int, data: Any, settings: Any, log: Callable[[str], None] = print,
+    output_dir: str | Path,
+    arm: str,
+    seed: int,
+    data: Any,
+    settings: Any,
+    log: Callable[[str], None] = print,
     device: str | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one (arm, seed) on ``device`` (default: CUDA when available), or return
@@ -129,10 +134,17 @@ def collect_dyck_report(
         num_test=settings.num_test, max_length=settings.max_length,
     )  # fmt: skip
     report = output.load_report(output_dir)
-    report.update(format=output.REPORT_FORMAT, experiment="dyck2", scale=configuration["scale"], configuration=configuration)
+    report.update(
+        format=output.REPORT_FORMAT, experiment="dyck2", scale=configuration["scale"], configuration=configuration
+    )
     report["settings"] = output.jsonable(asdict(settings))
     report["span_edges"] = span_bin_edges(settings.max_length, settings.num_span_bins).tolist()
-    report["data"] = {"seed": data.seed, "sizes": dict(data.sizes), "max_length": data.max_length, "num_draws": data.num_draws}
+    report["data"] = {
+        "seed": data.seed,
+        "sizes": dict(data.sizes),
+        "max_length": data.max_length,
+        "num_draws": data.num_draws,
+    }
     report.setdefault("runs", {arm: {} for arm in ARMS})
     known = {int(seed) for arm in ARMS for seed in report["runs"].get(arm, {})} | set(seeds)
     for seed in sorted(known):
@@ -144,7 +156,9 @@ def collect_dyck_report(
     return report
 
 
-def expected_dyck_seconds(settings: Any, data: Any, runs_left: int, steps: int = 5, device: str | None = None) -> dict[str, Any]:
+def expected_dyck_seconds(
+    settings: Any, data: Any, runs_left: int, steps: int = 5, device: str | None = None
+) -> dict[str, Any]:
     """Time ``steps`` training steps of the multi-timescale arm (after one uncounted step) on the first
     training words and extrapolate to ``runs_left`` runs of ``settings.epochs`` epochs (an upper bound
     when ``stop_below_validation_loss`` ends runs early; validation passes not counted)."""
@@ -153,9 +167,8 @@ def expected_dyck_seconds(settings: Any, data: Any, runs_left: int, steps: int =
 
     import torch
 
-    from .dyck import EncodedWords, batch_loss, build_dyck_model
-
     from ..devices import resolve_device
+    from .dyck import EncodedWords, batch_loss, build_dyck_model
 
     device = resolve_device(device)
     words = EncodedWords(data["train"][: settings.batch_size * (steps + 1)])
@@ -186,4 +199,14 @@ def expected_dyck_seconds(settings: Any, data: Any, runs_left: int, steps: int =
     }
 
 
-__all__ = ["PREDICTIONS_FILENAME", "RUN_FILENAME", "collect_dyck_report", "dyck_settings", "expected_dyck_seconds", "load_predictions", "load_run", "run_dyck", "train_dyck_run"]
+__all__ = [
+    "PREDICTIONS_FILENAME",
+    "RUN_FILENAME",
+    "collect_dyck_report",
+    "dyck_settings",
+    "expected_dyck_seconds",
+    "load_predictions",
+    "load_run",
+    "run_dyck",
+    "train_dyck_run",
+]

@@ -128,8 +128,14 @@ def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arg
     standard = False
     if experiment == "dyck2":
         scale = dyck_scale(settings.scale)
-        configuration: dict[str, Any] = {"experiment": experiment, "scale": settings.scale, "dyck_settings": scale["settings"]}
-        description = "Dyck-2 words generated from the paper's grammar (mtlstm_hf.data.dyck.generate_dyck2, data seed 0)"
+        configuration: dict[str, Any] = {
+            "experiment": experiment,
+            "scale": settings.scale,
+            "dyck_settings": scale["settings"],
+        }
+        description = (
+            "Dyck-2 words generated from the paper's grammar (mtlstm_hf.data.dyck.generate_dyck2, data seed 0)"
+        )
         if settings.data is not None:
             notes.append("--data is not used by dyck2 (it generates its data)")
         standard = True
@@ -141,7 +147,10 @@ def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arg
         }  # fmt: skip
         if scale["generated_corpus"]:
             corpus_dir = output_dir / SMOKE_CORPUS_DIRNAME
-            configuration["data"] = {"corpus": "generated", "generator": "mtlstm_hf.reproduce.corpora.write_smoke_corpus(seed=0)"}
+            configuration["data"] = {
+                "corpus": "generated",
+                "generator": "mtlstm_hf.reproduce.corpora.write_smoke_corpus(seed=0)",
+            }
             description = f"a generated corpus ({corpus_dir}), not {scale['corpus']}"
             if settings.data is not None:
                 notes.append("--data is not used at the smoke scale (it generates its corpus)")
@@ -151,13 +160,17 @@ def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arg
             standard = matches_reference(digests, scale["corpus"])
             configuration["data"] = {"corpus": scale["corpus"], "files": digests}
             description = f"{scale['corpus']} in {corpus_dir} (" + (
-                "the standard files, SHA-256 checked)" if standard else "NOT the standard files: SHA-256 differs, reported values are not comparable)"
+                "the standard files, SHA-256 checked)"
+                if standard
+                else "NOT the standard files: SHA-256 differs, reported values are not comparable)"
             )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and experiment != "dyck2":
         batches = {name: scale[name] for name in ("batch_size", "eval_batch_size")}
         if any(value % world for value in batches.values()):
-            valid = [n for n in range(1, max(batches.values()) + 1) if all(value % n == 0 for value in batches.values())]
+            valid = [
+                n for n in range(1, max(batches.values()) + 1) if all(value % n == 0 for value in batches.values())
+            ]
             raise ValueError(
                 f"{world} processes (torchrun / accelerate launch) split each run's rows, so they must divide the "
                 f"batch ({batches['batch_size']}) and the evaluation batch ({batches['eval_batch_size']}) of "
@@ -199,7 +212,9 @@ def _finish(prepared: Prepared, report: dict[str, Any], log: Callable[[str], Non
         drawn, skipped = draw_dyck_figures(report, prepared.output_dir / output.FIGURES_DIRNAME)
     else:
         report["summary"] = output.jsonable(lm_summary(report))
-        report["claims"] = lm_claims(prepared.experiment, prepared.settings.scale, report["summary"], prepared.standard_corpus)
+        report["claims"] = lm_claims(
+            prepared.experiment, prepared.settings.scale, report["summary"], prepared.standard_corpus
+        )
         drawn, skipped = draw_lm_figures(report, prepared.output_dir / output.FIGURES_DIRNAME)
     report["figures"], report["figures_skipped"] = drawn, skipped
     output.save_report(prepared.output_dir, report)
@@ -250,7 +265,9 @@ def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any
     if prepared.settings.processes > 1 and not share.is_worker:
         phases = PHASES[:1] if prepared.experiment == "dyck2" else PHASES
         for phase in phases:
-            code = run_phase(phase, prepared.settings.processes, prepared.arguments, log, visible_gpus(prepared.settings.device))
+            code = run_phase(
+                phase, prepared.settings.processes, prepared.arguments, log, visible_gpus(prepared.settings.device)
+            )
             if code != 0:
                 raise WorkerFailed(code, phase)
         report = _collect(prepared)
@@ -260,7 +277,9 @@ def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any
     if main:
         report["seconds"] = report.get("seconds", 0.0) + (time.perf_counter() - started)
         _finish(prepared, report, log)
-        log(f"report: {prepared.output_dir / output.MARKDOWN_FILENAME} ({_format_seconds(time.perf_counter() - started)})")
+        log(
+            f"report: {prepared.output_dir / output.MARKDOWN_FILENAME} ({_format_seconds(time.perf_counter() - started)})"
+        )
     return report
 
 
@@ -286,8 +305,10 @@ class WorkerFailed(RuntimeError):
     came before, prefixed with its number)."""
 
     def __init__(self, exit_code: int, phase: str) -> None:
-        super().__init__(f"a worker process of the {phase} phase failed (exit code {exit_code}, its message above); "
-                         "finished runs and stages are kept: rerun the same command to continue")
+        super().__init__(
+            f"a worker process of the {phase} phase failed (exit code {exit_code}, its message above); "
+            "finished runs and stages are kept: rerun the same command to continue"
+        )
         self.exit_code = exit_code
 
 
@@ -321,7 +342,9 @@ def _collect(prepared: Prepared) -> dict[str, Any]:
     if prepared.experiment == "dyck2":
         from .dyck_runs import collect_dyck_report
 
-        return collect_dyck_report(prepared.output_dir, prepared.scale["settings"], prepared.seeds, prepared.configuration)
+        return collect_dyck_report(
+            prepared.output_dir, prepared.scale["settings"], prepared.seeds, prepared.configuration
+        )
     from .lm import collect_report
 
     return collect_report(_plan(prepared, print), prepared.configuration)

@@ -88,7 +88,10 @@ def timescale_fit_figure(entry: Mapping[str, Any], seed: int) -> Any:
         for position, (family, fit) in enumerate(fits.items()):
             distribution = shapes[family](fit["parameters"])
             ax.plot(
-                ranks, distribution.isf(levels), linestyle=("--", ":", "-.", "-")[position % 4], color=f"C{position + 1}",
+                ranks,
+                distribution.isf(levels),
+                linestyle=("--", ":", "-.", "-")[position % 4],
+                color=f"C{position + 1}",
                 label=f"{family.replace('_', ' ')} fit (KS {_value(fit['ks_statistic']):.3f}, AIC {_value(fit['aic']):.0f})",
             )
     ax.set_yscale("log")
@@ -113,7 +116,12 @@ def accuracy_by_span_figure(summary: Mapping[str, Any]) -> Any:
         lows = np.array([_value(stat["ci95"][0]) for stat in stats])
         highs = np.array([_value(stat["ci95"][1]) for stat in stats])
         style = layer_style(position)
-        ax.plot(centres, means, label=f"{arm.replace('_', '-')} (n = {summary['arms'][arm]['accuracy']['n']} seeds)", **style)
+        ax.plot(
+            centres,
+            means,
+            label=f"{arm.replace('_', '-')} (n = {summary['arms'][arm]['accuracy']['n']} seeds)",
+            **style,
+        )
         band = ~np.isnan(lows)
         if band.any():
             ax.fill_between(centres[band], lows[band], highs[band], color=style["color"], alpha=0.2)
@@ -143,14 +151,23 @@ def draw_lm_figures(report: Mapping[str, Any], folder: str | Path) -> tuple[list
     drawn: list[str] = []
     if "perplexity" in summary:
         for counting in ("train", "train_valid_test"):
-            _save(lambda c=counting: perplexity_difference_figure(summary, c), folder / f"perplexity_difference_{counting}.png", drawn)
+            _save(
+                lambda c=counting: perplexity_difference_figure(summary, c),
+                folder / f"perplexity_difference_{counting}.png",
+                drawn,
+            )
     for seed, entry in sorted(report.get("per_seed", {}).items(), key=lambda item: int(item[0])):
         if "timescales" in entry:
-            _save(lambda e=entry, s=seed: timescale_fit_figure(e["timescales"], int(s)), folder / f"timescale_fits_seed{seed}.png", drawn)
+            _save(
+                lambda e=entry, s=seed: timescale_fit_figure(e["timescales"], int(s)),
+                folder / f"timescale_fits_seed{seed}.png",
+                drawn,
+            )
         if "ablation" in entry:
             _save(
                 lambda e=entry, s=seed: plot_routing_heatmap(
-                    e["ablation"]["train_valid_test"], title=f"Multi-timescale seed {s}: routing (counts train+valid+test)"
+                    e["ablation"]["train_valid_test"],
+                    title=f"Multi-timescale seed {s}: routing (counts train+valid+test)",
                 ),
                 folder / f"routing_seed{seed}.png",
                 drawn,

@@ -240,7 +240,14 @@ def ablation_stage(plan: LMPlan, seed: int) -> dict[str, Any]:
     by assigned timescale (longest first), each chunk ablated in turn on the test split (batch 1);
     ``{counting: routing report}`` for each way of counting the bins."""
     from ..analysis import ablation_log_probs, resolve_chunks, routing_from_log_probs
-    from ..evaluation import DEFAULT_BIN_EDGES, bin_labels, frequency_bin_of_token, load_checkpoint, target_positions, token_counts
+    from ..evaluation import (
+        DEFAULT_BIN_EDGES,
+        bin_labels,
+        frequency_bin_of_token,
+        load_checkpoint,
+        target_positions,
+        token_counts,
+    )
 
     model, tokenizer = load_checkpoint(best_model(plan, "multi_timescale", seed), device=_device(plan))
     streams = _test_streams(plan, tokenizer)
@@ -254,8 +261,18 @@ def ablation_stage(plan: LMPlan, seed: int) -> dict[str, Any]:
         bins = frequency_bin_of_token(token_counts([streams[split] for split in splits], vocab_size), DEFAULT_BIN_EDGES)
         results[name] = output.jsonable(
             routing_from_log_probs(
-                log_probs, targets, bins, bin_labels(DEFAULT_BIN_EDGES), False, ABLATION_LAYER, chunks, ordering,
-                order, chunk_size, 1, window,
+                log_probs,
+                targets,
+                bins,
+                bin_labels(DEFAULT_BIN_EDGES),
+                False,
+                ABLATION_LAYER,
+                chunks,
+                ordering,
+                order,
+                chunk_size,
+                1,
+                window,
             )
         )
     return results

@@ -80,7 +80,9 @@ def _lm_tables(report: Mapping[str, Any]) -> list[str]:
         for position, seed in enumerate(perplexity["seeds"]):
             a, b = test["baseline"]["values"][position], test["multi_timescale"]["values"][position]
             difference = None if a is None or b is None else b - a
-            lines.append(f"| seed {seed} | {_signed(a).lstrip('+')} | {_signed(b).lstrip('+')} | {_signed(difference)} |")
+            lines.append(
+                f"| seed {seed} | {_signed(a).lstrip('+')} | {_signed(b).lstrip('+')} | {_signed(difference)} |"
+            )
         lines.append("")
         for counting, bins in perplexity["bins"].items():
             lines += [
@@ -112,7 +114,9 @@ def _lm_tables(report: Mapping[str, Any]) -> list[str]:
             parameters = "; ".join(
                 ", ".join(f"{name} {value:.3g}" for name, value in fit.items()) for fit in entry["parameters"]
             )
-            lines.append(f"| {family} | {show(entry['aic'], 1)} | {show(entry['ks_statistic'], 3)} | {_cell(parameters)} |")
+            lines.append(
+                f"| {family} | {show(entry['aic'], 1)} | {show(entry['ks_statistic'], 3)} | {_cell(parameters)} |"
+            )
         lines.append("")
     return lines
 
@@ -133,7 +137,12 @@ def _dyck_tables(report: Mapping[str, Any]) -> list[str]:
         f"{show(summary['arms']['baseline']['accuracy'], 2, True)} | {show(summary['arms']['multi_timescale']['accuracy'], 2, True)} |",
     ]
     for index in range(len(edges) - 1):
-        cells = [show(summary["arms"][arm]["span_accuracy"][index], 1, True) if summary["arms"][arm]["span_accuracy"] else "-" for arm in ("baseline", "multi_timescale")]
+        cells = [
+            show(summary["arms"][arm]["span_accuracy"][index], 1, True)
+            if summary["arms"][arm]["span_accuracy"]
+            else "-"
+            for arm in ("baseline", "multi_timescale")
+        ]
         count = summary["arms"]["baseline"]["span_counts"][index] if summary["arms"]["baseline"]["span_counts"] else "-"
         lines.append(f"| {_span_label(edges, index)} | {count} | {cells[0]} | {cells[1]} |")
     lines.append("")

@@ -137,8 +137,13 @@ _LM_SCALES: dict[str, dict[str, Any]] = {
 _DYCK_SCALES: dict[str, dict[str, Any]] = {
     "smoke": {
         "settings": {
-            "num_train": 200, "num_validation": 50, "num_test": 100, "max_length": 40,
-            "hidden_size": 16, "epochs": 2, "learning_rate": 3e-2,
+            "num_train": 200,
+            "num_validation": 50,
+            "num_test": 100,
+            "max_length": 40,
+            "hidden_size": 16,
+            "epochs": 2,
+            "learning_rate": 3e-2,
         },
         "seeds": [1, 2],
         "threads": 1,
@@ -194,7 +199,10 @@ def lm_scale(experiment: str, scale: str) -> dict[str, Any]:
         first = LM_EXPERIMENTS[experiment]["paper_seed"]
         values["seeds"] = [first, first + 1, first + 2]
     if scale == "cpu" and experiment == "lm-wikitext2":
-        values["reductions"] = [*values["reductions"], "sized for PTB: WikiText-2 has 2.2x the tokens, so about 2.2x the time"]
+        values["reductions"] = [
+            *values["reductions"],
+            "sized for PTB: WikiText-2 has 2.2x the tokens, so about 2.2x the time",
+        ]
     return values
 
 

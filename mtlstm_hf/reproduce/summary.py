@@ -130,7 +130,9 @@ def _perplexity_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str
                 "relative_gain": interval([_ratio_gain(x, y) for x, y in zip(a, b)]),
                 "bootstrap": _bootstrap(seeds, boot),
             }
-        per_bin["overall"] = {"bootstrap": _bootstrap(seeds, [item[counting]["comparison"]["overall"] for item in evaluations])}
+        per_bin["overall"] = {
+            "bootstrap": _bootstrap(seeds, [item[counting]["comparison"]["overall"] for item in evaluations])
+        }
         bins[counting] = per_bin
     result["bins"] = bins
     return result
@@ -205,7 +207,9 @@ def _routing_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str, A
             routing = report["per_seed"][seed]["ablation"][counting]
             chosen = long_timescale_chunks(routing)
             chosen_chunks.append(chosen)
-            ranges.append([[routing["chunks"][p]["timescale_min"], routing["chunks"][p]["timescale_max"]] for p in chosen])
+            ranges.append(
+                [[routing["chunks"][p]["timescale_min"], routing["chunks"][p]["timescale_max"]] for p in chosen]
+            )
             ratios = [routing["chunks"][position]["ratio"] for position in chosen]
             gap = [_number(r["<100"]) - _number(r[">=10K"]) for r in ratios]
             gap = [value for value in gap if not math.isnan(value)]
@@ -246,7 +250,9 @@ def lm_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     runs = report.get("runs", {})
     result["training"] = {
         arm: {
-            "best_validation_perplexity": geometric_interval([run.get("best_val_perplexity") for run in runs.get(arm, {}).values()]),
+            "best_validation_perplexity": geometric_interval(
+                [run.get("best_val_perplexity") for run in runs.get(arm, {}).values()]
+            ),
             "train_seconds": interval([run.get("train_seconds") for run in runs.get(arm, {}).values()]),
         }
         for arm in ARMS
@@ -272,7 +278,12 @@ def dyck_summary(runs: Sequence[Mapping[str, Any]], span_edges: Sequence[float])
         }
     ours = [run["accuracy"] for run in by_arm["multi_timescale"]]
     theirs = [run["accuracy"] for run in by_arm["baseline"]]
-    difference: dict[str, Any] = {"mean": math.nan, "ci95": [math.nan, math.nan], "p_value": math.nan, "test": "Welch t"}
+    difference: dict[str, Any] = {
+        "mean": math.nan,
+        "ci95": [math.nan, math.nan],
+        "p_value": math.nan,
+        "test": "Welch t",
+    }
     if len(ours) >= 2 and len(theirs) >= 2:
         difference.update(welch_difference(ours, theirs))
     result["difference"] = difference

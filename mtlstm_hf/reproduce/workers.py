@@ -79,7 +79,9 @@ def share_from_environment() -> Share:
     except ValueError:
         share = None
     if share is None or not 0 <= share.index < share.count or share.phase not in PHASES:
-        raise ValueError(f"{WORKER_VARIABLE}={value!r}: expected INDEX/COUNT/PHASE with 0 <= INDEX < COUNT, PHASE in {PHASES}.")
+        raise ValueError(
+            f"{WORKER_VARIABLE}={value!r}: expected INDEX/COUNT/PHASE with 0 <= INDEX < COUNT, PHASE in {PHASES}."
+        )
     return share
 
 
@@ -111,7 +113,7 @@ def run_phase(
         0 when every worker succeeded, else the first non-zero exit code in worker order (130 if
         any was interrupted, so that an interruption is reported as one).
     """
-    log(f"{phase}: {count} worker processes" + (f" on GPUs {', '.join(gpus[: count])}" if gpus else ""))
+    log(f"{phase}: {count} worker processes" + (f" on GPUs {', '.join(gpus[:count])}" if gpus else ""))
     workers = []
     for index in range(count):
         environment = dict(os.environ, **{WORKER_VARIABLE: f"{index}/{count}/{phase}"})

@@ -178,7 +178,8 @@ def has_training_run(run_dir: str | Path) -> bool:
     run_dir = Path(run_dir)
     best = run_dir / BEST_MODEL_DIRNAME
     return (run_dir / CHECKPOINTS_DIRNAME / LATEST_FILENAME).is_file() or any(
-        (folder / TRAINING_CONFIG_FILENAME).is_file() for folder in (best, aside_path(best))  # aside: an interrupted replacement
+        (folder / TRAINING_CONFIG_FILENAME).is_file()
+        for folder in (best, aside_path(best))  # aside: an interrupted replacement
     )
 
 
@@ -222,7 +223,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
     except json.JSONDecodeError as error:
         raise ValueError(f"resume_from: {str(state_file)!r} is not valid JSON ({error}).") from None
     found_format = state.get("format") if isinstance(state, dict) else None
-    if isinstance(found_format, str) and found_format.startswith("mtlstm_hf.training.checkpoint/") and found_format != CHECKPOINT_FORMAT:
+    if (
+        isinstance(found_format, str)
+        and found_format.startswith("mtlstm_hf.training.checkpoint/")
+        and found_format != CHECKPOINT_FORMAT
+    ):
         raise ValueError(
             f"resume_from: {str(candidate)!r} was written by another version of mtlstm_hf (checkpoint format "
             f"{found_format!r}, this version reads {CHECKPOINT_FORMAT!r}); finish the run with that version, or "
@@ -261,7 +266,9 @@ def _progress_problem(name: str, annotation: str, value: Any) -> str | None:
     if kind == "bool":
         return None if isinstance(value, bool) else "not true or false"
     if kind == "list[float]":
-        return None if isinstance(value, list) and all(number(item) for item in value) else "not a list of finite numbers"
+        return (
+            None if isinstance(value, list) and all(number(item) for item in value) else "not a list of finite numbers"
+        )
     return f"of a type this reader does not know ({annotation})"
 
 
@@ -281,10 +288,14 @@ def read_checkpoint_state(checkpoint_dir: Path) -> dict[str, Any]:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"resume_from: {str(path)!r} is not valid JSON ({error}); the checkpoint is damaged.") from None
+        raise ValueError(
+            f"resume_from: {str(path)!r} is not valid JSON ({error}); the checkpoint is damaged."
+        ) from None
     problems = []
     if not isinstance(state, dict):
-        raise ValueError(f"resume_from: {str(path)!r} holds {type(state).__name__}, not a JSON object; the checkpoint is damaged.")
+        raise ValueError(
+            f"resume_from: {str(path)!r} holds {type(state).__name__}, not a JSON object; the checkpoint is damaged."
+        )
     processes = state.get("num_processes")
     if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
         problems.append(f"num_processes is {processes!r} (an integer >= 1)")
@@ -332,7 +343,9 @@ def verify_resume_files(checkpoint_dir: Path, process_index: int, registered: in
     for name, keys in expected.items():
         path = checkpoint_dir / name
         if not path.is_file():
-            raise ValueError(f"resume_from: {str(path)!r} is missing, and an exact resume needs it; resume from another checkpoint.")
+            raise ValueError(
+                f"resume_from: {str(path)!r} is missing, and an exact resume needs it; resume from another checkpoint."
+            )
         try:
             value = load(str(path), map_location="cpu", weights_only=True)
         except Exception as error:  # pickle's, torch's and zipfile's errors share no base class
@@ -410,7 +423,9 @@ def load_checkpoint(trainer: Any, checkpoint_dir: Path) -> None:
     )
     try:
         carried = torch.load(
-            checkpoint_dir / RANK_STATE_FILENAME.format(rank=accelerator.process_index), map_location="cpu", weights_only=True
+            checkpoint_dir / RANK_STATE_FILENAME.format(rank=accelerator.process_index),
+            map_location="cpu",
+            weights_only=True,
         )["carried_state"]
     except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -38,8 +38,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .. import exit_codes
-from .checkpoint import CHECKPOINTS_DIRNAME, TRAINING_CONFIG_FILENAME, repair_interrupted_replacement, resolve_checkpoint
 from ..command_line import ProcessOptions, apply_threads, dataclass_parser, parse_given, read_config_file
+from .checkpoint import (
+    CHECKPOINTS_DIRNAME,
+    TRAINING_CONFIG_FILENAME,
+    repair_interrupted_replacement,
+    resolve_checkpoint,
+)
 from .config import TrainingConfig
 
 if TYPE_CHECKING:
@@ -63,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Train a multi-timescale LSTM language model (AWD-LSTM recipe) with accelerate. Every option "
             f"is a TrainingConfig field; the defaults are its own, except --epochs {CLI_DEFAULT_EPOCHS}."
         ),
-        epilog=exit_codes.epilog(non_finite_loss=True) + " After 1, 4 or 130, --resume continues from the last checkpoint.",
+        epilog=exit_codes.epilog(non_finite_loss=True)
+        + " After 1, 4 or 130, --resume continues from the last checkpoint.",
     )
     for action in parser._actions:  # shown by --help; config_from_argv applies it (a parser default would look "given")
         if action.dest == "epochs":
@@ -127,7 +133,9 @@ def format_summary(result: TrainingResult, config: TrainingConfig) -> str:
         if result.best_val_perplexity is not None
         else "no epoch end yet, so best_model/ holds the weights at this stop"
     )
-    lines.append(f"validation perplexity: {_perplexity(result.last_val_perplexity)} ({best}; eval batch size {result.eval_batch_size})")
+    lines.append(
+        f"validation perplexity: {_perplexity(result.last_val_perplexity)} ({best}; eval batch size {result.eval_batch_size})"
+    )
     if result.test_perplexity is not None:
         lines.append(
             f"test perplexity (best model): {_perplexity(result.test_perplexity)} at eval batch size "
@@ -143,7 +151,9 @@ def format_summary(result: TrainingResult, config: TrainingConfig) -> str:
             f"--max-steps N, N > {config.max_steps}, or --max-steps 0 for the epochs' budget)"
         )
     elif result.status != "completed":
-        lines.append(f"checkpoint: {result.last_checkpoint}  (continue with: mtlstm-train --resume {result.output_dir})")
+        lines.append(
+            f"checkpoint: {result.last_checkpoint}  (continue with: mtlstm-train --resume {result.output_dir})"
+        )
     else:
         lines.append(f"checkpoint: {result.last_checkpoint}")
     return "\n".join(lines)

@@ -108,56 +108,146 @@ class TrainingConfig:
     """
 
     # data
-    data: str | None = setting(None, help="corpus folder (train/valid/test.txt, wiki.*.tokens, ptb.*.txt) or Hub dataset id; default: the embedded WikiText-2 sample")
-    dataset_config_name: str | None = setting(None, aliases=["--dataset-config"], help="Hub dataset configuration, e.g. wikitext-2-v1")
+    data: str | None = setting(
+        None,
+        help="corpus folder (train/valid/test.txt, wiki.*.tokens, ptb.*.txt) or Hub dataset id; default: the embedded WikiText-2 sample",
+    )
+    dataset_config_name: str | None = setting(
+        None, aliases=["--dataset-config"], help="Hub dataset configuration, e.g. wikitext-2-v1"
+    )
     text_column: str | None = setting(None, help="Hub dataset text column (default text, else sentence)")
-    tokenizer: str | None = setting(None, help="folder of a saved tokenizer to use instead of building a word-level one from the training split (or reusing init_from's)")
-    max_vocab_size: int | None = setting(None, help="cap of the built word-level vocabulary, special tokens included (>= 2; default: no cap)")
-    tokenizer_convention: str = setting("auto", help="how raw text becomes words in the built tokenizer: auto (detected from the training text), wikitext, ptb or whitespace (mtlstm_hf.data.CONVENTIONS); a loaded tokenizer keeps its own")
+    tokenizer: str | None = setting(
+        None,
+        help="folder of a saved tokenizer to use instead of building a word-level one from the training split (or reusing init_from's)",
+    )
+    max_vocab_size: int | None = setting(
+        None, help="cap of the built word-level vocabulary, special tokens included (>= 2; default: no cap)"
+    )
+    tokenizer_convention: str = setting(
+        "auto",
+        help="how raw text becomes words in the built tokenizer: auto (detected from the training text), wikitext, ptb or whitespace (mtlstm_hf.data.CONVENTIONS); a loaded tokenizer keeps its own",
+    )
     # model
-    preset: str = setting("small", choices=sorted(MODEL_CONFIG_PRESETS), help="architecture (MTLSTMConfig.from_preset names)")
-    model_overrides: dict[str, Any] | str | None = setting(None, help="JSON object of MTLSTMConfig fields replacing the preset's, e.g. '{\"weight_drop\": 0.5}' (vocab_size always comes from the tokenizer)")
-    init_from: str | None = setting(None, help="start from this saved model folder instead of a fresh initialisation (preset and model_overrides are then ignored)")
-    freeze_recurrent_weights: bool = setting(False, help="keep every layer's recurrent weight (weight_hh) at its initial value, as the reference code's weight-drop wrapper does by cutting its gradient: reruns the published condition (off: the recurrent weights train)")
-    replay_reference_loop: bool = setting(False, help="train as the reference code's loop (AWD-LSTM's main.py) does, step for step, in the three details where it differs from this library's: (1) the learning rate of the last, shorter window of an epoch is scaled by the window length it drew, not the one it used; (2) when one target is left at the end of an epoch it is dropped, not trained as a one-token window; (3) after the switch to averaged SGD (torch.optim.ASGD(t0=0, lambd=0) there) each step but the first uses the previous step's learning rate and the average leaves out the first iterate after the switch. With freeze_recurrent_weights it reruns the published training; off: this library's loop (the mean of every iterate since the switch, each window's own learning rate). Needs optimizer awd and gradient_accumulation_steps 1")
+    preset: str = setting(
+        "small", choices=sorted(MODEL_CONFIG_PRESETS), help="architecture (MTLSTMConfig.from_preset names)"
+    )
+    model_overrides: dict[str, Any] | str | None = setting(
+        None,
+        help="JSON object of MTLSTMConfig fields replacing the preset's, e.g. '{\"weight_drop\": 0.5}' (vocab_size always comes from the tokenizer)",
+    )
+    init_from: str | None = setting(
+        None,
+        help="start from this saved model folder instead of a fresh initialisation (preset and model_overrides are then ignored)",
+    )
+    freeze_recurrent_weights: bool = setting(
+        False,
+        help="keep every layer's recurrent weight (weight_hh) at its initial value, as the reference code's weight-drop wrapper does by cutting its gradient: reruns the published condition (off: the recurrent weights train)",
+    )
+    replay_reference_loop: bool = setting(
+        False,
+        help="train as the reference code's loop (AWD-LSTM's main.py) does, step for step, in the three details where it differs from this library's: (1) the learning rate of the last, shorter window of an epoch is scaled by the window length it drew, not the one it used; (2) when one target is left at the end of an epoch it is dropped, not trained as a one-token window; (3) after the switch to averaged SGD (torch.optim.ASGD(t0=0, lambd=0) there) each step but the first uses the previous step's learning rate and the average leaves out the first iterate after the switch. With freeze_recurrent_weights it reruns the published training; off: this library's loop (the mean of every iterate since the switch, each window's own learning rate). Needs optimizer awd and gradient_accumulation_steps 1",
+    )
     # optimisation
-    optimizer: str = setting("awd", choices=OPTIMIZERS, help="awd: SGD switching to averaged SGD by the non-monotone trigger (NT-ASGD); adamw: AdamW with lr_scheduler")
-    learning_rate: float | None = setting(None, aliases=["--lr"], help="learning rate (default 30 for awd, 1e-3 for adamw)")
-    weight_decay: float = setting(1.2e-6, help="L2 added to the gradient (awd) or decoupled decay (adamw) on every trainable tensor (frozen timescale biases are buffers, never decayed)")
-    clip_grad_norm: float | None = setting(0.25, aliases=["--clip"], help="max global L2 norm of the gradient; 0 or none: no clipping")
-    nonmono: int = setting(5, help="averaging starts when the validation loss is worse than the best of all checks except the last nonmono ones (AWD's nonmono), >= 1")
+    optimizer: str = setting(
+        "awd",
+        choices=OPTIMIZERS,
+        help="awd: SGD switching to averaged SGD by the non-monotone trigger (NT-ASGD); adamw: AdamW with lr_scheduler",
+    )
+    learning_rate: float | None = setting(
+        None, aliases=["--lr"], help="learning rate (default 30 for awd, 1e-3 for adamw)"
+    )
+    weight_decay: float = setting(
+        1.2e-6,
+        help="L2 added to the gradient (awd) or decoupled decay (adamw) on every trainable tensor (frozen timescale biases are buffers, never decayed)",
+    )
+    clip_grad_norm: float | None = setting(
+        0.25, aliases=["--clip"], help="max global L2 norm of the gradient; 0 or none: no clipping"
+    )
+    nonmono: int = setting(
+        5,
+        help="averaging starts when the validation loss is worse than the best of all checks except the last nonmono ones (AWD's nonmono), >= 1",
+    )
     use_asgd: bool = setting(True, help="allow the switch to averaged SGD (awd only)")
-    lr_scheduler: str = setting("linear", choices=LR_SCHEDULERS, help="AdamW schedule (transformers.get_scheduler), over epochs x windows per epoch or max_steps")
+    lr_scheduler: str = setting(
+        "linear",
+        choices=LR_SCHEDULERS,
+        help="AdamW schedule (transformers.get_scheduler), over epochs x windows per epoch or max_steps",
+    )
     warmup_steps: int = setting(0, help="AdamW warm-up steps")
     adam_beta1: float = setting(0.9, help="AdamW beta1, in [0, 1)")
     adam_beta2: float = setting(0.999, help="AdamW beta2, in [0, 1)")
     adam_epsilon: float = setting(1e-8, help="AdamW epsilon, > 0")
-    scale_lr_by_seq_len: bool = setting(True, help="multiply the step's learning rate by seq_len / bptt (AWD, for variable-length windows; with accumulation the mean window length of the step)")
+    scale_lr_by_seq_len: bool = setting(
+        True,
+        help="multiply the step's learning rate by seq_len / bptt (AWD, for variable-length windows; with accumulation the mean window length of the step)",
+    )
     gradient_accumulation_steps: int = setting(1, help="consecutive BPTT windows per optimizer step")
-    mixed_precision: str = setting("no", choices=MIXED_PRECISION, help="no (float32); bf16: the output layer and loss under bfloat16 autocast (a GPU with bf16, or a CPU with native bf16: AVX512_BF16/AMX; else exit 3); fp16: float16 autocast with a gradient scaler, CUDA only. The recurrences always run in float32 and the parameters stay float32")
-    matmul_precision: str = setting("highest", choices=FLOAT32_PRECISIONS, help="CUDA float32 matrix products: highest (full float32) or high (TensorFloat-32 in the output layer and the cuDNN LSTM: faster on Ampere and later GPUs, about 1e-3 relative error per product); no effect on CPUs")
+    mixed_precision: str = setting(
+        "no",
+        choices=MIXED_PRECISION,
+        help="no (float32); bf16: the output layer and loss under bfloat16 autocast (a GPU with bf16, or a CPU with native bf16: AVX512_BF16/AMX; else exit 3); fp16: float16 autocast with a gradient scaler, CUDA only. The recurrences always run in float32 and the parameters stay float32",
+    )
+    matmul_precision: str = setting(
+        "highest",
+        choices=FLOAT32_PRECISIONS,
+        help="CUDA float32 matrix products: highest (full float32) or high (TensorFloat-32 in the output layer and the cuDNN LSTM: faster on Ampere and later GPUs, about 1e-3 relative error per product); no effect on CPUs",
+    )
     # batching
-    batch_size: int = setting(20, help="global number of contiguous rows of the training stream (AWD batchify), split evenly over processes")
+    batch_size: int = setting(
+        20, help="global number of contiguous rows of the training stream (AWD batchify), split evenly over processes"
+    )
     eval_batch_size: int = setting(10, help="rows of the validation/test streams (also split over processes)")
     bptt: int = setting(70, help="nominal BPTT window length in tokens")
-    variable_bptt: bool = setting(True, help="AWD's random window lengths (bptt w.p. 0.95 else bptt/2, plus N(0, 5) noise, at least 5, at most bptt + 40)")
+    variable_bptt: bool = setting(
+        True,
+        help="AWD's random window lengths (bptt w.p. 0.95 else bptt/2, plus N(0, 5) noise, at least 5, at most bptt + 40)",
+    )
     # budget
-    epochs: int = setting(1000, help="passes over the training stream (the library's default is 1000, the paper's budget)")
-    max_steps: int | None = setting(None, help="stop after this many optimizer steps (0 on the command line: no limit, e.g. to lift a resumed run's)")
-    max_minutes: float | None = setting(None, help="also stop after this many minutes of wall time (the result then depends on the machine's speed)")
+    epochs: int = setting(
+        1000, help="passes over the training stream (the library's default is 1000, the paper's budget)"
+    )
+    max_steps: int | None = setting(
+        None,
+        help="stop after this many optimizer steps (0 on the command line: no limit, e.g. to lift a resumed run's)",
+    )
+    max_minutes: float | None = setting(
+        None, help="also stop after this many minutes of wall time (the result then depends on the machine's speed)"
+    )
     # output
-    output_dir: str = setting("outputs/mtlstm-small", help="run folder: best_model/ (loadable with from_pretrained), checkpoints/ (resumable training state), logs/")
+    output_dir: str = setting(
+        "outputs/mtlstm-small",
+        help="run folder: best_model/ (loadable with from_pretrained), checkpoints/ (resumable training state), logs/",
+    )
     overwrite_output_dir: bool = setting(False, help="replace an earlier run in output_dir")
-    resume_from: str | None = setting(None, aliases=["--resume"], help="a run folder, its checkpoints/ folder or one checkpoint to resume; its settings are reused, options given override budget and logging ones")
-    save_every_steps: int | None = setting(None, aliases=["--save-every"], help="also checkpoint every N optimizer steps")
-    save_every_epochs: int = setting(1, help="checkpoint at every Nth epoch end (and always on interruption and at the end of the run); a crash loses at most the work since the last one. A paper-scale checkpoint is about 200 MB: on a GPU, where an epoch takes seconds, checkpoint every 10 or more")
+    resume_from: str | None = setting(
+        None,
+        aliases=["--resume"],
+        help="a run folder, its checkpoints/ folder or one checkpoint to resume; its settings are reused, options given override budget and logging ones",
+    )
+    save_every_steps: int | None = setting(
+        None, aliases=["--save-every"], help="also checkpoint every N optimizer steps"
+    )
+    save_every_epochs: int = setting(
+        1,
+        help="checkpoint at every Nth epoch end (and always on interruption and at the end of the run); a crash loses at most the work since the last one. A paper-scale checkpoint is about 200 MB: on a GPU, where an epoch takes seconds, checkpoint every 10 or more",
+    )
     keep_checkpoints: int = setting(1, help="complete checkpoints to keep (>= 1)")
     log_every_steps: int = setting(10, aliases=["--log-every"], help="training metrics every N optimizer steps")
-    tracker: str = setting("auto", choices=TRACKERS, help="metrics: auto (TensorBoard if installed + JSON lines), jsonl, tensorboard, trackio (each with the JSON lines), none")
-    progress_bar: bool = setting(True, help="show progress (main process only): a bar on a terminal, plain lines in a log")
+    tracker: str = setting(
+        "auto",
+        choices=TRACKERS,
+        help="metrics: auto (TensorBoard if installed + JSON lines), jsonl, tensorboard, trackio (each with the JSON lines), none",
+    )
+    progress_bar: bool = setting(
+        True, help="show progress (main process only): a bar on a terminal, plain lines in a log"
+    )
     evaluate_test: bool = setting(True, help="score the best model on the test split at the end (when there is one)")
-    seed: int = setting(1882, help="seeds model initialisation, dropout and the window lengths (an integer from 0 to 2**32 - 1)")
-    cpu: bool = setting(False, help="run on CPU even when an accelerator is available (needed for several CPU processes: gloo)")
+    seed: int = setting(
+        1882, help="seeds model initialisation, dropout and the window lengths (an integer from 0 to 2**32 - 1)"
+    )
+    cpu: bool = setting(
+        False, help="run on CPU even when an accelerator is available (needed for several CPU processes: gloo)"
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str) and self.data and Path(self.data).expanduser().exists():
@@ -171,7 +261,9 @@ class TrainingConfig:
             try:
                 self.model_overrides = json.loads(self.model_overrides)
             except json.JSONDecodeError as error:
-                raise ValueError(f"model_overrides must be a JSON object of MTLSTMConfig fields, got invalid JSON ({error}).") from None
+                raise ValueError(
+                    f"model_overrides must be a JSON object of MTLSTMConfig fields, got invalid JSON ({error})."
+                ) from None
         self.validate()
 
     @property
@@ -263,7 +355,9 @@ class TrainingConfig:
         positive_int("save_every_steps", allow_none=True)
         positive_int("save_every_epochs")
         if self.matmul_precision not in FLOAT32_PRECISIONS:
-            raise ValueError(f"matmul_precision must be one of {list(FLOAT32_PRECISIONS)}, got {self.matmul_precision!r}.")
+            raise ValueError(
+                f"matmul_precision must be one of {list(FLOAT32_PRECISIONS)}, got {self.matmul_precision!r}."
+            )
         positive_int("keep_checkpoints")
         positive_int("log_every_steps")
         choice("tracker", TRACKERS)
@@ -289,7 +383,7 @@ class TrainingConfig:
         write_json_atomic(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainingConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
         """Build from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -298,18 +392,14 @@ class TrainingConfig:
         return cls(**values)
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> "TrainingConfig":
+    def from_json_file(cls, path: str | Path) -> TrainingConfig:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
-    def replace(self, **changes: Any) -> "TrainingConfig":
+    def replace(self, **changes: Any) -> TrainingConfig:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
-    def resume_mismatches(self, saved: "TrainingConfig") -> list[str]:
+    def resume_mismatches(self, saved: TrainingConfig) -> list[str]:
         """Fields that differ from the checkpoint's config and would change the trajectory."""
         mine, theirs = self.to_dict(), saved.to_dict()
-        return sorted(
-            name
-            for name in mine
-            if name not in RESUME_OVERRIDABLE_FIELDS and mine[name] != theirs[name]
-        )
+        return sorted(name for name in mine if name not in RESUME_OVERRIDABLE_FIELDS and mine[name] != theirs[name])

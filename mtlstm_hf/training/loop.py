@@ -154,7 +154,9 @@ class LanguageModelTrainer:
         self.unwrapped_model: MTLSTMForCausalLM = accelerator.unwrap_model(self.model)
         self.averaged_model = ParameterAverage(self.unwrapped_model) if config.optimizer == "awd" else None
         # What accelerate can hold survives a resume through it (a fixed order: the files are numbered).
-        self.checkpointed_objects = [state for state in (self.iterator, self.averaged_model, self.scheduler) if state is not None]
+        self.checkpointed_objects = [
+            state for state in (self.iterator, self.averaged_model, self.scheduler) if state is not None
+        ]
         for state in self.checkpointed_objects:
             accelerator.register_for_checkpointing(state)
         if resume_dir is not None:
@@ -197,7 +199,11 @@ class LanguageModelTrainer:
         own = self.unwrapped_model.state_dict(keep_vars=True)
         missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
         wrong = sorted(name for name in set(own) & set(tensors) if own[name].shape != tensors[name].shape)
-        tied = set(self.unwrapped_model._tied_weights_keys or ()) if self.unwrapped_model.config.tie_word_embeddings else set()
+        tied = (
+            set(self.unwrapped_model._tied_weights_keys or ())
+            if self.unwrapped_model.config.tie_word_embeddings
+            else set()
+        )
         missing = [name for name in missing if name not in tied]
         if missing or unexpected or wrong:
             raise ValueError(f"load_parameters: missing {missing}, unexpected {unexpected}, of another shape {wrong}.")
@@ -327,7 +333,9 @@ class LanguageModelTrainer:
         self.progress.asgd_active = True
         self.progress.asgd_start_step = self.progress.global_step
         self.progress.replay_previous_lr_scale = None  # the reference's new ASGD: no previous rate yet
-        self.accelerator.print(f"Switching to averaged SGD at step {self.progress.global_step} (epoch {self.progress.epoch}).")
+        self.accelerator.print(
+            f"Switching to averaged SGD at step {self.progress.global_step} (epoch {self.progress.epoch})."
+        )
 
     # --- evaluation ---------------------------------------------------------------------------------
 
@@ -401,7 +409,7 @@ class LanguageModelTrainer:
             NonFiniteLossError: the loss or gradient became NaN/inf (nothing written after the last good checkpoint).
             OutputWriteError: writing into the run folder failed; the last complete checkpoint stays the latest.
         """
-        config, progress = self.config, self.progress
+        config = self.config
         try:
             with float32_precision(config.matmul_precision):
                 return self._run()
@@ -441,7 +449,8 @@ class LanguageModelTrainer:
                     best = load_model_strictly(self.best_model_dir, MTLSTMForCausalLM).to(self.accelerator.device)
                 self.test_loss = self.evaluate(self.test_part, model=best)
                 self.accelerator.log(
-                    {"test/loss": self.test_loss, "test/perplexity": perplexity(self.test_loss)}, step=progress.global_step
+                    {"test/loss": self.test_loss, "test/perplexity": perplexity(self.test_loss)},
+                    step=progress.global_step,
                 )
         return TrainingResult(
             status=status, progress=progress, output_dir=self.output_dir,
@@ -483,7 +492,9 @@ class LanguageModelTrainer:
                 bar.update(1)
                 if progress.global_step % config.log_every_steps == 0 or status is not None or epoch_done:
                     fraction = 1.0 if epoch_done else self.iterator.position / self.rows.shape[1]
-                    metrics = meter.flush(self.optimizer.param_groups[0]["lr"], self.last_grad_norm, progress.epoch + fraction)
+                    metrics = meter.flush(
+                        self.optimizer.param_groups[0]["lr"], self.last_grad_norm, progress.epoch + fraction
+                    )
                     accelerator.log(metrics, step=progress.global_step)
                     bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", ppl=f"{metrics['train/perplexity']:.1f}",
                                     tok_s=f"{metrics['train/tokens_per_second']:.0f}")  # fmt: skip

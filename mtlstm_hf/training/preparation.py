@@ -53,9 +53,7 @@ def make_accelerator(config: TrainingConfig, **kwargs: Any) -> Accelerator:
         trackers.append(JSONLinesTracker("mtlstm_training", output_dir / ckpt.LOGS_DIRNAME))
     for name, available in (("tensorboard", tensorboard_available), ("trackio", trackio_available)):
         if config.tracker == name and not available():
-            raise ValueError(
-                f"tracker={name!r} needs the {name} package: pip install {name}, or use tracker='jsonl'."
-            )
+            raise ValueError(f"tracker={name!r} needs the {name} package: pip install {name}, or use tracker='jsonl'.")
     if config.tracker in ("auto", "tensorboard") and tensorboard_available():
         trackers.append("tensorboard")
     if config.tracker == "trackio":
@@ -80,7 +78,9 @@ def build_model_config(config: TrainingConfig, tokenizer: Any) -> MTLSTMConfig:
     and special tokens."""
     unknown = sorted(set(config.model_overrides) - MODEL_CONFIG_FIELDS)
     if unknown:
-        raise ValueError(f"model_overrides: unknown MTLSTMConfig field(s) {unknown}; allowed: {sorted(MODEL_CONFIG_FIELDS)}.")
+        raise ValueError(
+            f"model_overrides: unknown MTLSTMConfig field(s) {unknown}; allowed: {sorted(MODEL_CONFIG_FIELDS)}."
+        )
     fields = copy.deepcopy(MODEL_PRESETS[config.preset])
     fields.update(copy.deepcopy(config.model_overrides))
     fields.update(
@@ -281,7 +281,8 @@ def prepare_data(config: TrainingConfig, accelerator: Accelerator, resume_dir: P
     if config.evaluate_test and "test" in corpus:
         splits["test"] = split_to_stream(corpus, "test", tokenizer)
     parts = {
-        split: evaluation_part(stream, config.eval_batch_size, num_processes, rank, split) for split, stream in splits.items()
+        split: evaluation_part(stream, config.eval_batch_size, num_processes, rank, split)
+        for split, stream in splits.items()
     }
     return TrainingData(tokenizer, rows, iterator, parts["validation"], parts.get("test"))
 
@@ -300,7 +301,9 @@ def build_model(config: TrainingConfig, tokenizer: Any, resume_dir: Path | None)
         for layer in model.model.layers:
             if layer.weight_hh is not None:
                 layer.weight_hh.requires_grad_(False)
-    check_vocabulary_fingerprint(model.config.vocab_fingerprint, tokenizer, "init_from" if config.init_from else "resume_from")
+    check_vocabulary_fingerprint(
+        model.config.vocab_fingerprint, tokenizer, "init_from" if config.init_from else "resume_from"
+    )
     if len(tokenizer) != model.config.vocab_size:
         raise ValueError(
             f"tokenizer: its vocabulary has {len(tokenizer)} entries but the model's vocab_size is "
@@ -316,7 +319,9 @@ def planned_steps(config: TrainingConfig, iterator: BPTTIterator) -> int:
     return min(total, config.max_steps) if config.max_steps is not None else total
 
 
-def build_optimizer(config: TrainingConfig, model: torch.nn.Module, planned_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+def build_optimizer(
+    config: TrainingConfig, model: torch.nn.Module, planned_steps: int
+) -> tuple[torch.optim.Optimizer, Any]:
     """SGD (AWD) or AdamW over the trainable parameters, and AdamW's ``transformers`` schedule
     (``None`` for SGD). The schedule is not passed to ``accelerator.prepare``: its wrapper steps
     the schedule once per process, which would make it depend on the number of processes."""

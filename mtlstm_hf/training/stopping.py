@@ -34,7 +34,7 @@ class StopRequests:
         self._start = time.monotonic()
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopRequests":
+    def __enter__(self) -> StopRequests:
         self._start = time.monotonic()
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -57,7 +57,9 @@ class StopRequests:
             flush=True,
         )
 
-    def decide(self, accelerator: Any, global_step: int, callback_stop: bool, local_loss: float) -> tuple[str | None, float]:
+    def decide(
+        self, accelerator: Any, global_step: int, callback_stop: bool, local_loss: float
+    ) -> tuple[str | None, float]:
         """The reason to stop now (the same on every process: the flags are summed across
         processes), and the mean training loss over processes.
 
@@ -71,7 +73,9 @@ class StopRequests:
         timed_out = self.max_minutes is not None and time.monotonic() - self._start > 60 * self.max_minutes
         flags = [local_loss, float(self.signal is not None), float(callback_stop), float(timed_out)]
         if accelerator.num_processes > 1:
-            summed = accelerator.reduce(torch.tensor(flags, dtype=torch.float64, device=accelerator.device), reduction="sum")
+            summed = accelerator.reduce(
+                torch.tensor(flags, dtype=torch.float64, device=accelerator.device), reduction="sum"
+            )
             flags = [float(summed[0]) / accelerator.num_processes] + [float(value > 0) for value in summed[1:].cpu()]
         mean_loss = flags[0]
         if not math.isfinite(mean_loss):

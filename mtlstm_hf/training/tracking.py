@@ -102,8 +102,14 @@ class JSONLinesTracker(GeneralTracker):
         self._handle.flush()
 
     def store_init_configuration(self, values: dict[str, Any]) -> None:
-        self._write({"event": "config", "run_name": self.run_name, "time": time.time(),
-                     "config": {key: _json_safe(value) for key, value in values.items()}})
+        self._write(
+            {
+                "event": "config",
+                "run_name": self.run_name,
+                "time": time.time(),
+                "config": {key: _json_safe(value) for key, value in values.items()},
+            }
+        )
 
     def log(self, values: dict[str, Any], step: int | None = None, **kwargs: Any) -> None:
         record = {"step": step, "time": time.time()}

@@ -67,6 +67,7 @@ __all__ = [
     "gate_preactivations", "hidden_from_cell", "last_valid_step", "present_trace_keys",
 ]  # fmt: skip
 
+
 def check_parameters(
     layout: CellLayout,
     inputs: torch.Tensor,
@@ -122,9 +123,7 @@ def gate_preactivations(
     if layout.input_gate_rows == layout.recurrent_gate_rows == layout.bias_gates:
         # Every block gets all three terms (lstm, lstm-gates): one matmul over [x, h_prev]
         # is faster than two (one pass over the (..., nH) output instead of three).
-        stacked = F.linear(
-            torch.cat([inputs, previous_hidden], -1), torch.cat([weight_ih, weight_hh], 1), bias
-        )
+        stacked = F.linear(torch.cat([inputs, previous_hidden], -1), torch.cat([weight_ih, weight_hh], 1), bias)
         return dict(zip(layout.input_gate_rows, stacked.split(hidden_size, -1)))
     preactivations = dict(zip(layout.input_gate_rows, F.linear(inputs, weight_ih).split(hidden_size, -1)))
     if layout.recurrent_gate_rows:
@@ -191,9 +190,7 @@ def cell_step(
     return step
 
 
-def last_valid_step(
-    per_step: torch.Tensor, initial: torch.Tensor, lengths: torch.Tensor | None
-) -> torch.Tensor:
+def last_valid_step(per_step: torch.Tensor, initial: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """``per_step[b, lengths[b] - 1]`` for each row, or ``initial[b]`` when the row is empty.
 
     Args:

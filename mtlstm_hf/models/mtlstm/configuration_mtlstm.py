@@ -45,9 +45,22 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
 # encoder-decoder ones transformers' common config tests pass): never taken for a misspelling.
 _TRANSFORMERS_CONFIG_KEYWORDS: frozenset[str] = frozenset(
     {
-        "sep_token_id", "decoder_start_token_id", "is_decoder", "add_cross_attention", "cross_attention_hidden_size",
-        "tie_encoder_decoder", "tokenizer_class", "prefix", "task_specific_params", "finetuning_task",
-        "output_attentions", "torchscript", "pruned_heads", "num_labels", "auto_map", "transformers_version",
+        "sep_token_id",
+        "decoder_start_token_id",
+        "is_decoder",
+        "add_cross_attention",
+        "cross_attention_hidden_size",
+        "tie_encoder_decoder",
+        "tokenizer_class",
+        "prefix",
+        "task_specific_params",
+        "finetuning_task",
+        "output_attentions",
+        "torchscript",
+        "pruned_heads",
+        "num_labels",
+        "auto_map",
+        "transformers_version",
     }
 )
 
@@ -258,7 +271,7 @@ class MTLSTMConfig(PretrainedConfig):
         raise _derived_field_error("hidden_size", value)
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "MTLSTMConfig":
+    def from_preset(cls, name: str, **overrides: Any) -> MTLSTMConfig:
         """A named configuration (keys of :data:`PRESETS`), with field overrides.
 
         ``paper`` is the paper's architecture with the PTB dropouts, and differs from the

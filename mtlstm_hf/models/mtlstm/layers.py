@@ -24,6 +24,7 @@ from .timescales import forget_bias_from_timescale
 from .validation import DROP_CONNECT_LEVELS, drop_connect_levels  # the realisable DropConnect probabilities
 from .variants import sequence_function
 
+
 def recurrence_precision(device_type: str) -> contextlib.AbstractContextManager:
     """The precision policy of the recurrences: autocast off, so that they run in the dtype of the
     layer's weights (float32 unless the whole model was converted), whatever autocast is on.
@@ -120,7 +121,10 @@ def drop_connect(weight: torch.Tensor, probability: float, training: bool, level
 
 
 def ar_penalty(
-    dropped_output: torch.Tensor, alpha: float, valid: torch.Tensor | None = None, denominator: torch.Tensor | None = None
+    dropped_output: torch.Tensor,
+    alpha: float,
+    valid: torch.Tensor | None = None,
+    denominator: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Activation regularisation (AR, Merity et al. 2017): ``alpha * mean(h^2)`` of the dropped-out
     last-layer output ``(B, T, H)``; ``alpha`` is ``config.activation_regularization``.
@@ -229,7 +233,9 @@ class GateBiases(nn.Module):
                 self.register_buffer(gate, torch.zeros(hidden_size, dtype=torch.float32), persistent=True)
             else:
                 self.register_parameter(gate, nn.Parameter(torch.zeros(hidden_size, dtype=torch.float32)))
-                self.register_parameter(gate + RECURRENT_SIDE, nn.Parameter(torch.zeros(hidden_size, dtype=torch.float32)))
+                self.register_parameter(
+                    gate + RECURRENT_SIDE, nn.Parameter(torch.zeros(hidden_size, dtype=torch.float32))
+                )
         if forget_timescales is not None:
             # Frozen timescale biases are a function of the configuration, not an initialisation:
             # set in construction, so that a model built with transformers' initialisation skipped
@@ -304,7 +310,7 @@ def _run_eagerly(function):  # noqa: ANN001, ANN202
 
 @_run_eagerly
 def _recurrence(
-    layer: "MTLSTMLayer",
+    layer: MTLSTMLayer,
     inputs: torch.Tensor,
     initial_hidden: torch.Tensor,
     initial_cell: torch.Tensor,
@@ -324,8 +330,13 @@ def _recurrence(
     cell = initial_cell.to(dtype) if layer.layout.has_cell else None
     with recurrence_precision(inputs.device.type):  # in the weights' dtype, never autocast's
         outputs, final_hidden, final_cell = layer.sequence(
-            inputs.to(dtype), initial_hidden.to(dtype), cell, layer.weight_ih, layer.recurrent_weight(),
-            layer.gate_biases.concatenated(dtype), lengths,
+            inputs.to(dtype),
+            initial_hidden.to(dtype),
+            cell,
+            layer.weight_ih,
+            layer.recurrent_weight(),
+            layer.gate_biases.concatenated(dtype),
+            lengths,
         )
     return outputs, final_hidden, initial_cell if final_cell is None else final_cell
 

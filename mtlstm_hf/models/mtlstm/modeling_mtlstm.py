@@ -21,8 +21,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
-from transformers import AutoModelForTokenClassification
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForTokenClassification,
+    GenerationMixin,
+    PreTrainedModel,
+)
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.generation import utils as generation_utils
@@ -34,12 +40,12 @@ from .configuration_mtlstm import MTLSTMConfig
 from .layers import (
     RECURRENT_SIDE,
     GateBiases,
-    timescale_gate_biases,
     MTLSTMLayer,
     ar_penalty,
     embedding_dropout,
     locked_dropout,
     tar_penalty,
+    timescale_gate_biases,
 )
 from .recurrences import compact_kept_steps, restore_alignment
 from .state import NO_ROLLBACK, MTLSTMState
@@ -133,7 +139,9 @@ def _check_labels(labels: torch.Tensor | None, shift_labels: torch.Tensor | None
     """
     if torch.compiler.is_compiling() or (labels is None and shift_labels is None):
         return
-    given = [(name, values) for name, values in (("labels", labels), ("shift_labels", shift_labels)) if values is not None]
+    given = [
+        (name, values) for name, values in (("labels", labels), ("shift_labels", shift_labels)) if values is not None
+    ]
     outside = [(values != -100) & ((values < 0) | (values >= vocab_size)) for _, values in given]
     targets = shift_labels if shift_labels is not None else labels[:, 1:]
     *any_outside, has_target = torch.stack([mask.any() for mask in outside] + [(targets != -100).any()]).tolist()
@@ -243,7 +251,9 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
             timescales = realize_timescales(schedule, module.hidden_size)
             tensors = dict(module.named_parameters()) | dict(module.named_buffers())
             for name, value in module.initial_values(timescales).items():
-                init.copy_(tensors[name], torch.zeros_like(value) if _left_out_by_an_older_checkpoint(tensors, name) else value)
+                init.copy_(
+                    tensors[name], torch.zeros_like(value) if _left_out_by_an_older_checkpoint(tensors, name) else value
+                )
         elif isinstance(module, GateBiases):
             # transformers may skip the layer (its weights were loaded) and reach this module alone.
             tensors = dict(module.named_parameters())
@@ -253,7 +263,9 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
             # The frozen, timescale-defined biases are buffers: set here too, so that a model
             # whose other tensors were loaded still gets them.
             schedule = self.config.timescale_schedules[module.layer_index]
-            timescales = realize_timescales(schedule, module.forget_gate.shape[0]) if hasattr(module, "forget_gate") else None
+            timescales = (
+                realize_timescales(schedule, module.forget_gate.shape[0]) if hasattr(module, "forget_gate") else None
+            )
             if timescales is not None:
                 for gate, value in timescale_gate_biases(timescales).items():
                     init.copy_(getattr(module, gate), value)
@@ -266,7 +278,6 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
             init.uniform_(module.weight, -init_range, init_range)
             if module.bias is not None:
                 init.zeros_(module.bias)
-
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
@@ -389,9 +400,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             input_ids, self.embeddings(input_ids), self.config.vocab_size, self.config.embedding_dropout, self.training
         )
 
-    def _initial_state(
-        self, cache: Any, batch_size: int, inputs: torch.Tensor
-    ) -> MTLSTMState:
+    def _initial_state(self, cache: Any, batch_size: int, inputs: torch.Tensor) -> MTLSTMState:
         if isinstance(cache, Cache) and cache.get_seq_length() == 0:
             cache = None  # an empty foreign cache (e.g. generate()'s DynamicCache) means "no state"
         cell_sizes = self.cell_sizes
@@ -480,7 +489,9 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                     f"convert them first (inputs_embeds.to({weight_dtype})) or run under torch.autocast."
                 )
         if num_steps == 0 or batch_size == 0:
-            raise ValueError(f"The input is empty (batch {batch_size}, sequence length {num_steps}); give at least one token.")
+            raise ValueError(
+                f"The input is empty (batch {batch_size}, sequence length {num_steps}); give at least one token."
+            )
 
         embeddings = self._embed(input_ids, check_values) if input_ids is not None else inputs_embeds
         embeddings = locked_dropout(embeddings, self.config.input_dropout, self.training)
@@ -713,7 +724,7 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
         if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, int) or logits_to_keep < 0:
             raise ValueError(f"logits_to_keep must be an integer >= 0 (0 = every position), got {logits_to_keep!r}.")
         _require_tensors(labels=labels)
-        batch_shape = (input_ids if input_ids is not None else inputs_embeds)
+        batch_shape = input_ids if input_ids is not None else inputs_embeds
         if labels is not None and batch_shape is not None and labels.shape != batch_shape.shape[:2]:
             raise ValueError(
                 f"labels must have the input's shape (batch, sequence) = {tuple(batch_shape.shape[:2])}, "
@@ -763,7 +774,9 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
                 )
                 loss = loss + ar_loss
             if self.training and self.config.temporal_activation_regularization > 0:
-                tar_loss = tar_penalty(raw_output, self.config.temporal_activation_regularization, valid, counted, total)
+                tar_loss = tar_penalty(
+                    raw_output, self.config.temporal_activation_regularization, valid, counted, total
+                )
                 loss = loss + tar_loss
         elif (
             self.training

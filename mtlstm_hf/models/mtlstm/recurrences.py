@@ -71,9 +71,7 @@ def lstm_sequence(
     train = training_kernel()
     if lengths is None:
         hx = (initial_hidden.unsqueeze(0), initial_cell.unsqueeze(0))
-        outputs, final_hidden, final_cell = torch.lstm(
-            inputs, hx, weights, True, 1, 0.0, train, False, True
-        )
+        outputs, final_hidden, final_cell = torch.lstm(inputs, hx, weights, True, 1, 0.0, train, False, True)
         return outputs, final_hidden.squeeze(0), final_cell.squeeze(0)
 
     batch_size, total_steps, _ = inputs.shape
@@ -123,7 +121,7 @@ class UnsupportedPrecisionError(RuntimeError):
     CPU without native bf16 instructions). The message names the limitation and the fix."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_autocast_lstm_supported(dtype: torch.dtype) -> bool:
     """Whether PyTorch's fused LSTM runs under ``torch.autocast("cpu", dtype)`` on this CPU.
 
@@ -193,9 +191,7 @@ def compact_kept_steps(
     return gather_index, mask.sum(dim=1), scatter_index
 
 
-def restore_alignment(
-    compact: torch.Tensor, lengths: torch.Tensor, scatter_index: torch.Tensor
-) -> torch.Tensor:
+def restore_alignment(compact: torch.Tensor, lengths: torch.Tensor, scatter_index: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`compact_kept_steps` for a ``(B, T, H)`` tensor: masked steps become zero."""
     restored = compact.gather(1, scatter_index[:, :, None].expand_as(compact))
     kept = scatter_index < lengths[:, None]

@@ -34,9 +34,7 @@ from __future__ import annotations
 import torch
 
 
-def _scan_into(
-    output: torch.Tensor, forget: torch.Tensor, update: torch.Tensor, initial: torch.Tensor
-) -> None:
+def _scan_into(output: torch.Tensor, forget: torch.Tensor, update: torch.Tensor, initial: torch.Tensor) -> None:
     """Write ``c_t = forget_t * c_{t-1} + update_t`` (``c_{-1} = initial``) into ``output``.
 
     All of ``output``, ``forget``, ``update`` are ``(B, T, H)`` (possibly strided views along
@@ -59,18 +57,14 @@ def _scan_into(
     # Even positions: one step from the preceding odd position (or the initial state).
     torch.addcmul(update[:, 0], forget[:, 0], initial, out=output[:, 0])
     if paired > 2:
-        torch.addcmul(
-            update_even[:, 1:], forget_even[:, 1:], odd_output[:, :-1], out=output[:, 2:paired:2]
-        )
+        torch.addcmul(update_even[:, 1:], forget_even[:, 1:], odd_output[:, :-1], out=output[:, 2:paired:2])
     if paired < total_steps:  # odd length: the last step follows the last odd position
         torch.addcmul(update[:, -1], forget[:, -1], output[:, -2], out=output[:, -1])
 
 
 def _scan(forget: torch.Tensor, update: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
     """Untracked scan returning a fresh contiguous ``(B, T, H)`` tensor."""
-    output = torch.empty(
-        torch.broadcast_shapes(forget.shape, update.shape), dtype=update.dtype, device=update.device
-    )
+    output = torch.empty(torch.broadcast_shapes(forget.shape, update.shape), dtype=update.dtype, device=update.device)
     _scan_into(output, forget, update, initial)
     return output
 
@@ -137,8 +131,7 @@ def linear_scan(forget: torch.Tensor, update: torch.Tensor, initial: torch.Tenso
         )
     if initial.shape != (forget.shape[0], forget.shape[2]):
         raise ValueError(
-            f"linear_scan: initial must be (B, H) = {(forget.shape[0], forget.shape[2])}; "
-            f"got {tuple(initial.shape)}."
+            f"linear_scan: initial must be (B, H) = {(forget.shape[0], forget.shape[2])}; got {tuple(initial.shape)}."
         )
     if forget.shape[1] == 0:
         return update.new_zeros(update.shape)

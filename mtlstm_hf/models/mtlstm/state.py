@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 import torch.utils._pytree
 
-
 NO_ROLLBACK = (
     "A recurrent state cannot be rolled back: (h, c) summarises every token read, with no entry per "
     "token to drop. Assisted (speculative) decoding and prompt lookup take back rejected draft tokens, "
@@ -42,7 +41,9 @@ class MTLSTMState:
 
     def __init__(self, hidden: list[torch.Tensor], cell: list[torch.Tensor], seen_tokens: int = 0) -> None:
         if len(hidden) != len(cell):
-            raise ValueError(f"MTLSTMState: got {len(hidden)} hidden and {len(cell)} cell tensors; need one per layer each.")
+            raise ValueError(
+                f"MTLSTMState: got {len(hidden)} hidden and {len(cell)} cell tensors; need one per layer each."
+            )
         self.hidden = list(hidden)
         self.cell = list(cell)
         self.seen_tokens = seen_tokens
@@ -55,7 +56,7 @@ class MTLSTMState:
         cell_sizes: list[int] | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-    ) -> "MTLSTMState":
+    ) -> MTLSTMState:
         """The all-zero initial state (what the model uses when no state is passed).
 
         ``cell_sizes`` defaults to ``hidden_sizes``; a cell-less layer (tanh RNN) has 0.
@@ -105,17 +106,17 @@ class MTLSTMState:
         self.hidden = [h.index_select(0, beam_idx.to(h.device)) for h in self.hidden]
         self.cell = [c.index_select(0, beam_idx.to(c.device)) for c in self.cell]
 
-    def detach(self) -> "MTLSTMState":
+    def detach(self) -> MTLSTMState:
         """A copy cut from the autograd graph (truncated BPTT: carry the state, not its history)."""
         return MTLSTMState([h.detach() for h in self.hidden], [c.detach() for c in self.cell], self.seen_tokens)
 
-    def to(self, *args, **kwargs) -> "MTLSTMState":
+    def to(self, *args, **kwargs) -> MTLSTMState:
         """A copy with every tensor moved/cast like ``Tensor.to``."""
         return MTLSTMState(
             [h.to(*args, **kwargs) for h in self.hidden], [c.to(*args, **kwargs) for c in self.cell], self.seen_tokens
         )
 
-    def select(self, rows: torch.Tensor | slice) -> "MTLSTMState":
+    def select(self, rows: torch.Tensor | slice) -> MTLSTMState:
         """A new state holding only some batch rows."""
         return MTLSTMState([h[rows] for h in self.hidden], [c[rows] for c in self.cell], self.seen_tokens)
 

@@ -73,7 +73,9 @@ class WordStopStringCriteria(StoppingCriteria):
                 position = text.find(stop, position + 1)
         return False
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None = None, **kwargs) -> torch.BoolTensor:
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None = None, **kwargs
+    ) -> torch.BoolTensor:
         tails = input_ids[:, -self._window :].tolist()
         return torch.tensor([self._ends_in_last_token(row) for row in tails], dtype=torch.bool, device=input_ids.device)
 
@@ -83,7 +85,9 @@ class WordStopStringsMixin:
     tokenizers: stop strings go to :class:`WordStopStringCriteria` when the tokenizer cannot
     spell transformers' probe word, to transformers' ``StopStringCriteria`` otherwise."""
 
-    def _get_stopping_criteria(self, generation_config: Any, stopping_criteria: Any, tokenizer: Any = None, **kwargs: Any):
+    def _get_stopping_criteria(
+        self, generation_config: Any, stopping_criteria: Any, tokenizer: Any = None, **kwargs: Any
+    ):
         stop_strings = generation_config.stop_strings
         if stop_strings is None or tokenizer is None or tokenizer_spells_unknown_words(tokenizer):
             return super()._get_stopping_criteria(generation_config, stopping_criteria, tokenizer, **kwargs)

@@ -41,7 +41,6 @@ def positive_finite_value(value: Any, field: str) -> float:
     return value
 
 
-
 def _timescale_value(value: Any, field: str, allow_zero: bool = False) -> float:
     """Validate one timescale: a number in ``(0, inf]`` (inf = never forget), or ``[0, inf]``
     with ``allow_zero`` (0 = forget at once)."""
@@ -65,7 +64,9 @@ def _number_list(value: Any, field: str) -> list[Any]:
     return list(value)
 
 
-def normalize_schedule(schedule: Mapping[str, Any] | str | None, hidden_size: int, field: str = "timescale_schedules") -> dict[str, Any]:
+def normalize_schedule(
+    schedule: Mapping[str, Any] | str | None, hidden_size: int, field: str = "timescale_schedules"
+) -> dict[str, Any]:
     """Validate one layer's timescale schedule and return its canonical form.
 
     Accepted specs (timescales in tokens):
@@ -121,7 +122,9 @@ def normalize_schedule(schedule: Mapping[str, Any] | str | None, hidden_size: in
             f"{field} must be None, 'none' or a dict with a 'type' in {list(SCHEDULE_TYPES)}, got {schedule!r}"
         )
     if not isinstance(schedule, Mapping):
-        raise ValueError(f"{field} must be None, 'none' or a dict with a 'type' in {list(SCHEDULE_TYPES)}, got {schedule!r}")
+        raise ValueError(
+            f"{field} must be None, 'none' or a dict with a 'type' in {list(SCHEDULE_TYPES)}, got {schedule!r}"
+        )
 
     if "type" not in schedule:
         raise ValueError(f"{field}.type is missing; allowed types: {list(SCHEDULE_TYPES)}")
@@ -174,12 +177,15 @@ def normalize_schedule(schedule: Mapping[str, Any] | str | None, hidden_size: in
     # explicit
     timescales = _number_list(schedule["timescales"], f"{field}.timescales")
     if len(timescales) != hidden_size:
-        raise ValueError(f"{field}.timescales must have exactly hidden_size={hidden_size} entries, got {len(timescales)}")
+        raise ValueError(
+            f"{field}.timescales must have exactly hidden_size={hidden_size} entries, got {len(timescales)}"
+        )
     return {
         "type": "explicit",
-        "timescales": [_timescale_value(v, f"{field}.timescales[{i}]", allow_zero=True) for i, v in enumerate(timescales)],
+        "timescales": [
+            _timescale_value(v, f"{field}.timescales[{i}]", allow_zero=True) for i, v in enumerate(timescales)
+        ],
     }
-
 
 
 DROP_CONNECT_LEVELS = 1 << 16
@@ -204,5 +210,3 @@ def drop_connect_levels(probability: float, field: str = "weight_drop") -> int:
             f"(1 to {DROP_CONNECT_LEVELS - 1} steps), got {probability!r}."
         )
     return levels
-
-

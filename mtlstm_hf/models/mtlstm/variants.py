@@ -102,12 +102,16 @@ def _summing_biases(kernel: Callable) -> SequenceFunction:
     return functools.partial(_with_summed_biases, kernel)
 
 
-def _with_summed_biases(kernel, inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths=None, bias_hh=None):  # noqa: ANN001, ANN202
+def _with_summed_biases(
+    kernel, inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths=None, bias_hh=None
+):  # noqa: ANN001, ANN202
     total = bias if bias_hh is None else bias + bias_hh
     return kernel(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, total, lengths)
 
 
-def _tanh_rnn_without_cell(inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths=None, bias_hh=None):  # noqa: ANN001, ANN202
+def _tanh_rnn_without_cell(
+    inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths=None, bias_hh=None
+):  # noqa: ANN001, ANN202
     outputs, final_hidden = tanh_rnn_sequence(inputs, initial_hidden, weight_ih, weight_hh, bias, lengths, bias_hh)
     return outputs, final_hidden, None
 

@@ -79,7 +79,9 @@ class FrequencyBinnedPerplexity(evaluate.Metric):
 
     def add(self, *, log_probs=None, token_frequencies=None, **kwargs):
         """Check one token's inputs as given (:func:`_check_inputs`), then add them."""
-        _check_inputs(None if log_probs is None else [log_probs], None if token_frequencies is None else [token_frequencies])
+        _check_inputs(
+            None if log_probs is None else [log_probs], None if token_frequencies is None else [token_frequencies]
+        )
         super().add(log_probs=log_probs, token_frequencies=token_frequencies, **kwargs)
 
     def _compute(self, log_probs, token_frequencies, bin_edges=None):
