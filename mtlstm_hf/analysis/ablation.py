@@ -34,7 +34,6 @@ every chunk (plot with :func:`mtlstm_hf.analysis.figures.plot_routing_heatmap`).
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,8 +45,8 @@ from mtlstm_hf.progress import open_progress
 
 from .adapter import (
     base_model,
+    check_positive_int,
     eval_mode,
-    positive_int,
     register_ablation,
     resolve_layers,
     token_rows,
@@ -204,10 +203,9 @@ def timescale_chunks(timescales: Any, chunk_size: int = 50, descending: bool = T
         ``ceil(H / chunk_size)`` int64 index tensors that partition ``range(H)``.
     """
     values = _timescale_vector(timescales)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     order = torch.sort(values, descending=descending, stable=True).indices
-    return list(order.split(int(chunk_size)))
+    return list(order.split(chunk_size))
 
 
 # ---------------------------------------------------------------------------
@@ -336,7 +334,7 @@ def ablation_log_probs(
     if head is None:
         raise ValueError(f"{type(model).__name__} has no output layer: pass the language model (MTLSTMForCausalLM).")
     rows = token_rows(stream, batch_size, min_row_length=2)  # the rows token_log_probs scores
-    window = positive_int(window, "window")
+    window = check_positive_int(window, "window")
     piece = rows.shape[1]
     groups = len(unit_chunks) + 1
     device = base.embeddings.weight.device
@@ -419,9 +417,10 @@ def resolve_chunks(
         unit_chunks = [_unit_indices(chunk, hidden_size, layer) for chunk in chunks]
         order = "given"
     elif ordering is None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
-        unit_chunks, order = list(torch.arange(hidden_size).split(int(chunk_size))), "index"
+        unit_chunks, order = (
+            list(torch.arange(hidden_size).split(check_positive_int(chunk_size, "chunk_size"))),
+            "index",
+        )
     else:
         unit_chunks = timescale_chunks(ordering, chunk_size)
     if not unit_chunks:

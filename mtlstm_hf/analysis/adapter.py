@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from mtlstm_hf.data.batching import batchify
+from mtlstm_hf.models.mtlstm.checks import check_positive_int
 
 __all__ = [
     "active_ablation",
@@ -33,7 +34,6 @@ __all__ = [
     "forget_gate_layers",
     "layers_with_forget_gate",
     "model_device_dtype",
-    "positive_int",
     "register_ablation",
     "resolve_layers",
     "token_rows",
@@ -71,17 +71,6 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
             yield model
     finally:
         model.train(was_training)
-
-
-def positive_int(value: Any, name: str) -> int:
-    """``value`` as an ``int`` when it is a positive integer (not a bool).
-
-    Raises:
-        ValueError: ``"{name} must be a positive integer, got ..."``.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def resolve_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -> list[int]:
@@ -186,9 +175,9 @@ def token_rows(
         raise ValueError(
             f"{name} must be a 1-D integer tensor of token ids, got {ids.dtype} of shape {tuple(ids.shape)}."
         )
-    batch_size = positive_int(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     if max_tokens is not None:
-        ids = ids[: positive_int(max_tokens, "max_tokens")]
+        ids = ids[: check_positive_int(max_tokens, "max_tokens")]
     ids = ids.long()
     if vocab_size is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
         raise ValueError(

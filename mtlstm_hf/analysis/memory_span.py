@@ -27,13 +27,13 @@ heat map of :func:`mtlstm_hf.analysis.figures.plot_weighted_sum_heatmap`.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from mtlstm_hf.models.mtlstm.checks import check_positive_int
 from mtlstm_hf.ops.gates import weighted_sum_log_weights, weighted_sum_norms
 
 from .adapter import base_model, forget_gate_layers
@@ -137,9 +137,7 @@ def estimate_memory_span(
         ValueError: a requested layer without memory cell (``lstm-gates``); a row shorter than
             ``max_distance`` tokens (the data is too short for the requested distances).
     """
-    if isinstance(max_distance, bool) or not isinstance(max_distance, numbers.Integral) or max_distance < 1:
-        raise ValueError(f"max_distance must be a positive integer, got {max_distance!r}.")
-    max_distance = int(max_distance)
+    max_distance = check_positive_int(max_distance, "max_distance")
     layer_indices = _checked_layers(model, layers)
     base = base_model(model)
     sums = torch.zeros(len(layer_indices), max_distance, dtype=torch.float64)

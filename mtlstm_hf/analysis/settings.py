@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 from mtlstm_hf.evaluation.bins import DEFAULT_BIN_EDGES, bin_labels
+from mtlstm_hf.models.mtlstm.checks import check_int_at_least, check_positive_int, is_integer
 
 from ..command_line import setting, threads_setting
 
@@ -55,10 +55,6 @@ small model on the WikiText-2 sample within 3 minutes on 2 cores (BENCHMARKS.md)
 def option_name(name: str) -> str:
     """``max_delay (--max-delay)``: how a setting is named in messages (its field and command-line option)."""
     return f"{name} (--{name.replace('_', '-')})"
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 @dataclass
@@ -180,12 +176,10 @@ class AnalysisSettings:
             "mi_num_distances",
         )
         for name in positive:
-            value = getattr(self, name)
-            if not _positive_int(value):
-                raise ValueError(f"{option_name(name)} must be a positive integer, got {value!r}.")
+            check_positive_int(getattr(self, name), option_name(name))
         for name, lowest in (("max_tokens", 2), ("state_gradient_positions", 1), ("ablation_layer", 1)):
             value = getattr(self, name)
-            if value is not None and not (_positive_int(value) and value >= lowest):
+            if value is not None and not (is_integer(value) and value >= lowest):
                 what = {
                     "max_tokens": "all tokens",
                     "state_gradient_positions": "every position",
@@ -204,14 +198,8 @@ class AnalysisSettings:
                 f"{option_name('segment_length')} must be >= {option_name('max_delay')} = {self.max_delay}, got "
                 f"{self.segment_length}: delays reaching across a segment start are never counted."
             )
-        if (
-            not isinstance(self.passage_start, numbers.Integral)
-            or isinstance(self.passage_start, bool)
-            or self.passage_start < 0
-        ):
-            raise ValueError(f"{option_name('passage_start')} must be an integer >= 0, got {self.passage_start!r}.")
-        if not _positive_int(self.passage_length) or self.passage_length < 2:
-            raise ValueError(f"{option_name('passage_length')} must be an integer >= 2, got {self.passage_length!r}.")
+        check_int_at_least(self.passage_start, option_name("passage_start"), 0)
+        check_int_at_least(self.passage_length, option_name("passage_length"), 2)
         if self.ablation_order not in ("auto", "assigned", "estimated", "index"):
             raise ValueError(
                 f"{option_name('ablation_order')} must be 'auto', 'assigned', 'estimated' or 'index', got {self.ablation_order!r}."

@@ -40,6 +40,7 @@ import torch
 
 from mtlstm_hf.evaluation import DEFAULT_BIN_EDGES, bin_labels, frequency_bin_of_token, token_counts
 from mtlstm_hf.evaluation.binned import as_integers
+from mtlstm_hf.models.mtlstm.checks import check_positive_int
 from mtlstm_hf.progress import open_progress
 
 from .adapter import base_model, resolve_layers, token_rows
@@ -240,8 +241,7 @@ class StateGradientAccumulator:
 def _check_schedule(num_steps: int | None, max_delay: int, segment_length: int) -> None:
     """Validate ``max_delay`` and ``segment_length`` (and, unless None, the row length ``num_steps``)."""
     for name, value in (("max_delay", max_delay), ("segment_length", segment_length)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive_int(value, name)
     if segment_length < max_delay:
         raise ValueError(
             f"segment_length ({segment_length}) must be >= max_delay ({max_delay}): delays reaching across a "

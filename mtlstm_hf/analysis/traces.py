@@ -49,9 +49,9 @@ from mtlstm_hf.progress import open_progress
 from .adapter import (
     active_ablation,
     base_model,
+    check_positive_int,
     eval_mode,
     model_device_dtype,
-    positive_int,
     resolve_layers,
     token_rows,
 )
@@ -174,7 +174,7 @@ def stream_traces(
     Yields:
         :class:`TraceChunk` per window, ``start`` = the window's offset within the rows.
     """
-    window = positive_int(window, "window")
+    window = check_positive_int(window, "window")
     rows = token_rows(stream, batch_size, max_tokens, min_row_length)
     layer_indices = resolve_layers(model, layers)
     starts = range(0, rows.shape[1], window)

@@ -47,6 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..models.mtlstm.checks import check_int_at_least, is_number
+
 BRACKETS: tuple[tuple[str, str], ...] = (("(", ")"), ("[", "]"))
 """The two bracket types, ``(opening, closing)``; the index is the bracket type."""
 
@@ -91,13 +93,13 @@ def check_grammar(
             f"bracket_probabilities must be two numbers >= 0 (one per bracket type), got {bracket_probabilities!r}."
         )
     values = list(bracket_probabilities)
-    if len(values) != 2 or not all(_is_number(p) and math.isfinite(p) and p >= 0 for p in values) or sum(values) <= 0:
+    if len(values) != 2 or not all(is_number(p) and math.isfinite(p) and p >= 0 for p in values) or sum(values) <= 0:
         raise ValueError(
             f"bracket_probabilities must be two finite numbers >= 0 with a positive sum (one per bracket type), "
             f"got {bracket_probabilities!r}."
         )
     q = concatenation_probability
-    if not (_is_number(q) and math.isfinite(q) and q >= 0):
+    if not (is_number(q) and math.isfinite(q) and q >= 0):
         raise ValueError(f"concatenation_probability must be a finite number >= 0, got {q!r}.")
     if sum(values) + q >= 1.0:
         raise ValueError(
@@ -107,14 +109,8 @@ def check_grammar(
     return float(values[0]), float(values[1]), float(q)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
 def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
+    return check_int_at_least(value, name, minimum)
 
 
 class _Uniforms:

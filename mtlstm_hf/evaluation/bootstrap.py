@@ -52,6 +52,7 @@ from typing import Any, Literal
 import torch
 
 from ..command_line import check_seed
+from ..models.mtlstm.checks import check_int_at_least, check_positive_int
 from .binned import check_log_probs, check_same_length, target_bins
 from .bins import DEFAULT_BIN_EDGES, bin_labels
 
@@ -76,10 +77,8 @@ def _make_generator(generator: torch.Generator | int | None) -> torch.Generator 
 
 
 def _check_options(block_size: int, n_resamples: int, confidence_level: float, tail: str) -> None:
-    if isinstance(block_size, bool) or int(block_size) != block_size or block_size <= 0:
-        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-    if isinstance(n_resamples, bool) or int(n_resamples) != n_resamples or n_resamples < 2:
-        raise ValueError(f"n_resamples must be an integer >= 2, got {n_resamples!r}")
+    check_positive_int(block_size, "block_size")
+    check_int_at_least(n_resamples, "n_resamples", 2)
     if not 0.0 < float(confidence_level) < 1.0:
         raise ValueError(f"confidence_level must lie strictly between 0 and 1, got {confidence_level!r}")
     if tail not in ("drop", "keep"):

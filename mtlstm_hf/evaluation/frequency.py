@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..models.mtlstm.checks import check_positive_int
 from .binned import as_integers, as_token_ids, check_log_probs, check_same_length, perplexity_by_bin, target_bins
 from .bins import DEFAULT_BIN_EDGES, bin_labels, check_edges
 
@@ -58,8 +59,7 @@ def token_counts(streams: torch.Tensor | Sequence[torch.Tensor], vocab_size: int
         ValueError: ``vocab_size`` not a positive integer; a stream that is not 1-D integer ids
             (booleans refused) or holds an id outside ``[0, V)``.
     """
-    if isinstance(vocab_size, bool) or int(vocab_size) != vocab_size or vocab_size <= 0:
-        raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+    check_positive_int(vocab_size, "vocab_size")
     if isinstance(streams, torch.Tensor):
         stream_list = [streams]
     else:

@@ -25,20 +25,12 @@ pieces are processed side by side. Consequences:
 
 from __future__ import annotations
 
-import numbers
-from typing import Any
-
 import torch
 
 from ..data.batching import batchify
+from ..models.mtlstm.checks import check_positive_int
 
 __all__ = ["token_log_probs", "target_positions"]
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def target_positions(num_tokens: int, batch_size: int = 1) -> torch.LongTensor:
@@ -51,8 +43,8 @@ def target_positions(num_tokens: int, batch_size: int = 1) -> torch.LongTensor:
     Returns:
         LongTensor ``(B * (N // B - 1),)``.
     """
-    num_tokens = _check_positive_int(num_tokens, "num_tokens")
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    num_tokens = check_positive_int(num_tokens, "num_tokens")
+    batch_size = check_positive_int(batch_size, "batch_size")
     piece = num_tokens // batch_size
     if piece < 2:
         raise ValueError(
@@ -93,8 +85,8 @@ def token_log_probs(
         aligned with ``stream[target_positions(N, B)]``. The model's training mode is restored
         on exit (it is put in eval mode while scoring, so dropout is off).
     """
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    window = _check_positive_int(window, "window")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    window = check_positive_int(window, "window")
     ids = torch.as_tensor(stream)
     if ids.dim() != 1:
         raise ValueError(f"stream must be a 1-D tensor of token ids, got shape {tuple(ids.shape)}")

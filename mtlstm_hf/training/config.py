@@ -19,6 +19,7 @@ from typing import Any
 
 from ..command_line import check_seed, setting
 from ..devices import FLOAT32_PRECISIONS
+from ..models.mtlstm.checks import check_positive_int, is_plain_integer, is_plain_number
 from ..models.mtlstm.presets import PRESETS as MODEL_CONFIG_PRESETS
 
 OPTIMIZERS: tuple[str, ...] = ("awd", "adamw")
@@ -87,14 +88,6 @@ RESUME_OVERRIDABLE_FIELDS: frozenset[str] = frozenset(
 )
 """Fields that may differ between a checkpoint's run and the run resuming it (budget, logging,
 where to write). Every other field changes the training trajectory, so a mismatch is refused."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -282,9 +275,7 @@ class TrainingConfig:
             value = getattr(self, name)
             if value is None and allow_none:
                 return
-            if not _is_int(value) or value <= 0:
-                extra = " or None" if allow_none else ""
-                raise ValueError(f"{name} must be a positive integer{extra}, got {value!r}.")
+            check_positive_int(value, name, " or None" if allow_none else "", plain=True)
 
         def choice(name: str, allowed: tuple[str, ...]) -> None:
             value = getattr(self, name)
@@ -318,25 +309,25 @@ class TrainingConfig:
             raise ValueError("model_overrides may not set vocab_size: it always comes from the tokenizer.")
         choice("optimizer", OPTIMIZERS)
         if self.learning_rate is not None and (
-            not _is_number(self.learning_rate) or not self.learning_rate > 0 or math.isinf(self.learning_rate)
+            not is_plain_number(self.learning_rate) or not self.learning_rate > 0 or math.isinf(self.learning_rate)
         ):
             raise ValueError(f"learning_rate must be None or a finite number > 0, got {self.learning_rate!r}.")
-        if not _is_number(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
+        if not is_plain_number(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}.")
         if self.clip_grad_norm is not None and (
-            not _is_number(self.clip_grad_norm) or not self.clip_grad_norm > 0 or math.isinf(self.clip_grad_norm)
+            not is_plain_number(self.clip_grad_norm) or not self.clip_grad_norm > 0 or math.isinf(self.clip_grad_norm)
         ):
             raise ValueError(f"clip_grad_norm must be None or a finite number > 0, got {self.clip_grad_norm!r}.")
         positive_int("nonmono")
         boolean("use_asgd")
         choice("lr_scheduler", LR_SCHEDULERS)
-        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
+        if not is_plain_integer(self.warmup_steps) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}.")
         for name in ("adam_beta1", "adam_beta2"):
             value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value < 1:
+            if not is_plain_number(value) or not 0 <= value < 1:
                 raise ValueError(f"{name} must be a number in [0, 1), got {value!r}.")
-        if not _is_number(self.adam_epsilon) or not self.adam_epsilon > 0:
+        if not is_plain_number(self.adam_epsilon) or not self.adam_epsilon > 0:
             raise ValueError(f"adam_epsilon must be a number > 0, got {self.adam_epsilon!r}.")
         boolean("scale_lr_by_seq_len")
         positive_int("gradient_accumulation_steps")
@@ -348,7 +339,7 @@ class TrainingConfig:
         positive_int("epochs")
         positive_int("max_steps", allow_none=True)
         if self.max_minutes is not None and (
-            not _is_number(self.max_minutes) or not self.max_minutes > 0 or math.isinf(self.max_minutes)
+            not is_plain_number(self.max_minutes) or not self.max_minutes > 0 or math.isinf(self.max_minutes)
         ):
             raise ValueError(f"max_minutes must be None or a finite number > 0, got {self.max_minutes!r}.")
         boolean("overwrite_output_dir")

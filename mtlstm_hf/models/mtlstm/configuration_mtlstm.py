@@ -19,6 +19,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 # A leaf: only torch-free catalogues and rules, no layer, cell or timescale code.
+from .checks import check_positive_int, is_plain_integer, is_plain_number
 from .layouts import CELL_TYPES, cell_layout
 from .presets import DROPOUT_FIELDS, PRESETS
 from .validation import SCHEDULE_TYPES, drop_connect_levels, normalize_schedule
@@ -105,14 +106,6 @@ def _reject_misspelled_fields(extra: dict[str, Any]) -> None:
                 f"MTLSTMConfig got an unknown field {key!r}; did you mean {close[0]!r}? "
                 f"(an unknown field would be ignored and the default used)."
             )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class MTLSTMConfig(PretrainedConfig):
@@ -311,27 +304,24 @@ class MTLSTMConfig(PretrainedConfig):
             ValueError: naming the field and its allowed values.
         """
         for field in ("vocab_size", "embedding_size"):
-            value = getattr(self, field)
-            if not _is_int(value) or value <= 0:
-                raise ValueError(f"{field} must be a positive integer, got {value!r}.")
+            check_positive_int(getattr(self, field), field, plain=True)  # written to config.json
         sizes = self.hidden_sizes
         if not isinstance(sizes, list) or not sizes:
             raise ValueError(f"hidden_sizes must be a non-empty list of positive integers, got {sizes!r}.")
         for index, size in enumerate(sizes):
-            if not _is_int(size) or size <= 0:
-                raise ValueError(f"hidden_sizes[{index}] must be a positive integer, got {size!r}.")
+            check_positive_int(size, f"hidden_sizes[{index}]", plain=True)
         for field in DROPOUT_FIELDS:
             value = getattr(self, field)
-            if not _is_number(value) or not 0.0 <= value < 1.0:
+            if not is_plain_number(value) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{field} must be a probability in [0, 1), got {value!r}.")
         drop_connect_levels(self.weight_drop, "weight_drop")
         for field in ("activation_regularization", "temporal_activation_regularization"):
             value = getattr(self, field)
-            if not _is_number(value) or not value >= 0.0 or math.isinf(value):
+            if not is_plain_number(value) or not value >= 0.0 or math.isinf(value):
                 raise ValueError(f"{field} must be a finite number >= 0, got {value!r}.")
-        if not _is_number(self.label_smoothing) or not 0.0 <= self.label_smoothing < 1.0:
+        if not is_plain_number(self.label_smoothing) or not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be a number in [0, 1) (0 = none), got {self.label_smoothing!r}.")
-        if not _is_number(self.embedding_init_range) or not 0 < self.embedding_init_range < math.inf:
+        if not is_plain_number(self.embedding_init_range) or not 0 < self.embedding_init_range < math.inf:
             raise ValueError(f"embedding_init_range must be a finite number > 0, got {self.embedding_init_range!r}.")
         if self.vocab_fingerprint is not None and not (
             isinstance(self.vocab_fingerprint, str) and self.vocab_fingerprint.startswith("sha256:")
@@ -352,7 +342,7 @@ class MTLSTMConfig(PretrainedConfig):
             # special id (as for transformers' own models); the model names such an id when it is
             # fed (MTLSTMModel's input check).
             value = getattr(self, field, None)
-            if value is not None and (not _is_int(value) or value < 0):
+            if value is not None and (not is_plain_integer(value) or value < 0):
                 raise ValueError(f"{field} must be None or an integer >= 0, got {value!r}.")
         schedules = self.timescale_schedules
         if schedules is None:

@@ -50,7 +50,7 @@ from .layers import (
 from .recurrences import compact_kept_steps, restore_alignment
 from .state import NO_ROLLBACK, MTLSTMState
 from .stop_strings import WordStopStringsMixin
-from .timescales import DRAWN_SCHEDULES, realize_timescales, timescale_from_forget_bias
+from .timescales import is_drawn, realize_timescales, timescale_from_forget_bias
 
 logger = logging.get_logger(__name__)
 
@@ -222,7 +222,7 @@ def _timescales_set_by_the_config(schedule: dict[str, Any], hidden_size: int) ->
     """A layer's imposed timescales ``(H,)`` where the configuration alone fixes them, computed on the
     CPU; ``None`` for no schedule, for one that draws them (chrono: drawn with the weights, in
     ``_init_weights``) and on the meta device (no storage to fill)."""
-    if schedule["type"] == "none" or schedule["type"] in DRAWN_SCHEDULES or torch.get_default_device().type == "meta":
+    if schedule["type"] == "none" or is_drawn(schedule) or torch.get_default_device().type == "meta":
         return None
     with torch.device("cpu"):
         return realize_timescales(schedule, hidden_size)

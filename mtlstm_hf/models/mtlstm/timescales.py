@@ -31,12 +31,13 @@ to turn a spec into an ``(hidden_size,)`` tensor of timescales.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from .validation import INVERSE_GAMMA_GRIDS, SCHEDULE_TYPES, normalize_schedule, positive_finite_value
+from .checks import check_positive_finite
+from .validation import INVERSE_GAMMA_GRIDS, SCHEDULE_RULES, SCHEDULE_TYPES, ScheduleRule, normalize_schedule
 
 __all__ = [
     "SCHEDULE_TYPES",
@@ -51,6 +52,8 @@ __all__ = [
     "power_law_decay",
     "normalize_schedule",
     "realize_timescales",
+    "register_schedule",
+    "SCHEDULE_REALIZATIONS",
 ]
 
 # log(smallest positive subnormal double) is about -744.4; below that x == 0.
@@ -174,8 +177,8 @@ def inverse_gamma_pdf(t: torch.Tensor | float, alpha: float, beta: float) -> tor
     Returns:
         float64 tensor with the shape of ``t``.
     """
-    alpha = positive_finite_value(alpha, "alpha")
-    beta = positive_finite_value(beta, "beta")
+    alpha = check_positive_finite(alpha, "alpha")
+    beta = check_positive_finite(beta, "beta")
     t = _as_float64(t)
     positive = t > 0.0
     safe_t = torch.where(positive, t, torch.ones_like(t))  # avoid log(0) * inf = nan
@@ -195,8 +198,8 @@ def inverse_gamma_sf(t: torch.Tensor | float, alpha: float, beta: float) -> torc
     Returns:
         float64 tensor with the shape of ``t``.
     """
-    alpha = positive_finite_value(alpha, "alpha")
-    beta = positive_finite_value(beta, "beta")
+    alpha = check_positive_finite(alpha, "alpha")
+    beta = check_positive_finite(beta, "beta")
     t = _as_float64(t)
     x = torch.where(t > 0.0, beta / t, torch.full_like(t, math.inf))
     return torch.special.gammainc(torch.full_like(x, alpha), x)
@@ -253,8 +256,8 @@ def inverse_gamma_isf(q: torch.Tensor | float, alpha: float, beta: float) -> tor
     Returns:
         float64 tensor with the shape of ``q``; decreasing in ``q``.
     """
-    alpha = positive_finite_value(alpha, "alpha")
-    beta = positive_finite_value(beta, "beta")
+    alpha = check_positive_finite(alpha, "alpha")
+    beta = check_positive_finite(beta, "beta")
     q = _as_float64(q)
     log_x = _gammaincinv(alpha, q)
     # exp(log beta - log x) rather than beta / exp(log x): x may underflow.
@@ -276,8 +279,8 @@ def power_law_decay(t: torch.Tensor | float, alpha: float, beta: float) -> torch
     Returns:
         float64 tensor with the shape of ``t``.
     """
-    alpha = positive_finite_value(alpha, "alpha")
-    beta = positive_finite_value(beta, "beta")
+    alpha = check_positive_finite(alpha, "alpha")
+    beta = check_positive_finite(beta, "beta")
     t = _as_float64(t)
     return torch.exp(-alpha * torch.log1p(t / beta))
 
@@ -299,8 +302,71 @@ def _linspace_like_numpy(num: int) -> torch.Tensor:
     return grid
 
 
-DRAWN_SCHEDULES = ("chrono",)
-"""Schedule types whose timescales are random draws (an initialisation), not a function of the schedule."""
+def _no_timescales(schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None) -> None:
+    return None
+
+
+def _fixed_timescales(schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None) -> torch.Tensor:
+    values = schedule["values"]
+    base, extra = divmod(hidden_size, len(values))
+    group_sizes = torch.tensor([base + 1 if k < extra else base for k in range(len(values))])
+    return torch.repeat_interleave(torch.tensor(values, dtype=torch.float64), group_sizes)
+
+
+def _inverse_gamma_timescales(
+    schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    if schedule["grid"] == "endpoint_free":
+        tail_probabilities = _linspace_like_numpy(hidden_size + 2)[1:-1]
+    else:
+        tail_probabilities = _linspace_like_numpy(hidden_size + 1)[1:]
+    return inverse_gamma_isf(tail_probabilities, schedule["alpha"], schedule["beta"])
+
+
+def _chrono_timescales(schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None) -> torch.Tensor:
+    uniform = torch.rand(hidden_size, generator=generator, dtype=torch.float64)
+    forget_bias = torch.log(1.0 + (schedule["max_timescale"] - 2.0) * uniform)
+    return timescale_from_forget_bias(forget_bias)
+
+
+def _explicit_timescales(
+    schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    return torch.tensor(schedule["timescales"], dtype=torch.float64)
+
+
+Realization = Callable[[dict[str, Any], int, "torch.Generator | None"], "torch.Tensor | None"]
+"""``(normalised spec, hidden_size, generator) -> (hidden_size,) float64 timescales`` or ``None``."""
+
+SCHEDULE_REALIZATIONS: dict[str, Realization] = {
+    "none": _no_timescales,
+    "fixed": _fixed_timescales,
+    "inverse_gamma": _inverse_gamma_timescales,
+    "chrono": _chrono_timescales,
+    "explicit": _explicit_timescales,
+}
+"""The torch realisation of every schedule type of ``validation.SCHEDULE_RULES`` (same keys)."""
+
+
+def register_schedule(name: str, rule: ScheduleRule, realize: Realization) -> None:
+    """Add a timescale schedule type: its torch-free rule and its realisation, under one name.
+
+    A configuration can then name it (``{"type": name, ...}``); :func:`normalize_schedule` applies
+    ``rule`` and :func:`realize_timescales` calls ``realize``. A saved model with such a schedule
+    needs the registering module imported before it loads (the Hub's remote code does not carry it).
+
+    Raises:
+        ValueError: ``name`` is not a non-empty string, or is taken.
+    """
+    if not isinstance(name, str) or not name or name in SCHEDULE_RULES or name in SCHEDULE_REALIZATIONS:
+        raise ValueError(f"schedule name must be a new non-empty string (taken: {sorted(SCHEDULE_RULES)}), got {name!r}")
+    SCHEDULE_RULES[name] = rule
+    SCHEDULE_REALIZATIONS[name] = realize
+
+
+def is_drawn(schedule: Mapping[str, Any]) -> bool:
+    """Whether a normalised schedule's timescales are random draws (an initialisation, e.g. chrono)."""
+    return SCHEDULE_RULES[schedule["type"]].drawn
 
 
 def realize_timescales(
@@ -310,8 +376,8 @@ def realize_timescales(
 ) -> torch.Tensor | None:
     """Per-unit timescales (tokens) of one layer, shape ``(hidden_size,)``, float64.
 
-    The schedule is (re)validated with :func:`normalize_schedule`; ``"none"``
-    returns ``None``.
+    The schedule is (re)validated with :func:`normalize_schedule` and realised by its entry in
+    :data:`SCHEDULE_REALIZATIONS`; ``"none"`` returns ``None``.
 
     * ``fixed``: ``values`` repeated over consecutive groups of units
       (``numpy.array_split`` sizes).
@@ -331,26 +397,4 @@ def realize_timescales(
     * ``explicit``: the given list.
     """
     schedule = normalize_schedule(schedule, hidden_size, field="schedule")
-    schedule_type = schedule["type"]
-    if schedule_type == "none":
-        return None
-
-    if schedule_type == "fixed":
-        values = schedule["values"]
-        base, extra = divmod(hidden_size, len(values))
-        group_sizes = torch.tensor([base + 1 if k < extra else base for k in range(len(values))])
-        return torch.repeat_interleave(torch.tensor(values, dtype=torch.float64), group_sizes)
-
-    if schedule_type == "inverse_gamma":
-        if schedule["grid"] == "endpoint_free":
-            tail_probabilities = _linspace_like_numpy(hidden_size + 2)[1:-1]
-        else:
-            tail_probabilities = _linspace_like_numpy(hidden_size + 1)[1:]
-        return inverse_gamma_isf(tail_probabilities, schedule["alpha"], schedule["beta"])
-
-    if schedule_type == "chrono":
-        uniform = torch.rand(hidden_size, generator=generator, dtype=torch.float64)
-        forget_bias = torch.log(1.0 + (schedule["max_timescale"] - 2.0) * uniform)
-        return timescale_from_forget_bias(forget_bias)
-
-    return torch.tensor(schedule["timescales"], dtype=torch.float64)
+    return SCHEDULE_REALIZATIONS[schedule["type"]](schedule, hidden_size, generator)

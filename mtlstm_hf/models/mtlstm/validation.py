@@ -10,42 +10,20 @@ imports only this file, the cell catalogue ``layouts.py`` and the plain-data ``p
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-SCHEDULE_TYPES: tuple[str, ...] = ("none", "fixed", "inverse_gamma", "chrono", "explicit")
+from .checks import check_positive_finite, check_positive_int, is_number
+
 INVERSE_GAMMA_GRIDS: tuple[str, ...] = ("endpoint_free", "reference")
-
-# Keys each schedule type accepts (beyond "type"): (required, optional).
-_SCHEDULE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "none": ((), ()),
-    "fixed": (("values",), ()),
-    "inverse_gamma": (("alpha", "beta"), ("grid",)),
-    "chrono": (("max_timescale",), ()),
-    "explicit": (("timescales",), ()),
-}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def positive_finite_value(value: Any, field: str) -> float:
-    """Return ``value`` as a float, or raise ValueError unless a finite number > 0."""
-    if not _is_number(value):
-        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
-    return value
 
 
 def _timescale_value(value: Any, field: str, allow_zero: bool = False) -> float:
     """Validate one timescale: a number in ``(0, inf]`` (inf = never forget), or ``[0, inf]``
     with ``allow_zero`` (0 = forget at once)."""
     bound = ">= 0" if allow_zero else "> 0"
-    if not _is_number(value):
+    if not is_number(value):
         raise ValueError(f"{field} must be a number {bound} (float('inf') allowed), got {value!r}")
     value = float(value)
     if not (value >= 0.0 if allow_zero else value > 0.0):  # also rejects NaN
@@ -109,9 +87,7 @@ def normalize_schedule(
     Raises:
         ValueError: naming the offending field and the allowed values.
     """
-    if isinstance(hidden_size, bool) or not isinstance(hidden_size, numbers.Integral) or hidden_size <= 0:
-        raise ValueError(f"hidden_size must be a positive int, got {hidden_size!r} (for {field})")
-    hidden_size = int(hidden_size)
+    hidden_size = check_positive_int(hidden_size, f"hidden_size (for {field})")
 
     if schedule is None:
         return {"type": "none"}
@@ -119,20 +95,21 @@ def normalize_schedule(
         if schedule == "none":
             return {"type": "none"}
         raise ValueError(
-            f"{field} must be None, 'none' or a dict with a 'type' in {list(SCHEDULE_TYPES)}, got {schedule!r}"
+            f"{field} must be None, 'none' or a dict with a 'type' in {list(SCHEDULE_RULES)}, got {schedule!r}"
         )
     if not isinstance(schedule, Mapping):
         raise ValueError(
-            f"{field} must be None, 'none' or a dict with a 'type' in {list(SCHEDULE_TYPES)}, got {schedule!r}"
+            f"{field} must be None, 'none' or a dict with a 'type' in {list(SCHEDULE_RULES)}, got {schedule!r}"
         )
 
     if "type" not in schedule:
-        raise ValueError(f"{field}.type is missing; allowed types: {list(SCHEDULE_TYPES)}")
+        raise ValueError(f"{field}.type is missing; allowed types: {list(SCHEDULE_RULES)}")
     schedule_type = schedule["type"]
-    if not isinstance(schedule_type, str) or schedule_type not in SCHEDULE_TYPES:
-        raise ValueError(f"{field}.type must be one of {list(SCHEDULE_TYPES)}, got {schedule_type!r}")
+    if not isinstance(schedule_type, str) or schedule_type not in SCHEDULE_RULES:
+        raise ValueError(f"{field}.type must be one of {list(SCHEDULE_RULES)}, got {schedule_type!r}")
 
-    required, optional = _SCHEDULE_KEYS[schedule_type]
+    rule = SCHEDULE_RULES[schedule_type]
+    required, optional = rule.required, rule.optional
     allowed = set(required) | set(optional) | {"type"}
     unknown = sorted(str(key) for key in schedule if key not in allowed)
     if unknown:
@@ -143,38 +120,73 @@ def normalize_schedule(
         if key not in schedule:
             raise ValueError(f"{field}.{key} is missing; type {schedule_type!r} requires keys {list(required)}")
 
-    if schedule_type == "none":
-        return {"type": "none"}
+    return SCHEDULE_RULES[schedule_type].normalize(schedule, hidden_size, field)
 
-    if schedule_type == "fixed":
-        values = _number_list(schedule["values"], f"{field}.values")
-        if not values:
-            raise ValueError(f"{field}.values must be a non-empty list of timescales > 0")
-        if len(values) > hidden_size:
-            raise ValueError(
-                f"{field}.values has {len(values)} entries but hidden_size is {hidden_size}; "
-                "at most one value per unit is allowed"
-            )
-        return {"type": "fixed", "values": [_timescale_value(v, f"{field}.values[{i}]") for i, v in enumerate(values)]}
 
-    if schedule_type == "inverse_gamma":
-        alpha = positive_finite_value(schedule["alpha"], f"{field}.alpha")
-        beta = positive_finite_value(schedule["beta"], f"{field}.beta")
-        grid = schedule.get("grid", "endpoint_free")
-        if not isinstance(grid, str) or grid not in INVERSE_GAMMA_GRIDS:
-            raise ValueError(f"{field}.grid must be one of {list(INVERSE_GAMMA_GRIDS)}, got {grid!r}")
-        return {"type": "inverse_gamma", "alpha": alpha, "beta": beta, "grid": grid}
+# ---------------------------------------------------------------------------
+# The schedule table: one entry per schedule type (its torch realisation is the entry of the same
+# name in ``timescales.SCHEDULE_REALIZATIONS``; ``timescales.register_schedule`` adds to both)
+# ---------------------------------------------------------------------------
 
-    if schedule_type == "chrono":
-        max_timescale = schedule["max_timescale"]
-        if not _is_number(max_timescale) or not (math.isfinite(float(max_timescale)) and float(max_timescale) > 2.0):
-            raise ValueError(
-                f"{field}.max_timescale must be a finite number > 2 so that U(1, max_timescale - 1) "
-                f"is non-empty, got {max_timescale!r}"
-            )
-        return {"type": "chrono", "max_timescale": float(max_timescale)}
 
-    # explicit
+@dataclass(frozen=True)
+class ScheduleRule:
+    """The torch-free rules of one timescale schedule type.
+
+    Attributes:
+        required, optional: the keys a spec of this type takes besides ``"type"``.
+        normalize: ``(spec, hidden_size, field) -> canonical spec`` (a new JSON-serialisable dict
+            with ``"type"``); raises ``ValueError`` naming ``field.<key>``, the value and what is
+            allowed. Called after the keys were checked against ``required``/``optional``.
+        drawn: the timescales are random draws (an initialisation, e.g. chrono), not a function of
+            the spec: they are set with the weights, and a loaded model keeps its own.
+        distribution: the family whose quantiles the schedule places (``"inverse_gamma"``), or
+            ``None`` (the timescales follow no distribution: fixed values, draws, a list).
+    """
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    normalize: Callable[[Mapping[str, Any], int, str], dict[str, Any]]
+    drawn: bool = False
+    distribution: str | None = None
+
+
+def _none_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str) -> dict[str, Any]:
+    return {"type": "none"}
+
+
+def _fixed_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str) -> dict[str, Any]:
+    values = _number_list(schedule["values"], f"{field}.values")
+    if not values:
+        raise ValueError(f"{field}.values must be a non-empty list of timescales > 0")
+    if len(values) > hidden_size:
+        raise ValueError(
+            f"{field}.values has {len(values)} entries but hidden_size is {hidden_size}; "
+            "at most one value per unit is allowed"
+        )
+    return {"type": "fixed", "values": [_timescale_value(v, f"{field}.values[{i}]") for i, v in enumerate(values)]}
+
+
+def _inverse_gamma_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str) -> dict[str, Any]:
+    alpha = check_positive_finite(schedule["alpha"], f"{field}.alpha")
+    beta = check_positive_finite(schedule["beta"], f"{field}.beta")
+    grid = schedule.get("grid", "endpoint_free")
+    if not isinstance(grid, str) or grid not in INVERSE_GAMMA_GRIDS:
+        raise ValueError(f"{field}.grid must be one of {list(INVERSE_GAMMA_GRIDS)}, got {grid!r}")
+    return {"type": "inverse_gamma", "alpha": alpha, "beta": beta, "grid": grid}
+
+
+def _chrono_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str) -> dict[str, Any]:
+    max_timescale = schedule["max_timescale"]
+    if not is_number(max_timescale) or not (math.isfinite(float(max_timescale)) and float(max_timescale) > 2.0):
+        raise ValueError(
+            f"{field}.max_timescale must be a finite number > 2 so that U(1, max_timescale - 1) "
+            f"is non-empty, got {max_timescale!r}"
+        )
+    return {"type": "chrono", "max_timescale": float(max_timescale)}
+
+
+def _explicit_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str) -> dict[str, Any]:
     timescales = _number_list(schedule["timescales"], f"{field}.timescales")
     if len(timescales) != hidden_size:
         raise ValueError(
@@ -186,6 +198,21 @@ def normalize_schedule(
             _timescale_value(v, f"{field}.timescales[{i}]", allow_zero=True) for i, v in enumerate(timescales)
         ],
     }
+
+
+SCHEDULE_RULES: dict[str, ScheduleRule] = {
+    "none": ScheduleRule((), (), _none_schedule),
+    "fixed": ScheduleRule(("values",), (), _fixed_schedule),
+    "inverse_gamma": ScheduleRule(("alpha", "beta"), ("grid",), _inverse_gamma_schedule, distribution="inverse_gamma"),
+    "chrono": ScheduleRule(("max_timescale",), (), _chrono_schedule, drawn=True),
+    "explicit": ScheduleRule(("timescales",), (), _explicit_schedule),
+}
+"""Every timescale schedule type by name (``"type"`` of a spec). Its realisation in torch is the
+entry of the same name in ``timescales.SCHEDULE_REALIZATIONS``."""
+
+SCHEDULE_TYPES: tuple[str, ...] = tuple(SCHEDULE_RULES)
+"""The schedule types of :data:`SCHEDULE_RULES` at import (``list(SCHEDULE_RULES)`` includes
+types registered later)."""
 
 
 DROP_CONNECT_LEVELS = 1 << 16
