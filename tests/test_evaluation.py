@@ -463,7 +463,9 @@ def test_token_log_probs_errors(tiny_model, kwargs, match):
 
 
 def test_evaluation_package_does_not_import_models():
-    """The pure modules must stay model-independent (static check: immune to the models' import state)."""
+    """The pure modules must stay model-independent (static check: immune to the models' import state).
+    The one exception is the field checks, a standard-library module kept in the model's folder
+    because the configuration (which travels to the Hub alone) uses them too."""
     for path in EVAL_DIR.rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -474,4 +476,6 @@ def test_evaluation_package_does_not_import_models():
             else:
                 continue
             for name in names:
+                if name.split(".")[-3:] == ["models", "mtlstm", "checks"]:
+                    continue
                 assert "models" not in name.split("."), f"{path.name} imports {name}"
