@@ -275,7 +275,7 @@ def load_corpus(
     Raises:
         FileNotFoundError: missing directory, file or split file.
         ValueError: empty file, unknown split, no text column (the message
-        names the columns that exist).
+            names the columns that exist).
     """
     if isinstance(source, datasets.DatasetDict):  # already loaded: only normalize
         if config_name is not None or load_dataset_kwargs:

@@ -567,8 +567,8 @@ def get_word_convention(tokenizer: PreTrainedTokenizerBase) -> str:
 
     Raises:
         ValueError: the recorded name is not one of :data:`CONVENTIONS`, or
-        nothing is recorded and the backend is not the plain whitespace one
-        (not a word tokenizer of this package).
+            nothing is recorded and the backend is not the plain whitespace one
+            (not a word tokenizer of this package).
     """
     recorded = tokenizer.init_kwargs.get(CONVENTION_CONFIG_KEY)
     if recorded is not None:
@@ -651,13 +651,14 @@ def build_word_tokenizer(
         33,278 (``<unk>`` and ``<eos>`` included).
 
     Raises:
-        FileNotFoundError: a file is missing. ValueError: a file is empty,
-        there are no lines at all, every line is blank (no words: the
-        tokenizer would know only its special tokens), the convention is
-        unknown, ``"auto"`` finds both WikiText's and PTB's marks, or the
-        text has the word ``<pad>`` with ``add_pad_token`` (the text ``<pad>``
-        is an unknown word for such a tokenizer, see
-        :func:`word_tokenizer_from_vocab`).
+        FileNotFoundError: a file is missing.
+        ValueError: a file is empty,
+            there are no lines at all, every line is blank (no words: the
+            tokenizer would know only its special tokens), the convention is
+            unknown, ``"auto"`` finds both WikiText's and PTB's marks, or the
+            text has the word ``<pad>`` with ``add_pad_token`` (the text ``<pad>``
+            is an unknown word for such a tokenizer, see
+            :func:`word_tokenizer_from_vocab`).
     """
     _check_convention(convention, (AUTO_CONVENTION, *CONVENTIONS))
     lines: Iterable[str] = _iter_training_lines(files_or_lines)

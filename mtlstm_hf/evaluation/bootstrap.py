@@ -278,8 +278,8 @@ def paired_block_bootstrap(
     Args:
         log_probs_a: ``(N,)`` per-token log-probabilities (nats) of model A (e.g. the baseline).
         log_probs_b: ``(N,)`` the same for model B, aligned token by token with A.
-        token_ids, bin_of_token, edges, block_size, n_resamples, confidence_level, tail,
-            generator: as in :func:`block_bootstrap`.
+        token_ids, bin_of_token, edges, block_size, n_resamples, confidence_level, tail, generator: as
+            in :func:`block_bootstrap`.
 
     Returns:
         ``{"overall": stats, "bins": {label: stats}, ...}`` with the same metadata keys as
