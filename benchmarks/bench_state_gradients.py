@@ -6,7 +6,7 @@ LSTM language model (``H = 256``, ``E = 64``, ``D = 50``) on the same segment of
 * **ours**: :func:`mtlstm_hf.analysis.state_gradients.state_gradients` (the segment's forward
   batched, the LSTM step linearised in closed form, one batched matmul per step over the ``D * E``
   tangent columns);
-* **naive**: the same per-step LSTM function (``cells.cell_step``) under reverse-mode autograd; for every ``t`` and
+* **naive**: the same per-step LSTM function (``naive.cell_step``) under reverse-mode autograd; for every ``t`` and
   every component ``k < H`` one ``torch.autograd.grad(c_t[k], x)``, whose rows ``t - tau`` are
   the ``k``-th rows of ``G(t, tau)``, summed per delay.
 

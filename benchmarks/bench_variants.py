@@ -27,11 +27,11 @@ from collections.abc import Callable
 
 import torch
 
-from mtlstm_hf.models.mtlstm.cells import CELL_TYPES, cell_layout
-from mtlstm_hf.models.mtlstm.recurrences import lstm_sequence
-from mtlstm_hf.models.mtlstm.variants import _gated_input_projection, variant_sequence
-from mtlstm_hf.ops.gates import gates_and_cells
-from mtlstm_hf.ops.naive import reference_sequence
+from mtlstm_hf.analysis.gates import gates_and_cells
+from mtlstm_hf.models.mtlstm.kernel_lstm import lstm_sequence
+from mtlstm_hf.models.mtlstm.kernel_variants import _gated_input_projection
+from mtlstm_hf.models.mtlstm.layouts import CELL_TYPES, cell_layout
+from mtlstm_hf.models.mtlstm.naive import parameter_shapes, reference_sequence, variant_sequence
 
 BATCH, INPUT, HIDDEN = 20, 400, 1150
 TARGETS = {  # minimum tokens/s ratio against nn.LSTM
@@ -43,7 +43,7 @@ TARGETS = {  # minimum tokens/s ratio against nn.LSTM
 
 
 def parameters(cell_type: str) -> dict[str, torch.Tensor | None]:
-    shapes = cell_layout(cell_type).parameter_shapes(INPUT, HIDDEN)
+    shapes = parameter_shapes(cell_layout(cell_type), INPUT, HIDDEN)
     bound = HIDDEN**-0.5
 
     def draw(shape: tuple[int, ...] | None) -> torch.Tensor | None:

@@ -26,10 +26,9 @@ from mtlstm_hf.analysis import (
     timescale_report,
     trace_moments,
 )
+from mtlstm_hf.analysis.gates import weighted_sum_log_weights, weighted_sum_norms
 from mtlstm_hf.evaluation.checkpoint import to_json_compatible
-from mtlstm_hf.models.mtlstm.cells import TRACE_KEYS
-from mtlstm_hf.ops.gates import weighted_sum_log_weights, weighted_sum_norms
-from mtlstm_hf.ops.naive import reference_trace
+from mtlstm_hf.models.mtlstm.naive import TRACE_KEYS, reference_trace
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -256,7 +256,7 @@ def test_huthlab_mts_matches_the_original_forward_and_keeps_its_timescales(tmp_p
     windows = two_windows(len(words))
     assert_same_as_reference(model, *reference_run(source, windows), windows)
     # The T=0 unit forgets at once: f = 0 exactly, no NaN anywhere.
-    from mtlstm_hf.ops.gates import layer_gates_and_cells
+    from mtlstm_hf.analysis.gates import layer_gates_and_cells
 
     with torch.no_grad():
         hidden = model(windows[0], output_hidden_states=True).hidden_states

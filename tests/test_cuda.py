@@ -26,8 +26,8 @@ import torch
 from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
 from mtlstm_hf.devices import float32_precision
 from mtlstm_hf.models.mtlstm import layers as layer_module
-from mtlstm_hf.models.mtlstm.recurrences import lstm_sequence
-from mtlstm_hf.models.mtlstm.variants import tanh_rnn_sequence
+from mtlstm_hf.models.mtlstm.kernel_lstm import lstm_sequence
+from mtlstm_hf.models.mtlstm.kernel_variants import tanh_rnn_sequence
 
 DEVICE = torch.device(os.environ.get("MTLSTM_CUDA_TEST_DEVICE", "cuda"))
 ON_CUDA = DEVICE.type == "cuda"

@@ -289,7 +289,7 @@ def test_cpu_autocast_probe_agrees_with_the_kernel_and_the_model_runs_under_auto
     on a CPU. The model never runs its recurrence under autocast (the precision policy,
     layers.recurrence_precision), so its forward works whatever the probe says: the LSTM layers
     give their float32 outputs and only the output layer runs in bfloat16."""
-    from mtlstm_hf.models.mtlstm import recurrences
+    from mtlstm_hf.models.mtlstm import kernel_lstm as recurrences
 
     x = torch.randn(2, 5, 3)
     h = torch.zeros(1, 2, 4)

@@ -9,8 +9,8 @@ import torch
 from conftest import load_in_fresh_process_without_package, tiny_config
 
 from mtlstm_hf import MTLSTMForCausalLM
-from mtlstm_hf.models.mtlstm.cells import CELL_TYPES
-from mtlstm_hf.ops.naive import reference_sequence
+from mtlstm_hf.models.mtlstm.layouts import CELL_TYPES
+from mtlstm_hf.models.mtlstm.naive import reference_sequence
 
 VARIANTS = [c for c in CELL_TYPES if c != "lstm"]
 
@@ -92,7 +92,8 @@ def test_mixed_variant_stack_saves_and_loads_with_remote_code(tmp_path):
     folder = tmp_path / "checkpoint"
     model.save_pretrained(folder)
     assert json.loads((folder / "config.json").read_text())["cell_types"] == config.cell_types
-    assert {"cells.py", "variants.py", "scan.py"} <= set(os.listdir(folder))
+    assert {"kernel_lstm.py", "kernel_variants.py", "kernel_scan.py"} <= set(os.listdir(folder))
+    assert "naive.py" not in os.listdir(folder)
     ids = torch.randint(0, 37, (2, 9))
     loaded = MTLSTMForCausalLM.from_pretrained(folder).eval()
     assert torch.equal(loaded(ids).logits, model(ids).logits)

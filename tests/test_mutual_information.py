@@ -17,7 +17,8 @@ from mtlstm_hf.analysis.mutual_information import (
     mutual_information,
     timescale_decay,
 )
-from mtlstm_hf.models.mtlstm.timescales import inverse_gamma_isf, power_law_decay
+from mtlstm_hf.analysis.power_law import power_law_decay
+from mtlstm_hf.models.mtlstm.timescales import inverse_gamma_isf
 
 
 def _binary_symmetric_chain(length: int, flip: float, seed: int) -> torch.Tensor:

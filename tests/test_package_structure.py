@@ -183,3 +183,24 @@ def test_evaluation_and_analysis_do_not_depend_on_training_and_no_module_imports
         )
     ]
     assert not circles, circles[:5]
+
+
+def test_the_moved_ops_modules_still_import_and_say_where_they_went():
+    """``mtlstm_hf.ops`` was split (naive references beside the kernels, gates in analysis): the old
+    names keep working for one version, with a DeprecationWarning naming the new module."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from mtlstm_hf.ops.gates import gates_and_cells\n"
+        "    from mtlstm_hf.ops.naive import reference_sequence\n"
+        "import mtlstm_hf.analysis.gates as g, mtlstm_hf.models.mtlstm.naive as n\n"
+        "assert gates_and_cells is g.gates_and_cells and reference_sequence is n.reference_sequence\n"
+        "print(sorted(str(w.message).split(' ')[3] for w in caught if w.category is DeprecationWarning))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "['mtlstm_hf.analysis.gates;', 'mtlstm_hf.models.mtlstm.naive;']"

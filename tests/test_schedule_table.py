@@ -65,7 +65,9 @@ def test_a_schedule_is_added_by_one_registration(linear_schedule):
 
 
 def test_an_unregistered_schedule_names_the_registered_ones():
-    with pytest.raises(ValueError, match=r"type must be one of \['none', 'fixed', 'inverse_gamma', 'chrono', 'explicit'\]"):
+    with pytest.raises(
+        ValueError, match=r"type must be one of \['none', 'fixed', 'inverse_gamma', 'chrono', 'explicit'\]"
+    ):
         normalize_schedule({"type": "linear", "low": 1, "high": 2}, 4)
 
 
@@ -94,7 +96,10 @@ def test_integers_of_numpy_pass_unless_the_field_is_written_to_json():
 def test_the_field_checks_are_the_ones_the_configurations_use():
     """A numpy integer is refused by the configuration (config.json could not be written) but taken
     by an analysis option; the message is the checks module's."""
-    with pytest.raises(ValueError, match=r"^vocab_size must be a positive integer, got np\.int64\(5\)\.$|^vocab_size must be a positive integer, got 5\.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^vocab_size must be a positive integer, got np\.int64\(5\)\.$|^vocab_size must be a positive integer, got 5\.$",
+    ):
         MTLSTMConfig(vocab_size=np.int64(5))
     from mtlstm_hf.evaluation.frequency import token_counts
 

@@ -20,8 +20,8 @@ from mtlstm_hf.analysis.state_gradients import (
     source_positions,
     state_gradients,
 )
-from mtlstm_hf.models.mtlstm.cells import CELL_TYPES, cell_layout, cell_step
-from mtlstm_hf.ops.naive import reference_trace
+from mtlstm_hf.models.mtlstm.layouts import CELL_TYPES, cell_layout
+from mtlstm_hf.models.mtlstm.naive import cell_step, reference_trace
 
 VOCAB = 37  # tiny_model's vocabulary
 
@@ -111,7 +111,7 @@ def test_linear_recurrence_with_sampled_source_positions():
 
 
 def test_lstm_closed_form_linearization_matches_jacfwd_of_cell_step():
-    """The closed-form LSTM tangents equal the Jacobians torch.func.jacfwd computes from cells.cell_step."""
+    """The closed-form LSTM tangents equal the Jacobians torch.func.jacfwd computes from naive.cell_step."""
     generator = torch.Generator().manual_seed(7)
     batch, hidden, inputs_size = 3, 5, 4
 

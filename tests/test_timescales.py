@@ -15,6 +15,7 @@ import pytest
 import scipy.stats
 import torch
 
+from mtlstm_hf.analysis import power_law as pl
 from mtlstm_hf.models.mtlstm import timescales as ts
 
 TIMESCALES_PATH = Path(ts.__file__)
@@ -132,16 +133,16 @@ def test_forget_gate_outside_unit_interval_raises(bad: float) -> None:
 def test_pdf_and_sf_match_scipy(alpha: float, beta: float) -> None:
     t = np.logspace(-3, 6, 400)
     distribution = scipy.stats.invgamma(a=alpha, scale=beta)
-    pdf = ts.inverse_gamma_pdf(torch.from_numpy(t), alpha, beta).numpy()
-    sf = ts.inverse_gamma_sf(torch.from_numpy(t), alpha, beta).numpy()
+    pdf = pl.inverse_gamma_pdf(torch.from_numpy(t), alpha, beta).numpy()
+    sf = pl.inverse_gamma_sf(torch.from_numpy(t), alpha, beta).numpy()
     np.testing.assert_allclose(pdf, distribution.pdf(t), rtol=1e-10, atol=1e-300)
     np.testing.assert_allclose(sf, distribution.sf(t), rtol=1e-10, atol=1e-300)
 
 
 def test_pdf_and_sf_edges() -> None:
     t = torch.tensor([-1.0, 0.0, INF], dtype=torch.float64)
-    assert ts.inverse_gamma_pdf(t, 0.56, 1.0).tolist() == [0.0, 0.0, 0.0]
-    assert ts.inverse_gamma_sf(t, 0.56, 1.0).tolist() == [1.0, 1.0, 0.0]
+    assert pl.inverse_gamma_pdf(t, 0.56, 1.0).tolist() == [0.0, 0.0, 0.0]
+    assert pl.inverse_gamma_sf(t, 0.56, 1.0).tolist() == [1.0, 1.0, 0.0]
 
 
 @pytest.mark.parametrize("alpha", PAPER_ALPHAS)
@@ -166,7 +167,7 @@ def test_isf_scales_with_beta(beta: float) -> None:
 def test_isf_is_the_inverse_of_sf() -> None:
     q = torch.linspace(0.001, 0.999, 999, dtype=torch.float64)
     torch.testing.assert_close(
-        ts.inverse_gamma_sf(ts.inverse_gamma_isf(q, 1.4, 2.0), 1.4, 2.0), q, rtol=1e-10, atol=1e-13
+        pl.inverse_gamma_sf(ts.inverse_gamma_isf(q, 1.4, 2.0), 1.4, 2.0), q, rtol=1e-10, atol=1e-13
     )
 
 
@@ -183,7 +184,7 @@ def test_isf_edges() -> None:
 )
 def test_distribution_parameters_are_validated(function: str, alpha: float, beta: float, name: str) -> None:
     with pytest.raises(ValueError, match=name):
-        getattr(ts, function)(0.5, alpha, beta)
+        getattr(ts if function == "inverse_gamma_isf" else pl, function)(0.5, alpha, beta)
 
 
 # ---------------------------------------------------------------------------
@@ -192,7 +193,7 @@ def test_distribution_parameters_are_validated(function: str, alpha: float, beta
 
 
 def test_power_law_check_values() -> None:
-    decay = ts.power_law_decay(torch.tensor([0.0, 1.0, 10.0, 100.0]), 0.56, 1.0)
+    decay = pl.power_law_decay(torch.tensor([0.0, 1.0, 10.0, 100.0]), 0.56, 1.0)
     assert decay.tolist() == pytest.approx([1.0, 0.6783, 0.2611, 0.0754], abs=5e-5)
 
 
@@ -205,7 +206,7 @@ def test_population_of_exponentials_decays_as_power_law() -> None:
     #   H=10000: 2.6e-5, 9.1e-5, 5.6e-4, 2.3e-3
     # Tolerances are 1.5x those; the finer grid must also be >5x better.
     delays = torch.tensor([1.0, 10.0, 100.0, 1000.0], dtype=torch.float64)
-    expected = ts.power_law_decay(delays, 0.56, 1.0)
+    expected = pl.power_law_decay(delays, 0.56, 1.0)
     tolerances = {
         1150: torch.tensor([3.5e-4, 1.2e-3, 7.5e-3, 3.0e-2], dtype=torch.float64),
         10000: torch.tensor([4.0e-5, 1.4e-4, 8.5e-4, 3.5e-3], dtype=torch.float64),
@@ -314,7 +315,7 @@ def test_explicit_schedule_accepts_a_zero_timescale_and_the_model_forgets_at_onc
     biases = model.model.layers[0].gate_biases
     assert biases.forget_gate[0].item() == -INF and biases.input_gate[0].item() == INF
     assert model.assigned_timescales()[0].tolist()[0] == 0.0
-    from mtlstm_hf.ops.gates import layer_gates_and_cells
+    from mtlstm_hf.analysis.gates import layer_gates_and_cells
 
     ids = torch.randint(0, 7, (2, 6))
     with torch.no_grad():

@@ -69,7 +69,7 @@ from mtlstm_hf import MTLSTMForCausalLM  # noqa: E402
 from mtlstm_hf.data import build_word_tokenizer, load_corpus, split_to_stream  # noqa: E402
 from mtlstm_hf.evaluation import token_log_probs  # noqa: E402
 from mtlstm_hf.models.mtlstm import UnsupportedPrecisionError  # noqa: E402
-from mtlstm_hf.models.mtlstm.recurrences import cpu_autocast_lstm_supported  # noqa: E402
+from mtlstm_hf.models.mtlstm.kernel_lstm import cpu_autocast_lstm_supported  # noqa: E402
 from mtlstm_hf.training import (  # noqa: E402
     LanguageModelTrainer,
     NonFiniteLossError,
@@ -486,7 +486,7 @@ def test_bf16_on_a_cpu_without_native_bf16_exits_3_before_training(corpus_dir, t
         [
             sys.executable,
             "-c",
-            "import torch; from mtlstm_hf.models.mtlstm.recurrences import "
+            "import torch; from mtlstm_hf.models.mtlstm.kernel_lstm import "
             "cpu_autocast_lstm_supported as s; print(s(torch.bfloat16))",
         ],
         env=env,

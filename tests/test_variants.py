@@ -7,17 +7,16 @@ import builtins
 import pytest
 import torch
 
-from mtlstm_hf.models.mtlstm.cells import CELL_TYPES, cell_layout
-from mtlstm_hf.models.mtlstm.scan import linear_scan
-from mtlstm_hf.models.mtlstm.variants import variant_sequence
-from mtlstm_hf.ops.gates import (
+from mtlstm_hf.analysis.gates import (
     gates_and_cells,
     reconstruct_cells,
     weighted_sum_log_weights,
     weighted_sum_norms,
     weighted_sum_span,
 )
-from mtlstm_hf.ops.naive import reference_sequence, reference_trace
+from mtlstm_hf.models.mtlstm.kernel_scan import linear_scan
+from mtlstm_hf.models.mtlstm.layouts import CELL_TYPES, cell_layout
+from mtlstm_hf.models.mtlstm.naive import parameter_shapes, reference_sequence, reference_trace, variant_sequence
 
 BATCH, STEPS, INPUT, HIDDEN = 4, 9, 6, 5
 LENGTHS = torch.tensor([9, 0, 4, 7])  # includes an empty row and a full row
@@ -31,7 +30,7 @@ def make_case(cell_type: str, seed: int = 0) -> dict[str, torch.Tensor | None]:
     def draw(*shape: int, scale: float = 1.0) -> torch.Tensor:
         return torch.randn(*shape, generator=generator) * scale
 
-    shapes = cell_layout(cell_type).parameter_shapes(INPUT, HIDDEN)
+    shapes = parameter_shapes(cell_layout(cell_type), INPUT, HIDDEN)
     return {
         "inputs": draw(BATCH, STEPS, INPUT),
         "initial_hidden": draw(BATCH, HIDDEN, scale=0.5),
@@ -82,7 +81,7 @@ def test_parameter_layouts() -> None:
         "lstm-gates": ((HIDDEN, INPUT), (HIDDEN, HIDDEN), (HIDDEN,)),
     }
     for cell_type, (weight_ih, weight_hh, bias) in expected.items():
-        shapes = cell_layout(cell_type).parameter_shapes(INPUT, HIDDEN)
+        shapes = parameter_shapes(cell_layout(cell_type), INPUT, HIDDEN)
         assert (shapes["weight_ih"], shapes["weight_hh"], shapes["bias"]) == (weight_ih, weight_hh, bias)
     assert cell_layout("lstm-srnn-out").has_output_gate is False
     assert cell_layout("lstm-gates").has_cell is False
@@ -260,7 +259,7 @@ def test_gates_and_cells_match_reference(cell_type: str, use_lengths: bool) -> N
 
 def test_gates_and_cells_do_not_run_the_reference_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """The standard cell's extraction is batched: the per-step helpers are never called per step."""
-    import mtlstm_hf.ops.gates as gates_module
+    import mtlstm_hf.analysis.gates as gates_module
 
     calls = []
     original = gates_module.gate_preactivations

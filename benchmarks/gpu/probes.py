@@ -145,7 +145,7 @@ def dropconnect_without_sync(ctx: Context) -> dict[str, Any]:
 
 @probe("P6_weight_format_and_cost")
 def weight_format_and_cost(ctx: Context) -> dict[str, Any]:
-    from mtlstm_hf.models.mtlstm.recurrences import lstm_sequence
+    from mtlstm_hf.models.mtlstm.kernel_lstm import lstm_sequence
 
     hidden, inputs_size = (32, 16) if ctx.dry_run else (1150, 1150)
     torch.manual_seed(0)

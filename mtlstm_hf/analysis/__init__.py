@@ -12,7 +12,7 @@ Modules (this package depends on the model and evaluation packages, never the re
   reports of per-bin perplexity ratios by frequency or word class;
 - :mod:`.memory_span`: weighted-sum mass ``||w_{t-d}^t||`` vs distance (Levy et al. 2018);
 - :mod:`.state_gradients`: ``d s_t / d x_{t-tau}`` memory analysis (Verwimp et al. 2020), with
-  :mod:`.state_gradient_steps` (each layer's step, ``cells.cell_step``, and its linearisation) and
+  :mod:`.state_gradient_steps` (each layer's step, ``naive.cell_step``, and its linearisation) and
   :mod:`.state_gradient_result` (the sums and the measures read from them);
 - :mod:`.mutual_information`: ``I(d)`` of a corpus and its power-law decay;
 - :mod:`.figures`: every matplotlib figure (``pip install matplotlib``, a dependency of mtlstm_hf);

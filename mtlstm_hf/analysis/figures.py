@@ -27,11 +27,12 @@ from typing import Any
 
 import torch
 
-from mtlstm_hf.models.mtlstm.timescales import inverse_gamma_isf, inverse_gamma_pdf
-from mtlstm_hf.ops.gates import weighted_sum_norms
+from mtlstm_hf.analysis.gates import weighted_sum_norms
+from mtlstm_hf.models.mtlstm.timescales import inverse_gamma_isf
 
 from .memory_span import MemorySpan, passage_log_weights
 from .mutual_information import DecayComparison, MutualInformationResult, PowerLawFit
+from .power_law import inverse_gamma_pdf
 from .state_gradient_result import StateGradientResult
 from .timescales import DistributionFit, LayerTimescales, TimescaleEstimate, inverse_gamma_fit_note
 

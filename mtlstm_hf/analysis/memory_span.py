@@ -13,8 +13,8 @@ layer's ``H`` units). Averaged over all positions ``t`` of a corpus at a fixed d
 
 A layer with long timescales keeps ``m(d)`` high for larger ``d``. :func:`estimate_memory_span` computes
 it over a token stream (eval mode, state carried) from the gates of :func:`~.traces.stream_traces`
-with :func:`mtlstm_hf.ops.gates.weighted_sum_log_weights` (log space: no underflow)
-and :func:`~mtlstm_hf.ops.gates.weighted_sum_norms`. Pairs ``(j, t)`` that straddle two
+with :func:`mtlstm_hf.analysis.gates.weighted_sum_log_weights` (log space: no underflow)
+and :func:`~mtlstm_hf.analysis.gates.weighted_sum_norms`. Pairs ``(j, t)`` that straddle two
 windows are counted: each window is analysed together with the last ``D - 1`` steps of gates
 before it. Only the first ``D - 1`` positions of each batch row lack some distances (their
 ``counts`` are lower). Memory is ``O(B (L + D)^2 h)`` per block of ``h`` units (``L`` = window),
@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
+from mtlstm_hf.analysis.gates import weighted_sum_log_weights, weighted_sum_norms
 from mtlstm_hf.models.mtlstm.checks import check_positive_int
-from mtlstm_hf.ops.gates import weighted_sum_log_weights, weighted_sum_norms
 
 from .adapter import base_model, forget_gate_layers
 from .traces import layer_traces, stream_traces

@@ -11,7 +11,7 @@ it with the second:
 * :func:`fit_power_law`: ``I(d) ~ A d^-k`` by least squares in log-log space;
 * :func:`timescale_decay` / :func:`compare_decay`: the decay implied by a model's timescales,
   ``mean_i exp(-d / T_i)`` (or ``(1 + d/beta)^-alpha`` for inverse-gamma timescales,
-  :func:`mtlstm_hf.models.mtlstm.timescales.power_law_decay`), fitted the same way.
+  :func:`mtlstm_hf.analysis.power_law.power_law_decay`), fitted the same way.
 
 Estimator (``estimator=``). The plug-in ("maximum likelihood") entropy underestimates the true
 entropy by about ``(m - 1) / (2 n)`` nats (``m`` occupied bins, ``n`` samples); for the joint of two
@@ -306,7 +306,7 @@ def timescale_decay(
     A unit with timescale ``T`` keeps ``exp(-d/T)`` of its cell after ``d`` steps without input
     (Mahto et al. 2021). ``T = inf`` never decays; ``T = 0`` keeps nothing for ``d > 0``. For
     ``T ~ InverseGamma(alpha, beta)`` the mean tends to ``(1 + d/beta)^-alpha``
-    (:func:`mtlstm_hf.models.mtlstm.timescales.power_law_decay`).
+    (:func:`mtlstm_hf.analysis.power_law.power_law_decay`).
 
     Args:
         distances: ``(K,)`` non-negative, in tokens.

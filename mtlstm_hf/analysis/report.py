@@ -80,10 +80,10 @@ from typing import Any
 
 import torch
 
+from mtlstm_hf.analysis.gates import weighted_sum_norms
 from mtlstm_hf.devices import float32_precision
 from mtlstm_hf.evaluation import bin_labels, frequency_bin_of_token, target_positions, token_counts
 from mtlstm_hf.files import PathOrStr
-from mtlstm_hf.ops.gates import weighted_sum_norms
 from mtlstm_hf.progress import Meter, Share
 
 from .ablation import ablation_log_probs, resolve_chunks, routing_from_log_probs, word_class_table

@@ -8,10 +8,10 @@ linearisation of the step at the values the forward pass went through::
     d state_t = A_t d state_{t-1} + B_t d input_t,     A_t = d state_t / d state_{t-1},  B_t = d state_t / d input_t
 
 A layer of the model is a :class:`CellStep`: one step of its cell type is
-:func:`mtlstm_hf.models.mtlstm.cells.cell_step` (the one place the cell equations are written) on
+:func:`mtlstm_hf.models.mtlstm.naive.cell_step` (the one place the cell equations are written) on
 the flat state ``[h, c]`` (``[h]`` for the cell-less ``lstm-gates``), so every cell type with a
 state works. Per segment of tokens its forward values come from one batched
-:func:`mtlstm_hf.ops.gates.gates_and_cells` (the model's fused kernel and batched matmuls, no Python
+:func:`mtlstm_hf.analysis.gates.gates_and_cells` (the model's fused kernel and batched matmuls, no Python
 loop over time for the standard cell); its linearisation is
 
 * for the standard LSTM, the closed form of :class:`LSTMLinearization` (the derivative of
@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch.func import jacfwd, vmap
 
-from mtlstm_hf.models.mtlstm.cells import (
+from mtlstm_hf.analysis.gates import gates_and_cells
+from mtlstm_hf.models.mtlstm.layouts import (
     CELL_CANDIDATE,
     FORGET_GATE,
     HIDDEN,
@@ -40,9 +41,8 @@ from mtlstm_hf.models.mtlstm.cells import (
     OUTPUT_GATE,
     CellLayout,
     cell_layout,
-    cell_step,
 )
-from mtlstm_hf.ops.gates import gates_and_cells
+from mtlstm_hf.models.mtlstm.naive import cell_step
 
 from .adapter import base_model
 
@@ -97,7 +97,7 @@ class Linearization:
 
 
 class LSTMLinearization(Linearization):
-    """The standard LSTM step (``cells.cell_step`` of ``"lstm"``) linearised in closed form.
+    """The standard LSTM step (``naive.cell_step`` of ``"lstm"``) linearised in closed form.
 
     With the step's gates ``i, f, g (= c~), o``, the cells ``c_{t-1}``, ``c_t`` and
     ``a_i = g i (1 - i)``, ``a_f = c_{t-1} f (1 - f)``, ``a_g = i (1 - g^2)``,
@@ -246,7 +246,7 @@ class StepFunction:
 
 @dataclass(frozen=True, eq=False)
 class CellStep(StepFunction):
-    """One layer of an MTLSTM as a per-step function of its flat state: ``cells.cell_step``.
+    """One layer of an MTLSTM as a per-step function of its flat state: ``naive.cell_step``.
 
     The flat state is ``[h (H,), c (H,)]`` (``[h]`` for a cell type without memory cell), batched
     or not: ``(..., S)`` with ``S = 2H`` or ``H``; the first ``H`` entries (``h_t``) go up.
@@ -288,7 +288,7 @@ class CellStep(StepFunction):
         return self.flat_state(step[HIDDEN], step.get("cell"))
 
     def segment(self, initial_state: torch.Tensor, inputs: torch.Tensor) -> Segment:
-        """The forward over ``inputs (B, L, I)`` by :func:`mtlstm_hf.ops.gates.gates_and_cells`."""
+        """The forward over ``inputs (B, L, I)`` by :func:`mtlstm_hf.analysis.gates.gates_and_cells`."""
         size = self.hidden_size
         initial_cell = initial_state[..., size:] if self.has_cell else None
         trace = gates_and_cells(
@@ -320,7 +320,7 @@ def model_layer_steps(
     """The :class:`CellStep` of each of the model's first ``num_layers`` layers, from its weights.
 
     Eval semantics: the raw recurrent weight (no DropConnect), no dropout anywhere. Every cell type
-    of ``cells.CELL_TYPES`` is supported.
+    of ``layouts.CELL_TYPES`` is supported.
 
     Args:
         model: an ``MTLSTMForCausalLM`` or ``MTLSTMModel``.

@@ -16,7 +16,7 @@ per delay and per class of the *source* word ``w_{t-tau}`` (a frequency bin, a p
 those sums (:class:`~.state_gradient_result.StateGradientResult`). No individual matrix is stored.
 
 How it is computed (and why it is fast). Each layer is a per-step function of its flat state
-``[h_l, c_l]`` built from ``cells.cell_step``, the one step of every cell type
+``[h_l, c_l]`` built from ``naive.cell_step``, the one step of every cell type
 (:mod:`.state_gradient_steps`). Per segment the forward runs first (batched); then, per step, each
 layer's linearisation ``A = d state_t / d state_{t-1}``, ``B = d state_t / d input_t`` pushes the
 tangents ``J(t, j) = d state_t / d x_j`` of the ``D`` most recent source positions ``j`` forward
@@ -472,7 +472,7 @@ def state_gradients(
             offsets (see :func:`source_positions`). Each chosen source contributes every delay
             that stays in its segment; the averages are then over those sources only.
 
-    Every cell type works (the step is ``cells.cell_step``; :mod:`.state_gradient_steps`). Cost: per
+    Every cell type works (the step is ``naive.cell_step``; :mod:`.state_gradient_steps`). Cost: per
     segment one forward of each layer (batched); ``B`` times, per chosen source and delay, one
     ``(2 H_l x H_l) x (H_l x E)`` matmul per layer (standard LSTM, closed-form linearisation;
     ``(S_l x S_l)`` with the ``jacfwd`` Jacobians of other cell types) plus the input matmul of the

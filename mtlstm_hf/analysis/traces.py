@@ -4,7 +4,7 @@ The single source of per-step quantities for the analyses (timescales, memory sp
 
 * :func:`forward_traces` / :func:`layer_traces` run **one** forward of the model with
   ``output_hidden_states=True`` and, per layer ``l``, pass ``hidden_states[l]`` (its input) and
-  the layer's own outputs to :func:`mtlstm_hf.ops.gates.layer_gates_and_cells`, which recovers
+  the layer's own outputs to :func:`mtlstm_hf.analysis.gates.layer_gates_and_cells`, which recovers
   ``i_t, f_t, o_t, c~_t, c_t, h_t`` with batched matmuls and a parallel scan (no Python loop
   over time for the standard cell).
 * :func:`stream_traces` walks a long token stream in windows, carrying the recurrent state from
@@ -27,7 +27,7 @@ Trace dictionary of one layer (``B`` batch rows, ``T`` steps, ``H`` units, ``E``
     "initial_hidden"       (B, H) state before the first step
     "initial_cell"         (B, H) (B, 0 for a cell-less layer)
     "input_gate", "forget_gate", "output_gate", "cell_candidate", "cell", "hidden"
-                           (B, T, H) or None where the cell type lacks it (see cells.py)
+                           (B, T, H) or None where the cell type lacks it (see models/mtlstm/naive.py)
 
 ``"hidden"`` is the layer's own (un-ablated) ``h_t``, the one its recurrence uses; it equals
 ``"outputs"`` unless units are ablated (:mod:`.ablation`).
@@ -41,9 +41,9 @@ from typing import Any
 
 import torch
 
-from mtlstm_hf.models.mtlstm.cells import TRACE_KEYS
+from mtlstm_hf.analysis.gates import layer_gates_and_cells
+from mtlstm_hf.models.mtlstm.naive import TRACE_KEYS
 from mtlstm_hf.models.mtlstm.state import MTLSTMState
-from mtlstm_hf.ops.gates import layer_gates_and_cells
 from mtlstm_hf.progress import open_progress
 
 from .adapter import (

@@ -355,7 +355,7 @@ def require_precision_support(model: MTLSTMForCausalLM, config: TrainingConfig, 
         UnsupportedPrecisionError: naming the setting, the device's limitation and the fix.
     """
     from ..models.mtlstm import UnsupportedPrecisionError
-    from ..models.mtlstm.recurrences import cpu_autocast_lstm_supported
+    from ..models.mtlstm.kernel_lstm import cpu_autocast_lstm_supported
 
     precision, device = config.mixed_precision, accelerator.device
     if precision == "no":

@@ -4,7 +4,9 @@ Layout, from pure math up to the Hugging Face wrapper (every file here travels t
 Hub as remote code and imports only torch, transformers and its neighbours):
 
 - ``timescales.py``: timescale <-> forget-bias theory, inverse gamma, per-layer schedules;
-- ``recurrences.py``: sequence recurrences as pure functions (fused LSTM, padding alignment);
+- ``kernel_lstm.py``, ``kernel_variants.py``, ``kernel_scan.py``: the fast kernels, pure functions (fused LSTM and
+  padding alignment, the cell variants, the parallel linear scan); their naive references, which do
+  not travel to the Hub, are in ``naive.py``;
 - ``layers.py``: torch modules (the LSTM layer with frozen timescale biases, AWD dropouts);
 - ``state.py``: the recurrent state passed as ``cache`` (``past_key_values`` before transformers 5.24);
 - ``presets.py``: named architectures, plain data;
@@ -27,7 +29,7 @@ _EXPORTS = {
     "MTLSTMModel": ".modeling_mtlstm",
     "MTLSTMModelOutput": ".modeling_mtlstm",
     "MTLSTMPreTrainedModel": ".modeling_mtlstm",
-    "UnsupportedPrecisionError": ".recurrences",
+    "UnsupportedPrecisionError": ".kernel_lstm",
     "MTLSTMState": ".state",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

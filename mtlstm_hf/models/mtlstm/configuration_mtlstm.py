@@ -141,7 +141,7 @@ class MTLSTMConfig(PretrainedConfig):
             the model without labels, so AR/TAR would be left out of the loss.
         cell_types: the recurrent cell, one name for every layer or a list with one per
             layer: ``lstm`` (standard), ``lstm-srnn``, ``lstm-srnn-out``, ``lstm-srnn-hidden``,
-            ``lstm-gates`` (Levy et al. 2018; see ``cells.py``). Stored as a list.
+            ``lstm-gates`` (Levy et al. 2018; see ``naive.py``). Stored as a list.
         timescale_schedules: one schedule per layer (``None`` = no timescales anywhere);
             each is a type name or dict with ``type`` in ``none``, ``fixed``,
             ``inverse_gamma``, ``chrono``, ``explicit`` (see ``validation.normalize_schedule``).

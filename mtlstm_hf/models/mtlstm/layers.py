@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .cells import cell_layout
+from .kernel_variants import sequence_function
+from .layouts import cell_layout
 from .timescales import forget_bias_from_timescale
 from .validation import DROP_CONNECT_LEVELS, drop_connect_levels  # the realisable DropConnect probabilities
-from .variants import sequence_function
 
 
 def recurrence_precision(device_type: str) -> contextlib.AbstractContextManager:
@@ -355,7 +355,7 @@ class MTLSTMLayer(nn.Module):
     Args:
         input_size: ``E``.
         hidden_size: ``H``.
-        cell_type: one of ``cells.CELL_TYPES``.
+        cell_type: one of ``layouts.CELL_TYPES``.
         weight_drop: DropConnect probability on ``weight_hh`` in training.
         frozen_gates: names of bias blocks that are fixed buffers.
         layer_index: position in the stack (used by the model's weight initialisation).

@@ -1,7 +1,7 @@
 """The catalogue of recurrent cells: which row blocks each cell type stacks in its parameters
 and what it has (memory cell, forget gate, output gate), as plain data.
 
-The equations of each cell type are in ``cells.py``; this file imports nothing, so that the
+The equations of each cell type are in ``naive.py`` (one step) and ``kernel_variants.py`` (fast); this file imports nothing, so that the
 configuration (a leaf) can validate ``cell_types`` and name the frozen biases without
 importing any cell or layer code.
 """
@@ -21,9 +21,6 @@ INPUT_GATE, FORGET_GATE, CELL_CANDIDATE, OUTPUT_GATE, HIDDEN = (
     "hidden",
 )
 """Row-block names (also the names of the bias vectors in ``layers.GateBiases``)."""
-
-TRACE_KEYS: tuple[str, ...] = (INPUT_GATE, FORGET_GATE, OUTPUT_GATE, CELL_CANDIDATE, "cell", HIDDEN)
-"""Keys of a per-step trace (``mtlstm_hf.ops.naive.reference_trace``, ``mtlstm_hf.ops.gates.gates_and_cells``)."""
 
 
 @dataclass(frozen=True)
@@ -50,16 +47,6 @@ class CellLayout:
     has_forget_gate: bool
     has_output_gate: bool
     linear_candidate: bool
-
-    def parameter_shapes(self, input_size: int, hidden_size: int) -> dict[str, tuple[int, int] | tuple[int] | None]:
-        """Expected shapes of ``weight_ih``, ``weight_hh`` (None if absent) and ``bias``."""
-        return {
-            "weight_ih": (len(self.input_gate_rows) * hidden_size, input_size),
-            "weight_hh": (len(self.recurrent_gate_rows) * hidden_size, hidden_size)
-            if self.recurrent_gate_rows
-            else None,
-            "bias": (len(self.bias_gates) * hidden_size,),
-        }
 
 
 _IFGO = (INPUT_GATE, FORGET_GATE, CELL_CANDIDATE, OUTPUT_GATE)
@@ -93,11 +80,3 @@ def cell_layout(cell_type: str) -> CellLayout:
     except (KeyError, TypeError):
         allowed = ", ".join(repr(name) for name in CELL_TYPES)
         raise ValueError(f"cell_type must be one of {allowed}; got {cell_type!r}.") from None
-
-
-def present_trace_keys(layout: CellLayout) -> set[str]:
-    """Trace keys (:data:`TRACE_KEYS`) that exist for ``layout``; the others are None in a trace."""
-    present = {HIDDEN} | set(layout.input_gate_rows)
-    if layout.has_cell:
-        present.add("cell")
-    return present

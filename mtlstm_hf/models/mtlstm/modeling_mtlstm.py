@@ -1,6 +1,6 @@
 """Hugging Face wrapper of the multi-timescale LSTM language model (Mahto et al., ICLR 2021).
 
-A thin layer over :mod:`layers` (torch modules) and :mod:`recurrences` (pure functions):
+A thin layer over :mod:`layers` (torch modules) and the ``kernel_*`` modules (pure functions):
 embedding -> stacked :class:`MTLSTMLayer` with AWD-LSTM dropouts -> tied softmax. The
 recurrent state travels as ``cache`` (:class:`MTLSTMState`), which is what ``generate()``
 needs for greedy, sampling and beam search with a cache.
@@ -37,6 +37,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from transformers.utils import ModelOutput, logging
 
 from .configuration_mtlstm import MTLSTMConfig
+from .kernel_lstm import compact_kept_steps, restore_alignment
 from .layers import (
     RECURRENT_SIDE,
     GateBiases,
@@ -47,7 +48,6 @@ from .layers import (
     tar_penalty,
     timescale_gate_biases,
 )
-from .recurrences import compact_kept_steps, restore_alignment
 from .state import NO_ROLLBACK, MTLSTMState
 from .stop_strings import WordStopStringsMixin
 from .timescales import is_drawn, realize_timescales, timescale_from_forget_bias

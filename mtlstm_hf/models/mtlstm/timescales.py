@@ -16,7 +16,9 @@ Units and conventions
 * ``T = 0`` means "forget everything at once" (``f = 0``, ``b_f = -inf``);
   ``T = inf`` means "never forget" (``f = 1``, ``b_f = +inf``).
 * A population of units with ``T ~ InverseGamma(alpha, beta)`` decays on
-  average as the power law ``(1 + t / beta) ** -alpha`` (paper, Sec. 3.1).
+  average as the power law ``(1 + t / beta) ** -alpha`` (paper, Sec. 3.1); that law and the
+  inverse gamma's density and survival function, which the forward pass does not need, are in
+  ``mtlstm_hf.analysis.power_law``.
 
 All tensor-valued functions return ``torch.float64`` tensors with the shape
 (and device) of their main input; Python scalars give 0-d tensors.
@@ -46,10 +48,7 @@ __all__ = [
     "timescale_from_forget_bias",
     "forget_gate_from_timescale",
     "timescale_from_forget_gate",
-    "inverse_gamma_pdf",
-    "inverse_gamma_sf",
     "inverse_gamma_isf",
-    "power_law_decay",
     "normalize_schedule",
     "realize_timescales",
     "register_schedule",
@@ -64,7 +63,7 @@ _LOG_X_LOWER = -800.0
 _BISECTION_STEPS = 128
 
 
-def _as_float64(value: torch.Tensor | float | Sequence[float]) -> torch.Tensor:
+def as_float64(value: torch.Tensor | float | Sequence[float]) -> torch.Tensor:
     """Convert to a float64 tensor, keeping the device of an input tensor."""
     return torch.as_tensor(value, dtype=torch.float64)
 
@@ -90,7 +89,7 @@ def forget_bias_from_timescale(timescale: torch.Tensor | float) -> torch.Tensor:
     Raises:
         ValueError: if any timescale is negative or NaN.
     """
-    timescale = _as_float64(timescale)
+    timescale = as_float64(timescale)
     if bool(torch.any(~(timescale >= 0.0))):
         raise ValueError("timescale must be >= 0 (0 = forget at once, inf = never forget)")
     rate = 1.0 / timescale  # T=0 -> inf, T=inf -> 0
@@ -118,7 +117,7 @@ def timescale_from_forget_bias(forget_bias: torch.Tensor | float) -> torch.Tenso
     Returns:
         float64 tensor of the same shape.
     """
-    forget_bias = _as_float64(forget_bias)
+    forget_bias = as_float64(forget_bias)
     return 1.0 / _softplus(-forget_bias)
 
 
@@ -134,7 +133,7 @@ def forget_gate_from_timescale(timescale: torch.Tensor | float) -> torch.Tensor:
     Raises:
         ValueError: if any timescale is negative or NaN.
     """
-    timescale = _as_float64(timescale)
+    timescale = as_float64(timescale)
     if bool(torch.any(~(timescale >= 0.0))):
         raise ValueError("timescale must be >= 0 (0 = forget at once, inf = never forget)")
     return torch.exp(-1.0 / timescale)
@@ -155,7 +154,7 @@ def timescale_from_forget_gate(forget_gate: torch.Tensor | float) -> torch.Tenso
     Raises:
         ValueError: if any value lies outside ``[0, 1]`` or is NaN.
     """
-    forget_gate = _as_float64(forget_gate)
+    forget_gate = as_float64(forget_gate)
     if bool(torch.any(~((forget_gate >= 0.0) & (forget_gate <= 1.0)))):
         raise ValueError("forget_gate must lie in [0, 1]")
     # abs() turns -log(1) = -0.0 into +0.0 so that f = 1 maps to +inf, not -inf.
@@ -165,44 +164,6 @@ def timescale_from_forget_gate(forget_gate: torch.Tensor | float) -> torch.Tenso
 # ---------------------------------------------------------------------------
 # Inverse gamma distribution of timescales
 # ---------------------------------------------------------------------------
-
-
-def inverse_gamma_pdf(t: torch.Tensor | float, alpha: float, beta: float) -> torch.Tensor:
-    """Density of ``T ~ InverseGamma(alpha, scale=beta)`` at ``t`` (tokens).
-
-    ``p(t) = beta**alpha / Gamma(alpha) * t**(-alpha - 1) * exp(-beta / t)``
-    for ``t > 0`` and 0 otherwise (same parametrisation as
-    ``scipy.stats.invgamma(a=alpha, scale=beta)``).
-
-    Returns:
-        float64 tensor with the shape of ``t``.
-    """
-    alpha = check_positive_finite(alpha, "alpha")
-    beta = check_positive_finite(beta, "beta")
-    t = _as_float64(t)
-    positive = t > 0.0
-    safe_t = torch.where(positive, t, torch.ones_like(t))  # avoid log(0) * inf = nan
-    log_pdf = alpha * math.log(beta) - math.lgamma(alpha) - (alpha + 1.0) * torch.log(safe_t) - beta / safe_t
-    return torch.where(positive, torch.exp(log_pdf), torch.zeros_like(t))
-
-
-def inverse_gamma_sf(t: torch.Tensor | float, alpha: float, beta: float) -> torch.Tensor:
-    """Survival function ``P(T > t)`` of ``T ~ InverseGamma(alpha, scale=beta)``.
-
-    ``T = beta / X`` with ``X ~ Gamma(alpha, 1)``, so ``P(T > t) = P(X < beta/t)``,
-    the regularized lower incomplete gamma function ``P(alpha, beta / t)``.
-
-    Args:
-        t: timescale in tokens, any shape. ``t <= 0`` gives 1, ``t = inf`` gives 0.
-
-    Returns:
-        float64 tensor with the shape of ``t``.
-    """
-    alpha = check_positive_finite(alpha, "alpha")
-    beta = check_positive_finite(beta, "beta")
-    t = _as_float64(t)
-    x = torch.where(t > 0.0, beta / t, torch.full_like(t, math.inf))
-    return torch.special.gammainc(torch.full_like(x, alpha), x)
 
 
 def _gammaincinv(alpha: float, q: torch.Tensor) -> torch.Tensor:
@@ -258,7 +219,7 @@ def inverse_gamma_isf(q: torch.Tensor | float, alpha: float, beta: float) -> tor
     """
     alpha = check_positive_finite(alpha, "alpha")
     beta = check_positive_finite(beta, "beta")
-    q = _as_float64(q)
+    q = as_float64(q)
     log_x = _gammaincinv(alpha, q)
     # exp(log beta - log x) rather than beta / exp(log x): x may underflow.
     timescale = torch.exp(math.log(beta) - log_x)
@@ -266,23 +227,6 @@ def inverse_gamma_isf(q: torch.Tensor | float, alpha: float, beta: float) -> tor
     timescale = torch.where(q == 1.0, torch.zeros_like(q), timescale)
     outside = ~((q >= 0.0) & (q <= 1.0))
     return torch.where(outside, torch.full_like(q, math.nan), timescale)
-
-
-def power_law_decay(t: torch.Tensor | float, alpha: float, beta: float) -> torch.Tensor:
-    """Mean decay ``E[exp(-t/T)]`` of units with ``T ~ InverseGamma(alpha, beta)``.
-
-    Equals ``(1 + t/beta) ** -alpha`` (the Laplace transform of the gamma
-    distribution of ``1/T``): a power law in the delay ``t`` (tokens), the
-    paper's motivation (Sec. 3.1). Check values for ``alpha=0.56, beta=1``:
-    ``t=1 -> 0.6783``, ``t=10 -> 0.2611``, ``t=100 -> 0.0754``.
-
-    Returns:
-        float64 tensor with the shape of ``t``.
-    """
-    alpha = check_positive_finite(alpha, "alpha")
-    beta = check_positive_finite(beta, "beta")
-    t = _as_float64(t)
-    return torch.exp(-alpha * torch.log1p(t / beta))
 
 
 # ---------------------------------------------------------------------------
@@ -329,9 +273,7 @@ def _chrono_timescales(schedule: dict[str, Any], hidden_size: int, generator: to
     return timescale_from_forget_bias(forget_bias)
 
 
-def _explicit_timescales(
-    schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None
-) -> torch.Tensor:
+def _explicit_timescales(schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None) -> torch.Tensor:
     return torch.tensor(schedule["timescales"], dtype=torch.float64)
 
 
@@ -359,7 +301,9 @@ def register_schedule(name: str, rule: ScheduleRule, realize: Realization) -> No
         ValueError: ``name`` is not a non-empty string, or is taken.
     """
     if not isinstance(name, str) or not name or name in SCHEDULE_RULES or name in SCHEDULE_REALIZATIONS:
-        raise ValueError(f"schedule name must be a new non-empty string (taken: {sorted(SCHEDULE_RULES)}), got {name!r}")
+        raise ValueError(
+            f"schedule name must be a new non-empty string (taken: {sorted(SCHEDULE_RULES)}), got {name!r}"
+        )
     SCHEDULE_RULES[name] = rule
     SCHEDULE_REALIZATIONS[name] = realize
 

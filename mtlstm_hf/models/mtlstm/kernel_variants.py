@@ -1,13 +1,14 @@
-"""Fast sequence functions for every cell type of :mod:`cells` (Levy et al. 2018 ablations).
+"""Fast whole-sequence kernels for every cell type of ``layouts.py`` (Levy et al. 2018 ablations;
+their equations, one step at a time, are the naive references in ``naive.py``).
 
-:func:`variant_sequence` has the contract of ``recurrences.lstm_sequence`` (batch-first,
-right-aligned padding via ``lengths``, padded steps leave the state untouched and output 0)
-and dispatches on the cell type:
+:func:`sequence_function` picks a cell type's kernel; each has the contract of
+``kernel_lstm.lstm_sequence`` (batch-first, right-aligned padding via ``lengths``, padded steps
+leave the state untouched and output 0):
 
-* ``lstm``: ``recurrences.lstm_sequence`` (PyTorch's fused kernel);
+* ``lstm``: ``kernel_lstm.lstm_sequence`` (PyTorch's fused kernel);
 * ``lstm-gates``: PyTorch's fused tanh RNN (``torch.rnn_tanh``);
 * ``lstm-srnn-hidden``: no loop over time at all: every gate in one matmul, then the memory
-  cell with the parallel :func:`scan.linear_scan`;
+  cell with the parallel ``kernel_scan.linear_scan``;
 * ``lstm-srnn`` / ``lstm-srnn-out``: the gates still read ``h_{t-1}``, so one sequential loop
   remains, written as an ``autograd.Function`` with a hand-written backward
   (:class:`_GatedLinearCellLoop`). Why: with plain autograd every step records ~8 nodes and,
@@ -27,50 +28,33 @@ import torch
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .cells import (
-    CELL_CANDIDATE,
-    CellLayout,
-    cell_layout,
-    check_parameters,
-    hidden_from_cell,
-    last_valid_step,
-)
-from .recurrences import lstm_sequence, training_kernel
-from .scan import linear_scan
+from .kernel_lstm import lstm_sequence, training_kernel
+from .kernel_scan import linear_scan
+from .layouts import CELL_CANDIDATE, CellLayout, cell_layout
 
 
-def variant_sequence(
-    cell_type: str,
-    inputs: torch.Tensor,
-    initial_hidden: torch.Tensor,
-    initial_cell: torch.Tensor | None,
-    weight_ih: torch.Tensor,
-    weight_hh: torch.Tensor | None,
-    bias: torch.Tensor,
-    lengths: torch.Tensor | None = None,
-    bias_hh: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Run one layer of ``cell_type`` over a sequence, fast (see :mod:`cells` for equations).
+def hidden_from_cell(layout: CellLayout, cell: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
+    """The output layer: ``h_t = o_t * tanh(c_t)``, or ``tanh(c_t)`` without output gate."""
+    return output_gate * torch.tanh(cell) if layout.has_output_gate else torch.tanh(cell)
+
+
+def last_valid_step(per_step: torch.Tensor, initial: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """``per_step[b, lengths[b] - 1]`` for each row, or ``initial[b]`` when the row is empty.
 
     Args:
-        cell_type: one of ``cells.CELL_TYPES``.
-        inputs: ``(B, T, E)``.
-        initial_hidden: ``(B, H)``.
-        initial_cell: ``(B, H)``; ignored (may be None) for ``lstm-gates``.
-        weight_ih, weight_hh, bias: per-type layout of ``cells`` (``weight_hh`` None for
-            ``lstm-srnn-hidden``).
-        lengths: optional ``(B,)`` number of valid leading steps per row.
-        bias_hh: an optional second bias of ``bias``'s layout, added to it (PyTorch's ``bias_hh``;
-            the fused kernels take it as their second bias, the others add the two).
+        per_step: ``(B, T, H)``; initial: ``(B, H)``; lengths: ``(B,)`` or None (= all ``T``).
 
     Returns:
-        ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, H) or None)``, equal to
-        ``mtlstm_hf.ops.naive.reference_sequence`` (the per-step oracle) up to rounding.
+        ``(B, H)``.
     """
-    check_parameters(cell_layout(cell_type), inputs, weight_ih, weight_hh, bias)
-    return sequence_function(cell_type)(
-        inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths, bias_hh=bias_hh
-    )
+    total_steps = per_step.shape[1]
+    if lengths is None:
+        return per_step[:, -1] if total_steps else initial
+    if total_steps == 0:
+        return initial
+    last = (lengths - 1).clamp(min=0).to(per_step.device)
+    gathered = per_step.gather(1, last[:, None, None].expand(-1, 1, per_step.shape[2])).squeeze(1)
+    return torch.where((lengths > 0).to(per_step.device)[:, None], gathered, initial)
 
 
 SequenceFunction = Callable[..., tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]]
@@ -134,9 +118,9 @@ def tanh_rnn_sequence(
 
     Returns:
         ``(outputs (B, T, H), final_hidden (B, H))`` with the padding contract of
-        ``recurrences.lstm_sequence``.
+        ``kernel_lstm.lstm_sequence``.
     """
-    # Same calling convention as torch.lstm in recurrences.lstm_sequence.
+    # Same calling convention as torch.lstm in kernel_lstm.lstm_sequence.
     weights = [weight_ih, weight_hh, bias, torch.zeros_like(bias) if bias_hh is None else bias_hh]
     train = training_kernel()  # cuDNN's backward needs the training kernel whenever autograd records
     if lengths is None:

@@ -1,4 +1,10 @@
-"""Catalogue of recurrent cells: the standard LSTM and the ablations of Levy et al. (2018).
+"""The naive references of the kernels: the cell equations one step at a time, and slow
+per-step loops over a sequence (test oracles of ``kernel_variants.py`` and of
+``mtlstm_hf.analysis.gates``), with :func:`variant_sequence`, the checked entry point through
+which the fast kernels are compared with them (the same contract).
+
+Not part of the model that travels to the Hub: nothing the modelling file imports imports this
+file (as fla keeps ``naive.py`` beside its kernels). Cell types and equations:
 
 Levy, Lee, FitzGerald, Zettlemoyer, "Long Short-Term Memory as a Dynamically Computed
 Element-wise Weighted Sum", ACL 2018, split the LSTM into a *content layer* (the cell
@@ -35,12 +41,6 @@ concatenated vector in :attr:`CellLayout.bias_gates` order:
     lstm-gates          (H, E) hidden          (H, H) hidden          (H) hidden
     ==================  =====================  =====================  =================
 
-The catalogue (:func:`cell_layout`) is plain data in ``layouts.py``; this module holds the per-step equations shared by every
-implementation (:func:`gate_preactivations`, :func:`activate_gates`, :func:`cell_update`,
-:func:`hidden_from_cell`), composed into one step, :func:`cell_step`. Fast whole-sequence
-versions live in ``variants.py``; slow per-step loops that serve as test oracles, and the gate
-extraction used by analysis, live outside the model in :mod:`mtlstm_hf.ops`. Only torch is
-imported: this file travels to the Hub with the model.
 """
 
 from __future__ import annotations
@@ -48,24 +48,30 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .layouts import (  # the catalogue, re-exported: the cells' public vocabulary
-    CELL_CANDIDATE,
-    CELL_TYPES,
-    FORGET_GATE,
-    HIDDEN,
-    INPUT_GATE,
-    OUTPUT_GATE,
-    TRACE_KEYS,
-    CellLayout,
-    cell_layout,
-    present_trace_keys,
-)
+from .kernel_variants import hidden_from_cell, last_valid_step, sequence_function
+from .layouts import CELL_CANDIDATE, FORGET_GATE, HIDDEN, INPUT_GATE, OUTPUT_GATE, CellLayout, cell_layout
 
-__all__ = [
-    "CELL_CANDIDATE", "CELL_TYPES", "FORGET_GATE", "HIDDEN", "INPUT_GATE", "OUTPUT_GATE", "TRACE_KEYS",
-    "CellLayout", "activate_gates", "cell_layout", "cell_step", "cell_update", "check_parameters",
-    "gate_preactivations", "hidden_from_cell", "last_valid_step", "present_trace_keys",
-]  # fmt: skip
+TRACE_KEYS: tuple[str, ...] = (INPUT_GATE, FORGET_GATE, OUTPUT_GATE, CELL_CANDIDATE, "cell", HIDDEN)
+"""Keys of a per-step trace (:func:`reference_trace`, ``mtlstm_hf.analysis.gates.gates_and_cells``)."""
+
+
+def present_trace_keys(layout: CellLayout) -> set[str]:
+    """Trace keys (:data:`TRACE_KEYS`) that exist for ``layout``; the others are None in a trace."""
+    present = {HIDDEN} | set(layout.input_gate_rows)
+    if layout.has_cell:
+        present.add("cell")
+    return present
+
+
+def parameter_shapes(layout: CellLayout, input_size: int, hidden_size: int) -> dict[str, tuple[int, ...] | None]:
+    """Expected shapes of ``weight_ih``, ``weight_hh`` (None if absent) and ``bias`` of ``layout``."""
+    return {
+        "weight_ih": (len(layout.input_gate_rows) * hidden_size, input_size),
+        "weight_hh": (len(layout.recurrent_gate_rows) * hidden_size, hidden_size)
+        if layout.recurrent_gate_rows
+        else None,
+        "bias": (len(layout.bias_gates) * hidden_size,),
+    }
 
 
 def check_parameters(
@@ -87,7 +93,7 @@ def check_parameters(
             f"got {tuple(weight_ih.shape)}."
         )
     hidden_size = weight_ih.shape[0] // blocks
-    expected = layout.parameter_shapes(inputs.shape[-1], hidden_size)
+    expected = parameter_shapes(layout, inputs.shape[-1], hidden_size)
     actual = {
         "weight_ih": tuple(weight_ih.shape),
         "weight_hh": None if weight_hh is None else tuple(weight_hh.shape),
@@ -100,6 +106,11 @@ def check_parameters(
                 f"got {actual[name]}."
             )
     return hidden_size
+
+
+# ---------------------------------------------------------------------------
+# The cell equations, one step (written once)
+# ---------------------------------------------------------------------------
 
 
 def gate_preactivations(
@@ -156,11 +167,6 @@ def cell_update(
     return forget_gate * previous_cell + input_gate * cell_candidate
 
 
-def hidden_from_cell(layout: CellLayout, cell: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
-    """The output layer: ``h_t = o_t * tanh(c_t)``, or ``tanh(c_t)`` without output gate."""
-    return output_gate * torch.tanh(cell) if layout.has_output_gate else torch.tanh(cell)
-
-
 def cell_step(
     layout: CellLayout,
     inputs: torch.Tensor,
@@ -190,20 +196,124 @@ def cell_step(
     return step
 
 
-def last_valid_step(per_step: torch.Tensor, initial: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """``per_step[b, lengths[b] - 1]`` for each row, or ``initial[b]`` when the row is empty.
+# ---------------------------------------------------------------------------
+# Whole sequences: the fast kernels and the slow loops behind one checked contract
+# ---------------------------------------------------------------------------
+
+
+def variant_sequence(
+    cell_type: str,
+    inputs: torch.Tensor,
+    initial_hidden: torch.Tensor,
+    initial_cell: torch.Tensor | None,
+    weight_ih: torch.Tensor,
+    weight_hh: torch.Tensor | None,
+    bias: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    bias_hh: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Run one layer of ``cell_type`` over a sequence, fast (see :mod:`naive` for the equations).
 
     Args:
-        per_step: ``(B, T, H)``; initial: ``(B, H)``; lengths: ``(B,)`` or None (= all ``T``).
+        cell_type: one of ``layouts.CELL_TYPES``.
+        inputs: ``(B, T, E)``.
+        initial_hidden: ``(B, H)``.
+        initial_cell: ``(B, H)``; ignored (may be None) for ``lstm-gates``.
+        weight_ih, weight_hh, bias: per-type layout of ``cells`` (``weight_hh`` None for
+            ``lstm-srnn-hidden``).
+        lengths: optional ``(B,)`` number of valid leading steps per row.
+        bias_hh: an optional second bias of ``bias``'s layout, added to it (PyTorch's ``bias_hh``;
+            the fused kernels take it as their second bias, the others add the two).
 
     Returns:
-        ``(B, H)``.
+        ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, H) or None)``, equal to
+        :func:`reference_sequence` (the per-step oracle) up to rounding.
     """
-    total_steps = per_step.shape[1]
-    if lengths is None:
-        return per_step[:, -1] if total_steps else initial
-    if total_steps == 0:
-        return initial
-    last = (lengths - 1).clamp(min=0).to(per_step.device)
-    gathered = per_step.gather(1, last[:, None, None].expand(-1, 1, per_step.shape[2])).squeeze(1)
-    return torch.where((lengths > 0).to(per_step.device)[:, None], gathered, initial)
+    check_parameters(cell_layout(cell_type), inputs, weight_ih, weight_hh, bias)
+    return sequence_function(cell_type)(
+        inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths, bias_hh=bias_hh
+    )
+
+
+def reference_trace(
+    cell_type: str,
+    inputs: torch.Tensor,
+    initial_hidden: torch.Tensor,
+    initial_cell: torch.Tensor | None,
+    weight_ih: torch.Tensor,
+    weight_hh: torch.Tensor | None,
+    bias: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor | None]:
+    """Slow per-step loop of the cell equations, recording every gate and state.
+
+    The test oracle for ``kernel_variants.py`` and ``mtlstm_hf.analysis.gates``. A padded step (``t >= lengths[b]``)
+    is the identity step: the state is untouched, which the trace records as ``i = 0``,
+    ``f = 1``, ``o = 0``, ``c~ = 0``, ``c_t = c_{t-1}`` (carried) and hidden output 0.
+
+    Args:
+        cell_type: one of ``layouts.CELL_TYPES``.
+        inputs: ``(B, T, E)``.
+        initial_hidden: ``(B, H)``.
+        initial_cell: ``(B, H)``; ignored (may be None) for a cell without memory cell.
+        weight_ih, weight_hh, bias: per-type layout in this module's docstring.
+        lengths: optional ``(B,)`` valid leading steps per row.
+
+    Returns:
+        ``{key: (B, T, H) or None}`` for each key of :data:`TRACE_KEYS` (None where the cell
+        lacks the quantity; ``hidden`` holds the outputs).
+    """
+    layout = cell_layout(cell_type)
+    check_parameters(layout, inputs, weight_ih, weight_hh, bias)
+    total_steps = inputs.shape[1]
+    lengths = None if lengths is None else lengths.to(inputs.device)
+    hidden = initial_hidden
+    cell = initial_cell if layout.has_cell else None
+    # Values of each traced quantity at a padded (identity) step; the cell is carried.
+    identity = {INPUT_GATE: 0.0, FORGET_GATE: 1.0, OUTPUT_GATE: 0.0, CELL_CANDIDATE: 0.0, HIDDEN: 0.0}
+    steps: dict[str, list[torch.Tensor]] = {key: [] for key in TRACE_KEYS}
+    for step in range(total_steps):
+        gates = cell_step(layout, inputs[:, step], hidden, cell, weight_ih, weight_hh, bias)
+        if lengths is not None:
+            valid = (lengths > step)[:, None]
+            padded = {**identity, "cell": cell}
+            gates = {key: torch.where(valid, value, padded[key]) for key, value in gates.items()}
+            hidden = torch.where(valid, gates[HIDDEN], hidden)
+        else:
+            hidden = gates[HIDDEN]
+        cell = gates.get("cell")
+        for key, value in gates.items():
+            steps[key].append(value)
+    present = present_trace_keys(layout)
+    empty = inputs.new_zeros(inputs.shape[0], 0, initial_hidden.shape[1])
+    return {
+        key: (torch.stack(steps[key], 1) if total_steps else empty) if key in present else None for key in TRACE_KEYS
+    }
+
+
+def reference_sequence(
+    cell_type: str,
+    inputs: torch.Tensor,
+    initial_hidden: torch.Tensor,
+    initial_cell: torch.Tensor | None,
+    weight_ih: torch.Tensor,
+    weight_hh: torch.Tensor | None,
+    bias: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Slow reference of one layer over a sequence (same contract as ``variants.variant_sequence``).
+
+    Returns:
+        ``(outputs (B, T, H), final_hidden (B, H), final_cell (B, H) or None)``. With
+        ``lengths``, row ``b``'s final state is its state after step ``lengths[b] - 1`` (the
+        initial state when 0) and its outputs at padded steps are 0, like
+        ``kernel_lstm.lstm_sequence``.
+    """
+    trace = reference_trace(cell_type, inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths)
+    outputs = trace[HIDDEN]
+    final_hidden = last_valid_step(outputs, initial_hidden, lengths)
+    # The cell is carried through padded steps, so its last step is the final cell.
+    final_cell = None
+    if trace["cell"] is not None:
+        final_cell = trace["cell"][:, -1] if outputs.shape[1] else initial_cell
+    return outputs, final_hidden, final_cell
