@@ -26,7 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "mtlstm-convert",
     "mtlstm-reproduce",
 )
-"""The console scripts of this package (``setup.py``)."""
+"""The console scripts of this package (``[project.scripts]`` of ``pyproject.toml``)."""
 
 _EXPORTS = {
     name: ".models.mtlstm"

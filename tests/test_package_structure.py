@@ -49,21 +49,14 @@ def test_the_model_imports_no_tool_package():
 
 
 def test_matplotlib_is_a_dependency_so_the_analyses_draw_their_figures():
-    """Issue 23 item 10: ``pip install -e .`` then ``mtlstm-analyze`` wrote no figures, because
-    matplotlib was only in an extra. The figures are part of the analysis: it is a dependency."""
-    setup = (PACKAGE.parent / "setup.py").read_text(encoding="utf-8")
-    call = next(
-        node
-        for node in ast.walk(ast.parse(setup))
-        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup"
-    )
-    keywords = {keyword.arg: keyword.value for keyword in call.keywords}
-    requires = [element.value for element in keywords["install_requires"].elts]
+    """With matplotlib only in an extra, ``pip install -e .`` then ``mtlstm-analyze`` wrote no
+    figures. The figures are part of the analysis: it is a dependency."""
+    requires = pyproject()["project"]["dependencies"]
     assert any(requirement.split(">")[0].split("=")[0] == "matplotlib" for requirement in requires), requires
 
 
 def test_license_citation_and_typing_marker_ship_with_the_package():
-    """LICENSE holds the license setup.py declares; CITATION.cff names the software and the three
+    """LICENSE holds the license pyproject.toml declares; CITATION.cff names the software and the three
     papers of the model card's BibTeX (the oracle: their titles); py.typed is package data."""
     import re
 
@@ -72,7 +65,7 @@ def test_license_citation_and_typing_marker_ship_with_the_package():
     from mtlstm_hf.hub.model_card import CITATIONS
 
     root = PACKAGE.parent
-    declared = re.search(r'license="([^"]+)"', (root / "setup.py").read_text(encoding="utf-8")).group(1)
+    declared = pyproject()["project"]["license"]
     assert declared == "BSD-3-Clause" and (root / "LICENSE").read_text(encoding="utf-8").startswith(
         "BSD 3-Clause License"
     )
@@ -84,7 +77,29 @@ def test_license_citation_and_typing_marker_ship_with_the_package():
         for entry in CITATIONS.values()
     }
     assert titles == bibtex_titles
-    assert (PACKAGE / "py.typed").is_file() and '"py.typed"' in (root / "setup.py").read_text(encoding="utf-8")
+    assert (PACKAGE / "py.typed").is_file() and "py.typed" in pyproject()["tool"]["setuptools"]["package-data"]["mtlstm_hf"]
+
+
+def pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_packaging_is_pyproject_alone_and_names_every_command():
+    """PEP 621 metadata in pyproject.toml, no setup.py; its console scripts are the commands the
+    package lists (mtlstm_hf.COMMANDS) and each entry point resolves to a callable ``main``."""
+    import importlib
+
+    import mtlstm_hf
+
+    assert not (PACKAGE.parent / "setup.py").exists() and not (PACKAGE.parent / "setup.cfg").exists()
+    scripts = pyproject()["project"]["scripts"]
+    assert set(scripts) == set(mtlstm_hf.COMMANDS)
+    for target in scripts.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), target
+    assert pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "mtlstm_hf.__version__"}
 
 
 def test_every_test_named_in_reliability_md_exists():
