@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .models.mtlstm.checks import check_int_at_least
+
 _NO_DEFAULT = dataclasses.MISSING
 
 
@@ -47,7 +49,7 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
     def threads(text: str) -> int:
         try:
-            return check_threads(int(text))
+            return check_int_at_least(int(text), "--threads", 1)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
 
@@ -60,9 +62,9 @@ def check_threads(threads: Any) -> int | None:
     Raises:
         ValueError: naming ``--threads``, the value and what is allowed.
     """
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"--threads must be an integer >= 1, got {threads!r}.")
-    return threads
+    if threads is None:
+        return None
+    return check_int_at_least(threads, "--threads", 1)
 
 
 SEED_LIMIT = 2**32
@@ -86,10 +88,11 @@ def apply_threads(threads: int | None) -> None:
     Raises:
         ValueError: see :func:`check_threads`.
     """
-    if check_threads(threads) is not None:
+    count = check_threads(threads)
+    if count is not None:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(count)
 
 
 @dataclasses.dataclass
@@ -110,10 +113,10 @@ def dataclass_parser(
     from transformers import HfArgumentParser
 
     classes = [config_classes] if isinstance(config_classes, type) else list(config_classes)
-    parser = HfArgumentParser(classes, prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
+    parser = HfArgumentParser(classes, prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)  # type: ignore[arg-type]  # dataclasses
     for action in parser._actions:
         # The documented spelling (--output-dir) first: argparse's usage line shows the first one.
-        action.option_strings.sort(key=lambda option: "_" in option)
+        action.option_strings.sort(key=lambda option: "_" in option)  # type: ignore[attr-defined]  # a list
         # HfArgumentParser gives a True-by-default field's --no-<field> the field's own help text.
         negated = [option for option in action.option_strings if option.startswith(("--no-", "--no_"))]
         if negated and isinstance(action, argparse._StoreFalseAction) and action.help:

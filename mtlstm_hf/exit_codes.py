@@ -112,7 +112,7 @@ def describe_io_failure(error: BaseException) -> str:
             text = f"{target}: {text}"
     else:
         text = str(error) or type(error).__name__
-    hint = _HINTS.get(getattr(error, "errno", None))
+    hint = _HINTS.get(getattr(error, "errno", None))  # type: ignore[arg-type]  # None: no hint
     if hint is None and isinstance(error, (ConnectionError, TimeoutError)):
         hint = "the network or the Hub could not be reached: check the connection, or work from local files"
     return one_line(f"{text}; {hint}" if hint else text)

@@ -89,7 +89,7 @@ class PlainProgress:
         self.interval = interval
         self.disable = disable
         self.clock = clock
-        self.n = 0
+        self.n: float = 0
         self.postfix = ""
         self._start = clock()
         self._last_line: float | None = None

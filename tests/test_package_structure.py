@@ -77,7 +77,9 @@ def test_license_citation_and_typing_marker_ship_with_the_package():
         for entry in CITATIONS.values()
     }
     assert titles == bibtex_titles
-    assert (PACKAGE / "py.typed").is_file() and "py.typed" in pyproject()["tool"]["setuptools"]["package-data"]["mtlstm_hf"]
+    assert (PACKAGE / "py.typed").is_file() and "py.typed" in pyproject()["tool"]["setuptools"]["package-data"][
+        "mtlstm_hf"
+    ]
 
 
 def pyproject() -> dict:

@@ -138,7 +138,7 @@ def check_same_length(a: torch.Tensor, name_a: str, b: torch.Tensor, name_b: str
 
 def target_bins(
     token_ids: Any, bin_of_token: Any, n_bins: int, name_ids: str = "token_ids", allow_excluded: bool = False
-) -> torch.LongTensor:
+) -> torch.Tensor:
     """Per-token bin indices ``bin_of_token[token_ids]`` ``(N,)`` with range checks.
 
     Args:

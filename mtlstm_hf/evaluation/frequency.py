@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 
-def token_counts(streams: torch.Tensor | Sequence[torch.Tensor], vocab_size: int) -> torch.LongTensor:
+def token_counts(streams: torch.Tensor | Sequence[torch.Tensor], vocab_size: int) -> torch.Tensor:
     """How often each vocabulary id occurs in one or several token streams.
 
     Args:
@@ -79,7 +79,7 @@ def token_counts(streams: torch.Tensor | Sequence[torch.Tensor], vocab_size: int
     return counts
 
 
-def frequency_bin_of_token(counts: torch.Tensor, edges: Sequence[int] = DEFAULT_BIN_EDGES) -> torch.LongTensor:
+def frequency_bin_of_token(counts: torch.Tensor, edges: Sequence[int] = DEFAULT_BIN_EDGES) -> torch.Tensor:
     """Bin index of each count (0 = most frequent bin, ``len(edges)`` = rarest).
 
     Args:

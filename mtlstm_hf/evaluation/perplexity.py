@@ -33,7 +33,7 @@ from ..models.mtlstm.checks import check_positive_int
 __all__ = ["token_log_probs", "target_positions"]
 
 
-def target_positions(num_tokens: int, batch_size: int = 1) -> torch.LongTensor:
+def target_positions(num_tokens: int, batch_size: int = 1) -> torch.Tensor:
     """Stream positions of the targets scored by :func:`token_log_probs`, in its output order.
 
     ``stream[target_positions(len(stream), B)]`` are the target ids aligned with

@@ -209,7 +209,7 @@ class MTLSTMConfig(PretrainedConfig):
         self.use_cache = use_cache
         self.tie_word_embeddings = tie_word_embeddings
         _reject_misspelled_fields(kwargs)
-        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)  # type: ignore[call-arg]  # read from **kwargs
         self.validate_mtlstm_fields()
 
     @classmethod
@@ -382,7 +382,8 @@ class MTLSTMConfig(PretrainedConfig):
 
     def frozen_gates(self, layer_index: int) -> tuple[str, ...]:
         """Names of the gate biases of layer ``layer_index`` that are fixed buffers."""
-        if self.timescale_schedules[layer_index]["type"] == "none" or self.frozen_biases == "none":
+        schedules: list[dict[str, Any]] = self.timescale_schedules  # type: ignore[assignment]  # a list once validated
+        if schedules[layer_index]["type"] == "none" or self.frozen_biases == "none":
             return ()
         if self.frozen_biases == "all":
             return cell_layout(self.cell_types[layer_index]).bias_gates

@@ -92,8 +92,9 @@ def lstm_sequence(
     packed_outputs, final_hidden, final_cell = torch.lstm(
         packed.data, packed.batch_sizes, hx, weights, True, 1, 0.0, train, False
     )
-    packed_outputs = packed._replace(data=packed_outputs)
-    active_outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=total_steps)
+    active_outputs, _ = pad_packed_sequence(
+        packed._replace(data=packed_outputs), batch_first=True, total_length=total_steps
+    )
     unsort = packed.unsorted_indices
     outputs = inputs.new_zeros(batch_size, total_steps, weight_hh.shape[1])
     outputs = outputs.index_copy(0, active_rows, active_outputs)

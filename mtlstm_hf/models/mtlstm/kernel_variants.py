@@ -35,7 +35,9 @@ from .layouts import CELL_CANDIDATE, CellLayout, cell_layout
 
 def hidden_from_cell(layout: CellLayout, cell: torch.Tensor, output_gate: torch.Tensor | None) -> torch.Tensor:
     """The output layer: ``h_t = o_t * tanh(c_t)``, or ``tanh(c_t)`` without output gate."""
-    return output_gate * torch.tanh(cell) if layout.has_output_gate else torch.tanh(cell)
+    if output_gate is None:
+        return torch.tanh(cell)
+    return output_gate * torch.tanh(cell)
 
 
 def last_valid_step(per_step: torch.Tensor, initial: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:

@@ -9,6 +9,9 @@ This file travels to the Hub with the model, so it imports only torch.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import torch
 import torch.utils._pytree
 
@@ -128,14 +131,14 @@ def _flatten_state(state: MTLSTMState) -> tuple[list[torch.Tensor], tuple[int, i
     return [*state.hidden, *state.cell], (len(state.hidden), state.seen_tokens)
 
 
-def _flatten_state_with_keys(state: MTLSTMState) -> tuple[list[tuple[object, torch.Tensor]], tuple[int, int]]:
-    keys = [torch.utils._pytree.MappingKey(f"hidden_{i}") for i in range(len(state.hidden))]
+def _flatten_state_with_keys(state: MTLSTMState) -> tuple[list[tuple[Any, torch.Tensor]], tuple[int, int]]:
+    keys: list[Any] = [torch.utils._pytree.MappingKey(f"hidden_{i}") for i in range(len(state.hidden))]
     keys += [torch.utils._pytree.MappingKey(f"cell_{i}") for i in range(len(state.cell))]
     tensors, context = _flatten_state(state)
     return list(zip(keys, tensors)), context
 
 
-def _unflatten_state(tensors: list[torch.Tensor], context: tuple[int, int]) -> MTLSTMState:
+def _unflatten_state(tensors: Iterable[torch.Tensor], context: tuple[int, int]) -> MTLSTMState:
     layers, seen_tokens = context
     tensors = list(tensors)
     return MTLSTMState(tensors[:layers], tensors[layers:], seen_tokens)
