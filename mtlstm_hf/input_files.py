@@ -7,7 +7,7 @@ another model's (GPT-2's) reaches code that expects an mtlstm configuration.
 :func:`read_model_config` is the one check of a model folder's ``config.json`` that the commands
 make before transformers reads it (``mtlstm-train --init-from`` and ``--resume``; the checkpoints
 of ``mtlstm-eval``, ``mtlstm-analyze`` and ``mtlstm-push`` through
-:func:`mtlstm_hf.evaluation.load_checkpoint`): one line naming the file, what it holds and what is
+:func:`mtlstm_hf.model_folder.load_checkpoint`): one line naming the file, what it holds and what is
 expected, and nothing from the folder runs. A folder holding a PEFT adapter instead of a model is
 named as such. Imports no torch.
 """

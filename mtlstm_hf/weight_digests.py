@@ -5,7 +5,7 @@ loadable and finite: nothing in the tensors tells. So each model folder this lib
 (``best_model/`` of a training run, each training checkpoint, ``mtlstm-convert``'s output, the
 demo) gets ``weights_sha256.json``, the SHA-256 of its binary files (``*.safetensors``,
 ``*.bin``, ``*.pt``, ``*.pkl``), written while the folder is built; the library's readers
-(:func:`mtlstm_hf.evaluation.load_model_strictly`, so ``mtlstm-eval``, ``mtlstm-analyze``,
+(:func:`mtlstm_hf.model_folder.load_model_strictly`, so ``mtlstm-eval``, ``mtlstm-analyze``,
 ``mtlstm-push`` and ``init_from``; a training resume) check them first. A folder without the record
 (written by ``save_pretrained`` alone, downloaded from the Hub) is read as before.
 

@@ -599,7 +599,7 @@ def test_strict_loading_accepts_assigned_infinite_biases_only(tmp_path, corpus):
     infinity or a NaN in the same tensors is still refused."""
     from safetensors.torch import load_file, save_file
 
-    from mtlstm_hf.evaluation.checkpoint import load_model_strictly
+    from mtlstm_hf.model_folder import load_model_strictly
 
     folder, words = corpus
     source = AWDLike(len(words), 6, 10, 3, seed=2)

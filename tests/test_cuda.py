@@ -437,7 +437,7 @@ RESUME_SCRIPT = textwrap.dedent(
     import sys, torch
     from safetensors.torch import load_file
     from accelerate.state import AcceleratorState, GradientState
-    from mtlstm_hf.training import TrainingConfig, resolve_checkpoint, train
+    from mtlstm_hf.training import TrainingConfig, resolve_resume_checkpoint, train
     torch.use_deterministic_algorithms(True)
     corpus, out, device_is_cpu = sys.argv[1], sys.argv[2], sys.argv[3] == "cpu"
     def run(folder, **extra):
@@ -451,8 +451,8 @@ RESUME_SCRIPT = textwrap.dedent(
     run(out + "/whole", max_steps=12)
     run(out + "/parts", max_steps=5)
     run(out + "/parts", max_steps=12, resume_from=out + "/parts")
-    a = load_file(str(resolve_checkpoint(out + "/whole") / "model.safetensors"))
-    b = load_file(str(resolve_checkpoint(out + "/parts") / "model.safetensors"))
+    a = load_file(str(resolve_resume_checkpoint(out + "/whole") / "model.safetensors"))
+    b = load_file(str(resolve_resume_checkpoint(out + "/parts") / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed run differs"
     print("RESUME EXACT")
     """

@@ -17,7 +17,7 @@ from conftest import load_in_fresh_process_without_package
 from transformers import AutoModelForCausalLM
 
 from mtlstm_hf import MTLSTMForCausalLM
-from mtlstm_hf.evaluation.checkpoint import load_model_strictly
+from mtlstm_hf.model_folder import load_model_strictly
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saved_by_f0cac04"
 CASES = sorted(path.name for path in FIXTURES.iterdir() if path.is_dir())

@@ -221,3 +221,31 @@ def test_the_moved_ops_modules_still_import_and_say_where_they_went():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "['mtlstm_hf.analysis.gates;', 'mtlstm_hf.models.mtlstm.naive;']"
+
+
+def test_a_model_folder_is_loaded_by_one_module_and_training_names_its_own_functions_apart():
+    """load_checkpoint / load_model_strictly / resolve_checkpoint live in mtlstm_hf.model_folder
+    (evaluation re-exports them); training's checkpoint functions have other names, and its old
+    ``resolve_checkpoint`` still works for one version with a DeprecationWarning."""
+    import warnings
+
+    import pytest
+
+    import mtlstm_hf.evaluation as evaluation
+    import mtlstm_hf.model_folder as model_folder
+    import mtlstm_hf.training as training
+    import mtlstm_hf.training.checkpoint as training_checkpoint
+
+    import mtlstm_hf.evaluation.checkpoint as evaluation_checkpoint
+
+    assert evaluation.load_checkpoint is model_folder.load_checkpoint
+    for name in ("load_checkpoint", "load_model_strictly", "resolve_checkpoint"):
+        assert getattr(evaluation_checkpoint, name) is getattr(model_folder, name)
+    assert not hasattr(training_checkpoint, "load_checkpoint")
+    assert training.resolve_resume_checkpoint is training_checkpoint.resolve_resume_checkpoint
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(FileNotFoundError):
+            training.resolve_checkpoint(PACKAGE / "no such run")
+    assert [w.category for w in caught] == [DeprecationWarning]
+    assert "resolve_resume_checkpoint" in str(caught[0].message)

@@ -52,8 +52,8 @@ def test_the_commands_refuse_a_config_that_is_no_mtlstm_one_naming_the_file(tmp_
 
 
 def test_a_tensor_of_another_shape_is_named_with_both_shapes(tmp_path, capsys):
-    from mtlstm_hf.evaluation.checkpoint import load_model_strictly
     from mtlstm_hf.evaluation.cli import main as evaluate
+    from mtlstm_hf.model_folder import load_model_strictly
 
     corpus, folder = corpus_and_saved_model(tmp_path)
     (folder / "weights_sha256.json").unlink(missing_ok=True)

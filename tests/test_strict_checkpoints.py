@@ -221,11 +221,11 @@ def test_init_from_damaged_weights_or_another_vocabulary_is_refused(good, tmp_pa
 def test_resume_from_a_damaged_checkpoint_is_refused(tmp_path, corpus_dir, _fresh_accelerate):
     from accelerate.state import AcceleratorState
 
-    from mtlstm_hf.training import resolve_checkpoint, train
+    from mtlstm_hf.training import resolve_resume_checkpoint, train
 
     train(_run(corpus_dir, tmp_path / "run"))
     AcceleratorState._reset_state(reset_partial_state=True)
-    weights = resolve_checkpoint(tmp_path / "run") / WEIGHTS
+    weights = resolve_resume_checkpoint(tmp_path / "run") / WEIGHTS
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ValueError, match=r"resume_from: .*model\.safetensors' is not the file that was written"):
         train(_run(corpus_dir, tmp_path / "run", max_steps=4, resume_from=str(tmp_path / "run")))

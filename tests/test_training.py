@@ -76,7 +76,7 @@ from mtlstm_hf.training import (  # noqa: E402
     TrainingConfig,
     nonmonotone_trigger,
     read_metrics,
-    resolve_checkpoint,
+    resolve_resume_checkpoint,
     train,
 )
 from mtlstm_hf.training import checkpoint as ckpt  # noqa: E402
@@ -139,7 +139,7 @@ def tiny_run(corpus_dir: Path, output_dir: Path, **overrides) -> TrainingConfig:
 
 
 def latest_params(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(resolve_checkpoint(run_dir) / "model.safetensors"))
+    return load_file(str(resolve_resume_checkpoint(run_dir) / "model.safetensors"))
 
 
 def assert_same_tensors(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
@@ -362,12 +362,12 @@ def test_resume_refuses_changed_settings_and_foreign_folders(corpus_dir, tmp_pat
     with pytest.raises(ValueError, match="already holds a training run"):
         LanguageModelTrainer(tiny_run(corpus_dir, tmp_path / "run"))
     with pytest.raises(ValueError, match="not an mtlstm_hf training run"):
-        resolve_checkpoint(corpus_dir)
+        resolve_resume_checkpoint(corpus_dir)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / ckpt.STATE_FILENAME).write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ValueError, match="not written by this trainer"):
-        resolve_checkpoint(foreign)
+        resolve_resume_checkpoint(foreign)
 
 
 # --- failures --------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(corpus_dir, tm
         train(tiny_run(corpus_dir, run_dir, save_every_steps=5), callbacks=[poison])
     checkpoints = run_dir / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["LATEST", "step-00000010"]
-    good = resolve_checkpoint(run_dir)
+    good = resolve_resume_checkpoint(run_dir)
     assert all(torch.isfinite(t).all() for t in load_file(str(good / "model.safetensors")).values())
     # ... and it resumes.
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -470,7 +470,7 @@ def test_bf16_mixed_precision_trains_or_is_refused_before_training(corpus_dir, t
     if cpu_autocast_lstm_supported(torch.bfloat16):
         result = train(config)
         assert result.status == "max_steps" and math.isfinite(result.last_val_perplexity)
-        weights = load_file(str(resolve_checkpoint(tmp_path / "run") / "model.safetensors"))
+        weights = load_file(str(resolve_resume_checkpoint(tmp_path / "run") / "model.safetensors"))
         assert weights["lm_head.bias"].dtype == torch.float32
     else:
         with pytest.raises(UnsupportedPrecisionError, match="--mixed-precision no"):
@@ -723,7 +723,7 @@ def test_time_limit_and_finished_resume_stop_cleanly(corpus_dir, tmp_path):
     # The last weights were scored, saved as best model, checkpointed, and tested.
     assert result.progress.last_val_step == 1 and result.best_model_dir is not None
     assert result.test_perplexity is not None
-    assert result.last_checkpoint == resolve_checkpoint(tmp_path / "run")
+    assert result.last_checkpoint == resolve_resume_checkpoint(tmp_path / "run")
     AcceleratorState._reset_state(reset_partial_state=True)
     # A resumed run whose step budget is already spent takes no step.
     again = train(
@@ -851,7 +851,7 @@ def test_a_failed_checkpoint_write_exits_4_naming_it_and_the_run_resumes(
         _fail_second_rank_state_write(patch, how)
         assert cli_main(_cli_args(corpus_dir, run_dir, "--epochs", "2", "--no-evaluate-test")) == 4
     message = _one_error_line(capsys.readouterr().err)
-    kept = resolve_checkpoint(run_dir)  # LATEST: the epoch-1 checkpoint, complete
+    kept = resolve_resume_checkpoint(run_dir)  # LATEST: the epoch-1 checkpoint, complete
     assert ckpt.read_checkpoint_state(kept)["progress"]["epoch"] == 1
     failed = [line for line in message.split() if "step-" in line and str(kept) not in line]
     assert f"writing the checkpoint {run_dir / 'checkpoints'}/step-" in message and failed, message
@@ -868,7 +868,7 @@ def test_a_failed_checkpoint_write_exits_4_naming_it_and_the_run_resumes(
 
     assert cli_main(["--resume", str(run_dir), "--no-progress-bar"]) == 0
     assert "completed: 2 epoch(s)" in capsys.readouterr().out
-    assert ckpt.read_checkpoint_state(resolve_checkpoint(run_dir))["progress"]["epoch"] == 2
+    assert ckpt.read_checkpoint_state(resolve_resume_checkpoint(run_dir))["progress"]["epoch"] == 2
 
 
 def test_a_failed_best_model_write_keeps_the_last_checkpoint(corpus_dir, tmp_path, capsys, monkeypatch):
@@ -888,7 +888,7 @@ def test_a_failed_best_model_write_keeps_the_last_checkpoint(corpus_dir, tmp_pat
     message = _one_error_line(capsys.readouterr().err)
     assert f"writing the best model {run_dir / 'best_model'} failed: No space left on device" in message
     assert sorted(os.listdir(run_dir)) == ["checkpoints", "logs", "training_config.json"]  # no .best_model.tmp
-    kept = ckpt.read_checkpoint_state(resolve_checkpoint(run_dir))["progress"]  # the last periodic one
+    kept = ckpt.read_checkpoint_state(resolve_resume_checkpoint(run_dir))["progress"]  # the last periodic one
     assert kept["epoch"] == 0 and kept["global_step"] % 5 == 0 and kept["best_val_loss"] is None
     AcceleratorState._reset_state(reset_partial_state=True)
     assert cli_main(["--resume", str(run_dir), "--no-progress-bar"]) == 0
@@ -1044,7 +1044,7 @@ def test_resuming_a_checkpoint_of_the_older_format_is_refused_clearly(corpus_dir
     run_dir = tmp_path / "run"
     train(tiny_run(corpus_dir, run_dir, max_steps=2, epochs=1))
     reset_accelerate_state()
-    state_file = resolve_checkpoint(run_dir) / ckpt.STATE_FILENAME
+    state_file = resolve_resume_checkpoint(run_dir) / ckpt.STATE_FILENAME
     state = json.loads(state_file.read_text())
     state["format"] = "mtlstm_hf.training.checkpoint/1"
     state_file.write_text(json.dumps(state))

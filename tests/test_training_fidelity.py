@@ -352,7 +352,7 @@ def test_older_checkpoints_load_with_zero_recurrent_sides_and_say_nothing(tmp_pa
     from safetensors.torch import load_file, save_file
     from transformers import AutoModelForCausalLM
 
-    from mtlstm_hf.evaluation.checkpoint import load_model_strictly
+    from mtlstm_hf.model_folder import load_model_strictly
 
     folder = Path(__file__).parent / "fixtures" / "saved_by_f0cac04" / "multi-timescale"
     with caplog.at_level(logging.INFO):

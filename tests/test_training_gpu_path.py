@@ -174,7 +174,7 @@ def test_gradient_scaler_overflow_steps_are_skipped_not_fatal(corpus_dir, tmp_pa
     assert 1 <= result.progress.scaler_skipped_steps < 8
     steps = result.progress.global_step  # the step taken by hand above included
     assert steps == 8 and int(trainer.averaged_model.n_averaged) == steps - result.progress.scaler_skipped_steps
-    saved = json.loads((ckpt.resolve_checkpoint(tmp_path / "run") / ckpt.STATE_FILENAME).read_text())
+    saved = json.loads((ckpt.resolve_resume_checkpoint(tmp_path / "run") / ckpt.STATE_FILENAME).read_text())
     assert saved["progress"]["scaler_skipped_steps"] == result.progress.scaler_skipped_steps
     trainer.accelerator.free_memory()
 

@@ -4,7 +4,7 @@
 failure never leaves half-written local state:
 
 1. **Validate** (nothing is sent): the repo id and branch name, the checkpoint folder through
-   :func:`mtlstm_hf.evaluation.load_checkpoint` (not ours, incomplete, missing tokenizer,
+   :func:`mtlstm_hf.model_folder.load_checkpoint` (not ours, incomplete, missing tokenizer,
    vocabulary mismatch), the optional evaluation results and analysis report.
 2. **Stage** the exact repository content in a temporary folder: ``model.save_pretrained``
    (``model.safetensors``, ``config.json``, ``generation_config.json`` and the remote-code
@@ -55,8 +55,9 @@ from transformers import GenerationConfig
 from mtlstm_hf.files import PathOrStr
 
 from ..data.tokenizer_files import save_tokenizer
-from ..evaluation.checkpoint import load_checkpoint, to_json_compatible
+from ..evaluation.json_values import to_json_compatible
 from ..files import TRAINING_CONFIG_FILENAME, TRAINING_METRICS_FILENAME, repair_interrupted_replacement
+from ..model_folder import load_checkpoint
 from ..training.tracking import logged_test_perplexity
 from .model_card import DEFAULT_LICENSE, build_model_card, public_value
 

@@ -23,7 +23,8 @@ _EXPORTS = {
     "CHECKPOINT_FORMAT": ".checkpoint",
     "OutputWriteError": ".checkpoint",
     "repair_interrupted_replacement": ".checkpoint",
-    "resolve_checkpoint": ".checkpoint",
+    "resolve_checkpoint": ".checkpoint",  # deprecated name of resolve_resume_checkpoint
+    "resolve_resume_checkpoint": ".checkpoint",
     "training_corpus": ".checkpoint",
     "BOOKKEEPING_FIELDS": ".config",
     "DEFAULT_LEARNING_RATES": ".config",

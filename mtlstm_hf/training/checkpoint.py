@@ -183,7 +183,7 @@ def has_training_run(run_dir: str | Path) -> bool:
     )
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
+def resolve_resume_checkpoint(path: str | Path) -> Path:
     """Find the checkpoint to resume from and check that it is one of ours.
 
     Args:
@@ -396,7 +396,7 @@ def verify_checkpoint_weights(model: Any, checkpoint_dir: Path) -> None:
         )
 
 
-def load_checkpoint(trainer: Any, checkpoint_dir: Path) -> None:
+def restore_from_checkpoint(trainer: Any, checkpoint_dir: Path) -> None:
     """Restore ``trainer`` (a :class:`~mtlstm_hf.training.LanguageModelTrainer` whose objects
     are registered with its accelerator) to the moment ``checkpoint_dir`` was written:
     counters, this process's carried state, then, through ``accelerator.load_state``, the
@@ -630,3 +630,17 @@ def run_folder_error(error: OSError, output_dir: Path) -> OutputWriteError:
     return OutputWriteError(
         f"the run folder {output_dir} could not be written: {cause}", path=output_dir, error_number=error.errno
     )
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Deprecated name of :func:`resolve_resume_checkpoint` (``mtlstm_hf.model_folder.resolve_checkpoint``
+    is another function: a model folder or a loaded pair); goes in the next minor version."""
+    import warnings
+
+    warnings.warn(
+        "mtlstm_hf.training.resolve_checkpoint is now resolve_resume_checkpoint; the old name goes in the next "
+        "minor version.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return resolve_resume_checkpoint(path)

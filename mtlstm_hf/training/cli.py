@@ -43,7 +43,7 @@ from .checkpoint import (
     CHECKPOINTS_DIRNAME,
     TRAINING_CONFIG_FILENAME,
     repair_interrupted_replacement,
-    resolve_checkpoint,
+    resolve_resume_checkpoint,
 )
 from .config import TrainingConfig
 
@@ -91,7 +91,7 @@ def config_from_argv(argv: Sequence[str] | None) -> TrainingConfig:
         if given.get(name) == 0:
             given[name] = None
     if "resume_from" in given:
-        checkpoint = resolve_checkpoint(given["resume_from"])
+        checkpoint = resolve_resume_checkpoint(given["resume_from"])
         base = TrainingConfig.from_json_file(checkpoint / TRAINING_CONFIG_FILENAME).to_dict()
         if "output_dir" not in given and checkpoint.parent.name == CHECKPOINTS_DIRNAME:
             base["output_dir"] = str(checkpoint.parent.parent)  # the run folder, wherever it is now

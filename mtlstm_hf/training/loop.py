@@ -61,7 +61,7 @@ from torch.profiler import record_function
 
 from ..devices import float32_precision
 from ..evaluation import token_log_probs
-from ..evaluation.checkpoint import load_model_strictly
+from ..model_folder import load_model_strictly
 from ..models.mtlstm import MTLSTMForCausalLM, MTLSTMState
 from ..progress import no_transformers_progress_bar
 from ..progress import progress as progress_bar
@@ -160,7 +160,7 @@ class LanguageModelTrainer:
         for state in self.checkpointed_objects:
             accelerator.register_for_checkpointing(state)
         if resume_dir is not None:
-            ckpt.load_checkpoint(self, resume_dir)
+            ckpt.restore_from_checkpoint(self, resume_dir)
             self._dirty = False
 
     def planned_steps(self) -> int:

@@ -32,8 +32,8 @@ from ..data import (
     split_to_stream,
     vocabulary_fingerprint,
 )
-from ..evaluation.checkpoint import load_model_strictly
 from ..input_files import read_model_config
+from ..model_folder import load_model_strictly
 from ..models.mtlstm import MTLSTMConfig, MTLSTMForCausalLM
 from . import checkpoint as ckpt
 from .config import MODEL_PRESETS, TrainingConfig
@@ -145,7 +145,7 @@ def check_resume_and_output(config: TrainingConfig, num_processes: int) -> Path 
     folder that holds one."""
     output_dir = Path(config.output_dir).expanduser()
     if config.resume_from is not None:
-        resume_dir = ckpt.resolve_checkpoint(config.resume_from)
+        resume_dir = ckpt.resolve_resume_checkpoint(config.resume_from)
         read_model_config(resume_dir, "resume_from")  # before its tokenizer and model are read
         saved = TrainingConfig.from_json_file(resume_dir / ckpt.TRAINING_CONFIG_FILENAME)
         mismatches = config.resume_mismatches(saved)
