@@ -26,9 +26,9 @@ _EXPORTS = {
         "dyck_config",
         "run_dyck_experiment",
         "run_dyck_seed",
-        "welch_difference",
     )
 }
+_EXPORTS.update(welch_difference=".statistics", mean_confidence_interval=".statistics")
 _EXPORTS.update(prepare=".experiment", run=".experiment", ReproduceSettings=".settings", SCALES=".scales")
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -16,7 +16,7 @@ the final model evaluated. Batches are right-padded and run without ``attention_
 padding after a word cannot change a forward LSTM's outputs on it; ``-100`` labels keep it out of
 the loss), which is about twice as fast on CPU. A test word is correct when every bit of every position is right
 (threshold 0.5 on the sigmoid); accuracy is reported overall and by longest-span bin, with the
-mean and a 95% Student-t interval over seeds (:func:`mean_confidence_interval`).
+mean and a 95% Student-t interval over seeds (:mod:`.statistics`).
 
 Differences from the reference code (github HuthLab/multi-timescale-LSTM-LMs, ``run_dyckn.py``,
 ``experiments.py``, ``model_dyckn.py``), each kept deliberate and visible:
@@ -48,7 +48,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 from torch.nn.utils.rnn import pad_sequence
 
 from ..command_line import check_seed
@@ -67,9 +66,8 @@ from ..data.dyck import (
     word_list,
 )
 from ..models.mtlstm import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForTokenClassification
-
-ARMS: tuple[str, ...] = ("baseline", "multi_timescale")
-"""The two models compared."""
+from .scales import ARMS
+from .statistics import mean_confidence_interval, welch_difference
 
 PAPER_ACCURACY: dict[str, float] = {"multi_timescale": 0.9382, "baseline": 0.9166}
 """Test sequence accuracy reported for the Dyck-2 task, mean over :data:`PAPER_NUM_SEEDS` seeds.
@@ -215,31 +213,6 @@ def span_bin_index(spans: Sequence[int] | np.ndarray, edges: np.ndarray) -> np.n
         raise ValueError(f"spans must lie in [{edges[0]}, {edges[-1]}], got {spans.min()} to {spans.max()}.")
     index = np.searchsorted(edges, spans, side="right") - 1
     return np.minimum(index, len(edges) - 2).astype(np.int64)
-
-
-def mean_confidence_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the mean of ``values`` and its Student-t interval
-    (``scipy.stats.t.interval`` with ``n - 1`` degrees of freedom and the standard error
-    ``std(ddof=1) / sqrt(n)``). NaN values are left out. With one value the interval is
-    ``(nan, nan)``; with identical values it is ``(mean, mean)``.
-
-    Raises:
-        ValueError: no (non-NaN) values, or ``confidence`` outside ``(0, 1)``.
-    """
-    if not _is_number(confidence) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}.")
-    array = np.asarray(values, dtype=np.float64)
-    array = array[~np.isnan(array)]
-    if array.size == 0:
-        raise ValueError("values must hold at least one number (NaN values are left out).")
-    mean = float(array.mean())
-    if array.size == 1:
-        return mean, math.nan, math.nan
-    sem = float(array.std(ddof=1) / math.sqrt(array.size))
-    if sem == 0.0:
-        return mean, mean, mean
-    low, high = stats.t.interval(confidence, array.size - 1, loc=mean, scale=sem)
-    return mean, float(low), float(high)
 
 
 def dyck_config(arm: str, settings: DyckSettings | None = None) -> MTLSTMConfig:
@@ -609,24 +582,6 @@ class DyckExperiment:
             "runs": [run.summary() for run in self.runs],
             "paper": self.paper,
         }
-
-
-def welch_difference(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, Any]:
-    """Difference of mean accuracies ``mean(ours) - mean(theirs)`` with Welch's 95% interval and
-    p-value (scipy ``ttest_ind(equal_var=False)``); with no spread in either arm the interval is
-    the difference itself and the p-value NaN. Needs at least 2 values per arm.
-
-    Raises:
-        ValueError: fewer than 2 values in an arm.
-    """
-    if len(ours) < 2 or len(theirs) < 2:
-        raise ValueError(f"Welch's interval needs at least 2 seeds per arm, got {len(ours)} and {len(theirs)}.")
-    gap = float(np.mean(ours) - np.mean(theirs))
-    if np.std(ours) == 0 and np.std(theirs) == 0:
-        return {"mean": gap, "ci95": [gap, gap], "p_value": math.nan}
-    test = stats.ttest_ind(ours, theirs, equal_var=False)
-    interval = test.confidence_interval(0.95)
-    return {"mean": gap, "ci95": [float(interval.low), float(interval.high)], "p_value": float(test.pvalue)}
 
 
 def run_dyck_experiment(

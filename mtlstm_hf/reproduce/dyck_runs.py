@@ -20,6 +20,7 @@ import numpy as np
 
 from ..files import atomic_path
 from . import output
+from .scales import ARMS
 from .workers import EVERYTHING, Share
 
 RUN_FILENAME = "run.json"
@@ -100,7 +101,6 @@ def run_dyck(
     the report (:func:`collect_dyck_report`). ``on_update(report)`` is called after each seed. A
     worker of ``--processes`` trains its share and writes no report."""
     from ..data.dyck import generate_dyck2
-    from .dyck import ARMS
 
     settings = dyck_settings(settings_values)
     data = generate_dyck2(
@@ -126,7 +126,7 @@ def collect_dyck_report(
     """``report.json``'s content from the output folder: the settings, the data's description and
     the summary (``run.json``) of every finished run of these or earlier seeds."""
     from ..data.dyck import generate_dyck2
-    from .dyck import ARMS, span_bin_edges
+    from .dyck import span_bin_edges
 
     settings = dyck_settings(settings_values)
     data = generate_dyck2(

@@ -30,6 +30,10 @@ from typing import Any
 EXPERIMENTS: tuple[str, ...] = ("lm-ptb", "lm-wikitext2", "dyck2")
 """The experiments ``mtlstm-reproduce`` runs."""
 
+ARMS: tuple[str, ...] = ("baseline", "multi_timescale")
+"""The two models every experiment compares, in the order of the paired comparison (language
+models: A = baseline, B = multi-timescale): a standard LSTM and the multi-timescale LSTM."""
+
 SCALES: tuple[str, ...] = ("smoke", "cpu", "paper")
 """The scales, smallest first."""
 
@@ -232,6 +236,7 @@ def check_scale(scale: str) -> str:
 
 
 __all__ = [
+    "ARMS",
     "DEFAULT_RECIPE",
     "EXPERIMENTS",
     "LM_EXPERIMENTS",
