@@ -68,6 +68,7 @@ from ..data.dyck import (
 from ..models.mtlstm import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForTokenClassification
 from .scales import ARMS
 from .statistics import mean_confidence_interval, welch_difference
+from .summary import dyck_summary
 
 PAPER_ACCURACY: dict[str, float] = {"multi_timescale": 0.9382, "baseline": 0.9166}
 """Test sequence accuracy reported for the Dyck-2 task, mean over :data:`PAPER_NUM_SEEDS` seeds.
@@ -213,6 +214,19 @@ def span_bin_index(spans: Sequence[int] | np.ndarray, edges: np.ndarray) -> np.n
         raise ValueError(f"spans must lie in [{edges[0]}, {edges[-1]}], got {spans.min()} to {spans.max()}.")
     index = np.searchsorted(edges, spans, side="right") - 1
     return np.minimum(index, len(edges) - 2).astype(np.int64)
+
+
+def dyck_data(settings: DyckSettings | None = None) -> Dyck2Data:
+    """The splits of ``settings`` (default: the paper's sizes): :func:`~mtlstm_hf.data.dyck.generate_dyck2`
+    with its sizes, ``max_length`` and ``data_seed``, the same for every model seed and arm."""
+    settings = settings or DyckSettings()
+    return generate_dyck2(
+        settings.data_seed,
+        num_train=settings.num_train,
+        num_validation=settings.num_validation,
+        num_test=settings.num_test,
+        max_length=settings.max_length,
+    )
 
 
 def dyck_config(arm: str, settings: DyckSettings | None = None) -> MTLSTMConfig:
@@ -546,11 +560,13 @@ class DyckExperiment:
         runs: every :class:`DyckRun`, arm by arm, seed by seed.
         arms: per arm ``{"accuracies": [...] (per seed), "mean", "ci95": [low, high],
             "span_accuracy_mean": [...], "span_accuracy_ci95": [[low, high], ...]}`` (95% t
-            intervals over seeds, NaN where undefined).
+            intervals over seeds cut at 0 and 1, NaN where undefined), read from ``summary``.
         difference: multi-timescale minus baseline mean accuracy with Welch's 95% interval
             (``scipy.stats.ttest_ind(equal_var=False)``) and p-value; ``None`` unless both arms ran
             with at least 2 seeds.
         data: how the data were made (sizes, seed, raw draws).
+        summary: the numbers over seeds as ``mtlstm-reproduce dyck2`` reports them for these runs
+            (:func:`mtlstm_hf.reproduce.summary.dyck_summary`, its ``report.json`` ``summary``).
         paper: the reported accuracies and seed count (:data:`PAPER_ACCURACY`), unverified.
     """
 
@@ -562,6 +578,7 @@ class DyckExperiment:
     arms: dict[str, dict[str, Any]]
     difference: dict[str, float] | None
     data: dict[str, Any]
+    summary: dict[str, Any] = field(default_factory=dict)
     paper: dict[str, Any] = field(
         default_factory=lambda: {
             "accuracy": dict(PAPER_ACCURACY),
@@ -579,6 +596,7 @@ class DyckExperiment:
             "data": self.data,
             "arms": self.arms,
             "difference": self.difference,
+            "summary": self.summary,
             "runs": [run.summary() for run in self.runs],
             "paper": self.paper,
         }
@@ -622,44 +640,28 @@ def run_dyck_experiment(
     if not arms or len(set(arms)) != len(arms):
         raise ValueError(f"arms must be distinct names from {list(ARMS)} (at least one), got {arms!r}.")
     if data is None:
-        data = generate_dyck2(
-            settings.data_seed,
-            num_train=settings.num_train,
-            num_validation=settings.num_validation,
-            num_test=settings.num_test,
-            max_length=settings.max_length,
-        )
+        data = dyck_data(settings)
     expected = {"train": settings.num_train, "validation": settings.num_validation, "test": settings.num_test}
     actual = {name: len(data[name]) for name in expected}
     if actual != expected:
         raise ValueError(f"data has split sizes {actual} but settings ask for {expected}; they must match.")
     runs = [run_dyck_seed(arm, seed, data, settings, log, device) for arm in arms for seed in seeds]
     edges = span_bin_edges(settings.max_length, settings.num_span_bins)
-    summary: dict[str, dict[str, Any]] = {}
+    # The numbers over seeds of mtlstm-reproduce dyck2's report: one code path, one interval rule.
+    summary = dyck_summary([run.summary() for run in runs], edges.tolist())
+    arm_summaries: dict[str, dict[str, Any]] = {}
     for arm in arms:
-        arm_runs = [run for run in runs if run.arm == arm]
-        accuracies = [run.accuracy for run in arm_runs]
-        mean, low, high = mean_confidence_interval(accuracies)
-        per_bin = np.array([run.span_accuracy for run in arm_runs], dtype=np.float64)  # (seeds, bins)
-        bin_means, bin_intervals = [], []
-        for column in per_bin.T:
-            if np.isnan(column).all():
-                bin_means.append(math.nan)
-                bin_intervals.append([math.nan, math.nan])
-            else:
-                bin_mean, bin_low, bin_high = mean_confidence_interval(column)
-                bin_means.append(bin_mean)
-                bin_intervals.append([bin_low, bin_high])
-        summary[arm] = {
-            "accuracies": accuracies,
-            "mean": mean,
-            "ci95": [low, high],
-            "span_accuracy_mean": bin_means,
-            "span_accuracy_ci95": bin_intervals,
+        stats = summary["arms"][arm]
+        arm_summaries[arm] = {
+            "accuracies": [run.accuracy for run in runs if run.arm == arm],
+            "mean": stats["accuracy"]["mean"],
+            "ci95": stats["accuracy"]["ci95"],
+            "span_accuracy_mean": [entry["mean"] for entry in stats["span_accuracy"]],
+            "span_accuracy_ci95": [entry["ci95"] for entry in stats["span_accuracy"]],
         }
     difference = None
     if set(ARMS) <= set(arms) and len(seeds) >= 2:
-        difference = welch_difference(summary["multi_timescale"]["accuracies"], summary["baseline"]["accuracies"])
+        difference = {key: summary["difference"][key] for key in ("mean", "ci95", "p_value")}
     test_spans = np.array([longest_span(word) for word in data["test"]], dtype=np.int64)
     return DyckExperiment(
         settings=settings,
@@ -667,8 +669,9 @@ def run_dyck_experiment(
         span_edges=edges.tolist(),
         test_spans=test_spans,
         runs=runs,
-        arms=summary,
+        arms=arm_summaries,
         difference=difference,
+        summary=summary,
         data={
             "seed": data.seed,
             "sizes": {name: len(data[name]) for name in ("train", "validation", "test")},
@@ -693,6 +696,7 @@ __all__ = [
     "batch_loss",
     "build_dyck_model",
     "dyck_config",
+    "dyck_data",
     "mean_confidence_interval",
     "predict",
     "run_dyck_experiment",

@@ -355,12 +355,11 @@ def _log_expected_time(prepared: Prepared, log: Callable[[str], None]) -> None:
     processes = prepared.settings.processes
     per = f", {processes} at a time" if processes > 1 else ""
     if prepared.experiment == "dyck2":
-        from ..data.dyck import generate_dyck2
+        from .dyck import dyck_data
         from .dyck_runs import dyck_settings, expected_dyck_seconds
 
         settings = dyck_settings(prepared.scale["settings"])
-        data = generate_dyck2(settings.data_seed, num_train=settings.num_train, num_validation=settings.num_validation,
-                              num_test=settings.num_test, max_length=settings.max_length)  # fmt: skip
+        data = dyck_data(settings)
         left = sum(output.finished_run(output.run_dir(prepared.output_dir, arm, seed)) is None
                    for arm in ("baseline", "multi_timescale") for seed in prepared.seeds)  # fmt: skip
         estimate = expected_dyck_seconds(settings, data, left, device=prepared.settings.device)
