@@ -63,7 +63,7 @@ class LMPlan:
     """Everything one ``lm-*`` reproduction needs.
 
     Attributes:
-        experiment, scale, recipe: names (:data:`~.scales.EXPERIMENTS`, :data:`~.scales.SCALES`, :data:`RECIPES`).
+        experiment, scale, recipe: names (:data:`~.experiments.EXPERIMENTS`, :data:`~.scales.SCALES`, :data:`RECIPES`).
         settings: :func:`.scales.lm_scale` of the experiment and scale.
         seeds: model seeds (each seeds both arms).
         corpus_dir: the folder with the corpus files.
