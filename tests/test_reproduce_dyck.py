@@ -94,8 +94,8 @@ def test_smoke_experiment_numbers_come_from_the_runs(experiment):
         assert summary["accuracies"] == accuracies[arm]
         mean, low, high = t_interval(accuracies[arm])
         assert summary["mean"] == pytest.approx(mean)
-        if low != high:
-            assert summary["ci95"] == pytest.approx([low, high])
+        if low != high:  # cut at 0 and 1, as mtlstm-reproduce dyck2 reports accuracies
+            assert summary["ci95"] == pytest.approx([max(low, 0.0), min(high, 1.0)])
         per_bin = np.array([run.span_accuracy for run in experiment.runs if run.arm == arm])
         np.testing.assert_allclose(summary["span_accuracy_mean"], per_bin.mean(axis=0), equal_nan=True)
     ours, theirs = np.array(accuracies["multi_timescale"]), np.array(accuracies["baseline"])
@@ -264,3 +264,63 @@ def test_bad_arguments():
         )
     with pytest.raises(ValueError, match="stop_below_validation_loss"):
         DyckSettings(stop_below_validation_loss=0.1, validate_every_epoch=False)
+
+
+# --- issue 25: one Dyck-2 path: the library's run_dyck_experiment and mtlstm-reproduce dyck2 --------
+
+NEAR_ONE = {"multi_timescale": {1: 1.0, 2: 0.99, 3: 1.0}, "baseline": {1: 0.97, 2: 0.99, 3: 0.98}}
+"""Accuracies whose plain t interval over 3 seeds crosses 1 (multi-timescale: [0.979, 1.011])."""
+
+
+@pytest.fixture
+def near_one_runs(monkeypatch):
+    """run_dyck_seed replaced by runs of the accuracies of NEAR_ONE (the first words right, the
+    rest wrong), so that both entry points summarise the same runs in a moment."""
+    from mtlstm_hf.reproduce.dyck import DyckRun, accuracy_by_span
+
+    def fake(arm, seed, data, settings=None, log=None, device=None):
+        words = data["test"]
+        correct = np.arange(len(words)) < round(NEAR_ONE[arm][seed] * len(words))
+        spans = np.array([walk(word)[1] for word in words])
+        edges = span_bin_edges(settings.max_length, settings.num_span_bins)
+        span_accuracy, span_counts = accuracy_by_span(correct, spans, edges)
+        return DyckRun(
+            arm=arm, seed=seed, accuracy=float(correct.mean()), correct=correct,
+            predictions=[walk(word)[0] for word in words], span_accuracy=span_accuracy, span_counts=span_counts,
+            history=[], steps=0, seconds=0.0,
+        )  # fmt: skip
+
+    monkeypatch.setattr(reproduce, "run_dyck_seed", fake)
+
+
+def test_both_entry_points_give_the_same_summary_with_accuracy_intervals_in_0_1(near_one_runs, tmp_path):
+    """The library used to keep the plain t interval of the accuracies (above 1 here) while the
+    command cut it at 1: both now give the command's summary of the same runs."""
+    from mtlstm_hf.reproduce.cli import main
+    from mtlstm_hf.reproduce.output import jsonable
+    from mtlstm_hf.reproduce.scales import dyck_scale
+
+    settings = DyckSettings(**dyck_scale("smoke")["settings"])
+    experiment = run_dyck_experiment(settings, seeds=[1, 2, 3])
+    out = tmp_path / "out"
+    assert (
+        main(["dyck2", "--scale", "smoke", "--seeds", "1", "2", "3", "--output-dir", str(out), "--threads", "1"]) == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert jsonable(experiment.summary) == report["summary"]
+    plain = t_interval(list(NEAR_ONE["multi_timescale"].values()))
+    assert plain[2] > 1  # the interval the library used to report
+    for arm in ARMS:
+        low, high = experiment.arms[arm]["ci95"]
+        assert (
+            0 <= low <= high <= 1 and experiment.arms[arm]["ci95"] == report["summary"]["arms"][arm]["accuracy"]["ci95"]
+        )
+        assert experiment.arms[arm]["mean"] == pytest.approx(np.mean(list(NEAR_ONE[arm].values())))
+        assert experiment.arms[arm]["accuracies"] == list(NEAR_ONE[arm].values())
+        for entry in experiment.arms[arm]["span_accuracy_ci95"]:
+            assert all(math.isnan(end) or 0 <= end <= 1 for end in entry)
+    assert experiment.arms["multi_timescale"]["ci95"][1] == 1.0
+    assert experiment.difference == {key: report["summary"]["difference"][key] for key in ("mean", "ci95", "p_value")}
+    only_baseline = run_dyck_experiment(settings, seeds=[1, 2, 3], arms=["baseline"])
+    assert set(only_baseline.arms) == {"baseline"} and only_baseline.difference is None
+    assert only_baseline.arms["baseline"] == experiment.arms["baseline"]

@@ -24,6 +24,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .statistics import interval
+
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
 INCONCLUSIVE = "inconclusive at this scale"
@@ -162,8 +164,6 @@ def lm_claims(experiment: str, scale: str, summary: Mapping[str, Any], standard_
         gap_values = [
             r - f if _finite(r) and _finite(f) else math.nan for r, f in zip(rare["values"], frequent["values"])
         ]
-        from .summary import interval
-
         gap = interval(gap_values)
         verdict = direction_verdict(gap, +1)
         means = {label: stat["mean"] for label, stat in gains.items() if _finite(stat["mean"])}

@@ -35,7 +35,7 @@ from typing import Any
 
 from .. import exit_codes
 from ..command_line import dataclass_parser, settings_from_command_line
-from .scales import EXPERIMENTS
+from .experiments import EXPERIMENTS
 from .settings import ReproduceSettings
 
 PROG = "mtlstm-reproduce"
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=exit_codes.epilog(non_finite_loss=True),
     )
-    parser.add_argument("experiment", choices=EXPERIMENTS, help="lm-ptb, lm-wikitext2 or dyck2")
+    parser.add_argument("experiment", choices=list(EXPERIMENTS), help="lm-ptb, lm-wikitext2 or dyck2")
     return parser
 
 

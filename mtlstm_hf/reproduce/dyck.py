@@ -16,7 +16,7 @@ the final model evaluated. Batches are right-padded and run without ``attention_
 padding after a word cannot change a forward LSTM's outputs on it; ``-100`` labels keep it out of
 the loss), which is about twice as fast on CPU. A test word is correct when every bit of every position is right
 (threshold 0.5 on the sigmoid); accuracy is reported overall and by longest-span bin, with the
-mean and a 95% Student-t interval over seeds (:func:`mean_confidence_interval`).
+mean and a 95% Student-t interval over seeds (:mod:`.statistics`).
 
 Differences from the reference code (github HuthLab/multi-timescale-LSTM-LMs, ``run_dyckn.py``,
 ``experiments.py``, ``model_dyckn.py``), each kept deliberate and visible:
@@ -48,7 +48,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 from torch.nn.utils.rnn import pad_sequence
 
 from ..command_line import check_seed
@@ -67,9 +66,9 @@ from ..data.dyck import (
     word_list,
 )
 from ..models.mtlstm import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForTokenClassification
-
-ARMS: tuple[str, ...] = ("baseline", "multi_timescale")
-"""The two models compared."""
+from .scales import ARMS
+from .statistics import mean_confidence_interval, welch_difference
+from .summary import dyck_summary
 
 PAPER_ACCURACY: dict[str, float] = {"multi_timescale": 0.9382, "baseline": 0.9166}
 """Test sequence accuracy reported for the Dyck-2 task, mean over :data:`PAPER_NUM_SEEDS` seeds.
@@ -217,29 +216,17 @@ def span_bin_index(spans: Sequence[int] | np.ndarray, edges: np.ndarray) -> np.n
     return np.minimum(index, len(edges) - 2).astype(np.int64)
 
 
-def mean_confidence_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the mean of ``values`` and its Student-t interval
-    (``scipy.stats.t.interval`` with ``n - 1`` degrees of freedom and the standard error
-    ``std(ddof=1) / sqrt(n)``). NaN values are left out. With one value the interval is
-    ``(nan, nan)``; with identical values it is ``(mean, mean)``.
-
-    Raises:
-        ValueError: no (non-NaN) values, or ``confidence`` outside ``(0, 1)``.
-    """
-    if not _is_number(confidence) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}.")
-    array = np.asarray(values, dtype=np.float64)
-    array = array[~np.isnan(array)]
-    if array.size == 0:
-        raise ValueError("values must hold at least one number (NaN values are left out).")
-    mean = float(array.mean())
-    if array.size == 1:
-        return mean, math.nan, math.nan
-    sem = float(array.std(ddof=1) / math.sqrt(array.size))
-    if sem == 0.0:
-        return mean, mean, mean
-    low, high = stats.t.interval(confidence, array.size - 1, loc=mean, scale=sem)
-    return mean, float(low), float(high)
+def dyck_data(settings: DyckSettings | None = None) -> Dyck2Data:
+    """The splits of ``settings`` (default: the paper's sizes): :func:`~mtlstm_hf.data.dyck.generate_dyck2`
+    with its sizes, ``max_length`` and ``data_seed``, the same for every model seed and arm."""
+    settings = settings or DyckSettings()
+    return generate_dyck2(
+        settings.data_seed,
+        num_train=settings.num_train,
+        num_validation=settings.num_validation,
+        num_test=settings.num_test,
+        max_length=settings.max_length,
+    )
 
 
 def dyck_config(arm: str, settings: DyckSettings | None = None) -> MTLSTMConfig:
@@ -573,11 +560,13 @@ class DyckExperiment:
         runs: every :class:`DyckRun`, arm by arm, seed by seed.
         arms: per arm ``{"accuracies": [...] (per seed), "mean", "ci95": [low, high],
             "span_accuracy_mean": [...], "span_accuracy_ci95": [[low, high], ...]}`` (95% t
-            intervals over seeds, NaN where undefined).
+            intervals over seeds cut at 0 and 1, NaN where undefined), read from ``summary``.
         difference: multi-timescale minus baseline mean accuracy with Welch's 95% interval
             (``scipy.stats.ttest_ind(equal_var=False)``) and p-value; ``None`` unless both arms ran
             with at least 2 seeds.
         data: how the data were made (sizes, seed, raw draws).
+        summary: the numbers over seeds as ``mtlstm-reproduce dyck2`` reports them for these runs
+            (:func:`mtlstm_hf.reproduce.summary.dyck_summary`, its ``report.json`` ``summary``).
         paper: the reported accuracies and seed count (:data:`PAPER_ACCURACY`), unverified.
     """
 
@@ -589,6 +578,7 @@ class DyckExperiment:
     arms: dict[str, dict[str, Any]]
     difference: dict[str, float] | None
     data: dict[str, Any]
+    summary: dict[str, Any] = field(default_factory=dict)
     paper: dict[str, Any] = field(
         default_factory=lambda: {
             "accuracy": dict(PAPER_ACCURACY),
@@ -606,27 +596,10 @@ class DyckExperiment:
             "data": self.data,
             "arms": self.arms,
             "difference": self.difference,
+            "summary": self.summary,
             "runs": [run.summary() for run in self.runs],
             "paper": self.paper,
         }
-
-
-def welch_difference(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, Any]:
-    """Difference of mean accuracies ``mean(ours) - mean(theirs)`` with Welch's 95% interval and
-    p-value (scipy ``ttest_ind(equal_var=False)``); with no spread in either arm the interval is
-    the difference itself and the p-value NaN. Needs at least 2 values per arm.
-
-    Raises:
-        ValueError: fewer than 2 values in an arm.
-    """
-    if len(ours) < 2 or len(theirs) < 2:
-        raise ValueError(f"Welch's interval needs at least 2 seeds per arm, got {len(ours)} and {len(theirs)}.")
-    gap = float(np.mean(ours) - np.mean(theirs))
-    if np.std(ours) == 0 and np.std(theirs) == 0:
-        return {"mean": gap, "ci95": [gap, gap], "p_value": math.nan}
-    test = stats.ttest_ind(ours, theirs, equal_var=False)
-    interval = test.confidence_interval(0.95)
-    return {"mean": gap, "ci95": [float(interval.low), float(interval.high)], "p_value": float(test.pvalue)}
 
 
 def run_dyck_experiment(
@@ -667,44 +640,28 @@ def run_dyck_experiment(
     if not arms or len(set(arms)) != len(arms):
         raise ValueError(f"arms must be distinct names from {list(ARMS)} (at least one), got {arms!r}.")
     if data is None:
-        data = generate_dyck2(
-            settings.data_seed,
-            num_train=settings.num_train,
-            num_validation=settings.num_validation,
-            num_test=settings.num_test,
-            max_length=settings.max_length,
-        )
+        data = dyck_data(settings)
     expected = {"train": settings.num_train, "validation": settings.num_validation, "test": settings.num_test}
     actual = {name: len(data[name]) for name in expected}
     if actual != expected:
         raise ValueError(f"data has split sizes {actual} but settings ask for {expected}; they must match.")
     runs = [run_dyck_seed(arm, seed, data, settings, log, device) for arm in arms for seed in seeds]
     edges = span_bin_edges(settings.max_length, settings.num_span_bins)
-    summary: dict[str, dict[str, Any]] = {}
+    # The numbers over seeds of mtlstm-reproduce dyck2's report: one code path, one interval rule.
+    summary = dyck_summary([run.summary() for run in runs], edges.tolist())
+    arm_summaries: dict[str, dict[str, Any]] = {}
     for arm in arms:
-        arm_runs = [run for run in runs if run.arm == arm]
-        accuracies = [run.accuracy for run in arm_runs]
-        mean, low, high = mean_confidence_interval(accuracies)
-        per_bin = np.array([run.span_accuracy for run in arm_runs], dtype=np.float64)  # (seeds, bins)
-        bin_means, bin_intervals = [], []
-        for column in per_bin.T:
-            if np.isnan(column).all():
-                bin_means.append(math.nan)
-                bin_intervals.append([math.nan, math.nan])
-            else:
-                bin_mean, bin_low, bin_high = mean_confidence_interval(column)
-                bin_means.append(bin_mean)
-                bin_intervals.append([bin_low, bin_high])
-        summary[arm] = {
-            "accuracies": accuracies,
-            "mean": mean,
-            "ci95": [low, high],
-            "span_accuracy_mean": bin_means,
-            "span_accuracy_ci95": bin_intervals,
+        stats = summary["arms"][arm]
+        arm_summaries[arm] = {
+            "accuracies": [run.accuracy for run in runs if run.arm == arm],
+            "mean": stats["accuracy"]["mean"],
+            "ci95": stats["accuracy"]["ci95"],
+            "span_accuracy_mean": [entry["mean"] for entry in stats["span_accuracy"]],
+            "span_accuracy_ci95": [entry["ci95"] for entry in stats["span_accuracy"]],
         }
     difference = None
     if set(ARMS) <= set(arms) and len(seeds) >= 2:
-        difference = welch_difference(summary["multi_timescale"]["accuracies"], summary["baseline"]["accuracies"])
+        difference = {key: summary["difference"][key] for key in ("mean", "ci95", "p_value")}
     test_spans = np.array([longest_span(word) for word in data["test"]], dtype=np.int64)
     return DyckExperiment(
         settings=settings,
@@ -712,8 +669,9 @@ def run_dyck_experiment(
         span_edges=edges.tolist(),
         test_spans=test_spans,
         runs=runs,
-        arms=summary,
+        arms=arm_summaries,
         difference=difference,
+        summary=summary,
         data={
             "seed": data.seed,
             "sizes": {name: len(data[name]) for name in ("train", "validation", "test")},
@@ -738,6 +696,7 @@ __all__ = [
     "batch_loss",
     "build_dyck_model",
     "dyck_config",
+    "dyck_data",
     "mean_confidence_interval",
     "predict",
     "run_dyck_experiment",

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..files import atomic_path
 from . import output
+from .scales import ARMS
 from .workers import EVERYTHING, Share
 
 RUN_FILENAME = "run.json"
@@ -99,14 +100,10 @@ def run_dyck(
     """Every arm of every seed of ``share`` (seed by seed), ``report.json`` after each run; returns
     the report (:func:`collect_dyck_report`). ``on_update(report)`` is called after each seed. A
     worker of ``--processes`` trains its share and writes no report."""
-    from ..data.dyck import generate_dyck2
-    from .dyck import ARMS
+    from .dyck import dyck_data
 
     settings = dyck_settings(settings_values)
-    data = generate_dyck2(
-        settings.data_seed, num_train=settings.num_train, num_validation=settings.num_validation,
-        num_test=settings.num_test, max_length=settings.max_length,
-    )  # fmt: skip
+    data = dyck_data(settings)
     tasks = share.mine([(arm, seed) for seed in seeds for arm in ARMS])
     for position, (arm, seed) in enumerate(tasks):
         train_dyck_run(output_dir, arm, seed, data, settings, log, device)
@@ -125,14 +122,10 @@ def collect_dyck_report(
 ) -> dict[str, Any]:
     """``report.json``'s content from the output folder: the settings, the data's description and
     the summary (``run.json``) of every finished run of these or earlier seeds."""
-    from ..data.dyck import generate_dyck2
-    from .dyck import ARMS, span_bin_edges
+    from .dyck import dyck_data, span_bin_edges
 
     settings = dyck_settings(settings_values)
-    data = generate_dyck2(
-        settings.data_seed, num_train=settings.num_train, num_validation=settings.num_validation,
-        num_test=settings.num_test, max_length=settings.max_length,
-    )  # fmt: skip
+    data = dyck_data(settings)
     report = output.load_report(output_dir)
     report.update(
         format=output.REPORT_FORMAT, experiment="dyck2", scale=configuration["scale"], configuration=configuration

@@ -23,23 +23,22 @@ from typing import Any
 
 from .. import exit_codes
 from ..command_line import apply_threads, check_seed, check_threads
+from ..files import write_text_atomic
 from . import output
-from .corpora import SMOKE_CORPUS_DIRNAME, corpus_digests, locate_corpus, matches_reference, write_smoke_corpus
-from .scales import DEFAULT_RECIPE, RECIPES, check_experiment, check_scale, dyck_scale, lm_scale
+from .corpora import write_smoke_corpus
+from .experiments import LM_CONFIG_KEYS, Experiment, experiment_named, format_seconds
+from .markdown import render_report
+from .scales import check_scale
 from .settings import ReproduceSettings
-
-LM_CONFIG_KEYS: tuple[str, ...] = (
-    "model_overrides", "epochs", "batch_size", "bptt", "eval_batch_size", "n_resamples", "chunk_size", "presets",
-    "reference_presets", "generated_corpus",
-)  # fmt: skip
-"""The scale settings that define language-model runs (recorded; the descriptions are not)."""
 
 
 @dataclass
 class Prepared:
-    """A checked run: everything :func:`run` needs."""
+    """A checked run: everything :func:`run` needs (``definition``: the experiment called
+    ``experiment``, :data:`.experiments.EXPERIMENTS`)."""
 
     experiment: str
+    definition: Experiment
     settings: ReproduceSettings
     scale: dict[str, Any]
     seeds: list[int]
@@ -69,27 +68,6 @@ def check_seeds(seeds: Sequence[Any]) -> list[int]:
     return values
 
 
-def _with_recipe(experiment: str, settings: ReproduceSettings) -> ReproduceSettings:
-    """``settings`` with the recipe of a language-model experiment filled in (``library`` when not
-    given); dyck2 has one setup, so a recipe given for it is refused rather than ignored.
-
-    Raises:
-        ValueError: naming ``--recipe``: an unknown recipe, or any recipe for dyck2.
-    """
-    if experiment == "dyck2":
-        if settings.recipe is not None:
-            raise ValueError(
-                f"--recipe {settings.recipe} applies to the language-model experiments (lm-ptb, lm-wikitext2); "
-                "dyck2 has one setup (the paper's section 5): leave --recipe out."
-            )
-        return settings
-    if settings.recipe is None:
-        return dataclasses.replace(settings, recipe=DEFAULT_RECIPE)
-    if settings.recipe not in RECIPES:
-        raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {settings.recipe!r}.")
-    return settings
-
-
 def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arguments: Sequence[str] = ()) -> Prepared:
     """Check the inputs and work out the configuration; reads only.
 
@@ -101,9 +79,9 @@ def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arg
         FileNotFoundError: the corpus is not in ``--data``.
         OSError: the output folder cannot be written.
     """
-    check_experiment(experiment)
+    definition = experiment_named(experiment)
     check_scale(settings.scale)
-    settings = _with_recipe(experiment, settings)
+    settings = definition.check_settings(settings)
     check_threads(settings.threads)
     if isinstance(settings.processes, bool) or not isinstance(settings.processes, int) or settings.processes < 1:
         raise ValueError(f"--processes must be an integer >= 1, got {settings.processes!r}.")
@@ -113,9 +91,9 @@ def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arg
             f"{os.environ['WORLD_SIZE']}): choose one, a launcher for data parallelism within each run, or "
             "--processes for one run per process."
         )
-    if experiment == "dyck2" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if not definition.data_parallel and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(
-            f"dyck2 under torchrun / accelerate launch (WORLD_SIZE={os.environ['WORLD_SIZE']}): its runs are not "
+            f"{experiment} under torchrun / accelerate launch (WORLD_SIZE={os.environ['WORLD_SIZE']}): its runs are not "
             "data-parallel; use one process with --processes N for N runs at once."
         )
     if settings.device is not None:
@@ -123,104 +101,36 @@ def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arg
 
         resolve_device(settings.device)  # a device this machine lacks: exit 3 before anything is trained
     output_dir = Path(settings.output_dir).expanduser()
-    notes: list[str] = []
-    corpus_dir: Path | None = None
-    standard = False
-    if experiment == "dyck2":
-        scale = dyck_scale(settings.scale)
-        configuration: dict[str, Any] = {
-            "experiment": experiment,
-            "scale": settings.scale,
-            "dyck_settings": scale["settings"],
-        }
-        description = (
-            "Dyck-2 words generated from the paper's grammar (mtlstm_hf.data.dyck.generate_dyck2, data seed 0)"
-        )
-        if settings.data is not None:
-            notes.append("--data is not used by dyck2 (it generates its data)")
-        standard = True
-    else:
-        scale = lm_scale(experiment, settings.scale)
-        configuration = {
-            "experiment": experiment, "scale": settings.scale, "recipe": settings.recipe,
-            "scale_settings": {key: scale[key] for key in LM_CONFIG_KEYS},
-        }  # fmt: skip
-        if scale["generated_corpus"]:
-            corpus_dir = output_dir / SMOKE_CORPUS_DIRNAME
-            configuration["data"] = {
-                "corpus": "generated",
-                "generator": "mtlstm_hf.reproduce.corpora.write_smoke_corpus(seed=0)",
-            }
-            description = f"a generated corpus ({corpus_dir}), not {scale['corpus']}"
-            if settings.data is not None:
-                notes.append("--data is not used at the smoke scale (it generates its corpus)")
-        else:
-            corpus_dir = locate_corpus(settings.data, scale["corpus"])
-            digests = corpus_digests(corpus_dir)
-            standard = matches_reference(digests, scale["corpus"])
-            configuration["data"] = {"corpus": scale["corpus"], "files": digests}
-            description = f"{scale['corpus']} in {corpus_dir} (" + (
-                "the standard files, SHA-256 checked)"
-                if standard
-                else "NOT the standard files: SHA-256 differs, reported values are not comparable)"
-            )
+    scale = definition.scale(settings.scale)
+    inputs = definition.inputs(settings, scale, output_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and experiment != "dyck2":
-        batches = {name: scale[name] for name in ("batch_size", "eval_batch_size")}
-        if any(value % world for value in batches.values()):
-            valid = [
-                n for n in range(1, max(batches.values()) + 1) if all(value % n == 0 for value in batches.values())
-            ]
-            raise ValueError(
-                f"{world} processes (torchrun / accelerate launch) split each run's rows, so they must divide the "
-                f"batch ({batches['batch_size']}) and the evaluation batch ({batches['eval_batch_size']}) of "
-                f"{experiment} at scale {settings.scale}: use {', '.join(map(str, valid))} processes, or one process "
-                "with --processes N for N runs at once."
-            )
+    if world > 1:
+        definition.check_processes(world, scale, settings)
     seeds = check_seeds(settings.seeds if settings.seeds is not None else scale["seeds"])
     exit_codes.check_output_dir(output_dir, "--output-dir")
-    continuing = output.check_configuration(output_dir, configuration)
+    continuing = output.check_configuration(output_dir, inputs.configuration)
     return Prepared(
-        experiment=experiment, settings=settings, scale=scale, seeds=seeds, configuration=configuration,
-        output_dir=output_dir, corpus_dir=corpus_dir, standard_corpus=standard, data_description=description,
-        continuing=continuing, command=command, notes=notes, arguments=list(arguments),
+        experiment=experiment, definition=definition, settings=settings, scale=scale, seeds=seeds,
+        configuration=inputs.configuration, output_dir=output_dir, corpus_dir=inputs.corpus_dir,
+        standard_corpus=inputs.standard_corpus, data_description=inputs.data_description, continuing=continuing,
+        command=command, notes=inputs.notes, arguments=list(arguments),
     )  # fmt: skip
-
-
-def _format_seconds(seconds: float) -> str:
-    hours, rest = divmod(int(round(seconds)), 3600)
-    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 
 
 def _finish(prepared: Prepared, report: dict[str, Any], log: Callable[[str], None]) -> None:
     """Summary, claims, figures and REPORT.md from the report; then save it."""
-    from .claims import dyck_claims, lm_claims
-    from .figures import draw_dyck_figures, draw_lm_figures
-    from .markdown import render_report
-    from .summary import dyck_summary, lm_summary
-
+    definition = prepared.definition
     report.update(
         command=prepared.command, scale_settings=prepared.scale, data_description=prepared.data_description,
         standard_corpus=prepared.standard_corpus,
     )  # fmt: skip
-    if prepared.experiment == "dyck2":
-        from .dyck import PAPER_ACCURACY
-
-        runs = [run for arm_runs in report["runs"].values() for run in arm_runs.values()]
-        report["summary"] = output.jsonable(dyck_summary(runs, report["span_edges"]))
-        report["claims"] = dyck_claims(prepared.settings.scale, report["summary"], PAPER_ACCURACY)
-        drawn, skipped = draw_dyck_figures(report, prepared.output_dir / output.FIGURES_DIRNAME)
-    else:
-        report["summary"] = output.jsonable(lm_summary(report))
-        report["claims"] = lm_claims(
-            prepared.experiment, prepared.settings.scale, report["summary"], prepared.standard_corpus
-        )
-        drawn, skipped = draw_lm_figures(report, prepared.output_dir / output.FIGURES_DIRNAME)
+    report["summary"] = output.jsonable(definition.summarise(report))
+    report["claims"] = definition.claims(prepared, report["summary"])
+    drawn, skipped = definition.draw_figures(report, prepared.output_dir / output.FIGURES_DIRNAME)
     report["figures"], report["figures_skipped"] = drawn, skipped
     output.save_report(prepared.output_dir, report)
-    from ..files import write_text_atomic
-
-    write_text_atomic(prepared.output_dir / output.MARKDOWN_FILENAME, render_report(output.jsonable(report)))
+    final = output.jsonable(report)
+    write_text_atomic(prepared.output_dir / output.MARKDOWN_FILENAME, render_report(final, definition.tables(final)))
     if skipped:
         log(f"figures skipped: {skipped}")
 
@@ -237,7 +147,7 @@ def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any
         WorkerFailed: a worker process failed (its exit code is the command's).
     """
     from .lm import is_main_process
-    from .workers import PHASES, run_phase, share_from_environment, visible_gpus
+    from .workers import run_phase, share_from_environment, visible_gpus
 
     started = time.perf_counter()
     share = share_from_environment()
@@ -263,22 +173,21 @@ def run(prepared: Prepared, log: Callable[[str], None] = print) -> dict[str, Any
         # Every process of a torchrun start measures (the probe trains data-parallel); the main one says it.
         _log_expected_time(prepared, log if main else (lambda message: None))
     if prepared.settings.processes > 1 and not share.is_worker:
-        phases = PHASES[:1] if prepared.experiment == "dyck2" else PHASES
-        for phase in phases:
+        for phase in prepared.definition.phases:
             code = run_phase(
                 phase, prepared.settings.processes, prepared.arguments, log, visible_gpus(prepared.settings.device)
             )
             if code != 0:
                 raise WorkerFailed(code, phase)
-        report = _collect(prepared)
+        report = prepared.definition.collect(prepared)
     else:
         finish = (lambda report: _finish(prepared, report, log)) if main else None
-        report = _run_here(prepared, log, finish, share)
+        report = prepared.definition.run(prepared, log, finish, share)  # this process's part of the work
     if main:
         report["seconds"] = report.get("seconds", 0.0) + (time.perf_counter() - started)
         _finish(prepared, report, log)
         log(
-            f"report: {prepared.output_dir / output.MARKDOWN_FILENAME} ({_format_seconds(time.perf_counter() - started)})"
+            f"report: {prepared.output_dir / output.MARKDOWN_FILENAME} ({format_seconds(time.perf_counter() - started)})"
         )
     return report
 
@@ -287,8 +196,6 @@ def _on_this_process_device(prepared: Prepared, share: Any) -> Prepared:
     """``prepared`` with the device this process uses: a worker given one GPU (``--device cuda:N``
     pinned it with ``CUDA_VISIBLE_DEVICES``) sees it as ``cuda``; a single process given ``cuda:N``
     makes it the current device, so that training (accelerate's ``cuda``) runs there too."""
-    import dataclasses
-
     device = prepared.settings.device
     if device is None or not device.startswith("cuda:"):
         return prepared
@@ -312,73 +219,9 @@ class WorkerFailed(RuntimeError):
         self.exit_code = exit_code
 
 
-def _plan(prepared: Prepared, log: Callable[[str], None]) -> Any:
-    from .lm import LMPlan
-
-    return LMPlan(
-        experiment=prepared.experiment, scale=prepared.settings.scale, recipe=prepared.settings.recipe,
-        settings=prepared.scale, seeds=prepared.seeds, corpus_dir=prepared.corpus_dir,
-        output_dir=prepared.output_dir, progress=prepared.settings.progress_bar, device=prepared.settings.device,
-        log=log,
-    )  # fmt: skip
-
-
-def _run_here(prepared: Prepared, log: Callable[[str], None], finish: Any, share: Any) -> dict[str, Any]:
-    """This process's part of the work (everything, or a worker's share)."""
-    if prepared.experiment == "dyck2":
-        from .dyck_runs import run_dyck
-
-        return run_dyck(
-            prepared.output_dir, prepared.scale["settings"], prepared.seeds, prepared.configuration, log, finish,
-            share, prepared.settings.device,
-        )  # fmt: skip
-    from .lm import run_lm_experiment
-
-    return run_lm_experiment(_plan(prepared, log), prepared.configuration, finish, share)
-
-
-def _collect(prepared: Prepared) -> dict[str, Any]:
-    """The report merged from what the workers left in the output folder."""
-    if prepared.experiment == "dyck2":
-        from .dyck_runs import collect_dyck_report
-
-        return collect_dyck_report(
-            prepared.output_dir, prepared.scale["settings"], prepared.seeds, prepared.configuration
-        )
-    from .lm import collect_report
-
-    return collect_report(_plan(prepared, print), prepared.configuration)
-
-
 def _log_expected_time(prepared: Prepared, log: Callable[[str], None]) -> None:
     """At the paper scale, the training time still to come, from a few steps measured now."""
-    processes = prepared.settings.processes
-    per = f", {processes} at a time" if processes > 1 else ""
-    if prepared.experiment == "dyck2":
-        from ..data.dyck import generate_dyck2
-        from .dyck_runs import dyck_settings, expected_dyck_seconds
-
-        settings = dyck_settings(prepared.scale["settings"])
-        data = generate_dyck2(settings.data_seed, num_train=settings.num_train, num_validation=settings.num_validation,
-                              num_test=settings.num_test, max_length=settings.max_length)  # fmt: skip
-        left = sum(output.finished_run(output.run_dir(prepared.output_dir, arm, seed)) is None
-                   for arm in ("baseline", "multi_timescale") for seed in prepared.seeds)  # fmt: skip
-        estimate = expected_dyck_seconds(settings, data, left, device=prepared.settings.device)
-        log(
-            f"expected training time: {_format_seconds(estimate['seconds'] / processes)} at most ({left} runs{per} x "
-            f"{settings.epochs} epochs x {estimate['steps_per_epoch']} steps at {estimate['seconds_per_step']:.3f} s/step, "
-            "measured now; runs stop earlier once the validation loss is below the threshold)"
-        )
-        return
-    from .lm import expected_training_seconds
-
-    estimate = expected_training_seconds(_plan(prepared, log))
-    log(
-        f"expected training time: {_format_seconds(estimate['seconds'] / processes)} ({estimate['runs_left']} runs{per} x "
-        f"{prepared.scale['epochs']} epochs x {estimate['tokens_per_epoch']:,} tokens at "
-        f"{estimate['tokens_per_second']:,.0f} tokens/s, measured now over a few steps; validation and the "
-        "analyses come on top)"
-    )
+    log(prepared.definition.expected_time(prepared))
 
 
 def log_to_stderr(message: str) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..analysis.figures import matplotlib_missing
-from .summary import ARMS, BINS
+from .scales import ARMS
+from .summary import BINS
 
 
 def _value(value: Any) -> float:

@@ -40,11 +40,8 @@ from typing import Any
 
 from ..devices import float32_precision
 from . import output
-from .scales import RECIPES
+from .scales import ARMS, RECIPES
 from .workers import EVERYTHING, Share
-
-ARMS: tuple[str, ...] = ("baseline", "multi_timescale")
-"""The two models compared, in the order of the paired comparison (A = baseline, B = multi-timescale)."""
 
 FAMILIES: tuple[str, ...] = ("inverse_gamma", "lognormal", "exponential")
 """Distributions fitted to the baseline's timescales (maximum likelihood, location 0)."""
@@ -66,7 +63,7 @@ class LMPlan:
     """Everything one ``lm-*`` reproduction needs.
 
     Attributes:
-        experiment, scale, recipe: names (:data:`~.scales.EXPERIMENTS`, :data:`~.scales.SCALES`, :data:`RECIPES`).
+        experiment, scale, recipe: names (:data:`~.experiments.EXPERIMENTS`, :data:`~.scales.SCALES`, :data:`RECIPES`).
         settings: :func:`.scales.lm_scale` of the experiment and scale.
         seeds: model seeds (each seeds both arms).
         corpus_dir: the folder with the corpus files.

@@ -5,7 +5,7 @@ Written from ``report.json`` alone."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .claims import RULES, show, verdict_counts
@@ -59,7 +59,7 @@ def _claims_section(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _lm_tables(report: Mapping[str, Any]) -> list[str]:
+def lm_tables(report: Mapping[str, Any]) -> list[str]:
     summary = report.get("summary", {})
     lines: list[str] = []
     perplexity = summary.get("perplexity")
@@ -121,7 +121,7 @@ def _lm_tables(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _dyck_tables(report: Mapping[str, Any]) -> list[str]:
+def dyck_tables(report: Mapping[str, Any]) -> list[str]:
     summary = report.get("summary", {})
     if not summary.get("arms"):
         return []
@@ -149,8 +149,9 @@ def _dyck_tables(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render_report(report: Mapping[str, Any]) -> str:
-    """The Markdown text of ``REPORT.md`` for a report (language model or Dyck-2)."""
+def render_report(report: Mapping[str, Any], tables: Sequence[str]) -> str:
+    """The Markdown text of ``REPORT.md`` for a report, with its experiment's ``tables``
+    (:meth:`.experiments.Experiment.tables`: :func:`lm_tables` or :func:`dyck_tables`)."""
     scale = report.get("scale_settings", {})
     lines = [
         f"# Reproduction: {report['experiment']} at scale {report['scale']}",
@@ -169,7 +170,7 @@ def render_report(report: Mapping[str, Any]) -> str:
     else:
         lines += ["No reduction relative to the paper's sizes and budget.", ""]
     lines += _claims_section(report)
-    lines += _lm_tables(report) if report["experiment"].startswith("lm-") else _dyck_tables(report)
+    lines += tables
     lines += ["## Figures", ""]
     figures = report.get("figures", [])
     if report.get("figures_skipped"):
@@ -182,4 +183,4 @@ def render_report(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["render_report"]
+__all__ = ["dyck_tables", "lm_tables", "render_report"]

@@ -1,10 +1,9 @@
 """Numbers over seeds, read from the per-seed results in ``report.json`` (nothing is recomputed
 from the models here): per-seed values, their mean and a 95% Student-t interval
-(:func:`mtlstm_hf.reproduce.dyck.mean_confidence_interval`; ``n - 1`` degrees of freedom, NaN
-values left out, no interval from one value). Perplexities of one arm are summarised on the log
-scale (:func:`geometric_interval`: geometric mean, interval always positive); differences, gains,
-AIC on its own scale; accuracies and KS statistics with their intervals cut at 0 and 1
-(:func:`proportion_interval`).
+(:mod:`.statistics`; ``n - 1`` degrees of freedom, NaN values left out, no interval from one
+value). Perplexities of one arm are summarised on the log scale (:func:`.statistics.geometric_interval`:
+geometric mean, interval always positive); differences, gains, AIC on its own scale; accuracies
+and KS statistics with their intervals cut at 0 and 1 (:func:`.statistics.proportion_interval`).
 
 Language models (:func:`lm_summary`): test perplexity per arm and the paired difference
 (multi-timescale minus baseline, seed by seed: both arms of a seed share its data order), per
@@ -25,56 +24,14 @@ from typing import Any
 
 import numpy as np
 
-ARMS: tuple[str, ...] = ("baseline", "multi_timescale")
+from .scales import ARMS
+from .statistics import geometric_interval, interval, number, proportion_interval, welch_difference
+
 BINS: tuple[str, ...] = (">=10K", "1K-10K", "100-1K", "<100")
 """The paper's frequency bins, most frequent first (``mtlstm_hf.evaluation.bin_labels()``)."""
 
 LONG_TIMESCALE_RANGE: tuple[float, float] = (46.0, 320.0)
 """Assigned timescales (tokens) of the units whose ablation the paper finds hurts rare words most."""
-
-
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def interval(values: Sequence[Any]) -> dict[str, Any]:
-    """``{"values": [...] (None for missing), "n", "mean", "ci95": [low, high]}``, the mean and the
-    95% t interval of the non-missing values (NaN when there are none, no interval from one)."""
-    from .dyck import mean_confidence_interval
-
-    numbers = [_number(value) for value in values]
-    finite = [value for value in numbers if not math.isnan(value)]
-    if not finite:
-        mean, low, high = math.nan, math.nan, math.nan
-    else:
-        mean, low, high = mean_confidence_interval(finite)
-    return {"values": numbers, "n": len(finite), "mean": mean, "ci95": [low, high]}
-
-
-def proportion_interval(values: Sequence[Any]) -> dict[str, Any]:
-    """:func:`interval` of fractions in ``[0, 1]`` (accuracies, KS statistics), its ends cut at 0
-    and 1: a t interval over a few seeds can cross them (3 seeds at 0.2%, 0.0%, 0.4% give
-    ``[-0.3%, 0.7%]``), no fraction can."""
-    result = interval(values)
-    result["ci95"] = [value if math.isnan(value) else min(max(value, 0.0), 1.0) for value in result["ci95"]]
-    return result
-
-
-def geometric_interval(values: Sequence[Any]) -> dict[str, Any]:
-    """:func:`interval` on the log scale, for positive quantities such as perplexities: the
-    geometric mean and ``exp`` of the t interval of the logs (so the interval stays positive and
-    is symmetric in ratio, not in difference); ``"scale": "log"`` marks it. Non-positive values
-    count as missing."""
-    numbers = [_number(value) for value in values]
-    logs = [math.log(value) if value > 0 else math.nan for value in numbers]
-    result = interval(logs)  # math.exp keeps NaN (no value, no interval) as NaN
-    return {
-        "values": numbers,
-        "n": result["n"],
-        "mean": math.exp(result["mean"]),
-        "ci95": [math.exp(end) for end in result["ci95"]],
-        "scale": "log",
-    }
 
 
 def _seeds(report: Mapping[str, Any], *stages: str) -> list[str]:
@@ -94,9 +51,9 @@ def _bootstrap(seeds: list[str], entries: Sequence[Mapping[str, Any]]) -> list[d
     return [
         {
             "seed": int(seed),
-            "difference": _number(entry["diff"]["observed"]),
-            "ci95": [_number(entry["diff"]["ci_low"]), _number(entry["diff"]["ci_high"])],
-            "p_value": _number(entry["diff"]["p_value"]),
+            "difference": number(entry["diff"]["observed"]),
+            "ci95": [number(entry["diff"]["ci_low"]), number(entry["diff"]["ci_high"])],
+            "p_value": number(entry["diff"]["p_value"]),
             "p_value_is_smallest": bool(entry["diff"].get("p_value_is_smallest", False)),
         }
         for seed, entry in zip(seeds, entries)
@@ -107,8 +64,8 @@ def _perplexity_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str
     evaluations = [report["per_seed"][seed]["evaluation"] for seed in seeds]
     result: dict[str, Any] = {"seeds": [int(seed) for seed in seeds]}
     first = evaluations[0]["train"] if evaluations else None
-    overall_a = [_number(item["train"]["a"]["perplexity"]) for item in evaluations]
-    overall_b = [_number(item["train"]["b"]["perplexity"]) for item in evaluations]
+    overall_a = [number(item["train"]["a"]["perplexity"]) for item in evaluations]
+    overall_b = [number(item["train"]["b"]["perplexity"]) for item in evaluations]
     result["test_perplexity"] = {
         "baseline": geometric_interval(overall_a),
         "multi_timescale": geometric_interval(overall_b),
@@ -119,8 +76,8 @@ def _perplexity_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str
     for counting in ("train", "train_valid_test"):
         per_bin: dict[str, Any] = {}
         for label in BINS:
-            a = [_number(item[counting]["a"]["bins"][label]["perplexity"]) for item in evaluations]
-            b = [_number(item[counting]["b"]["bins"][label]["perplexity"]) for item in evaluations]
+            a = [number(item[counting]["a"]["bins"][label]["perplexity"]) for item in evaluations]
+            b = [number(item[counting]["b"]["bins"][label]["perplexity"]) for item in evaluations]
             boot = [item[counting]["comparison"]["bins"][label] for item in evaluations]
             per_bin[label] = {
                 "n_tokens": evaluations[0][counting]["a"]["bins"][label]["n_tokens"] if evaluations else None,
@@ -155,10 +112,10 @@ def _timescale_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str,
         fitted.append(int(seed))
         for family, fit in fits.items():
             values = per_family.setdefault(family, {"aic": [], "ks_statistic": [], "parameters": []})
-            values["aic"].append(_number(fit["aic"]))
-            values["ks_statistic"].append(_number(fit["ks_statistic"]))
+            values["aic"].append(number(fit["aic"]))
+            values["ks_statistic"].append(number(fit["ks_statistic"]))
             values["parameters"].append(fit["parameters"])
-        aic = {family: _number(fit["aic"]) for family, fit in fits.items() if not math.isnan(_number(fit["aic"]))}
+        aic = {family: number(fit["aic"]) for family, fit in fits.items() if not math.isnan(number(fit["aic"]))}
         best.append(min(aic, key=aic.get) if aic else None)  # a family whose fit failed (NaN AIC) is left out
         others = [value for family, value in aic.items() if family != "inverse_gamma"]
         delta.append(aic["inverse_gamma"] - min(others) if others and "inverse_gamma" in aic else math.nan)
@@ -189,7 +146,7 @@ def long_timescale_chunks(routing: Mapping[str, Any], span: tuple[float, float] 
     low, high = span
     chosen = []
     for position, chunk in enumerate(routing["chunks"]):
-        centre = _number(chunk.get("timescale_geometric_mean"))
+        centre = number(chunk.get("timescale_geometric_mean"))
         if not math.isnan(centre) and low <= centre <= high:
             chosen.append(position)
     return chosen
@@ -211,15 +168,15 @@ def _routing_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str, A
                 [[routing["chunks"][p]["timescale_min"], routing["chunks"][p]["timescale_max"]] for p in chosen]
             )
             ratios = [routing["chunks"][position]["ratio"] for position in chosen]
-            gap = [_number(r["<100"]) - _number(r[">=10K"]) for r in ratios]
+            gap = [number(r["<100"]) - number(r[">=10K"]) for r in ratios]
             gap = [value for value in gap if not math.isnan(value)]
             gaps.append(float(np.mean(gap)) if gap else math.nan)
-            rare = [_number(chunk["ratio"]["<100"]) for chunk in routing["chunks"]]
+            rare = [number(chunk["ratio"]["<100"]) for chunk in routing["chunks"]]
             rare = [value for value in rare if not math.isnan(value)]
             rare_max.append(max(rare) if rare else math.nan)
             most, least = [], []
             for r in ratios:
-                finite = {label: _number(r[label]) for label in BINS if not math.isnan(_number(r[label]))}
+                finite = {label: number(r[label]) for label in BINS if not math.isnan(number(r[label]))}
                 most.append(bool(finite) and max(finite, key=finite.get) == "<100")
                 least.append(bool(finite) and min(finite, key=finite.get) == ">=10K")
             rare_most.append(bool(most) and all(most))
@@ -264,12 +221,10 @@ def dyck_summary(runs: Sequence[Mapping[str, Any]], span_edges: Sequence[float])
     """Accuracy over seeds per arm, overall and per span bin, the Welch interval of the difference of
     means, and the per-seed slope of the span-bin accuracy difference (multi-timescale minus
     baseline, per symbol of span, least squares over the bins with test words in both arms)."""
-    from .dyck import welch_difference
-
     result: dict[str, Any] = {"span_edges": list(span_edges), "arms": {}}
     by_arm = {arm: sorted((run for run in runs if run["arm"] == arm), key=lambda run: run["seed"]) for arm in ARMS}
     for arm, arm_runs in by_arm.items():
-        spans = np.array([[_number(value) for value in run["span_accuracy"]] for run in arm_runs], dtype=float)
+        spans = np.array([[number(value) for value in run["span_accuracy"]] for run in arm_runs], dtype=float)
         result["arms"][arm] = {
             "seeds": [run["seed"] for run in arm_runs],
             "accuracy": proportion_interval([run["accuracy"] for run in arm_runs]),
@@ -294,7 +249,7 @@ def dyck_summary(runs: Sequence[Mapping[str, Any]], span_edges: Sequence[float])
         other = baseline.get(run["seed"])
         if other is None:
             continue
-        gap = np.array([_number(a) - _number(b) for a, b in zip(run["span_accuracy"], other["span_accuracy"])])
+        gap = np.array([number(a) - number(b) for a, b in zip(run["span_accuracy"], other["span_accuracy"])])
         usable = ~np.isnan(gap)
         seeds.append(run["seed"])
         slopes.append(float(np.polyfit(centres[usable], gap[usable], 1)[0]) if usable.sum() >= 2 else math.nan)
