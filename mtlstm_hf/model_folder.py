@@ -103,9 +103,9 @@ def load_checkpoint(
             f"checkpoint {str(folder)!r}: the tokenizer has {len(tokenizer)} tokens but the model's "
             f"config.vocab_size is {config.get('vocab_size')}; they must have been saved from different runs"
         )
-    check_vocabulary_fingerprint(config.get("vocab_fingerprint"), tokenizer, f"checkpoint {str(folder)!r}")
+    check_vocabulary_fingerprint(config.get("vocab_fingerprint"), tokenizer, f"checkpoint {str(folder)!r}")  # type: ignore[arg-type]  # a word tokenizer
     device = resolve_device(device)
-    model = load_model_strictly(folder).to(device)
+    model = load_model_strictly(folder).to(device)  # type: ignore[arg-type]  # transformers' stub of .to
     return model.eval(), tokenizer
 
 

@@ -232,11 +232,10 @@ def test_a_model_folder_is_loaded_by_one_module_and_training_names_its_own_funct
     import pytest
 
     import mtlstm_hf.evaluation as evaluation
+    import mtlstm_hf.evaluation.checkpoint as evaluation_checkpoint
     import mtlstm_hf.model_folder as model_folder
     import mtlstm_hf.training as training
     import mtlstm_hf.training.checkpoint as training_checkpoint
-
-    import mtlstm_hf.evaluation.checkpoint as evaluation_checkpoint
 
     assert evaluation.load_checkpoint is model_folder.load_checkpoint
     for name in ("load_checkpoint", "load_model_strictly", "resolve_checkpoint"):

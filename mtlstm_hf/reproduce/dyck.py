@@ -66,6 +66,7 @@ from ..data.dyck import (
     word_list,
 )
 from ..models.mtlstm import REGULARIZATION_OFF, MTLSTMConfig, MTLSTMForTokenClassification
+from ..models.mtlstm.checks import is_plain_number
 from .scales import ARMS
 from .statistics import mean_confidence_interval, welch_difference
 from .summary import dyck_summary
@@ -154,30 +155,26 @@ class DyckSettings:
             raise ValueError(f"max_steps must be None or an integer >= 1, got {self.max_steps!r}.")
         positive = {"alpha": self.alpha, "scale": self.scale, "learning_rate": self.learning_rate}
         for name, value in positive.items():
-            if not _is_number(value) or not 0 < value < math.inf:
+            if not is_plain_number(value) or not 0 < value < math.inf:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
         if self.clip_grad_norm is not None and (
-            not _is_number(self.clip_grad_norm) or not 0 < self.clip_grad_norm < math.inf
+            not is_plain_number(self.clip_grad_norm) or not 0 < self.clip_grad_norm < math.inf
         ):
             raise ValueError(f"clip_grad_norm must be None or a finite number > 0, got {self.clip_grad_norm!r}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}.")
-        if not _is_number(self.threshold) or not 0 < self.threshold < 1:
+        if not is_plain_number(self.threshold) or not 0 < self.threshold < 1:
             raise ValueError(f"threshold must be a number in (0, 1), got {self.threshold!r}.")
         for name in ("one_hot_inputs", "validate_every_epoch"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if self.stop_below_validation_loss is not None:
-            if not _is_number(self.stop_below_validation_loss) or not self.stop_below_validation_loss > 0:
+            if not is_plain_number(self.stop_below_validation_loss) or not self.stop_below_validation_loss > 0:
                 raise ValueError(
                     f"stop_below_validation_loss must be None or a number > 0, got {self.stop_below_validation_loss!r}."
                 )
             if not self.validate_every_epoch or self.num_validation == 0:
                 raise ValueError("stop_below_validation_loss needs validate_every_epoch=True and num_validation >= 1.")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check_arm(arm: str) -> str:

@@ -192,7 +192,7 @@ def evaluation_stage(plan: LMPlan, seed: int) -> dict[str, Any]:
     (:data:`COUNTINGS`): ``{counting: compare_checkpoints result}`` with ``a`` the baseline and
     ``b`` the multi-timescale model (``comparison.*.diff`` = multi-timescale minus baseline)."""
     from ..evaluation import compare_checkpoints
-    from ..evaluation.checkpoint import to_json_compatible
+    from ..evaluation.json_values import to_json_compatible
 
     results = {}
     for name, splits in COUNTINGS.items():
