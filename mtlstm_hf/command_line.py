@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,45 @@ def apply_threads(threads: int | None) -> None:
 
 
 @dataclasses.dataclass
+class DeviceOptions:
+    """Where a command computes, declared once (``mtlstm-eval``, ``mtlstm-analyze``)."""
+
+    device: str | None = setting(None, help="torch device (default: cuda when available, else cpu)")
+
+
+@dataclasses.dataclass
 class ProcessOptions:
     """How a command's process runs, not what it computes (kept out of saved training settings)."""
 
     threads: int | None = threads_setting()
+
+
+RENAMED_SETTINGS: dict[str, str] = {
+    "data_config": "dataset_config_name",
+    "progress": "progress_bar",
+}
+"""Old setting name -> its name now (one name per thing across the commands). The old spelling, as an
+option (``--data-config``) or a ``--config`` key, still works with a warning until the next minor
+version (CHANGELOG)."""
+
+
+def _old_spellings(option: str) -> list[str]:
+    """The deprecated spellings of a renamed setting's option string (``--dataset-config-name`` ->
+    ``--data-config``, ``--data_config``; ``--no-progress-bar`` -> ``--no-progress``, ...)."""
+    old = []
+    for previous, current in RENAMED_SETTINGS.items():
+        for negation in ("", "no-", "no_"):
+            for separator in ("-", "_"):
+                if option == "--" + negation + current.replace("_", separator):
+                    old.append("--" + negation + previous.replace("_", separator))
+    return old
+
+
+def _warn_renamed(old: str, new: str, command: str) -> None:
+    print(
+        f"{command}: {old} is deprecated: use {new} (the old name goes in the next minor version).",
+        file=sys.stderr,
+    )
 
 
 def dataclass_parser(
@@ -122,6 +158,11 @@ def dataclass_parser(
         if negated and isinstance(action, argparse._StoreFalseAction) and action.help:
             action.help = f"switch off: {action.help}"
             action.default = argparse.SUPPRESS  # the field's default is the positive option's
+    for action in list(parser._actions):
+        for option in list(action.option_strings):
+            for old in _old_spellings(option):
+                action.option_strings.append(old)  # type: ignore[attr-defined]  # a list
+                parser._option_string_actions[old] = action
     names = " / ".join(cls.__name__ for cls in classes)
     parser.add_argument(
         "--config", dest="config_file", metavar="FILE.json", default=None,
@@ -143,12 +184,18 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 def split_settings(
     values: dict[str, Any], config_classes: Sequence[type], what: str = "--config"
 ) -> list[dict[str, Any]]:
-    """``values`` (field name -> value) divided among ``config_classes`` by their field names.
+    """``values`` (field name -> value) divided among ``config_classes`` by their field names; a
+    renamed setting's old name (:data:`RENAMED_SETTINGS`) is read as the new one, with a warning.
 
     Raises:
         ValueError: a name that is no field of any of them (named, with ``what``).
     """
     parts: list[dict[str, Any]] = [{} for _ in config_classes]
+    fields = {field.name for cls in config_classes for field in dataclasses.fields(cls)}
+    for old, new in RENAMED_SETTINGS.items():
+        if old in values and old not in fields and new in fields:
+            _warn_renamed(f"{what} key {old!r}", repr(new), what)
+            values = {(new if name == old else name): value for name, value in values.items()}
     for name, value in values.items():
         for part, cls in zip(parts, config_classes):
             if name in {field.name for field in dataclasses.fields(cls)}:
@@ -162,7 +209,13 @@ def split_settings(
 
 def parse_given(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[dict[str, Any], str | None]:
     """Parse ``argv`` and return ``(given, config_file)``: only the options the user typed (by
-    field name), and ``--config``'s file. Bad options exit with argparse's message (status 2)."""
+    field name), and ``--config``'s file. Bad options exit with argparse's message (status 2); an
+    old spelling of a renamed option (:data:`RENAMED_SETTINGS`) works, with a warning."""
+    for argument in argv if argv is not None else sys.argv[1:]:
+        option = argument.split("=", 1)[0]
+        action = parser._option_string_actions.get(option)
+        if action is not None and option in {old for new in action.option_strings for old in _old_spellings(new)}:
+            _warn_renamed(option, action.option_strings[0], parser.prog)
     defaults = [(action, action.default) for action in parser._actions if action.dest != "help"]
     try:
         for action, _ in defaults:

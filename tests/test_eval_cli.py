@@ -327,25 +327,25 @@ def test_console_script_loads_the_model_through_the_auto_classes(checkpoint, cor
 
 
 def test_options_are_the_evaluation_settings_and_config_files_work(tmp_path):
-    """mtlstm-eval's options come from EvaluationConfig (one option per field, the field's help);
+    """mtlstm-eval's options come from EvaluationSettings (one option per field, the field's help);
     --config FILE.json gives settings, options typed override them, unknown settings are refused."""
     import dataclasses
     import json
 
     from mtlstm_hf.evaluation.cli import build_parser, settings_from_argv
-    from mtlstm_hf.evaluation.settings import EvaluationConfig
+    from mtlstm_hf.evaluation.settings import EvaluationSettings
 
     by_dest = {
         action.dest: action for action in build_parser()._actions if f"--{action.dest}" in action.option_strings
     }  # not the --no-<field> one
-    for field in dataclasses.fields(EvaluationConfig):
+    for field in dataclasses.fields(EvaluationSettings):
         assert by_dest[field.name].help == field.metadata["help"], field.name
     (tmp_path / "eval.json").write_text(json.dumps({"split": "valid", "bin_edges": [10, 100], "batch_size": 4}))
     checkpoint, settings = settings_from_argv(["ckpt", "--config", str(tmp_path / "eval.json"), "--batch-size", "2"])
     assert checkpoint == "ckpt"
     assert (settings.split, settings.bin_edges, settings.batch_size, settings.window) == ("valid", [10, 100], 2, 70)
     (tmp_path / "bad.json").write_text(json.dumps({"splitt": "valid"}))
-    with pytest.raises(ValueError, match=r"unknown setting 'splitt' \(not a field of EvaluationConfig\)"):
+    with pytest.raises(ValueError, match=r"unknown setting 'splitt' \(not a field of EvaluationSettings\)"):
         settings_from_argv(["ckpt", "--config", str(tmp_path / "bad.json")])
 
 
@@ -360,3 +360,20 @@ def test_a_missing_checkpoint_is_named_even_without_data(command, tmp_path, caps
     assert main([str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert f"checkpoint '{tmp_path / 'nope'}' does not exist" in err and "--data" not in err
+
+
+def test_a_renamed_option_keeps_its_old_spelling_for_one_version(tmp_path, capsys):
+    """``--data-config`` is ``--dataset-config-name`` now (the training command's name): the old
+    option and the old ``--config`` key still set it, each with a warning naming the new one."""
+    from mtlstm_hf.evaluation.cli import settings_from_argv
+
+    _, args = settings_from_argv(["ckpt", "--data-config", "wikitext-2-v1"])
+    assert args.dataset_config_name == "wikitext-2-v1"
+    assert "--data-config is deprecated: use --dataset-config-name" in capsys.readouterr().err
+    _, args = settings_from_argv(["ckpt", "--dataset-config-name", "wikitext-103-v1"])
+    assert args.dataset_config_name == "wikitext-103-v1" and "deprecated" not in capsys.readouterr().err
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"data_config": "wikitext-2-raw-v1", "split": "valid"}))
+    _, args = settings_from_argv(["ckpt", "--config", str(settings)])
+    assert (args.dataset_config_name, args.split) == ("wikitext-2-raw-v1", "valid")
+    assert "key 'data_config' is deprecated: use 'dataset_config_name'" in capsys.readouterr().err

@@ -9,12 +9,13 @@ perplexity = ``exp(mean NLL)``. Also the validation helpers the other evaluation
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
+
+from .perplexity import perplexity
 
 __all__ = [
     "as_integers",
@@ -170,8 +171,8 @@ def target_bins(
 
 
 def _perplexity(nll_sum: float, n_tokens: int) -> float:
-    """``exp(mean NLL)``; NaN without tokens."""
-    return math.exp(nll_sum / n_tokens) if n_tokens > 0 else float("nan")
+    """``exp(mean NLL)`` (:func:`.perplexity.perplexity`); NaN without tokens."""
+    return perplexity(nll_sum / n_tokens) if n_tokens > 0 else float("nan")  # type: ignore[return-value]
 
 
 def perplexity_by_bin(nll: torch.Tensor, token_bins: torch.Tensor, labels: Sequence[str]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import Any
 
 from .. import exit_codes
 from ..command_line import apply_threads, check_seed, dataclass_parser, settings_from_command_line
-from .settings import EvaluationConfig
+from .settings import EvaluationSettings
 
 __all__ = ["build_parser", "format_comparison", "format_evaluation", "main"]
 
@@ -42,9 +42,9 @@ PROG = "mtlstm-eval"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``mtlstm-eval``: the checkpoint, then one option per
-    :class:`~mtlstm_hf.evaluation.settings.EvaluationConfig` field, and ``--config FILE.json``."""
+    :class:`~mtlstm_hf.evaluation.settings.EvaluationSettings` field, and ``--config FILE.json``."""
     parser = dataclass_parser(
-        EvaluationConfig,
+        EvaluationSettings,
         prog=PROG,
         description="Perplexity of an mtlstm checkpoint (model + tokenizer folder), overall and per "
         "word-frequency bin; optionally compared with another checkpoint by a paired block bootstrap.",
@@ -54,14 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, EvaluationConfig]:
+def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, EvaluationSettings]:
     """``(checkpoint, settings)``: the defaults, ``--config``'s file, then the options given.
 
     Raises:
         ValueError: an unknown setting in the file; FileNotFoundError: no such file.
     """
-    checkpoint, (values,) = settings_from_command_line(build_parser(), argv, (EvaluationConfig,), "checkpoint")
-    return checkpoint, EvaluationConfig(**values)
+    checkpoint, (values,) = settings_from_command_line(build_parser(), argv, (EvaluationSettings,), "checkpoint")
+    return checkpoint, EvaluationSettings(**values)
 
 
 def _number(value: float, digits: int = 2) -> str:
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.data is None:
         args.data, data_config = default_data(checkpoint, parser)
-        args.data_config = args.data_config or data_config
+        args.dataset_config_name = args.dataset_config_name or data_config
     common = dict(
         data=args.data,
         split=args.split,
@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         window=args.window,
         count_splits=args.count_splits,
         edges=args.bin_edges,
-        data_config=args.data_config,
+        data_config=args.dataset_config_name,
         device=args.device,
     )
     try:

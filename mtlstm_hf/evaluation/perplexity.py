@@ -25,12 +25,26 @@ pieces are processed side by side. Consequences:
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..data.batching import batchify
 from ..models.mtlstm.checks import check_positive_int
 
-__all__ = ["token_log_probs", "target_positions"]
+__all__ = ["perplexity", "token_log_probs", "target_positions"]
+
+
+def perplexity(mean_nll: float | None) -> float | None:
+    """``exp(mean_nll)`` for a mean cross-entropy in nats per token: the one perplexity formula of
+    the library (evaluation, training logs and results). ``inf`` on overflow; ``None`` for ``None``.
+    """
+    if mean_nll is None:
+        return None
+    try:
+        return math.exp(mean_nll)
+    except OverflowError:
+        return math.inf
 
 
 def target_positions(num_tokens: int, batch_size: int = 1) -> torch.Tensor:

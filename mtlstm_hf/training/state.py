@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,14 +107,7 @@ class TrainingResult:
     eval_batch_size: int | None = None
 
 
-def perplexity(loss: float | None) -> float | None:
-    """``exp(loss)`` for a mean cross-entropy in nats (``inf`` on overflow)."""
-    if loss is None:
-        return None
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return math.inf
+from ..evaluation.perplexity import perplexity  # noqa: E402,F401 (one formula; importable here as before)
 
 
 def nonmonotone_trigger(history: Sequence[float], val_loss: float, nonmono: int) -> bool:
