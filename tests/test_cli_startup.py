@@ -96,7 +96,10 @@ def test_every_command_refuses_a_bad_thread_count_before_any_work(command, tmp_p
     except SystemExit as stop:
         code = stop.code
     assert code == 2
-    assert re.search(r"threads.*(must be an integer >= 1|integer >= 1|must be a positive integer), got '?0'?", capsys.readouterr().err)
+    assert re.search(
+        r"threads.*(must be an integer >= 1|integer >= 1|must be a positive integer), got '?0'?",
+        capsys.readouterr().err,
+    )
     assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
