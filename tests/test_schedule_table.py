@@ -105,3 +105,34 @@ def test_the_field_checks_are_the_ones_the_configurations_use():
 
     with pytest.raises(ValueError, match=r"^vocab_size must be a positive integer, got 0\.$"):
         token_counts(torch.tensor([1, 2]), 0)
+
+
+def test_the_model_computes_each_layers_timescales_once_and_passes_them_down(monkeypatch):
+    """Each layer receives its schedule and timescales from the model (as fla's HGRN passes its
+    lower bounds): the schedule is realised once per layer, when the model is built, and the
+    weight initialisation reads the layer's own values, not the configuration again (oracle: a
+    spy on the realisation, and biases unchanged after the configuration is edited)."""
+    from mtlstm_hf.models.mtlstm import modeling_mtlstm
+
+    calls = []
+    realize = modeling_mtlstm.realize_timescales
+    monkeypatch.setattr(modeling_mtlstm, "realize_timescales", lambda *a, **k: calls.append(a) or realize(*a, **k))
+    config = MTLSTMConfig(
+        vocab_size=20,
+        embedding_size=6,
+        hidden_sizes=[8, 6, 6],
+        timescale_schedules=[
+            {"type": "fixed", "values": [3, 4]},
+            {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0},
+            None,
+        ],
+    )
+    model = MTLSTMForCausalLM(config)
+    assert len(calls) == 2  # one per layer with a schedule, none in the weight initialisation
+    biases = {name: tensor.clone() for name, tensor in model.state_dict().items() if "gate_biases.forget" in name}
+    model.config.timescale_schedules[0] = {"type": "fixed", "values": [50.0]}
+    model.model.layers[0].apply(model._init_weights)
+    assert torch.equal(
+        model.state_dict()["model.layers.0.gate_biases.forget_gate"], biases["model.layers.0.gate_biases.forget_gate"]
+    )
+    assert model.model.layers[1].gate_biases.timescale_schedule["type"] == "inverse_gamma"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ from torch.nn import functional as F
 
 from .kernel_variants import sequence_function
 from .layouts import cell_layout
-from .timescales import forget_bias_from_timescale
+from .timescales import forget_bias_from_timescale, is_drawn, realize_timescales
 from .validation import DROP_CONNECT_LEVELS, drop_connect_levels  # the realisable DropConnect probabilities
 
 
@@ -223,11 +224,16 @@ class GateBiases(nn.Module):
         frozen_gates: tuple[str, ...],
         layer_index: int = 0,
         forget_timescales: torch.Tensor | None = None,
+        timescale_schedule: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.gate_names = gate_names
         self.frozen_gates = frozen_gates
-        self.layer_index = layer_index  # which layer's timescale schedule sets the frozen biases
+        self.layer_index = layer_index  # the layer's position, for messages and assigned_timescales()
+        # What the model computed for this layer (the schedule and, unless it draws them, its
+        # timescales, float64 on the CPU): kept, not looked up again in the configuration.
+        self.timescale_schedule = timescale_schedule if timescale_schedule is not None else {"type": "none"}
+        self.assigned_timescales = forget_timescales
         for gate in gate_names:
             if gate in frozen_gates:
                 self.register_buffer(gate, torch.zeros(hidden_size, dtype=torch.float32), persistent=True)
@@ -236,16 +242,26 @@ class GateBiases(nn.Module):
                 self.register_parameter(
                     gate + RECURRENT_SIDE, nn.Parameter(torch.zeros(hidden_size, dtype=torch.float32))
                 )
-        if forget_timescales is not None:
+        if forget_timescales is not None and not any(getattr(self, gate).is_meta for gate in frozen_gates):
             # Frozen timescale biases are a function of the configuration, not an initialisation:
             # set in construction, so that a model built with transformers' initialisation skipped
             # (no_init_weights, as in from_pretrained) has them too. The model's _init_weights sets
             # them again (a model built on the meta device gets them there).
-            for gate, value in timescale_gate_biases(forget_timescales).items():
-                if gate in frozen_gates and getattr(self, gate).device.type != "meta":
+            with torch.device("cpu"):
+                values = timescale_gate_biases(forget_timescales)
+            for gate, value in values.items():
+                if gate in frozen_gates:
                     with torch.no_grad():
                         getattr(self, gate).copy_(value)
         self._register_load_state_dict_pre_hook(self._add_missing_recurrent_sides)
+
+    def timescales_to_set(self) -> torch.Tensor | None:
+        """The timescales ``(H,)`` the weight initialisation gives this layer's forget/input biases:
+        the ones the model assigned, or a fresh draw for a schedule that draws them (chrono, with
+        the global generator, in the order of the initialisation); ``None`` without a schedule."""
+        if self.assigned_timescales is not None or not is_drawn(self.timescale_schedule):
+            return self.assigned_timescales
+        return realize_timescales(self.timescale_schedule, len(getattr(self, self.gate_names[0])))
 
     @property
     def trained_gates(self) -> tuple[str, ...]:
@@ -358,10 +374,13 @@ class MTLSTMLayer(nn.Module):
         cell_type: one of ``layouts.CELL_TYPES``.
         weight_drop: DropConnect probability on ``weight_hh`` in training.
         frozen_gates: names of bias blocks that are fixed buffers.
-        layer_index: position in the stack (used by the model's weight initialisation).
-        forget_timescales: ``(H,)`` timescales (tokens) that set the frozen forget/input biases in
-            construction (:func:`timescale_gate_biases`); ``None`` leaves them to the model's
-            weight initialisation (a schedule that draws its timescales, e.g. chrono).
+        layer_index: position in the stack (for messages).
+        forget_timescales: ``(H,)`` timescales (tokens) the model computed for this layer from its
+            schedule; they set the frozen forget/input biases in construction
+            (:func:`timescale_gate_biases`) and again in the model's weight initialisation. ``None``
+            without a schedule, or for one that draws its timescales (chrono: drawn in the
+            initialisation).
+        timescale_schedule: the layer's normalised schedule (``config.timescale_schedules[i]``).
     """
 
     def __init__(
@@ -373,6 +392,7 @@ class MTLSTMLayer(nn.Module):
         frozen_gates: tuple[str, ...] = (),
         layer_index: int = 0,
         forget_timescales: torch.Tensor | None = None,
+        timescale_schedule: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.layout = cell_layout(cell_type)
@@ -390,7 +410,9 @@ class MTLSTMLayer(nn.Module):
             self.weight_hh = nn.Parameter(torch.empty(rows_h * hidden_size, hidden_size))
         else:
             self.register_parameter("weight_hh", None)
-        self.gate_biases = GateBiases(hidden_size, self.layout.bias_gates, frozen_gates, layer_index, forget_timescales)
+        self.gate_biases = GateBiases(
+            hidden_size, self.layout.bias_gates, frozen_gates, layer_index, forget_timescales, timescale_schedule
+        )
 
     @property
     def cell_size(self) -> int:

@@ -219,10 +219,11 @@ def _left_out_by_an_older_checkpoint(tensors: dict[str, torch.Tensor], name: str
 
 
 def _timescales_set_by_the_config(schedule: dict[str, Any], hidden_size: int) -> torch.Tensor | None:
-    """A layer's imposed timescales ``(H,)`` where the configuration alone fixes them, computed on the
-    CPU; ``None`` for no schedule, for one that draws them (chrono: drawn with the weights, in
-    ``_init_weights``) and on the meta device (no storage to fill)."""
-    if schedule["type"] == "none" or is_drawn(schedule) or torch.get_default_device().type == "meta":
+    """A layer's imposed timescales ``(H,)`` where the configuration alone fixes them, computed once
+    per layer when the model is built, float64 on the CPU (whatever the default device: a model
+    built on the meta device gets them in its weight initialisation); ``None`` for no schedule and
+    for one that draws them (chrono: drawn with the weights, in ``_init_weights``)."""
+    if schedule["type"] == "none" or is_drawn(schedule):
         return None
     with torch.device("cpu"):
         return realize_timescales(schedule, hidden_size)
@@ -247,8 +248,7 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         init_range = self.config.embedding_init_range
         if isinstance(module, MTLSTMLayer):
-            schedule = self.config.timescale_schedules[module.layer_index]
-            timescales = realize_timescales(schedule, module.hidden_size)
+            timescales = module.gate_biases.timescales_to_set()  # computed by the model, per layer
             tensors = dict(module.named_parameters()) | dict(module.named_buffers())
             for name, value in module.initial_values(timescales).items():
                 init.copy_(
@@ -262,10 +262,7 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
                     init.zeros_(tensor)
             # The frozen, timescale-defined biases are buffers: set here too, so that a model
             # whose other tensors were loaded still gets them.
-            schedule = self.config.timescale_schedules[module.layer_index]
-            timescales = (
-                realize_timescales(schedule, module.forget_gate.shape[0]) if hasattr(module, "forget_gate") else None
-            )
+            timescales = module.timescales_to_set() if hasattr(module, "forget_gate") else None
             if timescales is not None:
                 for gate, value in timescale_gate_biases(timescales).items():
                     init.copy_(getattr(module, gate), value)
@@ -299,8 +296,7 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
         for module in self.base_model.modules():
             if not isinstance(module, GateBiases) or "forget_gate" not in module.frozen_gates:
                 continue
-            schedule = self.config.timescale_schedules[module.layer_index]
-            expected = _timescales_set_by_the_config(schedule, module.forget_gate.shape[0])
+            schedule, expected = module.timescale_schedule, module.assigned_timescales
             if expected is None or module.forget_gate.is_meta:
                 continue
             for gate, value in timescale_gate_biases(expected).items():
@@ -354,6 +350,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                 frozen_gates=config.frozen_gates(index),
                 layer_index=index,
                 forget_timescales=_timescales_set_by_the_config(config.timescale_schedules[index], hidden_size),
+                timescale_schedule=config.timescale_schedules[index],
             )
             for index, (input_size, hidden_size) in enumerate(zip(input_sizes, config.hidden_sizes))
         )
