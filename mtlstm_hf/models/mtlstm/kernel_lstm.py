@@ -19,6 +19,7 @@ Conventions used throughout:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -74,33 +75,57 @@ def lstm_sequence(
         outputs, final_hidden, final_cell = torch.lstm(inputs, hx, weights, True, 1, 0.0, train, False, True)
         return outputs, final_hidden.squeeze(0), final_cell.squeeze(0)
 
+    outputs, (final_hidden, final_cell) = run_packed(
+        lambda data, batch_sizes, hx: torch.lstm(data, batch_sizes, hx, weights, True, 1, 0.0, train, False),
+        inputs,
+        lengths,
+        (initial_hidden, initial_cell),
+        weight_hh.shape[1],
+    )
+    return outputs, final_hidden, final_cell
+
+
+def run_packed(
+    recurrence: Callable[..., tuple[torch.Tensor, ...]],
+    inputs: torch.Tensor,
+    lengths: torch.Tensor,
+    initial_states: tuple[torch.Tensor, ...],
+    output_size: int,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Run one of PyTorch's fused recurrences on packed rows: the padding contract of every kernel.
+
+    Rows with no valid step are left out (their state carried through, their outputs 0); the
+    others are packed (``pack_padded_sequence`` sorts them by length, and their initial states
+    follow that order), run, and put back in the caller's row order.
+
+    Args:
+        recurrence: ``(packed data, batch_sizes, hx) -> (packed outputs, *final states (1, B', H))``,
+            e.g. ``torch.lstm`` / ``torch.rnn_tanh`` with their weights bound; ``hx`` is the tuple of
+            sorted initial states ``(1, B', H)`` (one element for ``rnn_tanh``: pass ``hx[0]``).
+        inputs: ``(B, T, E)``; lengths: ``(B,)`` valid leading steps per row.
+        initial_states: each ``(B, H)``; output_size: ``H`` of the outputs.
+
+    Returns:
+        ``(outputs (B, T, H), final states, each (B, H))``.
+    """
     batch_size, total_steps, _ = inputs.shape
+    outputs = inputs.new_zeros(batch_size, total_steps, output_size)
     active_rows = torch.nonzero(lengths > 0).flatten()
     if active_rows.numel() == 0:
-        # Nothing valid in this chunk: the state is carried through untouched.
-        outputs = inputs.new_zeros(batch_size, total_steps, weight_hh.shape[1])
-        return outputs, initial_hidden, initial_cell
+        return outputs, initial_states  # nothing valid in this chunk: the state is carried through
     packed = pack_padded_sequence(
         inputs[active_rows], lengths[active_rows].cpu(), batch_first=True, enforce_sorted=False
     )
-    # pack_padded_sequence sorts rows by length; the initial state must follow that order.
-    order = packed.sorted_indices
-    hx = (
-        initial_hidden[active_rows][order].unsqueeze(0),
-        initial_cell[active_rows][order].unsqueeze(0),
-    )
-    packed_outputs, final_hidden, final_cell = torch.lstm(
-        packed.data, packed.batch_sizes, hx, weights, True, 1, 0.0, train, False
-    )
+    hx = tuple(state[active_rows][packed.sorted_indices].unsqueeze(0) for state in initial_states)
+    packed_outputs, *finals = recurrence(packed.data, packed.batch_sizes, hx)
     active_outputs, _ = pad_packed_sequence(
         packed._replace(data=packed_outputs), batch_first=True, total_length=total_steps
     )
-    unsort = packed.unsorted_indices
-    outputs = inputs.new_zeros(batch_size, total_steps, weight_hh.shape[1])
     outputs = outputs.index_copy(0, active_rows, active_outputs)
-    final_hidden = initial_hidden.index_copy(0, active_rows, final_hidden.squeeze(0)[unsort])
-    final_cell = initial_cell.index_copy(0, active_rows, final_cell.squeeze(0)[unsort])
-    return outputs, final_hidden, final_cell
+    return outputs, tuple(
+        state.index_copy(0, active_rows, final.squeeze(0)[packed.unsorted_indices])
+        for state, final in zip(initial_states, finals)
+    )
 
 
 def training_kernel() -> bool:

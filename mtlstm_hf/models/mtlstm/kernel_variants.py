@@ -26,9 +26,8 @@ from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .kernel_lstm import lstm_sequence, training_kernel
+from .kernel_lstm import lstm_sequence, run_packed, training_kernel
 from .kernel_scan import linear_scan
 from .layouts import CELL_CANDIDATE, CellLayout, cell_layout
 
@@ -130,23 +129,13 @@ def tanh_rnn_sequence(
             inputs, initial_hidden.unsqueeze(0), weights, True, 1, 0.0, train, False, True
         )
         return outputs, final_hidden.squeeze(0)
-    batch_size, total_steps, _ = inputs.shape
-    outputs = inputs.new_zeros(batch_size, total_steps, weight_hh.shape[1])
-    active_rows = torch.nonzero(lengths > 0).flatten()
-    if active_rows.numel() == 0:
-        return outputs, initial_hidden
-    packed = pack_padded_sequence(
-        inputs[active_rows], lengths[active_rows].cpu(), batch_first=True, enforce_sorted=False
+    outputs, (final_hidden,) = run_packed(
+        lambda data, batch_sizes, hx: torch.rnn_tanh(data, batch_sizes, hx[0], weights, True, 1, 0.0, train, False),
+        inputs,
+        lengths,
+        (initial_hidden,),
+        weight_hh.shape[1],
     )
-    hx = initial_hidden[active_rows][packed.sorted_indices].unsqueeze(0)
-    packed_outputs, final_hidden = torch.rnn_tanh(
-        packed.data, packed.batch_sizes, hx, weights, True, 1, 0.0, train, False
-    )
-    active_outputs, _ = pad_packed_sequence(
-        packed._replace(data=packed_outputs), batch_first=True, total_length=total_steps
-    )
-    outputs = outputs.index_copy(0, active_rows, active_outputs)
-    final_hidden = initial_hidden.index_copy(0, active_rows, final_hidden.squeeze(0)[packed.unsorted_indices])
     return outputs, final_hidden
 
 
