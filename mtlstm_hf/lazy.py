@@ -4,7 +4,7 @@ The command-line tools live in subpackages (``mtlstm_hf.training.cli``, ...); Py
 every parent package first, so a package ``__init__`` that imported torch and transformers
 eagerly would make ``mtlstm-train --help`` take seconds. Each package ``__init__`` instead
 names its public attributes and the module defining each; the module is imported the first
-time the attribute is read (``from mtlstm_hf.training import train`` works as before).
+time the attribute is read (``from mtlstm_hf.training import train`` works as an ordinary import).
 """
 
 from __future__ import annotations

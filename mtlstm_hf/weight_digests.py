@@ -7,7 +7,7 @@ demo) gets ``weights_sha256.json``, the SHA-256 of its binary files (``*.safeten
 ``*.bin``, ``*.pt``, ``*.pkl``), written while the folder is built; the library's readers
 (:func:`mtlstm_hf.model_folder.load_model_strictly`, so ``mtlstm-eval``, ``mtlstm-analyze``,
 ``mtlstm-push`` and ``init_from``; a training resume) check them first. A folder without the record
-(written by ``save_pretrained`` alone, downloaded from the Hub) is read as before.
+(written by ``save_pretrained`` alone, downloaded from the Hub) is read without the check.
 
 This module imports nothing heavy.
 """

@@ -1,5 +1,5 @@
-"""Stage 1 of the GPU check: one short probe per hazard of the CUDA path (``../shared/docs`` review,
-issue 21), each in its own ``try`` so that one failure does not hide the others. Each probe records
+"""Stage 1 of the GPU check: one short probe per hazard of the CUDA path (the review in
+``../shared/docs/GPU-READINESS.md``), each in its own ``try`` so that one failure does not hide the others. Each probe records
 ``{"status": "pass" | "fail" | "skipped", "seconds", "details" | "error"}``.
 
     python benchmarks/gpu/probes.py --json probes.json           # on the GPU

@@ -94,7 +94,7 @@ see :func:`detect_word_convention`): ``"wikitext"`` if a word ``@-@``, ``@,@``
 or ``@.@`` occurs in the training text; ``"ptb"`` if the word ``N`` occurs and
 no word has an upper-case letter, is a plain number or is punctuation that PTB
 removes; ``ValueError`` if both hold; ``"whitespace"`` if neither does (the
-text is taken as already split into words, as before conventions existed).
+text is taken as already split into words, the rule of a tokenizer that records no convention).
 Counting for the vocabulary uses the chosen convention's own normalizer and
 pre-tokenizer, so the vocabulary holds only words the tokenizer can produce.
 
@@ -125,7 +125,7 @@ Design decisions
   published sizes (10,001 for PTB, 33,279 for WikiText-2, whose word tables
   still hold 10,000 / 33,278 entries with ``<unk>`` and ``<eos>``), and so is
   the model's ``vocab_size``, which training takes from ``len(tokenizer)``.
-  Tokenizers saved before (and ``build_word_tokenizer(...,
+  Tokenizers of the earlier format, without ``<pad>`` (and ``build_word_tokenizer(...,
   add_pad_token=False)``, ``word_tokenizer_from_vocab`` on a table without
   ``<pad>``) keep ``pad_token`` = ``<eos>``; padded positions are masked by
   ``attention_mask`` either way. ``padding_side`` is ``"left"``, what batched
@@ -139,14 +139,14 @@ Design decisions
   ``split_special_tokens=True`` instead, so text is split by the convention
   alone: ``<eos>`` in text still gives its id (it is a word of the table, the
   corpora's line end), ``"(<eos>)"`` is one word as ``str.split`` counts it.
-  Tokenizers saved before this rule read ``<pad>`` in text as padding.
+  Tokenizers of the earlier format read ``<pad>`` in text as padding.
 * **Decoding.** New tokenizers decode every word with a space before it, the
   first one too (``decode(ids) == " the game was"``), GPT-2's convention: a
   decoded continuation can then be appended to its prompt, which is what
   ``pipeline("text-generation")`` does (prompt + decoded new tokens; without
   the space the first new word was glued on: ``"the game wasand"``). Decode
   then encode still gives the ids back (leading spaces are ignored).
-  Tokenizers saved before, and ``space_prefix=False``, decode without it.
+  Tokenizers of the earlier format, and ``space_prefix=False``, decode without it.
 * **Stop strings.** transformers' ``StopStringCriteria`` finds each token's
   text by encoding the probe word ``"abcdef"`` and reading it back, which a
   closed word table cannot do (``<unk>``; ``substring not found``). The
@@ -392,7 +392,7 @@ def detect_word_convention(lines: Iterable[str]) -> str:
       (other than ``N`` itself), is a plain number (``1990``, ``3.5``) or is
       punctuation that PTB removes (``,`` ``.`` ``(`` ...);
     * ``"whitespace"`` if neither holds: the text is taken as already split
-      into words, as before conventions existed.
+      into words (a tokenizer that records no convention).
 
     Args:
         lines: the training text, one line per item.
@@ -479,7 +479,7 @@ def word_tokenizer_from_vocab(
         vocab: ``word -> id`` mapping or a sequence of words (id = position).
             Must contain ``<unk>`` and ``<eos>``; ids must be ``0..V-1``. When it
             contains ``<pad>``, that entry is the pad token; otherwise the pad
-            token is ``<eos>`` (the tokenizers saved before ``<pad>`` existed).
+            token is ``<eos>`` (tokenizers of the earlier format, without ``<pad>``).
         pad_is_word: whether ``<pad>`` is also a word of the vocabulary (a converted
             vocabulary whose corpus had it), which text then gives as its id. ``False``
             (default): ``<pad>`` exists for padding only and must have the last id; text
@@ -492,7 +492,7 @@ def word_tokenizer_from_vocab(
             ``<pad>`` is not.
         convention: how text becomes words, one of :data:`CONVENTIONS` (see
             the module docstring); default ``"whitespace"``, the behaviour of
-            tokenizers saved before conventions existed. Saved in
+            a tokenizer that records no convention. Saved in
             ``tokenizer.json`` (the rules) and ``tokenizer_config.json``
             (the name, key ``word_convention``).
         add_eos: ``tokenizer(text)`` appends ``<eos>`` to each text (transformers'
@@ -561,7 +561,7 @@ def get_word_convention(tokenizer: PreTrainedTokenizerBase) -> str:
     """The convention a word tokenizer was built with.
 
     Read from ``tokenizer_config.json`` (``word_convention``). A tokenizer
-    saved before conventions existed records none; it is ``"whitespace"`` when
+    of the earlier format records none; it is ``"whitespace"`` when
     its backend has the ``WhitespaceSplit`` pre-tokenizer and no normalizer, as
     every such tokenizer of this package has.
 
@@ -692,7 +692,7 @@ def unknown_word_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
     Read from the backend's word-level model: word tokenizers of this package do not name
     ``<unk>`` as ``tokenizer.unk_token`` (it is a word of the corpora, kept visible by
     ``decode(skip_special_tokens=True)`` and the text-generation pipeline), so
-    ``tokenizer.unk_token_id`` is ``None`` for them; tokenizers saved before name it.
+    ``tokenizer.unk_token_id`` is ``None`` for them; tokenizers of the earlier format name it.
     """
     if getattr(tokenizer, "unk_token_id", None) is not None:
         return tokenizer.unk_token_id
@@ -719,8 +719,8 @@ def check_vocabulary_fingerprint(expected: str | None, tokenizer: PreTrainedToke
     """Raise ``ValueError`` when ``tokenizer``'s vocabulary is not the one a model was trained with.
 
     Args:
-        expected: the model's ``config.vocab_fingerprint`` (``None`` for models saved before
-            fingerprints existed: nothing to check).
+        expected: the model's ``config.vocab_fingerprint`` (``None`` for a model folder without
+            a fingerprint: nothing to check).
         tokenizer: the tokenizer paired with the model.
         where: what to name in the message (e.g. the checkpoint folder).
     """

@@ -1,7 +1,7 @@
 """The running mean of the parameters under averaged SGD (NT-ASGD, Merity et al. 2018).
 
 :class:`ParameterAverage` is ``torch.optim.swa_utils.AveragedModel`` (the same module, the same
-``state_dict`` keys, so checkpoints read and write as before) with one change in how it updates:
+``state_dict`` keys, so checkpoints keep their format) with one change in how it updates:
 the count of averaged iterates is read on the host and enters the update as a Python number.
 PyTorch's own update reads that count from a tensor on the parameters' device (on CUDA: twice
 per step, plus the lerp weight, each a synchronisation that stops the host from queueing the

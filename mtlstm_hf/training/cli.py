@@ -55,7 +55,7 @@ CLI_DEFAULT_EPOCHS = 18
 default, :class:`TrainingConfig`'s, is the paper's 1000). A fixed amount of work with fixed
 seeds, so the main job gives the same model however loaded the machine is: 18 epochs of
 the ``small`` model on the embedded WikiText-2 sample take about 4 minutes on 2 quiet CPU
-cores (README and BENCHMARKS.md give the measured time and perplexities)."""
+cores (docs/installation.md and BENCHMARKS.md give the measured time and perplexities)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -107,7 +107,7 @@ class TrainingResult:
     eval_batch_size: int | None = None
 
 
-from ..evaluation.perplexity import perplexity  # noqa: E402,F401 (one formula; importable here as before)
+from ..evaluation.perplexity import perplexity  # noqa: E402,F401 (one formula, importable here too)
 
 
 def nonmonotone_trigger(history: Sequence[float], val_loss: float, nonmono: int) -> bool:

@@ -210,7 +210,7 @@ class GateBiases(nn.Module):
     ``<gate>``, so it is not in ``model.parameters()``, no optimiser sees it and weight decay
     cannot move it (its recurrent side is zero).
 
-    A model saved before the two vectors has one vector ``<gate>`` per trained gate: it loads as
+    A model folder of the earlier format has one vector ``<gate>`` per trained gate: it loads as
     the input side with a zero recurrent side, the same function (:meth:`_add_missing_recurrent_sides`
     for ``load_state_dict``; ``from_pretrained`` through the model's ``_init_weights``).
     The model keeps this module in float32 (``_keep_in_fp32_modules_strict``) so a bf16

@@ -238,7 +238,7 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["MTLSTMLayer"]
     # Timescale biases must survive a bf16 load exactly (they are tiny; the weights go bf16).
     _keep_in_fp32_modules_strict = ["gate_biases"]
-    # A checkpoint saved before the two bias vectors has no recurrent sides: not reported as missing
+    # A checkpoint of the earlier format (one bias vector per gate) has no recurrent sides: not reported as missing
     # (they are zero, see _left_out_by_an_older_checkpoint); load_model_strictly checks the rest.
     _keys_to_ignore_on_load_missing = [r"gate_biases\.\w+_hh$"]
     _is_stateful = True
