@@ -163,7 +163,7 @@ def load_in_fresh_process_without_package(
     return loaded
 
 
-# transformers' common-test tester for recurrent LMs (issue 12): batch 13, sequence 7,
+# transformers' common-test tester for recurrent LMs: batch 13, sequence 7,
 # vocabulary 99, embedding 32, two layers of 32 units (layer 1 fixed T=3|4, layer 2 inverse
 # gamma), special ids = vocabulary - 1 as in transformers' Mamba / RWKV / xLSTM testers.
 TESTER_BATCH, TESTER_SEQ, TESTER_VOCAB, TESTER_EMBED = 13, 7, 99, 32

@@ -1,4 +1,4 @@
-"""Issue 13, kinds 3, 4 and 9: a configuration or a model input that is wrong gives an error
+"""A configuration or a model input that is wrong gives an error
 that names it (or, where the math has no answer, a warning), never a silently different model.
 Each test also checks that the nearby correct input still works, so a check that rejects
 everything would fail too."""

@@ -44,7 +44,7 @@ def test_help_imports_no_torch(command):
     usage = done.stdout.split("\n\n")[0]
     assert re.findall(r"--\w+_[\w_]*", usage) == [], usage
     assert "(default: None)" not in done.stdout
-    assert "--threads N" in done.stdout  # issue 23 item 12: every command takes --threads
+    assert "--threads N" in done.stdout  # every command takes --threads
 
 
 def test_import_mtlstm_hf_registers_the_auto_classes_in_a_fresh_process():

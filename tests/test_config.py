@@ -182,7 +182,7 @@ def test_hidden_size_and_num_hidden_layers_are_read_only_views_of_hidden_sizes()
 
 
 def test_resize_below_a_special_token_id_completes_and_the_id_is_named_when_fed():
-    """Issue 12 item 7, as transformers' own models behave (oracle: GPT-2 under the same call)."""
+    """As transformers' own models behave (oracle: GPT-2 under the same call)."""
     import pytest
     import torch
     from conftest import tiny_model

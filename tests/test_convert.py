@@ -1,4 +1,4 @@
-"""mtlstm-convert: AWD-LSTM-family checkpoints as mtlstm models (issue 16).
+"""mtlstm-convert: AWD-LSTM-family checkpoints as mtlstm models.
 
 Oracles: each source layout is rebuilt here from torch.nn.LSTM modules (one per layer as
 salesforce/awd-lstm-lm and HuthLab do, one multi-layer module as pytorch/examples'
@@ -401,7 +401,7 @@ def test_mtlstm_eval_runs_on_a_converted_folder(tmp_path, corpus, source_name, c
 
 @pytest.mark.parametrize("tie", [True, False])
 def test_converted_tokenizer_pads_with_its_own_token_and_the_collator_keeps_every_eos(tmp_path, corpus, tie):
-    """Issue 23 item 5: a converted folder pads with ``<pad>``, added after the last word (every word
+    """A converted folder pads with ``<pad>``, added after the last word (every word
     keeps its id), so DataCollatorForLanguageModeling(mlm=False) keeps every ``<eos>`` label (oracle:
     the labels are the ids but at padding); the model's pad row has probability 0, and a padded
     batch scores each row as the row alone does (oracle: the source)."""

@@ -235,7 +235,7 @@ def test_data_defaults_to_the_corpus_the_checkpoint_was_trained_on(checkpoint, c
 
 @pytest.mark.parametrize("layout", ["file", "test_only_folder"])
 def test_own_text_is_scored_with_the_training_corpus_word_counts(checkpoint, corpus_dir, tmp_path, capsys, layout):
-    """Issue 23 item 11: a single text file, or a folder with only test.txt, is scored; the
+    """A single text file, or a folder with only test.txt, is scored; the
     frequency bins count words in the training corpus recorded with the model (oracle: the same
     text as the test split of a full corpus folder); without such a record the error says what
     to pass, and --count-splits test counts in the text itself."""

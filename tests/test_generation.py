@@ -110,7 +110,7 @@ def test_generate_continues_from_a_prefilled_state(state_keyword):
     assert state.get_seq_length() == 4  # generate() did not mutate the caller's state object
 
 
-# --- issue 12, items 1 and 2: keywords reach forward, prompts given as embeddings ----------------
+# --- keywords reach forward, prompts given as embeddings ----------------
 
 _MODES = {"greedy": {}, "sampling": {"do_sample": True, "top_k": 0}, "beam": {"num_beams": 2}}
 

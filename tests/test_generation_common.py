@@ -1,5 +1,5 @@
 """transformers' common generation tests (``GenerationTesterMixin``), the cases that apply to a
-recurrent causal LM, on the issue-12 tester, each against an independent oracle: the plain
+recurrent causal LM, on the common tester, each against an independent oracle: the plain
 forward run step by step without a state, each row alone, a reload, or the returned scores.
 
 Not applicable (transformers' own Mamba / xLSTM tests skip them or transformers refuses them):

@@ -80,7 +80,7 @@ def test_all_padding_row_keeps_its_state():
 
 
 def test_mask_with_zeros_anywhere_equals_each_row_alone_on_its_kept_tokens(device):
-    """Issue 12 item 3 (transformers' tests draw such masks). Oracle: each row run alone on its
+    """Masks as transformers' tests draw them. Oracle: each row run alone on its
     kept tokens, from the same state; masked steps give zero outputs and leave the state as it
     was."""
     model = tiny_model().to(device)
@@ -368,7 +368,7 @@ def test_past_key_values_is_an_alias_of_cache():
 
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_ar_and_tar_ignore_padded_steps(side):
-    """Issue 12 item 10. Oracle: the same row alone, and the penalties written out over the real
+    """Oracle: the same row alone, and the penalties written out over the real
     steps of each row run on its own (AR: mean of h^2 over real steps; TAR: mean over pairs of
     consecutive real steps)."""
     model = tiny_model(activation_regularization=2.0, temporal_activation_regularization=1.0).train()
@@ -399,7 +399,7 @@ def test_ar_and_tar_ignore_padded_steps(side):
 
 
 def test_a_wrapped_input_embedding_is_used():
-    """Issue 12 item 12 (first part): the forward calls the embedding module instead of reading
+    """The forward calls the embedding module instead of reading
     its weight, so a wrapper such as PEFT's LoRA embedding (here a stand-in adding a low-rank
     term, with no num_embeddings attribute) takes effect. Oracle: inputs_embeds from the wrapper."""
 

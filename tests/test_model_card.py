@@ -1,4 +1,4 @@
-"""What the generated model card says, against what the run recorded (issue 23, the card).
+"""What the generated model card says, against what the run recorded.
 
 Oracles: the training run itself (``TrainingResult.test_perplexity``, the ``TrainingConfig`` it
 ran with), ``mtlstm-eval``'s result, the analysis report's own ``fit_note``, the card's YAML as

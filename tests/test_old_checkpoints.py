@@ -1,4 +1,4 @@
-"""Checkpoints saved before the issue-14 redesign (tests/fixtures/saved_by_f0cac04, see its README)
+"""Checkpoints of the earlier format (tests/fixtures/saved_by_f0cac04, written by commit f0cac04, see its README)
 load with today's code and give the logits that code gave; saved again, they load as remote code.
 
 The expected logits were computed on another CPU (AVX-512): kernels of another instruction set,

@@ -1,4 +1,4 @@
-"""PEFT LoRA on every weight of the model (issue 12 item 12): the embedding and the output layer
+"""PEFT LoRA on every weight of the model: the embedding and the output layer
 as modules, the input and recurrent weights of every layer through ``target_parameters``.
 
 Oracle: a plain model whose weights are set to ``W + (alpha / r) B A`` by hand (the LoRA
@@ -240,7 +240,7 @@ def test_lora_example_trains_saves_and_merges(tmp_path, _fresh_accelerate_state)
     )  # saved by save_adapter
 
 
-# --- saving and reloading (issue 24, item 10) ----------------------------------------------------
+# --- saving and reloading ----------------------------------------------------
 
 
 WORDS = "sha256:" + "0" * 64  # the vocabulary fingerprint of the base the adapters train on

@@ -1,4 +1,4 @@
-"""Reliability of reading and writing folders (issue 13): interrupted folder replacements are
+"""Reliability of reading and writing folders: interrupted folder replacements are
 repaired by every reader, output paths are checked before the work, a failed write loses
 nothing, and every command maps failures to the documented exit codes (mtlstm_hf.exit_codes).
 

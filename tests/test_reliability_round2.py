@@ -1,4 +1,4 @@
-"""Issue 24, items 7 and 9: conversion inputs, tokenizers and the frequency-binned metrics.
+"""Conversion inputs, tokenizers and the frequency-binned metrics.
 
 Each kind of fault has one test against a real oracle, and each test fails on the code before
 the fix: the source layouts rebuilt from the originals' code (salesforce's WeightDrop keeps the

@@ -1,4 +1,4 @@
-"""Issue 24, items 8, 11 and 13: token classification and Dyck-2 inputs, mtlstm-reproduce's
+"""Token classification and Dyck-2 inputs, mtlstm-reproduce's
 settings and device, and the files the commands read.
 
 Every kind of fault gets one test against a real oracle: the causal LM's warning for a batch
@@ -6,7 +6,7 @@ without targets; the loss written out by hand for labels that are fine; numpy's 
 seeds; a spy that fails the test if anything trains; the file system (nothing written); and
 transformers' own prompt (``input``), which must never be reached. Each test fails on the code
 before the fix, except the ``cuda`` cases of the device test, which guard the probe that was
-already there (the issue's example); ``mps``, ``xpu`` and ``hpu`` trained before failing."""
+already there (the worked example); ``mps``, ``xpu`` and ``hpu`` trained before failing."""
 
 from __future__ import annotations
 

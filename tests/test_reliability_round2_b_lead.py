@@ -1,4 +1,4 @@
-"""Issue 24, item 13, the part in mtlstm_hf/evaluation/checkpoint.py (the lead's patch): the
+"""The model-folder loader: the
 checkpoints of mtlstm-eval, mtlstm-analyze and mtlstm-push go through the same config.json check
 as --init-from (one line naming the file, exit 2, nothing prompts), and a tensor of another shape
 is named with both shapes."""

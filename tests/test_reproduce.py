@@ -1,4 +1,4 @@
-"""mtlstm-reproduce (issue 15) at the smoke scale, end to end through the command line: every number
+"""mtlstm-reproduce at the smoke scale, end to end through the command line: every number
 in report.json is recomputed here from the run folders (the saved models scored by a hand-written
 loop over the test split, word counts from the corpus files, textbook t intervals, scipy's
 densities for the fits, an independent stack walk for Dyck-2), a rerun continues instead of

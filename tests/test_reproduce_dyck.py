@@ -266,7 +266,7 @@ def test_bad_arguments():
         DyckSettings(stop_below_validation_loss=0.1, validate_every_epoch=False)
 
 
-# --- issue 25: one Dyck-2 path: the library's run_dyck_experiment and mtlstm-reproduce dyck2 --------
+# --- one Dyck-2 path: the library's run_dyck_experiment and mtlstm-reproduce dyck2 --------
 
 NEAR_ONE = {"multi_timescale": {1: 1.0, 2: 0.99, 3: 1.0}, "baseline": {1: 0.97, 2: 0.99, 3: 0.98}}
 """Accuracies whose plain t interval over 3 seeds crosses 1 (multi-timescale: [0.979, 1.011])."""

@@ -1,4 +1,4 @@
-"""The experiments of mtlstm-reproduce as objects (issue 25): one registry, EXPERIMENTS, that the
+"""The experiments of mtlstm-reproduce as objects: one registry, EXPERIMENTS, that the
 command and prepare/run look up once, and nothing else in the package asking which experiment it
 is, so that a new experiment is one Experiment subclass and one entry (here a toy one, run through
 the command end to end without any other change)."""

@@ -116,7 +116,7 @@ def test_remote_code_load_in_fresh_process_without_the_package(tmp_path):
 
 
 def test_init_weights_sets_the_frozen_timescale_buffers(tmp_path):
-    """Issue 12 item 6. transformers initialises what a checkpoint lacks with _init_weights; the
+    """Transformers initialises what a checkpoint lacks with _init_weights; the
     frozen forget/input biases are buffers and must be set too (oracle: a fresh model's, which
     come from the schedule), also when the rest of their layer was loaded, and on a model built
     on the meta device."""

@@ -1,4 +1,4 @@
-"""Issue 13, kinds 1, 2, 4 (training data) and 8: our commands load a checkpoint strictly and
+"""Our commands load a checkpoint strictly and
 refuse a tokenizer whose word -> id table is not the model's. Each damaged folder is made
 from a good one, and the good one is checked to load, so a loader that refuses everything
 fails these tests too."""

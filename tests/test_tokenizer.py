@@ -1,4 +1,4 @@
-"""Word conventions of the tokenizer (issue 11): WikiText and PTB rules for raw text.
+"""Word conventions of the tokenizer: WikiText and PTB rules for raw text.
 
 Oracles: the corpus files themselves (whitespace-split words looked up in a
 Python dict, the path every earlier version used), the corpora's own
@@ -141,7 +141,7 @@ def test_raw_wikipedia_text_gets_the_sample_ids(sample_wikitext):
     for raw, corpus_form in WIKITEXT_RAW_AND_CORPUS:
         assert f" {corpus_form} " in sample_text  # the corpus's own words
         assert sample_wikitext(raw)["input_ids"] == whitespace_ids(corpus_form, vocab), raw
-    # the issue's example
+    # the worked example of the PTB convention
     corpus_form = whitespace_ids("The city , which is large .", vocab)
     assert sample_wikitext("The city, which is large.")["input_ids"] == corpus_form
     assert 0 not in corpus_form
@@ -186,7 +186,7 @@ def test_raw_wsj_text_gets_the_ptb_ids():
         assert tokenizer(raw)["input_ids"] == whitespace_ids(lines[line_number - 1], vocab), raw
 
 
-def test_the_issues_ptb_example():
+def test_the_worked_ptb_example():
     tokenizer = build_word_tokenizer([" the N cats do n't sleep "], convention="ptb")
     ids = tokenizer("The 1,000 cats don't sleep.")["input_ids"]
     assert tokenizer.convert_ids_to_tokens(ids) == ["the", "N", "cats", "do", "n't", "sleep"]
@@ -441,7 +441,7 @@ def test_auto_is_only_for_building():
         count_words(["a"], "auto")
 
 
-# --------------------------------------------------------------------------- <pad> and add_eos (issue 12, item 11)
+# --------------------------------------------------------------------------- <pad> and add_eos
 
 
 def test_pad_token_is_its_own_last_entry_and_old_tables_keep_eos_padding(sample_corpus):
@@ -452,7 +452,7 @@ def test_pad_token_is_its_own_last_entry_and_old_tables_keep_eos_padding(sample_
     assert new.pad_token_id != new.eos_token_id
     # every word keeps its id: the streams equal the whitespace oracle's, id for id
     assert encode_lines(lines[:300], new).tolist() == oracle_stream(lines[:300], words)
-    # padding is skipped when decoding; the text <pad> is no padding but an unknown word (issue 24 item 9)
+    # padding is skipped when decoding; the text <pad> is no padding but an unknown word
     the, game = new.convert_tokens_to_ids(["the", "game"])
     assert new.decode([the, new.pad_token_id, game], skip_special_tokens=True) == " the game"
     assert new("the <pad> game")["input_ids"] == [the, 0, game]

@@ -1,4 +1,4 @@
-"""The word tokenizer in transformers' generation tools (issue 12, item 4).
+"""The word tokenizer in transformers' generation tools.
 
 The model is transformers' own GPT-2, built from a config with the word
 tokenizer's vocabulary, so that only the tokenizer is under test. Oracles:
@@ -77,7 +77,7 @@ def test_pipeline_output_is_prompt_plus_space_plus_new_words(sample_train, conve
 
 
 def test_pipeline_keeps_unknown_words_visible(sample_train):
-    """Issue 23 item 8: a model that writes ``<unk>`` shows it in the text-generation pipeline's
+    """A model that writes ``<unk>`` shows it in the text-generation pipeline's
     text (transformers skips named special tokens; ``<unk>`` is a word here). Oracle: the words
     read off the vocabulary, ``<unk>`` among them."""
     from mtlstm_hf import MTLSTMConfig, MTLSTMForCausalLM
@@ -113,7 +113,7 @@ def test_stop_string_stops_right_after_the_stop_word(sample_train, pick):
     model, free = distinct_words_model(tokenizer)
     words = tokenizer.convert_ids_to_tokens(free)
     stop_word = words[pick]
-    # the oracle of the issue: truncate where the word first appears (as a word or inside one)
+    # the oracle: truncate where the word first appears (as a word or inside one)
     first = min(k for k, word in enumerate(words) if stop_word in word)
     stopped = greedy(model, tokenizer, PROMPT, stopping_criteria=[WordStopStringCriteria(tokenizer, [stop_word])])
     assert stopped == free[: first + 1]

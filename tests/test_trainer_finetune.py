@@ -147,7 +147,7 @@ def _one_trainer_step(tmp_path, ids, batch_size, accumulation):
 
 
 def test_gradient_accumulation_gives_the_update_of_the_whole_batch(tmp_path):
-    """Issue 12 item 8: AR and TAR weighted by each micro-batch's share of the targets, as the
+    """AR and TAR weighted by each micro-batch's share of the targets, as the
     Trainer weights the cross-entropy (num_items_in_batch). Oracle: one step on all rows."""
     ids = torch.randint(1, 37, (4, 7))
     whole = _one_trainer_step(tmp_path, ids, batch_size=4, accumulation=1)
@@ -191,7 +191,7 @@ def test_example_with_accumulation_gives_the_update_without_it(tmp_path):
     assert moved < 1e-6, moved
 
 
-# --- label smoothing and uneven targets (issue 23, items 3 and 6) ----------------------------
+# --- label smoothing and uneven targets ----------------------------
 
 
 class _LabelledRows(torch.utils.data.Dataset):

@@ -1,5 +1,5 @@
 """transformers' common model and config tests (``ModelTesterMixin``, ``ConfigTester``), the cases
-that apply to a recurrent causal LM, built into our suite on the issue-12 tester (batch 13,
+that apply to a recurrent causal LM, built into our suite on the common tester (batch 13,
 sequence 7, vocabulary 99, embedding 32, two layers of 32: T=3|4 and inverse gamma).
 
 transformers' test files are not shipped in its wheel, so the cases are written here, each

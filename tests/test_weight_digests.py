@@ -1,4 +1,4 @@
-"""Weights damaged after they were written (issue 24, item 5): every folder the library writes
+"""Weights damaged after they were written: every folder the library writes
 records the SHA-256 of its binary files; the library's readers check it first.
 
 Oracles: ``hashlib`` over the file bytes (the record), the safetensors header (where a tensor's

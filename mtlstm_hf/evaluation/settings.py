@@ -18,7 +18,9 @@ class CorpusOptions:
         None,
         help="corpus: a folder with train/valid/test.txt (PTB/WikiText format), a Hub dataset id, or one text file (default: the corpus mtlstm-train recorded with the checkpoint, in its training_config.json)",
     )
-    dataset_config_name: str | None = setting(None, help="Hub dataset configuration, e.g. wikitext-2-v1")
+    dataset_config_name: str | None = setting(
+        None, aliases=["--dataset-config"], help="Hub dataset configuration, e.g. wikitext-2-v1"
+    )
 
 
 @dataclass
