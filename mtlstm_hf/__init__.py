@@ -46,7 +46,7 @@ _EXPORTS = {
 _EXPORTS["WordStopStringCriteria"] = ".models.mtlstm.stop_strings"  # stop strings for word tokenizers, any model
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = sorted([*_EXPORTS, "__version__", "register_auto_classes"])
 

@@ -248,3 +248,18 @@ def test_a_model_folder_is_loaded_by_one_module_and_training_names_its_own_funct
             training.resolve_checkpoint(PACKAGE / "no such run")
     assert [w.category for w in caught] == [DeprecationWarning]
     assert "resolve_resume_checkpoint" in str(caught[0].message)
+
+
+def test_one_version_number():
+    """The package, its metadata (pyproject.toml reads it), CITATION.cff and the CHANGELOG's newest
+    release name the same version."""
+    import re
+
+    import yaml
+
+    import mtlstm_hf
+
+    root = PACKAGE.parent
+    citation = yaml.safe_load((root / "CITATION.cff").read_text(encoding="utf-8"))
+    newest = re.search(r"^## (\d+\.\d+\.\d+)", (root / "CHANGELOG.md").read_text(encoding="utf-8"), re.M).group(1)
+    assert mtlstm_hf.__version__ == str(citation["version"]) == newest
