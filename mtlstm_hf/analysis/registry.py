@@ -86,6 +86,7 @@ def register_analysis(analysis: Analysis) -> Analysis:
     """Add ``analysis`` after those registered; return it.
 
     Raises:
+        TypeError: ``analysis`` is not an :class:`Analysis`.
         ValueError: the name is taken or is not an identifier, a settings field is no name, or
             the record has neither a module nor a ``run`` function.
     """
