@@ -268,7 +268,9 @@ def _report_json(folder):
 
 
 def test_an_interrupted_run_keeps_what_it_finished_and_a_rerun_continues(checkpoint, corpus_dir, tmp_path, monkeypatch):
-    from mtlstm_hf.analysis import report as report_module
+    import dataclasses
+
+    from mtlstm_hf.analysis.registry import ANALYSIS_REGISTRY
 
     output = tmp_path / "out"
     arguments = [str(checkpoint), "--data", str(corpus_dir), "--output-dir", str(output), *FAST]
@@ -276,7 +278,8 @@ def test_an_interrupted_run_keeps_what_it_finished_and_a_rerun_continues(checkpo
     def interrupted(context):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(report_module._RUNNERS, "state_gradients", interrupted)
+    stopped = dataclasses.replace(ANALYSIS_REGISTRY["state_gradients"], run=interrupted)
+    monkeypatch.setitem(ANALYSIS_REGISTRY, "state_gradients", stopped)
     assert main(arguments) == 130  # Ctrl-C: exit code 130, what was finished is kept
     first = _report_json(output)
     assert list(first["analyses"]) == ["timescales", "ablation"]

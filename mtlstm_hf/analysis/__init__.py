@@ -16,8 +16,11 @@ Modules (this package depends on the model and evaluation packages, never the re
   :mod:`.state_gradient_result` (the sums and the measures read from them);
 - :mod:`.mutual_information`: ``I(d)`` of a corpus and its power-law decay;
 - :mod:`.figures`: every matplotlib figure (``pip install matplotlib``, a dependency of mtlstm_hf);
-- :mod:`.report`, :mod:`.cli`: run everything on a checkpoint and write ``report.json`` + figures
-  (command ``mtlstm-analyze``); ``load_report`` reads the folder back.
+- :mod:`.registry`: the analyses a report run knows (``ANALYSIS_REGISTRY``, ``register_analysis``),
+  each a module of :mod:`.runs` with ``run(context)`` (its report section and figures) and
+  ``estimated_seconds(context)``, given an :class:`.context.AnalysisContext`;
+- :mod:`.report`, :mod:`.cli`: run the registered analyses on a checkpoint and write
+  ``report.json`` + figures (command ``mtlstm-analyze``); ``load_report`` reads the folder back.
 
 The functions ``state_gradients`` and ``mutual_information`` share their module's name, so they
 are not re-exported here (that would hide the modules): call
@@ -77,6 +80,11 @@ _EXPORTS = {
     "log_spaced_distances": ".mutual_information",
     "timescale_decay": ".mutual_information",
     "ANALYSES": ".report",
+    "ANALYSIS_REGISTRY": ".registry",
+    "Analysis": ".registry",
+    "AnalysisContext": ".context",
+    "register_analysis": ".registry",
+    "unregister_analysis": ".registry",
     "DEFAULT_STATE_GRADIENT_POSITIONS": ".report",
     "AnalysisSettings": ".report",
     "analyze_checkpoint": ".report",

@@ -39,7 +39,8 @@ from pathlib import Path
 
 from .. import exit_codes
 from ..command_line import apply_threads, check_threads, dataclass_parser, settings_from_command_line
-from .settings import ANALYSES, AnalysisRun, AnalysisSettings
+from .registry import ANALYSIS_REGISTRY
+from .settings import AnalysisRun, AnalysisSettings
 
 __all__ = ["build_parser", "main"]
 
@@ -92,9 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     entries = [args.analyses] if isinstance(args.analyses, str) else args.analyses  # a config file may give one string
     analyses = list(dict.fromkeys(name.strip() for entry in entries for name in entry.split(",") if name.strip()))
-    unknown = [name for name in analyses if name not in ANALYSES]
+    unknown = [name for name in analyses if name not in ANALYSIS_REGISTRY]
     if unknown or not analyses:
-        parser.error(f"--analyses: unknown {unknown}; choose from {','.join(ANALYSES)}")
+        parser.error(f"--analyses: unknown {unknown}; choose from {','.join(ANALYSIS_REGISTRY)}")
     word_classes_file = settings.word_classes if isinstance(settings.word_classes, str) else None
     if word_classes_file is not None:
         settings.word_classes = None  # read below, with the other inputs

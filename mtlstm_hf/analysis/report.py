@@ -4,6 +4,11 @@
 (model + tokenizer folder), tokenizes one split of a corpus, runs the selected analyses, and
 writes a folder that a later step can publish next to the model on the Hub.
 
+The analyses are those of :data:`.registry.ANALYSIS_REGISTRY`, in its order: each is a module
+(the built-in ones in :mod:`.runs`) giving its section of ``report.json``, its figures and a cost
+estimate from an :class:`.context.AnalysisContext`. This module only orchestrates: it builds the
+context, runs what is selected and not yet done, and writes, resumes and reads the report.
+
 Report folder layout (``FORMAT_VERSION = 2``)::
 
     <output-dir>/
@@ -68,13 +73,10 @@ mixes results from different settings.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +84,14 @@ import torch
 
 from mtlstm_hf.analysis.gates import weighted_sum_norms
 from mtlstm_hf.devices import float32_precision
-from mtlstm_hf.evaluation import bin_labels, frequency_bin_of_token, target_positions, token_counts
 from mtlstm_hf.files import PathOrStr
 from mtlstm_hf.progress import Meter, Share
 
-from .ablation import ablation_log_probs, resolve_chunks, routing_from_log_probs, word_class_table
-from .adapter import base_model, layers_with_forget_gate, token_rows
-from .memory_span import estimate_memory_span, passage_log_weights
+from .adapter import base_model
+from .context import AnalysisContext
+from .registry import ANALYSIS_REGISTRY, Figures
+from .runs.ablation import default_ablation_layer
 from .settings import ANALYSES, DEFAULT_STATE_GRADIENT_POSITIONS, AnalysisSettings, option_name
-from .timescales import estimate_timescales, fit_inverse_gamma, timescale_report
 
 __all__ = [
     "ANALYSES",
@@ -110,17 +111,6 @@ __all__ = [
 REPORT_FILE = "report.json"
 FIGURES_DIR = "figures"
 FORMAT_VERSION = 2
-
-
-def default_ablation_layer(model: torch.nn.Module) -> int:
-    """The layer ablated by default, as a 0-based index into ``model.model.layers``: the first with an
-    inverse-gamma schedule (the paper's layer 2, index 1), else the middle layer ``L // 2`` (layer 2
-    of a 3-layer AWD-LSTM)."""
-    schedules = getattr(model.config, "timescale_schedules", None) or []
-    for index, schedule in enumerate(schedules):
-        if isinstance(schedule, Mapping) and schedule.get("type") == "inverse_gamma":
-            return index
-    return len(base_model(model).layers) // 2
 
 
 def load_word_classes(path: PathOrStr) -> dict[str, str]:
@@ -168,394 +158,19 @@ def load_word_classes(path: PathOrStr) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------
-# The analyses (each returns a JSON-ready result and named figures)
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Context:
-    model: torch.nn.Module
-    tokenizer: Any
-    stream: torch.Tensor  # (N,) the analysed split
-    counting_streams: list[torch.Tensor]
-    settings: AnalysisSettings
-    estimated_timescales_for_mi: bool  # the report has (or will have) the timescales analysis
-    progress: Any = False  # the current analysis's share of the run-wide bar (or False)
-    cache: dict[str, Any] = field(default_factory=dict)
-
-    def bin_of_token(self) -> torch.Tensor:
-        vocab_size = base_model(self.model).embeddings.num_embeddings
-        return frequency_bin_of_token(token_counts(self.counting_streams, vocab_size), self.settings.bin_edges)
-
-    def timescale_estimate(self, progress: Any = False) -> Any:
-        """The timescale estimate, computed once for every analysis that needs it."""
-        if "timescales" not in self.cache:
-            self.cache["timescales"] = estimate_timescales(
-                self.model, self.stream, self.settings.batch_size, self.settings.window, progress=progress
-            )
-        return self.cache["timescales"]
-
-
-Figures = dict[str, Callable[[], Any]]  # name -> function drawing the figure (called only if plotting)
-
-
-def _timescales(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from . import figures
-
-    estimate = context.timescale_estimate(context.progress)
-    result = timescale_report(estimate, context.settings.families, context.settings.include_units)
-    fits = {}
-    for entry in estimate.layers:
-        try:
-            fits[entry.layer] = fit_inverse_gamma(entry.timescales)
-        except ValueError:  # too few distinct finite timescales (e.g. a two-valued fixed layer)
-            fits[entry.layer] = None
-    # The figures draw a fit only where inverse_gamma_fit_note finds it meaningful.
-    drawings: Figures = {
-        f"timescales_layer{entry.layer + 1}": (lambda entry=entry: figures.plot_timescales(entry, fits[entry.layer]))
-        for entry in estimate.layers
-    }
-    drawings["timescale_histograms"] = lambda: figures.plot_timescale_histograms(
-        estimate, {layer: fit for layer, fit in fits.items() if fit is not None}
-    )
-    return result, drawings
-
-
-def _ablation_order(context: _Context, layer: int) -> tuple[torch.Tensor | None, str]:
-    order = context.settings.ablation_order
-    assigned = context.model.assigned_timescales()[layer]
-    has_forget_gate = base_model(context.model).layers[layer].layout.has_forget_gate
-    if order == "assigned" or (order == "auto" and assigned is not None):
-        if assigned is None:
-            raise ValueError(
-                f"layer {layer + 1} has no assigned timescales; use ablation_order (--ablation-order) "
-                "'estimated' or 'index'."
-            )
-        return assigned, "assigned"
-    if order == "estimated" and not has_forget_gate:
-        raise ValueError(
-            f"layer {layer + 1} has no forget gate, so no estimated timescales; use ablation_order "
-            "(--ablation-order) 'index'."
-        )
-    if order == "estimated" or (order == "auto" and has_forget_gate):
-        return context.timescale_estimate().layer(layer).timescales, "estimated"
-    return None, "index"
-
-
-def _ablation_layer_index(context: _Context) -> int:
-    """The 0-based index of the ablated layer (``settings.ablation_layer`` is a number from 1)."""
-    number = context.settings.ablation_layer
-    num_layers = len(base_model(context.model).layers)
-    if number is None:
-        return default_ablation_layer(context.model)
-    if not 1 <= number <= num_layers:
-        raise ValueError(
-            f"{option_name('ablation_layer')} must be a layer number from 1 to {num_layers} for this "
-            f"{num_layers}-layer model, got {number}."
-        )
-    return number - 1
-
-
-def _ablation(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from . import figures
-
-    settings = context.settings
-    layer = _ablation_layer_index(context)
-    ordering, order = _ablation_order(context, layer)
-    hidden_size = base_model(context.model).layers[layer].hidden_size
-    # Unit order: consecutive chunks of unit indices.
-    explicit = list(torch.arange(hidden_size).split(settings.chunk_size)) if ordering is None else None
-    unit_chunks, ordering, _ = resolve_chunks(context.model, layer, explicit, settings.chunk_size, ordering)
-    # One batched pass scores every chunk; both reports (frequency, word classes) bin the same numbers.
-    log_probs = ablation_log_probs(
-        context.model,
-        context.stream,
-        layer,
-        unit_chunks,
-        batch_size=settings.batch_size,
-        window=settings.window,
-        progress=context.progress,
-    )
-    targets = context.stream[target_positions(context.stream.numel(), settings.batch_size)]
-    common = dict(
-        layer=layer,
-        unit_chunks=unit_chunks,
-        ordering=ordering,
-        order=order,
-        chunk_size=settings.chunk_size,
-        batch_size=settings.batch_size,
-        window=settings.window,
-    )
-    frequency = routing_from_log_probs(
-        log_probs, targets, context.bin_of_token(), bin_labels(settings.bin_edges), False, **common
-    )
-    result: dict[str, Any] = {"frequency": frequency, "classes": None}
-    drawings: Figures = {
-        "routing_frequency": lambda: figures.plot_routing_heatmap(frequency, title="Routing by word frequency")
-    }
-    if settings.word_classes:
-        vocab_size = base_model(context.model).embeddings.num_embeddings
-        classes, labels = word_class_table(settings.word_classes, context.tokenizer, vocab_size, settings.other_label)
-        by_class = routing_from_log_probs(log_probs, targets, classes, labels, True, **common)
-        result["classes"] = by_class
-        drawings["routing_classes"] = lambda: figures.plot_routing_heatmap(by_class, title="Routing by word class")
-    return result, drawings
-
-
-def _state_gradients(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from . import figures
-    from .state_gradient_result import embedding_whitening
-    from .state_gradients import frequency_classes, source_positions, state_gradients
-
-    settings = context.settings
-    base = base_model(context.model)
-    vocab_size = base.embeddings.num_embeddings
-    classes, labels = frequency_classes(context.counting_streams, vocab_size, settings.bin_edges)
-    stream = context.stream
-    try:
-        whitening = embedding_whitening(base.embeddings.weight)
-    except ValueError:  # rank-deficient embeddings: raw (un-normalised) gradients
-        whitening = None
-    cell_layers = [index for index, layer in enumerate(base.layers) if layer.layout.has_cell]
-    hidden_layers = [index for index, layer in enumerate(base.layers) if not layer.layout.has_cell]
-    groups = [(layers, state) for layers, state in ((cell_layers, "cell"), (hidden_layers, "hidden")) if layers]
-    results = []
-    for position, (layers, state) in enumerate(groups):
-        share = (
-            context.progress.part(1.0 / (len(groups) - position))
-            if isinstance(context.progress, Share)
-            else context.progress
-        )
-        results += state_gradients(
-            context.model,
-            stream,
-            max_delay=settings.max_delay,
-            segment_length=settings.segment_length,
-            layer=layers,
-            state=state,
-            token_classes=classes,
-            num_classes=len(labels),
-            class_labels=labels,
-            batch_size=settings.batch_size,
-            positions=settings.state_gradient_positions,
-            progress=share,
-        )
-        if isinstance(share, Share):
-            share.finish()
-    results.sort(key=lambda result: result.layer)
-    k = max(1, min(settings.k, base.embeddings.embedding_dim, *(layer.hidden_size for layer in base.layers)))
-    row_length = token_rows(stream, settings.batch_size).shape[1]  # the rows state_gradients used
-    sources = source_positions(row_length, settings.state_gradient_positions)
-    layers_out = [
-        {
-            "layer": result.layer + 1,
-            "state": result.state,
-            "memory": result.memory(k, whitening).tolist(),
-            "pooled_memory": result.pooled().memory(k, whitening)[:, 0].tolist(),
-            "counts": result.counts.tolist(),
-        }
-        for result in results
-    ]
-    report = {
-        "layers": layers_out,
-        "class_labels": labels,
-        "max_delay": settings.max_delay,
-        "segment_length": settings.segment_length,
-        "n_tokens": int(stream.numel()),
-        "batch_size": settings.batch_size,
-        "positions": "all" if settings.state_gradient_positions is None else settings.state_gradient_positions,
-        "n_sources": int(sources.numel()) * settings.batch_size,
-        "source_positions": sources.tolist(),
-        "k": k,
-        "whitened": whitening is not None,
-    }
-    drawings: Figures = {
-        "state_gradients": lambda: figures.plot_state_gradient_layers(results, k=k, whitening=whitening)
-    }
-    return report, drawings
-
-
-def _weighted_sum(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from . import figures
-
-    settings = context.settings
-    start, length = settings.passage_start, settings.passage_length
-    passage = context.stream[start : start + length]
-    if passage.numel() < 2:
-        raise ValueError(
-            f"the passage [{start}, {start + length}) holds {passage.numel()} tokens of the split; need at least 2 "
-            f"({option_name('passage_start')}, {option_name('passage_length')})."
-        )
-    tokens = context.tokenizer.convert_ids_to_tokens(passage.tolist())
-    layers = []
-    for layer in layers_with_forget_gate(context.model):
-        log_weights = passage_log_weights(context.model, passage, layer)  # (T, T, H), [t, j]
-        matrix = weighted_sum_norms(log_weights).T  # [j, t]
-        future = torch.ones_like(matrix, dtype=torch.bool).tril(-1)  # j > t
-        layers.append({"layer": layer + 1, "norms": matrix.masked_fill(future, math.nan).tolist()})
-    if not layers:
-        raise ValueError("the model has no layer with a memory cell (all 'lstm-gates').")
-    drawings: Figures = {
-        f"weighted_sum_layer{item['layer']}": (
-            lambda index=item["layer"] - 1: figures.plot_passage_weighted_sum(context.model, passage, index, tokens)
-        )
-        for item in layers
-    }
-    return {"tokens": tokens, "passage_start": start, "layers": layers}, drawings
-
-
-def _memory_span(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from . import figures
-
-    settings = context.settings
-    span = estimate_memory_span(
-        context.model,
-        context.stream,
-        settings.max_distance,
-        settings.batch_size,
-        settings.window,
-        progress=context.progress,
-    )
-    return span.to_dict(), {"memory_span": lambda: figures.plot_memory_span(span)}
-
-
-def _model_timescales(context: _Context) -> tuple[torch.Tensor | None, str | None]:
-    """Finite timescales of all layers for the model decay and where they come from: the estimated
-    ones when the report has the timescales analysis (whichever run computed it), else the assigned."""
-    if context.estimated_timescales_for_mi:
-        try:
-            pooled = context.timescale_estimate().pooled()
-        except ValueError:  # no layer with a forget gate: nothing was estimated
-            pooled = None
-        if pooled is not None:
-            return (pooled if pooled.numel() else None), "estimated"
-    assigned = [values for values in context.model.assigned_timescales() if values is not None]
-    if not assigned:
-        return None, None
-    values = torch.cat(assigned)
-    values = values[torch.isfinite(values) & (values > 0)]
-    return (values if values.numel() else None), "assigned"
-
-
-def _mutual_information(context: _Context) -> tuple[dict[str, Any], Figures]:
-    from . import figures
-    from .mutual_information import compare_decay, fit_power_law, mutual_information, timescale_decay
-
-    settings = context.settings
-    max_distance = min(settings.mi_max_distance, context.stream.numel() - 2)
-    if max_distance < 1:
-        raise ValueError(f"the split has {context.stream.numel()} tokens; mutual information needs at least 3.")
-    result = mutual_information(
-        context.stream,
-        max_distance=max_distance,
-        num_distances=settings.mi_num_distances,
-        estimator=settings.mi_estimator,
-    )
-    report: dict[str, Any] = {
-        "distances": result.distances.tolist(),
-        "mutual_information": result.mutual_information.tolist(),
-        "plugin": result.plugin.tolist(),
-        "num_pairs": result.num_pairs.tolist(),
-        "estimator": result.estimator,
-        "base": result.base,
-        "fit": None,
-        "model_decay": None,
-        "model_timescales": None,
-        "comparison": None,
-    }
-    fit = comparison = model_decay = None
-    try:
-        fit = fit_power_law(result.distances, result.mutual_information)
-        report["fit"] = dataclasses.asdict(fit)
-    except ValueError as error:
-        report["fit"] = {"error": str(error)}
-    timescales, source = _model_timescales(context)
-    if timescales is not None:
-        model_decay = timescale_decay(result.distances, timescales)
-        report["model_decay"] = model_decay.tolist()
-        report["model_timescales"] = source
-        try:
-            comparison = compare_decay(result, model_decay)
-            report["comparison"] = {
-                "data_fit": dataclasses.asdict(comparison.data_fit),
-                "model_fit": dataclasses.asdict(comparison.model_fit),
-                "scale": comparison.scale,
-                "log_rmse": comparison.log_rmse,
-                "power": comparison.power,
-                "exponent_ratio": comparison.exponent_ratio,
-            }
-        except (ValueError, ZeroDivisionError) as error:
-            report["comparison"] = {"error": str(error)}
-    drawings: Figures = {
-        "mutual_information": lambda: figures.plot_mutual_information(
-            result, fit=fit, comparison=comparison, model_decay=model_decay
-        )
-    }
-    return report, drawings
-
-
-_RUNNERS: dict[str, Callable[[_Context], tuple[dict[str, Any], Figures]]] = {
-    "timescales": _timescales,
-    "ablation": _ablation,
-    "state_gradients": _state_gradients,
-    "weighted_sum": _weighted_sum,
-    "memory_span": _memory_span,
-    "mutual_information": _mutual_information,
-}
-
-
-# ---------------------------------------------------------------------------
 # Cost model: how much of the run-wide progress bar each analysis gets
 # ---------------------------------------------------------------------------
 
-# Relative speeds of the kinds of work (per second, measured on 2 cores; only ratios matter for the
-# estimate of the total time, which the bar extrapolates from the measured rate).
-_GEMM_RATE = 8.0e10  # multiply-adds in large matrix products
-_STEP_RATE = 8.5e10  # multiply-adds of the state-gradient tangents (per-step products and their overhead)
-_EXP_RATE = 1.0e8  # exp/log work of the weighted-sum spans (memory span)
-_COUNT_RATE = 2.0e7  # token pairs counted (mutual information)
 _FIGURE_SECONDS = 1.0  # drawing and saving one analysis's figures
 _FIXED_SECONDS = 0.5  # per analysis
 
 
-def _estimated_seconds(context: _Context, name: str) -> float:
+def _estimated_seconds(context: AnalysisContext, name: str) -> float:
     """A rough estimate of ``name``'s time: only the proportions between analyses matter (they split
-    one bar whose total time is extrapolated from the measured progress)."""
-    from .state_gradients import matrix_count, source_positions
-
-    settings = context.settings
-    base = base_model(context.model)
-    sizes = [layer.hidden_size for layer in base.layers]
-    inputs = [base.embeddings.embedding_dim, *sizes[:-1]]
-    tokens = context.stream.numel()
-    recurrent = sum(4 * hidden * (hidden + size_in) for hidden, size_in in zip(sizes, inputs))
-    head = base.embeddings.num_embeddings * sizes[-1]
+    one bar whose total time is extrapolated from the measured progress). Each analysis estimates
+    its own work (:mod:`.registry`); the rates are in :mod:`.context`."""
     seconds = _FIXED_SECONDS + _FIGURE_SECONDS
-    if name == "timescales":
-        seconds += tokens * 2 * recurrent / _GEMM_RATE
-    elif name == "ablation":
-        try:
-            layer = _ablation_layer_index(context)
-        except ValueError:  # reported when the analysis runs
-            layer = 0
-        chunks = math.ceil(sizes[layer] / settings.chunk_size)
-        seconds += (chunks + 1) * tokens * (recurrent + head) / _GEMM_RATE
-    elif name == "state_gradients":
-        row_length = max(tokens // settings.batch_size, 1)
-        if row_length >= settings.max_delay:
-            sources = source_positions(row_length, settings.state_gradient_positions)
-            matrices = settings.batch_size * matrix_count(
-                sources, row_length, settings.max_delay, settings.segment_length
-            )
-            per_matrix = sum(2 * hidden * (hidden + size_in) for hidden, size_in in zip(sizes, inputs))
-            seconds += matrices * per_matrix * base.embeddings.embedding_dim / _STEP_RATE
-    elif name == "memory_span":
-        span = settings.window + settings.max_distance - 1
-        seconds += tokens * sum(sizes) * span * span / settings.window / _EXP_RATE
-    elif name == "weighted_sum":
-        seconds += settings.passage_length**2 * sum(sizes) / _EXP_RATE
-    elif name == "mutual_information":
-        seconds += tokens * settings.mi_num_distances / _COUNT_RATE
+    seconds += ANALYSIS_REGISTRY[name].cost(context)
     return seconds
 
 
@@ -565,13 +180,15 @@ def _estimated_seconds(context: _Context, name: str) -> float:
 
 
 def _check_analyses(analyses: Sequence[str] | str | None) -> list[str]:
+    """The selected names in the order they run (the registry's: timescales first, others reuse it)."""
+    registered = list(ANALYSIS_REGISTRY)
     if analyses is None:
-        return list(ANALYSES)
+        return registered
     names = [name.strip() for name in analyses.split(",")] if isinstance(analyses, str) else list(analyses)
-    unknown = [name for name in names if name not in ANALYSES]
+    unknown = [name for name in names if name not in registered]
     if unknown or not names:
-        raise ValueError(f"unknown analyses {unknown}; choose from {', '.join(ANALYSES)}.")
-    return [name for name in ANALYSES if name in names]  # canonical order (timescales first: others reuse it)
+        raise ValueError(f"unknown analyses {unknown}; choose from {', '.join(registered)}.")
+    return [name for name in registered if name in names]
 
 
 def _model_summary(model: torch.nn.Module) -> dict[str, Any]:
@@ -692,7 +309,9 @@ def run_analyses(
         tokenizer: the word tokenizer (ids -> words for the passage, word classes).
         stream: ``(N,)`` token ids of the analysed split (``settings.max_tokens`` is applied here).
         counting_streams: stream(s) whose word counts define the frequency bins.
-        analyses: names from :data:`ANALYSES` (list or comma-separated string; default all).
+        analyses: names of registered analyses (:data:`.registry.ANALYSIS_REGISTRY`, which holds
+            :data:`ANALYSES`; a list or a comma-separated string; default all). They run in the
+            registry's order.
         settings: :class:`AnalysisSettings` (default values if None).
         output_dir: the report folder (see the module docstring). ``report.json`` is written
             atomically at the start and after every analysis with its figures. A report already
@@ -774,7 +393,7 @@ def run_analyses(
 
     todo = [name for name in names if not finished(name)]
     report["pending"] = list(todo)
-    context = _Context(
+    context = AnalysisContext(
         model,
         tokenizer,
         stream,
@@ -804,7 +423,7 @@ def run_analyses(
             report["skipped"].pop(name, None)
             try:
                 with float32_precision("highest"):  # never TensorFloat-32, whatever a caller set
-                    result, drawings = _RUNNERS[name](context)
+                    result, drawings = ANALYSIS_REGISTRY[name].runner()(context)
             except ValueError as error:  # the analysis does not apply to this model/data: record why
                 report["skipped"][name] = str(error)
             else:

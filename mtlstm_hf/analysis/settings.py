@@ -18,6 +18,7 @@ from mtlstm_hf.evaluation.bins import DEFAULT_BIN_EDGES, bin_labels
 from mtlstm_hf.models.mtlstm.checks import check_int_at_least, check_positive_int, is_integer
 
 from ..command_line import setting, threads_setting
+from .registry import ANALYSIS_REGISTRY, BUILTIN_ANALYSES
 
 __all__ = [
     "ANALYSES",
@@ -35,15 +36,9 @@ DISTRIBUTION_FAMILIES: tuple[str, ...] = ("inverse_gamma", "lognormal", "exponen
 MI_ESTIMATORS: tuple[str, ...] = ("grassberger", "miller_madow", "plugin")
 """Entropy estimators of :func:`~.mutual_information.mutual_information` (``ESTIMATORS`` there)."""
 
-ANALYSES: tuple[str, ...] = (
-    "timescales",
-    "ablation",
-    "state_gradients",
-    "weighted_sum",
-    "memory_span",
-    "mutual_information",
-)
-"""Analyses :func:`run_analyses` knows, in the order they run."""
+ANALYSES: tuple[str, ...] = BUILTIN_ANALYSES
+"""The analyses that come with the package, in the order they run (:mod:`.registry`:
+``ANALYSIS_REGISTRY`` holds them and any registered since, which run after them)."""
 
 DEFAULT_STATE_GRADIENT_POSITIONS = 256
 """Source positions sampled for the state gradients by default (evenly spaced over the analysed
@@ -69,7 +64,7 @@ class AnalysisRun:
     data_config: str | None = setting(None, help="Hub dataset configuration, e.g. wikitext-2-v1")
     split: str = setting("valid", help="split to analyse")
     analyses: list[str] = setting(
-        default_factory=lambda: list(ANALYSES),
+        default_factory=lambda: list(ANALYSIS_REGISTRY),
         metavar="ANALYSIS",
         help=f"analyses to run, separated by spaces or commas (default: all of {' '.join(ANALYSES)})",
     )

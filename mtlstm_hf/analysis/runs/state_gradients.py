@@ -1,0 +1,103 @@
+"""The ``state_gradients`` analysis: state-gradient memory vs delay per layer (Verwimp et al.
+2020), over all sampled source words and per frequency bin (:mod:`..state_gradients`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mtlstm_hf.progress import Share
+
+from ..adapter import base_model, token_rows
+from ..context import STEP_RATE, AnalysisContext
+from ..registry import Figures
+
+__all__ = ["estimated_seconds", "run"]
+
+
+def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
+    from .. import figures
+    from ..state_gradient_result import embedding_whitening
+    from ..state_gradients import frequency_classes, source_positions, state_gradients
+
+    settings = context.settings
+    base = base_model(context.model)
+    vocab_size = base.embeddings.num_embeddings
+    classes, labels = frequency_classes(context.counting_streams, vocab_size, settings.bin_edges)
+    stream = context.stream
+    try:
+        whitening = embedding_whitening(base.embeddings.weight)
+    except ValueError:  # rank-deficient embeddings: raw (un-normalised) gradients
+        whitening = None
+    cell_layers = [index for index, layer in enumerate(base.layers) if layer.layout.has_cell]
+    hidden_layers = [index for index, layer in enumerate(base.layers) if not layer.layout.has_cell]
+    groups = [(layers, state) for layers, state in ((cell_layers, "cell"), (hidden_layers, "hidden")) if layers]
+    results = []
+    for position, (layers, state) in enumerate(groups):
+        share = (
+            context.progress.part(1.0 / (len(groups) - position))
+            if isinstance(context.progress, Share)
+            else context.progress
+        )
+        results += state_gradients(
+            context.model,
+            stream,
+            max_delay=settings.max_delay,
+            segment_length=settings.segment_length,
+            layer=layers,
+            state=state,
+            token_classes=classes,
+            num_classes=len(labels),
+            class_labels=labels,
+            batch_size=settings.batch_size,
+            positions=settings.state_gradient_positions,
+            progress=share,
+        )
+        if isinstance(share, Share):
+            share.finish()
+    results.sort(key=lambda result: result.layer)
+    k = max(1, min(settings.k, base.embeddings.embedding_dim, *(layer.hidden_size for layer in base.layers)))
+    row_length = token_rows(stream, settings.batch_size).shape[1]  # the rows state_gradients used
+    sources = source_positions(row_length, settings.state_gradient_positions)
+    layers_out = [
+        {
+            "layer": result.layer + 1,
+            "state": result.state,
+            "memory": result.memory(k, whitening).tolist(),
+            "pooled_memory": result.pooled().memory(k, whitening)[:, 0].tolist(),
+            "counts": result.counts.tolist(),
+        }
+        for result in results
+    ]
+    report = {
+        "layers": layers_out,
+        "class_labels": labels,
+        "max_delay": settings.max_delay,
+        "segment_length": settings.segment_length,
+        "n_tokens": int(stream.numel()),
+        "batch_size": settings.batch_size,
+        "positions": "all" if settings.state_gradient_positions is None else settings.state_gradient_positions,
+        "n_sources": int(sources.numel()) * settings.batch_size,
+        "source_positions": sources.tolist(),
+        "k": k,
+        "whitened": whitening is not None,
+    }
+    drawings: Figures = {
+        "state_gradients": lambda: figures.plot_state_gradient_layers(results, k=k, whitening=whitening)
+    }
+    return report, drawings
+
+
+def estimated_seconds(context: AnalysisContext) -> float:
+    """The tangent products of every ``G(t, tau)`` matrix computed (0 when the rows are shorter
+    than the delays: the analysis is then skipped)."""
+    from ..state_gradients import matrix_count, source_positions
+
+    settings = context.settings
+    sizes, inputs = context.layer_sizes()
+    row_length = max(context.stream.numel() // settings.batch_size, 1)
+    if row_length < settings.max_delay:
+        return 0.0
+    sources = source_positions(row_length, settings.state_gradient_positions)
+    matrices = settings.batch_size * matrix_count(sources, row_length, settings.max_delay, settings.segment_length)
+    per_matrix = sum(2 * hidden * (hidden + size_in) for hidden, size_in in zip(sizes, inputs))
+    return matrices * per_matrix * base_model(context.model).embeddings.embedding_dim / STEP_RATE

@@ -1,0 +1,39 @@
+"""The ``timescales`` analysis: estimated timescales per layer, their fitted distributions
+(:func:`..timescales.timescale_report`), a figure per layer and one of the histograms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..context import GEMM_RATE, AnalysisContext
+from ..registry import Figures
+from ..timescales import fit_inverse_gamma, timescale_report
+
+__all__ = ["estimated_seconds", "run"]
+
+
+def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
+    from .. import figures
+
+    estimate = context.timescale_estimate(context.progress)
+    result = timescale_report(estimate, context.settings.families, context.settings.include_units)
+    fits = {}
+    for entry in estimate.layers:
+        try:
+            fits[entry.layer] = fit_inverse_gamma(entry.timescales)
+        except ValueError:  # too few distinct finite timescales (e.g. a two-valued fixed layer)
+            fits[entry.layer] = None
+    # The figures draw a fit only where inverse_gamma_fit_note finds it meaningful.
+    drawings: Figures = {
+        f"timescales_layer{entry.layer + 1}": (lambda entry=entry: figures.plot_timescales(entry, fits[entry.layer]))
+        for entry in estimate.layers
+    }
+    drawings["timescale_histograms"] = lambda: figures.plot_timescale_histograms(
+        estimate, {layer: fit for layer, fit in fits.items() if fit is not None}
+    )
+    return result, drawings
+
+
+def estimated_seconds(context: AnalysisContext) -> float:
+    """One forward pass over the split (input and recurrent products)."""
+    return context.stream.numel() * 2 * context.recurrent_multiply_adds() / GEMM_RATE
