@@ -57,7 +57,8 @@ class AnalysisContext:
     cache: dict[str, Any] = field(default_factory=dict)
 
     def bin_of_token(self) -> torch.Tensor:
-        vocab_size = base_model(self.model).embeddings.num_embeddings
+        base: Any = base_model(self.model)  # the model's own modules (torch's Module typing says Tensor | Module)
+        vocab_size = base.embeddings.num_embeddings
         return frequency_bin_of_token(token_counts(self.counting_streams, vocab_size), self.settings.bin_edges)
 
     def timescale_estimate(self, progress: Any = False) -> Any:
@@ -70,7 +71,7 @@ class AnalysisContext:
 
     def layer_sizes(self) -> tuple[list[int], list[int]]:
         """``(hidden sizes, input sizes)`` of the layers, bottom first (for the cost estimates)."""
-        base = base_model(self.model)
+        base: Any = base_model(self.model)
         sizes = [layer.hidden_size for layer in base.layers]
         return sizes, [base.embeddings.embedding_dim, *sizes[:-1]]
 

@@ -68,6 +68,8 @@ class Analysis:
         """The function computing this analysis's report section and figures."""
         if self.run is not None:
             return self.run
+        if self.module is None:
+            raise ValueError(f"analysis {self.name!r} has neither a run function nor a module")
         return importlib.import_module(self.module).run
 
     def cost(self, context: Any) -> float:

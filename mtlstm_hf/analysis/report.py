@@ -82,7 +82,6 @@ from typing import Any
 
 import torch
 
-from mtlstm_hf.analysis.gates import weighted_sum_norms
 from mtlstm_hf.devices import float32_precision
 from mtlstm_hf.files import PathOrStr
 from mtlstm_hf.progress import Meter, Share

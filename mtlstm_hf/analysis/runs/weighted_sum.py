@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from mtlstm_hf.ops.gates import weighted_sum_norms
+from mtlstm_hf.analysis.gates import weighted_sum_norms
 
 from ..adapter import layers_with_forget_gate
 from ..context import EXP_RATE, AnalysisContext
