@@ -174,7 +174,7 @@ def test_analyze_checkpoint_and_the_command_run_a_registered_analysis(toy, tmp_p
     corpus, model_dir = corpus_and_saved_model(tmp_path)
     report = analyze_checkpoint(model_dir, corpus, tmp_path / "api", analyses=["toy_count"], figures=False)
     assert list(report["analyses"]) == ["toy_count"] and report["analyses"]["toy_count"]["n_tokens"] > 3
-    arguments = [str(model_dir), "--data", str(corpus), "--no-progress", "--no-figures"]
+    arguments = [str(model_dir), "--data", str(corpus), "--no-progress-bar", "--no-figures"]
     assert main([*arguments, "--analyses", "toy_count", "--output-dir", str(tmp_path / "cli")]) == 0
     assert _report_json(tmp_path / "cli")["analyses"] == report["analyses"]
     assert "analyses: toy_count;" in capsys.readouterr().out

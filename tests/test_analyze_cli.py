@@ -39,7 +39,7 @@ FAST = [
     "6",
     "--mi-max-distance",
     "40",
-    "--no-progress",
+    "--no-progress-bar",
 ]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -205,7 +205,7 @@ def test_data_shorter_than_the_requested_delays(checkpoint, corpus_dir, tmp_path
 
 
 def test_cli_errors(checkpoint, corpus_dir, tmp_path, capsys):
-    assert main([str(tmp_path / "missing"), "--data", str(corpus_dir), "--no-progress"]) == 2
+    assert main([str(tmp_path / "missing"), "--data", str(corpus_dir), "--no-progress-bar"]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main([str(checkpoint), "--data", str(corpus_dir), "--analyses", "timescales,bogus"])
@@ -222,7 +222,7 @@ def test_cli_errors(checkpoint, corpus_dir, tmp_path, capsys):
 # --data from the training record
 # ---------------------------------------------------------------------------
 
-QUICK = ["--analyses", "mutual_information", "--no-figures", "--max-tokens", "300", "--no-progress"]
+QUICK = ["--analyses", "mutual_information", "--no-figures", "--max-tokens", "300", "--no-progress-bar"]
 
 
 def _training_record(folder, data):
@@ -332,7 +332,7 @@ def test_run_wide_progress_covers_every_analysis(checkpoint, corpus_dir, tmp_pat
     """Plain lines (stderr is not a terminal here): one bar for the whole run, with an estimate of
     the total time while it runs, and every analysis's share adds up to exactly the total."""
     arguments = [str(checkpoint), "--data", str(corpus_dir), "--output-dir", str(tmp_path / "out"), "--no-figures"]
-    assert main([*arguments, *[value for value in FAST if value != "--no-progress"]]) == 0
+    assert main([*arguments, *[value for value in FAST if value != "--no-progress-bar"]]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mtlstm-analyze: ")]
     assert "in all" in lines[0] and "/1000" in lines[0]
     assert lines[-1].startswith("mtlstm-analyze: 1000/1000 ‰ (100%)")
@@ -479,7 +479,7 @@ def test_every_analysis_setting_is_an_option_and_config_files_work(tmp_path):
     ])  # fmt: skip
     assert (settings.families, settings.other_label, settings.k) == (["lognormal", "exponential"], "rest", 3)
     assert (settings.mi_num_distances, settings.mi_estimator, settings.state_gradient_positions) == (12, "plugin", None)
-    assert run.progress is False and run.figures is True
+    assert run.progress_bar is False and run.figures is True  # --no-progress: the deprecated spelling
     (tmp_path / "analysis.json").write_text(json.dumps({"split": "test", "max_delay": 20, "segment_length": 40}))
     _, run, settings = settings_from_argv(["ckpt", "--config", str(tmp_path / "analysis.json"), "--max-delay", "10"])
     assert (run.split, settings.max_delay, settings.segment_length) == ("test", 10, 40)

@@ -655,7 +655,7 @@ def test_mtlstm_analyze_runs_on_a_converted_multi_timescale_folder(tmp_path, cor
         "--analyses",
         "timescales,ablation",
         "--no-figures",
-        "--no-progress",
+        "--no-progress-bar",
         "--threads",
         "1",
     ]

@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         exit_codes.check_output_dir(output_dir, "--output-dir")  # before the work, not after it
         if word_classes_file is not None:
             settings.word_classes = load_word_classes(word_classes_file)
-        data, data_config = args.data, args.data_config
+        data, data_config = args.data, args.dataset_config_name
         if data is None:
             data, recorded_config = recorded_corpus(checkpoint)
             data_config = data_config if data_config is not None else recorded_config
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_config=data_config,
             device=args.device,
             figures=args.figures,
-            progress=args.progress,
+            progress=args.progress_bar,
             restart=args.restart,
         )
     except (OSError, ValueError, KeyboardInterrupt) as error:

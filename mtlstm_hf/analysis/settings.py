@@ -14,10 +14,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mtlstm_hf.evaluation.bins import DEFAULT_BIN_EDGES, bin_labels
+from mtlstm_hf.evaluation.bins import bin_labels
 from mtlstm_hf.models.mtlstm.checks import check_int_at_least, check_positive_int, is_integer
 
-from ..command_line import setting, threads_setting
+from ..command_line import DeviceOptions, setting, threads_setting
+from ..evaluation.settings import CorpusOptions, ScoringOptions
 from .registry import ANALYSIS_REGISTRY, BUILTIN_ANALYSES
 
 __all__ = [
@@ -53,15 +54,11 @@ def option_name(name: str) -> str:
 
 
 @dataclass
-class AnalysisRun:
+class AnalysisRun(CorpusOptions, DeviceOptions):
     """What ``mtlstm-analyze`` runs on and where it writes (the checkpoint is the positional
-    argument); the analyses' own settings are :class:`AnalysisSettings`."""
+    argument); the analyses' own settings are :class:`AnalysisSettings`. The corpus and device
+    options are the ones ``mtlstm-eval`` has (declared once)."""
 
-    data: str | None = setting(
-        None,
-        help="corpus: a folder with train/valid/test.txt or a Hub dataset id (default: the corpus mtlstm-train recorded in the checkpoint's training_config.json, e.g. the shipped WikiText-2 sample)",
-    )
-    data_config: str | None = setting(None, help="Hub dataset configuration, e.g. wikitext-2-v1")
     split: str = setting("valid", help="split to analyse")
     analyses: list[str] = setting(
         default_factory=lambda: list(ANALYSIS_REGISTRY),
@@ -74,13 +71,12 @@ class AnalysisRun:
     )
     restart: bool = setting(False, help="discard the report already in the output folder and redo everything")
     figures: bool = setting(True, help="write PNG figures next to report.json")
-    device: str | None = setting(None, help="torch device for the model (default: cuda when available, else cpu)")
     threads: int | None = threads_setting()
-    progress: bool = setting(True, help="show the progress display")
+    progress_bar: bool = setting(True, help="show the progress display")
 
 
 @dataclass
-class AnalysisSettings:
+class AnalysisSettings(ScoringOptions):
     """Settings of every analysis (defaults follow the papers where they say something); each
     field's meaning is its ``help`` (``mtlstm-analyze --help`` prints the same text).
 
@@ -89,16 +85,8 @@ class AnalysisSettings:
     bad setting.
     """
 
-    batch_size: int = setting(1, help="rows in parallel (1 = state carried over the whole split, the paper's setting)")
-    window: int = setting(70, help="tokens per forward call (memory only)")
     max_tokens: int | None = setting(
         None, help="use only the first N tokens of the split, in every analysis (default: all)"
-    )
-    count_splits: list[str] = setting(
-        default_factory=lambda: ["train"], metavar="SPLIT", help="splits whose word counts define the frequency bins"
-    )
-    bin_edges: list[int] = setting(
-        default_factory=lambda: list(DEFAULT_BIN_EDGES), metavar="COUNT", help="frequency bin thresholds"
     )
     ablation_layer: int | None = setting(
         None,
