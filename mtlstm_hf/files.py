@@ -39,6 +39,7 @@ __all__ = [
     "aside_path",
     "atomic_path",
     "recorded_corpus",
+    "corpus_to_use",
     "repair_interrupted_replacement",
     "replace_directory",
     "temporary_path",
@@ -280,3 +281,21 @@ def recorded_corpus(checkpoint: str | Path) -> tuple[str, str | None]:
         "trained on. Pass a corpus folder with train/valid/test.txt (e.g. ../shared/data/wikitext-2) or a "
         f"Hub dataset id; the WikiText-2 sample shipped with the package is {sample_corpus_dir()}."
     )
+
+
+def corpus_to_use(
+    data: PathOrStr | None, dataset_config_name: str | None, checkpoint: PathOrStr
+) -> tuple[str, str | None, bool]:
+    """The corpus a command scores or analyses a model on: ``data`` as given, or without it the one
+    recorded for the model (:func:`recorded_corpus`); a configuration given wins over the recorded one.
+
+    Returns:
+        ``(data, dataset_config_name, recorded)``; ``recorded`` says the corpus was looked up.
+
+    Raises:
+        ValueError: ``data`` is None and nothing records what the model was trained on.
+    """
+    if data is not None:
+        return str(data), dataset_config_name, False
+    recorded, recorded_config = recorded_corpus(checkpoint)
+    return recorded, dataset_config_name if dataset_config_name is not None else recorded_config, True

@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output_dir = Path(args.output_dir) if args.output_dir is not None else Path(checkpoint) / "analysis"
 
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
-    from mtlstm_hf.files import recorded_corpus, repair_interrupted_replacement
+    from mtlstm_hf.files import corpus_to_use, repair_interrupted_replacement
 
     from .report import analyze_checkpoint, load_word_classes
 
@@ -119,10 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         exit_codes.check_output_dir(output_dir, "--output-dir")  # before the work, not after it
         if word_classes_file is not None:
             settings.word_classes = load_word_classes(word_classes_file)
-        data, data_config = args.data, args.dataset_config_name
-        if data is None:
-            data, recorded_config = recorded_corpus(checkpoint)
-            data_config = data_config if data_config is not None else recorded_config
+        data, data_config, recorded = corpus_to_use(args.data, args.dataset_config_name, checkpoint)
+        if recorded:
             print(f"{PROG}: --data not given: using the corpus the checkpoint was trained on, {data}", file=sys.stderr)
         apply_threads(args.threads)
         report = analyze_checkpoint(

@@ -540,7 +540,7 @@ def analyze_checkpoint(
         resolve_checkpoint,
         split_streams,
     )
-    from mtlstm_hf.files import recorded_corpus
+    from mtlstm_hf.files import corpus_to_use
 
     settings = settings or AnalysisSettings()
     settings.validate()
@@ -548,8 +548,7 @@ def analyze_checkpoint(
     if data is None:
         if isinstance(checkpoint, tuple):
             raise ValueError("data is needed with a loaded (model, tokenizer) pair: no training record to read.")
-        data, recorded_config = recorded_corpus(checkpoint)
-        data_config = data_config if data_config is not None else recorded_config
+        data, data_config, _ = corpus_to_use(data, data_config, checkpoint)
     model, tokenizer, checkpoint_path = resolve_checkpoint(checkpoint, device)
     corpus = evaluation_corpus(data, split, data_config)
     count_corpus, count_data = counting_corpus(corpus, settings.count_splits, checkpoint_path)

@@ -122,14 +122,15 @@ def format_comparison(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def default_data(checkpoint: str, parser: argparse.ArgumentParser) -> tuple[str, str | None]:
+def default_data(
+    checkpoint: str, dataset_config_name: str | None, parser: argparse.ArgumentParser
+) -> tuple[str, str | None]:
     """``--data`` when it is not given: the corpus ``mtlstm-train`` recorded for the checkpoint
-    (:func:`mtlstm_hf.training.checkpoint.recorded_corpus`); otherwise the parser exits
-    (status 2) saying what to pass."""
-    from mtlstm_hf.files import recorded_corpus
+    (:func:`mtlstm_hf.files.corpus_to_use`); otherwise the parser exits (status 2) saying what to pass."""
+    from mtlstm_hf.files import corpus_to_use
 
     try:
-        data, data_config = recorded_corpus(checkpoint)
+        data, data_config, _ = corpus_to_use(None, dataset_config_name, checkpoint)
     except ValueError as error:
         parser.error(str(error))
     print(f"{PROG}: --data not given: using the training corpus recorded in the checkpoint, {data}", file=sys.stderr)
@@ -167,8 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT
         )
     if args.data is None:
-        args.data, data_config = default_data(checkpoint, parser)
-        args.dataset_config_name = args.dataset_config_name or data_config
+        args.data, args.dataset_config_name = default_data(checkpoint, args.dataset_config_name, parser)
     common = dict(
         data=args.data,
         split=args.split,
