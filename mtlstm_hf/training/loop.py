@@ -207,6 +207,7 @@ class LanguageModelTrainer:
     accelerator: Accelerator = _InState()
     unwrapped_model: MTLSTMForCausalLM = _InState()
     optimizer: torch.optim.Optimizer = _InState()
+    scaler: Any = _InState()
     iterator: BPTTIterator = _InState()
     averaged_model: ParameterAverage | None = _InState()
     scheduler: Any = _InState()
