@@ -15,7 +15,8 @@ iterator's position and RNG, the averaged-SGD model, the learning-rate schedule)
 ``rank_state_<rank>.pt``, the one thing accelerate cannot hold (each process's carried
 recurrent state), the model ``config.json`` and modelling files, the tokenizer,
 ``training_config.json`` and, written last, ``training_state.json`` (format marker, number of
-processes, counters, validation history).
+processes, counters, validation history). What each file holds is listed, field by field, in one
+record: :class:`~mtlstm_hf.training.state.TrainerState`, which the functions here take.
 
 Atomicity: everything is written into ``<name>.tmp`` next to the final folder, which is then
 renamed (``os.replace``: atomic on one file system) and only then named in ``LATEST`` (a
@@ -45,7 +46,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..files import (  # noqa: F401 (re-exported: the run folder's names and file helpers live in mtlstm_hf.files)
     BEST_MODEL_DIRNAME,
@@ -64,6 +65,9 @@ from ..files import (  # noqa: F401 (re-exported: the run folder's names and fil
     write_text_atomic,
 )
 from ..weight_digests import WeightDigestError, record_weight_digests, verify_weight_digests
+
+if TYPE_CHECKING:
+    from .state import TrainerState
 
 CHECKPOINT_FORMAT = "mtlstm_hf.training.checkpoint/3"
 """Value of ``format`` in ``training_state.json``: how we recognise our own checkpoints."""
@@ -396,11 +400,12 @@ def verify_checkpoint_weights(model: Any, checkpoint_dir: Path) -> None:
         )
 
 
-def restore_from_checkpoint(trainer: Any, checkpoint_dir: Path) -> None:
-    """Restore ``trainer`` (a :class:`~mtlstm_hf.training.LanguageModelTrainer` whose objects
-    are registered with its accelerator) to the moment ``checkpoint_dir`` was written:
-    counters, this process's carried state, then, through ``accelerator.load_state``, the
-    parameters, optimizer, registered objects and every RNG.
+def restore_from_checkpoint(state: TrainerState, checkpoint_dir: Path) -> None:
+    """Restore ``state`` (a run's :class:`~mtlstm_hf.training.state.TrainerState`, whose
+    ``checkpointed_objects`` are registered with its accelerator) to the moment ``checkpoint_dir``
+    was written: ``progress``, this process's ``carried_state``, then, through
+    ``accelerator.load_state``, the parameters, optimizer, scaler, registered objects and every
+    RNG; ``last_checkpoint`` becomes ``checkpoint_dir``.
 
     Raises:
         ValueError: the checkpoint's files cannot be read (without running code), are not the files
@@ -412,14 +417,14 @@ def restore_from_checkpoint(trainer: Any, checkpoint_dir: Path) -> None:
     from ..models.mtlstm import MTLSTMState
     from .state import TrainingProgress
 
-    accelerator = trainer.accelerator
+    accelerator = state.accelerator
     try:
         verify_weight_digests(checkpoint_dir)  # a damaged file can stay readable: checked against its record
     except WeightDigestError as error:
         raise ValueError(f"resume_from: {error}; or resume from another checkpoint.") from None
-    verify_checkpoint_weights(trainer.unwrapped_model, checkpoint_dir)
+    verify_checkpoint_weights(state.unwrapped_model, checkpoint_dir)
     verify_resume_files(
-        checkpoint_dir, accelerator.process_index, len(trainer.checkpointed_objects), accelerator.scaler is not None
+        checkpoint_dir, accelerator.process_index, len(state.checkpointed_objects), state.scaler is not None
     )
     try:
         carried = torch.load(
@@ -433,18 +438,20 @@ def restore_from_checkpoint(trainer: Any, checkpoint_dir: Path) -> None:
             f"resume_from: the carried state in {str(checkpoint_dir)!r} cannot be read ({message}); "
             "the checkpoint is damaged: resume from another one, or start again."
         ) from None
-    trainer.progress = TrainingProgress(**read_checkpoint_state(checkpoint_dir)["progress"])
+    state.progress = TrainingProgress(**read_checkpoint_state(checkpoint_dir)["progress"])
     if carried is not None:
         device = accelerator.device
-        trainer.carried_state = MTLSTMState(
+        state.carried_state = MTLSTMState(
             [h.to(device) for h in carried["hidden"]], [c.to(device) for c in carried["cell"]], carried["seen_tokens"]
         )
     accelerator.load_state(str(checkpoint_dir))
-    trainer.last_checkpoint = checkpoint_dir
+    state.last_checkpoint = checkpoint_dir
 
 
-def save_checkpoint(trainer: Any) -> Path:
-    """Write a complete, atomically published checkpoint of ``trainer`` (all processes call this).
+def save_checkpoint(state: TrainerState) -> Path:
+    """Write a complete, atomically published checkpoint of ``state`` (a run's
+    :class:`~mtlstm_hf.training.state.TrainerState`; all processes call this) and make it
+    ``state.last_checkpoint``.
 
     Raises:
         OutputWriteError: writing failed (disk full, unwritable folder, torch's writer
@@ -452,22 +459,22 @@ def save_checkpoint(trainer: Any) -> Path:
             folder is removed and ``LATEST`` still names the previous complete checkpoint,
             which ``resume_from`` continues from.
     """
-    checkpoints_dir = trainer.output_dir / CHECKPOINTS_DIRNAME
+    checkpoints_dir = state.output_dir / CHECKPOINTS_DIRNAME
     being_written = [checkpoints_dir]
     try:
-        return _write_checkpoint(trainer, checkpoints_dir, being_written)
+        return _write_checkpoint(state, checkpoints_dir, being_written)
     except Exception as error:
         target = being_written[-1]
         found = write_failure_cause(error, target)
         if found is None:
             raise
         cause, number = found
-        if trainer.accelerator.is_main_process:
+        if state.accelerator.is_main_process:
             remove_stale_temporaries(checkpoints_dir)  # frees the space the failed write took
         previous = (
-            f"the previous checkpoint {trainer.last_checkpoint} is still the latest: fix the cause, then continue "
-            f"with resume_from={str(trainer.output_dir)!r} (mtlstm-train --resume {trainer.output_dir})"
-            if trainer.last_checkpoint is not None
+            f"the previous checkpoint {state.last_checkpoint} is still the latest: fix the cause, then continue "
+            f"with resume_from={str(state.output_dir)!r} (mtlstm-train --resume {state.output_dir})"
+            if state.last_checkpoint is not None
             else "no earlier checkpoint exists, so the run must start again"
         )
         raise OutputWriteError(
@@ -475,11 +482,11 @@ def save_checkpoint(trainer: Any) -> Path:
         ) from error
 
 
-def _write_checkpoint(trainer: Any, checkpoints_dir: Path, being_written: list[Path]) -> Path:
+def _write_checkpoint(state: TrainerState, checkpoints_dir: Path, being_written: list[Path]) -> Path:
     import torch
     from transformers.dynamic_module_utils import custom_object_save
 
-    accelerator, progress = trainer.accelerator, trainer.progress
+    accelerator, progress = state.accelerator, state.progress
     name = ""
     if accelerator.is_main_process:
         checkpoints_dir.mkdir(parents=True, exist_ok=True)
@@ -493,11 +500,11 @@ def _write_checkpoint(trainer: Any, checkpoints_dir: Path, being_written: list[P
     accelerator.wait_for_everyone()
     with quiet_logger("accelerate.utils.other"):  # "Removed shared tensor": the tied lm_head, expected
         accelerator.save_state(str(tmp_dir))
-    state = trainer.carried_state
-    carried = None if state is None else {
-        "hidden": [h.detach().cpu() for h in state.hidden],
-        "cell": [c.detach().cpu() for c in state.cell],
-        "seen_tokens": state.seen_tokens,
+    carried_state = state.carried_state
+    carried = None if carried_state is None else {
+        "hidden": [h.detach().cpu() for h in carried_state.hidden],
+        "cell": [c.detach().cpu() for c in carried_state.cell],
+        "seen_tokens": carried_state.seen_tokens,
     }  # fmt: skip
     torch.save({"carried_state": carried}, tmp_dir / RANK_STATE_FILENAME.format(rank=accelerator.process_index))
     accelerator.wait_for_everyone()
@@ -507,26 +514,26 @@ def _write_checkpoint(trainer: Any, checkpoints_dir: Path, being_written: list[P
         # The modelling files too, as save_pretrained copies them (this also writes the model
         # class into the config's auto_map): every folder a run writes loads with
         # AutoModelForCausalLM, with the package or with trust_remote_code=True.
-        model = trainer.unwrapped_model
+        model = state.unwrapped_model
         custom_object_save(model, str(tmp_dir), config=model.config)
         model.config.save_pretrained(str(tmp_dir))
         from ..data.tokenizer_files import save_tokenizer  # the data package imports torch: not at start-up
 
-        save_tokenizer(trainer.tokenizer, tmp_dir)
-        trainer.config.to_json_file(tmp_dir / TRAINING_CONFIG_FILENAME)
+        save_tokenizer(state.tokenizer, tmp_dir)
+        state.config.to_json_file(tmp_dir / TRAINING_CONFIG_FILENAME)
         from dataclasses import asdict
 
         write_json_atomic(  # written last: its presence marks the folder complete
             tmp_dir / STATE_FILENAME,
             {"format": CHECKPOINT_FORMAT, "num_processes": accelerator.num_processes, "progress": asdict(progress)},
         )
-        final = publish_checkpoint(tmp_dir, name, trainer.config.keep_checkpoints)
+        final = publish_checkpoint(tmp_dir, name, state.config.keep_checkpoints)
     accelerator.wait_for_everyone()
-    trainer.last_checkpoint = final
+    state.last_checkpoint = final
     return final
 
 
-def save_best_model(trainer: Any, model: Any, metrics: dict[str, Any]) -> None:
+def save_best_model(state: TrainerState, model: Any, metrics: dict[str, Any]) -> None:
     """``save_pretrained`` ``model`` (the weights being evaluated: averaged under ASGD) with the
     tokenizer, ``training_config.json`` and ``training_metrics.json`` into ``best_model/``,
     replacing it all or nothing (main process; all processes call this).
@@ -537,19 +544,19 @@ def save_best_model(trainer: Any, model: Any, metrics: dict[str, Any]) -> None:
     from ..data.tokenizer_files import save_tokenizer
     from ..progress import no_transformers_progress_bar
 
-    destination = trainer.output_dir / BEST_MODEL_DIRNAME
-    if trainer.accelerator.is_main_process:
+    destination = state.output_dir / BEST_MODEL_DIRNAME
+    if state.accelerator.is_main_process:
 
         def build(folder: Path) -> None:
             with no_transformers_progress_bar():
                 model.save_pretrained(str(folder))
             record_weight_digests(folder)
-            save_tokenizer(trainer.tokenizer, folder)
-            trainer.config.to_json_file(folder / TRAINING_CONFIG_FILENAME)
+            save_tokenizer(state.tokenizer, folder)
+            state.config.to_json_file(folder / TRAINING_CONFIG_FILENAME)
             write_json_atomic(folder / TRAINING_METRICS_FILENAME, metrics)
 
         try:
-            trainer.output_dir.mkdir(parents=True, exist_ok=True)
+            state.output_dir.mkdir(parents=True, exist_ok=True)
             replace_directory(build, destination)
         except Exception as error:
             found = write_failure_cause(error, destination)
@@ -561,7 +568,7 @@ def save_best_model(trainer: Any, model: Any, metrics: dict[str, Any]) -> None:
                 path=destination,
                 error_number=found[1],
             ) from error
-    trainer.accelerator.wait_for_everyone()
+    state.accelerator.wait_for_everyone()
 
 
 def broadcast_string(accelerator: Any, text: str) -> str:
@@ -587,25 +594,25 @@ def quiet_logger(name: str, level: int = logging.ERROR) -> Iterator[None]:
         logger.setLevel(previous)
 
 
-def start_run_folder(trainer: Any) -> None:
+def start_run_folder(state: TrainerState) -> None:
     """Prepare the run folder before the first step (main process; all processes call this):
     move back a ``best_model/`` a crash left aside, clear an overwritten run's outputs, write
     ``training_config.json``; then start the trackers and say how many processes train."""
-    config, accelerator = trainer.config, trainer.accelerator
+    config, accelerator = state.config, state.accelerator
     if accelerator.is_main_process:
         # A crash between the two renames that replace best_model/ left it in .best_model.old:
         # move it back before anything reads or replaces it.
-        repair_interrupted_replacement(trainer.output_dir / BEST_MODEL_DIRNAME, clean_up=True)
+        repair_interrupted_replacement(state.output_dir / BEST_MODEL_DIRNAME, clean_up=True)
         if config.resume_from is None and config.overwrite_output_dir:
             for name in (CHECKPOINTS_DIRNAME, BEST_MODEL_DIRNAME, LOGS_DIRNAME):
-                shutil.rmtree(trainer.output_dir / name, ignore_errors=True)
-        trainer.output_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(trainer.output_dir / TRAINING_CONFIG_FILENAME, config.to_dict())
+                shutil.rmtree(state.output_dir / name, ignore_errors=True)
+        state.output_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(state.output_dir / TRAINING_CONFIG_FILENAME, config.to_dict())
         if config.resume_from is not None:
             from .tracking import METRICS_FILENAME, drop_records_after
 
             # The steps after the resumed checkpoint are taken (and logged) again.
-            drop_records_after(trainer.output_dir / LOGS_DIRNAME / METRICS_FILENAME, trainer.progress.global_step)
+            drop_records_after(state.output_dir / LOGS_DIRNAME / METRICS_FILENAME, state.progress.global_step)
     accelerator.wait_for_everyone()
     flat = {
         key: (value if isinstance(value, (bool, int, float, str)) or value is None else str(value))

@@ -42,7 +42,9 @@ is that of one process on all rows up to the order of the all-reduce (dropout ma
 
 **Exact resume.** Checkpoints between steps hold everything the next step depends on
 (:mod:`.checkpoint`): what accelerate holds (parameters, optimizer, RNGs, and the registered
-iterator, averaged model and schedule) and each process's carried state. A run stopped anywhere
+iterator, averaged model and schedule) and each process's carried state; the trainer keeps all of
+it in one record, ``trainer.state`` (:class:`~.state.TrainerState`), which the checkpoint
+functions save and restore. A run stopped anywhere
 and resumed ends with the same weights and ``best_model/`` as one never stopped.
 """
 
@@ -53,12 +55,14 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.profiler import record_function
 
+from ..data.batching import BPTTIterator
 from ..devices import float32_precision
 from ..evaluation import token_log_probs
 from ..model_folder import load_model_strictly
@@ -80,7 +84,15 @@ from .preparation import (
     prepare_data,
     require_precision_support,
 )
-from .state import NonFiniteLossError, StepResult, TrainingProgress, TrainingResult, nonmonotone_trigger, perplexity
+from .state import (
+    NonFiniteLossError,
+    StepResult,
+    TrainerState,
+    TrainingProgress,
+    TrainingResult,
+    nonmonotone_trigger,
+    perplexity,
+)
 from .stopping import StopRequests
 from .tracking import TrainingMeter
 
@@ -103,6 +115,20 @@ def scaled_learning_rate(optimizer: torch.optim.Optimizer, scale: float) -> Iter
             group["lr"] = lr
 
 
+class _InState:
+    """A trainer attribute that is the field of the same name of the trainer's ``state``
+    (:class:`~.state.TrainerState`): one value, kept in one place."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, trainer: LanguageModelTrainer | None, owner: type | None = None) -> Any:
+        return self if trainer is None else getattr(trainer.state, self.name)
+
+    def __set__(self, trainer: LanguageModelTrainer, value: Any) -> None:
+        setattr(trainer.state, self.name, value)
+
+
 class LanguageModelTrainer:
     """Trains an :class:`~mtlstm_hf.MTLSTMForCausalLM` on a token stream; see the module docstring.
 
@@ -117,20 +143,20 @@ class LanguageModelTrainer:
             next run, see :func:`~.preparation.end_processes`); :func:`train` does it for the
             accelerator it makes.
         callbacks: see :data:`StepCallback`.
+
+    Attributes:
+        state: the run's state, everything a checkpoint saves and restores (:class:`~.state.TrainerState`,
+            whose fields list which file of a checkpoint holds what); the trainer's attributes of the
+            same names (``progress``, ``carried_state``, ``last_checkpoint``, ``unwrapped_model``,
+            ``optimizer``, ...) are its fields. ``model`` is the model as the accelerator wrapped it.
     """
 
     def __init__(
         self, config: TrainingConfig, accelerator: Accelerator | None = None, callbacks: Sequence[StepCallback] = ()
     ) -> None:
         config.validate()
-        self.config = config
-        self.accelerator = accelerator = make_accelerator(config) if accelerator is None else accelerator
+        accelerator = make_accelerator(config) if accelerator is None else accelerator
         self.callbacks = list(callbacks)
-        self.output_dir = Path(config.output_dir).expanduser()
-        self.best_model_dir = self.output_dir / ckpt.BEST_MODEL_DIRNAME
-        self.progress = TrainingProgress()
-        self.carried_state: MTLSTMState | None = None
-        self.last_checkpoint: Path | None = None
         self.test_loss: float | None = None
         self.last_grad_norm = math.nan
         self.drawn_lengths: list[int] = []  # of the windows next_windows() gave last
@@ -139,29 +165,62 @@ class LanguageModelTrainer:
         resume_dir = check_resume_and_output(config, accelerator.num_processes)
         check_init_from(config)  # before its tokenizer is read with the data
         data = prepare_data(config, accelerator, resume_dir)
-        self.tokenizer, self.rows, self.iterator = data.tokenizer, data.rows, data.iterator
-        self.valid_part, self.test_part = data.valid_part, data.test_part
+        self.rows, self.valid_part, self.test_part = data.rows, data.valid_part, data.test_part
         set_seed(config.seed)  # model initialisation; a resumed run restores every RNG afterwards
-        model = build_model(config, self.tokenizer, resume_dir)
+        model = build_model(config, data.tokenizer, resume_dir)
         check_token_streams(model, {"training": self.rows, "validation": self.valid_part, "test": self.test_part})
         require_precision_support(model, config, accelerator)
         model.train()
         # Dropout from here on: one stream per process, or rows on different processes would
         # share masks (the model itself is the same everywhere: DDP broadcasts rank 0's weights).
         set_seed(config.seed + accelerator.process_index)
-        optimizer, self.scheduler = build_optimizer(config, model, self.planned_steps())
-        self.model, self.optimizer = accelerator.prepare(model, optimizer)
-        self.unwrapped_model: MTLSTMForCausalLM = accelerator.unwrap_model(self.model)
-        self.averaged_model = ParameterAverage(self.unwrapped_model) if config.optimizer == "awd" else None
+        optimizer, scheduler = build_optimizer(config, model, planned_steps(config, data.iterator))
+        self.model, optimizer = accelerator.prepare(model, optimizer)  # self.model: the wrapped (e.g. DDP) model
+        unwrapped_model: MTLSTMForCausalLM = accelerator.unwrap_model(self.model)
+        output_dir = Path(config.output_dir).expanduser()
+        # The run's state: everything a checkpoint saves and restores (TrainerState lists which file holds what).
+        self.state = TrainerState(
+            config=config,
+            accelerator=accelerator,
+            unwrapped_model=unwrapped_model,
+            optimizer=optimizer,
+            scaler=accelerator.scaler,
+            iterator=data.iterator,
+            averaged_model=ParameterAverage(unwrapped_model) if config.optimizer == "awd" else None,
+            scheduler=scheduler,
+            tokenizer=data.tokenizer,
+            carried_state=None,
+            progress=TrainingProgress(),
+            output_dir=output_dir,
+            last_checkpoint=None,
+        )
+        self.best_model_dir = output_dir / ckpt.BEST_MODEL_DIRNAME
         # What accelerate can hold survives a resume through it (a fixed order: the files are numbered).
-        self.checkpointed_objects = [
-            state for state in (self.iterator, self.averaged_model, self.scheduler) if state is not None
-        ]
-        for state in self.checkpointed_objects:
-            accelerator.register_for_checkpointing(state)
+        for registered in self.state.checkpointed_objects:
+            accelerator.register_for_checkpointing(registered)
         if resume_dir is not None:
-            ckpt.restore_from_checkpoint(self, resume_dir)
+            ckpt.restore_from_checkpoint(self.state, resume_dir)
             self._dirty = False
+
+    # The run's state lives in self.state; these names read and write its fields.
+    config: TrainingConfig = _InState()
+    accelerator: Accelerator = _InState()
+    unwrapped_model: MTLSTMForCausalLM = _InState()
+    optimizer: torch.optim.Optimizer = _InState()
+    scaler: Any = _InState()
+    iterator: BPTTIterator = _InState()
+    averaged_model: ParameterAverage | None = _InState()
+    scheduler: Any = _InState()
+    tokenizer: Any = _InState()
+    carried_state: MTLSTMState | None = _InState()
+    progress: TrainingProgress = _InState()
+    output_dir: Path = _InState()
+    last_checkpoint: Path | None = _InState()
+
+    @property
+    def checkpointed_objects(self) -> list[Any]:
+        """The objects registered with the accelerator for checkpointing (:attr:`TrainerState.checkpointed_objects`)."""
+        return self.state.checkpointed_objects
 
     def planned_steps(self) -> int:
         """Optimizer steps of the whole run: ``max_steps`` or epochs x (nominal) steps per epoch."""
@@ -383,7 +442,7 @@ class LanguageModelTrainer:
                 "val_loss": val_loss, "val_perplexity": perplexity(val_loss), "global_step": progress.global_step,
                 "epoch": progress.epoch, "epoch_end": epoch_end, "asgd_active": progress.asgd_active,
             }  # fmt: skip
-            ckpt.save_best_model(self, self.evaluation_model(), metrics)
+            ckpt.save_best_model(self.state, self.evaluation_model(), metrics)
         self.accelerator.log(
             {"eval/loss": val_loss, "eval/perplexity": perplexity(val_loss), "epoch": progress.epoch,
              "asgd_active": int(progress.asgd_active)},
@@ -398,7 +457,7 @@ class LanguageModelTrainer:
         now = time.monotonic()
         self.progress.train_seconds += now - self._clock
         self._clock = now
-        path = ckpt.save_checkpoint(self)
+        path = ckpt.save_checkpoint(self.state)
         self._dirty = False
         return path
 
@@ -421,7 +480,7 @@ class LanguageModelTrainer:
 
     def _run(self) -> TrainingResult:
         config, progress = self.config, self.progress
-        ckpt.start_run_folder(self)
+        ckpt.start_run_folder(self.state)
         status: str | None = None
         self._clock, self._steps_since_eval = time.monotonic(), 0
         with StopRequests(config.max_minutes, config.max_steps) as stops:

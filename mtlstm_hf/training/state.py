@@ -5,6 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the record names them; importing them here would import torch and accelerate
+    from accelerate import Accelerator
+
+    from ..data.batching import BPTTIterator
+    from ..models.mtlstm import MTLSTMForCausalLM, MTLSTMState
+    from .averaging import ParameterAverage
+    from .config import TrainingConfig
 
 
 class NonFiniteLossError(RuntimeError):
@@ -45,6 +54,79 @@ class TrainingProgress:
     train_seconds: float = 0.0
     scaler_skipped_steps: int = 0
     replay_previous_lr_scale: float | None = None
+
+
+def _saved_in(*files: str) -> Any:
+    """A :class:`TrainerState` field held by ``files`` of a checkpoint folder (patterns: ``<rank>``
+    is the process index, ``*`` any text, ``NAME#key`` a key of the JSON file ``NAME``)."""
+    return field(metadata={"files": files})
+
+
+@dataclass(eq=False)
+class TrainerState:
+    """Everything a checkpoint of a run saves and restores, in one place: the fields are the
+    run's state, and each one's ``metadata["files"]`` names the files of a checkpoint folder
+    (``checkpoints/step-XXXXXXXX/``, :mod:`.checkpoint`) that hold it. The trainer
+    (:class:`~mtlstm_hf.training.LanguageModelTrainer`) keeps it as ``trainer.state`` (its
+    attributes of the same names read and write these fields); the checkpoint functions
+    (``save_checkpoint``, ``restore_from_checkpoint``, ``save_best_model``, ``start_run_folder``)
+    take it and touch nothing else of the trainer.
+
+    Saved by ``accelerator.save_state`` (restored, in place, by ``accelerator.load_state``):
+    ``unwrapped_model``, ``optimizer``, ``scaler``, the three registered objects (``iterator``,
+    ``averaged_model``, ``scheduler``: :attr:`checkpointed_objects`) and the process-wide random
+    number generators. Saved and restored by :mod:`.checkpoint` itself: ``carried_state``,
+    ``progress``. Saved for the reader, not read back on resume: ``config`` (a resumed run's
+    own configuration must agree with it), the model's configuration and modelling files; the
+    ``tokenizer`` is read back by the data preparation (:func:`~.preparation.prepare_data`).
+
+    Attributes:
+        config: the run's settings; ``training_config.json``.
+        accelerator: runs the processes and saves and loads what it prepared. Holds the process-wide
+            random number generators (Python's, NumPy's, torch's and CUDA's), in
+            ``random_states_<rank>.pkl`` (one per process), and the number of processes
+            (``training_state.json``'s ``num_processes``, which a resume must match).
+        unwrapped_model: the model trained (without the accelerator's wrapper, e.g. DDP):
+            ``model.safetensors`` (parameters, with ``weights_sha256.json``, the digests of every
+            tensor file of the folder), ``config.json`` and the modelling files (``*.py``), as
+            ``save_pretrained`` writes them.
+        optimizer: the optimizer as the accelerator prepared it (SGD or AdamW); ``optimizer.bin``.
+        scaler: the fp16 gradient scaler (the accelerator's, ``None`` without fp16); ``scaler.pt``.
+        iterator: the BPTT windows of the training stream: position in the epoch and the random
+            generator of the window lengths; ``custom_checkpoint_0.pkl``.
+        averaged_model: averaged SGD's running mean of the parameters (``awd`` only, else ``None``);
+            ``custom_checkpoint_1.pkl``.
+        scheduler: AdamW's learning-rate schedule (``adamw`` only, else ``None``);
+            ``custom_checkpoint_1.pkl``.
+        tokenizer: the run's tokenizer; the files its ``save_pretrained`` writes.
+        carried_state: this process's recurrent state carried into the next window (``None`` at an
+            epoch start); ``rank_state_<rank>.pt`` (one per process).
+        progress: the counters and validation history (:class:`TrainingProgress`);
+            ``training_state.json``'s ``progress``.
+        output_dir: the run folder; checkpoints go into its ``checkpoints/`` (not saved: where).
+        last_checkpoint: the newest checkpoint this run wrote or resumed from (not saved: set
+            by :func:`~.checkpoint.save_checkpoint` and :func:`~.checkpoint.restore_from_checkpoint`).
+    """
+
+    config: TrainingConfig = _saved_in("training_config.json")
+    accelerator: Accelerator = _saved_in("random_states_<rank>.pkl", "training_state.json#num_processes")
+    unwrapped_model: MTLSTMForCausalLM = _saved_in("model.safetensors", "weights_sha256.json", "config.json", "*.py")
+    optimizer: Any = _saved_in("optimizer.bin")
+    scaler: Any = _saved_in("scaler.pt")
+    iterator: BPTTIterator = _saved_in("custom_checkpoint_0.pkl")
+    averaged_model: ParameterAverage | None = _saved_in("custom_checkpoint_1.pkl")
+    scheduler: Any = _saved_in("custom_checkpoint_1.pkl")
+    tokenizer: Any = _saved_in("tokenizer*.json", "special_tokens_map.json", "vocab*", "merges.txt")
+    carried_state: MTLSTMState | None = _saved_in("rank_state_<rank>.pt")
+    progress: TrainingProgress = _saved_in("training_state.json#progress")
+    output_dir: Path = _saved_in()
+    last_checkpoint: Path | None = _saved_in()
+
+    @property
+    def checkpointed_objects(self) -> list[Any]:
+        """The objects registered with the accelerator for checkpointing, in the order of their
+        files (``custom_checkpoint_<i>.pkl``): the iterator, then the averaged model or the schedule."""
+        return [state for state in (self.iterator, self.averaged_model, self.scheduler) if state is not None]
 
 
 @dataclass
