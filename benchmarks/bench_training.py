@@ -173,7 +173,7 @@ def bench_model(
         trainer.save_checkpoint()
         checkpoint["checkpoint_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
-        ckpt.save_best_model(trainer, trainer.evaluation_model(), {"benchmark": True})
+        ckpt.save_best_model(trainer.state, trainer.evaluation_model(), {"benchmark": True})
         checkpoint["best_model_seconds"] = time.perf_counter() - start
         checkpoint["checkpoint_bytes"] = sum(
             f.stat().st_size for f in trainer.last_checkpoint.rglob("*") if f.is_file()

@@ -247,7 +247,7 @@ def training_corpus(model_dir: str | Path) -> tuple[str | None, str | None] | No
     return saved.get("data"), saved.get("dataset_config_name")
 
 
-def recorded_corpus(checkpoint: str | Path) -> tuple[str, str | None]:
+def recorded_corpus(checkpoint: PathOrStr) -> tuple[str, str | None]:
     """The corpus to evaluate or analyse a model on when none is given: the one ``mtlstm-train``
     recorded for it.
 
