@@ -231,9 +231,10 @@ class GateBiases(nn.Module):
         self.frozen_gates = frozen_gates
         self.layer_index = layer_index  # the layer's position, for messages and assigned_timescales()
         # What the model computed for this layer (the schedule and, unless it draws them, its
-        # timescales, float64 on the CPU): kept, not looked up again in the configuration.
+        # timescales): kept, not looked up again in the configuration. Plain floats, not a tensor:
+        # model.to(dtype) must not round them (they are the exact values the biases come from).
         self.timescale_schedule = timescale_schedule if timescale_schedule is not None else {"type": "none"}
-        self.assigned_timescales = forget_timescales
+        self._assigned = None if forget_timescales is None else tuple(forget_timescales.double().tolist())
         for gate in gate_names:
             if gate in frozen_gates:
                 self.register_buffer(gate, torch.zeros(hidden_size, dtype=torch.float32), persistent=True)
@@ -255,11 +256,16 @@ class GateBiases(nn.Module):
                         getattr(self, gate).copy_(value)
         self._register_load_state_dict_pre_hook(self._add_missing_recurrent_sides)
 
+    @property
+    def assigned_timescales(self) -> torch.Tensor | None:
+        """The timescales ``(H,)`` the model assigned this layer (float64, CPU), or ``None``."""
+        return None if self._assigned is None else torch.tensor(self._assigned, dtype=torch.float64, device="cpu")
+
     def timescales_to_set(self) -> torch.Tensor | None:
         """The timescales ``(H,)`` the weight initialisation gives this layer's forget/input biases:
         the ones the model assigned, or a fresh draw for a schedule that draws them (chrono, with
         the global generator, in the order of the initialisation); ``None`` without a schedule."""
-        if self.assigned_timescales is not None or not is_drawn(self.timescale_schedule):
+        if self._assigned is not None or not is_drawn(self.timescale_schedule):
             return self.assigned_timescales
         return realize_timescales(self.timescale_schedule, len(getattr(self, self.gate_names[0])))
 
