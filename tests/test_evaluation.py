@@ -479,3 +479,25 @@ def test_evaluation_package_does_not_import_models():
                 if name.split(".")[-3:] == ["models", "mtlstm", "checks"]:
                     continue
                 assert "models" not in name.split("."), f"{path.name} imports {name}"
+
+
+def test_the_walk_in_windows_has_one_home():
+    """token_log_probs, the traces and the ablation cut the stream with evaluation's token_rows and
+    walk it in its windows (oracle: the rows and windows written out; an AST check that no analysis
+    module loops over range(0, ..., window) itself)."""
+    import ast
+    from pathlib import Path
+
+    from mtlstm_hf.evaluation.perplexity import token_rows, windows
+
+    rows = token_rows(torch.arange(11), batch_size=2)
+    assert rows.tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert windows(5, 2) == [(0, 2), (2, 4)]  # targets: inputs end one token early
+    assert windows(5, 2, targets=False) == [(0, 2), (2, 4), (4, 5)]
+    assert windows(5, 70) == [(0, 4)]
+    analysis = Path(__file__).resolve().parents[1] / "mtlstm_hf" / "analysis"
+    for path in analysis.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "range" and len(node.args) == 3:
+                step = ast.unparse(node.args[2])
+                assert "window" not in step, f"{path.name} walks a stream in windows by hand: range(..., {step})"

@@ -66,7 +66,7 @@ _EXPORTS = {
     "forget_gate_layers": ".adapter",
     "layers_with_forget_gate": ".adapter",
     "resolve_layers": ".adapter",
-    "token_rows": ".adapter",
+    "token_rows": "..evaluation.perplexity",
     "MemorySpan": ".memory_span",
     "estimate_memory_span": ".memory_span",
     "passage_log_weights": ".memory_span",

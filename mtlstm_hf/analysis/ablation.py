@@ -41,15 +41,15 @@ import torch
 
 from mtlstm_hf.evaluation import DEFAULT_BIN_EDGES, bin_labels, target_positions
 from mtlstm_hf.evaluation.binned import check_log_probs, perplexities_by_bin, target_bins
+from mtlstm_hf.evaluation.perplexity import token_rows, windows
+from mtlstm_hf.models.mtlstm.checks import check_positive_int
 from mtlstm_hf.progress import open_progress
 
 from .adapter import (
     base_model,
-    check_positive_int,
     eval_mode,
     register_ablation,
     resolve_layers,
-    token_rows,
     unregister_ablation,
 )
 
@@ -334,8 +334,7 @@ def ablation_log_probs(
     if head is None:
         raise ValueError(f"{type(model).__name__} has no output layer: pass the language model (MTLSTMForCausalLM).")
     rows = token_rows(stream, batch_size, min_row_length=2)  # the rows token_log_probs scores
-    window = check_positive_int(window, "window")
-    piece = rows.shape[1]
+    spans = windows(rows.shape[1], window)  # and its windows
     groups = len(unit_chunks) + 1
     device = base.embeddings.weight.device
     rows = rows.to(device)
@@ -359,10 +358,8 @@ def ablation_log_probs(
     upper = [(module, zero_state(groups * batch_size, module)) for module in list(base.layers)[layer + 1 :]]
     log_probs: list[torch.Tensor] = []
     with eval_mode(model):
-        starts = range(0, piece - 1, int(window))
-        with open_progress(progress, total=len(starts), desc="ablation", unit="window") as bar:
-            for start in starts:
-                stop = min(start + int(window), piece - 1)
+        with open_progress(progress, total=len(spans), desc="ablation", unit="window") as bar:
+            for start, stop in spans:
                 outputs = embeddings(rows[:, start:stop])
                 for position, (module, state) in enumerate(lower):  # once: the ablation changes nothing here
                     outputs, hidden, cell = module(outputs, *state)
@@ -382,7 +379,7 @@ def ablation_log_probs(
                 log_probs.append(picked.cpu())
                 bar.update(1)
     # (groups * B, piece - 1) -> per group the row-major flatten = the order of target_positions.
-    return torch.cat(log_probs, dim=1).reshape(groups, batch_size * (piece - 1))
+    return torch.cat(log_probs, dim=1).reshape(groups, batch_size * (rows.shape[1] - 1))
 
 
 def resolve_chunks(

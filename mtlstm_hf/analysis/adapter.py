@@ -6,9 +6,9 @@
   ``model.model.layers``; reports number layers from 1);
 * :func:`eval_mode`: eval semantics (no dropout, raw recurrent weights) under ``torch.no_grad``,
   the training flag restored afterwards;
-* :func:`token_rows`: a token stream cut into ``batch_size`` contiguous rows with
-  :func:`mtlstm_hf.data.batchify` (AWD-LSTM's ``batchify``), validated, as
-  :func:`mtlstm_hf.evaluation.token_log_probs` cuts it;
+* the stream cut into rows is :mod:`mtlstm_hf.evaluation.perplexity`'s ``token_rows``
+  (the one home of the walk in windows: ``token_rows`` and ``windows``, used by
+  ``token_log_probs``, the traces and the ablation);
 * :func:`active_ablation`: which output units of a layer are zeroed right now by
   :class:`~mtlstm_hf.analysis.ablation.UnitAblation` (the traces need to know; the ablation
   registers and unregisters itself here, so neither module imports the other).
@@ -20,12 +20,8 @@ import contextlib
 import numbers
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import torch
-
-from mtlstm_hf.data.batching import batchify
-from mtlstm_hf.models.mtlstm.checks import check_positive_int
 
 __all__ = [
     "active_ablation",
@@ -36,7 +32,6 @@ __all__ = [
     "model_device_dtype",
     "register_ablation",
     "resolve_layers",
-    "token_rows",
     "unregister_ablation",
 ]
 
@@ -138,60 +133,6 @@ def forget_gate_layers(
             f"{[cell_types[index] for index in missing]}); {consequence}."
         )
     return indices
-
-
-def token_rows(
-    stream: Any,
-    batch_size: int = 1,
-    max_tokens: int | None = None,
-    min_row_length: int = 1,
-    vocab_size: int | None = None,
-    name: str = "stream",
-) -> torch.Tensor:
-    """A token stream cut into ``batch_size`` contiguous rows by :func:`mtlstm_hf.data.batchify`.
-
-    Row ``b`` is ``stream[b n : (b + 1) n]`` with ``n = N // B`` (the last ``N mod B`` tokens are
-    dropped), exactly as :func:`mtlstm_hf.evaluation.token_log_probs` cuts it (AWD-LSTM's
-    ``batchify``, Merity et al. 2018).
-
-    Args:
-        stream: ``(N,)`` integer token ids (tensor, list or array).
-        batch_size: ``B``.
-        max_tokens: use only the first ``max_tokens`` tokens (None = all).
-        min_row_length: minimum ``n``; a shorter stream raises.
-        vocab_size: ``V``; when given, every id must lie in ``[0, V)``.
-        name: the argument's name in error messages.
-
-    Returns:
-        ``(B, n)`` int64 on the stream's device.
-
-    Raises:
-        ValueError: not a 1-D integer stream; ``batch_size`` or ``max_tokens`` not a positive
-            integer; ids outside ``[0, V)``; fewer than ``min_row_length`` tokens per row
-            ("the data is too short").
-    """
-    ids = torch.as_tensor(stream)
-    if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        raise ValueError(
-            f"{name} must be a 1-D integer tensor of token ids, got {ids.dtype} of shape {tuple(ids.shape)}."
-        )
-    batch_size = check_positive_int(batch_size, "batch_size")
-    if max_tokens is not None:
-        ids = ids[: check_positive_int(max_tokens, "max_tokens")]
-    ids = ids.long()
-    if vocab_size is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        raise ValueError(
-            f"token ids must lie in [0, {vocab_size}) (the vocabulary size), got values from "
-            f"{int(ids.min())} to {int(ids.max())}."
-        )
-    row_length = ids.numel() // batch_size
-    if row_length < max(min_row_length, 1):
-        raise ValueError(
-            f"the data is too short: {ids.numel()} tokens give {row_length} per batch row with "
-            f"batch_size={batch_size}, but at least {max(min_row_length, 1)} are needed (use more data, a smaller "
-            "batch_size or smaller delays/distances)."
-        )
-    return batchify(ids, batch_size)
 
 
 # Layer module -> unit-index tensors currently zeroed by live ablations (weak: a deleted model

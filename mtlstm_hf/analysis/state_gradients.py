@@ -40,10 +40,11 @@ import torch
 
 from mtlstm_hf.evaluation import DEFAULT_BIN_EDGES, bin_labels, frequency_bin_of_token, token_counts
 from mtlstm_hf.evaluation.binned import as_integers
+from mtlstm_hf.evaluation.perplexity import token_rows
 from mtlstm_hf.models.mtlstm.checks import check_positive_int
 from mtlstm_hf.progress import open_progress
 
-from .adapter import base_model, resolve_layers, token_rows
+from .adapter import base_model, resolve_layers
 from .state_gradient_result import StateGradientResult
 from .state_gradient_steps import LayerStep, StepFunction, as_step_function, compute_dtype, model_layer_steps
 

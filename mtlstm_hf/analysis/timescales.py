@@ -53,9 +53,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtlstm_hf.evaluation.perplexity import token_rows
 from mtlstm_hf.models.mtlstm.timescales import timescale_from_forget_gate
 
-from .adapter import base_model, forget_gate_layers, token_rows
+from .adapter import base_model, forget_gate_layers
 from .settings import DISTRIBUTION_FAMILIES
 from .traces import trace_moments
 
@@ -177,7 +178,7 @@ def estimate_timescales(
         model: ``MTLSTMForCausalLM`` or ``MTLSTMModel`` (any checkpoint, with or without schedules).
         stream: ``(N,)`` token ids.
         batch_size: rows processed in parallel (1 = the paper's setting; the stream is cut into
-            ``B`` contiguous rows, each from the zero state; see :func:`~.adapter.token_rows`).
+            ``B`` contiguous rows, each from the zero state; see ``mtlstm_hf.evaluation.perplexity.token_rows``).
         window: tokens per forward (memory only; the state is carried).
         layers: 0-based indices of the layers to analyse (default: every layer with a forget gate).
         max_tokens: use only the first ``max_tokens`` tokens.

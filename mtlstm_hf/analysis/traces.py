@@ -9,7 +9,7 @@ The single source of per-step quantities for the analyses (timescales, memory sp
   over time for the standard cell).
 * :func:`stream_traces` walks a long token stream in windows, carrying the recurrent state from
   one window to the next (the stream cut into ``batch_size`` contiguous rows by
-  :func:`~.adapter.token_rows`, as :func:`mtlstm_hf.evaluation.token_log_probs` cuts it), and yields one :class:`TraceChunk` per window;
+  ``mtlstm_hf.evaluation.perplexity.token_rows``, as :func:`mtlstm_hf.evaluation.token_log_probs` cuts it), and yields one :class:`TraceChunk` per window;
   only one window's traces are alive at a time.
 * :func:`trace_moments` reduces that stream to running per-unit sums (``sum x``, ``sum x^2``,
   token count) per layer and trace key, e.g. the mean forget gate of every unit over a corpus.
@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from mtlstm_hf.analysis.gates import layer_gates_and_cells
+from mtlstm_hf.evaluation.perplexity import token_rows, windows
 from mtlstm_hf.models.mtlstm.naive import TRACE_KEYS
 from mtlstm_hf.models.mtlstm.state import MTLSTMState
 from mtlstm_hf.progress import open_progress
@@ -49,11 +50,9 @@ from mtlstm_hf.progress import open_progress
 from .adapter import (
     active_ablation,
     base_model,
-    check_positive_int,
     eval_mode,
     model_device_dtype,
     resolve_layers,
-    token_rows,
 )
 
 __all__ = ["TraceChunk", "TraceMoments", "forward_traces", "layer_traces", "stream_traces", "trace_moments"]
@@ -165,7 +164,7 @@ def stream_traces(
 ) -> Iterator[TraceChunk]:
     """Traces of a long token stream, one window at a time, with the state carried across windows.
 
-    The stream is cut by :func:`~.adapter.token_rows`; each row starts from the zero state and is fed in
+    The stream is cut by ``mtlstm_hf.evaluation.perplexity.token_rows`` (in its ``windows``); each row starts from the zero state and is fed in
     windows of ``window`` tokens, each continuing from the previous window's final state, so
     the traces equal those of one forward over the whole row (``window`` only bounds memory).
     ``layers`` are 0-based indices into ``model.model.layers``. ``progress``: True for a progress
@@ -174,14 +173,13 @@ def stream_traces(
     Yields:
         :class:`TraceChunk` per window, ``start`` = the window's offset within the rows.
     """
-    window = check_positive_int(window, "window")
     rows = token_rows(stream, batch_size, max_tokens, min_row_length)
+    spans = windows(rows.shape[1], window, targets=False)
     layer_indices = resolve_layers(model, layers)
-    starts = range(0, rows.shape[1], window)
     state = None
-    with open_progress(progress, total=len(starts), desc="traces", unit="window") as bar:
-        for start in starts:
-            chunk = forward_traces(model, rows[:, start : start + window], state, layer_indices)
+    with open_progress(progress, total=len(spans), desc="traces", unit="window") as bar:
+        for start, stop in spans:
+            chunk = forward_traces(model, rows[:, start:stop], state, layer_indices)
             chunk.start = start
             state = chunk.cache
             yield chunk

@@ -26,13 +26,14 @@ pieces are processed side by side. Consequences:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from ..data.batching import batchify
 from ..models.mtlstm.checks import check_positive_int
 
-__all__ = ["perplexity", "token_log_probs", "target_positions"]
+__all__ = ["perplexity", "token_log_probs", "token_rows", "target_positions", "windows"]
 
 
 def perplexity(mean_nll: float | None) -> float | None:
@@ -68,6 +69,73 @@ def target_positions(num_tokens: int, batch_size: int = 1) -> torch.Tensor:
     return (starts + torch.arange(1, piece)).reshape(-1)
 
 
+def token_rows(
+    stream: Any,
+    batch_size: int = 1,
+    max_tokens: int | None = None,
+    min_row_length: int = 1,
+    vocab_size: int | None = None,
+    name: str = "stream",
+) -> torch.Tensor:
+    """A token stream cut into ``batch_size`` contiguous rows by :func:`mtlstm_hf.data.batchify`.
+
+    Row ``b`` is ``stream[b n : (b + 1) n]`` with ``n = N // B`` (the last ``N mod B`` tokens are
+    dropped): how :func:`token_log_probs` and every analysis cut a stream (AWD-LSTM's
+    ``batchify``, Merity et al. 2018).
+
+    Args:
+        stream: ``(N,)`` integer token ids (tensor, list or array).
+        batch_size: ``B``.
+        max_tokens: use only the first ``max_tokens`` tokens (None = all).
+        min_row_length: minimum ``n``; a shorter stream raises.
+        vocab_size: ``V``; when given, every id must lie in ``[0, V)``.
+        name: the argument's name in error messages.
+
+    Returns:
+        ``(B, n)`` int64 on the stream's device.
+
+    Raises:
+        ValueError: not a 1-D integer stream; ``batch_size`` or ``max_tokens`` not a positive
+            integer; ids outside ``[0, V)``; fewer than ``min_row_length`` tokens per row
+            ("the data is too short").
+    """
+    ids = torch.as_tensor(stream)
+    if ids.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D tensor of token ids, got shape {tuple(ids.shape)}.")
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer token ids, got dtype {ids.dtype}.")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if max_tokens is not None:
+        ids = ids[: check_positive_int(max_tokens, "max_tokens")]
+    ids = ids.long()
+    if vocab_size is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise ValueError(
+            f"token ids must lie in [0, {vocab_size}) (the vocabulary size), got values from "
+            f"{int(ids.min())} to {int(ids.max())}."
+        )
+    row_length = ids.numel() // batch_size
+    if row_length < max(min_row_length, 1):
+        raise ValueError(
+            f"the data is too short: {name} has {ids.numel()} tokens, {row_length} per batch row with "
+            f"batch_size={batch_size}, but at least {max(min_row_length, 1)} are needed (use more data, a smaller "
+            "batch_size or smaller delays/distances)."
+        )
+    return batchify(ids, batch_size)
+
+
+def windows(row_length: int, window: int, targets: bool = True) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` of each window a row of ``row_length`` tokens is walked in, the state
+    carried from one window to the next: inputs ``row[start:stop]``; with ``targets``, their targets
+    are ``row[start + 1 : stop + 1]`` (so the walk ends one token early), without, the whole row.
+
+    Raises:
+        ValueError: ``window`` not a positive integer.
+    """
+    window = check_positive_int(window, "window")
+    end = row_length - 1 if targets else row_length
+    return [(start, min(start + window, end)) for start in range(0, max(end, 0), window)]
+
+
 def _model_device(model: torch.nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
@@ -99,21 +167,10 @@ def token_log_probs(
         aligned with ``stream[target_positions(N, B)]``. The model's training mode is restored
         on exit (it is put in eval mode while scoring, so dropout is off).
     """
-    batch_size = check_positive_int(batch_size, "batch_size")
-    window = check_positive_int(window, "window")
-    ids = torch.as_tensor(stream)
-    if ids.dim() != 1:
-        raise ValueError(f"stream must be a 1-D tensor of token ids, got shape {tuple(ids.shape)}")
-    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        raise ValueError(f"stream must hold integer token ids, got dtype {ids.dtype}")
-    piece = ids.numel() // batch_size
-    if piece < 2:
-        raise ValueError(
-            f"stream has {ids.numel()} tokens; with batch_size={batch_size} each piece needs at least 2 tokens"
-        )
+    rows = token_rows(stream, batch_size, min_row_length=2)  # row j: the contiguous piece j
+    spans = windows(rows.shape[1], window)
     device = torch.device(device) if device is not None else _model_device(model)
-    # AWD batchify: row j is the contiguous piece stream[j*piece:(j+1)*piece].
-    data = batchify(ids.long(), batch_size).to(device)
+    data = rows.to(device)
 
     was_training = model.training
     model.eval()
@@ -121,8 +178,7 @@ def token_log_probs(
     state = None
     try:
         with torch.inference_mode():
-            for start in range(0, piece - 1, window):
-                stop = min(start + window, piece - 1)
+            for start, stop in spans:
                 inputs = data[:, start:stop]
                 targets = data[:, start + 1 : stop + 1]
                 out = model(input_ids=inputs, cache=state, use_cache=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from mtlstm_hf.evaluation.perplexity import token_rows
 from mtlstm_hf.progress import Share
 
-from ..adapter import base_model, token_rows
+from ..adapter import base_model
 from ..context import STEP_RATE, AnalysisContext
 from ..registry import Figures
 
