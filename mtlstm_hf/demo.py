@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mtlstm_hf.models.mtlstm.layouts import layer_number
+
 from .command_line import add_threads_option, apply_threads
 from .models.mtlstm.presets import PRESETS
 from .weight_digests import record_weight_digests
@@ -29,12 +31,14 @@ def timescale_summary(model: MTLSTMForCausalLM) -> str:
     for index, (schedule, timescales) in enumerate(zip(model.config.timescale_schedules, model.assigned_timescales())):
         size = model.config.hidden_sizes[index]
         if timescales is None:
-            lines.append(f"layer {index + 1} ({size} units): {schedule['type']} (standard LSTM, biases trainable)")
+            lines.append(
+                f"layer {layer_number(index)} ({size} units): {schedule['type']} (standard LSTM, biases trainable)"
+            )
             continue
         quartiles = torch.quantile(timescales, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
         frozen = ",".join(model.config.frozen_gates(index)) or "none"
         lines.append(
-            f"layer {index + 1} ({size} units): {schedule['type']} "
+            f"layer {layer_number(index)} ({size} units): {schedule['type']} "
             f"T min {timescales.min():.3g}, q25 {quartiles[0]:.3g}, median {quartiles[1]:.3g}, "
             f"q75 {quartiles[2]:.3g}, max {timescales.max():.3g} tokens; frozen biases: {frozen}"
         )

@@ -182,7 +182,7 @@ def test_layers_without_forget_gate_raise_clearly():
     with pytest.raises(ValueError, match=r"layer indices \[1\] \(layers \[2\]\) have no forget gate"):
         estimate_timescales(mixed, _stream(20), layers=[1])
     estimate = estimate_timescales(mixed, _stream(20))
-    assert [entry.layer for entry in estimate.layers] == [0]
+    assert [entry.layer_index for entry in estimate.layers] == [0]
     assert estimate.layers[0].assigned is None
 
 
@@ -299,7 +299,7 @@ def test_passage_log_weights_and_layer_checks():
 def _hand_layer(timescales, schedule=None, assigned=None, layer=1) -> LayerTimescales:
     values = torch.tensor(timescales, dtype=torch.float64)
     return LayerTimescales(
-        layer=layer,
+        layer_index=layer,
         cell_type="lstm",
         mean_forget_gate=torch.exp(-1 / values),
         forget_gate_std=torch.zeros_like(values),
@@ -436,3 +436,22 @@ def test_memory_span_figure_has_one_distinct_curve_per_layer():
     )
     plt.close(figure)
     plt.close(heat)
+
+
+def test_a_layer_is_its_index_in_python_and_its_number_in_reports():
+    """One conversion (layouts.layer_number / layer_index_of) and one name each: ``layer_index``
+    (0-based) on Python objects, ``layer`` (from 1) in report entries; the old attribute name
+    still reads the index for one version, with a DeprecationWarning."""
+    import warnings
+
+    from mtlstm_hf.models.mtlstm.layouts import layer_index_of, layer_number
+
+    assert [layer_number(i) for i in range(3)] == [1, 2, 3] and layer_index_of(2) == 1
+    model = tiny_model()
+    estimate = estimate_timescales(model, torch.randint(0, model.config.vocab_size, (40,)), layers=[1])
+    entry = estimate.layers[0]
+    assert entry.layer_index == 1 and timescale_report(estimate)["layers"][0]["layer"] == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert entry.layer == 1
+    assert [w.category for w in caught] == [DeprecationWarning]

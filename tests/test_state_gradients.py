@@ -198,7 +198,7 @@ def test_every_cell_type_matches_autograd_through_the_reference_loop(cell_type, 
             (hidden[-1:], cell[-1:] if cell is not None else torch.zeros_like(hidden[-1:])) for hidden, cell in first
         ]
         for result, layer in zip(results, layers):
-            assert result.layer == layer and result.state == state
+            assert result.layer_index == layer and result.state == state
 
             def state_at(inputs: torch.Tensor, t: int, layer: int = layer) -> torch.Tensor:
                 hidden, cell = _reference_states(model, inputs, carried)[layer]
@@ -306,7 +306,7 @@ def test_model_state_gradients_match_autograd_jacobian(state, device):
     with torch.no_grad():
         carried = model.model(inputs_embeds=embeddings[:, :segment], use_cache=True).cache
     for layer, result in enumerate(results):
-        assert result.layer == layer and result.state == state
+        assert result.layer_index == layer and result.state == state
         for t in (segment, segment + 3, 2 * segment - 1):
 
             def state_at_t(inputs: torch.Tensor, layer: int = layer) -> torch.Tensor:
@@ -402,7 +402,7 @@ def test_layer_selection_and_summary_hook():
     stream = torch.randint(0, VOCAB, (30,))
     last = state_gradients(model, stream, max_delay=3, segment_length=10)
     both = state_gradients(model, stream, max_delay=3, segment_length=10, layer=[0, -1], progress=True)
-    assert isinstance(both, list) and both[1].layer == 1 and both[0].sums.shape == (3, 1, 10, 6)
+    assert isinstance(both, list) and both[1].layer_index == 1 and both[0].sums.shape == (3, 1, 10, 6)
     torch.testing.assert_close(last.sums, both[1].sums)
     average = last.summarize(lambda g: torch.linalg.svdvals(g).mean(-1))
     assert average.shape == (3, 1)

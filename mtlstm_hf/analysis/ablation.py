@@ -43,6 +43,7 @@ from mtlstm_hf.evaluation import DEFAULT_BIN_EDGES, bin_labels, target_positions
 from mtlstm_hf.evaluation.binned import check_log_probs, perplexities_by_bin, target_bins
 from mtlstm_hf.evaluation.perplexity import token_rows, windows
 from mtlstm_hf.models.mtlstm.checks import check_positive_int
+from mtlstm_hf.models.mtlstm.layouts import layer_number
 from mtlstm_hf.progress import open_progress
 
 from .adapter import (
@@ -480,7 +481,7 @@ def routing_from_log_probs(
         )
     columns = [*column_labels, "overall"]
     report = {
-        "layer": layer + 1,
+        "layer": layer_number(layer),
         "labels": list(column_labels),
         "columns": columns,
         "order": order,

@@ -23,6 +23,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from mtlstm_hf.models.mtlstm.layouts import layer_number
+
 __all__ = [
     "active_ablation",
     "base_model",
@@ -129,7 +131,7 @@ def forget_gate_layers(
     missing = [index for index in indices if not base.layers[index].layout.has_forget_gate]
     if missing:
         raise ValueError(
-            f"layer indices {missing} (layers {[index + 1 for index in missing]}) have {lacking} (cell type "
+            f"layer indices {missing} (layers {[layer_number(index) for index in missing]}) have {lacking} (cell type "
             f"{[cell_types[index] for index in missing]}); {consequence}."
         )
     return indices

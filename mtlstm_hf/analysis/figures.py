@@ -6,8 +6,8 @@ given). Without matplotlib they raise ``ImportError`` naming ``pip install matpl
 Conventions shared by all figures:
 
 * Layers are labelled by their *number*, counted from 1 as in the paper ("layer 2"); the Python
-  objects passed in carry 0-based indices (``LayerTimescales.layer``, ``MemorySpan.layers``,
-  ``StateGradientResult.layer``), report entries (``routing_report``) carry the number.
+  objects passed in carry 0-based indices (``LayerTimescales.layer_index``, ``MemorySpan.layers``,
+  ``StateGradientResult.layer_index``), report entries (``routing_report``) carry the number.
 * A word-frequency bin (or class) without tokens is not drawn: it has no value, and the figure
   says which were left out.
 * A fitted inverse gamma is drawn only where it means something (see
@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from mtlstm_hf.analysis.gates import weighted_sum_norms
+from mtlstm_hf.models.mtlstm.layouts import layer_number
 from mtlstm_hf.models.mtlstm.timescales import inverse_gamma_isf
 
 from .memory_span import MemorySpan, passage_log_weights
@@ -111,7 +112,7 @@ def save_figure(figure: Any, path: str | Path, dpi: int = 120) -> Path:
 
 
 def _layer_label(index: int | None) -> str:
-    return "custom stack" if index is None else f"layer {index + 1}"
+    return "custom stack" if index is None else f"layer {layer_number(index)}"
 
 
 # ---------------------------------------------------------------------------
@@ -189,7 +190,9 @@ def plot_timescales(
     ax.set_yscale("log")
     ax.set_xlabel("unit rank (longest timescale first)")
     ax.set_ylabel("timescale T (tokens)")
-    ax.set_title(title if title is not None else f"{_layer_label(layer.layer).capitalize()}: timescales of its units")
+    ax.set_title(
+        title if title is not None else f"{_layer_label(layer.layer_index).capitalize()}: timescales of its units"
+    )
     ax.legend(fontsize="small")
     return figure
 
@@ -214,7 +217,7 @@ def plot_timescale_histograms(
     figure, axes = plt.subplots(1, count, figsize=(4.5 * count, 4.0), squeeze=False)
     for ax, layer in zip(axes[0], estimate.layers):
         values = _sorted_positive(layer.timescales)
-        ax.set_title(f"{_layer_label(layer.layer)} ({layer.cell_type})")
+        ax.set_title(f"{_layer_label(layer.layer_index)} ({layer.cell_type})")
         ax.set_xlabel("log10 of the timescale T (tokens)")
         if values.numel() == 0:
             ax.text(0.5, 0.5, "no finite timescale", ha="center", va="center", transform=ax.transAxes)
@@ -223,7 +226,7 @@ def plot_timescale_histograms(
         # a few units spread over many bins would show only isolated bars
         num_bins = min(bins, max(5, values.numel() // 2))
         counts, edges, _ = ax.hist(logs.numpy(), bins=num_bins, color="C0", alpha=0.7, label="units (estimated T)")
-        fit, note = _usable_fit(layer, (fits or {}).get(layer.layer))
+        fit, note = _usable_fit(layer, (fits or {}).get(layer.layer_index))
         if fit is not None:
             grid = torch.linspace(float(edges[0]), float(edges[-1]), 200, dtype=torch.float64)
             timescale = 10.0**grid
@@ -410,7 +413,7 @@ def plot_passage_weighted_sum(
 
     Args:
         input_ids: ``(T,)`` token ids of a short passage (starts from the zero state).
-        layer: 0-based index into ``model.model.layers`` (the title says "layer {layer + 1}").
+        layer: 0-based index into ``model.model.layers`` (the title says its number, ``layer_number(layer)``).
         tokens: the ``T`` words for the tick labels (default the ids).
     """
     log_weights = passage_log_weights(model, input_ids, layer)
@@ -486,7 +489,7 @@ def plot_state_gradient_memory(
     ax.set_yscale("log")
     ax.set_xlabel("delay tau (tokens)")
     ax.set_ylabel(ylabel)
-    default = f"State-gradient memory of the {result.state} state, {_layer_label(result.layer)}"
+    default = f"State-gradient memory of the {result.state} state, {_layer_label(result.layer_index)}"
     if empty:
         default += f"\n(no source words in: {', '.join(empty)})"
     ax.set_title(title if title is not None else default)
@@ -539,7 +542,7 @@ def plot_state_gradient_layers(
                 delays[start:].numpy(),
                 curve[start:].numpy(),
                 markersize=3,
-                label=f"{_layer_label(result.layer)}, {result.state} state",
+                label=f"{_layer_label(result.layer_index)}, {result.state} state",
                 **layer_style(position),
             )
         if log_delay:

@@ -35,6 +35,7 @@ import torch
 
 from mtlstm_hf.analysis.gates import weighted_sum_log_weights, weighted_sum_norms
 from mtlstm_hf.models.mtlstm.checks import check_positive_int
+from mtlstm_hf.models.mtlstm.layouts import layer_number
 
 from .adapter import base_model, forget_gate_layers
 from .traces import layer_traces, stream_traces
@@ -78,7 +79,7 @@ class MemorySpan:
             total = float(profile.sum())
             rows.append(
                 {
-                    "layer": layer + 1,
+                    "layer": layer_number(layer),
                     "mass_at_0": float(profile[0]),
                     "half_mass_distance": int(below[0]) if below.numel() else None,
                     "mean_distance": (
@@ -92,7 +93,7 @@ class MemorySpan:
         """Report entry: ``{"layers" (layer numbers, from 1), "distances", "mean_norm", "counts",
         "num_units", "summary"}``."""
         return {
-            "layers": [layer + 1 for layer in self.layers],
+            "layers": [layer_number(layer) for layer in self.layers],
             "distances": self.distances.tolist(),
             "mean_norm": self.mean_norm.tolist(),
             "counts": self.counts.tolist(),

@@ -26,16 +26,29 @@ class StateGradientResult:
         sums: ``(D, C, H, E)`` float64; ``sums[tau, k] = sum G(t, tau)`` over all ``t`` whose
             source word ``w_{t-tau}`` is in class ``k`` (and lies in the same segment as ``t``).
         counts: ``(D, C)`` int64, the number of matrices in each sum.
-        layer: index of the layer whose state was differentiated (None for a custom stack).
+        layer_index: 0-based index of the layer whose state was differentiated (None for a custom stack).
         state: ``"cell"``, ``"hidden"`` or ``"custom"``.
         class_labels: optional names of the ``C`` classes.
     """
 
     sums: torch.Tensor
     counts: torch.Tensor
-    layer: int | None = None
+    layer_index: int | None = None
     state: str = "custom"
     class_labels: list[str] | None = field(default=None)
+
+    @property
+    def layer(self) -> int | None:
+        """Deprecated name of :attr:`layer_index` (``layer`` is the 1-based number in reports); goes
+        in the next minor version."""
+        import warnings
+
+        warnings.warn(
+            f"{type(self).__name__}.layer is now layer_index (0-based); 'layer' names the 1-based number in reports.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.layer_index
 
     @property
     def max_delay(self) -> int:
@@ -54,7 +67,7 @@ class StateGradientResult:
     def pooled(self) -> StateGradientResult:
         """All classes merged into one (``C = 1``), e.g. the curve for "all words"."""
         return StateGradientResult(
-            self.sums.sum(1, keepdim=True), self.counts.sum(1, keepdim=True), self.layer, self.state, ["all"]
+            self.sums.sum(1, keepdim=True), self.counts.sum(1, keepdim=True), self.layer_index, self.state, ["all"]
         )
 
     def normalized(self, whitening: torch.Tensor | None = None) -> torch.Tensor:

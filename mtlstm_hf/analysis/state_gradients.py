@@ -42,6 +42,7 @@ from mtlstm_hf.evaluation import DEFAULT_BIN_EDGES, bin_labels, frequency_bin_of
 from mtlstm_hf.evaluation.binned import as_integers
 from mtlstm_hf.evaluation.perplexity import token_rows
 from mtlstm_hf.models.mtlstm.checks import check_positive_int
+from mtlstm_hf.models.mtlstm.layouts import layer_number
 from mtlstm_hf.progress import open_progress
 
 from .adapter import base_model, resolve_layers
@@ -69,7 +70,7 @@ STATE_KINDS: tuple[str, ...] = ("cell", "hidden")
 
 @dataclass(frozen=True)
 class _Readout:
-    layer: int
+    layer_index: int
     rows: slice
 
 
@@ -113,7 +114,7 @@ class StateGradientAccumulator:
         if not readouts:
             raise ValueError("give at least one readout (layer, rows).")
         self.readouts = [_Readout(int(layer), rows) for layer, rows in readouts]
-        depth = max(readout.layer for readout in self.readouts) + 1
+        depth = max(readout.layer_index for readout in self.readouts) + 1
         if depth > len(layer_steps):
             raise ValueError(f"a readout asks for layer {depth - 1} of a {len(layer_steps)}-layer stack.")
         # Layers above the highest readout cannot influence it (no feedback): skip them.
@@ -127,7 +128,7 @@ class StateGradientAccumulator:
         self._steps = [as_step_function(step) for step in layer_steps[:depth]]
         self.sums = []
         for readout in self.readouts:
-            rows = len(range(self.state_sizes[readout.layer])[readout.rows])
+            rows = len(range(self.state_sizes[readout.layer_index])[readout.rows])
             self.sums.append(torch.zeros(max_delay * num_classes, rows, input_size, dtype=torch.float64, device=device))
         self.counts = torch.zeros(max_delay * num_classes, dtype=torch.int64, device=device)
 
@@ -216,7 +217,7 @@ class StateGradientAccumulator:
         # stalls badly (tens of ms per call) when its worker threads compete for busy cores.
         self.counts.index_put_((flat_index,), torch.ones_like(flat_index), accumulate=True)
         for readout, sums in zip(self.readouts, self.sums):
-            tangent = tangents[readout.layer]
+            tangent = tangents[readout.layer_index]
             selected = tangent.view(tangent.shape[0], tangent.shape[1], len(active), self.input_size)[:, readout.rows]
             contributions = selected.permute(0, 2, 1, 3)[keep]  # (kept, H, E)
             sums.index_put_((flat_index,), contributions.to(torch.float64), accumulate=True)
@@ -515,7 +516,9 @@ def state_gradients(
     readouts = []
     for index in layer_indices:
         if state == "cell" and not has_cell[index]:
-            raise ValueError(f"layer index {index} (layer {index + 1}) has no memory cell; use state='hidden'.")
+            raise ValueError(
+                f"layer index {index} (layer {layer_number(index)}) has no memory cell; use state='hidden'."
+            )
         size = output_sizes[index]
         readouts.append((index, slice(size, 2 * size) if state == "cell" else slice(0, size)))
 

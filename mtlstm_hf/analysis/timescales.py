@@ -38,7 +38,7 @@ them (``fit_note``) and the figures draw no fitted distribution for such layers.
 Comparison with assigned timescales (:func:`compare_with_assigned`): Pearson correlation of
 ``log T``, Spearman rank correlation, and summaries of the ratio ``T_est / T_assigned``.
 
-Layers: ``layers`` arguments and ``LayerTimescales.layer`` are 0-based indices into
+Layers: ``layers`` arguments and ``LayerTimescales.layer_index`` are 0-based indices into
 ``model.model.layers``; the report entries of :func:`timescale_report` carry the layer *number*
 (from 1, as the paper and ``report.json``).
 """
@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from mtlstm_hf.evaluation.perplexity import token_rows
+from mtlstm_hf.models.mtlstm.layouts import layer_number
 from mtlstm_hf.models.mtlstm.timescales import timescale_from_forget_gate
 
 from .adapter import base_model, forget_gate_layers
@@ -98,7 +99,7 @@ class LayerTimescales:
             "values": [3, 4]}``), or None.
     """
 
-    layer: int
+    layer_index: int
     cell_type: str
     mean_forget_gate: torch.Tensor
     forget_gate_std: torch.Tensor
@@ -106,6 +107,19 @@ class LayerTimescales:
     assigned: torch.Tensor | None
     num_tokens: int
     schedule: dict[str, Any] | None = None
+
+    @property
+    def layer(self) -> int | None:
+        """Deprecated name of :attr:`layer_index` (``layer`` is the 1-based number in reports); goes
+        in the next minor version."""
+        import warnings
+
+        warnings.warn(
+            f"{type(self).__name__}.layer is now layer_index (0-based); 'layer' names the 1-based number in reports.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.layer_index
 
     @property
     def degenerate(self) -> torch.Tensor:
@@ -151,10 +165,10 @@ class TimescaleEstimate:
     def layer(self, index: int) -> LayerTimescales:
         """The entry of the layer at 0-based index ``index`` (into ``model.model.layers``)."""
         for entry in self.layers:
-            if entry.layer == index:
+            if entry.layer_index == index:
                 return entry
         raise KeyError(
-            f"layer index {index} was not analysed; analysed indices (0-based): {[entry.layer for entry in self.layers]}."
+            f"layer index {index} was not analysed; analysed indices (0-based): {[entry.layer_index for entry in self.layers]}."
         )
 
     def pooled(self) -> torch.Tensor:
@@ -203,7 +217,7 @@ def estimate_timescales(
         mean = means[position].clamp(0.0, 1.0)
         entries.append(
             LayerTimescales(
-                layer=index,
+                layer_index=index,
                 cell_type=moments.cell_types[position],
                 mean_forget_gate=mean,
                 forget_gate_std=stds[position],
@@ -474,7 +488,7 @@ def timescale_report(
     layers = []
     for entry in estimate.layers:
         item: dict[str, Any] = {
-            "layer": entry.layer + 1,
+            "layer": layer_number(entry.layer_index),
             "cell_type": entry.cell_type,
             "schedule": entry.schedule,
             "summary": entry.summary(),

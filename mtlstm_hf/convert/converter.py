@@ -56,6 +56,7 @@ from typing import Any
 import torch
 
 from mtlstm_hf.files import PathOrStr
+from mtlstm_hf.models.mtlstm.layouts import layer_number
 
 from ..data import unknown_word_id, vocabulary_fingerprint
 from ..models.mtlstm import MTLSTMConfig, MTLSTMForCausalLM
@@ -188,7 +189,7 @@ def state_dict_for_model(weights: LSTMLanguageModelWeights, config: MTLSTMConfig
         bias = layer.summed_bias()
         if bool(torch.isnan(bias).any()):
             raise ValueError(
-                f"layer {index + 1}: bias_ih + bias_hh is NaN in {int(torch.isnan(bias).sum())} entries "
+                f"layer {layer_number(index)}: bias_ih + bias_hh is NaN in {int(torch.isnan(bias).sum())} entries "
                 "(+inf and -inf added): the checkpoint is damaged"
             )
         frozen = config.frozen_gates(index)
@@ -228,7 +229,7 @@ def _timescales(weights: LSTMLanguageModelWeights) -> tuple[list[LayerTimescales
             problem = reference_layout_problem(layer)
             if problem is not None:
                 raise ValueError(
-                    f"--from huthlab-mts: layer {index + 1}'s biases are not assigned timescales as the reference code "
+                    f"--from huthlab-mts: layer {layer_number(index)}'s biases are not assigned timescales as the reference code "
                     f"sets them ({problem}); a checkpoint without them converts with --from awd-lstm"
                 )
             forget = layer.summed_bias()[layer.hidden_size : 2 * layer.hidden_size]

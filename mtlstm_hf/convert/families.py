@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mtlstm_hf.models.mtlstm.layouts import layer_number
+
 __all__ = [
     "FAMILIES",
     "LSTMLayerWeights",
@@ -310,7 +312,7 @@ def _layout_error(
     """A layer whose tensor names are not one of ``spec``'s layouts (another family's, as a rule)."""
     layouts = " or ".join(f"{layout.description} ({', '.join(layout.required)})" for layout in spec.layer_layouts)
     return ValueError(
-        f"layer {index + 1} is not laid out as {spec.name} saves a layer: found {', '.join(map(repr, sorted(keys)))}; "
+        f"layer {layer_number(index)} is not laid out as {spec.name} saves a layer: found {', '.join(map(repr, sorted(keys)))}; "
         f"{spec.name} has {layouts}{_use_instead(list(tensors), spec.name)}"
     )
 
@@ -331,7 +333,7 @@ def _gate_blocks_error(index: int, name: str, rows: int, hidden: int) -> ValueEr
     )
     found = f"{rows} rows = {blocks:g} x H={hidden}" + (f", {what}" if what else "")
     return ValueError(
-        f"layer {index + 1}: {name} has {found}; an LSTM layer has 4 x H = {4 * hidden} rows (gates i, f, g, o), "
+        f"layer {layer_number(index)}: {name} has {found}; an LSTM layer has 4 x H = {4 * hidden} rows (gates i, f, g, o), "
         "so this is not an LSTM"
     )
 
@@ -399,14 +401,14 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
             if "weight_hh" in found:  # HuthLab's WeightDrop saves the last dropped copy too
                 used.add(found["weight_hh"][0])
                 notes.append(
-                    f"layer {index + 1}: used the raw recurrent matrix {found['weight_hh_raw'][0]} "
+                    f"layer {layer_number(index)}: used the raw recurrent matrix {found['weight_hh_raw'][0]} "
                     f"(the dropped copy {found['weight_hh'][0]} is ignored)"
                 )
             found["weight_hh"] = found.pop("weight_hh_raw")
         for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             if kind not in found:
                 raise ValueError(
-                    f"layer {index + 1} lacks its {kind} tensor (found {sorted(key for key, _ in found.values())}); "
+                    f"layer {layer_number(index)} lacks its {kind} tensor (found {sorted(key for key, _ in found.values())}); "
                     "an LSTM layer needs weight_ih, weight_hh (or weight_hh_l0_raw), bias_ih and bias_hh"
                 )
         if not any(layout.fits(layer_keys[index]) for layout in spec.layer_layouts):
@@ -418,7 +420,7 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
         )
         if weight_hh.dim() != 2 or weight_ih.dim() != 2:
             raise ValueError(
-                f"layer {index + 1}: {names['weight_ih']} and {names['weight_hh']} must be matrices, found shapes "
+                f"layer {layer_number(index)}: {names['weight_ih']} and {names['weight_hh']} must be matrices, found shapes "
                 f"{tuple(weight_ih.shape)} and {tuple(weight_hh.shape)}"
             )
         hidden = weight_hh.shape[1]
@@ -428,7 +430,7 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
         for kind, tensor in (("bias_ih", bias_ih), ("bias_hh", bias_hh)):
             if tuple(tensor.shape) != (4 * hidden,):
                 raise ValueError(
-                    f"layer {index + 1}: {names[kind]} has shape {tuple(tensor.shape)}, expected ({4 * hidden},) "
+                    f"layer {layer_number(index)}: {names[kind]} has shape {tuple(tensor.shape)}, expected ({4 * hidden},) "
                     f"(4 gates x H={hidden})"
                 )
         layers.append(LSTMLayerWeights(weight_ih, weight_hh, bias_ih, bias_hh))
@@ -439,7 +441,7 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
         if layer.input_size != expected_input:
             source = "the embedding" if index == 0 else f"layer {index} (hidden size {expected_input})"
             raise ValueError(
-                f"inconsistent layer sizes: layer {index + 1} reads inputs of width {layer.input_size} but "
+                f"inconsistent layer sizes: layer {layer_number(index)} reads inputs of width {layer.input_size} but "
                 f"{source} gives width {expected_input}"
             )
         expected_input = layer.hidden_size

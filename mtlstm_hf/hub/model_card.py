@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from mtlstm_hf.models.mtlstm.layouts import layer_index_of, layer_number
+
 __all__ = [
     "CARD_SECTIONS",
     "CITATIONS",
@@ -429,7 +431,7 @@ def _model_section(model: Any, figures: Sequence[str]) -> str:
         frozen = "-" if schedule.get("type") == "none" else config.frozen_biases
         rows.append(
             [
-                index + 1,
+                layer_number(index),
                 size,
                 cells[index],
                 _describe_schedule(schedule),
@@ -586,7 +588,7 @@ def _fit_note(entry: Mapping[str, Any], schedules: Sequence[Mapping[str, Any]], 
 
     schedule = entry.get("schedule")
     if not isinstance(schedule, Mapping) and layer is not None and 1 <= layer <= len(schedules):
-        schedule = schedules[layer - 1]
+        schedule = schedules[layer_index_of(layer)]
     units = entry.get("timescales")
     if not isinstance(units, list):  # no per-unit values: only the schedule can tell
         return inverse_gamma_fit_note([], schedule) if (schedule or {}).get("type") == "fixed" else None

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from mtlstm_hf.evaluation import bin_labels, target_positions
+from mtlstm_hf.models.mtlstm.layouts import layer_number
 
 from ..ablation import ablation_log_probs, resolve_chunks, routing_from_log_probs, word_class_table
 from ..adapter import base_model
@@ -52,13 +53,13 @@ def _ablation_order(context: AnalysisContext, layer: int) -> tuple[torch.Tensor 
     if order == "assigned" or (order == "auto" and assigned is not None):
         if assigned is None:
             raise ValueError(
-                f"layer {layer + 1} has no assigned timescales; use ablation_order (--ablation-order) "
+                f"layer {layer_number(layer)} has no assigned timescales; use ablation_order (--ablation-order) "
                 "'estimated' or 'index'."
             )
         return assigned, "assigned"
     if order == "estimated" and not has_forget_gate:
         raise ValueError(
-            f"layer {layer + 1} has no forget gate, so no estimated timescales; use ablation_order "
+            f"layer {layer_number(layer)} has no forget gate, so no estimated timescales; use ablation_order "
             "(--ablation-order) 'index'."
         )
     if order == "estimated" or (order == "auto" and has_forget_gate):

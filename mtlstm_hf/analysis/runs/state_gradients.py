@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mtlstm_hf.evaluation.perplexity import token_rows
+from mtlstm_hf.models.mtlstm.layouts import layer_number
 from mtlstm_hf.progress import Share
 
 from ..adapter import base_model
@@ -55,13 +56,13 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
         )
         if isinstance(share, Share):
             share.finish()
-    results.sort(key=lambda result: result.layer)
+    results.sort(key=lambda result: result.layer_index)
     k = max(1, min(settings.k, base.embeddings.embedding_dim, *(layer.hidden_size for layer in base.layers)))
     row_length = token_rows(stream, settings.batch_size).shape[1]  # the rows state_gradients used
     sources = source_positions(row_length, settings.state_gradient_positions)
     layers_out = [
         {
-            "layer": result.layer + 1,
+            "layer": layer_number(result.layer_index),
             "state": result.state,
             "memory": result.memory(k, whitening).tolist(),
             "pooled_memory": result.pooled().memory(k, whitening)[:, 0].tolist(),

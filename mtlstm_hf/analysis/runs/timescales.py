@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mtlstm_hf.models.mtlstm.layouts import layer_number
+
 from ..context import GEMM_RATE, AnalysisContext
 from ..registry import Figures
 from ..timescales import fit_inverse_gamma, timescale_report
@@ -20,12 +22,14 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
     fits = {}
     for entry in estimate.layers:
         try:
-            fits[entry.layer] = fit_inverse_gamma(entry.timescales)
+            fits[entry.layer_index] = fit_inverse_gamma(entry.timescales)
         except ValueError:  # too few distinct finite timescales (e.g. a two-valued fixed layer)
-            fits[entry.layer] = None
+            fits[entry.layer_index] = None
     # The figures draw a fit only where inverse_gamma_fit_note finds it meaningful.
     drawings: Figures = {
-        f"timescales_layer{entry.layer + 1}": (lambda entry=entry: figures.plot_timescales(entry, fits[entry.layer]))
+        f"timescales_layer{layer_number(entry.layer_index)}": (
+            lambda entry=entry: figures.plot_timescales(entry, fits[entry.layer_index])
+        )
         for entry in estimate.layers
     }
     drawings["timescale_histograms"] = lambda: figures.plot_timescale_histograms(

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from mtlstm_hf.analysis.gates import weighted_sum_norms
+from mtlstm_hf.models.mtlstm.layouts import layer_index_of, layer_number
 
 from ..adapter import layers_with_forget_gate
 from ..context import EXP_RATE, AnalysisContext
@@ -36,14 +37,14 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
         log_weights = passage_log_weights(context.model, passage, layer)  # (T, T, H), [t, j]
         matrix = weighted_sum_norms(log_weights).T  # [j, t]
         future = torch.ones_like(matrix, dtype=torch.bool).tril(-1)  # j > t
-        layers.append({"layer": layer + 1, "norms": matrix.masked_fill(future, math.nan).tolist()})
+        layers.append({"layer": layer_number(layer), "norms": matrix.masked_fill(future, math.nan).tolist()})
     if not layers:
         raise ValueError("the model has no layer with a memory cell (all 'lstm-gates').")
     drawings: Figures = {
         f"weighted_sum_layer{item['layer']}": (
-            lambda index=item["layer"] - 1: figures.plot_passage_weighted_sum(context.model, passage, index, tokens)
+            lambda index=index: figures.plot_passage_weighted_sum(context.model, passage, index, tokens)
         )
-        for item in layers
+        for index, item in ((layer_index_of(item["layer"]), item) for item in layers)
     }
     return {"tokens": tokens, "passage_start": start, "layers": layers}, drawings
 

@@ -80,3 +80,16 @@ def cell_layout(cell_type: str) -> CellLayout:
     except (KeyError, TypeError):
         allowed = ", ".join(repr(name) for name in CELL_TYPES)
         raise ValueError(f"cell_type must be one of {allowed}; got {cell_type!r}.") from None
+
+
+def layer_number(layer_index: int) -> int:
+    """The number of a layer as the paper, reports, figures and messages give it (from 1) for its
+    0-based index into ``model.model.layers`` (``layer_index``): the one conversion between them.
+    In Python objects and arguments a layer is its ``layer_index``; in ``report.json`` and text, its
+    ``layer`` number."""
+    return int(layer_index) + 1
+
+
+def layer_index_of(layer_number: int) -> int:
+    """The 0-based ``layer_index`` of the layer numbered ``layer_number`` (from 1); see :func:`layer_number`."""
+    return int(layer_number) - 1

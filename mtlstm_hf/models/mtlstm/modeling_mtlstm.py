@@ -48,6 +48,7 @@ from .layers import (
     tar_penalty,
     timescale_gate_biases,
 )
+from .layouts import layer_number
 from .state import NO_ROLLBACK, MTLSTMState
 from .stop_strings import WordStopStringsMixin
 from .timescales import is_drawn, realize_timescales, timescale_from_forget_bias
@@ -304,7 +305,7 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
                 if not torch.equal(saved, value):
                     held = timescale_from_forget_bias(module.forget_gate.detach().double().cpu())
                     found.append(
-                        f"Layer {module.layer_index + 1}: config.timescale_schedules[{module.layer_index}] = {schedule} gives "
+                        f"Layer {layer_number(module.layer_index)}: config.timescale_schedules[{module.layer_index}] = {schedule} gives "
                         f"timescales from {float(expected.min()):.4g} to {float(expected.max()):.4g} tokens, but the saved "
                         f"frozen {gate} biases are others (their timescales from {float(held.min()):.4g} to "
                         f"{float(held.max()):.4g})."
