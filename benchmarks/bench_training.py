@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from machine import cpu_name, load_averages  # benchmarks/machine.py
 
-from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig, finish_accelerator
+from mtlstm_hf.training import LanguageModelTrainer, TrainingSettings, finish_accelerator
 from mtlstm_hf.training import checkpoint as ckpt
 
 PTB_TRAIN_TOKENS = 929_589
@@ -141,7 +141,7 @@ def bench_model(
 ) -> dict[str, Any]:
     if warmup < 1:
         raise ValueError("--warmup must be at least 1 (the clock starts after a step)")
-    config = TrainingConfig(
+    config = TrainingSettings(
         data=data,
         preset=preset,
         output_dir=str(workdir / f"run-{name}"),

@@ -8,7 +8,7 @@ exit code 3, "this machine cannot run the requested setting"), before anything i
 Float32 precision on CUDA: PyTorch runs float32 matrix products in full precision by default
 but lets cuDNN's LSTM use TensorFloat-32 (10-bit mantissas in the products' inputs). Here one
 setting covers both (:data:`FLOAT32_PRECISIONS`): training takes it from
-``TrainingConfig.matmul_precision``; evaluation and the analyses run at ``"highest"``
+``TrainingSettings.matmul_precision``; evaluation and the analyses run at ``"highest"``
 (:func:`float32_precision`), so that the numbers they report do not depend on a global flag
 someone else set. CPUs are not affected.
 """

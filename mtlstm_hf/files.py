@@ -53,7 +53,7 @@ CHECKPOINTS_DIRNAME = "checkpoints"
 BEST_MODEL_DIRNAME = "best_model"
 LOGS_DIRNAME = "logs"
 TRAINING_CONFIG_FILENAME = "training_config.json"
-"""The run's ``TrainingConfig``, in the run folder and in every model folder it writes."""
+"""The run's ``TrainingSettings``, in the run folder and in every model folder it writes."""
 TRAINING_METRICS_FILENAME = "training_metrics.json"
 """The validation of the weights in ``best_model/`` (step, loss, perplexity)."""
 TMP_SUFFIX = ".tmp"
@@ -228,7 +228,7 @@ def training_corpus(model_dir: str | Path) -> tuple[str | None, str | None] | No
     """The corpus a saved model was trained on, read from its ``training_config.json``.
 
     Every folder a run writes (``best_model/``, ``checkpoints/step-N/``) carries the run's
-    :class:`~mtlstm_hf.training.TrainingConfig`; evaluation and analysis commands use this to
+    :class:`~mtlstm_hf.training.TrainingSettings`; evaluation and analysis commands use this to
     default their ``--data`` to the training corpus.
 
     Returns:

@@ -202,4 +202,4 @@ def test_without_the_toy_the_messages_are_the_built_in_ones(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--analyses", "toy_count"])
     assert f"--analyses: unknown ['toy_count']; choose from {','.join(BUILT_IN)}" in capsys.readouterr().err
-    assert settings_module.AnalysisRun().analyses == list(BUILT_IN)
+    assert settings_module.AnalysisRunSettings().analyses == list(BUILT_IN)

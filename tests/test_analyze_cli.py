@@ -459,18 +459,18 @@ def test_shares_of_the_run_wide_bar_add_up_to_its_total():
 
 
 def test_every_analysis_setting_is_an_option_and_config_files_work(tmp_path):
-    """The options are the fields of AnalysisRun and AnalysisSettings (their help texts); the five
+    """The options are the fields of AnalysisRunSettings and AnalysisSettings (their help texts); the five
     settings the old command line lacked are settable; --config gives settings, options override."""
     import dataclasses
     import json
 
     from mtlstm_hf.analysis.cli import build_parser, settings_from_argv
-    from mtlstm_hf.analysis.settings import AnalysisRun, AnalysisSettings
+    from mtlstm_hf.analysis.settings import AnalysisRunSettings, AnalysisSettings
 
     by_dest = {
         action.dest: action for action in build_parser()._actions if f"--{action.dest}" in action.option_strings
     }  # not the --no-<field> one
-    for cls in (AnalysisRun, AnalysisSettings):
+    for cls in (AnalysisRunSettings, AnalysisSettings):
         for field in dataclasses.fields(cls):
             assert by_dest[field.name].help == field.metadata["help"], field.name
     _, run, settings = settings_from_argv([

@@ -290,11 +290,11 @@ def test_cuda_autocast_forward_and_backward_keep_the_recurrence_in_float32(dtype
 def test_a_mixed_precision_training_run_on_cuda(tmp_path, precision):
     from accelerate.state import AcceleratorState, GradientState
 
-    from mtlstm_hf.training import TrainingConfig, train
+    from mtlstm_hf.training import TrainingSettings, train
 
     corpus = _corpus(tmp_path)
     try:
-        result = train(TrainingConfig(
+        result = train(TrainingSettings(
             data=str(corpus), preset="tiny", model_overrides={"hidden_sizes": [32, 32, 16]}, output_dir=str(tmp_path / "run"),
             batch_size=4, eval_batch_size=2, bptt=10, max_steps=6, epochs=1, progress_bar=False, tracker="none",
             evaluate_test=False, mixed_precision=precision,
@@ -353,9 +353,9 @@ def test_a_training_step_synchronises_with_the_host_at_most_once(tmp_path):
 
     from accelerate.state import AcceleratorState, GradientState
 
-    from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig
+    from mtlstm_hf.training import LanguageModelTrainer, TrainingSettings
 
-    config = TrainingConfig(data=str(_corpus(tmp_path)), preset="tiny", output_dir=str(tmp_path / "run"), batch_size=4,
+    config = TrainingSettings(data=str(_corpus(tmp_path)), preset="tiny", output_dir=str(tmp_path / "run"), batch_size=4,
                             eval_batch_size=2, bptt=10, epochs=1, progress_bar=False, tracker="none", evaluate_test=False)  # fmt: skip
     try:
         trainer = LanguageModelTrainer(config)
@@ -437,7 +437,7 @@ RESUME_SCRIPT = textwrap.dedent(
     import sys, torch
     from safetensors.torch import load_file
     from accelerate.state import AcceleratorState, GradientState
-    from mtlstm_hf.training import TrainingConfig, resolve_resume_checkpoint, train
+    from mtlstm_hf.training import TrainingSettings, resolve_resume_checkpoint, train
     torch.use_deterministic_algorithms(True)
     corpus, out, device_is_cpu = sys.argv[1], sys.argv[2], sys.argv[3] == "cpu"
     def run(folder, **extra):
@@ -445,7 +445,7 @@ RESUME_SCRIPT = textwrap.dedent(
                       epochs=2, progress_bar=False, tracker="none", evaluate_test=False, cpu=device_is_cpu,
                       model_overrides={"weight_drop": 0.5})
         fields.update(extra)
-        result = train(TrainingConfig(**fields))
+        result = train(TrainingSettings(**fields))
         AcceleratorState._reset_state(reset_partial_state=True); GradientState._reset_state()
         return result
     run(out + "/whole", max_steps=12)

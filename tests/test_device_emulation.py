@@ -119,10 +119,10 @@ def test_a_dyck_run_trains_and_predicts_on_the_device_as_on_the_cpu():
 def test_training_steps_and_evaluation_on_the_device(tmp_path):
     from accelerate.state import AcceleratorState, GradientState
 
-    from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig
+    from mtlstm_hf.training import LanguageModelTrainer, TrainingSettings
 
     corpus, _ = corpus_and_saved_model(tmp_path)
-    config = TrainingConfig(data=str(corpus), preset="tiny", output_dir=str(tmp_path / "run"), batch_size=4,
+    config = TrainingSettings(data=str(corpus), preset="tiny", output_dir=str(tmp_path / "run"), batch_size=4,
                             eval_batch_size=2, bptt=8, epochs=1, progress_bar=False, tracker="none", cpu=True,
                             evaluate_test=False)  # fmt: skip
     try:

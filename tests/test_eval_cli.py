@@ -210,7 +210,7 @@ def test_data_defaults_to_the_corpus_the_checkpoint_was_trained_on(checkpoint, c
     writes it), the embedded sample when it says none; a folder without one is an error that
     says what to pass."""
     from mtlstm_hf.data import sample_corpus_dir
-    from mtlstm_hf.training import TrainingConfig
+    from mtlstm_hf.training import TrainingSettings
 
     folder = tmp_path / "trained"
     shutil.copytree(checkpoint, folder)
@@ -220,7 +220,7 @@ def test_data_defaults_to_the_corpus_the_checkpoint_was_trained_on(checkpoint, c
     error = capsys.readouterr().err
     assert "--data is needed" in error and str(sample_corpus_dir()) in error
 
-    TrainingConfig(data=str(corpus_dir)).to_json_file(folder / "training_config.json")
+    TrainingSettings(data=str(corpus_dir)).to_json_file(folder / "training_config.json")
     output = tmp_path / "default.json"
     assert main([str(folder), "--window", str(WINDOW), "--output", str(output)]) == 0
     assert f"using the training corpus recorded in the checkpoint, {corpus_dir}" in capsys.readouterr().err
@@ -229,7 +229,7 @@ def test_data_defaults_to_the_corpus_the_checkpoint_was_trained_on(checkpoint, c
 
     from mtlstm_hf.training.checkpoint import training_corpus
 
-    TrainingConfig().to_json_file(folder / "training_config.json")  # trained on the embedded sample
+    TrainingSettings().to_json_file(folder / "training_config.json")  # trained on the embedded sample
     assert training_corpus(folder) == (None, None)
 
 
@@ -239,7 +239,7 @@ def test_own_text_is_scored_with_the_training_corpus_word_counts(checkpoint, cor
     frequency bins count words in the training corpus recorded with the model (oracle: the same
     text as the test split of a full corpus folder); without such a record the error says what
     to pass, and --count-splits test counts in the text itself."""
-    from mtlstm_hf.training import TrainingConfig
+    from mtlstm_hf.training import TrainingSettings
 
     text = corpus_dir / "test.txt"
     if layout == "file":
@@ -264,7 +264,7 @@ def test_own_text_is_scored_with_the_training_corpus_word_counts(checkpoint, cor
 
     folder = tmp_path / "trained"
     shutil.copytree(checkpoint, folder)
-    TrainingConfig(data=str(corpus_dir)).to_json_file(folder / "training_config.json")
+    TrainingSettings(data=str(corpus_dir)).to_json_file(folder / "training_config.json")
     assert main([str(folder), *argv[1:], "--output", str(output)]) == 0
     written = json.loads(output.read_text())
     assert written["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-12)

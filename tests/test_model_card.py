@@ -1,6 +1,6 @@
 """What the generated model card says, against what the run recorded.
 
-Oracles: the training run itself (``TrainingResult.test_perplexity``, the ``TrainingConfig`` it
+Oracles: the training run itself (``TrainingResult.test_perplexity``, the ``TrainingSettings`` it
 ran with), ``mtlstm-eval``'s result, the analysis report's own ``fit_note``, the card's YAML as
 ``huggingface_hub`` parses it, the README's set-up command, the checkpoint's own tokenizer files,
 and every Python block of the card run as pasted in a fresh process (stdin closed, so a
@@ -28,7 +28,7 @@ from mtlstm_hf.analysis.report import analyze_checkpoint
 from mtlstm_hf.data import sample_corpus_dir
 from mtlstm_hf.evaluation import evaluate_checkpoint
 from mtlstm_hf.hub import push_checkpoint
-from mtlstm_hf.training import TrainingConfig, train
+from mtlstm_hf.training import TrainingSettings, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Do you wish to run the custom code"
@@ -99,7 +99,7 @@ def trained_run(tmp_path_factory):
         lines = [" ".join(rng.choices(words, weights, k=rng.randint(3, 9))) for _ in range(n_lines)]
         (corpus / f"{name}.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     schedules = [{"type": "fixed", "values": [3.0, 4.0]}, {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0}]
-    config = TrainingConfig(
+    config = TrainingSettings(
         data=str(corpus), preset="tiny", model_overrides={"timescale_schedules": schedules}, output_dir=str(base / "run"),
         batch_size=4, eval_batch_size=2, bptt=10, epochs=1, progress_bar=False, tracker="jsonl", cpu=True,
     )  # fmt: skip
@@ -222,7 +222,7 @@ def test_a_run_on_the_embedded_sample_is_not_called_wikitext2(tmp_path: Path) ->
 
 
 def test_a_run_on_a_hub_dataset_names_it_with_each_split_and_batch_size(tmp_path: Path) -> None:
-    training = TrainingConfig(data="wikitext", dataset_config_name="wikitext-2-v1", eval_batch_size=10).to_dict()
+    training = TrainingSettings(data="wikitext", dataset_config_name="wikitext-2-v1", eval_batch_size=10).to_dict()
     make_checkpoint(tmp_path / "ckpt", training=training)
     (tmp_path / "ckpt" / "eval_results.json").write_text(json.dumps({**EVAL_RESULTS, "data": "wikitext"}))
     readme, meta = dry_run(tmp_path / "ckpt", tmp_path / "dry")
@@ -270,7 +270,7 @@ def test_the_hyperparameter_table_holds_the_values_the_run_used(tmp_path: Path, 
         "adamw": dict(learning_rate=2e-3, clip_grad_norm=None, adam_beta1=0.8, adam_beta2=0.95, adam_epsilon=1e-6,
                       lr_scheduler="cosine", warmup_steps=7, weight_decay=0.01),
     }[optimizer]  # fmt: skip
-    config = TrainingConfig(
+    config = TrainingSettings(
         optimizer=optimizer, batch_size=8, bptt=35, epochs=3, seed=7, model_overrides={"weight_drop": 0.3}, **fields
     )
     make_checkpoint(tmp_path / "ckpt", extras=False)
@@ -388,7 +388,7 @@ def test_a_run_given_a_loaded_tokenizer_saves_it_without_loading_keys(tmp_path: 
     local_files_only on save); best_model/ and the checkpoints hold the tokenizer's own file."""
     make_checkpoint(tmp_path / "source", extras=False)
     original = (tmp_path / "source" / "tokenizer_config.json").read_bytes()
-    config = TrainingConfig(
+    config = TrainingSettings(
         tokenizer=str(tmp_path / "source"), preset="tiny", output_dir=str(tmp_path / "run"), batch_size=4, eval_batch_size=2,
         bptt=10, max_steps=2, epochs=1, progress_bar=False, tracker="none", cpu=True, evaluate_test=False,
     )  # fmt: skip
@@ -406,7 +406,7 @@ def test_a_corpus_given_by_a_relative_path_is_a_local_corpus_wherever_the_card_i
     another folder, where `data/penn` does not exist, does not take it for a Hub dataset id."""
     (tmp_path / "work" / "data" / "penn").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "work")
-    config = TrainingConfig(data="data/penn", optimizer="awd")
+    config = TrainingSettings(data="data/penn", optimizer="awd")
     assert config.data == str((tmp_path / "work" / "data" / "penn").resolve())
     make_checkpoint(tmp_path / "ckpt", training={"data": config.data})
     (tmp_path / "ckpt" / "eval_results.json").write_text(json.dumps({**EVAL_RESULTS, "data": config.data}))

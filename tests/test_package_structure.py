@@ -263,3 +263,29 @@ def test_one_version_number():
     citation = yaml.safe_load((root / "CITATION.cff").read_text(encoding="utf-8"))
     newest = re.search(r"^## (\d+\.\d+\.\d+)", (root / "CHANGELOG.md").read_text(encoding="utf-8"), re.M).group(1)
     assert mtlstm_hf.__version__ == str(citation["version"]) == newest
+
+
+def test_the_commands_settings_classes_have_one_suffix_and_the_old_names_still_work():
+    """Every command's options come from classes named ``...Settings`` (option groups shared by
+    several commands: ``...Options``); the old names are the same classes for one version."""
+    import argparse
+
+    from mtlstm_hf.analysis.cli import build_parser as analyze_parser
+    from mtlstm_hf.analysis.settings import AnalysisRun, AnalysisRunSettings
+    from mtlstm_hf.evaluation.cli import build_parser as eval_parser
+    from mtlstm_hf.evaluation.settings import EvaluationConfig, EvaluationSettings
+    from mtlstm_hf.reproduce.cli import build_parser as reproduce_parser
+    from mtlstm_hf.training import TrainingConfig, TrainingSettings
+    from mtlstm_hf.training.cli import build_parser as train_parser
+
+    assert (TrainingConfig, EvaluationConfig, AnalysisRun) == (
+        TrainingSettings,
+        EvaluationSettings,
+        AnalysisRunSettings,
+    )
+    for build in (train_parser, eval_parser, analyze_parser, reproduce_parser):
+        parser = build()
+        config = next(action for action in parser._actions if action.dest == "config_file")
+        names = config.help.split("an object of ", 1)[1].split(" field names", 1)[0].split(" / ")
+        assert names and all(name.endswith(("Settings", "Options")) for name in names), (parser.prog, names)
+        assert isinstance(parser, argparse.ArgumentParser)

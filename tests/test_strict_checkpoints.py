@@ -174,7 +174,7 @@ def test_eval_command_with_cuda_on_a_machine_without_it_exits_3(good, corpus_dir
 
 
 def _run(corpus_dir, output_dir, **overrides):
-    from mtlstm_hf.training import TrainingConfig
+    from mtlstm_hf.training import TrainingSettings
 
     fields = dict(
         data=str(corpus_dir),
@@ -190,7 +190,7 @@ def _run(corpus_dir, output_dir, **overrides):
         evaluate_test=False,
     )
     fields.update(overrides)
-    return TrainingConfig(**fields)
+    return TrainingSettings(**fields)
 
 
 @pytest.fixture

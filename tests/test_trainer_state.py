@@ -22,7 +22,7 @@ import torch
 from conftest import reset_accelerate_state
 
 import mtlstm_hf.training.checkpoint as ckpt
-from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig
+from mtlstm_hf.training import LanguageModelTrainer, TrainingSettings
 from mtlstm_hf.training.config import BOOKKEEPING_FIELDS
 from mtlstm_hf.training.state import TrainerState, TrainingProgress
 
@@ -46,13 +46,13 @@ def corpus_dir(tmp_path_factory) -> Path:
     return directory
 
 
-def tiny_run(corpus_dir: Path, output_dir: Path, **overrides) -> TrainingConfig:
+def tiny_run(corpus_dir: Path, output_dir: Path, **overrides) -> TrainingSettings:
     settings = dict(
         data=str(corpus_dir), preset="tiny", output_dir=str(output_dir), batch_size=4, eval_batch_size=2, bptt=8,
         epochs=1, max_steps=3, progress_bar=False, tracker="jsonl", evaluate_test=False, cpu=True,
     )  # fmt: skip
     settings.update(overrides)
-    return TrainingConfig(**settings)
+    return TrainingSettings(**settings)
 
 
 def saved_in(name: str) -> tuple[str, ...]:

@@ -32,9 +32,9 @@ WORKER_DONE = "TRAINING WORKER DONE rank="
 def run_worker(config_path: str, out_dir: str) -> None:
     """Two-process worker: train, write this rank's parameters atomically, print a marker,
     and only then tear the process group down (gloo may abort at exit; the files are safe)."""
-    from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig, make_accelerator
+    from mtlstm_hf.training import LanguageModelTrainer, TrainingSettings, make_accelerator
 
-    config = TrainingConfig.from_json_file(config_path)
+    config = TrainingSettings.from_json_file(config_path)
     accelerator = make_accelerator(config)
     assert accelerator.num_processes == 2, "launch with torchrun --nproc_per_node 2 and ACCELERATE_USE_CPU=1"
     trainer = LanguageModelTrainer(config, accelerator=accelerator)
@@ -73,7 +73,7 @@ from mtlstm_hf.models.mtlstm.kernel_lstm import cpu_autocast_lstm_supported  # n
 from mtlstm_hf.training import (  # noqa: E402
     LanguageModelTrainer,
     NonFiniteLossError,
-    TrainingConfig,
+    TrainingSettings,
     nonmonotone_trigger,
     read_metrics,
     resolve_resume_checkpoint,
@@ -118,7 +118,7 @@ def checkpointed_run(corpus_dir: Path, output_dir: Path, max_steps: int, save_ev
     return output_dir
 
 
-def tiny_run(corpus_dir: Path, output_dir: Path, **overrides) -> TrainingConfig:
+def tiny_run(corpus_dir: Path, output_dir: Path, **overrides) -> TrainingSettings:
     """A tiny run on the CPU: accelerate would otherwise pick a GPU where there is one, silently
     (the CUDA runs are tests/test_cuda.py's)."""
     fields = dict(
@@ -135,7 +135,7 @@ def tiny_run(corpus_dir: Path, output_dir: Path, **overrides) -> TrainingConfig:
         cpu=True,
     )
     fields.update(overrides)
-    return TrainingConfig(**fields)
+    return TrainingSettings(**fields)
 
 
 def latest_params(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -172,18 +172,18 @@ def assert_same_tensors(first: dict[str, torch.Tensor], second: dict[str, torch.
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
-        TrainingConfig(**{field: value})
+        TrainingSettings(**{field: value})
 
 
 def test_config_round_trips_and_rejects_unknown_fields(tmp_path):
-    config = TrainingConfig(optimizer="adamw", model_overrides={"weight_drop": 0.2}, max_steps=7)
+    config = TrainingSettings(optimizer="adamw", model_overrides={"weight_drop": 0.2}, max_steps=7)
     config.to_json_file(tmp_path / "c.json")
-    assert TrainingConfig.from_json_file(tmp_path / "c.json") == config
-    assert config.effective_learning_rate == 1e-3 and TrainingConfig().effective_learning_rate == 30.0
-    with pytest.raises(ValueError, match="unknown TrainingConfig field"):
-        TrainingConfig.from_dict({"epochz": 3})
+    assert TrainingSettings.from_json_file(tmp_path / "c.json") == config
+    assert config.effective_learning_rate == 1e-3 and TrainingSettings().effective_learning_rate == 30.0
+    with pytest.raises(ValueError, match="unknown TrainingSettings field"):
+        TrainingSettings.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="vocab_size"):
-        TrainingConfig(model_overrides={"vocab_size": 10})
+        TrainingSettings(model_overrides={"vocab_size": 10})
 
 
 # --- a complete run --------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_run_saves_a_loadable_best_model_logs_and_checkpoint(corpus_dir, tmp_pat
     best = AutoModelForCausalLM.from_pretrained(result.best_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(result.best_model_dir)
     assert isinstance(best, MTLSTMForCausalLM) and len(tokenizer) == best.config.vocab_size
-    assert TrainingConfig.from_json_file(result.best_model_dir / "training_config.json") == config
+    assert TrainingSettings.from_json_file(result.best_model_dir / "training_config.json") == config
     # Its validation perplexity is what the evaluation package computes for it.
     corpus = load_corpus(corpus_dir)
     log_probs = token_log_probs(best, split_to_stream(corpus, "validation", tokenizer), batch_size=2, window=10)
@@ -654,7 +654,7 @@ def test_cli_default_is_a_fixed_amount_of_work():
     """No wall-clock budget by default: the main job's model must not depend on machine load."""
     config = config_from_argv([])
     assert config.epochs == CLI_DEFAULT_EPOCHS and config.max_minutes is None and config.max_steps is None
-    assert config.seed == TrainingConfig().seed
+    assert config.seed == TrainingSettings().seed
     assert config_from_argv(["--max-minutes", "3"]).max_minutes == 3.0
 
 
@@ -977,7 +977,7 @@ def test_trackio_tracker_is_offered_through_accelerate(corpus_dir, tmp_path, mon
 
 
 def test_every_setting_is_an_option_with_its_field_help_and_config_files_work(tmp_path):
-    """The command line is built from TrainingConfig: one option per field (help = the field's),
+    """The command line is built from TrainingSettings: one option per field (help = the field's),
     --config FILE.json starts from a file, options given override it."""
     import dataclasses
 
@@ -987,7 +987,7 @@ def test_every_setting_is_an_option_with_its_field_help_and_config_files_work(tm
     by_dest = {
         action.dest: action for action in parser._actions if f"--{action.dest}" in action.option_strings
     }  # not the --no-<field> one
-    for field in dataclasses.fields(TrainingConfig):
+    for field in dataclasses.fields(TrainingSettings):
         assert field.name in by_dest, field.name
         assert by_dest[field.name].help == field.metadata["help"], field.name
     assert config_from_argv(["--adam-beta2", "0.98", "--adam_epsilon", "1e-6"]).adam_beta2 == 0.98
@@ -1001,7 +1001,7 @@ def test_every_setting_is_an_option_with_its_field_help_and_config_files_work(tm
     with pytest.raises(ValueError, match="bptt must be a positive integer"):
         config_from_argv(["--bptt", "0"])
     (tmp_path / "bad.json").write_text('{"bptt": 10, "hidden": 3}')
-    with pytest.raises(ValueError, match=r"unknown TrainingConfig field\(s\) \['hidden'\]"):
+    with pytest.raises(ValueError, match=r"unknown TrainingSettings field\(s\) \['hidden'\]"):
         config_from_argv(["--config", str(tmp_path / "bad.json")])
 
 

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mtlstm_hf import MTLSTMForCausalLM
-from mtlstm_hf.training import LanguageModelTrainer, TrainingConfig
+from mtlstm_hf.training import LanguageModelTrainer, TrainingSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 
@@ -56,7 +56,7 @@ def trainer_for(corpus_dir, tmp_path, schedules, frozen_biases="forget_input", *
         bptt=10, epochs=3, progress_bar=False, tracker="none", evaluate_test=False, cpu=True,
         model_overrides={**NO_DROPOUT, "timescale_schedules": schedules, "frozen_biases": frozen_biases},
     )  # fmt: skip
-    config = TrainingConfig(**{**fields, **overrides})
+    config = TrainingSettings(**{**fields, **overrides})
     return LanguageModelTrainer(config)
 
 

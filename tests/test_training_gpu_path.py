@@ -15,7 +15,7 @@ from host_reads import count_host_reads
 from torch.optim.swa_utils import AveragedModel
 
 from mtlstm_hf.models.mtlstm import UnsupportedPrecisionError
-from mtlstm_hf.training import LanguageModelTrainer, NonFiniteLossError, TrainingConfig, make_accelerator, train
+from mtlstm_hf.training import LanguageModelTrainer, NonFiniteLossError, TrainingSettings, make_accelerator, train
 from mtlstm_hf.training import checkpoint as ckpt
 from mtlstm_hf.training.averaging import ParameterAverage
 
@@ -35,13 +35,13 @@ def corpus_dir(tmp_path_factory):
     return directory
 
 
-def tiny_run(corpus_dir, output_dir, **overrides) -> TrainingConfig:
+def tiny_run(corpus_dir, output_dir, **overrides) -> TrainingSettings:
     fields = dict(
         data=str(corpus_dir), preset="tiny", output_dir=str(output_dir), batch_size=4, eval_batch_size=2, bptt=10,
         epochs=2, progress_bar=False, tracker="jsonl", evaluate_test=False, cpu=True,
     )  # fmt: skip
     fields.update(overrides)
-    return TrainingConfig(**fields)
+    return TrainingSettings(**fields)
 
 
 # --- host reads -------------------------------------------------------------------------------

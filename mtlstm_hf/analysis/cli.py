@@ -40,7 +40,7 @@ from pathlib import Path
 from .. import exit_codes
 from ..command_line import apply_threads, check_threads, dataclass_parser, settings_from_command_line
 from .registry import ANALYSIS_REGISTRY
-from .settings import AnalysisRun, AnalysisSettings
+from .settings import AnalysisRunSettings, AnalysisSettings
 
 __all__ = ["build_parser", "main"]
 
@@ -49,9 +49,9 @@ PROG = "mtlstm-analyze"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``mtlstm-analyze``: the checkpoint, then one option per field
-    of :class:`AnalysisRun` and :class:`AnalysisSettings` (their help texts), and ``--config``."""
+    of :class:`AnalysisRunSettings` and :class:`AnalysisSettings` (their help texts), and ``--config``."""
     parser = dataclass_parser(
-        (AnalysisRun, AnalysisSettings),
+        (AnalysisRunSettings, AnalysisSettings),
         prog=PROG,
         description="Analyses of an mtlstm checkpoint: estimated timescales and their distribution, unit "
         "ablation/routing per frequency bin (and word class), state gradients, weighted-sum heat maps, memory "
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, AnalysisRun, AnalysisSettings]:
+def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, AnalysisRunSettings, AnalysisSettings]:
     """``(checkpoint, run, settings)``: the defaults, ``--config``'s file, then the options given.
     ``word_classes`` is still the file name when given on the command line.
 
@@ -72,9 +72,9 @@ def settings_from_argv(argv: Sequence[str] | None) -> tuple[str, AnalysisRun, An
         ValueError: an unknown setting in the file or a bad value; FileNotFoundError: no such file.
     """
     checkpoint, (run, settings) = settings_from_command_line(
-        build_parser(), argv, (AnalysisRun, AnalysisSettings), "checkpoint"
+        build_parser(), argv, (AnalysisRunSettings, AnalysisSettings), "checkpoint"
     )
-    return checkpoint, AnalysisRun(**run), AnalysisSettings(**settings)
+    return checkpoint, AnalysisRunSettings(**run), AnalysisSettings(**settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ __all__ = [
     "DEFAULT_STATE_GRADIENT_POSITIONS",
     "DISTRIBUTION_FAMILIES",
     "MI_ESTIMATORS",
-    "AnalysisRun",
+    "AnalysisRunSettings",
     "AnalysisSettings",
     "option_name",
 ]
@@ -54,7 +54,7 @@ def option_name(name: str) -> str:
 
 
 @dataclass
-class AnalysisRun(CorpusOptions, DeviceOptions):
+class AnalysisRunSettings(CorpusOptions, DeviceOptions):
     """What ``mtlstm-analyze`` runs on and where it writes (the checkpoint is the positional
     argument); the analyses' own settings are :class:`AnalysisSettings`. The corpus and device
     options are the ones ``mtlstm-eval`` has (declared once)."""
@@ -215,3 +215,8 @@ class AnalysisSettings(ScoringOptions):
             digest = hashlib.sha256(json.dumps(sorted(self.word_classes.items())).encode()).hexdigest()[:16]
             values["word_classes"] = f"<{len(self.word_classes)} words, sha256 {digest}>"
         return values
+
+
+AnalysisRun = AnalysisRunSettings
+"""Deprecated name of :class:`AnalysisRunSettings` (one suffix for the commands' settings classes);
+goes in the next minor version."""

@@ -178,7 +178,7 @@ def _language(name: str) -> str | None:
 
 
 def describe_corpus(source: Any, config: str | None = None) -> DatasetReference:
-    """The corpus a ``data`` value names (``TrainingConfig.data``, the ``data`` of ``mtlstm-eval``).
+    """The corpus a ``data`` value names (``TrainingSettings.data``, the ``data`` of ``mtlstm-eval``).
 
     ``None`` is the training default, the embedded WikiText-2 sample, as is a path to it;
     a Hub id (``wikitext``, ``ptb_text_only``, not an existing path) a Hub dataset; any other

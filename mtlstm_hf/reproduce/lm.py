@@ -88,12 +88,12 @@ class LMPlan:
 
 
 def training_config(plan: LMPlan, arm: str, seed: int) -> Any:
-    """The :class:`~mtlstm_hf.training.TrainingConfig` of one run (a new run; the caller adds
+    """The :class:`~mtlstm_hf.training.TrainingSettings` of one run (a new run; the caller adds
     ``resume_from`` to continue one)."""
-    from ..training import TrainingConfig
+    from ..training import TrainingSettings
 
     settings = plan.settings
-    return TrainingConfig(
+    return TrainingSettings(
         data=str(plan.corpus_dir),
         preset=plan.preset(arm),
         model_overrides=dict(settings["model_overrides"]),

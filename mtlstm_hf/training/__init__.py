@@ -9,9 +9,9 @@ exactly resumable from atomic checkpoints and run unchanged on several processes
 
 Typical use::
 
-    from mtlstm_hf.training import TrainingConfig, train
+    from mtlstm_hf.training import TrainingSettings, train
 
-    result = train(TrainingConfig(preset="small", epochs=18, output_dir="outputs/run"))
+    result = train(TrainingSettings(preset="small", epochs=18, output_dir="outputs/run"))
     print(result.best_val_perplexity, result.best_model_dir)   # AutoModelForCausalLM-loadable
 
 The command line is ``mtlstm-train`` (:mod:`mtlstm_hf.training.cli`).
@@ -31,7 +31,8 @@ _EXPORTS = {
     "MODEL_PRESETS": ".config",
     "OPTIMIZER_ONLY_FIELDS": ".config",
     "OPTIMIZERS": ".config",
-    "TrainingConfig": ".config",
+    "TrainingSettings": ".config",
+    "TrainingConfig": ".config",  # deprecated name of TrainingSettings
     "LanguageModelTrainer": ".loop",
     "StepCallback": ".loop",
     "train": ".loop",

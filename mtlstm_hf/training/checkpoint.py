@@ -1,8 +1,8 @@
 """Atomic checkpoints of a training run, and the layout of a run folder.
 
-Run folder (``TrainingConfig.output_dir``)::
+Run folder (``TrainingSettings.output_dir``)::
 
-    training_config.json          the run's TrainingConfig
+    training_config.json          the run's TrainingSettings
     best_model/                   save_pretrained(): model + tokenizer + training_config.json
     checkpoints/LATEST            name of the newest complete checkpoint (one line)
     checkpoints/step-00000120/    accelerate.save_state() + our own state, see below

@@ -45,28 +45,28 @@ from .checkpoint import (
     repair_interrupted_replacement,
     resolve_resume_checkpoint,
 )
-from .config import TrainingConfig
+from .config import TrainingSettings
 
 if TYPE_CHECKING:
     from .state import TrainingResult
 
 CLI_DEFAULT_EPOCHS = 18
 """``mtlstm-train`` trains this many epochs unless ``--epochs`` says otherwise (the library
-default, :class:`TrainingConfig`'s, is the paper's 1000). A fixed amount of work with fixed
+default, :class:`TrainingSettings`'s, is the paper's 1000). A fixed amount of work with fixed
 seeds, so the main job gives the same model however loaded the machine is: 18 epochs of
 the ``small`` model on the embedded WikiText-2 sample take about 4 minutes on 2 quiet CPU
 cores (docs/installation.md and BENCHMARKS.md give the measured time and perplexities)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: one option per :class:`TrainingConfig` field (its help text), and
+    """The argument parser: one option per :class:`TrainingSettings` field (its help text), and
     ``--config FILE.json``."""
     parser = dataclass_parser(
-        [TrainingConfig, ProcessOptions],
+        [TrainingSettings, ProcessOptions],
         prog="mtlstm-train",
         description=(
             "Train a multi-timescale LSTM language model (AWD-LSTM recipe) with accelerate. Every option "
-            f"is a TrainingConfig field; the defaults are its own, except --epochs {CLI_DEFAULT_EPOCHS}."
+            f"is a TrainingSettings field; the defaults are its own, except --epochs {CLI_DEFAULT_EPOCHS}."
         ),
         epilog=exit_codes.epilog(non_finite_loss=True)
         + " After 1, 4 or 130, --resume continues from the last checkpoint.",
@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_argv(argv: Sequence[str] | None) -> TrainingConfig:
-    """The run's :class:`TrainingConfig`: the defaults (``--epochs`` 18) or the resumed run's
+def config_from_argv(argv: Sequence[str] | None) -> TrainingSettings:
+    """The run's :class:`TrainingSettings`: the defaults (``--epochs`` 18) or the resumed run's
     settings, then ``--config``'s file, then the options given. ``--clip 0``, ``--max-minutes 0`` and
     ``--max-steps 0`` mean none.
 
@@ -92,7 +92,7 @@ def config_from_argv(argv: Sequence[str] | None) -> TrainingConfig:
             given[name] = None
     if "resume_from" in given:
         checkpoint = resolve_resume_checkpoint(given["resume_from"])
-        base = TrainingConfig.from_json_file(checkpoint / TRAINING_CONFIG_FILENAME).to_dict()
+        base = TrainingSettings.from_json_file(checkpoint / TRAINING_CONFIG_FILENAME).to_dict()
         if "output_dir" not in given and checkpoint.parent.name == CHECKPOINTS_DIRNAME:
             base["output_dir"] = str(checkpoint.parent.parent)  # the run folder, wherever it is now
     else:
@@ -102,14 +102,14 @@ def config_from_argv(argv: Sequence[str] | None) -> TrainingConfig:
         # change the trajectory, the resume is refused naming them; they are never ignored.
         base.update(read_config_file(config_file))
     base.update(given)
-    return TrainingConfig.from_dict(base)
+    return TrainingSettings.from_dict(base)
 
 
 def _perplexity(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def format_summary(result: TrainingResult, config: TrainingConfig) -> str:
+def format_summary(result: TrainingResult, config: TrainingSettings) -> str:
     """The end-of-run summary: how the run ended (a budget stop is said plainly, with the steps
     done and planned), validation and test perplexity with the batch size they were computed
     at, and where the model and the checkpoint are."""

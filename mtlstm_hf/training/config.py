@@ -1,7 +1,7 @@
 """Training configuration: one validated dataclass, and the model presets the trainer knows.
 
-Every field of :class:`TrainingConfig` is checked in one place,
-:meth:`TrainingConfig.validate` (called by ``__post_init__``); a bad value raises
+Every field of :class:`TrainingSettings` is checked in one place,
+:meth:`TrainingSettings.validate` (called by ``__post_init__``); a bad value raises
 ``ValueError`` naming the field and its allowed values. Checks that need the data (window
 longer than the stream, batch larger than the stream, tokenizer/model mismatch) happen when
 the trainer loads the data, before anything is written to disk.
@@ -64,7 +64,7 @@ BOOKKEEPING_FIELDS: frozenset[str] = frozenset(
 model cards leave them out)."""
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = MODEL_CONFIG_PRESETS
-"""Model architectures by name, for :attr:`TrainingConfig.preset`. Each is a dict of
+"""Model architectures by name, for :attr:`TrainingSettings.preset`. Each is a dict of
 :class:`~mtlstm_hf.MTLSTMConfig` fields; ``vocab_size`` and the special token ids come from
 the tokenizer."""
 
@@ -91,7 +91,7 @@ where to write). Every other field changes the training trajectory, so a mismatc
 
 
 @dataclass
-class TrainingConfig:
+class TrainingSettings:
     """Everything that defines a training run of :func:`mtlstm_hf.training.train`.
 
     Each field's meaning is its ``help`` (``mtlstm-train --help`` prints the same text), grouped
@@ -374,23 +374,28 @@ class TrainingConfig:
         write_json_atomic(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
+    def from_dict(cls, values: dict[str, Any]) -> TrainingSettings:
         """Build from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown TrainingConfig field(s) {unknown}; allowed fields: {sorted(known)}.")
+            raise ValueError(f"unknown TrainingSettings field(s) {unknown}; allowed fields: {sorted(known)}.")
         return cls(**values)
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> TrainingConfig:
+    def from_json_file(cls, path: str | Path) -> TrainingSettings:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
-    def replace(self, **changes: Any) -> TrainingConfig:
+    def replace(self, **changes: Any) -> TrainingSettings:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
-    def resume_mismatches(self, saved: TrainingConfig) -> list[str]:
+    def resume_mismatches(self, saved: TrainingSettings) -> list[str]:
         """Fields that differ from the checkpoint's config and would change the trajectory."""
         mine, theirs = self.to_dict(), saved.to_dict()
         return sorted(name for name in mine if name not in RESUME_OVERRIDABLE_FIELDS and mine[name] != theirs[name])
+
+
+TrainingConfig = TrainingSettings
+"""Deprecated name of :class:`TrainingSettings` (one suffix for the commands' settings classes);
+goes in the next minor version."""

@@ -71,7 +71,7 @@ from ..progress import no_transformers_progress_bar
 from ..progress import progress as progress_bar
 from . import checkpoint as ckpt
 from .averaging import ParameterAverage
-from .config import TrainingConfig
+from .config import TrainingSettings
 from .preparation import (
     build_model,
     build_optimizer,
@@ -152,7 +152,7 @@ class LanguageModelTrainer:
     """
 
     def __init__(
-        self, config: TrainingConfig, accelerator: Accelerator | None = None, callbacks: Sequence[StepCallback] = ()
+        self, config: TrainingSettings, accelerator: Accelerator | None = None, callbacks: Sequence[StepCallback] = ()
     ) -> None:
         config.validate()
         accelerator = make_accelerator(config) if accelerator is None else accelerator
@@ -203,7 +203,7 @@ class LanguageModelTrainer:
             self._dirty = False
 
     # The run's state lives in self.state; these names read and write its fields.
-    config: TrainingConfig = _InState()
+    config: TrainingSettings = _InState()
     accelerator: Accelerator = _InState()
     unwrapped_model: MTLSTMForCausalLM = _InState()
     optimizer: torch.optim.Optimizer = _InState()
@@ -564,7 +564,7 @@ class LanguageModelTrainer:
 
 
 def train(
-    config: TrainingConfig, *, accelerator: Accelerator | None = None, callbacks: Sequence[StepCallback] = ()
+    config: TrainingSettings, *, accelerator: Accelerator | None = None, callbacks: Sequence[StepCallback] = ()
 ) -> TrainingResult:
     """Train as ``config`` says (:class:`LanguageModelTrainer`); an accelerator made here
     (``accelerator=None``) is finished before returning, even on error

@@ -36,11 +36,11 @@ from ..input_files import read_model_config
 from ..model_folder import load_model_strictly
 from ..models.mtlstm import MTLSTMConfig, MTLSTMForCausalLM
 from . import checkpoint as ckpt
-from .config import MODEL_PRESETS, TrainingConfig
+from .config import MODEL_PRESETS, TrainingSettings
 from .tracking import JSONLinesTracker, tensorboard_available, trackio_available
 
 
-def make_accelerator(config: TrainingConfig, **kwargs: Any) -> Accelerator:
+def make_accelerator(config: TrainingSettings, **kwargs: Any) -> Accelerator:
     """The ``Accelerator`` for a run: device, mixed precision and trackers from ``config``.
 
     Launch several processes with ``torchrun --nproc_per_node N`` or ``accelerate launch
@@ -73,7 +73,7 @@ def make_accelerator(config: TrainingConfig, **kwargs: Any) -> Accelerator:
 MODEL_CONFIG_FIELDS = frozenset(inspect.signature(MTLSTMConfig.__init__).parameters) - {"self", "kwargs"}
 
 
-def build_model_config(config: TrainingConfig, tokenizer: Any) -> MTLSTMConfig:
+def build_model_config(config: TrainingSettings, tokenizer: Any) -> MTLSTMConfig:
     """The preset's architecture + ``model_overrides``, with the tokenizer's vocabulary size
     and special tokens."""
     unknown = sorted(set(config.model_overrides) - MODEL_CONFIG_FIELDS)
@@ -126,7 +126,7 @@ def load_tokenizer(path: str | Path, what: str) -> Any:
     return tokenizer
 
 
-def check_init_from(config: TrainingConfig) -> None:
+def check_init_from(config: TrainingSettings) -> None:
     """Refuse an ``init_from`` that is not an mtlstm model folder before anything reads it
     (:func:`~mtlstm_hf.input_files.read_model_config`: its ``config.json`` is a JSON object with
     ``model_type`` ``"mtlstm"``; another model type is named), so that neither its tokenizer nor
@@ -139,7 +139,7 @@ def check_init_from(config: TrainingConfig) -> None:
         read_model_config(config.init_from, "init_from")
 
 
-def check_resume_and_output(config: TrainingConfig, num_processes: int) -> Path | None:
+def check_resume_and_output(config: TrainingSettings, num_processes: int) -> Path | None:
     """The checkpoint to resume from (``None`` for a new run), after refusing a resume with
     settings that change the trajectory or another number of processes, and a new run into a
     folder that holds one."""
@@ -147,7 +147,7 @@ def check_resume_and_output(config: TrainingConfig, num_processes: int) -> Path 
     if config.resume_from is not None:
         resume_dir = ckpt.resolve_resume_checkpoint(config.resume_from)
         read_model_config(resume_dir, "resume_from")  # before its tokenizer and model are read
-        saved = TrainingConfig.from_json_file(resume_dir / ckpt.TRAINING_CONFIG_FILENAME)
+        saved = TrainingSettings.from_json_file(resume_dir / ckpt.TRAINING_CONFIG_FILENAME)
         mismatches = config.resume_mismatches(saved)
         if mismatches:
             details = ", ".join(f"{name}: {getattr(saved, name)!r} -> {getattr(config, name)!r}" for name in mismatches)
@@ -202,7 +202,7 @@ class TrainingData:
     test_part: torch.Tensor | None
 
 
-def choose_tokenizer(config: TrainingConfig, corpus: Any, resume_dir: Path | None) -> Any:
+def choose_tokenizer(config: TrainingSettings, corpus: Any, resume_dir: Path | None) -> Any:
     """The checkpoint's tokenizer, ``config.tokenizer``, ``init_from``'s, or one built from the
     training split, in that order; its word convention must match ``tokenizer_convention``."""
     if resume_dir is not None:
@@ -240,7 +240,7 @@ def evaluation_part(stream: torch.Tensor, rows: int, num_processes: int, rank: i
     return stream[block.start * piece : block.stop * piece]
 
 
-def prepare_data(config: TrainingConfig, accelerator: Accelerator, resume_dir: Path | None) -> TrainingData:
+def prepare_data(config: TrainingSettings, accelerator: Accelerator, resume_dir: Path | None) -> TrainingData:
     """Load the corpus, choose the tokenizer, and cut this process's share of every split."""
     source = config.data if config.data is not None else str(sample_corpus_dir())
     with accelerator.main_process_first():  # a Hub dataset is downloaded once
@@ -287,7 +287,7 @@ def prepare_data(config: TrainingConfig, accelerator: Accelerator, resume_dir: P
     return TrainingData(tokenizer, rows, iterator, parts["validation"], parts.get("test"))
 
 
-def build_model(config: TrainingConfig, tokenizer: Any, resume_dir: Path | None) -> MTLSTMForCausalLM:
+def build_model(config: TrainingSettings, tokenizer: Any, resume_dir: Path | None) -> MTLSTMForCausalLM:
     """A new model from the preset, the checkpoint's architecture (its weights are loaded with
     the rest of the checkpoint), or ``init_from``'s weights; checked against the tokenizer."""
     if resume_dir is not None:
@@ -297,7 +297,7 @@ def build_model(config: TrainingConfig, tokenizer: Any, resume_dir: Path | None)
         model = load_model_strictly(Path(config.init_from).expanduser(), MTLSTMForCausalLM)
     else:
         model = MTLSTMForCausalLM(build_model_config(config, tokenizer))
-    if config.freeze_recurrent_weights:  # the reference's published condition (see TrainingConfig)
+    if config.freeze_recurrent_weights:  # the reference's published condition (see TrainingSettings)
         for layer in model.model.layers:
             if layer.weight_hh is not None:
                 layer.weight_hh.requires_grad_(False)
@@ -312,7 +312,7 @@ def build_model(config: TrainingConfig, tokenizer: Any, resume_dir: Path | None)
     return model
 
 
-def planned_steps(config: TrainingConfig, iterator: BPTTIterator) -> int:
+def planned_steps(config: TrainingSettings, iterator: BPTTIterator) -> int:
     """Optimizer steps of the whole run: ``max_steps`` or epochs x (nominal) steps per epoch."""
     per_epoch = math.ceil(iterator.nominal_num_windows / config.gradient_accumulation_steps)
     total = config.epochs * per_epoch
@@ -320,7 +320,7 @@ def planned_steps(config: TrainingConfig, iterator: BPTTIterator) -> int:
 
 
 def build_optimizer(
-    config: TrainingConfig, model: torch.nn.Module, planned_steps: int
+    config: TrainingSettings, model: torch.nn.Module, planned_steps: int
 ) -> tuple[torch.optim.Optimizer, Any]:
     """SGD (AWD) or AdamW over the trainable parameters, and AdamW's ``transformers`` schedule
     (``None`` for SGD). The schedule is not passed to ``accelerator.prepare``: its wrapper steps
@@ -341,7 +341,7 @@ def build_optimizer(
     return optimizer, scheduler
 
 
-def require_precision_support(model: MTLSTMForCausalLM, config: TrainingConfig, accelerator: Accelerator) -> None:
+def require_precision_support(model: MTLSTMForCausalLM, config: TrainingSettings, accelerator: Accelerator) -> None:
     """Refuse, before anything is written, a mixed precision this device cannot run, then run one
     token through the model under the run's autocast (no dropout, no RNG), so that anything else
     the precision breaks stops the run here too.

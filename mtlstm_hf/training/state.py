@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # the record names them; importing them here would import tor
     from ..data.batching import BPTTIterator
     from ..models.mtlstm import MTLSTMForCausalLM, MTLSTMState
     from .averaging import ParameterAverage
-    from .config import TrainingConfig
+    from .config import TrainingSettings
 
 
 class NonFiniteLossError(RuntimeError):
@@ -108,7 +108,7 @@ class TrainerState:
             by :func:`~.checkpoint.save_checkpoint` and :func:`~.checkpoint.restore_from_checkpoint`).
     """
 
-    config: TrainingConfig = _saved_in("training_config.json")
+    config: TrainingSettings = _saved_in("training_config.json")
     accelerator: Accelerator = _saved_in("random_states_<rank>.pkl", "training_state.json#num_processes")
     unwrapped_model: MTLSTMForCausalLM = _saved_in("model.safetensors", "weights_sha256.json", "config.json", "*.py")
     optimizer: Any = _saved_in("optimizer.bin")

@@ -283,7 +283,7 @@ class MTLSTMConfig(PretrainedConfig):
         ``paper-reference`` and ``paper-wikitext2-reference`` are the reference exactly at the
         paper's sizes (grid ``"reference"``, ``frozen_biases="all"``). A fourth difference
         is in training, not the model: the reference's weight-drop wrapper cuts the gradient
-        of the recurrent weights, so they never train; ``TrainingConfig.freeze_recurrent_weights``
+        of the recurrent weights, so they never train; ``TrainingSettings.freeze_recurrent_weights``
         reproduces that condition. ``paper-baseline`` is the network without timescales; the
         ``-wikitext2`` variants use the WikiText-2 vocabulary size and dropouts. ``small``
         (the ``mtlstm-train`` default, CPU-sized), ``small-baseline`` and ``tiny`` (smoke
