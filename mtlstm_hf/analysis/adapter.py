@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import warnings
 import weakref
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -68,6 +70,22 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
             yield model
     finally:
         model.train(was_training)
+
+
+def deprecated_layer_attribute() -> property:
+    """The ``layer`` attribute of a result that holds ``layer_index``: its old name, read with a
+    ``DeprecationWarning`` until the next minor version (``layer`` names the 1-based number in
+    reports, :func:`mtlstm_hf.models.mtlstm.layouts.layer_number`)."""
+
+    def read(self: Any) -> int | None:
+        warnings.warn(
+            f"{type(self).__name__}.layer is now layer_index (0-based); 'layer' names the 1-based number in reports.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.layer_index
+
+    return property(read)
 
 
 def resolve_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -> list[int]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .adapter import deprecated_layer_attribute
+
 __all__ = ["StateGradientResult", "embedding_whitening"]
 
 
@@ -37,18 +39,7 @@ class StateGradientResult:
     state: str = "custom"
     class_labels: list[str] | None = field(default=None)
 
-    @property
-    def layer(self) -> int | None:
-        """Deprecated name of :attr:`layer_index` (``layer`` is the 1-based number in reports); goes
-        in the next minor version."""
-        import warnings
-
-        warnings.warn(
-            f"{type(self).__name__}.layer is now layer_index (0-based); 'layer' names the 1-based number in reports.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.layer_index
+    layer = deprecated_layer_attribute()
 
     @property
     def max_delay(self) -> int:

@@ -57,7 +57,7 @@ from mtlstm_hf.evaluation.perplexity import token_rows
 from mtlstm_hf.models.mtlstm.layouts import layer_number
 from mtlstm_hf.models.mtlstm.timescales import timescale_from_forget_gate
 
-from .adapter import base_model, forget_gate_layers
+from .adapter import base_model, deprecated_layer_attribute, forget_gate_layers
 from .settings import DISTRIBUTION_FAMILIES
 from .traces import trace_moments
 
@@ -108,18 +108,7 @@ class LayerTimescales:
     num_tokens: int
     schedule: dict[str, Any] | None = None
 
-    @property
-    def layer(self) -> int | None:
-        """Deprecated name of :attr:`layer_index` (``layer`` is the 1-based number in reports); goes
-        in the next minor version."""
-        import warnings
-
-        warnings.warn(
-            f"{type(self).__name__}.layer is now layer_index (0-based); 'layer' names the 1-based number in reports.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.layer_index
+    layer = deprecated_layer_attribute()
 
     @property
     def degenerate(self) -> torch.Tensor:
