@@ -593,27 +593,7 @@ def test_two_cpu_processes_match_one_process(corpus_dir, tmp_path):
 
 def test_cli_trains_resumes_and_reports_errors(corpus_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    args = [
-        "--cpu",
-        "--data",
-        str(corpus_dir),
-        "--preset",
-        "tiny",
-        "--batch-size",
-        "4",
-        "--eval-batch-size",
-        "2",
-        "--bptt",
-        "10",
-        "--epochs",
-        "1",
-        "--no-progress-bar",
-        "--output-dir",
-        str(run_dir),
-        "--tracker",
-        "jsonl",
-    ]
-    assert cli_main(args) == 0
+    assert cli_main(_cli_args(corpus_dir, run_dir, "--epochs", "1")) == 0
     out = capsys.readouterr().out
     assert "validation perplexity:" in out and "best model:" in out
     assert "processes: 1 on cpu (4 of the 4 rows each)" in out
@@ -624,7 +604,7 @@ def test_cli_trains_resumes_and_reports_errors(corpus_dir, tmp_path, capsys):
     AcceleratorState._reset_state(reset_partial_state=True)
     assert cli_main(["--resume", str(run_dir), "--bptt", "12"]) == 2
     assert "bptt" in capsys.readouterr().err
-    assert cli_main(args[:-4] + ["--output-dir", str(tmp_path / "other"), "--bptt", "99999"]) == 2
+    assert cli_main(_cli_args(corpus_dir, tmp_path / "other", "--epochs", "1", "--bptt", "99999")) == 2
     assert "longer than the data" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
 
