@@ -5,9 +5,9 @@ One layer 400 -> 1150, batch 20, sequence lengths 70 and 1024, forward + backwar
 busy shared machine slows all of them alike) and each is summarised by its median time.
 
 Also measured:
-* ``lstm-srnn-hidden`` against its own sequential reference (``ops.naive.reference_sequence``, a
+* ``lstm-srnn-hidden`` against its own sequential reference (``models/mtlstm/naive.py``'s ``reference_sequence``, a
   per-step loop) and against "batched gates + a Python loop for the cell" (isolates the scan);
-* gate/cell extraction (``ops.gates.gates_and_cells``, standard cell, no grad) against a plain
+* gate/cell extraction (``analysis.gates.gates_and_cells``, standard cell, no grad) against a plain
   no-grad forward of the same layer.
 
 Usage::

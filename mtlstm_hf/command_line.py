@@ -110,32 +110,54 @@ class ProcessOptions:
     threads: int | None = threads_setting()
 
 
-RENAMED_SETTINGS: dict[str, str] = {
-    "data_config": "dataset_config_name",
-    "progress": "progress_bar",
+RENAMED_SETTINGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "data_config": ("dataset_config_name", ("EvaluationSettings", "AnalysisRunSettings")),
+    "progress": ("progress_bar", ("AnalysisRunSettings",)),
 }
-"""Old setting name -> its name now (one name per thing across the commands). The old spelling, as an
-option (``--data-config``) or a ``--config`` key, still works with a warning until the next minor
-version (CHANGELOG)."""
+"""Old setting name -> ``(its name now, the settings classes that renamed it)``: one name per thing
+across the commands. For those classes' commands the old spelling, as an option (``--data-config``)
+or a ``--config`` key, still works with a warning until the next minor version (CHANGELOG)."""
+
+_WARNED: set[tuple[str, str]] = set()
 
 
-def _old_spellings(option: str) -> list[str]:
-    """The deprecated spellings of a renamed setting's option string (``--dataset-config-name`` ->
-    ``--data-config``, ``--data_config``; ``--no-progress-bar`` -> ``--no-progress``, ...)."""
-    old = []
-    for previous, current in RENAMED_SETTINGS.items():
-        for negation in ("", "no-", "no_"):
+def _renamed_for(classes: Sequence[type]) -> dict[str, str]:
+    """Old field name -> new one, for the renamed settings of ``classes``."""
+    names = {cls.__name__ for cls in classes}
+    return {old: new for old, (new, owners) in RENAMED_SETTINGS.items() if names & set(owners)}
+
+
+def _old_options(renamed: dict[str, str]) -> dict[str, str]:
+    """Each deprecated option spelling -> the new option (``--data-config`` / ``--data_config`` ->
+    ``--dataset-config-name``; ``--no-progress`` -> ``--no-progress-bar``)."""
+    options = {}
+    for old, new in renamed.items():
+        for negation in ("", "no-"):
             for separator in ("-", "_"):
-                if option == "--" + negation + current.replace("_", separator):
-                    old.append("--" + negation + previous.replace("_", separator))
-    return old
+                options["--" + negation.replace("-", separator) + old.replace("_", separator)] = (
+                    "--" + negation + new.replace("_", "-")
+                )
+    return options
 
 
 def _warn_renamed(old: str, new: str, command: str) -> None:
-    print(
-        f"{command}: {old} is deprecated: use {new} (the old name goes in the next minor version).",
-        file=sys.stderr,
-    )
+    """Say once per process that ``old`` is deprecated for ``new`` (stderr)."""
+    if (command, old) in _WARNED:
+        return
+    _WARNED.add((command, old))
+    print(f"{command}: {old} is deprecated: use {new} (the old name goes in the next minor version).", file=sys.stderr)
+
+
+def _translate_old_options(arguments: list[str], options: dict[str, str], command: str) -> list[str]:
+    """``arguments`` with every deprecated option spelling replaced by the new one (warned)."""
+    translated = []
+    for argument in arguments:
+        option, equals, value = argument.partition("=")
+        if option in options:
+            _warn_renamed(option, options[option], command)
+            argument = options[option] + equals + value
+        translated.append(argument)
+    return translated
 
 
 def dataclass_parser(
@@ -158,11 +180,15 @@ def dataclass_parser(
         if negated and isinstance(action, argparse._StoreFalseAction) and action.help:
             action.help = f"switch off: {action.help}"
             action.default = argparse.SUPPRESS  # the field's default is the positive option's
-    for action in list(parser._actions):
-        for option in list(action.option_strings):
-            for old in _old_spellings(option):
-                action.option_strings.append(old)  # type: ignore[attr-defined]  # a list
-                parser._option_string_actions[old] = action
+    old_options = _old_options(_renamed_for(classes))
+    if old_options:  # the old spellings are read (and warned), not listed in --help or abbreviated
+        parse_known_args = parser.parse_known_args
+
+        def parse_with_old_spellings(args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+            arguments = list(sys.argv[1:] if args is None else args)
+            return parse_known_args(_translate_old_options(arguments, old_options, prog), namespace)
+
+        parser.parse_known_args = parse_with_old_spellings  # type: ignore[method-assign,assignment]
     names = " / ".join(cls.__name__ for cls in classes)
     parser.add_argument(
         "--config", dest="config_file", metavar="FILE.json", default=None,
@@ -191,10 +217,11 @@ def split_settings(
         ValueError: a name that is no field of any of them (named, with ``what``).
     """
     parts: list[dict[str, Any]] = [{} for _ in config_classes]
-    fields = {field.name for cls in config_classes for field in dataclasses.fields(cls)}
-    for old, new in RENAMED_SETTINGS.items():
-        if old in values and old not in fields and new in fields:
-            _warn_renamed(f"{what} key {old!r}", repr(new), what)
+    for old, new in _renamed_for(config_classes).items():
+        if old in values:
+            if new in values:
+                raise ValueError(f"{what}: both {old!r} (its old name) and {new!r} are given; keep {new!r}.")
+            _warn_renamed(f"key {old!r}", repr(new), what)
             values = {(new if name == old else name): value for name, value in values.items()}
     for name, value in values.items():
         for part, cls in zip(parts, config_classes):
@@ -210,12 +237,8 @@ def split_settings(
 def parse_given(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[dict[str, Any], str | None]:
     """Parse ``argv`` and return ``(given, config_file)``: only the options the user typed (by
     field name), and ``--config``'s file. Bad options exit with argparse's message (status 2); an
-    old spelling of a renamed option (:data:`RENAMED_SETTINGS`) works, with a warning."""
-    for argument in argv if argv is not None else sys.argv[1:]:
-        option = argument.split("=", 1)[0]
-        action = parser._option_string_actions.get(option)
-        if action is not None and option in {old for new in action.option_strings for old in _old_spellings(new)}:
-            _warn_renamed(option, action.option_strings[0], parser.prog)
+    old spelling of a renamed option (:data:`RENAMED_SETTINGS`) works, with a warning (the parser
+    of :func:`dataclass_parser` translates it)."""
     defaults = [(action, action.default) for action in parser._actions if action.dest != "help"]
     try:
         for action, _ in defaults:

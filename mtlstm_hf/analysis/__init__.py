@@ -3,7 +3,8 @@
 Modules (this package depends on the model and evaluation packages, never the reverse):
 
 - :mod:`.adapter`: the one way analyses reach the model: base model, layer selection, eval mode,
-  token rows (AWD's ``batchify``), the units an ablation zeroes;
+  the units an ablation zeroes (the stream is cut into rows and windows by
+  ``mtlstm_hf.evaluation.perplexity``);
 - :mod:`.traces`: per-layer gates/cells/hidden states from one forward (``layer_traces``), streamed
   over a long token stream with the state carried (``stream_traces``, ``trace_moments``);
 - :mod:`.timescales`: estimated timescales ``T = -1 / ln mean(f)``, inverse-gamma and alternative

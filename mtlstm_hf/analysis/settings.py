@@ -217,6 +217,16 @@ class AnalysisSettings(ScoringOptions):
         return values
 
 
-AnalysisRun = AnalysisRunSettings
-"""Deprecated name of :class:`AnalysisRunSettings` (one suffix for the commands' settings classes);
-goes in the next minor version."""
+def __getattr__(name: str) -> Any:
+    """``AnalysisRun``: the deprecated name of :class:`AnalysisRunSettings` (one suffix for the commands' settings
+    classes), with a ``DeprecationWarning``; goes in the next minor version."""
+    if name == "AnalysisRun":
+        import warnings
+
+        warnings.warn(
+            "AnalysisRun is now AnalysisRunSettings; the old name goes in the next minor version.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return AnalysisRunSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

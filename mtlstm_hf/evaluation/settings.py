@@ -5,6 +5,7 @@ options (help text included; :mod:`mtlstm_hf.command_line`), and the option grou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..command_line import DeviceOptions, setting, threads_setting
 from .bins import DEFAULT_BIN_EDGES
@@ -67,6 +68,16 @@ class EvaluationSettings(CorpusOptions, ScoringOptions, DeviceOptions):
     )
 
 
-EvaluationConfig = EvaluationSettings
-"""Deprecated name of :class:`EvaluationSettings` (one suffix for settings classes); goes in the
-next minor version."""
+def __getattr__(name: str) -> Any:
+    """``EvaluationConfig``: the deprecated name of :class:`EvaluationSettings` (one suffix for the commands' settings
+    classes), with a ``DeprecationWarning``; goes in the next minor version."""
+    if name == "EvaluationConfig":
+        import warnings
+
+        warnings.warn(
+            "EvaluationConfig is now EvaluationSettings; the old name goes in the next minor version.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return EvaluationSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -396,6 +396,16 @@ class TrainingSettings:
         return sorted(name for name in mine if name not in RESUME_OVERRIDABLE_FIELDS and mine[name] != theirs[name])
 
 
-TrainingConfig = TrainingSettings
-"""Deprecated name of :class:`TrainingSettings` (one suffix for the commands' settings classes);
-goes in the next minor version."""
+def __getattr__(name: str) -> Any:
+    """``TrainingConfig``: the deprecated name of :class:`TrainingSettings` (one suffix for the commands' settings
+    classes), with a ``DeprecationWarning``; goes in the next minor version."""
+    if name == "TrainingConfig":
+        import warnings
+
+        warnings.warn(
+            "TrainingConfig is now TrainingSettings; the old name goes in the next minor version.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return TrainingSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,7 +22,7 @@ from transformers import PretrainedConfig
 from .checks import check_positive_int, is_plain_integer, is_plain_number
 from .layouts import CELL_TYPES, cell_layout
 from .presets import DROPOUT_FIELDS, PRESETS
-from .validation import SCHEDULE_TYPES, drop_connect_levels, normalize_schedule
+from .validation import SCHEDULE_RULES, drop_connect_levels, normalize_schedule
 
 FROZEN_BIAS_CHOICES: tuple[str, ...] = ("forget_input", "all", "none")
 """Which gate biases of a layer with imposed timescales are frozen:
@@ -350,7 +350,7 @@ class MTLSTMConfig(PretrainedConfig):
         if isinstance(schedules, (str, dict)) or not isinstance(schedules, (list, tuple)):
             raise ValueError(
                 "timescale_schedules must be None or a list with one schedule per layer "
-                f"(a type in {list(SCHEDULE_TYPES)} or a dict with 'type'), got {schedules!r}."
+                f"(a type in {list(SCHEDULE_RULES)} or a dict with 'type'), got {schedules!r}."
             )
         if len(schedules) != len(sizes):
             raise ValueError(
