@@ -365,8 +365,10 @@ def test_a_missing_checkpoint_is_named_even_without_data(command, tmp_path, caps
 def test_a_renamed_option_keeps_its_old_spelling_for_one_version(tmp_path, capsys):
     """``--data-config`` is ``--dataset-config-name`` now (the training command's name): the old
     option and the old ``--config`` key still set it, each with a warning naming the new one."""
-    from mtlstm_hf.evaluation.cli import settings_from_argv
+    from mtlstm_hf import command_line
+    from mtlstm_hf.evaluation.cli import build_parser, settings_from_argv
 
+    command_line._WARNED.clear()  # each deprecated spelling is said once per process
     _, args = settings_from_argv(["ckpt", "--data-config", "wikitext-2-v1"])
     assert args.dataset_config_name == "wikitext-2-v1"
     assert "--data-config is deprecated: use --dataset-config-name" in capsys.readouterr().err
@@ -377,3 +379,8 @@ def test_a_renamed_option_keeps_its_old_spelling_for_one_version(tmp_path, capsy
     _, args = settings_from_argv(["ckpt", "--config", str(settings)])
     assert (args.dataset_config_name, args.split) == ("wikitext-2-raw-v1", "valid")
     assert "key 'data_config' is deprecated: use 'dataset_config_name'" in capsys.readouterr().err
+    settings.write_text(json.dumps({"data_config": "a", "dataset_config_name": "b"}))
+    with pytest.raises(ValueError, match="both 'data_config' .* and 'dataset_config_name'"):
+        settings_from_argv(["ckpt", "--config", str(settings)])
+    help_text = build_parser().format_help()
+    assert "--data-config" not in help_text and "--dataset-config" in help_text
