@@ -89,6 +89,8 @@ NOT_IN_THE_WORKLOAD = {
     "timescales.forget_gate_from_timescale": "the gate side of the timescale formula, beside its bias side",
     "timescales.timescale_from_forget_gate": "the gate side of the timescale formula, beside its bias side",
     "timescales.register_schedule": "the extension point of the schedule table",
+    "layouts.layer_number": "a layer's number in messages (timescale_mismatches) and reports: the one conversion",
+    "layouts.layer_index_of": "the inverse of layer_number, beside it",
     "timescales._no_timescales": "the table's entry for 'none' (realize_timescales(None, H)); the model skips the call",
 }
 

@@ -14,7 +14,7 @@ import copy
 import difflib
 import inspect
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import PretrainedConfig
 
@@ -162,6 +162,12 @@ class MTLSTMConfig(PretrainedConfig):
     # are not predictions), as for GPT-2.
     keys_to_ignore_at_inference = ["cache", "past_key_values", "lm_loss"]
 
+    if TYPE_CHECKING:  # the fields once validated (for type checkers only: no class attributes at run time)
+        hidden_sizes: list[int]
+        cell_types: list[str]
+        timescale_schedules: list[dict[str, Any]]
+        num_labels: int
+
     def __init__(
         self,
         vocab_size: int = 10000,
@@ -198,8 +204,9 @@ class MTLSTMConfig(PretrainedConfig):
         self.activation_regularization = activation_regularization
         self.temporal_activation_regularization = temporal_activation_regularization
         self.label_smoothing = label_smoothing
-        self.cell_types = cell_types
-        self.timescale_schedules = timescale_schedules
+        # As given; validate_mtlstm_fields (below) normalises them to the lists the annotations say.
+        self.cell_types = cell_types  # type: ignore[assignment]
+        self.timescale_schedules = timescale_schedules  # type: ignore[assignment]
         self.frozen_biases = frozen_biases
         self.embedding_init_range = embedding_init_range
         self.vocab_fingerprint = vocab_fingerprint
@@ -382,7 +389,7 @@ class MTLSTMConfig(PretrainedConfig):
 
     def frozen_gates(self, layer_index: int) -> tuple[str, ...]:
         """Names of the gate biases of layer ``layer_index`` that are fixed buffers."""
-        schedules: list[dict[str, Any]] = self.timescale_schedules  # type: ignore[assignment]  # a list once validated
+        schedules = self.timescale_schedules
         if schedules[layer_index]["type"] == "none" or self.frozen_biases == "none":
             return ()
         if self.frozen_biases == "all":

@@ -17,7 +17,7 @@ imports with ``from .x import y``; it may import only torch, transformers and th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -86,6 +86,7 @@ def _steps_with_a_target(labels: torch.Tensor | None, shift_labels: torch.Tensor
     ``labels[t + 1]``, not ``-100``; the last step of ``labels`` predicts nothing)."""
     if shift_labels is not None:
         return shift_labels != -100
+    assert labels is not None  # the caller has one of the two
     return nn.functional.pad(labels[:, 1:] != -100, (0, 1), value=False)
 
 
@@ -102,6 +103,7 @@ def next_token_loss(
     targets over an accumulated batch) their sum divided by it, as transformers' ``ForCausalLMLoss``
     (which this equals for ``label_smoothing=0``). ``logits (B, T, V)``; returns a 0-d float32 tensor."""
     if shift_labels is None:
+        assert labels is not None, "give labels or shift_labels"
         shift_labels = nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
     loss = nn.functional.cross_entropy(
         logits.float().flatten(0, 1), shift_labels.flatten().to(logits.device), ignore_index=-100,
@@ -144,7 +146,7 @@ def _check_labels(labels: torch.Tensor | None, shift_labels: torch.Tensor | None
         (name, values) for name, values in (("labels", labels), ("shift_labels", shift_labels)) if values is not None
     ]
     outside = [(values != -100) & ((values < 0) | (values >= vocab_size)) for _, values in given]
-    targets = shift_labels if shift_labels is not None else labels[:, 1:]
+    targets = shift_labels if shift_labels is not None else labels[:, 1:]  # type: ignore[index]  # one is given
     *any_outside, has_target = torch.stack([mask.any() for mask in outside] + [(targets != -100).any()]).tolist()
     for (name, values), mask, bad in zip(given, outside, any_outside):
         if bad:
@@ -160,6 +162,9 @@ _GENERATION_ONLY_KWARGS = frozenset({"cache_position", "position_ids", "next_seq
 
 class _StateOutput(ModelOutput):
     """Base of the outputs below: their ``cache`` field is also readable as ``past_key_values``."""
+
+    if TYPE_CHECKING:  # each subclass's field (for type checkers only: no field here at run time)
+        cache: MTLSTMState | None
 
     @property
     def past_key_values(self) -> MTLSTMState | None:
@@ -179,9 +184,9 @@ class MTLSTMModelOutput(_StateOutput):
             layer 1 ``(B, T, E)`` and each layer's raw output ``(B, T, H_l)``.
     """
 
-    last_hidden_state: torch.FloatTensor | None = None
+    last_hidden_state: torch.Tensor | None = None
     cache: MTLSTMState | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -199,13 +204,13 @@ class MTLSTMCausalLMOutput(_StateOutput):
             to ``loss`` (``None`` when not computed: eval mode, or the coefficient 0).
     """
 
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
     cache: MTLSTMState | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    lm_loss: torch.FloatTensor | None = None
-    ar_loss: torch.FloatTensor | None = None
-    tar_loss: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    lm_loss: torch.Tensor | None = None
+    ar_loss: torch.Tensor | None = None
+    tar_loss: torch.Tensor | None = None
 
 
 def _left_out_by_an_older_checkpoint(tensors: dict[str, torch.Tensor], name: str) -> bool:
@@ -303,7 +308,8 @@ class MTLSTMPreTrainedModel(PreTrainedModel):
             for gate, value in timescale_gate_biases(expected).items():
                 saved = getattr(module, gate).detach().cpu()
                 if not torch.equal(saved, value):
-                    held = timescale_from_forget_bias(module.forget_gate.detach().double().cpu())
+                    forget_gate: torch.Tensor = module.forget_gate  # type: ignore[assignment]  # a buffer
+                    held = timescale_from_forget_bias(forget_gate.detach().double().cpu())
                     found.append(
                         f"Layer {layer_number(module.layer_index)}: config.timescale_schedules[{module.layer_index}] = {schedule} gives "
                         f"timescales from {float(expected.min()):.4g} to {float(expected.max()):.4g} tokens, but the saved "
@@ -356,14 +362,14 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             for index, (input_size, hidden_size) in enumerate(zip(input_sizes, config.hidden_sizes))
         )
         # Read once here: a layer may later be wrapped (e.g. by PEFT) by a module without these attributes.
-        self.cell_sizes = [layer.cell_size for layer in self.layers]
+        self.cell_sizes: list[int] = [layer.cell_size for layer in self.layers]  # type: ignore[misc]
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings = value
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.embeddings = value  # type: ignore[assignment]  # an nn.Embedding (or a PEFT wrapper of one)
 
     def check_input_ids(self, input_ids: torch.Tensor) -> None:
         """Raise ``ValueError`` unless every id of ``input_ids`` (any shape) lies in ``[0, vocab_size)``,
@@ -474,6 +480,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                 raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(input_ids.shape)}.")
             batch_size, num_steps = input_ids.shape
         else:
+            assert inputs_embeds is not None  # exactly one of the two, checked above
             if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.embedding_size:
                 raise ValueError(
                     f"inputs_embeds must have shape (batch, sequence, {self.config.embedding_size}), "
@@ -492,6 +499,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             )
 
         embeddings = self._embed(input_ids, check_values) if input_ids is not None else inputs_embeds
+        assert embeddings is not None
         embeddings = locked_dropout(embeddings, self.config.input_dropout, self.training)
         state = self._initial_state(cache, batch_size, embeddings)
 
@@ -520,7 +528,7 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                 embeddings = embeddings.gather(1, gather_index[:, :, None].expand_as(embeddings))
 
         def in_input_alignment(tensor: torch.Tensor) -> torch.Tensor:
-            return tensor if lengths is None else restore_alignment(tensor, lengths, scatter_index)
+            return tensor if lengths is None else restore_alignment(tensor, lengths, scatter_index)  # type: ignore[arg-type]  # set with lengths
 
         def on_the_path(compact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """``(aligned, compact)`` for a returned hidden state: with masked steps the compact
@@ -530,8 +538,8 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
             no recurrence."""
             if lengths is None:
                 return compact, compact
-            aligned = restore_alignment(compact, lengths, scatter_index)
-            return aligned, aligned.gather(1, gather_index[:, :, None].expand_as(aligned))
+            aligned = restore_alignment(compact, lengths, scatter_index)  # type: ignore[arg-type]  # set with lengths
+            return aligned, aligned.gather(1, gather_index[:, :, None].expand_as(aligned))  # type: ignore[index]
 
         all_hidden_states: list[torch.Tensor] = []
         if output_hidden_states:
@@ -575,7 +583,7 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embeddings
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
+    def set_input_embeddings(self, value: nn.Module) -> None:
         self.model.embeddings = value
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -638,6 +646,7 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
         # it has read every embedding besides the tokens in input_ids.
         prompt_is_embeds = inputs_embeds is not None and (generated == 0 or (has_state and consumed >= generated))
         if prompt_is_embeds:
+            assert inputs_embeds is not None
             prompt = inputs_embeds.shape[1]
             fed = prompt + generated - consumed
             if fed <= 0:
@@ -679,10 +688,11 @@ class MTLSTMForCausalLM(WordStopStringsMixin, MTLSTMPreTrainedModel, GenerationM
         # transformers < 5.24 looks for an output named past_key_values and would silently lose
         # the state (re-reading the whole sequence every step); hand it over under its key, and
         # drop a state the caller gave under the other name: it is consumed now.
-        if outputs.cache is not None:
+        cache = getattr(outputs, "cache", None)  # our outputs' field (a ModelOutput to transformers)
+        if cache is not None:
             for name in ("cache", "past_key_values"):
                 model_kwargs.pop(name, None)
-            model_kwargs[GENERATE_CACHE_KWARG] = outputs.cache
+            model_kwargs[GENERATE_CACHE_KWARG] = cache
         return model_kwargs
 
     def forward(
@@ -833,7 +843,7 @@ class MTLSTMForTokenClassification(MTLSTMPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embeddings
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
+    def set_input_embeddings(self, value: nn.Module) -> None:
         self.model.embeddings = value
 
     def forward(
