@@ -39,3 +39,26 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
         return sorted(set(vars(sys.modules[package])) | set(exports))
 
     return __getattr__, __dir__
+
+
+def deprecated_names(module: str, renamed: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that gives each old name in ``renamed`` (old -> new) the object now
+    called new, with a ``DeprecationWarning`` naming both; the old names go in the next minor version.
+
+    Raises:
+        AttributeError: any other name, as a module without it would.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in renamed:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        import warnings
+
+        warnings.warn(
+            f"{name} is now {renamed[name]}; the old name goes in the next minor version.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(sys.modules[module], renamed[name])
+
+    return __getattr__

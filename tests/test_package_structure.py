@@ -269,14 +269,22 @@ def test_the_commands_settings_classes_have_one_suffix_and_the_old_names_still_w
     """Every command's options come from classes named ``...Settings`` (option groups shared by
     several commands: ``...Options``); the old names are the same classes for one version."""
     import argparse
+    import warnings
 
     from mtlstm_hf.analysis.cli import build_parser as analyze_parser
-    from mtlstm_hf.analysis.settings import AnalysisRun, AnalysisRunSettings
+    from mtlstm_hf.analysis.settings import AnalysisRunSettings
     from mtlstm_hf.evaluation.cli import build_parser as eval_parser
-    from mtlstm_hf.evaluation.settings import EvaluationConfig, EvaluationSettings
+    from mtlstm_hf.evaluation.settings import EvaluationSettings
     from mtlstm_hf.reproduce.cli import build_parser as reproduce_parser
-    from mtlstm_hf.training import TrainingConfig, TrainingSettings
+    from mtlstm_hf.training import TrainingSettings
     from mtlstm_hf.training.cli import build_parser as train_parser
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from mtlstm_hf.analysis.settings import AnalysisRun
+        from mtlstm_hf.evaluation.settings import EvaluationConfig
+        from mtlstm_hf.training.config import TrainingConfig
+    assert [w.category for w in caught] == [DeprecationWarning] * 3, [str(w.message) for w in caught]
 
     assert (TrainingConfig, EvaluationConfig, AnalysisRun) == (
         TrainingSettings,

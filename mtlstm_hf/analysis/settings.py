@@ -19,6 +19,7 @@ from mtlstm_hf.models.mtlstm.checks import check_int_at_least, check_positive_in
 
 from ..command_line import DeviceOptions, setting, threads_setting
 from ..evaluation.settings import CorpusOptions, ScoringOptions
+from ..lazy import deprecated_names
 from .registry import ANALYSIS_REGISTRY, BUILTIN_ANALYSES
 
 __all__ = [
@@ -217,16 +218,4 @@ class AnalysisSettings(ScoringOptions):
         return values
 
 
-def __getattr__(name: str) -> Any:
-    """``AnalysisRun``: the deprecated name of :class:`AnalysisRunSettings` (one suffix for the commands' settings
-    classes), with a ``DeprecationWarning``; goes in the next minor version."""
-    if name == "AnalysisRun":
-        import warnings
-
-        warnings.warn(
-            "AnalysisRun is now AnalysisRunSettings; the old name goes in the next minor version.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return AnalysisRunSettings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_names(__name__, {"AnalysisRun": "AnalysisRunSettings"})  # the old class name, one version

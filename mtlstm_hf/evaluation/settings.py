@@ -5,9 +5,9 @@ options (help text included; :mod:`mtlstm_hf.command_line`), and the option grou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..command_line import DeviceOptions, setting, threads_setting
+from ..lazy import deprecated_names
 from .bins import DEFAULT_BIN_EDGES
 
 
@@ -68,16 +68,4 @@ class EvaluationSettings(CorpusOptions, ScoringOptions, DeviceOptions):
     )
 
 
-def __getattr__(name: str) -> Any:
-    """``EvaluationConfig``: the deprecated name of :class:`EvaluationSettings` (one suffix for the commands' settings
-    classes), with a ``DeprecationWarning``; goes in the next minor version."""
-    if name == "EvaluationConfig":
-        import warnings
-
-        warnings.warn(
-            "EvaluationConfig is now EvaluationSettings; the old name goes in the next minor version.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return EvaluationSettings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_names(__name__, {"EvaluationConfig": "EvaluationSettings"})  # the old class name, one version

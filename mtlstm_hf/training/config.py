@@ -19,6 +19,7 @@ from typing import Any
 
 from ..command_line import check_seed, setting
 from ..devices import FLOAT32_PRECISIONS
+from ..lazy import deprecated_names
 from ..models.mtlstm.checks import check_positive_int, is_plain_integer, is_plain_number
 from ..models.mtlstm.presets import PRESETS as MODEL_CONFIG_PRESETS
 
@@ -396,16 +397,4 @@ class TrainingSettings:
         return sorted(name for name in mine if name not in RESUME_OVERRIDABLE_FIELDS and mine[name] != theirs[name])
 
 
-def __getattr__(name: str) -> Any:
-    """``TrainingConfig``: the deprecated name of :class:`TrainingSettings` (one suffix for the commands' settings
-    classes), with a ``DeprecationWarning``; goes in the next minor version."""
-    if name == "TrainingConfig":
-        import warnings
-
-        warnings.warn(
-            "TrainingConfig is now TrainingSettings; the old name goes in the next minor version.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return TrainingSettings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_names(__name__, {"TrainingConfig": "TrainingSettings"})  # the old class name, one version
