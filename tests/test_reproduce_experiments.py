@@ -95,3 +95,20 @@ def test_a_new_experiment_is_one_class_and_one_registry_entry(tmp_path, monkeypa
     assert "# Reproduction: toy at scale smoke" in markdown and "## Toy table" in markdown
     assert "answer: 42.0" in markdown and "Not drawn: a toy draws nothing." in markdown
     assert json.loads((out / "reproduce_config.json").read_text()) == {"experiment": "toy", "scale": "smoke"}
+
+
+def test_the_claims_are_tables_a_new_claim_is_one_row():
+    """Each experiment's claims are a table of rows (the summary section a row reads, and how it is
+    decided): a row whose section has not run is left out, a new claim is one more row."""
+    from mtlstm_hf.reproduce import claims
+
+    context = claims.ClaimContext("lm-ptb", "cpu", True, claims.PAPER_LM["lm-ptb"])
+    assert [row.section for row in claims.LM_CLAIMS] == ["perplexity"] * 4 + ["timescales", "routing"]
+    assert claims.judge(claims.LM_CLAIMS, context, {}) == []  # no stage has run
+
+    def toy(context, section):
+        return [claims._claim("toy", "A toy claim", "-", str(section["value"]), claims.HOLDS, "direction")]
+
+    rows = (*claims.DYCK_CLAIMS[:0], claims.ClaimRow("toy_section", toy))
+    assert claims.judge(rows, context, {"toy_section": {"value": 3}})[0]["ours"] == "3"
+    assert claims.judge(rows, context, {"other": {}}) == []

@@ -21,7 +21,8 @@ accuracies could not be checked against the code and are marked unverified.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .statistics import interval
@@ -111,155 +112,200 @@ def _claim(identifier: str, claim: str, paper: str, ours: str, verdict: str, rul
     return {"id": identifier, "claim": claim, "paper": paper, "ours": ours, "verdict": verdict, "rule": rule, **extra}
 
 
-def lm_claims(experiment: str, scale: str, summary: Mapping[str, Any], standard_corpus: bool) -> list[dict[str, Any]]:
-    """The claims of a language-model experiment with our numbers and verdicts (claims whose stage has
-    not run yet are left out)."""
-    comparable = scale == "paper" and standard_corpus
-    paper = PAPER_LM.get(experiment, {})
-    claims: list[dict[str, Any]] = []
-    perplexity = summary.get("perplexity")
-    if perplexity is not None:
-        test = perplexity["test_perplexity"]
-        reported = paper.get("test_perplexity", {})
-        paper_text = " vs ".join(
-            f"{reported[arm]:.2f} ({arm.replace('_', '-')})"
-            for arm in ("multi_timescale", "baseline")
-            if arm in reported
-        )
-        claims.append(
-            _claim(
-                "test_perplexity_lower",
-                "The multi-timescale model has a lower test perplexity than the baseline",
-                paper_text or "lower (no baseline value reported)",
-                f"multi-timescale minus baseline {show(test['difference'])}",
-                direction_verdict(test["difference"], -1),
-                "direction",
-            )
-        )
-        for arm, value in reported.items():
-            claims.append(
-                _claim(
-                    f"test_perplexity_{arm}",
-                    f"{arm.replace('_', '-').capitalize()} test perplexity",
-                    f"{value:.2f}",
-                    show(test[arm]),
-                    value_verdict(test[arm], value, comparable),
-                    "value",
-                )
-            )
-        bins = perplexity["bins"]["train_valid_test"]
-        for label, value in paper.get("bins", {}).items():
-            claims.append(
-                _claim(
-                    f"bin_perplexity_{label}",
-                    f"Multi-timescale test perplexity of words in bin {label} (counts over train+valid+test)",
-                    f"{value:.2f}",
-                    show(bins[label]["multi_timescale"]),
-                    value_verdict(bins[label]["multi_timescale"], value, comparable),
-                    "value",
-                )
-            )
-        gains = {label: bins[label]["relative_gain"] for label in (">=10K", "1K-10K", "100-1K", "<100")}
-        rare, frequent = gains["<100"], gains[">=10K"]
-        gap_values = [
-            r - f if _finite(r) and _finite(f) else math.nan for r, f in zip(rare["values"], frequent["values"])
-        ]
-        gap = interval(gap_values)
-        verdict = direction_verdict(gap, +1)
-        means = {label: stat["mean"] for label, stat in gains.items() if _finite(stat["mean"])}
-        if verdict == HOLDS and (not means or max(means, key=means.get) != "<100"):
-            verdict = INCONCLUSIVE  # rarer than frequent, but not the largest gain of all bins
-        claims.append(
-            _claim(
-                "largest_gain_rare",
-                "The multi-timescale model's gain is largest for rare words (relative gain 1 - ppl_mts / ppl_baseline; "
-                "bin < 100 minus bin >= 10K, counts over train+valid+test)",
-                "largest in the rare bins",
-                "; ".join(f"{label}: {show(stat, 1, percent=True)}" for label, stat in gains.items())
-                + f"; <100 minus >=10K: {show(gap, 1, percent=True)}",
-                verdict,
-                "direction",
-            )
-        )
-    timescales = summary.get("timescales")
-    if timescales is not None:
-        delta = timescales["inverse_gamma_aic_minus_best_alternative"]
-        families = timescales["families"]
-        ks = ", ".join(f"{family} {show(stat['ks_statistic'], 3)}" for family, stat in families.items())
-        claims.append(
-            _claim(
-                "baseline_timescales_inverse_gamma",
-                "The baseline's estimated timescales (pooled over its layers) follow an inverse gamma better than a "
-                "log-normal or an exponential (maximum likelihood; AIC of the inverse gamma minus the best alternative)",
-                "inverse gamma fits better (ML shape about 2.2 on PTB, 1.6 on WikiText-2)",
-                f"AIC difference {show(delta, 1)}; inverse gamma ML shape {show(timescales['inverse_gamma_alpha'])}; "
-                f"KS statistic: {ks}; best family by seed: "
-                + ", ".join(str(name) for name in timescales["best_family_by_aic"]),
-                direction_verdict(delta, -1),
-                "direction",
-            )
-        )
-    routing = summary.get("routing")
-    if routing is not None:
-        entry = routing["train_valid_test"]
-        verdict = direction_verdict(entry["rare_minus_frequent_ratio"], +1)
-        ordered = all(entry["rare_bin_hurt_most"]) and all(entry["frequent_bin_hurt_least"])
-        if verdict == HOLDS and not ordered:
-            verdict = INCONCLUSIVE  # rare words hurt more than frequent ones, but not most / least of all bins
+@dataclass(frozen=True)
+class ClaimContext:
+    """What a claim is judged against besides the numbers: the experiment, its scale, whether the
+    corpus is the standard copy, and the values the paper reports (``PAPER_LM`` entry, or the Dyck
+    accuracies)."""
 
-        def every_seed(flags: Sequence[bool]) -> str:
-            return str(all(flags)) if flags else "-"
+    experiment: str
+    scale: str
+    standard_corpus: bool
+    paper: Mapping[str, Any]
 
-        chunks = "; ".join(
-            f"seed {seed}: " + (", ".join(f"T {low:.1f}-{high:.1f}" for low, high in found) or "none")
-            for seed, found in zip(routing["seeds"], entry["long_timescale_ranges"])
-        )
-        claims.append(
-            _claim(
-                "ablation_long_timescales_rare_words",
-                "Ablating layer-2 units with long assigned timescales (T about 46-320) hurts rare words (< 100) most and "
-                "frequent words (>= 10K) least (perplexity ratio ablated / intact; the chunks whose units' geometric-mean "
-                "assigned timescale lies in 46-320, counts over train+valid+test)",
-                f"rare-word ratio up to {PAPER_LM['max_rare_ablation_ratio']}",
-                f"ratio(<100) minus ratio(>=10K): {show(entry['rare_minus_frequent_ratio'], 4)}; largest ratio(<100) of "
-                f"any chunk: {show(entry['max_rare_ratio'], 4)}; in every chosen chunk of every seed <100 hurt most: "
-                f"{every_seed(entry['rare_bin_hurt_most'])}, >=10K hurt least: {every_seed(entry['frequent_bin_hurt_least'])}; "
-                f"chunks chosen: {chunks}",
-                verdict,
-                "direction",
-            )
-        )
-    return claims
+    @property
+    def comparable(self) -> bool:
+        """Whether a reported value can be reproduced: the paper scale on the standard corpus."""
+        return self.scale == "paper" and self.standard_corpus
 
 
-def dyck_claims(scale: str, summary: Mapping[str, Any], paper_accuracy: Mapping[str, float]) -> list[dict[str, Any]]:
-    """The Dyck-2 claims with our numbers and verdicts (``paper_accuracy``: the reported accuracies)."""
-    arms = summary["arms"]
-    difference = summary["difference"]
+@dataclass(frozen=True)
+class ClaimRow:
+    """One row of a claims table: the summary ``section`` it reads (the row is left out until that
+    stage has run; ``None``: the whole summary, always there) and ``decide``, which gives the
+    claim(s) with our numbers and verdict (one per reported value for a value row)."""
+
+    section: str | None
+    decide: Callable[[ClaimContext, Mapping[str, Any]], list[dict[str, Any]]]
+
+
+def _test_perplexity_lower(context: ClaimContext, perplexity: Mapping[str, Any]) -> list[dict[str, Any]]:
+    test = perplexity["test_perplexity"]
+    reported = context.paper.get("test_perplexity", {})
+    paper_text = " vs ".join(
+        f"{reported[arm]:.2f} ({arm.replace('_', '-')})" for arm in ("multi_timescale", "baseline") if arm in reported
+    )
+    return [
+        _claim(
+            "test_perplexity_lower",
+            "The multi-timescale model has a lower test perplexity than the baseline",
+            paper_text or "lower (no baseline value reported)",
+            f"multi-timescale minus baseline {show(test['difference'])}",
+            direction_verdict(test["difference"], -1),
+            "direction",
+        )
+    ]
+
+
+def _test_perplexity_values(context: ClaimContext, perplexity: Mapping[str, Any]) -> list[dict[str, Any]]:
+    test = perplexity["test_perplexity"]
+    return [
+        _claim(
+            f"test_perplexity_{arm}",
+            f"{arm.replace('_', '-').capitalize()} test perplexity",
+            f"{value:.2f}",
+            show(test[arm]),
+            value_verdict(test[arm], value, context.comparable),
+            "value",
+        )
+        for arm, value in context.paper.get("test_perplexity", {}).items()
+    ]
+
+
+def _bin_perplexity_values(context: ClaimContext, perplexity: Mapping[str, Any]) -> list[dict[str, Any]]:
+    bins = perplexity["bins"]["train_valid_test"]
+    return [
+        _claim(
+            f"bin_perplexity_{label}",
+            f"Multi-timescale test perplexity of words in bin {label} (counts over train+valid+test)",
+            f"{value:.2f}",
+            show(bins[label]["multi_timescale"]),
+            value_verdict(bins[label]["multi_timescale"], value, context.comparable),
+            "value",
+        )
+        for label, value in context.paper.get("bins", {}).items()
+    ]
+
+
+def _largest_gain_rare(context: ClaimContext, perplexity: Mapping[str, Any]) -> list[dict[str, Any]]:
+    bins = perplexity["bins"]["train_valid_test"]
+    gains = {label: bins[label]["relative_gain"] for label in (">=10K", "1K-10K", "100-1K", "<100")}
+    rare, frequent = gains["<100"], gains[">=10K"]
+    gap_values = [r - f if _finite(r) and _finite(f) else math.nan for r, f in zip(rare["values"], frequent["values"])]
+    gap = interval(gap_values)
+    verdict = direction_verdict(gap, +1)
+    means = {label: stat["mean"] for label, stat in gains.items() if _finite(stat["mean"])}
+    if verdict == HOLDS and (not means or max(means, key=means.get) != "<100"):
+        verdict = INCONCLUSIVE  # rarer than frequent, but not the largest gain of all bins
+    return [
+        _claim(
+            "largest_gain_rare",
+            "The multi-timescale model's gain is largest for rare words (relative gain 1 - ppl_mts / ppl_baseline; "
+            "bin < 100 minus bin >= 10K, counts over train+valid+test)",
+            "largest in the rare bins",
+            "; ".join(f"{label}: {show(stat, 1, percent=True)}" for label, stat in gains.items())
+            + f"; <100 minus >=10K: {show(gap, 1, percent=True)}",
+            verdict,
+            "direction",
+        )
+    ]
+
+
+def _baseline_timescales_inverse_gamma(context: ClaimContext, timescales: Mapping[str, Any]) -> list[dict[str, Any]]:
+    delta = timescales["inverse_gamma_aic_minus_best_alternative"]
+    families = timescales["families"]
+    ks = ", ".join(f"{family} {show(stat['ks_statistic'], 3)}" for family, stat in families.items())
+    return [
+        _claim(
+            "baseline_timescales_inverse_gamma",
+            "The baseline's estimated timescales (pooled over its layers) follow an inverse gamma better than a "
+            "log-normal or an exponential (maximum likelihood; AIC of the inverse gamma minus the best alternative)",
+            "inverse gamma fits better (ML shape about 2.2 on PTB, 1.6 on WikiText-2)",
+            f"AIC difference {show(delta, 1)}; inverse gamma ML shape {show(timescales['inverse_gamma_alpha'])}; "
+            f"KS statistic: {ks}; best family by seed: "
+            + ", ".join(str(name) for name in timescales["best_family_by_aic"]),
+            direction_verdict(delta, -1),
+            "direction",
+        )
+    ]
+
+
+def _ablation_long_timescales_rare_words(context: ClaimContext, routing: Mapping[str, Any]) -> list[dict[str, Any]]:
+    entry = routing["train_valid_test"]
+    verdict = direction_verdict(entry["rare_minus_frequent_ratio"], +1)
+    ordered = all(entry["rare_bin_hurt_most"]) and all(entry["frequent_bin_hurt_least"])
+    if verdict == HOLDS and not ordered:
+        verdict = INCONCLUSIVE  # rare words hurt more than frequent ones, but not most / least of all bins
+
+    def every_seed(flags: Sequence[bool]) -> str:
+        return str(all(flags)) if flags else "-"
+
+    chunks = "; ".join(
+        f"seed {seed}: " + (", ".join(f"T {low:.1f}-{high:.1f}" for low, high in found) or "none")
+        for seed, found in zip(routing["seeds"], entry["long_timescale_ranges"])
+    )
+    return [
+        _claim(
+            "ablation_long_timescales_rare_words",
+            "Ablating layer-2 units with long assigned timescales (T about 46-320) hurts rare words (< 100) most and "
+            "frequent words (>= 10K) least (perplexity ratio ablated / intact; the chunks whose units' geometric-mean "
+            "assigned timescale lies in 46-320, counts over train+valid+test)",
+            f"rare-word ratio up to {PAPER_LM['max_rare_ablation_ratio']}",
+            f"ratio(<100) minus ratio(>=10K): {show(entry['rare_minus_frequent_ratio'], 4)}; largest ratio(<100) of "
+            f"any chunk: {show(entry['max_rare_ratio'], 4)}; in every chosen chunk of every seed <100 hurt most: "
+            f"{every_seed(entry['rare_bin_hurt_most'])}, >=10K hurt least: {every_seed(entry['frequent_bin_hurt_least'])}; "
+            f"chunks chosen: {chunks}",
+            verdict,
+            "direction",
+        )
+    ]
+
+
+LM_CLAIMS: tuple[ClaimRow, ...] = (
+    ClaimRow("perplexity", _test_perplexity_lower),
+    ClaimRow("perplexity", _test_perplexity_values),
+    ClaimRow("perplexity", _bin_perplexity_values),
+    ClaimRow("perplexity", _largest_gain_rare),
+    ClaimRow("timescales", _baseline_timescales_inverse_gamma),
+    ClaimRow("routing", _ablation_long_timescales_rare_words),
+)
+"""The claims of a language-model experiment, in report order: one row per claim (a value row gives
+one claim per number the paper reports)."""
+
+
+def _dyck_accuracy_higher(context: ClaimContext, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    arms, difference = summary["arms"], summary["difference"]
     n = min(arms[arm]["accuracy"]["n"] for arm in arms) if arms else 0
     stat = {"mean": difference["mean"], "ci95": difference["ci95"], "n": n}
-    claims = [
+    return [
         _claim(
             "dyck_accuracy_higher",
             "Dyck-2 sequence accuracy is higher with the multi-timescale model (Welch interval of the difference of means)",
-            f"{100 * paper_accuracy['multi_timescale']:.2f}% vs {100 * paper_accuracy['baseline']:.2f}% over 20 seeds (unverified)",
+            f"{100 * context.paper['multi_timescale']:.2f}% vs {100 * context.paper['baseline']:.2f}% over 20 seeds (unverified)",
             f"multi-timescale minus baseline {show(stat, 2, percent=True)}",
             direction_verdict(stat, +1),
             "direction",
         )
     ]
-    for arm in ("multi_timescale", "baseline"):
-        claims.append(
-            _claim(
-                f"dyck_accuracy_{arm}",
-                f"Dyck-2 {arm.replace('_', '-')} sequence accuracy",
-                f"{100 * paper_accuracy[arm]:.2f}% (unverified)",
-                show(arms[arm]["accuracy"], 2, percent=True),
-                value_verdict(arms[arm]["accuracy"], paper_accuracy[arm], scale == "paper"),
-                "value",
-            )
+
+
+def _dyck_accuracy_values(context: ClaimContext, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    arms = summary["arms"]
+    return [
+        _claim(
+            f"dyck_accuracy_{arm}",
+            f"Dyck-2 {arm.replace('_', '-')} sequence accuracy",
+            f"{100 * context.paper[arm]:.2f}% (unverified)",
+            show(arms[arm]["accuracy"], 2, percent=True),
+            value_verdict(arms[arm]["accuracy"], context.paper[arm], context.scale == "paper"),
+            "value",
         )
-    claims.append(
+        for arm in ("multi_timescale", "baseline")
+    ]
+
+
+def _dyck_gain_grows_with_span(context: ClaimContext, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
         _claim(
             "dyck_gain_grows_with_span",
             "The multi-timescale model's advantage grows with the longest bracket span (slope of the per-span-bin "
@@ -269,8 +315,37 @@ def dyck_claims(scale: str, summary: Mapping[str, Any], paper_accuracy: Mapping[
             direction_verdict(summary["span_slope"], +1),
             "direction",
         )
-    )
+    ]
+
+
+DYCK_CLAIMS: tuple[ClaimRow, ...] = (
+    ClaimRow(None, _dyck_accuracy_higher),
+    ClaimRow(None, _dyck_accuracy_values),
+    ClaimRow(None, _dyck_gain_grows_with_span),
+)
+"""The Dyck-2 claims, in report order."""
+
+
+def judge(rows: Sequence[ClaimRow], context: ClaimContext, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The claims of ``rows`` with our numbers and verdicts; a row whose section has not run yet is left out."""
+    claims: list[dict[str, Any]] = []
+    for row in rows:
+        section = summary if row.section is None else summary.get(row.section)
+        if section is not None:
+            claims.extend(row.decide(context, section))
     return claims
+
+
+def lm_claims(experiment: str, scale: str, summary: Mapping[str, Any], standard_corpus: bool) -> list[dict[str, Any]]:
+    """The claims of a language-model experiment (:data:`LM_CLAIMS`) with our numbers and verdicts
+    (claims whose stage has not run yet are left out)."""
+    return judge(LM_CLAIMS, ClaimContext(experiment, scale, standard_corpus, PAPER_LM.get(experiment, {})), summary)
+
+
+def dyck_claims(scale: str, summary: Mapping[str, Any], paper_accuracy: Mapping[str, float]) -> list[dict[str, Any]]:
+    """The Dyck-2 claims (:data:`DYCK_CLAIMS`) with our numbers and verdicts (``paper_accuracy``: the
+    reported accuracies)."""
+    return judge(DYCK_CLAIMS, ClaimContext("dyck2", scale, True, paper_accuracy), summary)
 
 
 def verdict_counts(claims: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -283,6 +358,11 @@ def verdict_counts(claims: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 __all__ = [
     "DOES_NOT_HOLD",
+    "DYCK_CLAIMS",
+    "LM_CLAIMS",
+    "ClaimContext",
+    "ClaimRow",
+    "judge",
     "HOLDS",
     "INCONCLUSIVE",
     "PAPER_LM",
