@@ -195,7 +195,7 @@ def _largest_gain_rare(context: ClaimContext, perplexity: Mapping[str, Any]) -> 
     gap = interval(gap_values)
     verdict = direction_verdict(gap, +1)
     means = {label: stat["mean"] for label, stat in gains.items() if _finite(stat["mean"])}
-    if verdict == HOLDS and (not means or max(means, key=means.get) != "<100"):
+    if verdict == HOLDS and (not means or max(means, key=lambda label: means[label]) != "<100"):
         verdict = INCONCLUSIVE  # rarer than frequent, but not the largest gain of all bins
     return [
         _claim(
