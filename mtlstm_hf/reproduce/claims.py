@@ -112,6 +112,20 @@ def _claim(identifier: str, claim: str, paper: str, ours: str, verdict: str, rul
     return {"id": identifier, "claim": claim, "paper": paper, "ours": ours, "verdict": verdict, "rule": rule, **extra}
 
 
+def _direction_claim(
+    identifier: str, claim: str, paper: str, ours: str, stat: Mapping[str, Any], sign: int
+) -> dict[str, Any]:
+    """A claim judged by the direction rule: ``stat``'s interval against 0 in the paper's ``sign``."""
+    return _claim(identifier, claim, paper, ours, direction_verdict(stat, sign), "direction")
+
+
+def _value_claim(
+    identifier: str, claim: str, paper: str, stat: Mapping[str, Any], ours: str, reported: float, comparable: bool
+) -> dict[str, Any]:
+    """A claim judged by the value rule: the ``reported`` number against ``stat`` (``ours``: its text)."""
+    return _claim(identifier, claim, paper, ours, value_verdict(stat, reported, comparable), "value")
+
+
 @dataclass(frozen=True)
 class ClaimContext:
     """What a claim is judged against besides the numbers: the experiment, its scale, whether the
@@ -146,13 +160,13 @@ def _test_perplexity_lower(context: ClaimContext, perplexity: Mapping[str, Any])
         f"{reported[arm]:.2f} ({arm.replace('_', '-')})" for arm in ("multi_timescale", "baseline") if arm in reported
     )
     return [
-        _claim(
+        _direction_claim(
             "test_perplexity_lower",
             "The multi-timescale model has a lower test perplexity than the baseline",
             paper_text or "lower (no baseline value reported)",
             f"multi-timescale minus baseline {show(test['difference'])}",
-            direction_verdict(test["difference"], -1),
-            "direction",
+            test["difference"],
+            -1,
         )
     ]
 
@@ -160,13 +174,14 @@ def _test_perplexity_lower(context: ClaimContext, perplexity: Mapping[str, Any])
 def _test_perplexity_values(context: ClaimContext, perplexity: Mapping[str, Any]) -> list[dict[str, Any]]:
     test = perplexity["test_perplexity"]
     return [
-        _claim(
+        _value_claim(
             f"test_perplexity_{arm}",
             f"{arm.replace('_', '-').capitalize()} test perplexity",
             f"{value:.2f}",
+            test[arm],
             show(test[arm]),
-            value_verdict(test[arm], value, context.comparable),
-            "value",
+            value,
+            context.comparable,
         )
         for arm, value in context.paper.get("test_perplexity", {}).items()
     ]
@@ -175,13 +190,14 @@ def _test_perplexity_values(context: ClaimContext, perplexity: Mapping[str, Any]
 def _bin_perplexity_values(context: ClaimContext, perplexity: Mapping[str, Any]) -> list[dict[str, Any]]:
     bins = perplexity["bins"]["train_valid_test"]
     return [
-        _claim(
+        _value_claim(
             f"bin_perplexity_{label}",
             f"Multi-timescale test perplexity of words in bin {label} (counts over train+valid+test)",
             f"{value:.2f}",
+            bins[label]["multi_timescale"],
             show(bins[label]["multi_timescale"]),
-            value_verdict(bins[label]["multi_timescale"], value, context.comparable),
-            "value",
+            value,
+            context.comparable,
         )
         for label, value in context.paper.get("bins", {}).items()
     ]
@@ -216,7 +232,7 @@ def _baseline_timescales_inverse_gamma(context: ClaimContext, timescales: Mappin
     families = timescales["families"]
     ks = ", ".join(f"{family} {show(stat['ks_statistic'], 3)}" for family, stat in families.items())
     return [
-        _claim(
+        _direction_claim(
             "baseline_timescales_inverse_gamma",
             "The baseline's estimated timescales (pooled over its layers) follow an inverse gamma better than a "
             "log-normal or an exponential (maximum likelihood; AIC of the inverse gamma minus the best alternative)",
@@ -224,8 +240,8 @@ def _baseline_timescales_inverse_gamma(context: ClaimContext, timescales: Mappin
             f"AIC difference {show(delta, 1)}; inverse gamma ML shape {show(timescales['inverse_gamma_alpha'])}; "
             f"KS statistic: {ks}; best family by seed: "
             + ", ".join(str(name) for name in timescales["best_family_by_aic"]),
-            direction_verdict(delta, -1),
-            "direction",
+            delta,
+            -1,
         )
     ]
 
@@ -278,13 +294,13 @@ def _dyck_accuracy_higher(context: ClaimContext, summary: Mapping[str, Any]) -> 
     n = min(arms[arm]["accuracy"]["n"] for arm in arms) if arms else 0
     stat = {"mean": difference["mean"], "ci95": difference["ci95"], "n": n}
     return [
-        _claim(
+        _direction_claim(
             "dyck_accuracy_higher",
             "Dyck-2 sequence accuracy is higher with the multi-timescale model (Welch interval of the difference of means)",
             f"{100 * context.paper['multi_timescale']:.2f}% vs {100 * context.paper['baseline']:.2f}% over 20 seeds (unverified)",
             f"multi-timescale minus baseline {show(stat, 2, percent=True)}",
-            direction_verdict(stat, +1),
-            "direction",
+            stat,
+            +1,
         )
     ]
 
@@ -292,13 +308,14 @@ def _dyck_accuracy_higher(context: ClaimContext, summary: Mapping[str, Any]) -> 
 def _dyck_accuracy_values(context: ClaimContext, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     arms = summary["arms"]
     return [
-        _claim(
+        _value_claim(
             f"dyck_accuracy_{arm}",
             f"Dyck-2 {arm.replace('_', '-')} sequence accuracy",
             f"{100 * context.paper[arm]:.2f}% (unverified)",
+            arms[arm]["accuracy"],
             show(arms[arm]["accuracy"], 2, percent=True),
-            value_verdict(arms[arm]["accuracy"], context.paper[arm], context.scale == "paper"),
-            "value",
+            context.paper[arm],
+            context.scale == "paper",
         )
         for arm in ("multi_timescale", "baseline")
     ]
@@ -306,14 +323,14 @@ def _dyck_accuracy_values(context: ClaimContext, summary: Mapping[str, Any]) -> 
 
 def _dyck_gain_grows_with_span(context: ClaimContext, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [
-        _claim(
+        _direction_claim(
             "dyck_gain_grows_with_span",
             "The multi-timescale model's advantage grows with the longest bracket span (slope of the per-span-bin "
             "accuracy difference, per symbol of span, seed by seed)",
             "increasingly higher at long spans",
             f"slope {show(summary['span_slope'], 3, percent=True)} per symbol",
-            direction_verdict(summary["span_slope"], +1),
-            "direction",
+            summary["span_slope"],
+            +1,
         )
     ]
 
