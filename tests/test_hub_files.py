@@ -112,6 +112,11 @@ def _forward_workload(tmp_path: Path) -> None:
         "inverse_gamma": {"type": "inverse_gamma", "alpha": 0.56, "beta": 1.0},
         "chrono": {"type": "chrono", "max_timescale": 20},
         "explicit": {"type": "explicit", "timescales": [1, 2, 3, 4, 5, 6]},
+        "log_uniform": {"type": "log_uniform", "state_size": 2},
+        "ring": {"type": "ring", "exponent": 8},
+        "geometric": {"type": "geometric", "min_timescale": 2, "max_timescale": 64, "spacing": "decay_rate"},
+        "powerlaw_spacing": {"type": "powerlaw_spacing", "parametrization": "rwkv_decay", "depth_ratio": 0.5},
+        "uniform_gate": {"type": "uniform_gate"},
     }
     assert set(examples) == set(SCHEDULE_RULES)
     ids = torch.randint(0, 30, (2, 7))

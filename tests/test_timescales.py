@@ -47,7 +47,18 @@ def test_imports_only_stdlib_torch_and_the_torch_free_rules() -> None:
 
 
 def test_public_constants() -> None:
-    assert ts.SCHEDULE_TYPES == ("none", "fixed", "inverse_gamma", "chrono", "explicit")
+    assert ts.SCHEDULE_TYPES == (
+        "none",
+        "fixed",
+        "inverse_gamma",
+        "chrono",
+        "explicit",
+        "log_uniform",
+        "ring",
+        "geometric",
+        "powerlaw_spacing",
+        "uniform_gate",
+    )
     assert ts.INVERSE_GAMMA_GRIDS == ("endpoint_free", "reference")
 
 

@@ -144,7 +144,10 @@ class MTLSTMConfig(PretrainedConfig):
             ``lstm-gates`` (Levy et al. 2018; see ``naive.py``). Stored as a list.
         timescale_schedules: one schedule per layer (``None`` = no timescales anywhere);
             each is a type name or dict with ``type`` in ``none``, ``fixed``,
-            ``inverse_gamma``, ``chrono``, ``explicit`` (see ``validation.normalize_schedule``).
+            ``inverse_gamma``, ``chrono``, ``explicit``, or a prior of another recurrent model:
+            ``log_uniform`` (Mamba), ``ring`` (LRU, RG-LRU), ``geometric`` (RetNet, SITH),
+            ``powerlaw_spacing`` (RWKV-4, sLSTM), ``uniform_gate`` (see
+            ``validation.normalize_schedule``).
             Stored normalised (dicts) so ``config.json`` is explicit.
         frozen_biases: which biases of layers with a schedule are fixed: one of
             ``forget_input`` (default), ``all`` (reference code), ``none``.

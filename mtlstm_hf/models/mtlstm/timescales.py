@@ -277,6 +277,68 @@ def _explicit_timescales(schedule: dict[str, Any], hidden_size: int, generator: 
     return torch.tensor(schedule["timescales"], dtype=torch.float64)
 
 
+def _quantile_grid(count: int) -> torch.Tensor:
+    """``q_i = i / (count + 1)``, ``i = 1..count``: the endpoint-free quantiles (numpy's rounding)."""
+    return _linspace_like_numpy(count + 2)[1:-1]
+
+
+def _index_grid(count: int) -> torch.Tensor:
+    """``x_j = j / (count - 1)``, ``j = 0..count-1`` (``[0.]`` for one): a formula's channel index."""
+    return _linspace_like_numpy(count) if count > 1 else torch.zeros(1, dtype=torch.float64)
+
+
+def _log_uniform_timescales(
+    schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    state_size = schedule["state_size"]
+    low, high = math.log(schedule["dt_min"]), math.log(schedule["dt_max"])
+    step = torch.exp(low + _quantile_grid(hidden_size // state_size) * (high - low))  # dt per channel
+    state_index = torch.arange(1, state_size + 1, dtype=torch.float64)  # A_n = -n
+    # retention exp(dt * A_n) = exp(-dt n): T = 1 / (dt n); unit c * state_size + (n - 1)
+    return (1.0 / (step[:, None] * state_index[None, :])).reshape(-1)
+
+
+def _ring_timescales(schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None) -> torch.Tensor:
+    low, high = schedule["r_min"] ** 2, schedule["r_max"] ** 2
+    squared_modulus = low + _quantile_grid(hidden_size) * (high - low)  # |lambda|^2
+    # retention |lambda|^c = exp(c/2 ln |lambda|^2): T = -2 / (c ln |lambda|^2)
+    return -2.0 / (schedule["exponent"] * torch.log(squared_modulus))
+
+
+def _geometric_timescales(
+    schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    count = schedule["num_timescales"]
+    fraction = _index_grid(count)
+    low, high = schedule["min_timescale"], schedule["max_timescale"]
+    if schedule["spacing"] == "timescale":  # SITH: tau_k = tau_0 (1 + c)^k
+        values = low * (high / low) ** fraction
+    else:  # RetNet: the decay rate 1 - a geometric, 1 - a = 1 - exp(-1/T)
+        fast, slow = -math.expm1(-1.0 / low), -math.expm1(-1.0 / high)
+        values = -1.0 / torch.log1p(-(fast * (slow / fast) ** fraction))
+    base, extra = divmod(hidden_size, count)
+    group_sizes = torch.tensor([base + 1 if k < extra else base for k in range(count)])
+    return torch.repeat_interleave(values, group_sizes)
+
+
+def _powerlaw_spacing_timescales(
+    schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    power = schedule["exponent"] + schedule["depth_exponent"] * schedule["depth_ratio"]
+    value = schedule["start"] + (schedule["end"] - schedule["start"]) * _index_grid(hidden_size) ** power
+    if schedule["parametrization"] == "rwkv_decay":  # retention exp(-exp(w)): T = exp(-w)
+        return torch.exp(-value)
+    return timescale_from_forget_bias(value)  # sigmoid forget gate with bias b_f
+
+
+def _uniform_gate_timescales(
+    schedule: dict[str, Any], hidden_size: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    d = schedule["d"]
+    gate = 1.0 / d + _quantile_grid(hidden_size) * (1.0 - 2.0 / d)  # f uniform in (1/d, 1 - 1/d)
+    return -1.0 / torch.log(gate)
+
+
 Realization = Callable[[dict[str, Any], int, "torch.Generator | None"], "torch.Tensor | None"]
 """``(normalised spec, hidden_size, generator) -> (hidden_size,) float64 timescales`` or ``None``."""
 
@@ -286,6 +348,11 @@ SCHEDULE_REALIZATIONS: dict[str, Realization] = {
     "inverse_gamma": _inverse_gamma_timescales,
     "chrono": _chrono_timescales,
     "explicit": _explicit_timescales,
+    "log_uniform": _log_uniform_timescales,
+    "ring": _ring_timescales,
+    "geometric": _geometric_timescales,
+    "powerlaw_spacing": _powerlaw_spacing_timescales,
+    "uniform_gate": _uniform_gate_timescales,
 }
 """The torch realisation of every schedule type of ``validation.SCHEDULE_RULES`` (same keys)."""
 
@@ -339,6 +406,23 @@ def realize_timescales(
       ``timescale_from_forget_bias(b_f)`` so that
       ``forget_bias_from_timescale`` recovers the sampled biases.
     * ``explicit``: the given list.
+
+    The priors of other recurrent models take deterministic quantiles ``q_i = i / (n + 1)`` of
+    the distribution their source draws from (as ``inverse_gamma`` does), or the source's own
+    channel index ``x_j = j / (n - 1)`` where the source is a function of it:
+
+    * ``log_uniform`` (Mamba, S4D): ``dt_c = exp(log dt_min + q_c (log dt_max - log dt_min))``
+      for ``H / N`` channels, retention ``exp(-dt_c n)`` for ``n = 1..N``: ``T = 1 / (dt_c n)``
+      (unit ``c N + n - 1``). Defaults: ``T`` in [10, 1000]; ``N = 16``: [0.625, 1000].
+    * ``ring`` (LRU, RG-LRU): ``|lambda|^2 = r_min^2 + q_i (r_max^2 - r_min^2)``, retention
+      ``|lambda|^c``: ``T = -2 / (c ln |lambda|^2)``. Defaults [9.49, 999.5]; ``c = 8``: [1.19, 125].
+    * ``geometric``: ``T_k = T_min (T_max / T_min)^(k / (K - 1))`` (SITH) or, with
+      ``spacing="decay_rate"``, ``1 - a_k`` geometric between ``1 - exp(-1/T_min)`` and
+      ``1 - exp(-1/T_max)`` (RetNet's ``a_h = 1 - 2^(-5-h)``); ``K`` groups as ``fixed``.
+    * ``powerlaw_spacing`` (sLSTM, RWKV-4): ``v_j = start + (end - start) x_j^(p + p_depth r)``;
+      ``forget_bias``: ``T = 1 / softplus(-v_j)`` ([0.143, 149] by default), ``rwkv_decay``:
+      ``T = exp(-v_j)`` ([0.0498, 148]).
+    * ``uniform_gate`` (Gu et al. 2020): ``f_i = 1/d + q_i (1 - 2/d)``, ``T = -1 / ln f_i``.
     """
     schedule = normalize_schedule(schedule, hidden_size, field="schedule")
     return SCHEDULE_REALIZATIONS[schedule["type"]](schedule, hidden_size, generator)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import check_positive_finite, check_positive_int, is_number
+from .checks import check_positive_finite, check_positive_int, is_integer, is_number
 
 INVERSE_GAMMA_GRIDS: tuple[str, ...] = ("endpoint_free", "reference")
 
@@ -65,6 +65,24 @@ def normalize_schedule(
       ``max_timescale`` must be finite and > 2.
     * ``{"type": "explicit", "timescales": [...]}``: exactly ``hidden_size``
       timescales.
+
+    The priors of other recurrent models (every key optional unless said; defaults are the
+    source's; see ``timescales.realize_timescales`` for the formulas):
+
+    * ``{"type": "log_uniform", "dt_min": 1e-3, "dt_max": 0.1, "state_size": 1}``: Mamba/S4D,
+      step size ``dt`` log-uniform, ``state_size`` units per channel with ``A_n = -n``
+      (Mamba: 16); ``0 < dt_min <= dt_max``, ``state_size`` divides ``hidden_size``.
+    * ``{"type": "ring", "r_min": 0.9, "r_max": 0.999, "exponent": 1.0}``: LRU, ``|lambda|^2``
+      uniform on ``[r_min^2, r_max^2]``, per-step retention ``|lambda|^exponent`` (RG-LRU: 8);
+      ``0 < r_min <= r_max < 1``.
+    * ``{"type": "geometric", "min_timescale": ..., "max_timescale": ..., "num_timescales": H,
+      "spacing": "timescale"}`` (both bounds required): SITH (``spacing="timescale"``) or RetNet
+      (``"decay_rate"``: ``1 - a`` geometric); ``num_timescales <= hidden_size`` groups of units.
+    * ``{"type": "powerlaw_spacing", "parametrization": "forget_bias", "start", "end",
+      "exponent", "depth_exponent", "depth_ratio": 0.0}``: xLSTM's sLSTM (``forget_bias``) or
+      RWKV-4 (``rwkv_decay``), see :data:`POWERLAW_PARAMETRIZATIONS`; ``depth_ratio`` in [0, 1].
+    * ``{"type": "uniform_gate", "d": hidden_size}``: uniform gate initialisation (Gu et al.
+      2020), forget gates uniform in ``(1/d, 1 - 1/d)``; ``d >= 2``.
 
     Fixed timescales must be > 0; ``float('inf')`` is allowed and means "never
     forget" (``f = 1``, ``b_f = +inf``; Python's ``json`` writes it as
@@ -200,12 +218,141 @@ def _explicit_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str
     }
 
 
+# The timescale priors of modern recurrent models (``TIMESCALE-PRIORS``: Mamba/S4D, LRU/RG-LRU,
+# RetNet/SITH, RWKV-4/sLSTM, uniform gate initialisation). Each realises deterministic quantiles
+# (or the index grid) of its source formula, so a layer's timescales are a function of the spec.
+
+
+def _number_in(value: Any, field: str, low: float, high: float, *, low_open: bool, high_open: bool) -> float:
+    """``value`` as a float in the interval ``(low|[low, high)|high]``; else ``ValueError`` naming it."""
+    allowed = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    number = float(value) if is_number(value) else math.nan
+    above = number > low if low_open else number >= low
+    below = number < high if high_open else number <= high
+    if not (above and below):  # NaN and non-numbers fail both
+        raise ValueError(f"{field} must be a number in {allowed}, got {value!r}")
+    return number
+
+
+def _ordered_pair(
+    schedule: Mapping[str, Any], low_key: str, high_key: str, field: str, defaults: tuple[float, float]
+) -> tuple[float, float]:
+    low = check_positive_finite(schedule.get(low_key, defaults[0]), f"{field}.{low_key}")
+    high = check_positive_finite(schedule.get(high_key, defaults[1]), f"{field}.{high_key}")
+    if low > high:
+        raise ValueError(f"{field}.{low_key} must be <= {field}.{high_key}, got {low!r} > {high!r}")
+    return low, high
+
+
+def _log_uniform_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str) -> dict[str, Any]:
+    dt_min, dt_max = _ordered_pair(schedule, "dt_min", "dt_max", field, (1e-3, 1e-1))
+    state_size = check_positive_int(schedule.get("state_size", 1), f"{field}.state_size")
+    if hidden_size % state_size:
+        raise ValueError(
+            f"{field}.state_size must divide hidden_size={hidden_size} (each channel has state_size units "
+            f"with A_n = -n), got {state_size!r}"
+        )
+    return {"type": "log_uniform", "dt_min": dt_min, "dt_max": dt_max, "state_size": state_size}
+
+
+def _ring_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str) -> dict[str, Any]:
+    r_min = _number_in(schedule.get("r_min", 0.9), f"{field}.r_min", 0.0, 1.0, low_open=True, high_open=True)
+    r_max = _number_in(schedule.get("r_max", 0.999), f"{field}.r_max", 0.0, 1.0, low_open=True, high_open=True)
+    if r_min > r_max:
+        raise ValueError(f"{field}.r_min must be <= {field}.r_max, got {r_min!r} > {r_max!r}")
+    exponent = check_positive_finite(schedule.get("exponent", 1.0), f"{field}.exponent")
+    return {"type": "ring", "r_min": r_min, "r_max": r_max, "exponent": exponent}
+
+
+GEOMETRIC_SPACINGS: tuple[str, ...] = ("timescale", "decay_rate")
+"""What a ``geometric`` schedule spaces geometrically: the timescales (SITH) or the decay rates
+``1 - a`` (RetNet)."""
+
+
+def _geometric_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str) -> dict[str, Any]:
+    low, high = _ordered_pair(schedule, "min_timescale", "max_timescale", field, (math.nan, math.nan))
+    count = check_positive_int(schedule.get("num_timescales", hidden_size), f"{field}.num_timescales")
+    if count > hidden_size:
+        raise ValueError(f"{field}.num_timescales must be <= hidden_size={hidden_size}, got {count!r}")
+    spacing = schedule.get("spacing", "timescale")
+    if not isinstance(spacing, str) or spacing not in GEOMETRIC_SPACINGS:
+        raise ValueError(f"{field}.spacing must be one of {list(GEOMETRIC_SPACINGS)}, got {spacing!r}")
+    return {
+        "type": "geometric",
+        "min_timescale": low,
+        "max_timescale": high,
+        "num_timescales": count,
+        "spacing": spacing,
+    }
+
+
+POWERLAW_PARAMETRIZATIONS: dict[str, dict[str, float]] = {
+    "forget_bias": {"start": 5.0, "end": -7.0, "exponent": 0.3, "depth_exponent": 1.3},
+    "rwkv_decay": {"start": -5.0, "end": 3.0, "exponent": 0.7, "depth_exponent": 1.3},
+}
+"""What a ``powerlaw_spacing`` schedule spaces over the channels, with its source's defaults:
+``forget_bias`` is xLSTM's sLSTM ``b_f = 5 - 12 x^(0.3 + 1.3 r)`` (timescale ``1/softplus(-b_f)``),
+``rwkv_decay`` is RWKV-4's ``w = -5 + 8 x^(0.7 + 1.3 r)`` (retention ``exp(-exp(w))``, timescale
+``exp(-w)``); ``x = j / (H - 1)`` over the channels, ``r`` the layer's depth ratio in [0, 1]."""
+
+
+def _powerlaw_spacing_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str) -> dict[str, Any]:
+    parametrization = schedule.get("parametrization", "forget_bias")
+    if not isinstance(parametrization, str) or parametrization not in POWERLAW_PARAMETRIZATIONS:
+        raise ValueError(
+            f"{field}.parametrization must be one of {list(POWERLAW_PARAMETRIZATIONS)}, got {parametrization!r}"
+        )
+    defaults = POWERLAW_PARAMETRIZATIONS[parametrization]
+    values = {}
+    for key in ("start", "end"):
+        value = schedule.get(key, defaults[key])
+        if not is_number(value) or not math.isfinite(float(value)):
+            raise ValueError(f"{field}.{key} must be a finite number, got {value!r}")
+        values[key] = float(value)
+    exponent = check_positive_finite(schedule.get("exponent", defaults["exponent"]), f"{field}.exponent")
+    depth_exponent = _number_in(
+        schedule.get("depth_exponent", defaults["depth_exponent"]),
+        f"{field}.depth_exponent",
+        0.0,
+        math.inf,
+        low_open=False,
+        high_open=True,
+    )
+    depth_ratio = _number_in(
+        schedule.get("depth_ratio", 0.0), f"{field}.depth_ratio", 0.0, 1.0, low_open=False, high_open=False
+    )
+    return {
+        "type": "powerlaw_spacing",
+        "parametrization": parametrization,
+        **values,
+        "exponent": exponent,
+        "depth_exponent": depth_exponent,
+        "depth_ratio": depth_ratio,
+    }
+
+
+def _uniform_gate_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str) -> dict[str, Any]:
+    d = schedule.get("d", hidden_size)
+    if not is_integer(d) or d < 2:
+        raise ValueError(f"{field}.d must be an integer >= 2 (gates uniform in (1/d, 1 - 1/d)), got {d!r}")
+    return {"type": "uniform_gate", "d": int(d)}
+
+
 SCHEDULE_RULES: dict[str, ScheduleRule] = {
     "none": ScheduleRule((), (), _none_schedule),
     "fixed": ScheduleRule(("values",), (), _fixed_schedule),
     "inverse_gamma": ScheduleRule(("alpha", "beta"), ("grid",), _inverse_gamma_schedule, distribution="inverse_gamma"),
     "chrono": ScheduleRule(("max_timescale",), (), _chrono_schedule, drawn=True),
     "explicit": ScheduleRule(("timescales",), (), _explicit_schedule),
+    "log_uniform": ScheduleRule((), ("dt_min", "dt_max", "state_size"), _log_uniform_schedule),
+    "ring": ScheduleRule((), ("r_min", "r_max", "exponent"), _ring_schedule),
+    "geometric": ScheduleRule(("min_timescale", "max_timescale"), ("num_timescales", "spacing"), _geometric_schedule),
+    "powerlaw_spacing": ScheduleRule(
+        (),
+        ("parametrization", "start", "end", "exponent", "depth_exponent", "depth_ratio"),
+        _powerlaw_spacing_schedule,
+    ),
+    "uniform_gate": ScheduleRule((), ("d",), _uniform_gate_schedule),
 }
 """Every timescale schedule type by name (``"type"`` of a spec). Its realisation in torch is the
 entry of the same name in ``timescales.SCHEDULE_REALIZATIONS``."""
