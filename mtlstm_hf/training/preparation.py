@@ -37,6 +37,7 @@ from ..model_folder import load_model_strictly
 from ..models.mtlstm import MTLSTMConfig, MTLSTMForCausalLM
 from . import checkpoint as ckpt
 from .config import MODEL_PRESETS, TrainingSettings
+from .optimizer_groups import parameter_groups
 from .tracking import JSONLinesTracker, tensorboard_available, trackio_available
 
 
@@ -322,10 +323,11 @@ def planned_steps(config: TrainingSettings, iterator: BPTTIterator) -> int:
 def build_optimizer(
     config: TrainingSettings, model: torch.nn.Module, planned_steps: int
 ) -> tuple[torch.optim.Optimizer, Any]:
-    """SGD (AWD) or AdamW over the trainable parameters, and AdamW's ``transformers`` schedule
+    """SGD (AWD) or AdamW over the trainable parameters (:func:`parameter_groups`: the timescale
+    biases in a group of their own when the model sets ``timescale_learning_rate``), and AdamW's ``transformers`` schedule
     (``None`` for SGD). The schedule is not passed to ``accelerator.prepare``: its wrapper steps
     the schedule once per process, which would make it depend on the number of processes."""
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    parameters = parameter_groups(model, config.weight_decay)  # timescale biases at their own rate, if set
     lr = config.effective_learning_rate
     if config.optimizer == "awd":
         return torch.optim.SGD(parameters, lr=lr, weight_decay=config.weight_decay), None

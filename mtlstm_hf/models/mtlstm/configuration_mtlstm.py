@@ -150,7 +150,16 @@ class MTLSTMConfig(PretrainedConfig):
             ``validation.normalize_schedule``).
             Stored normalised (dicts) so ``config.json`` is explicit.
         frozen_biases: which biases of layers with a schedule are fixed: one of
-            ``forget_input`` (default), ``all`` (reference code), ``none``.
+            ``forget_input`` (default), ``all`` (reference code), ``none``. A schedule's timescales
+            are thus frozen (``forget_input``/``all``: buffers no optimiser sees), or only an
+            initialisation of trainable forget/input biases (``none``).
+        timescale_learning_rate: with ``frozen_biases="none"``, train the forget- and input-gate
+            biases of the layers with a schedule at this learning rate and without weight decay
+            (the S4 pattern of its own rate for the timescale parameters); ``None`` (default): at
+            the optimiser's rate like every weight. A finite number >= 0; the rate follows the
+            same schedule (warm-up, decay) as the main one. Honoured by ``mtlstm-train`` and, through
+            ``mtlstm_hf.training.trainer_optimizer_cls_and_kwargs``, by the ``Trainer`` (with or
+            without a PEFT adapter); see ``mtlstm_hf.training.optimizer_groups``.
         embedding_init_range: embedding weights start ``U(-r, r)`` (AWD uses 0.1), > 0.
         vocab_fingerprint: ``"sha256:<hex>"`` of the id -> word table of the tokenizer the
             model was trained with (``mtlstm_hf.data.vocabulary_fingerprint``), checked
@@ -188,6 +197,7 @@ class MTLSTMConfig(PretrainedConfig):
         cell_types: str | list[str] = "lstm",
         timescale_schedules: list[Any] | None = None,
         frozen_biases: str = "forget_input",
+        timescale_learning_rate: float | None = None,
         embedding_init_range: float = 0.1,
         vocab_fingerprint: str | None = None,
         pad_token_id: int | None = None,
@@ -211,6 +221,7 @@ class MTLSTMConfig(PretrainedConfig):
         self.cell_types = cell_types  # type: ignore[assignment]
         self.timescale_schedules = timescale_schedules  # type: ignore[assignment]
         self.frozen_biases = frozen_biases
+        self.timescale_learning_rate = timescale_learning_rate
         self.embedding_init_range = embedding_init_range
         self.vocab_fingerprint = vocab_fingerprint
         self.pad_token_id = pad_token_id
@@ -389,6 +400,25 @@ class MTLSTMConfig(PretrainedConfig):
                     f"({[c for c in CELL_TYPES if cell_layout(c).has_forget_gate]})."
                 )
         self.cell_types = list(cell_types)
+        self._validate_timescale_learning_rate()
+
+    def _validate_timescale_learning_rate(self) -> None:
+        rate = self.timescale_learning_rate
+        if rate is None:
+            return
+        if not is_plain_number(rate) or not 0.0 <= rate < math.inf:
+            raise ValueError(f"timescale_learning_rate must be None or a finite number >= 0, got {rate!r}.")
+        if self.frozen_biases != "none":
+            raise ValueError(
+                f"timescale_learning_rate={rate!r} needs frozen_biases='none' (with frozen_biases="
+                f"{self.frozen_biases!r} the timescale biases are fixed buffers that no optimiser trains); "
+                "allowed: frozen_biases='none', or timescale_learning_rate=None."
+            )
+        if all(schedule["type"] == "none" for schedule in self.timescale_schedules):
+            raise ValueError(
+                f"timescale_learning_rate={rate!r} is set but no layer has a timescale schedule "
+                "(timescale_schedules are all 'none'); allowed: None, or give a layer a schedule."
+            )
 
     def frozen_gates(self, layer_index: int) -> tuple[str, ...]:
         """Names of the gate biases of layer ``layer_index`` that are fixed buffers."""
