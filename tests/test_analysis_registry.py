@@ -29,7 +29,15 @@ from mtlstm_hf.analysis.settings import ANALYSES, AnalysisSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BUILT_IN = ("timescales", "ablation", "state_gradients", "weighted_sum", "memory_span", "mutual_information")
+BUILT_IN = (
+    "timescales",
+    "ablation",
+    "state_gradients",
+    "weighted_sum",
+    "memory_span",
+    "mutual_information",
+    "context_swap",
+)
 
 # ---------------------------------------------------------------------------
 # A toy analysis: the whole of what adding one takes (its module would hold these two functions)

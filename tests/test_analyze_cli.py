@@ -107,6 +107,7 @@ def test_cli_writes_report_json_and_figures(report_dir):
         "weighted_sum_layer2",
         "state_gradients",
         "mutual_information",
+        "context_swap_timescales",
     }
     assert set(report["figures"]) == expected_figures
     for name, relative in report["figures"].items():
@@ -283,7 +284,7 @@ def test_an_interrupted_run_keeps_what_it_finished_and_a_rerun_continues(checkpo
     assert main(arguments) == 130  # Ctrl-C: exit code 130, what was finished is kept
     first = _report_json(output)
     assert list(first["analyses"]) == ["timescales", "ablation"]
-    assert first["pending"] == ["state_gradients", "weighted_sum", "memory_span", "mutual_information"]
+    assert first["pending"] == ["state_gradients", "weighted_sum", "memory_span", "mutual_information", "context_swap"]
     assert set(first["figures"]) == {
         "timescales_layer1",
         "timescales_layer2",

@@ -255,6 +255,52 @@ def plot_timescale_histograms(
 # ---------------------------------------------------------------------------
 
 
+def plot_context_swap(result: Any, assigned: Sequence[torch.Tensor | None] | None = None, ax: Any = None) -> Any:
+    """Context-swap timescales (:mod:`.context_swap`) of every layer: against the assigned
+    timescales where a layer has them (log-log scatter, the diagonal dashed), else sorted per unit.
+
+    Args:
+        result: a :class:`~.context_swap.ContextSwapResult`.
+        assigned: per layer ``(units,)`` assigned timescales or None.
+    """
+    figure, ax = _figure_and_axes(ax, "plot_context_swap")
+    assigned = list(assigned) if assigned is not None else [None] * len(result.timescales)
+    lows, highs = [], []
+    for position, measured in enumerate(result.timescales):
+        style = layer_style(position)
+        label = _layer_label(position)
+        given = assigned[position]
+        if given is not None:
+            x, y = given.double(), measured.double()
+            shown = torch.isfinite(x) & torch.isfinite(y) & (x > 0) & (y > 0)
+            ax.scatter(x[shown], y[shown], s=10, color=style["color"], marker=style["marker"], label=label)
+            if shown.any():
+                lows.append(float(torch.minimum(x[shown], y[shown]).min()))
+                highs.append(float(torch.maximum(x[shown], y[shown]).max()))
+        else:
+            values = _sorted_positive(measured)
+            ax.plot(
+                torch.arange(1, values.numel() + 1),
+                values,
+                color=style["color"],
+                linestyle=style["linestyle"],
+                label=f"{label} (units by rank)",
+            )
+    if lows:
+        ax.plot([min(lows), max(highs)], [min(lows), max(highs)], "k--", linewidth=0.8, label="measured = assigned")
+        ax.set_xlabel("assigned timescale (tokens), or unit rank")
+    else:
+        ax.set_xlabel("unit rank")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylabel("context-swap timescale (tokens)")
+    ax.set_title(
+        f"Timescales from activity: {result.samples} segments of {result.segment_length} tokens after a swapped context"
+    )
+    ax.legend(fontsize="small")
+    return figure
+
+
 def _chunk_label(chunk: Mapping[str, Any], position: int) -> str:
     if "timescale_min" in chunk:
         return f"chunk {position + 1}: T {chunk['timescale_min']:.3g}-{chunk['timescale_max']:.3g}"

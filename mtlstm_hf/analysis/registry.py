@@ -143,6 +143,7 @@ for _name, _fields in (
     ("weighted_sum", ("passage_start", "passage_length")),
     ("memory_span", ("batch_size", "window", "max_distance")),
     ("mutual_information", ("batch_size", "window", "mi_max_distance", "mi_num_distances", "mi_estimator")),
+    ("context_swap", ("batch_size", "swap_context_length", "swap_segment_length", "swap_samples", "include_units")),
 ):
     register_analysis(Analysis(_name, _fields, f"{__package__}.runs.{_name}"))
 del _name, _fields

@@ -130,6 +130,9 @@ class AnalysisSettings(ScoringOptions):
         "grassberger", choices=MI_ESTIMATORS, help="entropy estimator of the mutual information"
     )
     include_units: bool = setting(True, help="per-unit lists (forget gates, timescales) in report.json")
+    swap_context_length: int = setting(100, help="context-swap timescales: tokens of each of the two contexts")
+    swap_segment_length: int = setting(50, help="context-swap timescales: tokens of the shared segment after them")
+    swap_samples: int = setting(32, help="context-swap timescales: segments measured (pairs of runs)")
 
     def __post_init__(self) -> None:
         # From a command line or a JSON file: 'all' or digits for the positions.
@@ -158,6 +161,7 @@ class AnalysisSettings(ScoringOptions):
             "max_distance",
             "mi_max_distance",
             "mi_num_distances",
+            "swap_context_length",
         )
         for name in positive:
             check_positive_int(getattr(self, name), option_name(name))
@@ -182,6 +186,8 @@ class AnalysisSettings(ScoringOptions):
                 f"{option_name('segment_length')} must be >= {option_name('max_delay')} = {self.max_delay}, got "
                 f"{self.segment_length}: delays reaching across a segment start are never counted."
             )
+        check_int_at_least(self.swap_segment_length, option_name("swap_segment_length"), 2)
+        check_int_at_least(self.swap_samples, option_name("swap_samples"), 2)
         check_int_at_least(self.passage_start, option_name("passage_start"), 0)
         check_int_at_least(self.passage_length, option_name("passage_length"), 2)
         if self.ablation_order not in ("auto", "assigned", "estimated", "index"):
