@@ -130,7 +130,10 @@ def _finish(prepared: Prepared, report: dict[str, Any], log: Callable[[str], Non
     report["figures"], report["figures_skipped"] = drawn, skipped
     output.save_report(prepared.output_dir, report)
     final = output.jsonable(report)
-    write_text_atomic(prepared.output_dir / output.MARKDOWN_FILENAME, render_report(final, definition.tables(final)))
+    write_text_atomic(
+        prepared.output_dir / output.MARKDOWN_FILENAME,
+        render_report(final, definition.tables(final), definition.states_claims),
+    )
     if skipped:
         log(f"figures skipped: {skipped}")
 

@@ -9,7 +9,9 @@ look the experiment up once by its name and call these; nothing else asks which 
 
 - :class:`LanguageModelExperiment`: ``lm-ptb`` and ``lm-wikitext2`` (:mod:`.lm`), one object
   each, their corpus and presets in :data:`.scales.LM_EXPERIMENTS`;
-- :class:`Dyck2Experiment`: ``dyck2`` (:mod:`.dyck`, :mod:`.dyck_runs`).
+- :class:`Dyck2Experiment`: ``dyck2`` (:mod:`.dyck`, :mod:`.dyck_runs`);
+- :class:`PriorSweepExperiment`: ``prior-sweep`` (:mod:`.prior_sweep`), the baseline and one model per
+  timescale prior with lm-ptb's recipe and scales.
 
 A new experiment is a subclass (its training and analyses in a module of its own), its scales
 in :mod:`.scales`, its claims in :mod:`.claims` and one entry in :data:`EXPERIMENTS`.
@@ -29,7 +31,7 @@ from typing import Any
 from . import output
 from .claims import dyck_claims, lm_claims
 from .corpora import SMOKE_CORPUS_DIRNAME, corpus_digests, locate_corpus, matches_reference
-from .markdown import dyck_tables, lm_tables
+from .markdown import dyck_tables, lm_tables, prior_sweep_tables
 from .scales import ARMS, DEFAULT_RECIPE, LM_EXPERIMENTS, RECIPES, dyck_scale, lm_scale
 from .settings import ReproduceSettings
 from .workers import PHASES
@@ -69,11 +71,13 @@ class Experiment:
         name: the command's positional argument.
         phases: the phases of ``--processes`` (:data:`.workers.PHASES`) it has.
         data_parallel: whether a ``torchrun`` start may split each run's rows.
+        states_claims: whether it checks claims of the paper (``REPORT.md``'s claims section).
     """
 
     name: str
     phases: tuple[str, ...] = PHASES
     data_parallel: bool = True
+    states_claims: bool = True
 
     def check_settings(self, settings: ReproduceSettings) -> ReproduceSettings:
         """``settings`` with this experiment's defaults filled in; ``ValueError`` for a setting it refuses."""
@@ -177,15 +181,15 @@ class LanguageModelExperiment(Experiment):
                 "with --processes N for N runs at once."
             )
 
-    def plan(self, prepared: Any, log: Log) -> Any:
-        """The :class:`.lm.LMPlan` of a prepared run."""
+    def plan(self, prepared: Any, log: Log, **arms: Any) -> Any:
+        """The :class:`.lm.LMPlan` of a prepared run (``arms``: its ``arms``, ``arm_overrides``, ``stages``)."""
         from .lm import LMPlan
 
         return LMPlan(
             experiment=self.name, scale=prepared.settings.scale, recipe=prepared.settings.recipe,
             settings=prepared.scale, seeds=prepared.seeds, corpus_dir=prepared.corpus_dir,
             output_dir=prepared.output_dir, progress=prepared.settings.progress_bar, device=prepared.settings.device,
-            log=log,
+            log=log, **arms,
         )  # fmt: skip
 
     def run(self, prepared: Any, log: Log, finish: Callable[[dict[str, Any]], None] | None, share: Any) -> dict:
@@ -307,9 +311,69 @@ class Dyck2Experiment(Experiment):
         )
 
 
+class PriorSweepExperiment(LanguageModelExperiment):
+    """``prior-sweep``: the baseline and one multi-timescale model per timescale prior, lm-ptb's recipe
+    and scales (:mod:`.prior_sweep`); the library recipe only, no claim of the paper."""
+
+    states_claims = False
+
+    def __init__(self) -> None:
+        super().__init__("prior-sweep")
+
+    def check_settings(self, settings: ReproduceSettings) -> ReproduceSettings:
+        """The library recipe only (the reference recipe is the paper's two models)."""
+        if settings.recipe not in (None, DEFAULT_RECIPE):
+            raise ValueError(
+                f"--recipe {settings.recipe} applies to lm-ptb and lm-wikitext2; prior-sweep trains every prior with "
+                f"the library recipe: leave --recipe out (or give {DEFAULT_RECIPE})."
+            )
+        return dataclasses.replace(settings, recipe=DEFAULT_RECIPE)
+
+    def scale(self, scale: str) -> dict[str, Any]:
+        from .prior_sweep import sweep_scale
+
+        return sweep_scale(scale)
+
+    def inputs(self, settings: ReproduceSettings, scale: dict[str, Any], output_dir: Path) -> Inputs:
+        """As lm-ptb's, recording every prior's schedule."""
+        from .prior_sweep import arm_overrides
+
+        found = super().inputs(settings, scale, output_dir)
+        found.configuration["priors"] = arm_overrides(scale)
+        return found
+
+    def plan(self, prepared: Any, log: Log, **arms: Any) -> Any:
+        from .prior_sweep import SWEEP_ARMS, SWEEP_STAGES, arm_overrides
+
+        return super().plan(
+            prepared, log, arms=SWEEP_ARMS, arm_overrides=arm_overrides(prepared.scale), stages=SWEEP_STAGES
+        )
+
+    def summarise(self, report: Mapping[str, Any]) -> dict[str, Any]:
+        from .prior_sweep import PRIORS
+        from .summary import prior_sweep_summary
+
+        return prior_sweep_summary(report, list(PRIORS))
+
+    def claims(self, prepared: Any, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return []  # which prior is best is a question of this library's, not a claim of the paper
+
+    def draw_figures(self, report: Mapping[str, Any], folder: Path) -> tuple[list[str], str | None]:
+        from .figures import draw_prior_sweep_figures
+
+        return draw_prior_sweep_figures(report, folder)
+
+    def tables(self, report: Mapping[str, Any]) -> list[str]:
+        return prior_sweep_tables(report)
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     experiment.name: experiment
-    for experiment in (*(LanguageModelExperiment(name) for name in LM_EXPERIMENTS), Dyck2Experiment())
+    for experiment in (
+        *(LanguageModelExperiment(name) for name in LM_EXPERIMENTS),
+        Dyck2Experiment(),
+        PriorSweepExperiment(),
+    )
 }
 """Every experiment of ``mtlstm-reproduce`` by name (the command's choices, in this order)."""
 
@@ -328,6 +392,7 @@ __all__ = [
     "Inputs",
     "LM_CONFIG_KEYS",
     "LanguageModelExperiment",
+    "PriorSweepExperiment",
     "experiment_named",
     "format_seconds",
 ]

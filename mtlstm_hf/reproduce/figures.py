@@ -23,8 +23,8 @@ def _value(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def perplexity_difference_figure(summary: Mapping[str, Any], counting: str) -> Any:
-    """Per bin (and overall): each seed's bootstrap difference multi-timescale minus baseline with
+def perplexity_difference_figure(summary: Mapping[str, Any], counting: str, arm_label: str = "multi-timescale") -> Any:
+    """Per bin (and overall): each seed's bootstrap difference ``arm_label`` minus baseline with
     its 95% interval, and the mean over seeds with its 95% t interval."""
     from ..analysis.figures import pyplot
 
@@ -54,7 +54,7 @@ def perplexity_difference_figure(summary: Mapping[str, Any], counting: str) -> A
         ax.set_xticks([*range(len(entries)), len(entries) + 0.5], labels=[*(str(e["seed"]) for e in entries), "mean"])
         ax.set_title(label)
         ax.set_xlabel("seed")
-    axes[0].set_ylabel("perplexity, multi-timescale minus baseline")
+    axes[0].set_ylabel(f"perplexity, {arm_label} minus baseline")
     figure.suptitle(
         "Test perplexity difference per frequency bin (blue: bootstrap 95% CI per seed; red: mean over seeds, 95% t CI)\n"
         f"word counts over: {counting.replace('_', '+')}",
@@ -138,6 +138,24 @@ def _save(draw: Any, path: Path, drawn: list[str]) -> None:
 
     save_figure(draw(), path)
     drawn.append(path.name)
+
+
+def draw_prior_sweep_figures(report: Mapping[str, Any], folder: str | Path) -> tuple[list[str], str | None]:
+    """Per prior and way of counting the bins, its test perplexity minus the baseline's per bin
+    (:func:`perplexity_difference_figure`); returns ``(file names, reason none were drawn or None)``."""
+    missing = matplotlib_missing("mtlstm-reproduce figures")
+    if missing is not None:
+        return [], missing
+    folder = Path(folder)
+    drawn: list[str] = []
+    for prior, entry in report.get("summary", {}).get("priors", {}).items():
+        for counting in ("train", "train_valid_test"):
+            _save(
+                lambda e=entry, c=counting, p=prior: perplexity_difference_figure({"perplexity": e}, c, p),
+                folder / f"perplexity_difference_{prior}_{counting}.png",
+                drawn,
+            )
+    return drawn, None
 
 
 def draw_lm_figures(report: Mapping[str, Any], folder: str | Path) -> tuple[list[str], str | None]:

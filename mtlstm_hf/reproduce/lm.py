@@ -70,6 +70,9 @@ class LMPlan:
         output_dir: the output folder (:mod:`.output`).
         progress: progress bars / lines during training.
         device: torch device of the evaluation stages (default: CUDA when available, else CPU).
+        arms: the models compared, baseline first (:data:`ARMS`; the prior sweep has more).
+        arm_overrides: per arm, ``MTLSTMConfig`` fields over the scale's ``model_overrides``.
+        stages: the analyses of one seed (default :data:`STAGES`).
     """
 
     experiment: str
@@ -82,9 +85,21 @@ class LMPlan:
     progress: bool = True
     device: str | None = None
     log: Callable[[str], None] = field(default=print)
+    arms: tuple[str, ...] = ARMS
+    arm_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stages: dict[str, Callable[[LMPlan, int], dict[str, Any]]] | None = None
 
     def preset(self, arm: str) -> str:
-        return self.settings["reference_presets" if self.recipe == "reference" else "presets"][arm]
+        """The training preset of ``arm``: its own, else the multi-timescale arm's (a prior of the sweep)."""
+        presets = self.settings["reference_presets" if self.recipe == "reference" else "presets"]
+        return presets.get(arm, presets["multi_timescale"])
+
+    def model_overrides(self, arm: str) -> dict[str, Any]:
+        """The scale's ``model_overrides`` with ``arm``'s own on top."""
+        return {**self.settings["model_overrides"], **self.arm_overrides.get(arm, {})}
+
+    def stage_functions(self) -> dict[str, Callable[[LMPlan, int], dict[str, Any]]]:
+        return STAGES if self.stages is None else self.stages
 
 
 def training_config(plan: LMPlan, arm: str, seed: int) -> Any:
@@ -96,7 +111,7 @@ def training_config(plan: LMPlan, arm: str, seed: int) -> Any:
     return TrainingSettings(
         data=str(plan.corpus_dir),
         preset=plan.preset(arm),
-        model_overrides=dict(settings["model_overrides"]),
+        model_overrides=plan.model_overrides(arm),
         freeze_recurrent_weights=plan.recipe == "reference",
         replay_reference_loop=plan.recipe == "reference",
         batch_size=settings["batch_size"],
@@ -292,7 +307,7 @@ def train_runs(plan: LMPlan, share: Share = EVERYTHING, on_run: Callable[[], Non
     Raises:
         RunInterrupted: a run was stopped by a signal.
     """
-    for arm, seed in share.mine([(arm, seed) for seed in plan.seeds for arm in ARMS]):
+    for arm, seed in share.mine([(arm, seed) for seed in plan.seeds for arm in plan.arms]):
         train_run(plan, arm, seed)
         if on_run is not None:
             on_run()
@@ -308,9 +323,9 @@ def analyse_seeds(
     ``on_seed(seed)`` is called after each seed."""
     recorded = recorded or {}
     for seed in share.mine(plan.seeds):
-        if any(output.finished_run(output.run_dir(plan.output_dir, arm, seed)) is None for arm in ARMS):
+        if any(output.finished_run(output.run_dir(plan.output_dir, arm, seed)) is None for arm in plan.arms):
             continue  # not trained yet (a worker of the training phase failed): the report says so
-        for stage, function in STAGES.items():
+        for stage, function in plan.stage_functions().items():
             if output.finished_stage(plan.output_dir, seed, stage) is not None or stage in recorded.get(str(seed), {}):
                 continue
             started = time.perf_counter()
@@ -330,16 +345,16 @@ def collect_report(plan: LMPlan, configuration: dict[str, Any]) -> dict[str, Any
         format=output.REPORT_FORMAT, experiment=plan.experiment, scale=plan.scale, recipe=plan.recipe,
         configuration=configuration,
     )  # fmt: skip
-    report.setdefault("runs", {arm: {} for arm in ARMS})
+    report.setdefault("runs", {arm: {} for arm in plan.arms})
     report.setdefault("per_seed", {})
     seeds = set(plan.seeds) | {int(seed) for seed in report["per_seed"]}
-    seeds |= {int(seed) for arm in ARMS for seed in report["runs"].get(arm, {})}
+    seeds |= {int(seed) for arm in plan.arms for seed in report["runs"].get(arm, {})}
     for seed in sorted(seeds):
-        for arm in ARMS:
+        for arm in plan.arms:
             record = output.finished_run(output.run_dir(plan.output_dir, arm, seed))
             if record is not None:
                 report["runs"].setdefault(arm, {})[str(seed)] = record
-        for stage in STAGES:
+        for stage in plan.stage_functions():
             kept = output.finished_stage(plan.output_dir, seed, stage)
             if kept is not None:
                 entry = report["per_seed"].setdefault(str(seed), {})
@@ -389,12 +404,12 @@ def run_lm_experiment(
 
 
 def expected_training_seconds(plan: LMPlan, steps: int = 3) -> dict[str, Any]:
-    """Time ``steps`` optimizer steps of the multi-timescale arm (after one uncounted step) and
+    """Time ``steps`` optimizer steps of the last arm (multi-timescale; after one uncounted step) and
     extrapolate to every run still to train: ``{"tokens_per_second", "tokens_per_epoch",
     "runs_left", "seconds"}``. Writes nothing (the steps run in memory)."""
     from ..training import LanguageModelTrainer, finish_accelerator
 
-    config = training_config(plan, "multi_timescale", plan.seeds[0]).replace(
+    config = training_config(plan, plan.arms[-1], plan.seeds[0]).replace(
         output_dir=str(plan.output_dir / ".throughput-probe"), tracker="none", progress_bar=False
     )
     trainer = LanguageModelTrainer(config)
@@ -413,7 +428,9 @@ def expected_training_seconds(plan: LMPlan, steps: int = 3) -> dict[str, Any]:
         finish_accelerator(trainer.accelerator)
     rate = tokens / max(seconds, 1e-9)
     left = sum(
-        output.finished_run(output.run_dir(plan.output_dir, arm, seed)) is None for arm in ARMS for seed in plan.seeds
+        output.finished_run(output.run_dir(plan.output_dir, arm, seed)) is None
+        for arm in plan.arms
+        for seed in plan.seeds
     )
     return {
         "tokens_per_second": rate,

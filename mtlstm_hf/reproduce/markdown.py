@@ -59,6 +59,54 @@ def _claims_section(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def prior_sweep_tables(report: Mapping[str, Any]) -> list[str]:
+    """The prior sweep: per prior, test perplexity, its difference to the baseline (seed by seed,
+    paired) and the relative gain per frequency bin, for each way of counting the bins."""
+    summary = report.get("summary", {})
+    priors = summary.get("priors", {})
+    if not priors:
+        return ["## Test perplexity per prior", "", "No seed has finished its evaluation yet.", ""]
+    first = next(iter(priors.values()))
+    lines = [
+        "## Test perplexity per prior (batch 1, state carried over the whole split)",
+        "",
+        "Each prior on the paper's layer 2, spanning the timescales of its inverse-gamma layer. Perplexity over seeds: "
+        "geometric mean, 95% t interval of the logs; difference and gains: mean, 95% t interval, each prior paired with "
+        "the baseline of its seed. Bootstrap: each seed's paired block bootstrap of the test stream, two-sided p.",
+        "",
+        f"Baseline: {show(first['test_perplexity']['baseline'])}.",
+        "",
+        "| prior | test perplexity | prior minus baseline | bootstrap per seed (all tokens, counts over train) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for prior, entry in priors.items():
+        test = entry["test_perplexity"]
+        boot = "; ".join(_bootstrap_cell(b) for b in entry["bins"]["train"]["overall"]["bootstrap"])
+        lines.append(f"| {prior} | {show(test[prior])} | {show(test['difference'])} | {_cell(boot)} |")
+    lines.append("")
+    best = summary.get("best")
+    if best is not None:
+        verdict = "its interval is below 0" if best["interval_below_zero"] else "its interval does not exclude 0"
+        lines += [
+            f"Lowest test perplexity: **{best['prior']}** ({best['test_perplexity']:.2f}); against the baseline "
+            f"{show(best['difference_to_baseline'])}: {verdict}.",
+            "",
+        ]
+    for counting in first["bins"]:
+        labels = [label for label in first["bins"][counting] if label != "overall"]
+        lines += [
+            f"### Relative gain per frequency bin (1 - prior / baseline), word counts over {counting.replace('_', ' + ')}",
+            "",
+            "| prior | " + " | ".join(labels) + " |",
+            "| --- |" + " --- |" * len(labels),
+        ]
+        for prior, entry in priors.items():
+            cells = [show(entry["bins"][counting][label]["relative_gain"], 1, percent=True) for label in labels]
+            lines.append(f"| {prior} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def lm_tables(report: Mapping[str, Any]) -> list[str]:
     summary = report.get("summary", {})
     lines: list[str] = []
@@ -149,9 +197,10 @@ def dyck_tables(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render_report(report: Mapping[str, Any], tables: Sequence[str]) -> str:
+def render_report(report: Mapping[str, Any], tables: Sequence[str], states_claims: bool = True) -> str:
     """The Markdown text of ``REPORT.md`` for a report, with its experiment's ``tables``
-    (:meth:`.experiments.Experiment.tables`: :func:`lm_tables` or :func:`dyck_tables`)."""
+    (:meth:`.experiments.Experiment.tables`: :func:`lm_tables`, :func:`dyck_tables` or
+    :func:`prior_sweep_tables`); ``states_claims=False`` (the prior sweep): no claims section."""
     scale = report.get("scale_settings", {})
     lines = [
         f"# Reproduction: {report['experiment']} at scale {report['scale']}",
@@ -169,7 +218,8 @@ def render_report(report: Mapping[str, Any], tables: Sequence[str]) -> str:
         lines += ["Reductions relative to the paper:", "", *(f"- {item}" for item in reductions), ""]
     else:
         lines += ["No reduction relative to the paper's sizes and budget.", ""]
-    lines += _claims_section(report)
+    if states_claims:
+        lines += _claims_section(report)
     lines += tables
     lines += ["## Figures", ""]
     figures = report.get("figures", [])
@@ -183,4 +233,4 @@ def render_report(report: Mapping[str, Any], tables: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["dyck_tables", "lm_tables", "render_report"]
+__all__ = ["dyck_tables", "lm_tables", "prior_sweep_tables", "render_report"]

@@ -60,15 +60,21 @@ def _bootstrap(seeds: list[str], entries: Sequence[Mapping[str, Any]]) -> list[d
     ]
 
 
-def _perplexity_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str, Any]:
+def _perplexity_summary(
+    report: Mapping[str, Any], seeds: list[str], arm: str = "multi_timescale", prior: str | None = None
+) -> dict[str, Any]:
+    """Test perplexity of the baseline and ``arm`` (its key in the result) over ``seeds``, read from
+    each seed's ``evaluation`` stage (the prior sweep's: its entry ``prior``)."""
     evaluations = [report["per_seed"][seed]["evaluation"] for seed in seeds]
+    if prior is not None:
+        evaluations = [item[prior] for item in evaluations]
     result: dict[str, Any] = {"seeds": [int(seed) for seed in seeds]}
     first = evaluations[0]["train"] if evaluations else None
     overall_a = [number(item["train"]["a"]["perplexity"]) for item in evaluations]
     overall_b = [number(item["train"]["b"]["perplexity"]) for item in evaluations]
     result["test_perplexity"] = {
         "baseline": geometric_interval(overall_a),
-        "multi_timescale": geometric_interval(overall_b),
+        arm: geometric_interval(overall_b),
         "difference": interval([b - a for a, b in zip(overall_a, overall_b)]),
         "n_tokens": first["a"]["n_tokens"] if first else None,
     }
@@ -82,7 +88,7 @@ def _perplexity_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str
             per_bin[label] = {
                 "n_tokens": evaluations[0][counting]["a"]["bins"][label]["n_tokens"] if evaluations else None,
                 "baseline": geometric_interval(a),
-                "multi_timescale": geometric_interval(b),
+                arm: geometric_interval(b),
                 "difference": interval([y - x for x, y in zip(a, b)]),
                 "relative_gain": interval([_ratio_gain(x, y) for x, y in zip(a, b)]),
                 "bootstrap": _bootstrap(seeds, boot),
@@ -204,16 +210,48 @@ def lm_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     seeds = _seeds(report, "ablation")
     if seeds:
         result["routing"] = _routing_summary(report, seeds)
+    result["training"] = _training_summary(report, ARMS)
+    return result
+
+
+def _training_summary(report: Mapping[str, Any], arms: Sequence[str]) -> dict[str, Any]:
     runs = report.get("runs", {})
-    result["training"] = {
+    return {
         arm: {
             "best_validation_perplexity": geometric_interval(
                 [run.get("best_val_perplexity") for run in runs.get(arm, {}).values()]
             ),
             "train_seconds": interval([run.get("train_seconds") for run in runs.get(arm, {}).values()]),
         }
-        for arm in ARMS
+        for arm in arms
     }
+
+
+def prior_sweep_summary(report: Mapping[str, Any], priors: Sequence[str]) -> dict[str, Any]:
+    """The numbers over seeds of the prior sweep: per prior, what :func:`lm_summary` gives the
+    multi-timescale arm (test perplexity, per-bin differences, relative gains and each seed's
+    bootstrap against the baseline of that seed), and ``best``: the prior with the lowest geometric
+    mean test perplexity and whether its difference to the baseline has an interval below 0."""
+    result: dict[str, Any] = {"priors": {}}
+    seeds = _seeds(report, "evaluation")
+    if seeds:
+        for prior in priors:
+            result["priors"][prior] = _perplexity_summary(report, seeds, arm=prior, prior=prior)
+        means = {
+            prior: entry["test_perplexity"][prior]["mean"]
+            for prior, entry in result["priors"].items()
+            if not math.isnan(entry["test_perplexity"][prior]["mean"])
+        }
+        if means:
+            best = min(means, key=lambda prior: means[prior])
+            difference = result["priors"][best]["test_perplexity"]["difference"]
+            result["best"] = {
+                "prior": best,
+                "test_perplexity": means[best],
+                "difference_to_baseline": difference,
+                "interval_below_zero": bool(difference["ci95"][1] < 0),  # False for a NaN interval (one seed)
+            }
+    result["training"] = _training_summary(report, ["baseline", *priors])
     return result
 
 
