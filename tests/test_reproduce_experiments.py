@@ -19,6 +19,7 @@ from mtlstm_hf.reproduce.experiments import (
     Experiment,
     Inputs,
     LanguageModelExperiment,
+    PriorSweepExperiment,
     experiment_named,
 )
 
@@ -26,13 +27,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mtlstm_hf" / "reproduce"
 
 
 def test_one_registry_names_the_experiments_and_the_commands_choices():
-    assert list(EXPERIMENTS) == ["lm-ptb", "lm-wikitext2", "dyck2"]
+    assert list(EXPERIMENTS) == ["lm-ptb", "lm-wikitext2", "dyck2", "prior-sweep"]
     assert all(isinstance(e, Experiment) and e.name == name for name, e in EXPERIMENTS.items())
     assert isinstance(EXPERIMENTS["lm-ptb"], LanguageModelExperiment)
     assert isinstance(EXPERIMENTS["dyck2"], Dyck2Experiment) and EXPERIMENTS["dyck2"].phases == ("train",)
+    assert isinstance(EXPERIMENTS["prior-sweep"], PriorSweepExperiment) and not EXPERIMENTS["prior-sweep"].states_claims
     (positional,) = [action for action in build_parser()._actions if action.dest == "experiment"]
     assert list(positional.choices) == list(EXPERIMENTS)
-    with pytest.raises(ValueError, match="unknown experiment 'lm-penn'; choose one of lm-ptb, lm-wikitext2, dyck2"):
+    with pytest.raises(
+        ValueError, match="unknown experiment 'lm-penn'; choose one of lm-ptb, lm-wikitext2, dyck2, prior-sweep"
+    ):
         experiment_named("lm-penn")
 
 
