@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -53,6 +53,9 @@ from .adapter import (
     resolve_layers,
     unregister_ablation,
 )
+
+if TYPE_CHECKING:
+    from mtlstm_hf.models.mtlstm.layers import MTLSTMLayer
 
 __all__ = [
     "UnitAblation",
@@ -105,7 +108,7 @@ class UnitAblation:
     def __init__(self, model: torch.nn.Module, units: Mapping[int, Any]) -> None:
         if not isinstance(units, Mapping):
             raise ValueError(f"units must be a mapping {{layer index: unit indices}}, got {type(units).__name__}.")
-        base = base_model(model)
+        base: Any = base_model(model)  # the model's own modules (torch's Module typing says Tensor | Module)
         self.model = model
         self.units: dict[int, torch.Tensor] = {}
         for layer, indices in units.items():
@@ -124,7 +127,7 @@ class UnitAblation:
         """Register the hooks (idempotent)."""
         if self.active:
             return self
-        base = base_model(self.model)
+        base: Any = base_model(self.model)  # the model's own modules (torch's Module typing says Tensor | Module)
         for index, indices in self.units.items():
             if indices.numel() == 0:
                 continue
@@ -326,12 +329,13 @@ def ablation_log_probs(
             model without an output layer.
     """
     (layer,) = resolve_layers(model, [layer])
-    base = base_model(model)
+    base: Any = base_model(model)  # the model's own modules (torch's Module typing says Tensor | Module)
     hidden_size = base.layers[layer].hidden_size
     unit_chunks = [_unit_indices(chunk, hidden_size, layer) for chunk in chunks]
     if not unit_chunks:
         raise ValueError("give at least one chunk of units.")
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    language_model: Any = model  # duck-typed: get_output_embeddings / get_input_embeddings of a PreTrainedModel
+    head = language_model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None:
         raise ValueError(f"{type(model).__name__} has no output layer: pass the language model (MTLSTMForCausalLM).")
     rows = token_rows(stream, batch_size, min_row_length=2)  # the rows token_log_probs scores
@@ -344,10 +348,10 @@ def ablation_log_probs(
         keep[group, indices] = False
     # Group-major rows: row g * B + b is stream row b under group g's ablation.
     keep = keep.repeat_interleave(batch_size, 0)[:, None, :].to(device)
-    embeddings = model.get_input_embeddings()
+    embeddings = language_model.get_input_embeddings()
     dtype = embeddings.weight.dtype
 
-    def zero_state(rows_count: int, module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    def zero_state(rows_count: int, module: MTLSTMLayer) -> tuple[torch.Tensor, torch.Tensor]:
         return (
             torch.zeros(rows_count, module.hidden_size, dtype=dtype, device=device),
             torch.zeros(rows_count, module.cell_size, dtype=dtype, device=device),
@@ -402,15 +406,16 @@ def resolve_chunks(
     Raises:
         ValueError: bad unit indices, a bad ``chunk_size``, timescales of another length, no chunk.
     """
-    hidden_size = base_model(model).layers[layer].hidden_size
+    base: Any = base_model(model)  # the model's own modules (torch's Module typing says Tensor | Module)
+    hidden_size = base.layers[layer].hidden_size
     ordering = None
     order = "given"
     if timescales is not None:
         ordering, order = _timescale_vector(timescales), "timescale"
         if ordering.numel() != hidden_size:
             raise ValueError(f"timescales has {ordering.numel()} entries but layer {layer} has {hidden_size} units.")
-    elif hasattr(model, "assigned_timescales") and model.assigned_timescales()[layer] is not None:
-        ordering, order = _timescale_vector(model.assigned_timescales()[layer]), "assigned"
+    elif hasattr(model, "assigned_timescales") and cast(Any, model).assigned_timescales()[layer] is not None:
+        ordering, order = _timescale_vector(cast(Any, model).assigned_timescales()[layer]), "assigned"
     if chunks is not None:
         unit_chunks = [_unit_indices(chunk, hidden_size, layer) for chunk in chunks]
         order = "given"
@@ -556,7 +561,7 @@ def routing_report(
     unit_chunks, ordering, order = resolve_chunks(model, layer, chunks, chunk_size, timescales)
     stream = torch.as_tensor(stream)
     frequency = labels is None
-    column_labels = bin_labels(edges) if frequency else list(labels)
+    column_labels = bin_labels(edges) if labels is None else list(labels)  # (labels is None: frequency)
     log_probs = ablation_log_probs(
         model, stream, layer, unit_chunks, batch_size=batch_size, window=window, progress=progress
     )
@@ -592,6 +597,7 @@ def word_class_routing_report(
     table (``get_vocab()``); see :func:`word_class_table` for ``other_label``. Other keyword
     arguments go to :func:`routing_report`.
     """
-    vocab_size = base_model(model).embeddings.num_embeddings
+    base: Any = base_model(model)  # the model's own modules (torch's Module typing says Tensor | Module)
+    vocab_size = base.embeddings.num_embeddings
     classes, labels = word_class_table(word_classes, tokenizer, vocab_size, other_label)
     return routing_report(model, stream, layer, classes, labels, **kwargs)

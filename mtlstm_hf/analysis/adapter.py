@@ -21,11 +21,14 @@ import numbers
 import warnings
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from mtlstm_hf.models.mtlstm.layouts import layer_number
+
+if TYPE_CHECKING:
+    from mtlstm_hf.models.mtlstm.layers import MTLSTMLayer
 
 __all__ = [
     "active_ablation",
@@ -54,9 +57,15 @@ def base_model(model: torch.nn.Module) -> torch.nn.Module:
     return base
 
 
+def _layers(model: torch.nn.Module) -> Sequence[MTLSTMLayer]:
+    """``base_model(model).layers``, typed: an ``nn.ModuleList`` of ``MTLSTMLayer``."""
+    return cast("Sequence[MTLSTMLayer]", base_model(model).layers)
+
+
 def model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
     """Device and dtype of the model's input embedding matrix."""
-    weight = base_model(model).embeddings.weight
+    embeddings: Any = base_model(model).embeddings  # an nn.Embedding (torch's Module typing says Tensor | Module)
+    weight = embeddings.weight
     return weight.device, weight.dtype
 
 
@@ -98,11 +107,18 @@ def resolve_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -
     Raises:
         ValueError: an index outside ``[-L, L)`` or not an int; an empty sequence.
     """
-    num_layers = len(base_model(model).layers)
-    requested = range(num_layers) if layers is None else ([layers] if isinstance(layers, numbers.Integral) else layers)
-    resolved = []
+    num_layers = len(_layers(model))
+    # (int, Integral): an int is an Integral; naming it lets the type checker see the else branch has none.
+    requested = (
+        range(num_layers) if layers is None else ([layers] if isinstance(layers, (int, numbers.Integral)) else layers)
+    )
+    resolved: list[int] = []
     for value in requested:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not -num_layers <= value < num_layers:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or not -num_layers <= int(value) < num_layers
+        ):
             raise ValueError(
                 f"layer must be a 0-based layer index in [{-num_layers}, {num_layers}) for this {num_layers}-layer model, "
                 f"got {value!r}."
@@ -116,7 +132,7 @@ def resolve_layers(model: torch.nn.Module, layers: int | Sequence[int] | None) -
 def layers_with_forget_gate(model: torch.nn.Module) -> list[int]:
     """0-based indices of the layers with input and forget gates (a weighted-sum memory cell):
     every cell type but ``lstm-gates``. May be empty."""
-    return [index for index, layer in enumerate(base_model(model).layers) if layer.layout.has_forget_gate]
+    return [index for index, layer in enumerate(_layers(model)) if layer.layout.has_forget_gate]
 
 
 def forget_gate_layers(
@@ -135,8 +151,8 @@ def forget_gate_layers(
             forget gate ..."); a requested layer has none ("layer indices [1] (layers [2]) have
             {lacking} ...").
     """
-    base = base_model(model)
-    cell_types = [layer.cell_type for layer in base.layers]
+    model_layers = _layers(model)
+    cell_types = [layer.cell_type for layer in model_layers]
     if layers is None:
         indices = layers_with_forget_gate(model)
         if not indices:
@@ -146,7 +162,7 @@ def forget_gate_layers(
             )
         return indices
     indices = resolve_layers(model, layers)
-    missing = [index for index in indices if not base.layers[index].layout.has_forget_gate]
+    missing = [index for index in indices if not model_layers[index].layout.has_forget_gate]
     if missing:
         raise ValueError(
             f"layer indices {missing} (layers {[layer_number(index) for index in missing]}) have {lacking} (cell type "

@@ -20,12 +20,17 @@ Used by analysis and tests; not part of the model that travels to the Hub.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..models.mtlstm.kernel_scan import linear_scan
 from ..models.mtlstm.kernel_variants import hidden_from_cell
 from ..models.mtlstm.layouts import CELL_CANDIDATE, FORGET_GATE, HIDDEN, INPUT_GATE, OUTPUT_GATE, cell_layout
 from ..models.mtlstm.naive import TRACE_KEYS, activate_gates, check_parameters, gate_preactivations, variant_sequence
+
+if TYPE_CHECKING:
+    from ..models.mtlstm.layers import MTLSTMLayer
 
 
 def gates_and_cells(
@@ -69,6 +74,7 @@ def gates_and_cells(
         return result
     previous_hidden = None
     if layout.recurrent_gate_rows:
+        assert hidden_outputs is not None  # computed above for a layout with recurrent rows
         # h_{t-1} at every step: the initial state, then the outputs shifted by one.
         previous_hidden = torch.cat([initial_hidden[:, None], hidden_outputs[:, :-1]], dim=1)
     gates = activate_gates(layout, gate_preactivations(layout, inputs, previous_hidden, weight_ih, weight_hh, bias))
@@ -78,9 +84,12 @@ def gates_and_cells(
         padded_value = {INPUT_GATE: 0.0, FORGET_GATE: 1.0, OUTPUT_GATE: 0.0, CELL_CANDIDATE: 0.0}
         gates = {name: torch.where(valid, value, padded_value[name]) for name, value in gates.items()}
     result.update(gates)
-    result["cell"] = linear_scan(gates[FORGET_GATE], gates[INPUT_GATE] * gates[CELL_CANDIDATE], initial_cell)
+    if initial_cell is None:  # (linear_scan raised AttributeError for it)
+        raise TypeError(f"{cell_type} has a memory cell: initial_cell is needed")
+    cells = linear_scan(gates[FORGET_GATE], gates[INPUT_GATE] * gates[CELL_CANDIDATE], initial_cell)
+    result["cell"] = cells
     if hidden_outputs is None:  # lstm-srnn-hidden: h_t needs only o_t and c_t
-        hidden_outputs = hidden_from_cell(layout, result["cell"], gates.get(OUTPUT_GATE))
+        hidden_outputs = hidden_from_cell(layout, cells, gates.get(OUTPUT_GATE))
         if lengths is not None:
             hidden_outputs = torch.where(valid, hidden_outputs, 0.0)
     result[HIDDEN] = hidden_outputs
@@ -88,7 +97,7 @@ def gates_and_cells(
 
 
 def layer_gates_and_cells(
-    layer: torch.nn.Module,
+    layer: MTLSTMLayer,
     inputs: torch.Tensor,
     initial_hidden: torch.Tensor,
     initial_cell: torch.Tensor,
@@ -175,19 +184,23 @@ def weighted_sum_span(
         "initial_cell" (B, H), "cell" (B, S, H)}`` with ``S = end - start``; feed the first four
         to :func:`reconstruct_cells` to get ``cell``.
     """
-    if trace["cell"] is None:
+    cell = trace["cell"]
+    if cell is None:
         raise ValueError("weighted_sum_span needs a cell type with a memory cell (not 'lstm-gates').")
-    total_steps = trace["cell"].shape[1]
+    total_steps = cell.shape[1]
     if not 0 <= start < end <= total_steps:
         raise ValueError(f"span must satisfy 0 <= start < end <= T={total_steps}; got [{start}, {end}).")
     span = slice(start, end)
-    log_weights, log_initial_weight = weighted_sum_log_weights(trace[INPUT_GATE][:, span], trace[FORGET_GATE][:, span])
+    input_gate, forget_gate, candidate = trace[INPUT_GATE], trace[FORGET_GATE], trace[CELL_CANDIDATE]
+    if input_gate is None or forget_gate is None or candidate is None:  # every cell type with a cell has them
+        raise ValueError("weighted_sum_span needs the trace's input gate, forget gate and cell candidate.")
+    log_weights, log_initial_weight = weighted_sum_log_weights(input_gate[:, span], forget_gate[:, span])
     return {
         "log_weights": log_weights,
         "log_initial_weight": log_initial_weight,
-        "cell_candidate": trace[CELL_CANDIDATE][:, span],
-        "initial_cell": initial_cell if start == 0 else trace["cell"][:, start - 1],
-        "cell": trace["cell"][:, span],
+        "cell_candidate": candidate[:, span],
+        "initial_cell": initial_cell if start == 0 else cell[:, start - 1],
+        "cell": cell[:, span],
     }
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -39,6 +39,9 @@ from mtlstm_hf.models.mtlstm.layouts import layer_number
 
 from .adapter import base_model, forget_gate_layers
 from .traces import layer_traces, stream_traces
+
+if TYPE_CHECKING:
+    from mtlstm_hf.models.mtlstm.layers import MTLSTMLayer
 
 __all__ = ["MemorySpan", "estimate_memory_span", "passage_log_weights"]
 
@@ -152,9 +155,10 @@ def estimate_memory_span(
         for position, trace in enumerate(chunk.layers):
             # float64: squared norms of long-distance weights stay representable.
             input_gate, forget_gate = trace["input_gate"].double(), trace["forget_gate"].double()
-            if history[position] is not None:
-                input_gate = torch.cat([history[position][0], input_gate], 1)
-                forget_gate = torch.cat([history[position][1], forget_gate], 1)
+            kept = history[position]
+            if kept is not None:
+                input_gate = torch.cat([kept[0], input_gate], 1)
+                forget_gate = torch.cat([kept[1], forget_gate], 1)
             span_length, new_steps = input_gate.shape[1], trace["input_gate"].shape[1]
             norms = _span_norms(input_gate, forget_gate)  # (B, S, S), [t, j]
             # Positions on the device of the gates; the sums and counts stay on the host.
@@ -169,7 +173,8 @@ def estimate_memory_span(
             keep = max_distance - 1
             history[position] = (input_gate[:, -keep:], forget_gate[:, -keep:]) if keep else None
     mean_norm = sums / counts.clamp(min=1)
-    sizes = [base.layers[index].hidden_size for index in layer_indices]
+    model_layers = cast("Sequence[MTLSTMLayer]", base.layers)  # (an nn.ModuleList of them)
+    sizes = [model_layers[index].hidden_size for index in layer_indices]
     return MemorySpan(layer_indices, distances, mean_norm, counts, sizes)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch.func import jacfwd, vmap
@@ -46,6 +47,9 @@ from mtlstm_hf.models.mtlstm.naive import cell_step
 
 from .adapter import base_model
 
+if TYPE_CHECKING:
+    from mtlstm_hf.models.mtlstm.layers import MTLSTMLayer
+
 __all__ = [
     "CellStep",
     "LayerStep",
@@ -63,6 +67,13 @@ LayerStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """One layer, one step, one sequence: ``(state (S,), input (I,)) -> new state (S,)``, plain torch ops
 (differentiated with :func:`torch.func.jacfwd`, batched with :func:`torch.func.vmap`); the first
 ``output_size`` entries of the new state are what the layer feeds upward."""
+
+
+def _given(state_tangents: torch.Tensor | None) -> torch.Tensor:
+    """``state_tangents``, where a step needs them: ``TypeError`` for None (as torch raised for it)."""
+    if state_tangents is None:
+        raise TypeError("state_tangents is None where the step needs them (no input tangents of its own)")
+    return state_tangents
 
 
 class Linearization:
@@ -85,7 +96,7 @@ class Linearization:
                 columns past ``M_s`` are sources newer than the previous state (zero state tangent).
         """
         if input_tangents is None:
-            return torch.bmm(self.state_jacobian, state_tangents)
+            return torch.bmm(self.state_jacobian, _given(state_tangents))
         result = torch.bmm(self._input_jacobian, input_tangents)
         if state_tangents is not None and state_tangents.shape[-1]:
             result[..., : state_tangents.shape[-1]] += torch.bmm(self.state_jacobian, state_tangents)
@@ -157,16 +168,16 @@ class LSTMLinearization(Linearization):
         size = self._size
         known = 0 if state_tangents is None else state_tangents.shape[-1]
         if input_tangents is None:
-            result = torch.bmm(self._product("hidden"), state_tangents[:, :size])
+            result = torch.bmm(self._product("hidden"), _given(state_tangents)[:, :size])
         else:
             result = torch.bmm(self._product("input"), input_tangents)
             if known == result.shape[-1]:
-                result.baddbmm_(self._product("hidden"), state_tangents[:, :size])
-            elif known:
-                result[..., :known] += torch.bmm(self._product("hidden"), state_tangents[:, :size])
+                result.baddbmm_(self._product("hidden"), _given(state_tangents)[:, :size])
+            elif known:  # (known > 0: state_tangents given)
+                result[..., :known] += torch.bmm(self._product("hidden"), _given(state_tangents)[:, :size])
         cell = result[:, size:]
         if known:
-            cell[..., :known].addcmul_(self._forget, state_tangents[:, size:])
+            cell[..., :known].addcmul_(self._forget, _given(state_tangents)[:, size:])
         result[:, :size].addcmul_(self._k, cell)
         return result
 
@@ -206,6 +217,8 @@ class _LSTMSegment(Segment):
     def __init__(self, cell: CellStep, initial_state: torch.Tensor, inputs: torch.Tensor, trace: dict) -> None:
         super().__init__(cell, initial_state, inputs, cell.flat_state(trace[HIDDEN], trace["cell"]))
         self._cell = cell
+        assert cell.weight_hh is not None  # an "lstm" layer has one (gates_and_cells checked its shape)
+        self._weight_hh = cell.weight_hh
         self._trace = trace
         size = cell.hidden_size
         self._previous_cell = self.previous[..., size:]
@@ -214,7 +227,7 @@ class _LSTMSegment(Segment):
         gates = {
             key: self._trace[key][:, step] for key in (INPUT_GATE, FORGET_GATE, CELL_CANDIDATE, OUTPUT_GATE, "cell")
         }
-        return LSTMLinearization(self._cell.weight_ih, self._cell.weight_hh, gates, self._previous_cell[:, step])
+        return LSTMLinearization(self._cell.weight_ih, self._weight_hh, gates, self._previous_cell[:, step])
 
 
 class StepFunction:
@@ -277,7 +290,11 @@ class CellStep(StepFunction):
 
     def flat_state(self, hidden: torch.Tensor, cell: torch.Tensor | None) -> torch.Tensor:
         """``[h, c]`` (or ``[h]``) along the last dimension."""
-        return torch.cat([hidden, cell], -1) if self.has_cell else hidden
+        if not self.has_cell:
+            return hidden
+        if cell is None:  # (TypeError, as torch.cat raised for it)
+            raise TypeError(f"{self.layout.cell_type} has a memory cell: flat_state needs it")
+        return torch.cat([hidden, cell], -1)
 
     def __call__(self, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         size = self.hidden_size
@@ -302,7 +319,9 @@ class CellStep(StepFunction):
         )
         if self.layout.cell_type == "lstm":
             return _LSTMSegment(self, initial_state, inputs, trace)
-        return Segment(self, initial_state, inputs, self.flat_state(trace[HIDDEN], trace["cell"]))
+        hidden = trace[HIDDEN]
+        assert hidden is not None  # gates_and_cells gives every cell type's hidden states
+        return Segment(self, initial_state, inputs, self.flat_state(hidden, trace["cell"]))
 
 
 def compute_dtype(model: torch.nn.Module, dtype: torch.dtype | None = None) -> torch.dtype:
@@ -310,7 +329,8 @@ def compute_dtype(model: torch.nn.Module, dtype: torch.dtype | None = None) -> t
     the tangents of long delays away)."""
     if dtype is not None:
         return dtype
-    weight = base_model(model).embeddings.weight
+    embeddings: Any = base_model(model).embeddings  # an nn.Embedding (torch's Module typing says Tensor | Module)
+    weight = embeddings.weight
     return torch.float64 if weight.dtype == torch.float64 else torch.float32
 
 
@@ -331,8 +351,8 @@ def model_layer_steps(
         ``(layer_steps, output_sizes, has_cell)``: per layer its step, its hidden size ``H_l`` (the
         output fed upward) and whether its state holds a memory cell.
     """
-    base = base_model(model)
-    layers = list(base.layers)[: len(base.layers) if num_layers is None else num_layers]
+    model_layers = cast("Sequence[MTLSTMLayer]", base_model(model).layers)  # (an nn.ModuleList of them)
+    layers = list(model_layers)[: len(model_layers) if num_layers is None else num_layers]
     dtype = compute_dtype(model, dtype)
     steps = []
     for layer in layers:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -174,15 +174,16 @@ class StateGradientAccumulator:
                 layer_input = segment.states[..., : self.output_sizes[index]]
             # The tangents of the live sources, through the steps that have one.
             active: list[int] = []  # source positions whose tangents are alive, oldest first
+            # None until the first source; from then on every layer's, each step (hence the casts below).
             tangents: list[torch.Tensor | None] = [None] * len(segments)
             for step in range(length):
                 while active and step - active[0] >= self.max_delay:  # the oldest reached delay D
                     active.pop(0)
-                    tangents = [tangent[:, :, width:] for tangent in tangents]
+                    tangents = [tangent[:, :, width:] for tangent in cast(list[torch.Tensor], tangents)]
                 new_source = wanted_list[step]
                 if not active and not new_source:
                     continue
-                below = None
+                below: torch.Tensor | None = None
                 for index, segment in enumerate(segments):
                     linear = segment.linearize(step)
                     previous = tangents[index] if active else None
@@ -191,12 +192,14 @@ class StateGradientAccumulator:
                         if new_source:
                             seed = linear.input_jacobian()
                             tangent = seed.clone() if tangent is None else torch.cat([tangent, seed], dim=-1)
+                        assert tangent is not None  # a source is active (previous) or new (seed): see the continue
                     else:
+                        assert below is not None  # the tangent of layer index - 1, set just before
                         tangent = linear.tangent(previous, below[:, : self.output_sizes[index - 1]])
                     tangents[index] = below = tangent
                 if new_source:
                     active.append(step)
-                self._accumulate(tangents, step, active, source_classes)
+                self._accumulate(cast(list[torch.Tensor], tangents), step, active, source_classes)
                 if progress is not None:
                     progress.update(len(active))
         if length == 0:
@@ -273,13 +276,14 @@ def source_positions(row_length: int, positions: int | Sequence[int] | torch.Ten
     if positions is None:
         return torch.arange(row_length)
     if isinstance(positions, numbers.Integral) and not isinstance(positions, bool):
-        if positions < 1:
+        count = int(positions)
+        if count < 1:
             raise ValueError(
                 f"positions must be a positive number of source positions (or None = all), got {positions}."
             )
-        if positions >= row_length:
+        if count >= row_length:
             return torch.arange(row_length)
-        return torch.arange(int(positions)) * row_length // int(positions)
+        return torch.arange(count) * row_length // count
     offsets = torch.as_tensor(positions)
     if offsets.dim() != 1 or offsets.is_floating_point() or offsets.dtype == torch.bool or offsets.numel() == 0:
         raise ValueError(f"positions must be an int, None, or a non-empty 1-D sequence of ints, got {positions!r}.")
@@ -491,7 +495,7 @@ def state_gradients(
             no such layer, ids outside the vocabulary, unknown ``state``, a cell-less layer with
             ``state="cell"``, malformed classes.
     """
-    base = base_model(model)
+    base: Any = base_model(model)  # the model's own modules (torch's Module typing says Tensor | Module)
     requested = [layer] if isinstance(layer, int) else list(layer)
     if not requested:
         raise ValueError("layer must be a 0-based layer index or a non-empty sequence of them.")

@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -192,26 +192,30 @@ def estimate_timescales(
         ValueError: a requested layer (or, with ``layers=None``, every layer) has no forget gate
             (e.g. ``lstm-gates``); the stream is too short.
     """
-    base = base_model(model)
+    base: Any = base_model(model)  # the model's own modules (torch's Module typing says Tensor | Module)
     layer_indices = forget_gate_layers(model, layers, "no forget gate", "timescales T = -1/ln f are undefined there")
     token_rows(stream, batch_size, max_tokens, min_tokens)  # a clear error before any forward
     moments = trace_moments(model, stream, ("forget_gate",), batch_size, window, layer_indices, max_tokens, progress)
-    assigned = model.assigned_timescales() if hasattr(model, "assigned_timescales") else [None] * len(base.layers)
+    assigned: list[torch.Tensor | None] = (
+        cast(Any, model).assigned_timescales() if hasattr(model, "assigned_timescales") else [None] * len(base.layers)
+    )
     schedules = list(getattr(getattr(model, "config", None), "timescale_schedules", None) or [])
     schedules += [None] * (len(base.layers) - len(schedules))
     means, stds = moments.mean("forget_gate"), moments.std("forget_gate")
     entries = []
     for position, index in enumerate(layer_indices):
+        layer_mean, layer_std, layer_assigned = means[position], stds[position], assigned[index]
+        assert layer_mean is not None and layer_std is not None  # every layer here has a forget gate
         # Rounding can push a float mean a hair outside [0, 1]; the estimator needs it inside.
-        mean = means[position].clamp(0.0, 1.0)
+        mean = layer_mean.clamp(0.0, 1.0)
         entries.append(
             LayerTimescales(
                 layer_index=index,
                 cell_type=moments.cell_types[position],
                 mean_forget_gate=mean,
-                forget_gate_std=stds[position],
+                forget_gate_std=layer_std,
                 timescales=timescale_from_forget_gate(mean),
-                assigned=None if assigned[index] is None else assigned[index].detach().double().cpu(),
+                assigned=None if layer_assigned is None else layer_assigned.detach().double().cpu(),
                 num_tokens=moments.num_tokens,
                 schedule=dict(schedules[index]) if isinstance(schedules[index], Mapping) else None,
             )

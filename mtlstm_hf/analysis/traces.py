@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -55,7 +55,15 @@ from .adapter import (
     resolve_layers,
 )
 
+if TYPE_CHECKING:
+    from mtlstm_hf.models.mtlstm.layers import MTLSTMLayer
+
 __all__ = ["TraceChunk", "TraceMoments", "forward_traces", "layer_traces", "stream_traces", "trace_moments"]
+
+
+def _layers_of(base: torch.nn.Module) -> Sequence[MTLSTMLayer]:
+    """``base.layers`` (of :func:`.adapter.base_model`), typed: an ``nn.ModuleList`` of ``MTLSTMLayer``."""
+    return cast("Sequence[MTLSTMLayer]", base.layers)
 
 
 def _initial_state(model: torch.nn.Module, cache: MTLSTMState | None, batch_size: int) -> MTLSTMState:
@@ -65,8 +73,8 @@ def _initial_state(model: torch.nn.Module, cache: MTLSTMState | None, batch_size
     if cache is None:
         return MTLSTMState.zeros(
             batch_size,
-            [layer.hidden_size for layer in base.layers],
-            [layer.cell_size for layer in base.layers],
+            [layer.hidden_size for layer in _layers_of(base)],
+            [layer.cell_size for layer in _layers_of(base)],
             device=device,
             dtype=dtype,
         )
@@ -121,7 +129,7 @@ def forward_traces(
         hidden_states = output.hidden_states
         traces = []
         for index in layer_indices:
-            layer = base.layers[index]
+            layer = _layers_of(base)[index]
             passed_up = hidden_states[index + 1]
             # Under an ablation the outputs passed up have zeroed columns but the layer's own
             # recurrence used the intact h_{t-1}: let gates_and_cells recompute h from the inputs.
@@ -206,11 +214,11 @@ class TraceMoments:
 
     def mean(self, key: str) -> list[torch.Tensor | None]:
         """Per layer, the per-unit mean ``(H,)`` of ``key`` (None where the layer lacks it)."""
-        return [sums.get(key) / self.num_tokens if key in sums else None for sums in self.sums]
+        return [sums[key] / self.num_tokens if key in sums else None for sums in self.sums]
 
     def std(self, key: str) -> list[torch.Tensor | None]:
         """Per layer, the per-unit population standard deviation ``(H,)`` of ``key``."""
-        result = []
+        result: list[torch.Tensor | None] = []
         for sums, squares in zip(self.sums, self.squares):
             if key not in sums:
                 result.append(None)
@@ -244,7 +252,7 @@ def trace_moments(
         layer_indices,
         [{} for _ in layer_indices],
         [{} for _ in layer_indices],
-        cell_types=[base.layers[index].cell_type for index in layer_indices],
+        cell_types=[_layers_of(base)[index].cell_type for index in layer_indices],
     )
     for chunk in stream_traces(model, stream, batch_size, window, layer_indices, max_tokens, progress=progress):
         for position, trace in enumerate(chunk.layers):

@@ -140,7 +140,9 @@ def describe_assigned(forget_bias: torch.Tensor) -> str:
         if fixed is not None and torch.equal(_float32_bias(fixed), forget_bias):
             return "fixed T=" + "|".join(f"{value:g}" for value in nominal)
     for name, schedule in KNOWN_SCHEDULES.items():
-        if torch.equal(_float32_bias(realize_timescales(schedule, hidden)), forget_bias):
+        known = realize_timescales(schedule, hidden)
+        assert known is not None  # every known schedule assigns timescales (none is "none")
+        if torch.equal(_float32_bias(known), forget_bias):
             return name
     return "explicit"
 

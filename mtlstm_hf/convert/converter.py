@@ -205,7 +205,8 @@ def state_dict_for_model(weights: LSTMLanguageModelWeights, config: MTLSTMConfig
             else:
                 state[f"{prefix}gate_biases.{gate}"] = input_side.clone()
                 state[f"{prefix}gate_biases.{gate}_hh"] = recurrent_side.clone()
-    state["lm_head.weight"] = embedding if weights.tied else with_pad_row(weights.decoder_weight)
+    decoder_weight = weights.decoder_weight  # None: tied (weights.tied)
+    state["lm_head.weight"] = embedding if decoder_weight is None else with_pad_row(decoder_weight)
     bias = (
         weights.decoder_bias
         if weights.decoder_bias is not None
@@ -343,6 +344,16 @@ def convert_model(
         )
     model.eval()
 
+    unk_id = unknown_word_id(tokenizer)
+    assert unk_id is not None  # tokenizer_for_vocabulary always has an unknown word (or raises)
+    notes: list[str] = [*parsed.notes, *vocabulary.notes] + (
+        [
+            f"the tokenizer pads with {tokenizer.pad_token!r}, added as id {tokenizer.pad_token_id} (the source has no "
+            f"pad token): the model has one row more than the source, whose probability is 0"
+        ]
+        if pad_added
+        else []
+    )
     record = {
         "format": "mtlstm_hf.convert/1",
         "source": source,
@@ -373,8 +384,8 @@ def convert_model(
         "vocabulary": {
             "source": vocabulary.source,
             "size": len(vocabulary),
-            "unk_token": tokenizer.convert_ids_to_tokens(unknown_word_id(tokenizer)),
-            "unk_token_id": unknown_word_id(tokenizer),
+            "unk_token": tokenizer.convert_ids_to_tokens(unk_id),
+            "unk_token_id": unk_id,
             "eos_token": tokenizer.eos_token,
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token": tokenizer.pad_token,
@@ -382,18 +393,10 @@ def convert_model(
             "pad_token_added": pad_added,
             "fingerprint": config.vocab_fingerprint,
         },
-        "notes": [*parsed.notes, *vocabulary.notes]
-        + (
-            [
-                f"the tokenizer pads with {tokenizer.pad_token!r}, added as id {tokenizer.pad_token_id} (the source has no "
-                f"pad token): the model has one row more than the source, whose probability is 0"
-            ]
-            if pad_added
-            else []
-        ),
+        "notes": notes,
     }
     if source in ("awd-lstm", "huthlab-mts") and parsed.vocab_size > 75_000:
-        record["notes"].append(
+        notes.append(
             "awd-lstm-lm trains vocabularies above 75,000 words with a split softmax whose tail clusters live in the "
             "criterion, not in the model: if this one was, the converted full softmax gives other probabilities"
         )

@@ -454,10 +454,11 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
             f"(expected a ({vocab_size}, {layers[-1].hidden_size}) output matrix; an encoder saved alone, e.g. "
             "fastai's save_encoder, is not a language model)"
         )
-    decoder_weight = tensors[weight_key] if weight_key is not None else None
-    decoder_bias = tensors[bias_key] if bias_key is not None else None
+    decoder_weight: torch.Tensor | None = None
+    decoder_bias: torch.Tensor | None = None
     last = layers[-1].hidden_size
-    if decoder_weight is not None:
+    if weight_key is not None:
+        decoder_weight = tensors[weight_key]
         used.add(weight_key)
         if tuple(decoder_weight.shape) != (vocab_size, last):
             raise ValueError(
@@ -474,7 +475,8 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
             f"missing decoder weight {spec.decoder_weight_keys[0]} (only {bias_key} found), and it cannot be tied to the "
             f"embedding: the last layer's hidden size {last} differs from the embedding size {embedding_size}"
         )
-    if decoder_bias is not None:
+    if bias_key is not None:
+        decoder_bias = tensors[bias_key]
         used.add(bias_key)
         if tuple(decoder_bias.shape) != (vocab_size,):
             raise ValueError(f"{bias_key} has shape {tuple(decoder_bias.shape)}, expected ({vocab_size},)")
@@ -494,9 +496,7 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
             "nothing is dropped silently"
         )
 
-    def as_float(tensor: torch.Tensor | None, name: str, allow_inf: bool = False) -> torch.Tensor | None:
-        if tensor is None:
-            return None
+    def as_float(tensor: torch.Tensor, name: str, allow_inf: bool = False) -> torch.Tensor:
         if not tensor.is_floating_point():
             raise ValueError(f"{name} must hold floating-point numbers, found dtype {tensor.dtype}")
         tensor = tensor.detach().to(torch.float32)
@@ -524,7 +524,7 @@ def parse_state_dict(tensors: Mapping[str, torch.Tensor], family: str) -> LSTMLa
             )
             for i, layer in enumerate(layers)
         ],
-        decoder_weight=as_float(decoder_weight, str(weight_key)),
-        decoder_bias=as_float(decoder_bias, str(bias_key)),
+        decoder_weight=as_float(decoder_weight, str(weight_key)) if decoder_weight is not None else None,
+        decoder_bias=as_float(decoder_bias, str(bias_key)) if decoder_bias is not None else None,
         notes=notes,
     )

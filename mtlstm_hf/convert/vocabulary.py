@@ -119,7 +119,7 @@ def _check_word(word: object, index: int, source: str, entry: str = "entry") -> 
     return word
 
 
-def _unique(words: Sequence[str], source: str, entry: str = "entry", first: int = 0) -> Vocabulary:
+def _unique(words: Sequence[object], source: str, entry: str = "entry", first: int = 0) -> Vocabulary:
     """The words in id order, each checked (:func:`_check_word`; ``entry`` and ``first`` say how to
     number them in messages: ``"line"`` from 1 for a text file); repeated words renamed."""
     seen: set[str] = set()

@@ -174,6 +174,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from itertools import chain
+from typing import TypeAlias
 
 import datasets
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -194,7 +195,7 @@ CONVENTIONS = ("whitespace", "wikitext", "ptb")  # what a tokenizer can have
 AUTO_CONVENTION = "auto"  # build_word_tokenizer only: detect from the training text
 CONVENTION_CONFIG_KEY = "word_convention"  # the name's key in tokenizer_config.json
 
-TrainingText = PathOrStr | Iterable[PathOrStr] | Iterable[str] | datasets.Dataset
+TrainingText: TypeAlias = PathOrStr | Iterable[PathOrStr] | Iterable[str] | datasets.Dataset
 
 # Python's str.split() also splits on the ASCII separators \x1c-\x1f; the
 # tokenizers WhitespaceSplit pre-tokenizer (Rust char::is_whitespace) does not.
@@ -350,6 +351,7 @@ def split_words(line: str, convention: str = "whitespace") -> list[str]:
             return line.split()  # fast path, identical on all other text
         return _WORD.findall(line)
     normalizer, pre_tokenizer = _splitter(convention)
+    assert normalizer is not None  # only "whitespace" (returned above) has none
     return [word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line))]
 
 
@@ -697,6 +699,8 @@ def unknown_word_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
     if getattr(tokenizer, "unk_token_id", None) is not None:
         return tokenizer.unk_token_id
     backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
     word = getattr(getattr(backend, "model", None), "unk_token", None)
     return None if word is None else backend.token_to_id(word)
 

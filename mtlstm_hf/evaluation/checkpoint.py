@@ -42,7 +42,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import datasets
 import torch
@@ -82,7 +82,7 @@ __all__ = [
 ]
 
 #: Anything :func:`mtlstm_hf.data.load_corpus` accepts: a folder, a Hub id, a ``{split: file}`` dict, a DatasetDict.
-CorpusSource = PathOrStr | dict[str, PathOrStr] | datasets.DatasetDict
+CorpusSource: TypeAlias = PathOrStr | dict[str, PathOrStr] | datasets.DatasetDict
 
 UNK_RATE_WARNING = 0.10
 """Share of scored targets that are the unknown word above which a result carries a warning."""
@@ -269,7 +269,7 @@ def _score_split(
                 f"{100 * unk_rate:.1f}% of the scored words are unknown to the model ({tokenizer.convert_ids_to_tokens(unk)}, "
                 f"above {100 * UNK_RATE_WARNING:g}%): the perplexity largely measures how well it predicts the unknown word"
             ]
-            if unk_rate > UNK_RATE_WARNING
+            if unk is not None and unk_rate > UNK_RATE_WARNING  # (unk_rate is 0 without an unknown word)
             else []
         ),
     }

@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.data is None:
         args.data, args.dataset_config_name = default_data(checkpoint, args.dataset_config_name, parser)
-    common = dict(
+    common: dict[str, Any] = dict(  # the settings both entry points take, each of its own type
         data=args.data,
         split=args.split,
         batch_size=args.batch_size,

@@ -26,7 +26,7 @@ pieces are processed side by side. Consequences:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, overload
 
 import torch
 
@@ -36,6 +36,12 @@ from ..models.mtlstm.checks import check_positive_int
 __all__ = ["perplexity", "token_log_probs", "token_rows", "target_positions", "windows"]
 
 
+@overload
+def perplexity(mean_nll: float) -> float: ...
+@overload
+def perplexity(mean_nll: None) -> None: ...
+@overload
+def perplexity(mean_nll: float | None) -> float | None: ...
 def perplexity(mean_nll: float | None) -> float | None:
     """``exp(mean_nll)`` for a mean cross-entropy in nats per token: the one perplexity formula of
     the library (evaluation, training logs and results). ``inf`` on overflow; ``None`` for ``None``.

@@ -304,7 +304,8 @@ def _stage(
         if value is not None:
             _write_json(staging / name, public_value(value))
 
-    report, figures, links = None, [], []
+    report, figures = None, []
+    links: list[str] = []
     if analysis is not None:
         folder, report = analysis
         files, links = _walk(folder)
@@ -355,7 +356,7 @@ def _staging_folder(parent: Path | None) -> Iterator[Path]:
 def _tokens_in_effect(token: str | bool | None) -> tuple[str, ...]:
     """The access token(s) a request with ``token`` may carry: the one given, or the one
     ``huggingface_hub`` picks (``HF_TOKEN``, then the stored login), as it resolves it."""
-    found = {token} if isinstance(token, str) else set()
+    found: set[str | None] = {token} if isinstance(token, str) else set()
     try:
         found.add(get_token_to_send(token))
     except Exception:  # noqa: BLE001 - token=True without any token: nothing to redact
@@ -545,9 +546,10 @@ def fetch_report(
     """
     tokens = _tokens_in_effect(token)
     failure: HubRequestError | None = None
+    cache = None if cache_dir is None else Path(cache_dir)  # snapshot_download takes str | Path, and makes a Path of it
     try:
         snapshot = snapshot_download(
-            repo_id, revision=revision, allow_patterns=[f"{ANALYSIS_DIRNAME}/*"], token=token, cache_dir=cache_dir
+            repo_id, revision=revision, allow_patterns=[f"{ANALYSIS_DIRNAME}/*"], token=token, cache_dir=cache
         )
     except Exception as error:
         if not _mentions_token(error, tokens):

@@ -163,9 +163,9 @@ def expected_dyck_seconds(
     from ..devices import resolve_device
     from .dyck import EncodedWords, batch_loss, build_dyck_model
 
-    device = resolve_device(device)
+    torch_device: torch.device = resolve_device(device)
     words = EncodedWords(data["train"][: settings.batch_size * (steps + 1)])
-    model = build_dyck_model("multi_timescale", 0, settings, device)
+    model = build_dyck_model("multi_timescale", 0, settings, torch_device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=settings.learning_rate)
     seconds = 0.0
@@ -174,12 +174,12 @@ def expected_dyck_seconds(
         if not rows:
             break
         started = time.perf_counter()
-        loss = batch_loss(model, words.batch(rows, device=device), settings.loss)
+        loss = batch_loss(model, words.batch(rows, device=torch_device), settings.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        if torch_device.type == "cuda":
+            torch.cuda.synchronize(torch_device)
         if step > 0:
             seconds += time.perf_counter() - started
     per_step = seconds / max(steps, 1)

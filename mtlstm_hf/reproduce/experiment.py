@@ -80,7 +80,7 @@ def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arg
         OSError: the output folder cannot be written.
     """
     definition = experiment_named(experiment)
-    check_scale(settings.scale)
+    scale_name = check_scale(settings.scale)
     settings = definition.check_settings(settings)
     check_threads(settings.threads)
     if isinstance(settings.processes, bool) or not isinstance(settings.processes, int) or settings.processes < 1:
@@ -100,8 +100,10 @@ def prepare(experiment: str, settings: ReproduceSettings, command: str = "", arg
         from ..devices import resolve_device
 
         resolve_device(settings.device)  # a device this machine lacks: exit 3 before anything is trained
+    if settings.output_dir is None:  # (mtlstm-reproduce requires it; TypeError as Path(None) raised)
+        raise TypeError("prepare needs settings.output_dir, the folder of the runs")
     output_dir = Path(settings.output_dir).expanduser()
-    scale = definition.scale(settings.scale)
+    scale = definition.scale(scale_name)
     inputs = definition.inputs(settings, scale, output_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:

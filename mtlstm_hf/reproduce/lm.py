@@ -299,10 +299,10 @@ STAGES: dict[str, Callable[[LMPlan, int], dict[str, Any]]] = {
 ``per_seed[seed][stage]``."""
 
 
-def train_runs(plan: LMPlan, share: Share = EVERYTHING, on_run: Callable[[], None] | None = None) -> None:
+def train_runs(plan: LMPlan, share: Share = EVERYTHING, on_run: Callable[[], object] | None = None) -> None:
     """Train every (arm, seed) run of ``share`` (all processes of a ``torchrun`` start take part in
     each), seed by seed, baseline first: a finished run is skipped, an interrupted one continued
-    (:func:`train_run`). ``on_run()`` is called after each run.
+    (:func:`train_run`). ``on_run()`` is called after each run (what it returns is not used).
 
     Raises:
         RunInterrupted: a run was stopped by a signal.

@@ -218,9 +218,9 @@ def dyck_scale(scale: str) -> dict[str, Any]:
     return copy.deepcopy(_DYCK_SCALES[scale])
 
 
-def check_scale(scale: str) -> str:
+def check_scale(scale: str | None) -> str:
     """``scale`` if it is one of :data:`SCALES`, else ``ValueError`` naming them."""
-    if scale not in SCALES:
+    if scale is None or scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}.")
     return scale
 

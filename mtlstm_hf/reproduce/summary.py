@@ -107,8 +107,10 @@ def _pooled_fits(entry: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _timescale_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str, Any]:
-    per_family: dict[str, dict[str, list[float]]] = {}
-    best, delta, fitted = [], [], []
+    per_family: dict[str, dict[str, list[Any]]] = {}  # aic, ks_statistic: floats; parameters: the fits' dicts
+    best: list[str | None] = []
+    delta: list[float] = []
+    fitted: list[int] = []
     for seed in seeds:
         fits = _pooled_fits(report["per_seed"][seed]["timescales"])
         if fits is None:
@@ -122,7 +124,8 @@ def _timescale_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str,
             values["ks_statistic"].append(number(fit["ks_statistic"]))
             values["parameters"].append(fit["parameters"])
         aic = {family: number(fit["aic"]) for family, fit in fits.items() if not math.isnan(number(fit["aic"]))}
-        best.append(min(aic, key=aic.get) if aic else None)  # a family whose fit failed (NaN AIC) is left out
+        # a family whose fit failed (NaN AIC) is left out
+        best.append(min(aic, key=lambda name: aic[name]) if aic else None)
         others = [value for family, value in aic.items() if family != "inverse_gamma"]
         delta.append(aic["inverse_gamma"] - min(others) if others and "inverse_gamma" in aic else math.nan)
     return {
@@ -183,8 +186,8 @@ def _routing_summary(report: Mapping[str, Any], seeds: list[str]) -> dict[str, A
             most, least = [], []
             for r in ratios:
                 finite = {label: number(r[label]) for label in BINS if not math.isnan(number(r[label]))}
-                most.append(bool(finite) and max(finite, key=finite.get) == "<100")
-                least.append(bool(finite) and min(finite, key=finite.get) == ">=10K")
+                most.append(bool(finite) and max(finite, key=lambda label: finite[label]) == "<100")
+                least.append(bool(finite) and min(finite, key=lambda label: finite[label]) == ">=10K")
             rare_most.append(bool(most) and all(most))
             frequent_least.append(bool(least) and all(least))
         result[counting] = {

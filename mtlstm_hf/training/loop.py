@@ -55,7 +55,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import torch
 from accelerate import Accelerator
@@ -115,17 +115,25 @@ def scaled_learning_rate(optimizer: torch.optim.Optimizer, scale: float) -> Iter
             group["lr"] = lr
 
 
-class _InState:
+_Field = TypeVar("_Field")
+
+
+class _InState(Generic[_Field]):
     """A trainer attribute that is the field of the same name of the trainer's ``state``
-    (:class:`~.state.TrainerState`): one value, kept in one place."""
+    (:class:`~.state.TrainerState`): one value, kept in one place. ``_InState[T]``: the field
+    holds a ``T``."""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
+    @overload
+    def __get__(self, trainer: None, owner: type | None = None) -> _InState[_Field]: ...
+    @overload
+    def __get__(self, trainer: LanguageModelTrainer, owner: type | None = None) -> _Field: ...
     def __get__(self, trainer: LanguageModelTrainer | None, owner: type | None = None) -> Any:
         return self if trainer is None else getattr(trainer.state, self.name)
 
-    def __set__(self, trainer: LanguageModelTrainer, value: Any) -> None:
+    def __set__(self, trainer: LanguageModelTrainer, value: _Field) -> None:
         setattr(trainer.state, self.name, value)
 
 
@@ -161,6 +169,7 @@ class LanguageModelTrainer:
         self.last_grad_norm = math.nan
         self.drawn_lengths: list[int] = []  # of the windows next_windows() gave last
         self._dirty = True  # progress not yet in a checkpoint
+        self._clock: float  # time.monotonic() when run() started or last counted the training time
 
         resume_dir = check_resume_and_output(config, accelerator.num_processes)
         check_init_from(config)  # before its tokenizer is read with the data
@@ -203,19 +212,19 @@ class LanguageModelTrainer:
             self._dirty = False
 
     # The run's state lives in self.state; these names read and write its fields.
-    config: TrainingSettings = _InState()
-    accelerator: Accelerator = _InState()
-    unwrapped_model: MTLSTMForCausalLM = _InState()
-    optimizer: torch.optim.Optimizer = _InState()
-    scaler: Any = _InState()
-    iterator: BPTTIterator = _InState()
-    averaged_model: ParameterAverage | None = _InState()
-    scheduler: Any = _InState()
-    tokenizer: Any = _InState()
-    carried_state: MTLSTMState | None = _InState()
-    progress: TrainingProgress = _InState()
-    output_dir: Path = _InState()
-    last_checkpoint: Path | None = _InState()
+    config: _InState[TrainingSettings] = _InState()
+    accelerator: _InState[Accelerator] = _InState()
+    unwrapped_model: _InState[MTLSTMForCausalLM] = _InState()
+    optimizer: _InState[torch.optim.Optimizer] = _InState()
+    scaler: _InState[Any] = _InState()
+    iterator: _InState[BPTTIterator] = _InState()
+    averaged_model: _InState[ParameterAverage | None] = _InState()
+    scheduler: _InState[Any] = _InState()
+    tokenizer: _InState[Any] = _InState()
+    carried_state: _InState[MTLSTMState | None] = _InState()
+    progress: _InState[TrainingProgress] = _InState()
+    output_dir: _InState[Path] = _InState()
+    last_checkpoint: _InState[Path | None] = _InState()
 
     @property
     def checkpointed_objects(self) -> list[Any]:
@@ -237,7 +246,9 @@ class LanguageModelTrainer:
                 windows.append(next(self.iterator))
             except StopIteration:  # the iterator rewound to position 0 for the next epoch
                 return windows, True
-            self.drawn_lengths.append(self.iterator.last_seq_len)
+            drawn = self.iterator.last_seq_len
+            assert drawn is not None  # set by the next() that gave this window
+            self.drawn_lengths.append(drawn)
         if self.iterator.position >= self.iterator.end:
             # The epoch's last window: let the iterator rewind now (it reads no random numbers), so
             # that a checkpoint taken at the epoch end resumes at position 0.
@@ -330,7 +341,10 @@ class LanguageModelTrainer:
                 # The reference's ASGD leaves the first iterate after the switch out of its average.
                 first_after_switch = self.progress.global_step == self.progress.asgd_start_step
                 if self.progress.asgd_active and not (config.replay_reference_loop and first_after_switch):
-                    self.averaged_model.update_parameters(self.unwrapped_model)
+                    averaged = self.averaged_model
+                    if averaged is None:  # start_averaging refuses this; only a hand-set progress gets here
+                        raise RuntimeError("averaged SGD is active but the run has no averaged model (optimizer 'awd')")
+                    averaged.update_parameters(self.unwrapped_model)
         self.last_grad_norm = norm
         self.progress.global_step += 1
         self.progress.tokens_seen += sum(lengths) * config.batch_size  # all rows, all processes
@@ -434,8 +448,9 @@ class LanguageModelTrainer:
             progress.val_history.append(val_loss)
         progress.last_val_loss, progress.last_val_step = val_loss, progress.global_step
         self._steps_since_eval, self._dirty = 0, True
-        first = progress.best_val_loss is None
-        if epoch_end and (first or val_loss < progress.best_val_loss):
+        best = progress.best_val_loss
+        first = best is None
+        if epoch_end and (best is None or val_loss < best):
             progress.best_val_loss, progress.best_val_step = val_loss, progress.global_step
         if (epoch_end and progress.best_val_step == progress.global_step) or first:
             metrics = {

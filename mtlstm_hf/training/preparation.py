@@ -77,13 +77,16 @@ MODEL_CONFIG_FIELDS = frozenset(inspect.signature(MTLSTMConfig.__init__).paramet
 def build_model_config(config: TrainingSettings, tokenizer: Any) -> MTLSTMConfig:
     """The preset's architecture + ``model_overrides``, with the tokenizer's vocabulary size
     and special tokens."""
-    unknown = sorted(set(config.model_overrides) - MODEL_CONFIG_FIELDS)
+    overrides = config.model_overrides
+    if not isinstance(overrides, dict):  # a dict once TrainingSettings is made; set to something else since
+        raise ValueError(f"model_overrides must be a dict of MTLSTMConfig fields, got {overrides!r}.")
+    unknown = sorted(set(overrides) - MODEL_CONFIG_FIELDS)
     if unknown:
         raise ValueError(
             f"model_overrides: unknown MTLSTMConfig field(s) {unknown}; allowed: {sorted(MODEL_CONFIG_FIELDS)}."
         )
     fields = copy.deepcopy(MODEL_PRESETS[config.preset])
-    fields.update(copy.deepcopy(config.model_overrides))
+    fields.update(copy.deepcopy(overrides))
     fields.update(
         vocab_size=len(tokenizer),
         eos_token_id=tokenizer.eos_token_id,

@@ -12,7 +12,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from accelerate.tracking import GeneralTracker
 
@@ -88,7 +88,7 @@ class JSONLinesTracker(GeneralTracker):
         super().__init__()
         self.run_name = run_name
         self.path = Path(logging_dir) / METRICS_FILENAME
-        self._handle = None
+        self._handle: TextIO | None = None
 
     @property
     def tracker(self) -> Path:

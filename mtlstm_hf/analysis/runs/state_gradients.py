@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mtlstm_hf.evaluation.perplexity import token_rows
 from mtlstm_hf.models.mtlstm.layouts import layer_number
@@ -13,7 +13,25 @@ from ..adapter import base_model
 from ..context import STEP_RATE, AnalysisContext
 from ..registry import Figures
 
+if TYPE_CHECKING:
+    from ..state_gradient_result import StateGradientResult
+
 __all__ = ["estimated_seconds", "run"]
+
+
+def _source_positions_setting(context: AnalysisContext) -> int | None:
+    """``state_gradient_positions``: AnalysisSettings makes ``'all'`` None and a number an int (a
+    string left is a TypeError, as torch raised for it)."""
+    positions = context.settings.state_gradient_positions
+    if isinstance(positions, str):
+        raise TypeError(f"state_gradient_positions must be an int or None here, got {positions!r}.")
+    return positions
+
+
+def _layer_index(result: StateGradientResult) -> int:
+    """The result's 0-based layer index (state_gradients sets it on every result)."""
+    assert result.layer_index is not None
+    return result.layer_index
 
 
 def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
@@ -22,7 +40,8 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
     from ..state_gradients import frequency_classes, source_positions, state_gradients
 
     settings = context.settings
-    base = base_model(context.model)
+    positions = _source_positions_setting(context)
+    base: Any = base_model(context.model)  # the model's own modules (torch's Module typing says Tensor | Module)
     vocab_size = base.embeddings.num_embeddings
     classes, labels = frequency_classes(context.counting_streams, vocab_size, settings.bin_edges)
     stream = context.stream
@@ -33,36 +52,39 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
     cell_layers = [index for index, layer in enumerate(base.layers) if layer.layout.has_cell]
     hidden_layers = [index for index, layer in enumerate(base.layers) if not layer.layout.has_cell]
     groups = [(layers, state) for layers, state in ((cell_layers, "cell"), (hidden_layers, "hidden")) if layers]
-    results = []
+    results: list[StateGradientResult] = []
     for position, (layers, state) in enumerate(groups):
         share = (
             context.progress.part(1.0 / (len(groups) - position))
             if isinstance(context.progress, Share)
             else context.progress
         )
-        results += state_gradients(
-            context.model,
-            stream,
-            max_delay=settings.max_delay,
-            segment_length=settings.segment_length,
-            layer=layers,
-            state=state,
-            token_classes=classes,
-            num_classes=len(labels),
-            class_labels=labels,
-            batch_size=settings.batch_size,
-            positions=settings.state_gradient_positions,
-            progress=share,
+        results += cast(
+            list["StateGradientResult"],
+            state_gradients(  # (a list of layers: a list of results)
+                context.model,
+                stream,
+                max_delay=settings.max_delay,
+                segment_length=settings.segment_length,
+                layer=layers,
+                state=state,
+                token_classes=classes,
+                num_classes=len(labels),
+                class_labels=labels,
+                batch_size=settings.batch_size,
+                positions=positions,
+                progress=share,
+            ),
         )
         if isinstance(share, Share):
             share.finish()
-    results.sort(key=lambda result: result.layer_index)
+    results.sort(key=_layer_index)
     k = max(1, min(settings.k, base.embeddings.embedding_dim, *(layer.hidden_size for layer in base.layers)))
     row_length = token_rows(stream, settings.batch_size).shape[1]  # the rows state_gradients used
-    sources = source_positions(row_length, settings.state_gradient_positions)
+    sources = source_positions(row_length, positions)
     layers_out = [
         {
-            "layer": layer_number(result.layer_index),
+            "layer": layer_number(_layer_index(result)),
             "state": result.state,
             "memory": result.memory(k, whitening).tolist(),
             "pooled_memory": result.pooled().memory(k, whitening)[:, 0].tolist(),
@@ -99,7 +121,9 @@ def estimated_seconds(context: AnalysisContext) -> float:
     row_length = max(context.stream.numel() // settings.batch_size, 1)
     if row_length < settings.max_delay:
         return 0.0
-    sources = source_positions(row_length, settings.state_gradient_positions)
+    sources = source_positions(row_length, _source_positions_setting(context))
     matrices = settings.batch_size * matrix_count(sources, row_length, settings.max_delay, settings.segment_length)
     per_matrix = sum(2 * hidden * (hidden + size_in) for hidden, size_in in zip(sizes, inputs))
-    return matrices * per_matrix * base_model(context.model).embeddings.embedding_dim / STEP_RATE
+    # an nn.Embedding (torch's Module typing says Tensor | Module)
+    embeddings: Any = base_model(context.model).embeddings
+    return matrices * per_matrix * embeddings.embedding_dim / STEP_RATE

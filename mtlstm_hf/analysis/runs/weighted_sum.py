@@ -4,6 +4,7 @@ per layer with a memory cell (a heat map each)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,7 +33,7 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
             f"({option_name('passage_start')}, {option_name('passage_length')})."
         )
     tokens = context.tokenizer.convert_ids_to_tokens(passage.tolist())
-    layers = []
+    layers: list[dict[str, Any]] = []
     for layer in layers_with_forget_gate(context.model):
         log_weights = passage_log_weights(context.model, passage, layer)  # (T, T, H), [t, j]
         matrix = weighted_sum_norms(log_weights).T  # [j, t]
@@ -40,10 +41,12 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
         layers.append({"layer": layer_number(layer), "norms": matrix.masked_fill(future, math.nan).tolist()})
     if not layers:
         raise ValueError("the model has no layer with a memory cell (all 'lstm-gates').")
+
+    def drawing(index: int) -> Callable[[], Any]:  # one layer's figure: its index bound now, the rest when drawn
+        return lambda: figures.plot_passage_weighted_sum(context.model, passage, index, tokens)
+
     drawings: Figures = {
-        f"weighted_sum_layer{item['layer']}": (
-            lambda index=index: figures.plot_passage_weighted_sum(context.model, passage, index, tokens)
-        )
+        f"weighted_sum_layer{item['layer']}": drawing(index)
         for index, item in ((layer_index_of(item["layer"]), item) for item in layers)
     }
     return {"tokens": tokens, "passage_start": start, "layers": layers}, drawings

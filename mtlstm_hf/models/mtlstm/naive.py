@@ -113,6 +113,21 @@ def check_parameters(
 # ---------------------------------------------------------------------------
 
 
+def _recurrent_arguments(
+    layout: CellLayout, previous_hidden: torch.Tensor | None, weight_hh: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(previous_hidden, weight_hh)`` for a layout with recurrent rows, which needs both.
+
+    Raises:
+        TypeError: one is None (as torch raises for a None tensor argument).
+    """
+    if previous_hidden is None or weight_hh is None:
+        raise TypeError(
+            f"{layout.cell_type}: previous_hidden and weight_hh are needed (recurrent rows {layout.recurrent_gate_rows})"
+        )
+    return previous_hidden, weight_hh
+
+
 def gate_preactivations(
     layout: CellLayout,
     inputs: torch.Tensor,
@@ -134,11 +149,12 @@ def gate_preactivations(
     if layout.input_gate_rows == layout.recurrent_gate_rows == layout.bias_gates:
         # Every block gets all three terms (lstm, lstm-gates): one matmul over [x, h_prev]
         # is faster than two (one pass over the (..., nH) output instead of three).
-        stacked = F.linear(torch.cat([inputs, previous_hidden], -1), torch.cat([weight_ih, weight_hh], 1), bias)
+        hidden_term, recurrent_weight = _recurrent_arguments(layout, previous_hidden, weight_hh)
+        stacked = F.linear(torch.cat([inputs, hidden_term], -1), torch.cat([weight_ih, recurrent_weight], 1), bias)
         return dict(zip(layout.input_gate_rows, stacked.split(hidden_size, -1)))
     preactivations = dict(zip(layout.input_gate_rows, F.linear(inputs, weight_ih).split(hidden_size, -1)))
     if layout.recurrent_gate_rows:
-        recurrent = F.linear(previous_hidden, weight_hh).split(hidden_size, -1)
+        recurrent = F.linear(*_recurrent_arguments(layout, previous_hidden, weight_hh)).split(hidden_size, -1)
         for name, term in zip(layout.recurrent_gate_rows, recurrent):
             preactivations[name] = preactivations[name] + term
     for name, term in zip(layout.bias_gates, bias.split(hidden_size)):
@@ -191,6 +207,8 @@ def cell_step(
     """
     step = activate_gates(layout, gate_preactivations(layout, inputs, previous_hidden, weight_ih, weight_hh, bias))
     if layout.has_cell:
+        if previous_cell is None:  # (as torch raises for a None tensor argument)
+            raise TypeError(f"{layout.cell_type} has a memory cell: previous_cell is needed")
         step["cell"] = cell_update(step[FORGET_GATE], previous_cell, step[INPUT_GATE], step[CELL_CANDIDATE])
         step[HIDDEN] = hidden_from_cell(layout, step["cell"], step.get(OUTPUT_GATE))
     return step
@@ -276,7 +294,9 @@ def reference_trace(
         gates = cell_step(layout, inputs[:, step], hidden, cell, weight_ih, weight_hh, bias)
         if lengths is not None:
             valid = (lengths > step)[:, None]
-            padded = {**identity, "cell": cell}
+            padded: dict[str, float | torch.Tensor] = dict(identity)
+            if cell is not None:  # (None: a cell type without memory cell, whose gates have no "cell")
+                padded["cell"] = cell
             gates = {key: torch.where(valid, value, padded[key]) for key, value in gates.items()}
             hidden = torch.where(valid, gates[HIDDEN], hidden)
         else:
@@ -311,6 +331,7 @@ def reference_sequence(
     """
     trace = reference_trace(cell_type, inputs, initial_hidden, initial_cell, weight_ih, weight_hh, bias, lengths)
     outputs = trace[HIDDEN]
+    assert outputs is not None  # every cell type has a hidden state (present_trace_keys)
     final_hidden = last_valid_step(outputs, initial_hidden, lengths)
     # The cell is carried through padded steps, so its last step is the final cell.
     final_cell = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria
@@ -27,8 +27,9 @@ PROBE = "abcdef"
 def tokenizer_spells_unknown_words(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Whether ``tokenizer`` reads :data:`PROBE` back from its tokens, as transformers'
     ``StopStringCriteria`` needs (False for a closed word vocabulary: the probe is ``<unk>``)."""
-    ids = tokenizer(PROBE, add_special_tokens=False)["input_ids"]
-    return PROBE in tokenizer.convert_tokens_to_string(tokenizer.convert_ids_to_tokens(ids))
+    ids: list[int] = tokenizer(PROBE, add_special_tokens=False)["input_ids"]
+    tokens = cast(list[str], tokenizer.convert_ids_to_tokens(ids))  # (a list of ids: a list of tokens)
+    return PROBE in tokenizer.convert_tokens_to_string(tokens)
 
 
 class WordStopStringCriteria(StoppingCriteria):
@@ -60,8 +61,8 @@ class WordStopStringCriteria(StoppingCriteria):
         self._window = max(map(len, self.stop_strings)) + 1
 
     def _ends_in_last_token(self, row: list[int]) -> bool:
-        text = self.tokenizer.decode(row)
-        before = self.tokenizer.decode(row[:-1])
+        text = cast(str, self.tokenizer.decode(row))  # (one sequence: one str)
+        before = cast(str, self.tokenizer.decode(row[:-1]))
         start = 0  # where the newest token's text begins: after the common prefix
         while start < min(len(text), len(before)) and text[start] == before[start]:
             start += 1
@@ -77,7 +78,10 @@ class WordStopStringCriteria(StoppingCriteria):
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None = None, **kwargs
     ) -> torch.BoolTensor:
         tails = input_ids[:, -self._window :].tolist()
-        return torch.tensor([self._ends_in_last_token(row) for row in tails], dtype=torch.bool, device=input_ids.device)
+        stops = torch.tensor(
+            [self._ends_in_last_token(row) for row in tails], dtype=torch.bool, device=input_ids.device
+        )
+        return cast(torch.BoolTensor, stops)  # (a bool tensor: what StoppingCriteria's annotation names)
 
 
 class WordStopStringsMixin:
@@ -89,10 +93,13 @@ class WordStopStringsMixin:
         self, generation_config: Any, stopping_criteria: Any, tokenizer: Any = None, **kwargs: Any
     ):
         stop_strings = generation_config.stop_strings
+        # super(): the model's classes after this mixin in its MRO, whose GenerationMixin has the method (the mixin
+        # itself has no base for mypy to find it in).
+        generation = cast(Any, super())
         if stop_strings is None or tokenizer is None or tokenizer_spells_unknown_words(tokenizer):
-            return super()._get_stopping_criteria(generation_config, stopping_criteria, tokenizer, **kwargs)
+            return generation._get_stopping_criteria(generation_config, stopping_criteria, tokenizer, **kwargs)
         without_stop_strings = copy.copy(generation_config)
         without_stop_strings.stop_strings = None
-        criteria = super()._get_stopping_criteria(without_stop_strings, stopping_criteria, tokenizer, **kwargs)
+        criteria = generation._get_stopping_criteria(without_stop_strings, stopping_criteria, tokenizer, **kwargs)
         criteria.append(WordStopStringCriteria(tokenizer, stop_strings))
         return criteria
