@@ -202,10 +202,10 @@ def _device(plan: LMPlan) -> str:
     return plan.device if plan.device is not None else default_device_name()
 
 
-def evaluation_stage(plan: LMPlan, seed: int) -> dict[str, Any]:
-    """Test perplexity of both arms and the paired bootstrap, for each way of counting
-    (:data:`COUNTINGS`): ``{counting: compare_checkpoints result}`` with ``a`` the baseline and
-    ``b`` the multi-timescale model (``comparison.*.diff`` = multi-timescale minus baseline)."""
+def compare_arms(plan: LMPlan, seed: int, arm: str, baseline: str = "baseline") -> dict[str, Any]:
+    """Test perplexity of ``baseline`` (``a``) and ``arm`` (``b``) of ``seed`` and their paired block
+    bootstrap, for each way of counting the bins (:data:`COUNTINGS`): ``{counting:
+    compare_checkpoints result}`` (``comparison.*.diff`` = ``arm`` minus ``baseline``)."""
     from ..evaluation import compare_checkpoints
     from ..evaluation.json_values import to_json_compatible
 
@@ -213,8 +213,8 @@ def evaluation_stage(plan: LMPlan, seed: int) -> dict[str, Any]:
     for name, splits in COUNTINGS.items():
         results[name] = to_json_compatible(
             compare_checkpoints(
-                best_model(plan, "baseline", seed),
-                best_model(plan, "multi_timescale", seed),
+                best_model(plan, baseline, seed),
+                best_model(plan, arm, seed),
                 str(plan.corpus_dir),
                 split="test",
                 batch_size=1,
@@ -226,6 +226,11 @@ def evaluation_stage(plan: LMPlan, seed: int) -> dict[str, Any]:
             )
         )
     return results
+
+
+def evaluation_stage(plan: LMPlan, seed: int) -> dict[str, Any]:
+    """The multi-timescale model against the baseline (:func:`compare_arms`)."""
+    return compare_arms(plan, seed, "multi_timescale")
 
 
 def _test_streams(plan: LMPlan, tokenizer: Any) -> dict[str, Any]:
@@ -451,6 +456,7 @@ __all__ = [
     "STAGES",
     "ablation_stage",
     "best_model",
+    "compare_arms",
     "evaluation_stage",
     "expected_training_seconds",
     "is_main_process",

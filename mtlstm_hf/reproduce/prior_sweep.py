@@ -120,32 +120,11 @@ def arm_overrides(scale_settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def sweep_evaluation_stage(plan: Any, seed: int) -> dict[str, Any]:
     """Test perplexity of every prior paired with the baseline of ``seed``, for each way of counting
-    the bins: ``{prior: {counting: compare_checkpoints result}}`` (``a`` the baseline, ``b`` the prior)."""
-    from mtlstm_hf.evaluation import compare_checkpoints
-    from mtlstm_hf.evaluation.json_values import to_json_compatible
+    the bins: ``{prior: {counting: compare_checkpoints result}}`` (:func:`.lm.compare_arms`: ``a``
+    the baseline, ``b`` the prior)."""
+    from .lm import compare_arms
 
-    from .lm import COUNTINGS, _device, best_model
-
-    results: dict[str, Any] = {}
-    for arm in plan.arms[1:]:
-        results[arm] = {
-            name: to_json_compatible(
-                compare_checkpoints(
-                    best_model(plan, "baseline", seed),
-                    best_model(plan, arm, seed),
-                    str(plan.corpus_dir),
-                    split="test",
-                    batch_size=1,
-                    window=plan.settings["bptt"],
-                    count_splits=splits,
-                    n_resamples=plan.settings["n_resamples"],
-                    seed=seed,
-                    device=_device(plan),
-                )
-            )
-            for name, splits in COUNTINGS.items()
-        }
-    return results
+    return {arm: compare_arms(plan, seed, arm) for arm in plan.arms[1:]}
 
 
 SWEEP_STAGES: dict[str, Callable[[Any, int], dict[str, Any]]] = {"evaluation": sweep_evaluation_stage}
