@@ -57,7 +57,7 @@ def test_the_convergence_fit_on_edge_cases():
     measured = convergence_timescales(curves)
     assert measured[0] == pytest.approx(4.0, rel=1e-9)
     assert math.isnan(measured[1]) and measured[2] == math.inf and math.isnan(measured[3])
-    with pytest.raises(ValueError, match=r"floor must be in \(0, 1\), got 1.5"):
+    with pytest.raises(ValueError, match=r"floor must be a number in \(0, 1\), got 1.5"):
         convergence_timescales(curves, floor=1.5)
     with pytest.raises(ValueError, match=r"positions >= 2"):
         convergence_timescales(curves[:1])
@@ -138,7 +138,7 @@ def test_a_model_without_hidden_states_is_named():
             return {"logits": torch.zeros(*input_ids.shape, 3)}
 
     with pytest.raises(ValueError, match="Plain returned no hidden_states"):
-        context_swap_timescales(hidden_state_activations(Plain()), stream(), samples=2)
+        context_swap_timescales(hidden_state_activations(Plain()), stream(), samples=8)
 
 
 def test_the_analysis_writes_its_section_and_figure(tmp_path):
@@ -158,3 +158,27 @@ def test_the_analysis_writes_its_section_and_figure(tmp_path):
     assert "assigned_rank_correlation" not in section["layers"][1]  # layer 2 has no schedule
     assert len(section["layers"][0]["timescales"]) == 10
     assert (out / "figures" / "context_swap_timescales.png").stat().st_size > 0
+
+
+def test_the_swapped_context_shares_no_token_with_the_context_or_the_segment():
+    """Record the rows the measure builds (positions as token ids) and check each B context."""
+    rows = []
+
+    def recording(ids):
+        rows.append(ids.clone())
+        return linear_units(ids % 64)
+
+    positions = torch.arange(400)
+    context_swap_timescales(recording, positions, context_length=20, segment_length=10, samples=12, batch_size=5)
+    for batch in rows:
+        half = batch.shape[0] // 2
+        for row_a, row_b in zip(batch[:half], batch[half:]):
+            assert torch.equal(row_a[20:], row_b[20:])  # the same segment
+            assert not set(row_b[:20].tolist()) & set(row_a.tolist())  # B is disjoint from A and S
+    with pytest.raises(ValueError, match="no other drawn segment has a context disjoint"):
+        context_swap_timescales(recording, torch.arange(40), context_length=20, segment_length=10, samples=3)
+
+
+def test_a_stream_that_is_not_one_dimensional_is_refused():
+    with pytest.raises(ValueError, match=r"stream must be a 1-D tensor of token ids, got shape \(2, 2000\)"):
+        context_swap_timescales(linear_units, stream().reshape(2, 2000))

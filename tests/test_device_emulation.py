@@ -69,7 +69,9 @@ def checkpoint(tmp_path_factory):
 @pytest.mark.parametrize("analysis", ANALYSES)
 def test_every_analysis_runs_on_the_device_and_gives_the_cpu_result(checkpoint, analysis):
     model, tokenizer, stream, counting = checkpoint
-    settings = AnalysisSettings(chunk_size=3, max_tokens=120)
+    settings = AnalysisSettings(
+        chunk_size=3, max_tokens=120, swap_context_length=10, swap_segment_length=8, swap_samples=4
+    )
 
     def analyse():
         torch.manual_seed(0)  # the mutual information's estimate draws random numbers

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from mtlstm_hf.models.mtlstm.checks import check_positive_int
+from mtlstm_hf.models.mtlstm.checks import check_positive_int, is_number
 
 __all__ = [
     "ContextSwapResult",
@@ -82,8 +82,8 @@ def convergence_timescales(differences: torch.Tensor, floor: float = 1e-3) -> to
     """
     if differences.dim() != 2 or differences.shape[0] < 2:
         raise ValueError(f"differences must be (positions >= 2, units), got shape {tuple(differences.shape)}.")
-    if not 0.0 < floor < 1.0:
-        raise ValueError(f"floor must be in (0, 1), got {floor!r}.")
+    if not (is_number(floor) and 0.0 < floor < 1.0):
+        raise ValueError(f"floor must be a number in (0, 1), got {floor!r}.")
     values = differences.double()
     start = values[0]
     usable = (values > floor * start) & (start > 0)
@@ -103,15 +103,22 @@ def convergence_timescales(differences: torch.Tensor, floor: float = 1e-3) -> to
 def hidden_state_activations(model: Any) -> Activations:
     """The activations of every layer of a causal LM: ``model(ids, output_hidden_states=True)
     .hidden_states[1:]`` (index 0 is the embedding), each ``(batch, length, units)``, under
-    ``torch.no_grad`` in the model's current mode.
+    ``torch.no_grad`` in the model's current mode, the ids moved to the model's device.
 
     Raises:
-        ValueError: (when called) the model returns no ``hidden_states``.
+        ValueError: (when called) the model takes no ``output_hidden_states`` or returns no ``hidden_states``.
     """
 
     def activations(ids: torch.Tensor) -> Sequence[torch.Tensor]:
-        with torch.no_grad():
-            output = model(input_ids=ids, output_hidden_states=True, use_cache=False)
+        device = next((p.device for p in model.parameters()), ids.device)  # the ids go where the model is
+        try:
+            with torch.no_grad():
+                output = model(input_ids=ids.to(device), output_hidden_states=True, use_cache=False)
+        except TypeError as error:
+            raise ValueError(
+                f"{type(model).__name__} cannot be called as model(input_ids=..., output_hidden_states=True, "
+                f"use_cache=False) ({error}): the context-swap timescales need every layer's activations."
+            ) from error
         states = getattr(output, "hidden_states", None)
         if not states or len(states) < 2:
             raise ValueError(
@@ -121,6 +128,25 @@ def hidden_state_activations(model: Any) -> Activations:
         return states[1:]
 
     return activations
+
+
+def _disjoint_context(starts: Sequence[int], index: int, context_length: int, segment_length: int) -> int:
+    """The sample whose context is ``B`` for sample ``index``: the nearest before it (cyclically)
+    whose context ``[s - C, s)`` shares no token with sample ``index``'s ``[s_i - C, s_i + S)``.
+
+    Raises:
+        ValueError: no sample qualifies (the segments are drawn too close together).
+    """
+    own = starts[index]
+    for step in range(1, len(starts)):
+        other = starts[(index - step) % len(starts)]
+        if other <= own - context_length or other >= own + context_length + segment_length:
+            return (index - step) % len(starts)
+    raise ValueError(
+        f"no other drawn segment has a context disjoint from segment {index} (context_length={context_length}, "
+        f"segment_length={segment_length}, {len(starts)} samples): the stream is too short for these sizes; "
+        "allowed: a longer stream, or smaller context_length / segment_length, or more samples."
+    )
 
 
 def context_swap_timescales(
@@ -137,14 +163,16 @@ def context_swap_timescales(
 
     ``samples`` segments ``S`` start at positions drawn without replacement (generator seeded
     with ``seed``) from ``[context_length, N - segment_length]``; context ``A`` is the
-    ``context_length`` tokens before ``S``, context ``B`` those before another drawn segment
-    (a derangement of the samples, so ``B`` is never ``A``). Rows ``[A, S]`` and ``[B, S]`` are
-    run from a zero state, in batches of ``batch_size`` pairs.
+    ``context_length`` tokens before ``S``, context ``B`` those before another drawn segment whose
+    context shares no token with ``A`` or ``S`` (the nearest such sample before it, cyclically).
+    Rows ``[A, S]`` and ``[B, S]`` are run from a zero state, in batches of ``batch_size`` pairs.
+    A timescale longer than ``segment_length`` is an extrapolation of the fit beyond the segment.
 
     Args:
         activations: ``ids (batch, length) -> per layer (batch, length, units)``, e.g.
             :func:`hidden_state_activations` of a model.
-        stream: ``(N,)`` token ids, ``N >= context_length + segment_length + samples``.
+        stream: ``(N,)`` token ids, ``N >= context_length + segment_length + samples - 1`` (and long
+            enough that every sample finds a disjoint context).
         context_length, segment_length, samples, batch_size: positive integers
             (``segment_length >= 2``, ``samples >= 2``).
         seed: the draw of the segments.
@@ -163,7 +191,9 @@ def context_swap_timescales(
             f"segment_length and samples must be >= 2 (a slope needs two positions, a swap two samples), "
             f"got segment_length={segment_length}, samples={samples}."
         )
-    stream = torch.as_tensor(stream).reshape(-1)
+    stream = torch.as_tensor(stream)
+    if stream.dim() != 1:
+        raise ValueError(f"stream must be a 1-D tensor of token ids, got shape {tuple(stream.shape)}.")
     starts_available = stream.numel() - segment_length - context_length + 1
     if starts_available < samples:
         raise ValueError(
@@ -172,16 +202,16 @@ def context_swap_timescales(
             "allowed: a longer stream or smaller context_length / segment_length / samples."
         )
     generator = torch.Generator().manual_seed(seed)
-    starts = context_length + torch.randperm(starts_available, generator=generator)[:samples]
-    other = torch.roll(torch.arange(samples), 1)  # sample i borrows the context of sample i - 1
+    starts = (context_length + torch.randperm(starts_available, generator=generator)[:samples]).tolist()
+    other = [_disjoint_context(starts, index, context_length, segment_length) for index in range(samples)]
     sums: list[torch.Tensor] | None = None
     for first in range(0, samples, batch_size):
         chosen = torch.arange(first, min(first + batch_size, samples))
         rows_a, rows_b = [], []
         for index in chosen.tolist():
-            start = int(starts[index])
+            start = starts[index]
             segment = stream[start : start + segment_length]
-            borrowed = int(starts[other[index]])
+            borrowed = starts[other[index]]
             rows_a.append(torch.cat([stream[start - context_length : start], segment]))
             rows_b.append(torch.cat([stream[borrowed - context_length : borrowed], segment]))
         ids = torch.stack(rows_a + rows_b)

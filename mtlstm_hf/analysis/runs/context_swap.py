@@ -27,7 +27,7 @@ def assigned_timescales(model: Any) -> list[torch.Tensor | None] | None:
     return assigned() if callable(assigned) else None
 
 
-def _summary(timescales: torch.Tensor) -> dict[str, Any]:
+def _summary(timescales: torch.Tensor, segment_length: int) -> dict[str, Any]:
     finite = timescales[torch.isfinite(timescales)]
     measured = timescales[~torch.isnan(timescales)]
     quantiles = (
@@ -39,6 +39,7 @@ def _summary(timescales: torch.Tensor) -> dict[str, Any]:
         "units": int(timescales.numel()),
         "converged_units": int(finite.numel()),
         "unmeasured_units": int(timescales.numel() - measured.numel()),
+        "beyond_segment_units": int((measured > segment_length).sum()),  # extrapolated past the segment
         "quantiles": {str(q): float(value) for q, value in zip(QUANTILES, quantiles.tolist())},
     }
 
@@ -64,7 +65,7 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
         assigned = [None] * len(result.timescales)
     layers = []
     for index, measured in enumerate(result.timescales):
-        item: dict[str, Any] = {"layer": layer_number(index), **_summary(measured)}
+        item: dict[str, Any] = {"layer": layer_number(index), **_summary(measured, result.segment_length)}
         given = assigned[index]
         if given is not None:
             item["assigned_rank_correlation"] = rank_correlation(measured, given)
