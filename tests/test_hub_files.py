@@ -146,6 +146,16 @@ def _forward_workload(tmp_path: Path) -> None:
             model.assigned_timescales()
             model.timescale_mismatches()
             str(model)  # extra_repr
+    own_rate = MTLSTMConfig(
+        vocab_size=30,
+        embedding_size=6,
+        hidden_sizes=[6, 6],
+        timescale_schedules=[examples["ring"], None],
+        frozen_biases="none",
+        timescale_learning_rate=0.01,
+    )
+    with pytest.warns(UserWarning, match="own-rate optimiser group"):  # trained without the own-rate group
+        MTLSTMForCausalLM(own_rate).train()(ids, labels=ids).loss.backward()
     config = MTLSTMConfig.from_preset("small", vocab_size=30)
     assert config.num_layers == config.num_hidden_layers and config.hidden_size
     model = MTLSTMForCausalLM(config.__class__(**{**config.to_dict(), "label_smoothing": 0.1}))

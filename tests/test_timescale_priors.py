@@ -162,6 +162,10 @@ def test_default_parameters_span_the_tables_range(spec, low, high):
         ({"type": "powerlaw_spacing", "start": math.nan}, r"start must be a finite number"),
         ({"type": "uniform_gate", "d": 1}, r"d must be an integer >= 2"),
         ({"type": "uniform_gate", "d": True}, r"d must be an integer >= 2"),
+        (
+            {"type": "geometric", "min_timescale": 2, "max_timescale": 8, "num_timescales": 1},
+            r"places min_timescale only",
+        ),
         ({"type": "ring", "radius": 0.9}, r"unknown key\(s\) \['radius'\]"),
     ],
 )
@@ -195,3 +199,17 @@ def test_a_model_gets_each_prior_as_frozen_gate_biases_and_saves_it(spec, tmp_pa
     reloaded = MTLSTMForCausalLM.from_pretrained(tmp_path)
     assert reloaded.config.timescale_schedules == config.timescale_schedules
     assert torch.equal(reloaded.model.layers[0].gate_biases.forget_gate, biases.forget_gate)
+
+
+def test_defaults_that_do_not_fit_a_tiny_layer_say_they_are_defaults():
+    with pytest.raises(ValueError, match=r"d must be an integer >= 2 .* got 1 \(default: hidden_size=1\)"):
+        normalize_schedule({"type": "uniform_gate"}, 1)
+    with pytest.raises(ValueError, match=r"num_timescales is 1 \(default: hidden_size=1\)"):
+        normalize_schedule({"type": "geometric", "min_timescale": 2, "max_timescale": 8}, 1)
+    assert realize_timescales({"type": "geometric", "min_timescale": 2, "max_timescale": 2}, 1).tolist() == [2.0]
+
+
+def test_a_geometric_span_beyond_the_float_range_stays_finite():
+    realized = realize_timescales({"type": "geometric", "min_timescale": 1e-300, "max_timescale": 1e300}, 3)
+    assert torch.isfinite(realized).all()
+    assert realized.tolist() == pytest.approx([1e-300, 1.0, 1e300], rel=1e-9)

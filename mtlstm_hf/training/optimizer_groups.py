@@ -10,7 +10,15 @@ main group(s). ``mtlstm-train`` builds its optimiser from :func:`parameter_group
     trainer = Trainer(model, args, optimizer_cls_and_kwargs=trainer_optimizer_cls_and_kwargs(model, args), ...)
 
 Without ``timescale_learning_rate`` the groups are the ones each already had (one group for
-``mtlstm-train``; the Trainer's decay / no-decay pair), so nothing changes.
+``mtlstm-train``; the Trainer's decay / no-decay pair), so nothing changes. A model with the rate
+set warns once, at its first training forward, when a timescale bias is in no group made here (an
+optimiser over ``model.parameters()`` would train it at the main rate).
+
+Each trained gate has two bias vectors (``<gate>`` and ``<gate>_hh``, as ``nn.LSTM``'s ``bias_ih``
+and ``bias_hh``), each moved at the rate: plain SGD moves their sum ``b_f`` by ``2 * rate * g``.
+With PEFT, list the layers' ``gate_biases`` in ``modules_to_save``; PEFT refuses that together with
+``target_parameters`` on the same layers (the recurrent weights' LoRA), so train the timescales
+with adapters on ``target_modules`` only (embeddings, output layer).
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 from typing import Any, cast
 
 import torch
+
+from mtlstm_hf.models.mtlstm.layers import OWN_RATE_MARK
 
 __all__ = ["parameter_groups", "timescale_bias_names", "trainer_optimizer_cls_and_kwargs"]
 
@@ -87,6 +97,7 @@ def parameter_groups(
         if not parameter.requires_grad:
             continue
         if name in own:
+            setattr(parameter, OWN_RATE_MARK, True)  # the model's training forward then does not warn
             timescale.append(parameter)
         elif decay_names is None or name in decay_names:
             decayed.append(parameter)
@@ -104,6 +115,11 @@ def trainer_optimizer_cls_and_kwargs(model: torch.nn.Module, args: Any) -> tuple
     """``(optimizer class, keyword arguments)`` for ``Trainer(optimizer_cls_and_kwargs=...)``: the
     optimiser ``args`` chooses (``args.optim``, its rate and betas, as the Trainer would), over
     :func:`parameter_groups` with the Trainer's own decay rule (no decay on biases and norms).
+
+    Call it once per Trainer, with the model given to that Trainer: the groups hold that model's
+    parameters, and the Trainer takes ``"params"`` out of the dictionary when it builds its
+    optimiser (a second Trainer given the same dictionary would silently fall back to its own
+    groups). A Trainer checkpoint saved with these groups resumes only with them.
 
     Args:
         model: the model given to the Trainer (an MTLSTM model or a PEFT model of one).

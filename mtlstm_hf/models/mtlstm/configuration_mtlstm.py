@@ -407,7 +407,10 @@ class MTLSTMConfig(PretrainedConfig):
         if rate is None:
             return
         if not is_plain_number(rate) or not 0.0 <= rate < math.inf:
-            raise ValueError(f"timescale_learning_rate must be None or a finite number >= 0, got {rate!r}.")
+            raise ValueError(
+                f"timescale_learning_rate must be None or a Python int or float, finite and >= 0 (it is written to "
+                f"config.json), got {rate!r}."
+            )
         if self.frozen_biases != "none":
             raise ValueError(
                 f"timescale_learning_rate={rate!r} needs frozen_biases='none' (with frozen_biases="

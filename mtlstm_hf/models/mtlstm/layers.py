@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -191,6 +192,40 @@ def timescale_gate_biases(forget_timescales: torch.Tensor) -> dict[str, torch.Te
     convention), each ``(H,)`` float32, keyed by gate name."""
     forget_bias = forget_bias_from_timescale(forget_timescales).to(torch.float32)
     return {"forget_gate": forget_bias, "input_gate": -forget_bias}
+
+
+OWN_RATE_MARK = "in_timescale_rate_group"
+"""Attribute set on a bias parameter placed in the own-rate group of ``timescale_learning_rate``
+(by ``mtlstm_hf.training.optimizer_groups.parameter_groups``); :func:`warn_if_own_rate_unset`
+reads it."""
+
+
+def warn_if_own_rate_unset(model: nn.Module, rate: float) -> None:
+    """Warn once per model when ``config.timescale_learning_rate`` is set but a trainable forget- or
+    input-gate bias of a layer with a schedule is in no own-rate group: an optimiser built from
+    ``model.parameters()`` (or the ``Trainer``'s default) trains it at the optimiser's rate instead."""
+    if getattr(model, "_own_rate_checked", False):
+        return
+    object.__setattr__(model, "_own_rate_checked", True)  # a plain flag, not a module attribute
+    unset = [
+        f"{module_name}.{name}"
+        for module_name, module in model.named_modules()
+        if isinstance(module, GateBiases) and module.timescale_schedule["type"] != "none"
+        for name, parameter in module.named_parameters(recurse=False)
+        if parameter.requires_grad
+        and name.removesuffix(RECURRENT_SIDE) in ("forget_gate", "input_gate")
+        and not getattr(parameter, OWN_RATE_MARK, False)
+    ]
+    if unset:
+        warnings.warn(
+            f"timescale_learning_rate={rate!r} is set, but {len(unset)} timescale "
+            f"bias(es) (e.g. {unset[0]}) are in no own-rate optimiser group: they train at the optimiser's rate. "
+            "Build the optimiser from mtlstm_hf.training.parameter_groups(model, weight_decay), or give the Trainer "
+            "optimizer_cls_and_kwargs=mtlstm_hf.training.trainer_optimizer_cls_and_kwargs(model, args) "
+            "(mtlstm-train does).",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 RECURRENT_SIDE = "_hh"

@@ -47,6 +47,7 @@ from .layers import (
     locked_dropout,
     tar_penalty,
     timescale_gate_biases,
+    warn_if_own_rate_unset,
 )
 from .layouts import layer_number
 from .state import NO_ROLLBACK, MTLSTMState
@@ -498,6 +499,15 @@ class MTLSTMModel(MTLSTMPreTrainedModel):
                 f"The input is empty (batch {batch_size}, sequence length {num_steps}); give at least one token."
             )
 
+        if (
+            self.training
+            and self.config.timescale_learning_rate is not None
+            and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+        ):
+            warn_if_own_rate_unset(
+                self, self.config.timescale_learning_rate
+            )  # once: an optimiser that ignores the rate is not silent
         embeddings = self._embed(input_ids, check_values) if input_ids is not None else inputs_embeds
         assert embeddings is not None
         embeddings = locked_dropout(embeddings, self.config.input_dropout, self.training)

@@ -311,8 +311,8 @@ def _geometric_timescales(
     count = schedule["num_timescales"]
     fraction = _index_grid(count)
     low, high = schedule["min_timescale"], schedule["max_timescale"]
-    if schedule["spacing"] == "timescale":  # SITH: tau_k = tau_0 (1 + c)^k
-        values = low * (high / low) ** fraction
+    if schedule["spacing"] == "timescale":  # SITH: tau_k = tau_0 (1 + c)^k, in log space (high / low may overflow)
+        values = torch.exp(math.log(low) + fraction * (math.log(high) - math.log(low)))
     else:  # RetNet: the decay rate 1 - a geometric, 1 - a = 1 - exp(-1/T)
         fast, slow = -math.expm1(-1.0 / low), -math.expm1(-1.0 / high)
         values = -1.0 / torch.log1p(-(fast * (slow / fast) ** fraction))

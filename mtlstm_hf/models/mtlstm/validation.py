@@ -274,6 +274,11 @@ def _geometric_schedule(schedule: Mapping[str, Any], hidden_size: int, field: st
     count = check_positive_int(schedule.get("num_timescales", hidden_size), f"{field}.num_timescales")
     if count > hidden_size:
         raise ValueError(f"{field}.num_timescales must be <= hidden_size={hidden_size}, got {count!r}")
+    if count == 1 and low != high:
+        raise ValueError(
+            f"{field}.num_timescales is 1 (default: hidden_size={hidden_size}), which places min_timescale only; "
+            f"allowed: num_timescales >= 2, or min_timescale == max_timescale, got {low!r} and {high!r}"
+        )
     spacing = schedule.get("spacing", "timescale")
     if not isinstance(spacing, str) or spacing not in GEOMETRIC_SPACINGS:
         raise ValueError(f"{field}.spacing must be one of {list(GEOMETRIC_SPACINGS)}, got {spacing!r}")
@@ -334,7 +339,8 @@ def _powerlaw_spacing_schedule(schedule: Mapping[str, Any], hidden_size: int, fi
 def _uniform_gate_schedule(schedule: Mapping[str, Any], hidden_size: int, field: str) -> dict[str, Any]:
     d = schedule.get("d", hidden_size)
     if not is_integer(d) or d < 2:
-        raise ValueError(f"{field}.d must be an integer >= 2 (gates uniform in (1/d, 1 - 1/d)), got {d!r}")
+        given = "" if "d" in schedule else f" (default: hidden_size={hidden_size})"
+        raise ValueError(f"{field}.d must be an integer >= 2 (gates uniform in (1/d, 1 - 1/d)), got {d!r}{given}")
     return {"type": "uniform_gate", "d": int(d)}
 
 
