@@ -403,3 +403,40 @@ def test_the_mtlstm_adapter_gives_the_numbers_of_the_mtlstm_code(streams):
         ablation_log_probs(model, stream, layer, chunks, batch_size=2, window=17),
     )
     assert isinstance(adapter.ablate(layer, [0]), UnitAblation)
+
+
+class MyMambaConfig(transformers.MambaConfig):  # a new architecture, here one with Mamba's layout under another name
+    model_type = "my_mamba"
+
+
+class MyMambaForCausalLM(transformers.MambaForCausalLM):
+    config_class = MyMambaConfig
+
+
+def test_a_new_architecture_is_one_module_and_one_registry_entry():
+    from mtlstm_hf.analysis.architectures import Architecture, register_architecture, unregister_architecture
+    from mtlstm_hf.analysis.architectures.mamba import MambaAdapter
+
+    class MyMambaAdapter(MambaAdapter):  # the module the new architecture brings
+        architecture = "my_mamba"
+        display_name = "My Mamba"
+
+    MyMambaAdapter.__module__ = __name__
+    globals()["MyMambaAdapter"] = MyMambaAdapter
+    entry = Architecture("my_mamba", "MyMambaForCausalLM", f"{__name__}:MyMambaAdapter", "My Mamba", __name__)
+    model = MyMambaForCausalLM(MyMambaConfig(vocab_size=40, hidden_size=8, num_hidden_layers=1, state_size=4)).eval()
+    with pytest.raises(ValueError, match="model_type 'my_mamba'.*supported architectures"):
+        adapter_for(model)
+    register_architecture(entry)
+    try:
+        assert "MyMambaForCausalLM (my_mamba)" in supported_architectures()
+        adapter = adapter_for(model)
+        assert isinstance(adapter, MyMambaAdapter) and adapter.layers()[0].units == 16 * 4
+        with pytest.raises(ValueError, match="already registered"):
+            register_architecture(entry)
+    finally:
+        assert unregister_architecture("my_mamba") is entry
+    with pytest.raises(ValueError, match="'package.module:ClassName'"):
+        register_architecture(Architecture("x", "X", "no_colon", "X"))
+    with pytest.raises(KeyError, match="no architecture 'x'"):
+        unregister_architecture("x")

@@ -37,12 +37,14 @@ class Architecture:
         model_class: the transformers (or mtlstm_hf) causal-LM class name.
         adapter: ``"package.module:ClassName"`` of its :class:`~.base.RecurrentAdapter`.
         display_name: the architecture in words.
+        package: the module that defines :attr:`model_class` (``"transformers"``).
     """
 
     model_type: str
     model_class: str
     adapter: str
     display_name: str
+    package: str = "transformers"
 
     def adapter_class(self) -> Any:
         """The adapter class (imports its module)."""
@@ -50,12 +52,11 @@ class Architecture:
         return getattr(importlib.import_module(module), name)
 
     def installed(self) -> bool:
-        """Whether the installed transformers (or this package) has :attr:`model_class`."""
-        if self.model_type == "mtlstm":
-            return True
-        import transformers
-
-        return hasattr(transformers, self.model_class)
+        """Whether :attr:`package` (the installed transformers) has :attr:`model_class`."""
+        try:
+            return hasattr(importlib.import_module(self.package), self.model_class)
+        except ImportError:
+            return False
 
 
 ARCHITECTURE_REGISTRY: dict[str, Architecture] = {}
@@ -116,7 +117,7 @@ def architecture_of(model_type: Any, model_class: str | None = None) -> Architec
         )
     if not entry.installed():
         raise ValueError(
-            f"{what} needs transformers.{entry.model_class}, which the installed transformers lacks; "
+            f"{what} needs {entry.package}.{entry.model_class}, which the installed {entry.package} lacks; "
             f"supported here: {', '.join(supported_architectures())}."
         )
     return entry
@@ -140,7 +141,7 @@ def adapter_for(model: Any) -> Any:
 
 
 for _entry in (
-    Architecture("mtlstm", "MTLSTMForCausalLM", f"{__package__}.mtlstm:MTLSTMAdapter", "MTLSTM"),
+    Architecture("mtlstm", "MTLSTMForCausalLM", f"{__package__}.mtlstm:MTLSTMAdapter", "MTLSTM", "mtlstm_hf"),
     Architecture("mamba", "MambaForCausalLM", f"{__package__}.mamba:MambaAdapter", "Mamba"),
     Architecture("mamba2", "Mamba2ForCausalLM", f"{__package__}.mamba2:Mamba2Adapter", "Mamba2"),
     Architecture("rwkv", "RwkvForCausalLM", f"{__package__}.rwkv:RwkvAdapter", "RWKV"),
