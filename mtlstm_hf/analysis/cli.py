@@ -8,7 +8,7 @@ Examples::
     mtlstm-analyze runs/mts --data wikitext --data-config wikitext-2-v1 --split test \\
         --word-classes pos.tsv --ablation-layer 2 --chunk-size 50
     mtlstm-analyze state-spaces/mamba-130m-hf --data wikitext --data-config wikitext-2-raw-v1 \\
-        --analyses timescales --max-tokens 10000 --threads 2     # another architecture, from the Hub
+        --analyses timescales --max-tokens 10000 --threads 1     # another architecture, from the Hub
 
 The checkpoint is a folder or a Hub id of an MTLSTM or of a transformers Mamba, Mamba2, RWKV,
 RecurrentGemma or xLSTM causal LM (:mod:`mtlstm_hf.analysis.architectures`); the analyses that do
