@@ -7,6 +7,13 @@ Examples::
     mtlstm-analyze runs/mts --data data/penn --analyses timescales ablation --max-tokens 20000
     mtlstm-analyze runs/mts --data wikitext --data-config wikitext-2-v1 --split test \\
         --word-classes pos.tsv --ablation-layer 2 --chunk-size 50
+    mtlstm-analyze state-spaces/mamba-130m-hf --data wikitext --data-config wikitext-2-raw-v1 \\
+        --analyses timescales --max-tokens 10000 --threads 1     # another architecture, from the Hub
+
+The checkpoint is a folder or a Hub id of an MTLSTM or of a transformers Mamba, Mamba2, RWKV,
+RecurrentGemma or xLSTM causal LM (:mod:`mtlstm_hf.analysis.architectures`); the analyses that do
+not apply to an architecture (state gradients, weighted sums and memory span need an LSTM memory
+cell) are listed under ``"skipped"`` with the reason.
 
 Without ``--data`` the corpus is the one ``mtlstm-train`` recorded in the checkpoint's
 ``training_config.json`` (the WikiText-2 sample shipped with the package when it trained on that);
@@ -46,6 +53,25 @@ __all__ = ["build_parser", "main"]
 
 PROG = "mtlstm-analyze"
 
+# The other architectures the analyses read (mtlstm_hf.analysis.architectures.registry), by class name.
+_FOREIGN = (
+    "MambaForCausalLM",
+    "Mamba2ForCausalLM",
+    "RwkvForCausalLM",
+    "RecurrentGemmaForCausalLM",
+    "xLSTMForCausalLM",
+)
+
+
+def default_output_dir(checkpoint: str) -> Path:
+    """``CHECKPOINT/analysis`` for a folder; ``./owner--name-analysis`` for a Hub id (no such folder)."""
+    from .architectures.loading import HUB_ID
+
+    path = Path(checkpoint).expanduser()
+    if not path.exists() and HUB_ID.match(checkpoint):
+        return Path(checkpoint.replace("/", "--") + "-analysis")
+    return Path(checkpoint) / "analysis"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``mtlstm-analyze``: the checkpoint, then one option per field
@@ -60,7 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         "sampled source position and delay (--state-gradient-positions, --max-delay). Layers are numbered "
         "from 1. " + exit_codes.epilog(),
     )
-    parser.add_argument("checkpoint", help="folder written by save_pretrained (model and tokenizer)")
+    parser.add_argument(
+        "checkpoint",
+        metavar="PATH_OR_HUB_ID",
+        help="folder written by save_pretrained (model and tokenizer), or a Hub model id owner/name: an mtlstm "
+        "checkpoint or a transformers " + ", ".join(_FOREIGN) + " language model",
+    )
     return parser
 
 
@@ -103,19 +134,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.validate()
     except ValueError as error:
         parser.error(str(error))
-    output_dir = Path(args.output_dir) if args.output_dir is not None else Path(checkpoint) / "analysis"
+    output_dir = Path(args.output_dir) if args.output_dir is not None else default_output_dir(checkpoint)
 
     # Imported only now: torch and transformers take seconds, --help must not wait for them.
     from mtlstm_hf.files import corpus_to_use, repair_interrupted_replacement
 
+    from .architectures.loading import HUB_ID, local_folder
     from .report import analyze_checkpoint, load_word_classes
 
     try:
         repair_interrupted_replacement(checkpoint)  # a crash while a training run replaced best_model/
         if not Path(checkpoint).expanduser().is_dir():  # said before --data's default is looked up in it
-            return exit_codes.fail(
-                PROG, f"checkpoint {checkpoint!r} does not exist or is not a folder", exit_codes.BAD_INPUT
-            )
+            if Path(checkpoint).expanduser().exists() or not HUB_ID.match(checkpoint):
+                return exit_codes.fail(
+                    PROG,
+                    f"checkpoint {checkpoint!r} does not exist or is not a folder (nor a Hub id owner/name)",
+                    exit_codes.BAD_INPUT,
+                )
+            checkpoint = str(local_folder(checkpoint))  # a Hub id: its snapshot (configuration, weights, tokenizer)
         exit_codes.check_output_dir(output_dir, "--output-dir")  # before the work, not after it
         if word_classes_file is not None:
             settings.word_classes = load_word_classes(word_classes_file)

@@ -4,6 +4,7 @@ of the rough cost model from which each analysis estimates its time (:mod:`.regi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,6 @@ from mtlstm_hf.evaluation import frequency_bin_of_token, token_counts
 
 from .adapter import base_model
 from .settings import AnalysisSettings
-from .timescales import estimate_timescales
 
 __all__ = [
     "COUNT_RATE",
@@ -36,8 +36,9 @@ class AnalysisContext:
     """The inputs of one report run, handed to every analysis's ``run`` and ``estimated_seconds``.
 
     Attributes:
-        model: ``MTLSTMForCausalLM`` (in eval mode while the analyses run).
-        tokenizer: the word tokenizer (ids -> words).
+        model: ``MTLSTMForCausalLM``, or a causal LM of another architecture an adapter reads
+            (:mod:`.architectures`; in eval mode while the analyses run).
+        tokenizer: the model's tokenizer (ids -> words).
         stream: ``(N,)`` token ids of the analysed split (``max_tokens`` applied).
         counting_streams: the streams whose word counts define the frequency bins.
         settings: the run's :class:`~.settings.AnalysisSettings`.
@@ -56,16 +57,28 @@ class AnalysisContext:
     progress: Any = False
     cache: dict[str, Any] = field(default_factory=dict)
 
+    @functools.cached_property
+    def architecture(self) -> Any:
+        """The model's :class:`~.architectures.base.RecurrentAdapter` (:func:`~.architectures.registry.adapter_for`).
+
+        Raises:
+            ValueError: no adapter reads this model's architecture (the message names those that do).
+        """
+        from .architectures.registry import adapter_for
+
+        return adapter_for(self.model)
+
     def bin_of_token(self) -> torch.Tensor:
-        base: Any = base_model(self.model)  # the model's own modules (torch's Module typing says Tensor | Module)
-        vocab_size = base.embeddings.num_embeddings
+        """``(V,)`` frequency bin of every vocabulary id, from the counting streams' word counts."""
+        vocab_size = self.architecture.vocab_size
         return frequency_bin_of_token(token_counts(self.counting_streams, vocab_size), self.settings.bin_edges)
 
     def timescale_estimate(self, progress: Any = False) -> Any:
         """The timescale estimate, computed once for every analysis that needs it."""
         if "timescales" not in self.cache:
-            self.cache["timescales"] = estimate_timescales(
-                self.model, self.stream, self.settings.batch_size, self.settings.window, progress=progress
+            # The architecture's adapter: for an MTLSTM, estimate_timescales itself.
+            self.cache["timescales"] = self.architecture.estimate_timescales(
+                self.stream, self.settings.batch_size, self.settings.window, progress=progress
             )
         return self.cache["timescales"]
 

@@ -86,7 +86,6 @@ from mtlstm_hf.devices import float32_precision
 from mtlstm_hf.files import PathOrStr
 from mtlstm_hf.progress import Meter, Share
 
-from .adapter import base_model
 from .context import AnalysisContext
 from .registry import ANALYSIS_REGISTRY, Figures
 from .runs.ablation import default_ablation_layer
@@ -188,17 +187,6 @@ def _check_analyses(analyses: Sequence[str] | str | None) -> list[str]:
     if unknown or not names:
         raise ValueError(f"unknown analyses {unknown}; choose from {', '.join(registered)}.")
     return [name for name in registered if name in names]
-
-
-def _model_summary(model: torch.nn.Module) -> dict[str, Any]:
-    config = model.config
-    return {
-        "num_layers": len(base_model(model).layers),
-        "hidden_sizes": list(config.hidden_sizes),
-        "cell_types": list(config.cell_types) if isinstance(config.cell_types, (list, tuple)) else config.cell_types,
-        "timescale_schedules": config.timescale_schedules,
-        "vocab_size": int(config.vocab_size),
-    }
 
 
 def _tensor_digest(tensors: Sequence[tuple[str, torch.Tensor]]) -> str:
@@ -304,8 +292,11 @@ def run_analyses(
     """Run analyses on a loaded model and token stream; with ``output_dir``, write each as it finishes.
 
     Args:
-        model: ``MTLSTMForCausalLM`` (eval mode is used; its training flag is restored).
-        tokenizer: the word tokenizer (ids -> words for the passage, word classes).
+        model: ``MTLSTMForCausalLM``, or a causal LM of another architecture an adapter reads
+            (:mod:`.architectures`: Mamba, Mamba2, RWKV, RecurrentGemma, xLSTM; eval mode is used,
+            its training flag is restored). An analysis that does not apply to the architecture is
+            recorded under ``report["skipped"]`` with the reason.
+        tokenizer: the model's tokenizer (ids -> words for the passage, word classes).
         stream: ``(N,)`` token ids of the analysed split (``settings.max_tokens`` is applied here).
         counting_streams: stream(s) whose word counts define the frequency bins.
         analyses: names of registered analyses (:data:`.registry.ANALYSIS_REGISTRY`, which holds
@@ -331,13 +322,17 @@ def run_analyses(
         The report dict (as written to ``report.json``, before NaN/inf become null).
 
     Raises:
-        ValueError: a bad setting or analysis name; a report in ``output_dir`` made with another
+        ValueError: a bad setting or analysis name; a model of an architecture no adapter reads (the
+            message names the supported ones); a report in ``output_dir`` made with another
             checkpoint, corpus or settings (without ``restart``).
     """
     settings = settings or AnalysisSettings()
     settings.validate()
     names = _check_analyses(analyses)
-    num_layers = len(base_model(model).layers)
+    from .architectures.registry import adapter_for
+
+    architecture = adapter_for(model)  # refuses an architecture no adapter reads, naming those that do
+    num_layers = architecture.num_layers
     if settings.ablation_layer is not None and settings.ablation_layer > num_layers:
         raise ValueError(
             f"{option_name('ablation_layer')} must be a layer number from 1 to {num_layers} for this "
@@ -353,7 +348,7 @@ def run_analyses(
         "library_version": _library_version(),
         **dict(metadata or {}),
         "n_stream_tokens": int(stream.numel()),
-        "model": _model_summary(model),
+        "model": architecture.summary(),
         "settings": settings.to_dict(),
         "fingerprints": _fingerprints(model, stream, counting),
         "analyses": {},
@@ -400,13 +395,16 @@ def run_analyses(
         settings,
         estimated_timescales_for_mi="timescales" in names or "timescales" in report["analyses"],
     )
+    context.architecture = architecture
     if folder is not None:
         write_report(report, folder)
     bar = None
     if progress and todo:
         from mtlstm_hf.progress import progress as make_bar
 
-        estimates = {name: _estimated_seconds(context, name) for name in todo}
+        estimates = {
+            name: 0.0 if architecture.not_applicable(name) else _estimated_seconds(context, name) for name in todo
+        }
         total = sum(estimates.values())
         bar = make_bar(total=1000, desc="mtlstm-analyze", unit="‰")
         meter = Meter(bar)
@@ -420,7 +418,10 @@ def run_analyses(
             started = time.perf_counter()
             report["analyses"].pop(name, None)
             report["skipped"].pop(name, None)
+            reason = architecture.not_applicable(name)
             try:
+                if reason is not None:
+                    raise ValueError(reason)
                 with float32_precision("highest"):  # never TensorFloat-32, whatever a caller set
                     result, drawings = ANALYSIS_REGISTRY[name].runner()(context)
             except ValueError as error:  # the analysis does not apply to this model/data: record why
@@ -518,8 +519,11 @@ def analyze_checkpoint(
     """Load a checkpoint and a corpus, run the analyses, and (with ``output_dir``) write the report folder.
 
     Args:
-        checkpoint: a folder with model and tokenizer (``save_pretrained``) or a loaded
-            ``(model, tokenizer)`` pair.
+        checkpoint: a folder with model and tokenizer (``save_pretrained``), a Hub model id
+            (``owner/name``, downloaded: :func:`.architectures.loading.local_folder`), or a loaded
+            ``(model, tokenizer)`` pair. The model is an MTLSTM or a transformers causal LM of an
+            architecture an adapter reads (:mod:`.architectures`; loaded with its own tokenizer by
+            :func:`.architectures.loading.load_recurrent_checkpoint`).
         data: anything :func:`mtlstm_hf.data.load_corpus` accepts (folder, Hub id, DatasetDict);
             None: the corpus the checkpoint was trained on
             (:func:`mtlstm_hf.training.checkpoint.recorded_corpus`).
@@ -530,8 +534,10 @@ def analyze_checkpoint(
 
     Raises:
         FileNotFoundError: no checkpoint or corpus there.
-        ValueError: a bad setting, checkpoint or corpus; no ``data`` and no record of the training
-            corpus; a report of other settings in ``output_dir``.
+        OSError: a Hub id that cannot be downloaded.
+        ValueError: a bad setting, checkpoint or corpus; an architecture no adapter reads (the
+            message names the supported ones); no ``data`` and no record of the training corpus; a
+            report of other settings in ``output_dir``.
     """
     from mtlstm_hf.evaluation.checkpoint import (
         counting_corpus,
@@ -542,14 +548,23 @@ def analyze_checkpoint(
     )
     from mtlstm_hf.files import corpus_to_use
 
+    from .architectures.loading import load_recurrent_checkpoint, local_folder
+
     settings = settings or AnalysisSettings()
     settings.validate()
     names = _check_analyses(analyses)  # fail on a typo before loading anything
+    folder = None if isinstance(checkpoint, tuple) else local_folder(checkpoint)  # a Hub id is downloaded
+    # The folder as given when it is one (the report names it so), else the downloaded snapshot.
+    source: Any = checkpoint if folder is None or Path(checkpoint).expanduser().is_dir() else folder  # type: ignore[arg-type]
     if data is None:
-        if isinstance(checkpoint, tuple):
+        if folder is None:
             raise ValueError("data is needed with a loaded (model, tokenizer) pair: no training record to read.")
-        data, data_config, _ = corpus_to_use(data, data_config, checkpoint)
-    model, tokenizer, checkpoint_path = resolve_checkpoint(checkpoint, device)
+        data, data_config, _ = corpus_to_use(data, data_config, source)
+    loaded = None if folder is None else load_recurrent_checkpoint(folder, device)  # None: an MTLSTM folder
+    if loaded is None:
+        model, tokenizer, checkpoint_path = resolve_checkpoint(source, device)
+    else:
+        (model, tokenizer), checkpoint_path = loaded, str(checkpoint)
     corpus = evaluation_corpus(data, split, data_config)
     count_corpus, count_data = counting_corpus(corpus, settings.count_splits, checkpoint_path)
     split, count_names, streams = split_streams(corpus, tokenizer, split, settings.count_splits, count_corpus)

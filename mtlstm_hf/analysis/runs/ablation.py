@@ -12,7 +12,7 @@ import torch
 from mtlstm_hf.evaluation import bin_labels, target_positions
 from mtlstm_hf.models.mtlstm.layouts import layer_number
 
-from ..ablation import ablation_log_probs, resolve_chunks, routing_from_log_probs, word_class_table
+from ..ablation import resolve_chunks, routing_from_log_probs, timescale_chunks, word_class_table
 from ..adapter import base_model
 from ..context import GEMM_RATE, AnalysisContext
 from ..registry import Figures
@@ -35,9 +35,9 @@ def default_ablation_layer(model: torch.nn.Module) -> int:
 def ablation_layer_index(context: AnalysisContext) -> int:
     """The 0-based index of the ablated layer (``settings.ablation_layer`` is a number from 1)."""
     number = context.settings.ablation_layer
-    num_layers = len(base_model(context.model).layers)
+    num_layers = context.architecture.num_layers
     if number is None:
-        return default_ablation_layer(context.model)
+        return context.architecture.default_ablation_layer()  # an MTLSTM's: default_ablation_layer
     if not 1 <= number <= num_layers:
         raise ValueError(
             f"{option_name('ablation_layer')} must be a layer number from 1 to {num_layers} for this "
@@ -48,8 +48,10 @@ def ablation_layer_index(context: AnalysisContext) -> int:
 
 def _ablation_order(context: AnalysisContext, layer: int) -> tuple[torch.Tensor | None, str]:
     order = context.settings.ablation_order
-    assigned = context.model.assigned_timescales()[layer]
-    has_forget_gate = base_model(context.model).layers[layer].layout.has_forget_gate
+    architecture = context.architecture
+    assigned = architecture.assigned_timescales(layer)
+    # A forget gate, or the retention of another architecture's recurrence.
+    has_forget_gate = any(entry.index == layer for entry in architecture.layers())
     if order == "assigned" or (order == "auto" and assigned is not None):
         if assigned is None:
             raise ValueError(
@@ -63,7 +65,8 @@ def _ablation_order(context: AnalysisContext, layer: int) -> tuple[torch.Tensor 
             "(--ablation-order) 'index'."
         )
     if order == "estimated" or (order == "auto" and has_forget_gate):
-        return context.timescale_estimate().layer(layer).timescales, "estimated"
+        # Per channel (an MTLSTM's units; a Mamba channel's longest state timescale).
+        return architecture.channel_timescales(context.timescale_estimate().layer(layer)), "estimated"
     return None, "index"
 
 
@@ -71,15 +74,19 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
     from .. import figures
 
     settings = context.settings
+    architecture = context.architecture
     layer = ablation_layer_index(context)
     ordering, order = _ablation_order(context, layer)
-    hidden_size = base_model(context.model).layers[layer].hidden_size
+    hidden_size = architecture.channel_count(layer)
     # Unit order: consecutive chunks of unit indices.
     explicit = list(torch.arange(hidden_size).split(settings.chunk_size)) if ordering is None else None
-    unit_chunks, ordering, _ = resolve_chunks(context.model, layer, explicit, settings.chunk_size, ordering)
-    # One batched pass scores every chunk; both reports (frequency, word classes) bin the same numbers.
-    log_probs = ablation_log_probs(
-        context.model,
+    if architecture.native:
+        unit_chunks, ordering, _ = resolve_chunks(context.model, layer, explicit, settings.chunk_size, ordering)
+    else:
+        unit_chunks = explicit if ordering is None else timescale_chunks(ordering, settings.chunk_size)
+    # One batched pass scores every chunk; both reports (frequency, word classes) bin the same numbers
+    # (an MTLSTM's: ablation.ablation_log_probs).
+    log_probs = architecture.ablation_log_probs(
         context.stream,
         layer,
         unit_chunks,
@@ -105,7 +112,7 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
         "routing_frequency": lambda: figures.plot_routing_heatmap(frequency, title="Routing by word frequency")
     }
     if settings.word_classes:
-        vocab_size = base_model(context.model).embeddings.num_embeddings
+        vocab_size = architecture.vocab_size
         classes, labels = word_class_table(settings.word_classes, context.tokenizer, vocab_size, settings.other_label)
         by_class = routing_from_log_probs(log_probs, targets, classes, labels, True, **common)
         result["classes"] = by_class
@@ -115,6 +122,14 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
 
 def estimated_seconds(context: AnalysisContext) -> float:
     """One forward pass (recurrent products and the output layer) per chunk, and one intact."""
+    architecture = context.architecture
+    if not architecture.native:
+        try:
+            channels = architecture.channel_count(ablation_layer_index(context))
+        except ValueError:  # reported when the analysis runs
+            return 0.0
+        chunks = math.ceil(channels / context.settings.chunk_size)
+        return (chunks + 1) * context.stream.numel() * architecture.forward_multiply_adds() / GEMM_RATE
     sizes, _ = context.layer_sizes()
     try:
         layer = ablation_layer_index(context)

@@ -24,7 +24,8 @@ def _model_timescales(context: AnalysisContext) -> tuple[torch.Tensor | None, st
             pooled = None
         if pooled is not None:
             return (pooled if pooled.numel() else None), "estimated"
-    assigned = [values for values in context.model.assigned_timescales() if values is not None]
+    assigned_of = getattr(context.model, "assigned_timescales", None)  # only an MTLSTM assigns timescales
+    assigned = [values for values in (assigned_of() if assigned_of else []) if values is not None]
     if not assigned:
         return None, None
     values = torch.cat(assigned)

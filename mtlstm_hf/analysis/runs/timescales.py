@@ -19,6 +19,14 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
 
     estimate = context.timescale_estimate(context.progress)
     result = timescale_report(estimate, context.settings.families, context.settings.include_units)
+    architecture = context.architecture
+    if not architecture.native:  # what the "forget gate" of each unit is in this architecture
+        result["architecture"] = {
+            "name": architecture.architecture,
+            "retention": architecture.retention_formula,
+            "source": architecture.source,
+            "note": "mean_forget_gate holds the mean per-step retention a_t of every unit; T = -1 / ln mean(a)",
+        }
     fits = {}
     for entry in estimate.layers:
         try:
@@ -40,4 +48,6 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
 
 def estimated_seconds(context: AnalysisContext) -> float:
     """One forward pass over the split (input and recurrent products)."""
+    if not context.architecture.native:
+        return context.stream.numel() * context.architecture.forward_multiply_adds() / GEMM_RATE
     return context.stream.numel() * 2 * context.recurrent_multiply_adds() / GEMM_RATE
