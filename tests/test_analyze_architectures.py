@@ -23,7 +23,10 @@ from mtlstm_hf.evaluation import bin_labels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FAST = ["--bin-edges", "4", "15", "60", "--chunk-size", "3", "--window", "17", "--mi-max-distance", "40"]
+FAST = [
+    *("--bin-edges", "4", "15", "60", "--chunk-size", "3", "--window", "17", "--mi-max-distance", "40"),
+    *("--swap-context-length", "10", "--swap-segment-length", "8", "--swap-samples", "4"),
+]
 
 
 # ---------------------------------------------------------------------------
@@ -40,10 +43,18 @@ def test_mtlstm_analyze_runs_what_applies_and_skips_the_rest(architecture, corpu
     status = main([str(folder), "--data", str(corpus_dir), "--output-dir", str(output), "--no-progress-bar", *FAST])
     assert status == 0, capsys.readouterr().err
     report = json.loads((output / "report.json").read_text())
-    assert list(report["analyses"]) == ["timescales", "ablation", "mutual_information"]
+    assert list(report["analyses"]) == ["timescales", "ablation", "mutual_information", "context_swap"]
     assert set(report["skipped"]) == {"state_gradients", "weighted_sum", "memory_span"}
     for name, reason in report["skipped"].items():
-        assert reason.startswith(f"{name} needs ") and "timescales, ablation, mutual_information" in reason
+        assert (
+            reason.startswith(f"{name} needs ") and "timescales, ablation, mutual_information, context_swap" in reason
+        )
+    swap = report["analyses"]["context_swap"]["layers"]
+    # every block's hidden state (attention blocks too: the measure needs no recurrence)
+    assert [entry["layer"] for entry in swap] == list(range(1, len(swap) + 1)) and len(swap) >= 1
+    assert all(
+        entry["units"] == entry["converged_units"] + entry["unmeasured_units"] or entry["units"] > 0 for entry in swap
+    )
     assert report["pending"] == []
     assert report["model"]["architecture"] == architecture
     timescales = report["analyses"]["timescales"]

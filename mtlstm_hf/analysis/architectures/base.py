@@ -179,7 +179,7 @@ class RecurrentAdapter:
     display_name: ClassVar[str] = ""
     retention_formula: ClassVar[str] = ""
     source: ClassVar[str] = ""
-    analyses: ClassVar[tuple[str, ...]] = ("timescales", "ablation", "mutual_information")
+    analyses: ClassVar[tuple[str, ...]] = ("timescales", "ablation", "mutual_information", "context_swap")
     native: ClassVar[bool] = False
 
     def __init__(self, model: torch.nn.Module) -> None:
