@@ -101,7 +101,8 @@ def test_report_md_has_the_sweep_and_no_claims(sweep_folder):
         assert f"| {prior} |" in text
         assert (sweep_folder / "figures" / f"perplexity_difference_{prior}_train.png").is_file()
     configuration = json.loads((sweep_folder / "reproduce_config.json").read_text())
-    assert set(configuration["priors"]) == set(prior_sweep.PRIORS) - {"inverse_gamma"}
+    assert set(configuration["priors"]) == set(prior_sweep.PRIORS) and configuration["prior_layer_units"] == 32
+    assert "### Each prior's layer 2" in text
 
 
 def test_the_reference_recipe_is_refused(tmp_path, capsys):

@@ -336,10 +336,11 @@ class PriorSweepExperiment(LanguageModelExperiment):
 
     def inputs(self, settings: ReproduceSettings, scale: dict[str, Any], output_dir: Path) -> Inputs:
         """As lm-ptb's, recording every prior's schedule."""
-        from .prior_sweep import arm_overrides
+        from .prior_sweep import arm_overrides, prior_layer_range
 
         found = super().inputs(settings, scale, output_dir)
         found.configuration["priors"] = arm_overrides(scale)
+        found.configuration["prior_layer_units"] = prior_layer_range(scale)[2]
         return found
 
     def plan(self, prepared: Any, log: Log, **arms: Any) -> Any:
@@ -350,10 +351,17 @@ class PriorSweepExperiment(LanguageModelExperiment):
         )
 
     def summarise(self, report: Mapping[str, Any]) -> dict[str, Any]:
-        from .prior_sweep import PRIORS
+        from .prior_sweep import PRIORS, realised_ranges
         from .summary import prior_sweep_summary
 
-        return prior_sweep_summary(report, list(PRIORS))
+        summary = prior_sweep_summary(report, list(PRIORS))
+        configuration = report.get("configuration", {})
+        if "priors" in configuration:
+            summary["schedules"] = {
+                prior: {"schedule": configuration["priors"][prior]["timescale_schedules"][1], **span}
+                for prior, span in realised_ranges(configuration["priors"], configuration["prior_layer_units"]).items()
+            }
+        return summary
 
     def claims(self, prepared: Any, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         return []  # which prior is best is a question of this library's, not a claim of the paper

@@ -70,7 +70,8 @@ def prior_sweep_tables(report: Mapping[str, Any]) -> list[str]:
     lines = [
         "## Test perplexity per prior (batch 1, state carried over the whole split)",
         "",
-        "Each prior on the paper's layer 2, spanning the timescales of its inverse-gamma layer. Perplexity over seeds: "
+        "Each prior on the paper's layer 2, its parameters bounded by the timescales of the inverse-gamma layer "
+        "(the table below). Perplexity over seeds: "
         "geometric mean, 95% t interval of the logs; difference and gains: mean, 95% t interval, each prior paired with "
         "the baseline of its seed. Bootstrap: each seed's paired block bootstrap of the test stream, two-sided p.",
         "",
@@ -84,6 +85,27 @@ def prior_sweep_tables(report: Mapping[str, Any]) -> list[str]:
         boot = "; ".join(_bootstrap_cell(b) for b in entry["bins"]["train"]["overall"]["bootstrap"])
         lines.append(f"| {prior} | {show(test[prior])} | {show(test['difference'])} | {_cell(boot)} |")
     lines.append("")
+    schedules = summary.get("schedules")
+    if schedules:
+        lines += [
+            "### Each prior's layer 2",
+            "",
+            "The schedule's parameters bound its timescales by the inverse-gamma layer's smallest and largest; "
+            "where its units fall in that range is the prior's own (tokens):",
+            "",
+            "| prior | schedule | min | median | max |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        for prior, entry in schedules.items():
+            spec = ", ".join(
+                f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                for key, value in entry["schedule"].items()
+                if key != "type"
+            )
+            lines.append(
+                f"| {prior} | {_cell(spec)} | {entry['min']:.3g} | {entry['median']:.3g} | {entry['max']:.3g} |"
+            )
+        lines.append("")
     best = summary.get("best")
     if best is not None:
         verdict = "its interval is below 0" if best["interval_below_zero"] else "its interval does not exclude 0"

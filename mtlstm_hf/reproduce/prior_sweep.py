@@ -30,19 +30,36 @@ CORPUS_EXPERIMENT = "lm-ptb"
 """The language-model experiment whose corpus, presets and scales the sweep uses."""
 
 
-def _log_uniform(low: float, high: float, depth_ratio: float) -> dict[str, Any]:
-    return {"type": "log_uniform", "dt_min": 1.0 / high, "dt_max": 1.0 / low}  # T = 1 / dt
+MAMBA_STATE_SIZE = 16
+"""Mamba's state size: each channel's ``dt`` serves ``A_n = -n``, ``n = 1..16``."""
+
+RETNET_HEADS = 8
+"""RetNet's number of heads: eight decay rates ``1 - 2^(-5-h)``."""
 
 
-def _ring(low: float, high: float, depth_ratio: float) -> dict[str, Any]:
+def _log_uniform(low: float, high: float, hidden: int, depth_ratio: float) -> dict[str, Any]:
+    # Mamba's structure: the largest state size <= 16 that divides the layer; T = 1 / (dt n) spans
+    # [low, high] with n = 1 at dt_min = 1/high and n = N at dt_max = 1/(N low).
+    states = max(n for n in range(1, MAMBA_STATE_SIZE + 1) if hidden % n == 0)
+    return {"type": "log_uniform", "dt_min": 1.0 / high, "dt_max": 1.0 / (states * low), "state_size": states}
+
+
+def _ring(low: float, high: float, hidden: int, depth_ratio: float) -> dict[str, Any]:
     return {"type": "ring", "r_min": math.exp(-1.0 / low), "r_max": math.exp(-1.0 / high)}  # T = -1 / ln r
 
 
-def _geometric(low: float, high: float, depth_ratio: float) -> dict[str, Any]:
-    return {"type": "geometric", "min_timescale": low, "max_timescale": high}
+def _geometric(low: float, high: float, hidden: int, depth_ratio: float) -> dict[str, Any]:
+    # RetNet's form: a few heads, their decay rates 1 - a in geometric progression
+    return {
+        "type": "geometric",
+        "min_timescale": low,
+        "max_timescale": high,
+        "num_timescales": min(RETNET_HEADS, hidden),
+        "spacing": "decay_rate",
+    }
 
 
-def _powerlaw_spacing(low: float, high: float, depth_ratio: float) -> dict[str, Any]:
+def _powerlaw_spacing(low: float, high: float, hidden: int, depth_ratio: float) -> dict[str, Any]:
     from mtlstm_hf.models.mtlstm.timescales import forget_bias_from_timescale
 
     return {
@@ -54,15 +71,20 @@ def _powerlaw_spacing(low: float, high: float, depth_ratio: float) -> dict[str, 
     }
 
 
-PRIORS: dict[str, Callable[[float, float, float], dict[str, Any]] | None] = {
+PRIORS: dict[str, Callable[[float, float, int, float], dict[str, Any]] | None] = {
     "inverse_gamma": None,  # the paper's own layer 2 (the preset's schedule, unchanged)
     "log_uniform": _log_uniform,
     "ring": _ring,
     "geometric": _geometric,
     "powerlaw_spacing": _powerlaw_spacing,
 }
-"""The priors of the sweep, in report order: name -> ``(T_min, T_max, depth ratio) -> schedule``
-spanning ``[T_min, T_max]`` (``None``: the preset's inverse gamma)."""
+"""The priors of the sweep, in report order: name -> ``(T_min, T_max, H, depth ratio) -> schedule``
+whose parameters bound its timescales by ``[T_min, T_max]`` (``None``: the preset's inverse
+gamma). Each source's structure is kept: Mamba's state index (``log_uniform``, so it is not the
+same prior as a geometric grid), RetNet's eight decay rates (``geometric``), sLSTM's power-law
+spacing with the layer's depth ratio (``powerlaw_spacing``), the LRU's ring (``ring``: uniform in
+``|lambda|^2``, so most units are short and the realised timescales stay far below ``T_max``;
+the report lists each prior's realised range)."""
 
 SWEEP_ARMS: tuple[str, ...] = ("baseline", *PRIORS)
 """The runs of each seed: the baseline first (every comparison is against it), then each prior."""
@@ -72,18 +94,35 @@ def sweep_scale(scale: str) -> dict[str, Any]:
     """The sizes of the sweep at ``scale``: those of :data:`CORPUS_EXPERIMENT` (a copy), with the
     sweep's own sizing note (six arms instead of two)."""
     values = lm_scale(CORPUS_EXPERIMENT, scale)
-    values["reductions"] = [
-        *(item for item in values["reductions"] if not item.startswith("ablation")),  # the sweep ablates nothing
-        "5 priors + baseline per seed (the LM experiments: 2 arms)",
-    ]
+    # the sweep ablates nothing; its six arms are an addition to the paper, said in the sizing
+    values["reductions"] = [item for item in values["reductions"] if not item.startswith("ablation")]
+    values["sizing"] = f"{values['sizing']}; six arms per seed (the baseline and 5 priors) instead of two"
     if scale == "cpu":
         values["sizing"] = (
             "from lm-ptb's cpu sizing (2,900 training tokens/s on 2 cores, 5.3 min per PTB epoch; measured for "
             "lm-ptb, not re-measured for the sweep): 6 arms x 3 seeds x 3 epochs = about 4 h 50 min of training, "
-            "plus per seed 5 paired test comparisons at batch 1 (about 10 min); the command prints its own "
-            "estimate, measured before training"
+            "plus per seed 10 paired comparisons at batch 1 (5 priors x 2 ways of counting the bins, each "
+            "scoring the baseline and the prior: 20 passes over the test split, about 15 min); the command prints "
+            "its own estimate of the training, measured before it starts"
         )
     return values
+
+
+def realised_ranges(configuration: dict[str, Any], hidden: int) -> dict[str, dict[str, float]]:
+    """Per prior of a recorded configuration (``reproduce_config.json``'s ``priors``), the
+    smallest, median and largest timescale its schedule gives the layer's ``hidden`` units."""
+    from mtlstm_hf.models.mtlstm.timescales import realize_timescales
+
+    ranges = {}
+    for prior, overrides in configuration.items():
+        timescales = realize_timescales(overrides["timescale_schedules"][SWEEP_LAYER], hidden)
+        assert timescales is not None  # every prior of the sweep assigns timescales
+        ranges[prior] = {
+            "min": float(timescales.min()),
+            "median": float(timescales.median()),
+            "max": float(timescales.max()),
+        }
+    return ranges
 
 
 def prior_layer_range(scale_settings: dict[str, Any]) -> tuple[float, float, int]:
@@ -101,20 +140,19 @@ def prior_layer_range(scale_settings: dict[str, Any]) -> tuple[float, float, int
 
 
 def arm_overrides(scale_settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per prior arm, the ``MTLSTMConfig`` fields that put its schedule on :data:`SWEEP_LAYER`
-    (the other layers as the multi-timescale preset has them)."""
+    """Per prior, the ``MTLSTMConfig`` fields that put its schedule on :data:`SWEEP_LAYER` (the other
+    layers as the multi-timescale preset has them; ``inverse_gamma``: the preset's schedules)."""
     from mtlstm_hf.models.mtlstm.presets import PRESETS
 
     preset = PRESETS[scale_settings["presets"]["multi_timescale"]]
     layers = len(scale_settings["model_overrides"].get("hidden_sizes", preset["hidden_sizes"]))
-    low, high, _ = prior_layer_range(scale_settings)
+    low, high, hidden = prior_layer_range(scale_settings)
     overrides: dict[str, dict[str, Any]] = {}
     for name, make in PRIORS.items():
-        if make is None:
-            continue
         schedules = copy.deepcopy(preset["timescale_schedules"])
-        schedules[SWEEP_LAYER] = make(low, high, SWEEP_LAYER / max(layers - 1, 1))
-        overrides[name] = {"timescale_schedules": schedules}
+        if make is not None:
+            schedules[SWEEP_LAYER] = make(low, high, hidden, SWEEP_LAYER / max(layers - 1, 1))
+        overrides[name] = {"timescale_schedules": schedules}  # the inverse gamma's: the preset's own, written out
     return overrides
 
 
@@ -138,6 +176,7 @@ __all__ = [
     "SWEEP_STAGES",
     "arm_overrides",
     "prior_layer_range",
+    "realised_ranges",
     "sweep_evaluation_stage",
     "sweep_scale",
 ]
