@@ -49,11 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Reproduce an experiment of Mahto et al. (ICLR 2021): train the baseline and the multi-timescale model "
             "seed by seed, analyse them, and write report.json, REPORT.md (each claim: the paper's value, ours with a "
-            "95% CI, a verdict) and figures into --output-dir. Rerun the same command to continue."
+            "95% CI, a verdict) and figures into --output-dir; prior-sweep trains the baseline and one model per "
+            "timescale prior of other recurrent models and reports their perplexities (no claims). Rerun the same "
+            "command to continue."
         ),
         epilog=exit_codes.epilog(non_finite_loss=True),
     )
-    parser.add_argument("experiment", choices=list(EXPERIMENTS), help="lm-ptb, lm-wikitext2 or dyck2")
+    parser.add_argument("experiment", choices=list(EXPERIMENTS), help="lm-ptb, lm-wikitext2, dyck2 or prior-sweep")
     return parser
 
 
