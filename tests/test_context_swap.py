@@ -175,7 +175,7 @@ def test_the_swapped_context_shares_no_token_with_the_context_or_the_segment():
         for row_a, row_b in zip(batch[:half], batch[half:]):
             assert torch.equal(row_a[20:], row_b[20:])  # the same segment
             assert not set(row_b[:20].tolist()) & set(row_a.tolist())  # B is disjoint from A and S
-    with pytest.raises(ValueError, match="no other drawn segment has a context disjoint"):
+    with pytest.raises(ValueError, match=r"the stream \(40 tokens\) has no context of 20 tokens disjoint"):
         context_swap_timescales(recording, torch.arange(40), context_length=20, segment_length=10, samples=3)
 
 

@@ -130,23 +130,26 @@ def hidden_state_activations(model: Any) -> Activations:
     return activations
 
 
-def _disjoint_context(starts: Sequence[int], index: int, context_length: int, segment_length: int) -> int:
-    """The sample whose context is ``B`` for sample ``index``: the nearest before it (cyclically)
-    whose context ``[s - C, s)`` shares no token with sample ``index``'s ``[s_i - C, s_i + S)``.
+def _disjoint_context(
+    length: int, start: int, context_length: int, segment_length: int, generator: torch.Generator
+) -> int:
+    """Where context ``B`` of the segment at ``start`` ends: a position ``p`` drawn uniformly among
+    those whose context ``[p - C, p)`` of the stream (``length`` tokens) shares no token with
+    ``[start - C, start + S)``.
 
     Raises:
-        ValueError: no sample qualifies (the segments are drawn too close together).
+        ValueError: no such position (the stream is too short for the sizes).
     """
-    own = starts[index]
-    for step in range(1, len(starts)):
-        other = starts[(index - step) % len(starts)]
-        if other <= own - context_length or other >= own + context_length + segment_length:
-            return (index - step) % len(starts)
-    raise ValueError(
-        f"no other drawn segment has a context disjoint from segment {index} (context_length={context_length}, "
-        f"segment_length={segment_length}, {len(starts)} samples): the stream is too short for these sizes; "
-        "allowed: a longer stream, or smaller context_length / segment_length, or more samples."
-    )
+    before = max(0, start - 2 * context_length + 1)  # p in [C, start - C]
+    after = max(0, length - (start + context_length + segment_length) + 1)  # p in [start + S + C, length]
+    if before + after == 0:
+        raise ValueError(
+            f"the stream ({length} tokens) has no context of {context_length} tokens disjoint from the one and the "
+            f"segment ({segment_length} tokens) at position {start}: allowed: a longer stream, or smaller "
+            "context_length / segment_length."
+        )
+    pick = int(torch.randint(before + after, (1,), generator=generator))
+    return context_length + pick if pick < before else start + segment_length + context_length + (pick - before)
 
 
 def context_swap_timescales(
@@ -163,8 +166,8 @@ def context_swap_timescales(
 
     ``samples`` segments ``S`` start at positions drawn without replacement (generator seeded
     with ``seed``) from ``[context_length, N - segment_length]``; context ``A`` is the
-    ``context_length`` tokens before ``S``, context ``B`` those before another drawn segment whose
-    context shares no token with ``A`` or ``S`` (the nearest such sample before it, cyclically).
+    ``context_length`` tokens before ``S``, context ``B`` the ``context_length`` tokens before a
+    position drawn (same generator) among those whose context shares no token with ``A`` or ``S``.
     Rows ``[A, S]`` and ``[B, S]`` are run from a zero state, in batches of ``batch_size`` pairs.
     A timescale longer than ``segment_length`` is an extrapolation of the fit beyond the segment.
 
@@ -172,7 +175,7 @@ def context_swap_timescales(
         activations: ``ids (batch, length) -> per layer (batch, length, units)``, e.g.
             :func:`hidden_state_activations` of a model.
         stream: ``(N,)`` token ids, ``N >= context_length + segment_length + samples - 1`` (and long
-            enough that every sample finds a disjoint context).
+            enough that every segment finds a disjoint context elsewhere).
         context_length, segment_length, samples, batch_size: positive integers
             (``segment_length >= 2``, ``samples >= 2``).
         seed: the draw of the segments.
@@ -203,7 +206,9 @@ def context_swap_timescales(
         )
     generator = torch.Generator().manual_seed(seed)
     starts = (context_length + torch.randperm(starts_available, generator=generator)[:samples]).tolist()
-    other = [_disjoint_context(starts, index, context_length, segment_length) for index in range(samples)]
+    borrowed_ends = [
+        _disjoint_context(stream.numel(), start, context_length, segment_length, generator) for start in starts
+    ]
     sums: list[torch.Tensor] | None = None
     for first in range(0, samples, batch_size):
         chosen = torch.arange(first, min(first + batch_size, samples))
@@ -211,7 +216,7 @@ def context_swap_timescales(
         for index in chosen.tolist():
             start = starts[index]
             segment = stream[start : start + segment_length]
-            borrowed = starts[other[index]]
+            borrowed = borrowed_ends[index]
             rows_a.append(torch.cat([stream[start - context_length : start], segment]))
             rows_b.append(torch.cat([stream[borrowed - context_length : borrowed], segment]))
         ids = torch.stack(rows_a + rows_b)

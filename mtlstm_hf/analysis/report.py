@@ -428,7 +428,7 @@ def run_analyses(
                 report["skipped"][name] = str(error)
             else:
                 report["analyses"][name] = result
-                if draw:
+                if draw and folder is not None:
                     for old in _figures_of(report, name):
                         report["figures"].pop(old, None)
                     drawn = _draw(drawings, folder)

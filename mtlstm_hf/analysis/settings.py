@@ -218,7 +218,7 @@ class AnalysisSettings(ScoringOptions):
         values["count_splits"] = list(self.count_splits)
         values["bin_edges"] = list(self.bin_edges)
         values["families"] = list(self.families)
-        if self.word_classes is not None:
+        if isinstance(self.word_classes, dict):  # a file name not read yet stays as given
             digest = hashlib.sha256(json.dumps(sorted(self.word_classes.items())).encode()).hexdigest()[:16]
             values["word_classes"] = f"<{len(self.word_classes)} words, sha256 {digest}>"
         return values

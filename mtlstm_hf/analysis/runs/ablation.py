@@ -29,7 +29,8 @@ def default_ablation_layer(model: torch.nn.Module) -> int:
     for index, schedule in enumerate(schedules):
         if isinstance(schedule, Mapping) and schedule.get("type") == "inverse_gamma":
             return index
-    return len(base_model(model).layers) // 2
+    base: Any = base_model(model)  # its own modules (torch's Module typing says Tensor | Module)
+    return len(base.layers) // 2
 
 
 def ablation_layer_index(context: AnalysisContext) -> int:
@@ -80,10 +81,11 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
     hidden_size = architecture.channel_count(layer)
     # Unit order: consecutive chunks of unit indices.
     explicit = list(torch.arange(hidden_size).split(settings.chunk_size)) if ordering is None else None
+    unit_chunks: list[torch.Tensor]
     if architecture.native:
         unit_chunks, ordering, _ = resolve_chunks(context.model, layer, explicit, settings.chunk_size, ordering)
     else:
-        unit_chunks = explicit if ordering is None else timescale_chunks(ordering, settings.chunk_size)
+        unit_chunks = explicit if explicit is not None else timescale_chunks(ordering, settings.chunk_size)
     # One batched pass scores every chunk; both reports (frequency, word classes) bin the same numbers
     # (an MTLSTM's: ablation.ablation_log_probs).
     log_probs = architecture.ablation_log_probs(
@@ -95,7 +97,7 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
         progress=context.progress,
     )
     targets = context.stream[target_positions(context.stream.numel(), settings.batch_size)]
-    common = dict(
+    common: dict[str, Any] = dict(
         layer=layer,
         unit_chunks=unit_chunks,
         ordering=ordering,
@@ -111,7 +113,7 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
     drawings: Figures = {
         "routing_frequency": lambda: figures.plot_routing_heatmap(frequency, title="Routing by word frequency")
     }
-    if settings.word_classes:
+    if isinstance(settings.word_classes, dict) and settings.word_classes:  # validated: a dict, or None
         vocab_size = architecture.vocab_size
         classes, labels = word_class_table(settings.word_classes, context.tokenizer, vocab_size, settings.other_label)
         by_class = routing_from_log_probs(log_probs, targets, classes, labels, True, **common)
@@ -136,5 +138,6 @@ def estimated_seconds(context: AnalysisContext) -> float:
     except ValueError:  # reported when the analysis runs
         layer = 0
     chunks = math.ceil(sizes[layer] / context.settings.chunk_size)
-    head = base_model(context.model).embeddings.num_embeddings * sizes[-1]
-    return (chunks + 1) * context.stream.numel() * (context.recurrent_multiply_adds() + head) / GEMM_RATE
+    base: Any = base_model(context.model)
+    head = base.embeddings.num_embeddings * sizes[-1]
+    return float((chunks + 1) * context.stream.numel() * (context.recurrent_multiply_adds() + head) / GEMM_RATE)

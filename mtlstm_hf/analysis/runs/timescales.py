@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from mtlstm_hf.models.mtlstm.layouts import layer_number
 
 from ..context import GEMM_RATE, AnalysisContext
 from ..registry import Figures
-from ..timescales import fit_inverse_gamma, timescale_report
+from ..timescales import DistributionFit, fit_inverse_gamma, timescale_report
 
 __all__ = ["estimated_seconds", "run"]
 
@@ -27,7 +28,7 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
             "source": architecture.source,
             "note": "mean_forget_gate holds the mean per-step retention a_t of every unit; T = -1 / ln mean(a)",
         }
-    fits = {}
+    fits: dict[int, DistributionFit | None] = {}
     for entry in estimate.layers:
         try:
             fits[entry.layer_index] = fit_inverse_gamma(entry.timescales)
@@ -35,8 +36,8 @@ def run(context: AnalysisContext) -> tuple[dict[str, Any], Figures]:
             fits[entry.layer_index] = None
     # The figures draw a fit only where inverse_gamma_fit_note finds it meaningful.
     drawings: Figures = {
-        f"timescales_layer{layer_number(entry.layer_index)}": (
-            lambda entry=entry: figures.plot_timescales(entry, fits[entry.layer_index])
+        f"timescales_layer{layer_number(entry.layer_index)}": functools.partial(
+            figures.plot_timescales, entry, fits[entry.layer_index]
         )
         for entry in estimate.layers
     }
