@@ -24,6 +24,7 @@ __all__ = [
     "CONFIG_NAME",
     "MODEL_TYPE",
     "json_type_name",
+    "read_config_json",
     "read_model_config",
 ]
 
@@ -56,6 +57,34 @@ def _no_config(folder: Path, what: str) -> str:
     )
 
 
+def read_config_json(folder: str | os.PathLike, what: str = "checkpoint") -> dict[str, Any] | None:
+    """The ``config.json`` of ``folder`` as a dict, whatever its model type; ``None`` when the folder
+    has none.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist or is not a folder.
+        ValueError: one line naming the file (first word ``what``): not UTF-8 JSON, not a JSON object.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"{what}: {str(folder)!r} {state}.")
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{what}: {str(path)!r} is not valid JSON ({error}); expected the {CONFIG_NAME} of model.save_pretrained."
+        ) from None
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{what}: {str(path)!r} must hold a JSON object (the model's configuration), got {json_type_name(config)}."
+        )
+    return config
+
+
 def read_model_config(folder: str | os.PathLike, what: str = "checkpoint") -> dict[str, Any]:
     """The ``config.json`` of ``folder`` as a dict, after checking it describes an mtlstm model.
 
@@ -72,23 +101,11 @@ def read_model_config(folder: str | os.PathLike, what: str = "checkpoint") -> di
             not UTF-8 JSON, not a JSON object, no ``model_type``, or another ``model_type`` than
             ``"mtlstm"`` (both named).
     """
+    config = read_config_json(folder, what)
     folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        state = "is not a folder" if folder.exists() else "does not exist"
-        raise FileNotFoundError(f"{what}: {str(folder)!r} {state}.")
     path = folder / CONFIG_NAME
-    if not path.is_file():
+    if config is None:
         raise ValueError(_no_config(folder, what))
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(
-            f"{what}: {str(path)!r} is not valid JSON ({error}); expected the {CONFIG_NAME} of model.save_pretrained."
-        ) from None
-    if not isinstance(config, dict):
-        raise ValueError(
-            f"{what}: {str(path)!r} must hold a JSON object (the model's configuration), got {json_type_name(config)}."
-        )
     if "model_type" not in config:
         raise ValueError(
             f"{what}: {str(path)!r} has no model_type; expected {MODEL_TYPE!r} (the {CONFIG_NAME} of an mtlstm model's "

@@ -9,12 +9,12 @@ turns a Hub id into a downloaded snapshot. Loading runs no code from the folder
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from mtlstm_hf.files import PathOrStr
+from mtlstm_hf.input_files import read_config_json
 
 from .registry import architecture_of
 
@@ -55,18 +55,10 @@ def checkpoint_model_type(folder: PathOrStr) -> Any:
     """``model_type`` of ``folder/config.json`` (None when the file or the field is missing).
 
     Raises:
-        ValueError: ``config.json`` is not a JSON object.
+        ValueError: ``config.json`` is not a JSON object (:func:`mtlstm_hf.input_files.read_config_json`).
     """
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {error}") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{str(path)!r} must hold a JSON object.")
-    return config.get("model_type")
+    config = read_config_json(folder, "checkpoint")
+    return None if config is None else config.get("model_type")
 
 
 def load_recurrent_checkpoint(folder: PathOrStr, device: Any = None) -> tuple[Any, Any] | None:
@@ -84,7 +76,12 @@ def load_recurrent_checkpoint(folder: PathOrStr, device: Any = None) -> tuple[An
     model_type = checkpoint_model_type(folder)
     if model_type is None or model_type == "mtlstm":
         return None
-    entry = architecture_of(model_type)
+    try:
+        entry = architecture_of(model_type)
+    except ValueError as error:  # named as every command names a model folder it refuses
+        raise ValueError(
+            f"checkpoint: {str(folder)!r} has model_type={model_type!r}, which {str(error).removeprefix('the ')}"
+        ) from None
     import transformers
     from transformers import AutoTokenizer
 
