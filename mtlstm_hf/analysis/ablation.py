@@ -61,6 +61,7 @@ __all__ = [
     "UnitAblation",
     "ablate_units",
     "ablation_log_probs",
+    "checked_indices",
     "resolve_chunks",
     "routing_from_log_probs",
     "routing_report",
@@ -71,26 +72,45 @@ __all__ = [
 ]
 
 
-def _unit_indices(units: Any, hidden_size: int, layer: int) -> torch.Tensor:
-    """Validated ``(K,)`` int64 unit indices (bool masks of length ``H`` accepted)."""
-    indices = torch.as_tensor(units) if not isinstance(units, torch.Tensor) else units.detach().cpu()
+def checked_indices(
+    values: Any, count: int, where: str, what: str = "unit", extent: str = "the layer's hidden size"
+) -> torch.Tensor:
+    """Validated ``(K,)`` int64 sorted unique indices into ``count`` units or channels (a bool mask
+    of length ``count`` accepted): the one check of the ablations' index arguments.
+
+    Args:
+        values: a tensor, a sequence of ints or a bool mask.
+        count: how many there are (``H``).
+        where: the place named first in a message (``"layer 2"``).
+        what: ``"unit"`` or ``"channel"``; ``extent``: what ``count`` is, in words.
+
+    Raises:
+        ValueError: a mask of another length, non-integer indices or indices outside ``[0, count)``.
+    """
+    if isinstance(values, torch.Tensor):
+        indices = values.detach().cpu()
+    else:
+        indices = torch.as_tensor(values if isinstance(values, (list, tuple)) else list(values))
     if indices.dtype == torch.bool:
-        if indices.shape != (hidden_size,):
-            raise ValueError(
-                f"layer {layer}: a boolean unit mask must have shape ({hidden_size},), got {tuple(indices.shape)}."
-            )
+        if indices.shape != (count,):
+            raise ValueError(f"{where}: a boolean {what} mask must have shape ({count},), got {tuple(indices.shape)}.")
         return indices.nonzero().reshape(-1)
     if indices.numel() == 0:
         return torch.zeros(0, dtype=torch.long)
     if indices.is_floating_point() or indices.is_complex():
-        raise ValueError(f"layer {layer}: unit indices must be integers, got dtype {indices.dtype}.")
+        raise ValueError(f"{where}: {what} indices must be integers, got dtype {indices.dtype}.")
     indices = indices.reshape(-1).long()
-    if int(indices.min()) < 0 or int(indices.max()) >= hidden_size:
+    if int(indices.min()) < 0 or int(indices.max()) >= count:
         raise ValueError(
-            f"layer {layer}: unit indices must lie in [0, {hidden_size}) (the layer's hidden size), "
+            f"{where}: {what} indices must lie in [0, {count}) ({extent}), "
             f"got values from {int(indices.min())} to {int(indices.max())}."
         )
     return torch.unique(indices)
+
+
+def _unit_indices(units: Any, hidden_size: int, layer: int) -> torch.Tensor:
+    """Validated ``(K,)`` int64 unit indices of the layer at 0-based ``layer`` (:func:`checked_indices`)."""
+    return checked_indices(units, hidden_size, f"layer {layer}")
 
 
 class UnitAblation:

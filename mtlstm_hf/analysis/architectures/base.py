@@ -294,8 +294,15 @@ class RecurrentAdapter:
         Returns:
             ``(logits (B, T, V) or None, state after the window)``; ``logits=False`` may skip the
             output layer.
+
+        The default is transformers' state-space layout (Mamba2, xLSTM): the causal LM with
+        ``cache=``, or its ``backbone`` alone without the output layer.
         """
-        raise NotImplementedError
+        if logits:
+            output = self.model(input_ids, cache=state, use_cache=True)
+            return output.logits, output.cache
+        output = self.model.backbone(input_ids, cache=state, use_cache=True)
+        return None, output.cache
 
     def _retention_hooks(self, indices: Sequence[int], sink: RetentionSink) -> list[Any]:
         """Register hooks that hand ``(B, T, U)`` float64 retentions of the layers ``indices`` to
@@ -546,20 +553,6 @@ _NEEDS = {
 
 def _channel_indices(channels: Any, count: int, index: int) -> torch.Tensor:
     """Validated ``(K,)`` int64 sorted channel indices of a layer with ``count`` channels."""
-    values = channels.detach().cpu() if isinstance(channels, torch.Tensor) else torch.as_tensor(list(channels))
-    where = f"layer {layer_number(index)}"
-    if values.dtype == torch.bool:
-        if values.shape != (count,):
-            raise ValueError(f"{where}: a boolean channel mask must have shape ({count},), got {tuple(values.shape)}.")
-        return values.nonzero().reshape(-1)
-    if values.numel() == 0:
-        return torch.zeros(0, dtype=torch.long)
-    if values.is_floating_point() or values.is_complex():
-        raise ValueError(f"{where}: channel indices must be integers, got dtype {values.dtype}.")
-    values = values.reshape(-1).long()
-    if int(values.min()) < 0 or int(values.max()) >= count:
-        raise ValueError(
-            f"{where}: channel indices must lie in [0, {count}) (the layer's channels), got values from "
-            f"{int(values.min())} to {int(values.max())}."
-        )
-    return torch.unique(values)
+    from ..ablation import checked_indices
+
+    return checked_indices(channels, count, f"layer {layer_number(index)}", "channel", "the layer's channels")

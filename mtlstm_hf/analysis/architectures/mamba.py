@@ -106,11 +106,7 @@ class MambaAdapter(RecurrentAdapter):
     def _forward(self, input_ids: torch.Tensor, state: Any, logits: bool) -> tuple[torch.Tensor | None, Any]:
         handles = self._state_hooks() if state is not None and input_ids.shape[1] > 1 and self.drops_state() else []
         try:
-            if logits:
-                output = self.model(input_ids, cache=state, use_cache=True)
-                return output.logits, output.cache
-            output = self.model.backbone(input_ids, cache=state, use_cache=True)
-            return None, output.cache
+            return super()._forward(input_ids, state, logits)
         finally:
             for handle in handles:
                 handle.remove()

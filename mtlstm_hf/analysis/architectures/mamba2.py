@@ -82,10 +82,3 @@ class Mamba2Adapter(RecurrentAdapter):
 
             handles.append(mixer.in_proj.register_forward_hook(hook))
         return handles
-
-    def _forward(self, input_ids: torch.Tensor, state: Any, logits: bool) -> tuple[torch.Tensor | None, Any]:
-        if logits:
-            output = self.model(input_ids, cache=state, use_cache=True)
-            return output.logits, output.cache
-        output = self.model.backbone(input_ids, cache=state, use_cache=True)
-        return None, output.cache

@@ -100,10 +100,3 @@ class XlstmAdapter(RecurrentAdapter):
 
             handles.append(module.register_forward_hook(hook))
         return handles
-
-    def _forward(self, input_ids: torch.Tensor, state: Any, logits: bool) -> tuple[torch.Tensor | None, Any]:
-        if logits:
-            output = self.model(input_ids, cache=state, use_cache=True)
-            return output.logits, output.cache
-        output = self.model.backbone(input_ids, cache=state, use_cache=True)
-        return None, output.cache
