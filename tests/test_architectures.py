@@ -440,3 +440,29 @@ def test_a_new_architecture_is_one_module_and_one_registry_entry():
         register_architecture(Architecture("x", "X", "no_colon", "X"))
     with pytest.raises(KeyError, match="no architecture 'x'"):
         unregister_architecture("x")
+
+
+@pytest.mark.parametrize(
+    ("channels", "message"),
+    [
+        (
+            [0, 10_000],
+            r"layer 1: channel indices must lie in \[0, \d+\) \(the layer's channels\), got values from 0 to 10000",
+        ),
+        ([0.5], r"layer 1: channel indices must be integers, got dtype torch.float"),
+        (torch.ones(3, dtype=torch.bool), r"layer 1: a boolean channel mask must have shape \(\d+,\), got \(3,\)"),
+    ],
+)
+def test_bad_channels_are_named_like_the_mtlstms_bad_units(channels, message):
+    """The one index check of the ablations (ablation.checked_indices) for an architecture's
+    channels; an MTLSTM's units get the same rule with its words (layers numbered from 1 in both)."""
+    from conftest import tiny_model
+
+    from mtlstm_hf.analysis.ablation import ablate_units
+    from mtlstm_hf.analysis.architectures import adapter_for
+
+    adapter = adapter_for(build("mamba", vocab_size=40))
+    with pytest.raises(ValueError, match=message):
+        adapter.ablate(0, channels)
+    with pytest.raises(ValueError, match=r"layer 1: unit indices must lie in \[0, 10\) \(the layer's hidden size\)"):
+        ablate_units(tiny_model(), {0: [0, 10]})

@@ -110,7 +110,7 @@ def checked_indices(
 
 def _unit_indices(units: Any, hidden_size: int, layer: int) -> torch.Tensor:
     """Validated ``(K,)`` int64 unit indices of the layer at 0-based ``layer`` (:func:`checked_indices`)."""
-    return checked_indices(units, hidden_size, f"layer {layer}")
+    return checked_indices(units, hidden_size, f"layer {layer_number(layer)}")  # messages number layers from 1
 
 
 class UnitAblation:
