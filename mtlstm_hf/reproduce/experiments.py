@@ -357,10 +357,7 @@ class PriorSweepExperiment(LanguageModelExperiment):
         summary = prior_sweep_summary(report, list(PRIORS))
         configuration = report.get("configuration", {})
         if "priors" in configuration:
-            summary["schedules"] = {
-                prior: {"schedule": configuration["priors"][prior]["timescale_schedules"][1], **span}
-                for prior, span in realised_ranges(configuration["priors"], configuration["prior_layer_units"]).items()
-            }
+            summary["schedules"] = realised_ranges(configuration["priors"], configuration["prior_layer_units"])
         return summary
 
     def claims(self, prepared: Any, summary: Mapping[str, Any]) -> list[dict[str, Any]]:

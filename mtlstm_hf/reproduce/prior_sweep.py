@@ -108,16 +108,19 @@ def sweep_scale(scale: str) -> dict[str, Any]:
     return values
 
 
-def realised_ranges(configuration: dict[str, Any], hidden: int) -> dict[str, dict[str, float]]:
-    """Per prior of a recorded configuration (``reproduce_config.json``'s ``priors``), the
-    smallest, median and largest timescale its schedule gives the layer's ``hidden`` units."""
+def realised_ranges(configuration: dict[str, Any], hidden: int) -> dict[str, dict[str, Any]]:
+    """Per prior of a recorded configuration (``reproduce_config.json``'s ``priors``), its schedule
+    of :data:`SWEEP_LAYER` and the smallest, median and largest timescale it gives the layer's
+    ``hidden`` units."""
     from mtlstm_hf.models.mtlstm.timescales import realize_timescales
 
     ranges = {}
     for prior, overrides in configuration.items():
-        timescales = realize_timescales(overrides["timescale_schedules"][SWEEP_LAYER], hidden)
+        schedule = overrides["timescale_schedules"][SWEEP_LAYER]
+        timescales = realize_timescales(schedule, hidden)
         assert timescales is not None  # every prior of the sweep assigns timescales
         ranges[prior] = {
+            "schedule": schedule,
             "min": float(timescales.min()),
             "median": float(timescales.median()),
             "max": float(timescales.max()),
